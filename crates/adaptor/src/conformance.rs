@@ -1,0 +1,630 @@
+//! The conformance suite: every backend runs every case through [`crate::conformance_tests!`].
+//!
+//! Each case is a `pub async fn` taking a [`Harness`]; a new case added here runs on every
+//! backend. Cases panic (assert) on a contract violation.
+
+use std::collections::HashSet;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+
+use serde_json::{Value, json};
+
+use crate::{
+    ClaimRequest, Created, DeleteMode, Error, Fence, JournalRecord, NewRun, NewTaskVersion, Order,
+    Page, RunFilter, RunId, RunStatus, StorageAdapter, TaskName, VersionSel, now_millis,
+};
+
+/// A boxed future, for [`Harness::reopen`].
+pub type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send>>;
+
+/// A fresh, empty store for one case.
+pub struct Harness {
+    /// The store under test.
+    pub store: Arc<dyn StorageAdapter>,
+    /// Opens the same storage again as a new adapter (a new "process"); `None` for purely
+    /// in-memory backends.
+    pub reopen: Option<Box<dyn Fn() -> BoxFuture<Arc<dyn StorageAdapter>> + Send + Sync>>,
+    /// Dropped after the case (a temp dir, a schema to drop).
+    pub guard: Box<dyn std::any::Any + Send>,
+}
+
+impl std::fmt::Debug for Harness {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Harness").field("store", &self.store).finish()
+    }
+}
+
+impl Harness {
+    /// The store after a reopen, or the same store when the backend cannot reopen.
+    pub async fn reopened(&self) -> Arc<dyn StorageAdapter> {
+        match &self.reopen {
+            Some(f) => f().await,
+            None => self.store.clone(),
+        }
+    }
+}
+
+/// Runs one case on a fresh multi-threaded runtime (used by the macro).
+pub fn run_case<F: Future<Output = ()>>(f: F) {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(4)
+        .enable_all()
+        .build()
+        .expect("tokio runtime")
+        .block_on(f)
+}
+
+/// Stamps every conformance case into the calling test module as its own `#[test]`.
+///
+/// `$make` is an `async fn() -> Option<Harness>`; `None` skips the case (a backend whose server
+/// is absent; the factory prints why).
+#[macro_export]
+macro_rules! conformance_tests {
+    ($make:path) => {
+        $crate::conformance_tests!(@cases $make;
+            versions_are_deduplicated_by_hash_and_numbered,
+            latest_and_pinned_version_lookup,
+            create_run_with_idempotency_key,
+            create_run_needs_an_existing_version,
+            update_run_is_compare_and_swap,
+            append_is_idempotent_on_run_and_seq,
+            append_rejects_gaps_and_foreign_records,
+            read_journal_pages_with_after_seq_and_limit,
+            journal_is_durable_across_reopen,
+            claim_picks_only_runnable_runs,
+            claim_bumps_fencing_token_and_stale_appends_are_fenced,
+            renew_and_release_need_the_current_token,
+            concurrent_claimers_claim_each_run_exactly_once,
+            signals_keep_order_and_are_durable,
+            signal_wakes_waiting_run_and_refuses_finished_run,
+            list_runs_filters_by_task_and_status,
+            list_runs_pages_without_gaps_or_repeats_while_adding,
+            prune_removes_only_old_finished_runs,
+            delete_task_with_active_runs_needs_force,
+            large_payload_and_non_ascii_round_trip,
+        );
+    };
+    (@cases $make:path; $($case:ident),* $(,)?) => {
+        $(
+            #[test]
+            fn $case() {
+                $crate::conformance::run_case(async {
+                    if let Some(h) = $make().await {
+                        $crate::conformance::$case(h).await;
+                    }
+                });
+            }
+        )*
+    };
+}
+
+fn name(s: &str) -> TaskName {
+    TaskName::new(s).unwrap()
+}
+
+fn version(task: &str, code: &str) -> NewTaskVersion {
+    NewTaskVersion {
+        task: name(task),
+        code: code.to_string(),
+        graph: None,
+        config: json!({"name": task}),
+    }
+}
+
+fn rec(run: RunId, seq: u64, kind: &str, data: Value) -> JournalRecord {
+    JournalRecord {
+        run,
+        seq,
+        kind: kind.to_string(),
+        at: 1_700_000_000_000 + seq as i64,
+        data,
+    }
+}
+
+async fn task_with_version(store: &dyn StorageAdapter, task: &str) -> u32 {
+    store
+        .put_task_version(version(task, "1 + 1"))
+        .await
+        .unwrap()
+        .version
+        .version
+}
+
+async fn queued_run(store: &dyn StorageAdapter, task: &str, input: Value) -> crate::Run {
+    let v = task_with_version(store, task).await;
+    match store
+        .create_run(NewRun::new(name(task), v, input))
+        .await
+        .unwrap()
+    {
+        Created::Created(r) => r,
+        Created::Existing(r) => panic!("a run without key came back as existing: {r:?}"),
+    }
+}
+
+fn claim_req(worker: &str, now: i64, lease_ms: u64, limit: usize) -> ClaimRequest {
+    ClaimRequest {
+        worker: worker.to_string(),
+        now,
+        lease_ms,
+        limit,
+    }
+}
+
+/// Puts the same content twice and two other contents: versions 1, 1 (not created), 2, 3.
+pub async fn versions_are_deduplicated_by_hash_and_numbered(h: Harness) {
+    let s = &*h.store;
+    let a = s.put_task_version(version("t", "a")).await.unwrap();
+    assert!(a.created);
+    assert_eq!(a.version.version, 1);
+    assert_eq!(a.version.hash, version("t", "a").content_hash());
+    let again = s.put_task_version(version("t", "a")).await.unwrap();
+    assert!(!again.created, "identical content must not create a version");
+    assert_eq!(again.version.version, 1);
+    assert_eq!(s.put_task_version(version("t", "b")).await.unwrap().version.version, 2);
+    assert_eq!(s.put_task_version(version("t", "c")).await.unwrap().version.version, 3);
+    let back = s.put_task_version(version("t", "a")).await.unwrap();
+    assert!(!back.created);
+    assert_eq!(back.version.version, 1, "old content maps to its old version");
+    // graph and config are part of the content
+    let mut g = version("t", "a");
+    g.graph = Some(json!({"initial": "x"}));
+    assert_eq!(s.put_task_version(g).await.unwrap().version.version, 4);
+    // another task numbers from 1
+    assert_eq!(s.put_task_version(version("u", "a")).await.unwrap().version.version, 1);
+    let tasks = s.list_tasks().await.unwrap();
+    let names: Vec<_> = tasks.iter().map(|t| (t.name.as_str(), t.latest_version)).collect();
+    assert_eq!(names, vec![("t", 4), ("u", 1)]);
+}
+
+/// `Latest` is the highest number; `Exact(n)` is that version; missing ones are `NotFound`.
+pub async fn latest_and_pinned_version_lookup(h: Harness) {
+    let s = &*h.store;
+    for code in ["one", "two", "three"] {
+        s.put_task_version(version("t", code)).await.unwrap();
+    }
+    let latest = s.get_task_version(&name("t"), VersionSel::Latest).await.unwrap();
+    assert_eq!((latest.version, latest.code.as_str()), (3, "three"));
+    let two = s.get_task_version(&name("t"), VersionSel::Exact(2)).await.unwrap();
+    assert_eq!((two.version, two.code.as_str()), (2, "two"));
+    assert_eq!(two.config, json!({"name": "t"}));
+    let missing = s.get_task_version(&name("t"), VersionSel::Exact(9)).await;
+    assert!(matches!(missing, Err(Error::NotFound { .. })), "{missing:?}");
+    let unknown = s.get_task_version(&name("nope"), VersionSel::Latest).await;
+    assert!(matches!(unknown, Err(Error::NotFound { .. })), "{unknown:?}");
+}
+
+/// Same key + same input → the existing run; same key + other input → `Conflict`.
+pub async fn create_run_with_idempotency_key(h: Harness) {
+    let s = &*h.store;
+    let v = task_with_version(s, "t").await;
+    let mut new = NewRun::new(name("t"), v, json!({"n": 1}));
+    new.idempotency_key = Some("order-17".into());
+    let first = s.create_run(new.clone()).await.unwrap();
+    let Created::Created(run) = first else {
+        panic!("first create must create")
+    };
+    assert_eq!(run.status, RunStatus::Queued);
+    assert_eq!(run.idempotency_key.as_deref(), Some("order-17"));
+    let second = s.create_run(new.clone()).await.unwrap();
+    assert_eq!(second, Created::Existing(run.clone()));
+    let mut other = new.clone();
+    other.input = json!({"n": 2});
+    let conflict = s.create_run(other).await;
+    assert!(matches!(conflict, Err(Error::Conflict { .. })), "{conflict:?}");
+    // no key: always a new run
+    let a = s.create_run(NewRun::new(name("t"), v, json!({}))).await.unwrap();
+    let b = s.create_run(NewRun::new(name("t"), v, json!({}))).await.unwrap();
+    assert_ne!(a.run().id, b.run().id);
+    assert!(a.run().id < b.run().id, "run ids sort by creation");
+    assert_eq!(s.get_run(run.id).await.unwrap(), run);
+}
+
+/// A run pins an existing version; an unknown task or version is `NotFound`.
+pub async fn create_run_needs_an_existing_version(h: Harness) {
+    let s = &*h.store;
+    let v = task_with_version(s, "t").await;
+    let bad = s.create_run(NewRun::new(name("t"), v + 1, json!({}))).await;
+    assert!(matches!(bad, Err(Error::NotFound { .. })), "{bad:?}");
+    let bad = s.create_run(NewRun::new(name("ghost"), 1, json!({}))).await;
+    assert!(matches!(bad, Err(Error::NotFound { .. })), "{bad:?}");
+    let unknown = s.get_run(RunId::new()).await;
+    assert!(matches!(unknown, Err(Error::NotFound { .. })), "{unknown:?}");
+}
+
+/// `update_run` writes only over the revision it read, then bumps it.
+pub async fn update_run_is_compare_and_swap(h: Harness) {
+    let s = &*h.store;
+    let run = queued_run(s, "t", json!({})).await;
+    let mut edit = run.clone();
+    edit.status = RunStatus::Waiting;
+    edit.waiting_for = Some("approved".into());
+    edit.wake_at = Some(now_millis() + 60_000);
+    let updated = s.update_run(&edit).await.unwrap();
+    assert_eq!(updated.revision, run.revision + 1);
+    assert_eq!(updated.status, RunStatus::Waiting);
+    assert_eq!(s.get_run(run.id).await.unwrap(), updated);
+    // the old copy is stale now
+    let mut stale = run.clone();
+    stale.status = RunStatus::Cancelled;
+    let err = s.update_run(&stale).await;
+    assert!(matches!(err, Err(Error::Conflict { .. })), "{err:?}");
+    assert_eq!(s.get_run(run.id).await.unwrap().status, RunStatus::Waiting);
+    // finishing sets ended_at
+    let mut done = updated.clone();
+    done.status = RunStatus::Succeeded;
+    done.output = Some(json!({"ok": true}));
+    let done = s.update_run(&done).await.unwrap();
+    assert!(done.ended_at.is_some());
+    assert_eq!(done.output, Some(json!({"ok": true})));
+}
+
+/// Re-appending the same records is a no-op; a different record at a stored seq is `Conflict`.
+pub async fn append_is_idempotent_on_run_and_seq(h: Harness) {
+    let s = &*h.store;
+    let run = queued_run(s, "t", json!({})).await.id;
+    let recs: Vec<_> = (0..4).map(|i| rec(run, i, "log", json!({"i": i}))).collect();
+    s.append(run, &recs, Fence::None).await.unwrap();
+    s.append(run, &recs, Fence::None).await.unwrap();
+    s.append(run, &recs[1..3], Fence::None).await.unwrap();
+    assert_eq!(s.read_journal(run, None, 100).await.unwrap(), recs);
+    let mut changed = recs[2].clone();
+    changed.data = json!({"i": "other"});
+    let err = s.append(run, &[changed], Fence::None).await;
+    assert!(matches!(err, Err(Error::Conflict { .. })), "{err:?}");
+    // overlap: stored prefix identical, the rest new
+    let more: Vec<_> = (2..6).map(|i| rec(run, i, "log", json!({"i": i}))).collect();
+    s.append(run, &more, Fence::None).await.unwrap();
+    let all = s.read_journal(run, None, 100).await.unwrap();
+    assert_eq!(all.iter().map(|r| r.seq).collect::<Vec<_>>(), vec![0, 1, 2, 3, 4, 5]);
+    s.append(run, &[], Fence::None).await.unwrap();
+}
+
+/// A gap in seqs is `Invalid`; so is a record of another run; an unknown run is `NotFound`.
+pub async fn append_rejects_gaps_and_foreign_records(h: Harness) {
+    let s = &*h.store;
+    let run = queued_run(s, "t", json!({})).await.id;
+    let gap = s.append(run, &[rec(run, 1, "log", json!(1))], Fence::None).await;
+    assert!(matches!(gap, Err(Error::Invalid { .. })), "{gap:?}");
+    let holes = s
+        .append(run, &[rec(run, 0, "log", json!(0)), rec(run, 2, "log", json!(2))], Fence::None)
+        .await;
+    assert!(matches!(holes, Err(Error::Invalid { .. })), "{holes:?}");
+    assert!(s.read_journal(run, None, 10).await.unwrap().is_empty(), "a failed append writes nothing");
+    let other = RunId::new();
+    let foreign = s.append(run, &[rec(other, 0, "log", json!(0))], Fence::None).await;
+    assert!(matches!(foreign, Err(Error::Invalid { .. })), "{foreign:?}");
+    let unknown = s.append(other, &[rec(other, 0, "log", json!(0))], Fence::None).await;
+    assert!(matches!(unknown, Err(Error::NotFound { .. })), "{unknown:?}");
+    let unknown = s.read_journal(other, None, 10).await;
+    assert!(matches!(unknown, Err(Error::NotFound { .. })), "{unknown:?}");
+}
+
+/// `read_journal` pages with `after_seq` and `limit`.
+pub async fn read_journal_pages_with_after_seq_and_limit(h: Harness) {
+    let s = &*h.store;
+    let run = queued_run(s, "t", json!({})).await.id;
+    for chunk in (0..25u64).collect::<Vec<_>>().chunks(4) {
+        let recs: Vec<_> = chunk.iter().map(|&i| rec(run, i, "call.completed", json!({"i": i}))).collect();
+        s.append(run, &recs, Fence::None).await.unwrap();
+    }
+    let seqs = |v: Vec<JournalRecord>| v.into_iter().map(|r| r.seq).collect::<Vec<_>>();
+    assert_eq!(seqs(s.read_journal(run, None, 10).await.unwrap()), (0..10).collect::<Vec<_>>());
+    assert_eq!(seqs(s.read_journal(run, Some(9), 10).await.unwrap()), (10..20).collect::<Vec<_>>());
+    assert_eq!(seqs(s.read_journal(run, Some(19), 10).await.unwrap()), (20..25).collect::<Vec<_>>());
+    assert!(s.read_journal(run, Some(24), 10).await.unwrap().is_empty());
+    assert!(s.read_journal(run, Some(100), 10).await.unwrap().is_empty());
+    assert_eq!(seqs(s.read_journal(run, Some(0), 1).await.unwrap()), vec![1]);
+}
+
+/// Appended records, runs and versions survive closing and reopening the storage.
+pub async fn journal_is_durable_across_reopen(h: Harness) {
+    let run = queued_run(&*h.store, "t", json!({"keep": "me"})).await;
+    let recs: Vec<_> = (0..5).map(|i| rec(run.id, i, "log", json!({"line": i}))).collect();
+    h.store.append(run.id, &recs, Fence::None).await.unwrap();
+    let s = h.reopened().await;
+    assert_eq!(s.get_run(run.id).await.unwrap(), run);
+    assert_eq!(s.read_journal(run.id, None, 100).await.unwrap(), recs);
+    assert_eq!(s.get_task_version(&name("t"), VersionSel::Latest).await.unwrap().version, 1);
+    // and the reopened store continues the journal
+    s.append(run.id, &[rec(run.id, 5, "log", json!(5))], Fence::None).await.unwrap();
+    assert_eq!(s.read_journal(run.id, Some(4), 10).await.unwrap().len(), 1);
+}
+
+/// Claim takes queued runs, due waiting runs and running runs with expired leases — only those.
+pub async fn claim_picks_only_runnable_runs(h: Harness) {
+    let s = &*h.store;
+    let now = now_millis();
+    let mut expect = HashSet::new();
+    let queued = queued_run(s, "t", json!("queued")).await;
+    expect.insert(queued.id);
+    let set = |mut r: crate::Run, st: RunStatus, wake: Option<i64>| {
+        r.status = st;
+        r.wake_at = wake;
+        r
+    };
+    let due = queued_run(s, "t", json!("due")).await;
+    s.update_run(&set(due.clone(), RunStatus::Waiting, Some(now - 1))).await.unwrap();
+    expect.insert(due.id);
+    let later = queued_run(s, "t", json!("later")).await;
+    s.update_run(&set(later, RunStatus::Waiting, Some(now + 3_600_000))).await.unwrap();
+    let event = queued_run(s, "t", json!("event")).await;
+    s.update_run(&set(event, RunStatus::Waiting, None)).await.unwrap();
+    for st in [RunStatus::Paused, RunStatus::Succeeded, RunStatus::Failed, RunStatus::Cancelled] {
+        let r = queued_run(s, "t", json!(st.as_str())).await;
+        s.update_run(&set(r, st, Some(now - 1))).await.unwrap();
+    }
+    // one run with a live lease, one whose lease expired
+    let live = queued_run(s, "t", json!("live")).await;
+    let expired = queued_run(s, "t", json!("expired")).await;
+    let first = s.claim(&claim_req("w0", now, 60_000, 100)).await.unwrap();
+    let got: HashSet<_> = first.iter().map(|c| c.run.id).collect();
+    assert!(got.contains(&live.id) && got.contains(&expired.id) && got.contains(&queued.id));
+    assert_eq!(got.len(), 4, "queued, due, live and expired: {got:?}");
+    // let the "expired" lease lapse by renewing it into the past
+    let exp_claim = first.iter().find(|c| c.run.id == expired.id).unwrap();
+    s.renew(expired.id, exp_claim.token, now - 120_000, 1_000).await.unwrap();
+    let second = s.claim(&claim_req("w1", now, 60_000, 100)).await.unwrap();
+    let ids: Vec<_> = second.iter().map(|c| c.run.id).collect();
+    assert_eq!(ids, vec![expired.id], "only the run whose lease expired is claimable again");
+    assert!(second[0].run.status == RunStatus::Running);
+    assert_eq!(second[0].run.lease.as_ref().unwrap().owner, "w1");
+    let none = s.claim(&claim_req("w2", now, 60_000, 100)).await.unwrap();
+    assert!(none.is_empty(), "nothing else is runnable: {none:?}");
+    let _ = expect;
+}
+
+/// Each claim bumps the fencing token; appends with the old token fail with `Fenced`.
+pub async fn claim_bumps_fencing_token_and_stale_appends_are_fenced(h: Harness) {
+    let s = &*h.store;
+    let now = now_millis();
+    let run = queued_run(s, "t", json!({})).await.id;
+    let c1 = s.claim(&claim_req("w1", now - 100_000, 1_000, 1)).await.unwrap();
+    assert_eq!(c1.len(), 1);
+    let t1 = c1[0].token;
+    s.append(run, &[rec(run, 0, "run.started", json!({}))], Fence::Token(t1)).await.unwrap();
+    let c2 = s.claim(&claim_req("w2", now, 60_000, 1)).await.unwrap();
+    assert_eq!(c2.len(), 1, "the expired lease is claimable");
+    let t2 = c2[0].token;
+    assert!(t2 > t1, "tokens grow: {t1} then {t2}");
+    assert_eq!(c2[0].run.attempt, 2);
+    let err = s.append(run, &[rec(run, 1, "log", json!("late"))], Fence::Token(t1)).await;
+    assert!(matches!(err, Err(Error::Fenced { token, current, .. }) if token == t1 && current == t2), "{err:?}");
+    s.append(run, &[rec(run, 1, "log", json!("owner"))], Fence::Token(t2)).await.unwrap();
+    let journal = s.read_journal(run, None, 10).await.unwrap();
+    assert_eq!(journal.len(), 2);
+    assert_eq!(journal[1].data, json!("owner"));
+}
+
+/// `renew` and `release` work only with the current token.
+pub async fn renew_and_release_need_the_current_token(h: Harness) {
+    let s = &*h.store;
+    let now = now_millis();
+    let run = queued_run(s, "t", json!({})).await.id;
+    let c = s.claim(&claim_req("w", now, 1_000, 1)).await.unwrap().remove(0);
+    let renewed = s.renew(run, c.token, now + 500, 10_000).await.unwrap();
+    assert_eq!(renewed.lease.as_ref().unwrap().expires_at, now + 10_500);
+    let stale = s.renew(run, c.token + 1, now, 10_000).await;
+    assert!(matches!(stale, Err(Error::Fenced { .. })), "{stale:?}");
+    let released = s.release(run, c.token).await.unwrap();
+    assert!(released.lease.is_none());
+    let again = s.release(run, c.token).await;
+    assert!(matches!(again, Err(Error::Fenced { .. })), "{again:?}");
+}
+
+/// Eight concurrent claimers over 1,000 queued runs claim each exactly once.
+pub async fn concurrent_claimers_claim_each_run_exactly_once(h: Harness) {
+    let v = task_with_version(&*h.store, "t").await;
+    let mut creators = Vec::new();
+    for c in 0..8 {
+        let s = h.store.clone();
+        creators.push(tokio::spawn(async move {
+            for i in 0..125 {
+                s.create_run(NewRun::new(name("t"), v, json!([c, i]))).await.unwrap();
+            }
+        }));
+    }
+    for c in creators {
+        c.await.unwrap();
+    }
+    let now = now_millis();
+    let mut claimers = Vec::new();
+    for w in 0..8 {
+        let s = h.store.clone();
+        claimers.push(tokio::spawn(async move {
+            let mut mine = Vec::new();
+            loop {
+                let got = s.claim(&claim_req(&format!("w{w}"), now, 600_000, 7)).await.unwrap();
+                if got.is_empty() {
+                    break;
+                }
+                mine.extend(got.into_iter().map(|c| c.run.id));
+            }
+            mine
+        }));
+    }
+    let mut all = Vec::new();
+    for c in claimers {
+        all.extend(c.await.unwrap());
+    }
+    let unique: HashSet<_> = all.iter().copied().collect();
+    assert_eq!(all.len(), 1000, "claims: {} (duplicates: {})", all.len(), all.len() - unique.len());
+    assert_eq!(unique.len(), 1000);
+}
+
+/// Signals come back in the order sent, with dense seqs, after a reopen too.
+pub async fn signals_keep_order_and_are_durable(h: Harness) {
+    let run = queued_run(&*h.store, "t", json!({})).await.id;
+    for (i, n) in ["a", "b", "a"].iter().enumerate() {
+        let seq = h.store.send_signal(run, n, json!({"i": i})).await.unwrap();
+        assert_eq!(seq, i as u64);
+    }
+    let s = h.reopened().await;
+    let all = s.read_signals(run, None).await.unwrap();
+    let got: Vec<_> = all.iter().map(|g| (g.seq, g.name.as_str(), g.payload.clone())).collect();
+    assert_eq!(got, vec![(0, "a", json!({"i": 0})), (1, "b", json!({"i": 1})), (2, "a", json!({"i": 2}))]);
+    assert_eq!(s.read_signals(run, Some(0)).await.unwrap().len(), 2);
+    assert!(s.read_signals(run, Some(2)).await.unwrap().is_empty());
+    let unknown = s.send_signal(RunId::new(), "x", json!(null)).await;
+    assert!(matches!(unknown, Err(Error::NotFound { .. })), "{unknown:?}");
+}
+
+/// A signal makes a waiting run claimable; a finished run refuses signals.
+pub async fn signal_wakes_waiting_run_and_refuses_finished_run(h: Harness) {
+    let s = &*h.store;
+    let now = now_millis();
+    let mut run = queued_run(s, "t", json!({})).await;
+    run.status = RunStatus::Waiting;
+    run.waiting_for = Some("approved".into());
+    let run = s.update_run(&run).await.unwrap();
+    assert!(s.claim(&claim_req("w", now, 1_000, 10)).await.unwrap().is_empty());
+    s.send_signal(run.id, "approved", json!(true)).await.unwrap();
+    let claimed = s.claim(&claim_req("w", now_millis() + 1, 1_000, 10)).await.unwrap();
+    assert_eq!(claimed.len(), 1, "the signal made the run runnable");
+    let mut done = claimed[0].run.clone();
+    done.status = RunStatus::Succeeded;
+    s.update_run(&done).await.unwrap();
+    let err = s.send_signal(run.id, "approved", json!(true)).await;
+    assert!(matches!(err, Err(Error::Conflict { .. })), "{err:?}");
+}
+
+/// `list_runs` filters by task and by status.
+pub async fn list_runs_filters_by_task_and_status(h: Harness) {
+    let s = &*h.store;
+    let a1 = queued_run(s, "a", json!(1)).await;
+    let b1 = queued_run(s, "b", json!(1)).await;
+    let mut a2 = queued_run(s, "a", json!(2)).await;
+    a2.status = RunStatus::Failed;
+    s.update_run(&a2).await.unwrap();
+    let all = s.list_runs(&RunFilter::default(), Page::first(100)).await.unwrap();
+    assert_eq!(all.runs.iter().map(|r| r.id).collect::<Vec<_>>(), vec![a1.id, b1.id, a2.id]);
+    assert_eq!(all.next, None);
+    let only_a = RunFilter { task: Some(name("a")), statuses: vec![] };
+    let got = s.list_runs(&only_a, Page::first(100)).await.unwrap();
+    assert_eq!(got.runs.iter().map(|r| r.id).collect::<Vec<_>>(), vec![a1.id, a2.id]);
+    let failed_a = RunFilter { task: Some(name("a")), statuses: vec![RunStatus::Failed] };
+    let got = s.list_runs(&failed_a, Page::first(100)).await.unwrap();
+    assert_eq!(got.runs.iter().map(|r| r.id).collect::<Vec<_>>(), vec![a2.id]);
+    let queued = RunFilter { task: None, statuses: vec![RunStatus::Queued, RunStatus::Running] };
+    let got = s.list_runs(&queued, Page::first(100)).await.unwrap();
+    assert_eq!(got.runs.iter().map(|r| r.id).collect::<Vec<_>>(), vec![a1.id, b1.id]);
+    let newest = Page { after: None, limit: 2, order: Order::NewestFirst };
+    let got = s.list_runs(&RunFilter::default(), newest).await.unwrap();
+    assert_eq!(got.runs.iter().map(|r| r.id).collect::<Vec<_>>(), vec![a2.id, b1.id]);
+    assert_eq!(got.next, Some(b1.id));
+    let rest = Page { after: got.next, limit: 2, order: Order::NewestFirst };
+    let got = s.list_runs(&RunFilter::default(), rest).await.unwrap();
+    assert_eq!(got.runs.iter().map(|r| r.id).collect::<Vec<_>>(), vec![a1.id]);
+    assert_eq!(got.next, None);
+    let none = s.list_runs(&RunFilter { task: Some(name("zzz")), statuses: vec![] }, Page::first(10)).await;
+    assert!(none.unwrap().runs.is_empty());
+}
+
+/// Paging while runs are being added sees every earlier run exactly once.
+pub async fn list_runs_pages_without_gaps_or_repeats_while_adding(h: Harness) {
+    let s = &*h.store;
+    let mut before = Vec::new();
+    for i in 0..40 {
+        before.push(queued_run(s, "t", json!(i)).await.id);
+    }
+    let mut seen = Vec::new();
+    let mut page = Page::first(7);
+    let mut added = 0;
+    loop {
+        let got = s.list_runs(&RunFilter::default(), page).await.unwrap();
+        seen.extend(got.runs.iter().map(|r| r.id));
+        // add a run between pages
+        queued_run(s, "t", json!(format!("new {added}"))).await;
+        added += 1;
+        match got.next {
+            Some(after) => page = Page { after: Some(after), ..page },
+            None => break,
+        }
+        assert!(added < 100, "paging never ends");
+    }
+    let unique: HashSet<_> = seen.iter().copied().collect();
+    assert_eq!(unique.len(), seen.len(), "a run was listed twice");
+    for id in &before {
+        assert!(unique.contains(id), "run {id} was skipped");
+    }
+    let mut sorted = seen.clone();
+    sorted.sort();
+    assert_eq!(sorted, seen, "pages are in id order");
+}
+
+/// `prune` removes finished runs that ended before the cut-off, with their journals, only.
+pub async fn prune_removes_only_old_finished_runs(h: Harness) {
+    let s = &*h.store;
+    let now = now_millis();
+    let finish = |mut r: crate::Run, st: RunStatus, ended: i64| {
+        r.status = st;
+        r.ended_at = Some(ended);
+        r
+    };
+    let old_done = queued_run(s, "t", json!(1)).await;
+    s.append(old_done.id, &[rec(old_done.id, 0, "log", json!(0))], Fence::None).await.unwrap();
+    s.update_run(&finish(old_done.clone(), RunStatus::Succeeded, now - 10_000)).await.unwrap();
+    let old_failed = queued_run(s, "t", json!(2)).await;
+    s.update_run(&finish(old_failed.clone(), RunStatus::Failed, now - 10_000)).await.unwrap();
+    let new_done = queued_run(s, "t", json!(3)).await;
+    s.update_run(&finish(new_done.clone(), RunStatus::Cancelled, now)).await.unwrap();
+    let active = queued_run(s, "t", json!(4)).await;
+    let mut waiting = active.clone();
+    waiting.status = RunStatus::Waiting;
+    waiting.ended_at = Some(now - 10_000);
+    s.update_run(&waiting).await.unwrap();
+    assert_eq!(s.prune(now - 5_000).await.unwrap(), 2);
+    assert!(matches!(s.get_run(old_done.id).await, Err(Error::NotFound { .. })));
+    assert!(matches!(s.get_run(old_failed.id).await, Err(Error::NotFound { .. })));
+    assert!(matches!(s.read_journal(old_done.id, None, 10).await, Err(Error::NotFound { .. })));
+    assert!(s.get_run(new_done.id).await.is_ok());
+    assert!(s.get_run(active.id).await.is_ok());
+    assert_eq!(s.prune(now - 5_000).await.unwrap(), 0);
+    assert_eq!(s.get_task_version(&name("t"), VersionSel::Latest).await.unwrap().version, 1);
+}
+
+/// Deleting a task with active runs is a `Conflict` unless forced; a missing task is `NotFound`.
+pub async fn delete_task_with_active_runs_needs_force(h: Harness) {
+    let s = &*h.store;
+    let run = queued_run(s, "busy", json!({})).await;
+    let err = s.delete_task(&name("busy"), DeleteMode::IfIdle).await;
+    assert!(matches!(err, Err(Error::Conflict { .. })), "{err:?}");
+    assert!(s.get_run(run.id).await.is_ok(), "nothing deleted");
+    s.delete_task(&name("busy"), DeleteMode::Force).await.unwrap();
+    assert!(matches!(s.get_run(run.id).await, Err(Error::NotFound { .. })));
+    assert!(matches!(s.get_task_version(&name("busy"), VersionSel::Latest).await, Err(Error::NotFound { .. })));
+    // an idle task (only finished runs) goes without force
+    let mut done = queued_run(s, "idle", json!({})).await;
+    done.status = RunStatus::Succeeded;
+    s.update_run(&done).await.unwrap();
+    s.delete_task(&name("idle"), DeleteMode::IfIdle).await.unwrap();
+    assert!(s.list_tasks().await.unwrap().is_empty());
+    let missing = s.delete_task(&name("ghost"), DeleteMode::Force).await;
+    assert!(matches!(missing, Err(Error::NotFound { .. })), "{missing:?}");
+    // the name is free again and numbers from 1
+    assert_eq!(task_with_version(s, "busy").await, 1);
+}
+
+/// A 1 MiB payload and non-ASCII text come back unchanged.
+pub async fn large_payload_and_non_ascii_round_trip(h: Harness) {
+    let big = "x".repeat(1 << 20);
+    let text = "Grüße, 世界! 🚀 \"quotes\" \\ back\nslash\ttab \u{0}nul \u{2028}";
+    let mut v = version("t", &format!("// {text}\n({{ ok: true }})"));
+    v.config = json!({"description": text, "blob": big});
+    let stored = h.store.put_task_version(v.clone()).await.unwrap().version;
+    let run = h
+        .store
+        .create_run(NewRun::new(name("t"), stored.version, json!({"text": text, "big": big})))
+        .await
+        .unwrap()
+        .into_run();
+    let recs = vec![rec(run.id, 0, "call.completed", json!({"body": big, "text": text}))];
+    h.store.append(run.id, &recs, Fence::None).await.unwrap();
+    let s = h.reopened().await;
+    let back = s.get_task_version(&name("t"), VersionSel::Latest).await.unwrap();
+    assert_eq!(back.code, v.code);
+    assert_eq!(back.config, v.config);
+    assert_eq!(s.get_run(run.id).await.unwrap().input, json!({"text": text, "big": big}));
+    assert_eq!(s.read_journal(run.id, None, 10).await.unwrap(), recs);
+}
