@@ -18,20 +18,25 @@ use crate::{
 /// A boxed future, for [`Harness::reopen`].
 pub type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send>>;
 
+/// Opens the same storage again as a new adapter.
+pub type Reopen = Box<dyn Fn() -> BoxFuture<Arc<dyn StorageAdapter>> + Send + Sync>;
+
 /// A fresh, empty store for one case.
 pub struct Harness {
     /// The store under test.
     pub store: Arc<dyn StorageAdapter>,
     /// Opens the same storage again as a new adapter (a new "process"); `None` for purely
     /// in-memory backends.
-    pub reopen: Option<Box<dyn Fn() -> BoxFuture<Arc<dyn StorageAdapter>> + Send + Sync>>,
+    pub reopen: Option<Reopen>,
     /// Dropped after the case (a temp dir, a schema to drop).
     pub guard: Box<dyn std::any::Any + Send>,
 }
 
 impl std::fmt::Debug for Harness {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Harness").field("store", &self.store).finish()
+        f.debug_struct("Harness")
+            .field("store", &self.store)
+            .finish()
     }
 }
 
@@ -160,21 +165,51 @@ pub async fn versions_are_deduplicated_by_hash_and_numbered(h: Harness) {
     assert_eq!(a.version.version, 1);
     assert_eq!(a.version.hash, version("t", "a").content_hash());
     let again = s.put_task_version(version("t", "a")).await.unwrap();
-    assert!(!again.created, "identical content must not create a version");
+    assert!(
+        !again.created,
+        "identical content must not create a version"
+    );
     assert_eq!(again.version.version, 1);
-    assert_eq!(s.put_task_version(version("t", "b")).await.unwrap().version.version, 2);
-    assert_eq!(s.put_task_version(version("t", "c")).await.unwrap().version.version, 3);
+    assert_eq!(
+        s.put_task_version(version("t", "b"))
+            .await
+            .unwrap()
+            .version
+            .version,
+        2
+    );
+    assert_eq!(
+        s.put_task_version(version("t", "c"))
+            .await
+            .unwrap()
+            .version
+            .version,
+        3
+    );
     let back = s.put_task_version(version("t", "a")).await.unwrap();
     assert!(!back.created);
-    assert_eq!(back.version.version, 1, "old content maps to its old version");
+    assert_eq!(
+        back.version.version, 1,
+        "old content maps to its old version"
+    );
     // graph and config are part of the content
     let mut g = version("t", "a");
     g.graph = Some(json!({"initial": "x"}));
     assert_eq!(s.put_task_version(g).await.unwrap().version.version, 4);
     // another task numbers from 1
-    assert_eq!(s.put_task_version(version("u", "a")).await.unwrap().version.version, 1);
+    assert_eq!(
+        s.put_task_version(version("u", "a"))
+            .await
+            .unwrap()
+            .version
+            .version,
+        1
+    );
     let tasks = s.list_tasks().await.unwrap();
-    let names: Vec<_> = tasks.iter().map(|t| (t.name.as_str(), t.latest_version)).collect();
+    let names: Vec<_> = tasks
+        .iter()
+        .map(|t| (t.name.as_str(), t.latest_version))
+        .collect();
     assert_eq!(names, vec![("t", 4), ("u", 1)]);
 }
 
@@ -184,15 +219,27 @@ pub async fn latest_and_pinned_version_lookup(h: Harness) {
     for code in ["one", "two", "three"] {
         s.put_task_version(version("t", code)).await.unwrap();
     }
-    let latest = s.get_task_version(&name("t"), VersionSel::Latest).await.unwrap();
+    let latest = s
+        .get_task_version(&name("t"), VersionSel::Latest)
+        .await
+        .unwrap();
     assert_eq!((latest.version, latest.code.as_str()), (3, "three"));
-    let two = s.get_task_version(&name("t"), VersionSel::Exact(2)).await.unwrap();
+    let two = s
+        .get_task_version(&name("t"), VersionSel::Exact(2))
+        .await
+        .unwrap();
     assert_eq!((two.version, two.code.as_str()), (2, "two"));
     assert_eq!(two.config, json!({"name": "t"}));
     let missing = s.get_task_version(&name("t"), VersionSel::Exact(9)).await;
-    assert!(matches!(missing, Err(Error::NotFound { .. })), "{missing:?}");
+    assert!(
+        matches!(missing, Err(Error::NotFound { .. })),
+        "{missing:?}"
+    );
     let unknown = s.get_task_version(&name("nope"), VersionSel::Latest).await;
-    assert!(matches!(unknown, Err(Error::NotFound { .. })), "{unknown:?}");
+    assert!(
+        matches!(unknown, Err(Error::NotFound { .. })),
+        "{unknown:?}"
+    );
 }
 
 /// Same key + same input → the existing run; same key + other input → `Conflict`.
@@ -212,10 +259,19 @@ pub async fn create_run_with_idempotency_key(h: Harness) {
     let mut other = new.clone();
     other.input = json!({"n": 2});
     let conflict = s.create_run(other).await;
-    assert!(matches!(conflict, Err(Error::Conflict { .. })), "{conflict:?}");
+    assert!(
+        matches!(conflict, Err(Error::Conflict { .. })),
+        "{conflict:?}"
+    );
     // no key: always a new run
-    let a = s.create_run(NewRun::new(name("t"), v, json!({}))).await.unwrap();
-    let b = s.create_run(NewRun::new(name("t"), v, json!({}))).await.unwrap();
+    let a = s
+        .create_run(NewRun::new(name("t"), v, json!({})))
+        .await
+        .unwrap();
+    let b = s
+        .create_run(NewRun::new(name("t"), v, json!({})))
+        .await
+        .unwrap();
     assert_ne!(a.run().id, b.run().id);
     assert!(a.run().id < b.run().id, "run ids sort by creation");
     assert_eq!(s.get_run(run.id).await.unwrap(), run);
@@ -230,7 +286,10 @@ pub async fn create_run_needs_an_existing_version(h: Harness) {
     let bad = s.create_run(NewRun::new(name("ghost"), 1, json!({}))).await;
     assert!(matches!(bad, Err(Error::NotFound { .. })), "{bad:?}");
     let unknown = s.get_run(RunId::new()).await;
-    assert!(matches!(unknown, Err(Error::NotFound { .. })), "{unknown:?}");
+    assert!(
+        matches!(unknown, Err(Error::NotFound { .. })),
+        "{unknown:?}"
+    );
 }
 
 /// `update_run` writes only over the revision it read, then bumps it.
@@ -264,7 +323,9 @@ pub async fn update_run_is_compare_and_swap(h: Harness) {
 pub async fn append_is_idempotent_on_run_and_seq(h: Harness) {
     let s = &*h.store;
     let run = queued_run(s, "t", json!({})).await.id;
-    let recs: Vec<_> = (0..4).map(|i| rec(run, i, "log", json!({"i": i}))).collect();
+    let recs: Vec<_> = (0..4)
+        .map(|i| rec(run, i, "log", json!({"i": i})))
+        .collect();
     s.append(run, &recs, Fence::None).await.unwrap();
     s.append(run, &recs, Fence::None).await.unwrap();
     s.append(run, &recs[1..3], Fence::None).await.unwrap();
@@ -274,10 +335,15 @@ pub async fn append_is_idempotent_on_run_and_seq(h: Harness) {
     let err = s.append(run, &[changed], Fence::None).await;
     assert!(matches!(err, Err(Error::Conflict { .. })), "{err:?}");
     // overlap: stored prefix identical, the rest new
-    let more: Vec<_> = (2..6).map(|i| rec(run, i, "log", json!({"i": i}))).collect();
+    let more: Vec<_> = (2..6)
+        .map(|i| rec(run, i, "log", json!({"i": i})))
+        .collect();
     s.append(run, &more, Fence::None).await.unwrap();
     let all = s.read_journal(run, None, 100).await.unwrap();
-    assert_eq!(all.iter().map(|r| r.seq).collect::<Vec<_>>(), vec![0, 1, 2, 3, 4, 5]);
+    assert_eq!(
+        all.iter().map(|r| r.seq).collect::<Vec<_>>(),
+        vec![0, 1, 2, 3, 4, 5]
+    );
     s.append(run, &[], Fence::None).await.unwrap();
 }
 
@@ -285,20 +351,39 @@ pub async fn append_is_idempotent_on_run_and_seq(h: Harness) {
 pub async fn append_rejects_gaps_and_foreign_records(h: Harness) {
     let s = &*h.store;
     let run = queued_run(s, "t", json!({})).await.id;
-    let gap = s.append(run, &[rec(run, 1, "log", json!(1))], Fence::None).await;
+    let gap = s
+        .append(run, &[rec(run, 1, "log", json!(1))], Fence::None)
+        .await;
     assert!(matches!(gap, Err(Error::Invalid { .. })), "{gap:?}");
     let holes = s
-        .append(run, &[rec(run, 0, "log", json!(0)), rec(run, 2, "log", json!(2))], Fence::None)
+        .append(
+            run,
+            &[rec(run, 0, "log", json!(0)), rec(run, 2, "log", json!(2))],
+            Fence::None,
+        )
         .await;
     assert!(matches!(holes, Err(Error::Invalid { .. })), "{holes:?}");
-    assert!(s.read_journal(run, None, 10).await.unwrap().is_empty(), "a failed append writes nothing");
+    assert!(
+        s.read_journal(run, None, 10).await.unwrap().is_empty(),
+        "a failed append writes nothing"
+    );
     let other = RunId::new();
-    let foreign = s.append(run, &[rec(other, 0, "log", json!(0))], Fence::None).await;
+    let foreign = s
+        .append(run, &[rec(other, 0, "log", json!(0))], Fence::None)
+        .await;
     assert!(matches!(foreign, Err(Error::Invalid { .. })), "{foreign:?}");
-    let unknown = s.append(other, &[rec(other, 0, "log", json!(0))], Fence::None).await;
-    assert!(matches!(unknown, Err(Error::NotFound { .. })), "{unknown:?}");
+    let unknown = s
+        .append(other, &[rec(other, 0, "log", json!(0))], Fence::None)
+        .await;
+    assert!(
+        matches!(unknown, Err(Error::NotFound { .. })),
+        "{unknown:?}"
+    );
     let unknown = s.read_journal(other, None, 10).await;
-    assert!(matches!(unknown, Err(Error::NotFound { .. })), "{unknown:?}");
+    assert!(
+        matches!(unknown, Err(Error::NotFound { .. })),
+        "{unknown:?}"
+    );
 }
 
 /// `read_journal` pages with `after_seq` and `limit`.
@@ -306,29 +391,54 @@ pub async fn read_journal_pages_with_after_seq_and_limit(h: Harness) {
     let s = &*h.store;
     let run = queued_run(s, "t", json!({})).await.id;
     for chunk in (0..25u64).collect::<Vec<_>>().chunks(4) {
-        let recs: Vec<_> = chunk.iter().map(|&i| rec(run, i, "call.completed", json!({"i": i}))).collect();
+        let recs: Vec<_> = chunk
+            .iter()
+            .map(|&i| rec(run, i, "call.completed", json!({"i": i})))
+            .collect();
         s.append(run, &recs, Fence::None).await.unwrap();
     }
     let seqs = |v: Vec<JournalRecord>| v.into_iter().map(|r| r.seq).collect::<Vec<_>>();
-    assert_eq!(seqs(s.read_journal(run, None, 10).await.unwrap()), (0..10).collect::<Vec<_>>());
-    assert_eq!(seqs(s.read_journal(run, Some(9), 10).await.unwrap()), (10..20).collect::<Vec<_>>());
-    assert_eq!(seqs(s.read_journal(run, Some(19), 10).await.unwrap()), (20..25).collect::<Vec<_>>());
+    assert_eq!(
+        seqs(s.read_journal(run, None, 10).await.unwrap()),
+        (0..10).collect::<Vec<_>>()
+    );
+    assert_eq!(
+        seqs(s.read_journal(run, Some(9), 10).await.unwrap()),
+        (10..20).collect::<Vec<_>>()
+    );
+    assert_eq!(
+        seqs(s.read_journal(run, Some(19), 10).await.unwrap()),
+        (20..25).collect::<Vec<_>>()
+    );
     assert!(s.read_journal(run, Some(24), 10).await.unwrap().is_empty());
     assert!(s.read_journal(run, Some(100), 10).await.unwrap().is_empty());
-    assert_eq!(seqs(s.read_journal(run, Some(0), 1).await.unwrap()), vec![1]);
+    assert_eq!(
+        seqs(s.read_journal(run, Some(0), 1).await.unwrap()),
+        vec![1]
+    );
 }
 
 /// Appended records, runs and versions survive closing and reopening the storage.
 pub async fn journal_is_durable_across_reopen(h: Harness) {
     let run = queued_run(&*h.store, "t", json!({"keep": "me"})).await;
-    let recs: Vec<_> = (0..5).map(|i| rec(run.id, i, "log", json!({"line": i}))).collect();
+    let recs: Vec<_> = (0..5)
+        .map(|i| rec(run.id, i, "log", json!({"line": i})))
+        .collect();
     h.store.append(run.id, &recs, Fence::None).await.unwrap();
     let s = h.reopened().await;
     assert_eq!(s.get_run(run.id).await.unwrap(), run);
     assert_eq!(s.read_journal(run.id, None, 100).await.unwrap(), recs);
-    assert_eq!(s.get_task_version(&name("t"), VersionSel::Latest).await.unwrap().version, 1);
+    assert_eq!(
+        s.get_task_version(&name("t"), VersionSel::Latest)
+            .await
+            .unwrap()
+            .version,
+        1
+    );
     // and the reopened store continues the journal
-    s.append(run.id, &[rec(run.id, 5, "log", json!(5))], Fence::None).await.unwrap();
+    s.append(run.id, &[rec(run.id, 5, "log", json!(5))], Fence::None)
+        .await
+        .unwrap();
     assert_eq!(s.read_journal(run.id, Some(4), 10).await.unwrap().len(), 1);
 }
 
@@ -345,13 +455,24 @@ pub async fn claim_picks_only_runnable_runs(h: Harness) {
         r
     };
     let due = queued_run(s, "t", json!("due")).await;
-    s.update_run(&set(due.clone(), RunStatus::Waiting, Some(now - 1))).await.unwrap();
+    s.update_run(&set(due.clone(), RunStatus::Waiting, Some(now - 1)))
+        .await
+        .unwrap();
     expect.insert(due.id);
     let later = queued_run(s, "t", json!("later")).await;
-    s.update_run(&set(later, RunStatus::Waiting, Some(now + 3_600_000))).await.unwrap();
+    s.update_run(&set(later, RunStatus::Waiting, Some(now + 3_600_000)))
+        .await
+        .unwrap();
     let event = queued_run(s, "t", json!("event")).await;
-    s.update_run(&set(event, RunStatus::Waiting, None)).await.unwrap();
-    for st in [RunStatus::Paused, RunStatus::Succeeded, RunStatus::Failed, RunStatus::Cancelled] {
+    s.update_run(&set(event, RunStatus::Waiting, None))
+        .await
+        .unwrap();
+    for st in [
+        RunStatus::Paused,
+        RunStatus::Succeeded,
+        RunStatus::Failed,
+        RunStatus::Cancelled,
+    ] {
         let r = queued_run(s, "t", json!(st.as_str())).await;
         s.update_run(&set(r, st, Some(now - 1))).await.unwrap();
     }
@@ -364,10 +485,16 @@ pub async fn claim_picks_only_runnable_runs(h: Harness) {
     assert_eq!(got.len(), 4, "queued, due, live and expired: {got:?}");
     // let the "expired" lease lapse by renewing it into the past
     let exp_claim = first.iter().find(|c| c.run.id == expired.id).unwrap();
-    s.renew(expired.id, exp_claim.token, now - 120_000, 1_000).await.unwrap();
+    s.renew(expired.id, exp_claim.token, now - 120_000, 1_000)
+        .await
+        .unwrap();
     let second = s.claim(&claim_req("w1", now, 60_000, 100)).await.unwrap();
     let ids: Vec<_> = second.iter().map(|c| c.run.id).collect();
-    assert_eq!(ids, vec![expired.id], "only the run whose lease expired is claimable again");
+    assert_eq!(
+        ids,
+        vec![expired.id],
+        "only the run whose lease expired is claimable again"
+    );
     assert!(second[0].run.status == RunStatus::Running);
     assert_eq!(second[0].run.lease.as_ref().unwrap().owner, "w1");
     let none = s.claim(&claim_req("w2", now, 60_000, 100)).await.unwrap();
@@ -380,18 +507,34 @@ pub async fn claim_bumps_fencing_token_and_stale_appends_are_fenced(h: Harness) 
     let s = &*h.store;
     let now = now_millis();
     let run = queued_run(s, "t", json!({})).await.id;
-    let c1 = s.claim(&claim_req("w1", now - 100_000, 1_000, 1)).await.unwrap();
+    let c1 = s
+        .claim(&claim_req("w1", now - 100_000, 1_000, 1))
+        .await
+        .unwrap();
     assert_eq!(c1.len(), 1);
     let t1 = c1[0].token;
-    s.append(run, &[rec(run, 0, "run.started", json!({}))], Fence::Token(t1)).await.unwrap();
+    s.append(
+        run,
+        &[rec(run, 0, "run.started", json!({}))],
+        Fence::Token(t1),
+    )
+    .await
+    .unwrap();
     let c2 = s.claim(&claim_req("w2", now, 60_000, 1)).await.unwrap();
     assert_eq!(c2.len(), 1, "the expired lease is claimable");
     let t2 = c2[0].token;
     assert!(t2 > t1, "tokens grow: {t1} then {t2}");
     assert_eq!(c2[0].run.attempt, 2);
-    let err = s.append(run, &[rec(run, 1, "log", json!("late"))], Fence::Token(t1)).await;
-    assert!(matches!(err, Err(Error::Fenced { token, current, .. }) if token == t1 && current == t2), "{err:?}");
-    s.append(run, &[rec(run, 1, "log", json!("owner"))], Fence::Token(t2)).await.unwrap();
+    let err = s
+        .append(run, &[rec(run, 1, "log", json!("late"))], Fence::Token(t1))
+        .await;
+    assert!(
+        matches!(err, Err(Error::Fenced { token, current, .. }) if token == t1 && current == t2),
+        "{err:?}"
+    );
+    s.append(run, &[rec(run, 1, "log", json!("owner"))], Fence::Token(t2))
+        .await
+        .unwrap();
     let journal = s.read_journal(run, None, 10).await.unwrap();
     assert_eq!(journal.len(), 2);
     assert_eq!(journal[1].data, json!("owner"));
@@ -402,7 +545,11 @@ pub async fn renew_and_release_need_the_current_token(h: Harness) {
     let s = &*h.store;
     let now = now_millis();
     let run = queued_run(s, "t", json!({})).await.id;
-    let c = s.claim(&claim_req("w", now, 1_000, 1)).await.unwrap().remove(0);
+    let c = s
+        .claim(&claim_req("w", now, 1_000, 1))
+        .await
+        .unwrap()
+        .remove(0);
     let renewed = s.renew(run, c.token, now + 500, 10_000).await.unwrap();
     assert_eq!(renewed.lease.as_ref().unwrap().expires_at, now + 10_500);
     let stale = s.renew(run, c.token + 1, now, 10_000).await;
@@ -421,7 +568,9 @@ pub async fn concurrent_claimers_claim_each_run_exactly_once(h: Harness) {
         let s = h.store.clone();
         creators.push(tokio::spawn(async move {
             for i in 0..125 {
-                s.create_run(NewRun::new(name("t"), v, json!([c, i]))).await.unwrap();
+                s.create_run(NewRun::new(name("t"), v, json!([c, i])))
+                    .await
+                    .unwrap();
             }
         }));
     }
@@ -435,7 +584,10 @@ pub async fn concurrent_claimers_claim_each_run_exactly_once(h: Harness) {
         claimers.push(tokio::spawn(async move {
             let mut mine = Vec::new();
             loop {
-                let got = s.claim(&claim_req(&format!("w{w}"), now, 600_000, 7)).await.unwrap();
+                let got = s
+                    .claim(&claim_req(&format!("w{w}"), now, 600_000, 7))
+                    .await
+                    .unwrap();
                 if got.is_empty() {
                     break;
                 }
@@ -449,7 +601,13 @@ pub async fn concurrent_claimers_claim_each_run_exactly_once(h: Harness) {
         all.extend(c.await.unwrap());
     }
     let unique: HashSet<_> = all.iter().copied().collect();
-    assert_eq!(all.len(), 1000, "claims: {} (duplicates: {})", all.len(), all.len() - unique.len());
+    assert_eq!(
+        all.len(),
+        1000,
+        "claims: {} (duplicates: {})",
+        all.len(),
+        all.len() - unique.len()
+    );
     assert_eq!(unique.len(), 1000);
 }
 
@@ -462,12 +620,25 @@ pub async fn signals_keep_order_and_are_durable(h: Harness) {
     }
     let s = h.reopened().await;
     let all = s.read_signals(run, None).await.unwrap();
-    let got: Vec<_> = all.iter().map(|g| (g.seq, g.name.as_str(), g.payload.clone())).collect();
-    assert_eq!(got, vec![(0, "a", json!({"i": 0})), (1, "b", json!({"i": 1})), (2, "a", json!({"i": 2}))]);
+    let got: Vec<_> = all
+        .iter()
+        .map(|g| (g.seq, g.name.as_str(), g.payload.clone()))
+        .collect();
+    assert_eq!(
+        got,
+        vec![
+            (0, "a", json!({"i": 0})),
+            (1, "b", json!({"i": 1})),
+            (2, "a", json!({"i": 2}))
+        ]
+    );
     assert_eq!(s.read_signals(run, Some(0)).await.unwrap().len(), 2);
     assert!(s.read_signals(run, Some(2)).await.unwrap().is_empty());
     let unknown = s.send_signal(RunId::new(), "x", json!(null)).await;
-    assert!(matches!(unknown, Err(Error::NotFound { .. })), "{unknown:?}");
+    assert!(
+        matches!(unknown, Err(Error::NotFound { .. })),
+        "{unknown:?}"
+    );
 }
 
 /// A signal makes a waiting run claimable; a finished run refuses signals.
@@ -478,9 +649,19 @@ pub async fn signal_wakes_waiting_run_and_refuses_finished_run(h: Harness) {
     run.status = RunStatus::Waiting;
     run.waiting_for = Some("approved".into());
     let run = s.update_run(&run).await.unwrap();
-    assert!(s.claim(&claim_req("w", now, 1_000, 10)).await.unwrap().is_empty());
-    s.send_signal(run.id, "approved", json!(true)).await.unwrap();
-    let claimed = s.claim(&claim_req("w", now_millis() + 1, 1_000, 10)).await.unwrap();
+    assert!(
+        s.claim(&claim_req("w", now, 1_000, 10))
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    s.send_signal(run.id, "approved", json!(true))
+        .await
+        .unwrap();
+    let claimed = s
+        .claim(&claim_req("w", now_millis() + 1, 1_000, 10))
+        .await
+        .unwrap();
     assert_eq!(claimed.len(), 1, "the signal made the run runnable");
     let mut done = claimed[0].run.clone();
     done.status = RunStatus::Succeeded;
@@ -497,27 +678,73 @@ pub async fn list_runs_filters_by_task_and_status(h: Harness) {
     let mut a2 = queued_run(s, "a", json!(2)).await;
     a2.status = RunStatus::Failed;
     s.update_run(&a2).await.unwrap();
-    let all = s.list_runs(&RunFilter::default(), Page::first(100)).await.unwrap();
-    assert_eq!(all.runs.iter().map(|r| r.id).collect::<Vec<_>>(), vec![a1.id, b1.id, a2.id]);
+    let all = s
+        .list_runs(&RunFilter::default(), Page::first(100))
+        .await
+        .unwrap();
+    assert_eq!(
+        all.runs.iter().map(|r| r.id).collect::<Vec<_>>(),
+        vec![a1.id, b1.id, a2.id]
+    );
     assert_eq!(all.next, None);
-    let only_a = RunFilter { task: Some(name("a")), statuses: vec![] };
+    let only_a = RunFilter {
+        task: Some(name("a")),
+        statuses: vec![],
+    };
     let got = s.list_runs(&only_a, Page::first(100)).await.unwrap();
-    assert_eq!(got.runs.iter().map(|r| r.id).collect::<Vec<_>>(), vec![a1.id, a2.id]);
-    let failed_a = RunFilter { task: Some(name("a")), statuses: vec![RunStatus::Failed] };
+    assert_eq!(
+        got.runs.iter().map(|r| r.id).collect::<Vec<_>>(),
+        vec![a1.id, a2.id]
+    );
+    let failed_a = RunFilter {
+        task: Some(name("a")),
+        statuses: vec![RunStatus::Failed],
+    };
     let got = s.list_runs(&failed_a, Page::first(100)).await.unwrap();
-    assert_eq!(got.runs.iter().map(|r| r.id).collect::<Vec<_>>(), vec![a2.id]);
-    let queued = RunFilter { task: None, statuses: vec![RunStatus::Queued, RunStatus::Running] };
+    assert_eq!(
+        got.runs.iter().map(|r| r.id).collect::<Vec<_>>(),
+        vec![a2.id]
+    );
+    let queued = RunFilter {
+        task: None,
+        statuses: vec![RunStatus::Queued, RunStatus::Running],
+    };
     let got = s.list_runs(&queued, Page::first(100)).await.unwrap();
-    assert_eq!(got.runs.iter().map(|r| r.id).collect::<Vec<_>>(), vec![a1.id, b1.id]);
-    let newest = Page { after: None, limit: 2, order: Order::NewestFirst };
+    assert_eq!(
+        got.runs.iter().map(|r| r.id).collect::<Vec<_>>(),
+        vec![a1.id, b1.id]
+    );
+    let newest = Page {
+        after: None,
+        limit: 2,
+        order: Order::NewestFirst,
+    };
     let got = s.list_runs(&RunFilter::default(), newest).await.unwrap();
-    assert_eq!(got.runs.iter().map(|r| r.id).collect::<Vec<_>>(), vec![a2.id, b1.id]);
+    assert_eq!(
+        got.runs.iter().map(|r| r.id).collect::<Vec<_>>(),
+        vec![a2.id, b1.id]
+    );
     assert_eq!(got.next, Some(b1.id));
-    let rest = Page { after: got.next, limit: 2, order: Order::NewestFirst };
+    let rest = Page {
+        after: got.next,
+        limit: 2,
+        order: Order::NewestFirst,
+    };
     let got = s.list_runs(&RunFilter::default(), rest).await.unwrap();
-    assert_eq!(got.runs.iter().map(|r| r.id).collect::<Vec<_>>(), vec![a1.id]);
+    assert_eq!(
+        got.runs.iter().map(|r| r.id).collect::<Vec<_>>(),
+        vec![a1.id]
+    );
     assert_eq!(got.next, None);
-    let none = s.list_runs(&RunFilter { task: Some(name("zzz")), statuses: vec![] }, Page::first(10)).await;
+    let none = s
+        .list_runs(
+            &RunFilter {
+                task: Some(name("zzz")),
+                statuses: vec![],
+            },
+            Page::first(10),
+        )
+        .await;
     assert!(none.unwrap().runs.is_empty());
 }
 
@@ -538,7 +765,12 @@ pub async fn list_runs_pages_without_gaps_or_repeats_while_adding(h: Harness) {
         queued_run(s, "t", json!(format!("new {added}"))).await;
         added += 1;
         match got.next {
-            Some(after) => page = Page { after: Some(after), ..page },
+            Some(after) => {
+                page = Page {
+                    after: Some(after),
+                    ..page
+                }
+            }
             None => break,
         }
         assert!(added < 100, "paging never ends");
@@ -563,25 +795,56 @@ pub async fn prune_removes_only_old_finished_runs(h: Harness) {
         r
     };
     let old_done = queued_run(s, "t", json!(1)).await;
-    s.append(old_done.id, &[rec(old_done.id, 0, "log", json!(0))], Fence::None).await.unwrap();
-    s.update_run(&finish(old_done.clone(), RunStatus::Succeeded, now - 10_000)).await.unwrap();
+    s.append(
+        old_done.id,
+        &[rec(old_done.id, 0, "log", json!(0))],
+        Fence::None,
+    )
+    .await
+    .unwrap();
+    s.update_run(&finish(
+        old_done.clone(),
+        RunStatus::Succeeded,
+        now - 10_000,
+    ))
+    .await
+    .unwrap();
     let old_failed = queued_run(s, "t", json!(2)).await;
-    s.update_run(&finish(old_failed.clone(), RunStatus::Failed, now - 10_000)).await.unwrap();
+    s.update_run(&finish(old_failed.clone(), RunStatus::Failed, now - 10_000))
+        .await
+        .unwrap();
     let new_done = queued_run(s, "t", json!(3)).await;
-    s.update_run(&finish(new_done.clone(), RunStatus::Cancelled, now)).await.unwrap();
+    s.update_run(&finish(new_done.clone(), RunStatus::Cancelled, now))
+        .await
+        .unwrap();
     let active = queued_run(s, "t", json!(4)).await;
     let mut waiting = active.clone();
     waiting.status = RunStatus::Waiting;
     waiting.ended_at = Some(now - 10_000);
     s.update_run(&waiting).await.unwrap();
     assert_eq!(s.prune(now - 5_000).await.unwrap(), 2);
-    assert!(matches!(s.get_run(old_done.id).await, Err(Error::NotFound { .. })));
-    assert!(matches!(s.get_run(old_failed.id).await, Err(Error::NotFound { .. })));
-    assert!(matches!(s.read_journal(old_done.id, None, 10).await, Err(Error::NotFound { .. })));
+    assert!(matches!(
+        s.get_run(old_done.id).await,
+        Err(Error::NotFound { .. })
+    ));
+    assert!(matches!(
+        s.get_run(old_failed.id).await,
+        Err(Error::NotFound { .. })
+    ));
+    assert!(matches!(
+        s.read_journal(old_done.id, None, 10).await,
+        Err(Error::NotFound { .. })
+    ));
     assert!(s.get_run(new_done.id).await.is_ok());
     assert!(s.get_run(active.id).await.is_ok());
     assert_eq!(s.prune(now - 5_000).await.unwrap(), 0);
-    assert_eq!(s.get_task_version(&name("t"), VersionSel::Latest).await.unwrap().version, 1);
+    assert_eq!(
+        s.get_task_version(&name("t"), VersionSel::Latest)
+            .await
+            .unwrap()
+            .version,
+        1
+    );
 }
 
 /// Deleting a task with active runs is a `Conflict` unless forced; a missing task is `NotFound`.
@@ -591,17 +854,30 @@ pub async fn delete_task_with_active_runs_needs_force(h: Harness) {
     let err = s.delete_task(&name("busy"), DeleteMode::IfIdle).await;
     assert!(matches!(err, Err(Error::Conflict { .. })), "{err:?}");
     assert!(s.get_run(run.id).await.is_ok(), "nothing deleted");
-    s.delete_task(&name("busy"), DeleteMode::Force).await.unwrap();
-    assert!(matches!(s.get_run(run.id).await, Err(Error::NotFound { .. })));
-    assert!(matches!(s.get_task_version(&name("busy"), VersionSel::Latest).await, Err(Error::NotFound { .. })));
+    s.delete_task(&name("busy"), DeleteMode::Force)
+        .await
+        .unwrap();
+    assert!(matches!(
+        s.get_run(run.id).await,
+        Err(Error::NotFound { .. })
+    ));
+    assert!(matches!(
+        s.get_task_version(&name("busy"), VersionSel::Latest).await,
+        Err(Error::NotFound { .. })
+    ));
     // an idle task (only finished runs) goes without force
     let mut done = queued_run(s, "idle", json!({})).await;
     done.status = RunStatus::Succeeded;
     s.update_run(&done).await.unwrap();
-    s.delete_task(&name("idle"), DeleteMode::IfIdle).await.unwrap();
+    s.delete_task(&name("idle"), DeleteMode::IfIdle)
+        .await
+        .unwrap();
     assert!(s.list_tasks().await.unwrap().is_empty());
     let missing = s.delete_task(&name("ghost"), DeleteMode::Force).await;
-    assert!(matches!(missing, Err(Error::NotFound { .. })), "{missing:?}");
+    assert!(
+        matches!(missing, Err(Error::NotFound { .. })),
+        "{missing:?}"
+    );
     // the name is free again and numbers from 1
     assert_eq!(task_with_version(s, "busy").await, 1);
 }
@@ -615,16 +891,31 @@ pub async fn large_payload_and_non_ascii_round_trip(h: Harness) {
     let stored = h.store.put_task_version(v.clone()).await.unwrap().version;
     let run = h
         .store
-        .create_run(NewRun::new(name("t"), stored.version, json!({"text": text, "big": big})))
+        .create_run(NewRun::new(
+            name("t"),
+            stored.version,
+            json!({"text": text, "big": big}),
+        ))
         .await
         .unwrap()
         .into_run();
-    let recs = vec![rec(run.id, 0, "call.completed", json!({"body": big, "text": text}))];
+    let recs = vec![rec(
+        run.id,
+        0,
+        "call.completed",
+        json!({"body": big, "text": text}),
+    )];
     h.store.append(run.id, &recs, Fence::None).await.unwrap();
     let s = h.reopened().await;
-    let back = s.get_task_version(&name("t"), VersionSel::Latest).await.unwrap();
+    let back = s
+        .get_task_version(&name("t"), VersionSel::Latest)
+        .await
+        .unwrap();
     assert_eq!(back.code, v.code);
     assert_eq!(back.config, v.config);
-    assert_eq!(s.get_run(run.id).await.unwrap().input, json!({"text": text, "big": big}));
+    assert_eq!(
+        s.get_run(run.id).await.unwrap().input,
+        json!({"text": text, "big": big})
+    );
     assert_eq!(s.read_journal(run.id, None, 10).await.unwrap(), recs);
 }

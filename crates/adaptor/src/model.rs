@@ -32,7 +32,8 @@ pub struct TaskName(String);
 
 impl TaskName {
     /// The rule, as shown in error messages.
-    pub const RULE: &'static str = "1-64 characters of ASCII letters, digits, '-' and '_', starting with a letter or digit";
+    pub const RULE: &'static str =
+        "1-64 characters of ASCII letters, digits, '-' and '_', starting with a letter or digit";
 
     /// Validates `name`.
     pub fn new(name: impl Into<String>) -> Result<Self, Error> {
@@ -119,9 +120,12 @@ impl fmt::Display for RunId {
 impl FromStr for RunId {
     type Err = Error;
     fn from_str(s: &str) -> Result<Self, Error> {
-        uuid::Uuid::parse_str(s)
-            .map(RunId)
-            .map_err(|_| Error::invalid(format!("run id {s:?}"), "a UUID such as 0190c3e2-7a4b-7c00-8000-000000000000"))
+        uuid::Uuid::parse_str(s).map(RunId).map_err(|_| {
+            Error::invalid(
+                format!("run id {s:?}"),
+                "a UUID such as 0190c3e2-7a4b-7c00-8000-000000000000",
+            )
+        })
     }
 }
 
@@ -577,4 +581,79 @@ pub fn hex(bytes: &[u8]) -> String {
         s.push(DIGITS[(b & 15) as usize] as char);
     }
     s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn task_names_follow_the_rule() {
+        for ok in ["a", "order-flow", "my_task2", &"x".repeat(64)] {
+            assert!(TaskName::new(ok).is_ok(), "{ok:?}");
+        }
+        for bad in [
+            "",
+            "../x",
+            "a b",
+            "-lead",
+            ".hidden",
+            "a/b",
+            "é",
+            &"x".repeat(65),
+        ] {
+            let err = TaskName::new(bad).unwrap_err().to_string();
+            assert!(err.contains("1-64 characters"), "{bad:?}: {err}");
+        }
+    }
+
+    #[test]
+    fn canonical_json_sorts_keys_at_every_depth() {
+        let a = json!({"b": 1, "a": {"y": [1, {"d": 2, "c": 3}], "x": null}});
+        assert_eq!(
+            canonical_json(&a),
+            r#"{"a":{"x":null,"y":[1,{"c":3,"d":2}]},"b":1}"#
+        );
+    }
+
+    #[test]
+    fn content_hash_covers_code_graph_and_config() {
+        let base = NewTaskVersion {
+            task: TaskName::new("t").unwrap(),
+            code: "1".into(),
+            graph: None,
+            config: json!({"a": 1, "b": 2}),
+        };
+        let mut reordered = base.clone();
+        reordered.config = json!({"b": 2, "a": 1});
+        assert_eq!(base.content_hash(), reordered.content_hash());
+        let mut code = base.clone();
+        code.code = "2".into();
+        let mut graph = base.clone();
+        graph.graph = Some(json!({}));
+        let hashes = [
+            base.content_hash(),
+            code.content_hash(),
+            graph.content_hash(),
+        ];
+        assert_eq!(
+            hashes
+                .iter()
+                .collect::<std::collections::HashSet<_>>()
+                .len(),
+            3
+        );
+    }
+
+    #[test]
+    fn run_ids_round_trip_and_sort_by_time() {
+        let a = RunId::new();
+        let b = RunId::new();
+        assert!(a < b);
+        assert_eq!(a.to_string().parse::<RunId>().unwrap(), a);
+        assert!("not-a-uuid".parse::<RunId>().is_err());
+        assert_eq!("failed".parse::<RunStatus>().unwrap(), RunStatus::Failed);
+        assert!("done".parse::<RunStatus>().is_err());
+    }
 }

@@ -26,9 +26,9 @@ struct Entry {
 /// ```
 /// # use sequential_adaptor::Registry;
 /// let registry = Registry::new();
-/// let err = futures_lite_block_on(registry.open("mysql://db")).unwrap_err();
+/// let err = block_on(registry.open("mysql://db")).unwrap_err();
 /// assert!(err.to_string().contains("mysql"));
-/// # fn futures_lite_block_on<F: std::future::Future>(f: F) -> F::Output {
+/// # fn block_on<F: std::future::Future>(f: F) -> F::Output {
 /// #     tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(f)
 /// # }
 /// ```
@@ -97,7 +97,10 @@ impl Registry {
 /// `None` when it does not start with `letters:`.
 pub fn scheme_of(url: &str) -> Option<String> {
     let (scheme, _) = url.split_once(':')?;
-    let valid = scheme.chars().next().is_some_and(|c| c.is_ascii_alphabetic())
+    let valid = scheme
+        .chars()
+        .next()
+        .is_some_and(|c| c.is_ascii_alphabetic())
         && scheme
             .chars()
             .all(|c| c.is_ascii_alphanumeric() || matches!(c, '+' | '-' | '.'));
@@ -109,4 +112,46 @@ pub fn scheme_of(url: &str) -> Option<String> {
 pub fn strip_scheme(url: &str) -> &str {
     let rest = url.split_once(':').map_or(url, |(_, r)| r);
     rest.strip_prefix("//").unwrap_or(rest)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn schemes_are_parsed_and_stripped() {
+        assert_eq!(scheme_of("postgres://u@h/db").as_deref(), Some("postgres"));
+        assert_eq!(scheme_of("sqlite::memory:").as_deref(), Some("sqlite"));
+        assert_eq!(scheme_of("SQLite:a.db").as_deref(), Some("sqlite"));
+        assert_eq!(scheme_of("./tasks"), None);
+        assert_eq!(scheme_of("1x:y"), None);
+        assert_eq!(strip_scheme("sqlite:./a.db"), "./a.db");
+        assert_eq!(strip_scheme("folder:///tmp/x"), "/tmp/x");
+        assert_eq!(strip_scheme("sqlite::memory:"), ":memory:");
+    }
+
+    #[test]
+    fn unknown_scheme_lists_the_valid_forms() {
+        struct Never;
+        #[async_trait]
+        impl AdapterFactory for Never {
+            async fn open(&self, url: &str) -> Result<Arc<dyn StorageAdapter>> {
+                Err(Error::unsupported(url.to_string()))
+            }
+        }
+        let mut r = Registry::new();
+        r.register("sqlite", "sqlite:PATH", Never)
+            .register("folder", "folder:PATH", Never);
+        assert_eq!(r.schemes(), vec!["folder", "sqlite"]);
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        let err = rt.block_on(r.open("mysql://x")).unwrap_err().to_string();
+        assert!(
+            err.contains("mysql://x") && err.contains("folder:PATH, sqlite:PATH"),
+            "{err}"
+        );
+        let err = rt.block_on(r.open("sqlite:a.db")).unwrap_err().to_string();
+        assert!(err.contains("unsupported: sqlite:a.db"), "{err}");
+    }
 }

@@ -87,7 +87,11 @@ pub fn plan_append(
         }
         if r.seq != first.seq + i as u64 {
             return Err(Error::invalid(
-                format!("journal seq {} after seq {}", r.seq, first.seq + i as u64 - 1),
+                format!(
+                    "journal seq {} after seq {}",
+                    r.seq,
+                    first.seq + i as u64 - 1
+                ),
                 "consecutive seqs within one append",
             ));
         }
@@ -205,7 +209,10 @@ pub fn prepare_update(stored: &Run, new: &Run, now: UnixMillis) -> Result<Run> {
     }
     if stored.task != new.task || stored.created_at != new.created_at {
         return Err(Error::invalid(
-            format!("update of run {} that changes its task or creation time", new.id),
+            format!(
+                "update of run {} that changes its task or creation time",
+                new.id
+            ),
             "an update that keeps the run's identity",
         ));
     }
