@@ -1,0 +1,339 @@
+//! The retrying client.
+
+use std::hash::{BuildHasher, RandomState};
+use std::time::{Duration, SystemTime};
+
+use crate::data_url;
+use crate::error::{Failure, FetchError};
+use crate::policy::{ClientConfig, RetryPolicy};
+
+/// One request, as a task's `fetch(url, options)` describes it.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Request {
+    /// `http:`, `https:` or `data:` URL.
+    pub url: String,
+    /// `GET` when empty.
+    pub method: String,
+    /// Header name/value pairs, in order.
+    pub headers: Vec<(String, String)>,
+    /// The body.
+    pub body: Option<Vec<u8>>,
+    /// Sent as `Idempotency-Key` on every attempt (the engine uses `{run_id}:{seq}`).
+    pub idempotency_key: Option<String>,
+    /// Overrides the client's retry policy for this request.
+    pub retry: Option<RetryPolicy>,
+}
+
+impl Request {
+    /// A `GET` of `url`.
+    pub fn get(url: impl Into<String>) -> Self {
+        Request {
+            url: url.into(),
+            method: "GET".into(),
+            ..Request::default()
+        }
+    }
+}
+
+/// A complete response.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Response {
+    /// The URL requested.
+    pub url: String,
+    /// Status code.
+    pub status: u16,
+    /// Reason phrase (`OK`, `Not Found`).
+    pub status_text: String,
+    /// Header name (lowercase)/value pairs.
+    pub headers: Vec<(String, String)>,
+    /// The whole body.
+    pub body: Vec<u8>,
+    /// Attempts it took (1 = no retry).
+    pub attempts: u32,
+}
+
+impl Response {
+    /// The first value of header `name` (case-insensitive).
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+
+    /// `true` for 200–299.
+    pub fn ok(&self) -> bool {
+        (200..300).contains(&self.status)
+    }
+
+    /// The body as text (invalid UTF-8 replaced).
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.body).into_owned()
+    }
+
+    /// The body as JSON when the content type says JSON (or there is no content type and the
+    /// body parses), else as a string — what script-mode `fetch` returns.
+    pub fn data(&self) -> serde_json::Value {
+        let try_json = match self.header("content-type") {
+            Some(c) => c.contains("json"),
+            None => true,
+        };
+        match serde_json::from_slice(&self.body) {
+            Ok(v) if try_json => v,
+            _ => serde_json::Value::String(self.text()),
+        }
+    }
+}
+
+/// Statuses that are retried: request timeout, too early, too many requests, and the
+/// transient server errors.
+pub fn is_retryable_status(status: u16) -> bool {
+    matches!(status, 408 | 425 | 429 | 500 | 502 | 503 | 504)
+}
+
+/// The HTTP client that performs fetches: timeouts, retries with backoff and jitter,
+/// `Retry-After`, `Idempotency-Key`, a response size cap, and local `data:` URLs.
+#[derive(Clone, Debug)]
+pub struct Client {
+    http: reqwest::Client,
+    config: ClientConfig,
+    random: RandomState,
+}
+
+enum AttemptError {
+    /// Stop at once (the request itself is wrong, or the body is too large).
+    Fatal(FetchError),
+    /// Try again if attempts remain.
+    Retry(Failure, Option<Duration>),
+}
+
+impl Client {
+    /// A client with `config`.
+    pub fn new(config: ClientConfig) -> Result<Self, FetchError> {
+        let http = reqwest::Client::builder()
+            .connect_timeout(config.connect_timeout)
+            .user_agent(config.user_agent.clone())
+            .build()
+            .map_err(|e| FetchError::InvalidRequest {
+                option: "client".into(),
+                reason: e.to_string(),
+            })?;
+        Ok(Client {
+            http,
+            config,
+            random: RandomState::new(),
+        })
+    }
+
+    /// The client's configuration.
+    pub fn config(&self) -> &ClientConfig {
+        &self.config
+    }
+
+    /// Performs `req`, retrying retryable failures by the request's (or the client's) policy.
+    /// A non-retryable status (e.g. 404) is returned as a response; retries spent on a
+    /// retryable status or transport error is [`FetchError::RetriesExhausted`].
+    pub async fn fetch(&self, req: &Request) -> Result<Response, FetchError> {
+        let scheme = req
+            .url
+            .split_once(':')
+            .map(|(s, _)| s.to_ascii_lowercase())
+            .ok_or_else(|| FetchError::InvalidUrl {
+                url: req.url.clone(),
+                reason: "a URL needs a scheme such as https:".into(),
+            })?;
+        match scheme.as_str() {
+            "data" => return data_url::respond(&req.url),
+            "http" | "https" => {}
+            _ => {
+                return Err(FetchError::UnsupportedScheme {
+                    url: req.url.clone(),
+                    scheme,
+                });
+            }
+        }
+        let policy = req.retry.as_ref().unwrap_or(&self.config.retry);
+        let attempts = policy.attempts.max(1);
+        let mut attempt = 1;
+        loop {
+            let failure = match self.attempt(req).await {
+                Ok(mut resp) => {
+                    resp.attempts = attempt;
+                    if !is_retryable_status(resp.status) {
+                        return Ok(resp);
+                    }
+                    let retry_after = resp.header("retry-after").and_then(parse_retry_after);
+                    let f = Failure::Status {
+                        status: resp.status,
+                        status_text: resp.status_text.clone(),
+                        body: resp.text().chars().take(2048).collect(),
+                    };
+                    (f, retry_after)
+                }
+                Err(AttemptError::Fatal(e)) => return Err(e),
+                Err(AttemptError::Retry(f, after)) => (f, after),
+            };
+            if attempt >= attempts {
+                return Err(FetchError::RetriesExhausted {
+                    url: req.url.clone(),
+                    attempts: attempt,
+                    last: failure.0,
+                });
+            }
+            let delay = match failure.1 {
+                Some(after) => after.min(policy.max_delay),
+                None => policy.delay(attempt, self.unit_random(attempt)),
+            };
+            tracing::debug!(url = %req.url, attempt, ?delay, failure = %failure.0, "retrying");
+            tokio::time::sleep(delay).await;
+            attempt += 1;
+        }
+    }
+
+    fn unit_random(&self, salt: u32) -> f64 {
+        let nanos = SystemTime::now()
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos());
+        let x = self.random.hash_one((salt, nanos));
+        (x >> 11) as f64 / (1u64 << 53) as f64
+    }
+
+    async fn attempt(&self, req: &Request) -> Result<Response, AttemptError> {
+        let timeout = self.config.timeout;
+        match tokio::time::timeout(timeout, self.attempt_inner(req)).await {
+            Ok(r) => r,
+            Err(_) => Err(AttemptError::Retry(Failure::Timeout(timeout), None)),
+        }
+    }
+
+    async fn attempt_inner(&self, req: &Request) -> Result<Response, AttemptError> {
+        let fatal = |option: &str, reason: String| {
+            AttemptError::Fatal(FetchError::InvalidRequest {
+                option: option.to_string(),
+                reason,
+            })
+        };
+        let method = if req.method.is_empty() {
+            reqwest::Method::GET
+        } else {
+            reqwest::Method::from_bytes(req.method.to_ascii_uppercase().as_bytes())
+                .map_err(|_| fatal("method", format!("{:?} is not an HTTP method", req.method)))?
+        };
+        let url = reqwest::Url::parse(&req.url).map_err(|e| {
+            AttemptError::Fatal(FetchError::InvalidUrl {
+                url: req.url.clone(),
+                reason: e.to_string(),
+            })
+        })?;
+        let mut builder = self.http.request(method, url);
+        for (k, v) in &req.headers {
+            let name = reqwest::header::HeaderName::from_bytes(k.as_bytes())
+                .map_err(|_| fatal(&format!("headers[{k:?}]"), "not a valid header name".into()))?;
+            let value = reqwest::header::HeaderValue::from_str(v).map_err(|_| {
+                fatal(
+                    &format!("headers[{k:?}]"),
+                    "not a valid header value".into(),
+                )
+            })?;
+            builder = builder.header(name, value);
+        }
+        if let Some(key) = &req.idempotency_key {
+            builder = builder.header("idempotency-key", key);
+        }
+        if let Some(body) = &req.body {
+            builder = builder.body(body.clone());
+        }
+        let mut resp = builder.send().await.map_err(classify)?;
+        let limit = self.config.max_response_bytes;
+        if resp.content_length().is_some_and(|n| n as usize > limit) {
+            return Err(AttemptError::Fatal(FetchError::TooLarge {
+                url: req.url.clone(),
+                limit,
+            }));
+        }
+        let status = resp.status();
+        let headers = resp
+            .headers()
+            .iter()
+            .map(|(k, v)| {
+                (
+                    k.as_str().to_string(),
+                    String::from_utf8_lossy(v.as_bytes()).into_owned(),
+                )
+            })
+            .collect();
+        let mut body = Vec::new();
+        while let Some(chunk) = resp.chunk().await.map_err(classify)? {
+            if body.len() + chunk.len() > limit {
+                return Err(AttemptError::Fatal(FetchError::TooLarge {
+                    url: req.url.clone(),
+                    limit,
+                }));
+            }
+            body.extend_from_slice(&chunk);
+        }
+        Ok(Response {
+            url: req.url.clone(),
+            status: status.as_u16(),
+            status_text: status.canonical_reason().unwrap_or("").to_string(),
+            headers,
+            body,
+            attempts: 1,
+        })
+    }
+}
+
+fn classify(e: reqwest::Error) -> AttemptError {
+    let failure = if e.is_timeout() {
+        Failure::Timeout(Duration::ZERO)
+    } else if e.is_connect() {
+        Failure::Connect(error_chain(&e))
+    } else {
+        Failure::Other(error_chain(&e))
+    };
+    AttemptError::Retry(failure, None)
+}
+
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut src = e.source();
+    while let Some(inner) = src {
+        s.push_str(": ");
+        s.push_str(&inner.to_string());
+        src = inner.source();
+    }
+    s
+}
+
+/// `Retry-After` as seconds or an HTTP date.
+fn parse_retry_after(v: &str) -> Option<Duration> {
+    if let Ok(secs) = v.trim().parse::<u64>() {
+        return Some(Duration::from_secs(secs));
+    }
+    let at = httpdate::parse_http_date(v.trim()).ok()?;
+    Some(
+        at.duration_since(SystemTime::now())
+            .unwrap_or(Duration::ZERO),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn retry_after_in_seconds_and_dates() {
+        assert_eq!(parse_retry_after("3"), Some(Duration::from_secs(3)));
+        assert_eq!(
+            parse_retry_after("Wed, 21 Oct 2015 07:28:00 GMT"),
+            Some(Duration::ZERO)
+        );
+        assert_eq!(parse_retry_after("soon"), None);
+    }
+
+    #[test]
+    fn retryable_statuses() {
+        let r: Vec<u16> = (400..600).filter(|s| is_retryable_status(*s)).collect();
+        assert_eq!(r, vec![408, 425, 429, 500, 502, 503, 504]);
+    }
+}
