@@ -1,0 +1,252 @@
+//! The default storage backend of sequential-ecosystem: task versions, runs, journals and
+//! signals as plain files under the tasks directory (`folder:./tasks`).
+//!
+//! Layout, beside the user's own `tasks/<name>/{code.js, config.json, meta.json, graph.json}`
+//! (which this crate never reads, writes or deletes):
+//!
+//! ```text
+//! <root>/<task>/versions/<n>.json              a TaskVersion
+//! <root>/<task>/runs/<run-id>.json             a Run
+//! <root>/<task>/runs/<run-id>.journal.ndjson   one JournalRecord per line
+//! <root>/<task>/runs/<run-id>.signals.ndjson   one Signal per line
+//! <root>/.sequential/format.json               {"version": 1}
+//! <root>/.sequential/due/<due>.<task>.<run-id> schedule markers (what `claim` looks at)
+//! <root>/.sequential/keys/<sha256>.json        idempotency key → run
+//! <root>/.sequential/locks/*.lock              advisory locks (claims, keys, tasks)
+//! ```
+//!
+//! Invariant: every whole-file write is temp file + fsync + rename + directory fsync; an
+//! `append` returns only after its lines are fdatasync'ed; a torn last line (a crash mid-write)
+//! is dropped on read and truncated away before the next append; `*.tmp` files are never read
+//! as data. Each run is guarded by an advisory lock on its journal file and claims by a store-wide
+//! lock, so several processes can share one folder. The crate knows nothing of JS or HTTP.
+//!
+//! ```
+//! use sequential_adaptor::{Fence, JournalRecord, NewRun, NewTaskVersion, StorageAdapter, TaskName};
+//! use sequential_adaptor_folder::FolderStore;
+//! use serde_json::json;
+//!
+//! # tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap().block_on(async {
+//! let dir = tempfile::tempdir().unwrap();
+//! let store = FolderStore::open(dir.path().join("tasks"))?;
+//! let task = TaskName::new("hello")?;
+//! let v = store
+//!     .put_task_version(NewTaskVersion { task: task.clone(), code: "1 + 1".into(), graph: None, config: json!({}) })
+//!     .await?;
+//! let run = store.create_run(NewRun::new(task, v.version.version, json!({"n": 1}))).await?.into_run();
+//! let rec = JournalRecord { run: run.id, seq: 0, kind: "run.started".into(), at: 0, data: json!({}) };
+//! store.append(run.id, &[rec.clone()], Fence::None).await?;
+//! assert_eq!(store.read_journal(run.id, None, 10).await?, vec![rec]);
+//! # Ok::<(), sequential_adaptor::Error>(())
+//! # }).unwrap();
+//! ```
+#![warn(missing_docs)]
+
+mod fsutil;
+mod ndjson;
+mod store;
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use serde_json::Value;
+
+use sequential_adaptor::{
+    AdapterFactory, Claim, ClaimRequest, Created, DeleteMode, Error, Fence, JournalRecord, NewRun,
+    NewTaskVersion, Page, PutVersion, Result, Run, RunFilter, RunId, RunPage, Signal,
+    StorageAdapter, TaskName, TaskSummary, TaskVersion, UnixMillis, VersionSel, strip_scheme,
+};
+
+use crate::store::Inner;
+
+/// Runs and journals as files under a directory. Cheap to clone (shares one state).
+#[derive(Clone)]
+pub struct FolderStore {
+    inner: Arc<Inner>,
+    claim_gate: Arc<tokio::sync::Mutex<()>>,
+}
+
+impl std::fmt::Debug for FolderStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("FolderStore")
+            .field("root", &self.inner.root())
+            .finish()
+    }
+}
+
+impl FolderStore {
+    /// The on-disk format version this build writes (and the newest it reads).
+    pub const FORMAT_VERSION: u32 = store::FORMAT_VERSION;
+
+    /// Opens the store rooted at `root` (the tasks directory), creating it if missing, and
+    /// removes temp files left by dead processes. A folder written by a newer format version
+    /// is `Unsupported` and left untouched. Does blocking file I/O.
+    pub fn open(root: impl AsRef<Path>) -> Result<FolderStore> {
+        Ok(FolderStore {
+            inner: Arc::new(Inner::open(root.as_ref())?),
+            claim_gate: Arc::default(),
+        })
+    }
+
+    /// The root directory.
+    pub fn root(&self) -> &Path {
+        self.inner.root()
+    }
+
+    /// How many records a run's journal holds (cheap: served from a cached line index).
+    pub async fn journal_len(&self, run: RunId) -> Result<u64> {
+        self.blocking(move |s| s.journal_len(run)).await
+    }
+
+    async fn blocking<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&Inner) -> Result<T> + Send + 'static,
+    ) -> Result<T> {
+        let inner = self.inner.clone();
+        match tokio::task::spawn_blocking(move || f(&inner)).await {
+            Ok(r) => r,
+            Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
+            Err(e) => Err(Error::backend("running folder storage I/O", e)),
+        }
+    }
+}
+
+#[async_trait]
+impl StorageAdapter for FolderStore {
+    fn scheme(&self) -> &'static str {
+        "folder"
+    }
+
+    async fn put_task_version(&self, new: NewTaskVersion) -> Result<PutVersion> {
+        self.blocking(move |s| s.put_task_version(new)).await
+    }
+
+    async fn get_task_version(&self, task: &TaskName, sel: VersionSel) -> Result<TaskVersion> {
+        let task = task.clone();
+        self.blocking(move |s| s.get_task_version(&task, sel)).await
+    }
+
+    async fn list_tasks(&self) -> Result<Vec<TaskSummary>> {
+        self.blocking(|s| s.list_tasks()).await
+    }
+
+    async fn delete_task(&self, task: &TaskName, mode: DeleteMode) -> Result<()> {
+        let task = task.clone();
+        self.blocking(move |s| s.delete_task(&task, mode)).await
+    }
+
+    async fn create_run(&self, new: NewRun) -> Result<Created> {
+        self.blocking(move |s| s.create_run(new)).await
+    }
+
+    async fn get_run(&self, id: RunId) -> Result<Run> {
+        self.blocking(move |s| s.get_run(id)).await
+    }
+
+    async fn list_runs(&self, filter: &RunFilter, page: Page) -> Result<RunPage> {
+        let filter = filter.clone();
+        self.blocking(move |s| s.list_runs(&filter, page)).await
+    }
+
+    async fn update_run(&self, run: &Run) -> Result<Run> {
+        let run = run.clone();
+        self.blocking(move |s| s.update_run(&run)).await
+    }
+
+    async fn append(&self, run: RunId, records: &[JournalRecord], fence: Fence) -> Result<()> {
+        let records = records.to_vec();
+        self.blocking(move |s| s.append(run, &records, fence)).await
+    }
+
+    async fn read_journal(
+        &self,
+        run: RunId,
+        after_seq: Option<u64>,
+        limit: usize,
+    ) -> Result<Vec<JournalRecord>> {
+        self.blocking(move |s| s.read_journal(run, after_seq, limit))
+            .await
+    }
+
+    async fn claim(&self, req: &ClaimRequest) -> Result<Vec<Claim>> {
+        // one claimer per process at a time holds the cross-process claim lock; the others wait
+        // here instead of parking blocking threads on the lock file
+        let _gate = self.claim_gate.lock().await;
+        let req = req.clone();
+        self.blocking(move |s| s.claim(&req)).await
+    }
+
+    async fn renew(&self, run: RunId, token: u64, now: UnixMillis, lease_ms: u64) -> Result<Run> {
+        self.blocking(move |s| s.renew(run, token, now, lease_ms))
+            .await
+    }
+
+    async fn release(&self, run: RunId, token: u64) -> Result<Run> {
+        self.blocking(move |s| s.release(run, token)).await
+    }
+
+    async fn send_signal(&self, run: RunId, name: &str, payload: Value) -> Result<u64> {
+        let name = name.to_string();
+        self.blocking(move |s| s.send_signal(run, &name, payload))
+            .await
+    }
+
+    async fn read_signals(&self, run: RunId, after_seq: Option<u64>) -> Result<Vec<Signal>> {
+        self.blocking(move |s| s.read_signals(run, after_seq)).await
+    }
+
+    async fn prune(&self, older_than: UnixMillis) -> Result<u64> {
+        self.blocking(move |s| s.prune(older_than)).await
+    }
+
+    /// Wakes at once on a change made through this store (in this process); changes by other
+    /// processes are seen by polling every 200 ms.
+    async fn wait_for_change(&self, timeout: Duration) {
+        let changed = self.inner.changed.notified();
+        let _ = tokio::time::timeout(timeout.min(Duration::from_millis(200)), changed).await;
+    }
+
+    async fn health(&self) -> Result<()> {
+        self.blocking(|s| {
+            Inner::check_format(&s.format_path())?;
+            if !s.format_path().exists() {
+                return Err(Error::backend(
+                    format!("checking folder store {}", s.root().display()),
+                    format!("{} is missing", s.format_path().display()),
+                ));
+            }
+            Ok(())
+        })
+        .await
+    }
+}
+
+/// Opens `folder:PATH` and `folder://PATH` URLs for a [`sequential_adaptor::Registry`].
+///
+/// ```
+/// let mut registry = sequential_adaptor::Registry::new();
+/// registry.register("folder", "folder:PATH", sequential_adaptor_folder::FolderFactory);
+/// assert_eq!(registry.schemes(), vec!["folder"]);
+/// ```
+#[derive(Clone, Copy, Debug, Default)]
+pub struct FolderFactory;
+
+#[async_trait]
+impl AdapterFactory for FolderFactory {
+    async fn open(&self, url: &str) -> Result<Arc<dyn StorageAdapter>> {
+        let path = strip_scheme(url).to_string();
+        if path.is_empty() {
+            return Err(Error::invalid(
+                format!("storage URL {url:?}"),
+                "folder:PATH or folder://PATH, e.g. folder:./tasks",
+            ));
+        }
+        let store = match tokio::task::spawn_blocking(move || FolderStore::open(path)).await {
+            Ok(r) => r?,
+            Err(e) => return Err(Error::backend("opening folder storage", e)),
+        };
+        Ok(Arc::new(store))
+    }
+}
