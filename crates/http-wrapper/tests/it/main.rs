@@ -14,9 +14,12 @@ use sequential_http_wrapper::{
     Backoff, Client, ClientConfig, Failure, FetchError, Jitter, Request, RetryPolicy,
 };
 
+/// (path, Idempotency-Key header) of every request, in arrival order.
+type Hits = Arc<Mutex<Vec<(String, Option<String>)>>>;
+
 #[derive(Clone, Default)]
 struct Seen {
-    hits: Arc<Mutex<Vec<(String, Option<String>)>>>,
+    hits: Hits,
 }
 
 impl Seen {
