@@ -1,0 +1,190 @@
+//! Makes a work dir equal to a target tree by applying only the differences, and builds the
+//! fresh index afterwards (so the next status re-hashes nothing but racily-clean entries).
+
+use crate::error::{IoContext, Result};
+use crate::fsutil;
+use crate::index::{Index, IndexEntry, Stat, fs_now};
+use crate::objects::{ObjectStore, STREAM_THRESHOLD};
+use crate::tree::{Entry, Kind, diff, tree_cmp};
+use std::collections::HashMap;
+use std::fs::{self, OpenOptions};
+use std::io::Write;
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::path::Path;
+
+/// What a checkout did.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct ApplyStats {
+    /// Paths created or rewritten (files, links, directories) or re-moded.
+    pub written: usize,
+    /// Paths removed (a removed directory counts once).
+    pub removed: usize,
+}
+
+/// Makes `work` (currently described by `current`, root first) equal to `target`.
+/// `clock_dir` is where the racy-rule timestamp is taken (the store dir).
+pub fn apply_to_work(
+    work: &Path,
+    clock_dir: &Path,
+    objects: &ObjectStore,
+    current: &[IndexEntry],
+    target: &[Entry],
+) -> Result<(Index, ApplyStats)> {
+    let cur: Vec<Entry> = current
+        .iter()
+        .filter(|e| !e.entry.path.is_empty())
+        .map(|e| e.entry.clone())
+        .collect();
+    let d = diff(&cur, target);
+    let mut stats = ApplyStats::default();
+
+    // 1. Removals, deepest first.
+    let mut removals: Vec<&Entry> = d.deleted.clone();
+    let mut chmod_only: Vec<&Entry> = Vec::new();
+    let mut writes: Vec<&Entry> = d.added.clone();
+    for (a, b) in &d.modified {
+        let same_kind = a.kind == b.kind;
+        if same_kind && a.kind == Kind::Dir {
+            chmod_only.push(b);
+        } else if same_kind && a.kind == Kind::File && a.content == b.content {
+            chmod_only.push(b);
+        } else {
+            removals.push(a);
+            writes.push(b);
+        }
+    }
+    removals.sort_by(|a, b| tree_cmp(&b.path, &a.path));
+    let mut removed_dirs: Vec<&[u8]> = Vec::new();
+    for e in &removals {
+        if removed_dirs
+            .iter()
+            .any(|d| crate::tree::is_under(&e.path, d))
+        {
+            continue;
+        }
+        let abs = fsutil::abs(work, &e.path);
+        let r = match fs::symlink_metadata(&abs) {
+            Ok(md) if md.is_dir() => {
+                removed_dirs.push(&e.path);
+                fs::remove_dir_all(&abs)
+            }
+            Ok(_) => fs::remove_file(&abs),
+            Err(e) => Err(e),
+        };
+        match r {
+            Ok(()) => stats.removed += 1,
+            Err(err) if err.kind() == std::io::ErrorKind::NotFound => {}
+            Err(err) => return Err(err).at(&abs),
+        }
+    }
+
+    // 2. Creations in tree order (parents first); hard links after every file exists.
+    writes.sort_by(|a, b| tree_cmp(&a.path, &b.path));
+    let mut links: Vec<&Entry> = Vec::new();
+    let mut dir_modes: Vec<&Entry> = Vec::new();
+    for e in &writes {
+        let abs = fsutil::abs(work, &e.path);
+        match e.kind {
+            Kind::Dir => {
+                match fs::create_dir(&abs) {
+                    Ok(()) => {}
+                    Err(err) if err.kind() == std::io::ErrorKind::AlreadyExists && abs.is_dir() => {
+                    }
+                    Err(err) => return Err(err).at(&abs),
+                }
+                dir_modes.push(e);
+            }
+            Kind::File => write_file(objects, &abs, e)?,
+            Kind::Symlink => {
+                std::os::unix::fs::symlink(std::ffi::OsStr::from_bytes(&e.target), &abs)
+                    .at(&abs)?;
+            }
+            Kind::Hardlink => links.push(e),
+            Kind::Whiteout | Kind::Opaque => {}
+        }
+        stats.written += 1;
+    }
+    for e in links {
+        let abs = fsutil::abs(work, &e.path);
+        let src = fsutil::abs(work, &e.target);
+        fs::hard_link(&src, &abs).at(&abs)?;
+    }
+    for e in chmod_only {
+        let abs = fsutil::abs(work, &e.path);
+        if e.kind == Kind::Dir {
+            dir_modes.push(e);
+        } else {
+            fs::set_permissions(&abs, fs::Permissions::from_mode(e.mode)).at(&abs)?;
+        }
+        stats.written += 1;
+    }
+    dir_modes.sort_by(|a, b| tree_cmp(&b.path, &a.path));
+    for e in dir_modes {
+        let abs = fsutil::abs(work, &e.path);
+        fs::set_permissions(&abs, fs::Permissions::from_mode(e.mode)).at(&abs)?;
+    }
+
+    // 3. Fresh index: stat data of unchanged non-directories is reused, the rest is re-read.
+    let mut reuse: HashMap<&[u8], &Stat> = HashMap::new();
+    for e in current {
+        reuse.insert(&e.entry.path, &e.stat);
+    }
+    for e in writes.iter().map(|e| e.path.as_slice()) {
+        reuse.remove(e);
+    }
+    for (_, b) in &d.modified {
+        reuse.remove(b.path.as_slice());
+    }
+    let mut entries = Vec::with_capacity(target.len() + 1);
+    let root_md = fs::symlink_metadata(work).at(work)?;
+    let root_stat = Stat::from(&root_md);
+    entries.push(IndexEntry {
+        entry: Entry {
+            path: Vec::new(),
+            kind: Kind::Dir,
+            mode: root_stat.mode & 0o7777,
+            size: 0,
+            content: crate::id::Digest::ZERO,
+            target: Vec::new(),
+        },
+        stat: root_stat,
+    });
+    for e in target {
+        let stat = match reuse.get(e.path.as_slice()) {
+            Some(s) if e.kind == Kind::Symlink || (e.kind == Kind::File && s.nlink < 2) => **s,
+            _ => {
+                let abs = fsutil::abs(work, &e.path);
+                Stat::from(&fs::symlink_metadata(&abs).at(&abs)?)
+            }
+        };
+        entries.push(IndexEntry {
+            entry: e.clone(),
+            stat,
+        });
+    }
+    let time = fs_now(clock_dir)?;
+    Ok((Index { time, entries }, stats))
+}
+
+fn write_file(objects: &ObjectStore, abs: &Path, e: &Entry) -> Result<()> {
+    let mut f = OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(e.mode)
+        .open(abs)
+        .at(abs)?;
+    let who = format!("file {}", abs.display());
+    if e.size > STREAM_THRESHOLD {
+        let mut w = std::io::BufWriter::with_capacity(1 << 20, &mut f);
+        objects.write_to(&e.content, &who, &mut w)?;
+        w.flush().at(abs)?;
+    } else {
+        let data = objects.read(&e.content, &who)?;
+        f.write_all(&data).at(abs)?;
+    }
+    // The umask may have cleared bits; set them exactly.
+    f.set_permissions(fs::Permissions::from_mode(e.mode))
+        .at(abs)?;
+    Ok(())
+}
