@@ -1,0 +1,334 @@
+//! SQLite storage for sequential-ecosystem: a [`StorageAdapter`] on one database file (or an
+//! in-memory database), opened by URL through [`SqliteFactory`] (`sqlite:PATH`,
+//! `sqlite://PATH`, `sqlite::memory:`).
+//!
+//! Invariant: a returned write is on disk. The file is in WAL mode with `synchronous=FULL`;
+//! every write goes through one writer thread that batches whatever requests are queued into
+//! one transaction (each request in its own savepoint, so one failing request does not fail the
+//! others) and answers them after that transaction's single commit — group commit, one fsync
+//! for many concurrent appends. Reads use a small pool of read connections. Claims run in the
+//! writer's `BEGIN IMMEDIATE` transaction, so they are exclusive across processes too.
+//! Semantics (claimability, append planning, compare-and-swap, idempotent create) come from
+//! [`sequential_adaptor::rules`], so every backend agrees. A file that is not a SQLite database,
+//! or one written by a newer schema version, is refused without being changed.
+//!
+//! ```
+//! use sequential_adaptor::{Fence, JournalRecord, NewRun, NewTaskVersion, StorageAdapter, TaskName};
+//! use sequential_adaptor_sqlite::SqliteStore;
+//! use serde_json::json;
+//!
+//! # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
+//! let dir = tempfile::tempdir().unwrap();
+//! let store = SqliteStore::open(dir.path().join("sequential.db"))?;
+//! let task = TaskName::new("hello")?;
+//! let v = store
+//!     .put_task_version(NewTaskVersion { task: task.clone(), code: "1 + 1".into(), graph: None, config: json!({}) })
+//!     .await?;
+//! let run = store.create_run(NewRun::new(task, v.version.version, json!({"n": 1}))).await?.into_run();
+//! let rec = JournalRecord { run: run.id, seq: 0, kind: "run.started".into(), at: 0, data: json!({}) };
+//! store.append(run.id, &[rec.clone()], Fence::None).await?; // durable when it returns
+//! assert_eq!(store.read_journal(run.id, None, 10).await?, vec![rec]);
+//! # Ok::<(), sequential_adaptor::Error>(())
+//! # }).unwrap();
+//! ```
+#![warn(missing_docs)]
+
+mod ops;
+mod schema;
+mod writer;
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use rusqlite::Connection;
+use sequential_adaptor::{
+    AdapterFactory, Claim, ClaimRequest, Created, DeleteMode, Error, Fence, JournalRecord, NewRun,
+    NewTaskVersion, Page, PutVersion, Result, Run, RunFilter, RunId, RunPage, Signal,
+    StorageAdapter, TaskName, TaskSummary, TaskVersion, UnixMillis, VersionSel, strip_scheme,
+};
+use serde_json::Value;
+use tokio::sync::Notify;
+
+pub use schema::SCHEMA_VERSION;
+
+use ops::Ctx;
+use writer::Writer;
+
+/// How many idle read connections a store keeps.
+const IDLE_READERS: usize = 8;
+
+/// A [`StorageAdapter`] on a SQLite database. Cheap to clone; clones share the database, the
+/// writer thread and the read pool. The writer thread stops when the last clone is dropped.
+#[derive(Clone)]
+pub struct SqliteStore {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    /// The path as shown in messages (`:memory:` for an in-memory database).
+    db: Arc<str>,
+    /// `None` for an in-memory database: then reads go through the writer too.
+    path: Option<PathBuf>,
+    readers: Mutex<Vec<Connection>>,
+    changed: Arc<Notify>,
+    writer: Writer,
+}
+
+impl std::fmt::Debug for SqliteStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SqliteStore")
+            .field("db", &self.inner.db)
+            .finish_non_exhaustive()
+    }
+}
+
+impl SqliteStore {
+    /// Opens (or creates) the database at `path`, applying schema migrations.
+    ///
+    /// A file that is not a SQLite database (or a SQLite database of another application) is
+    /// `Invalid`; a database written by a newer schema version is `Unsupported`. In both cases
+    /// the file is left untouched.
+    pub fn open(path: impl AsRef<Path>) -> Result<SqliteStore> {
+        let path = path.as_ref();
+        let shown = path.display().to_string();
+        schema::check_path(path, &shown)?;
+        let conn = schema::open_writer(Some(path), &shown)?;
+        Self::start(conn, shown.into(), Some(path.to_path_buf()))
+    }
+
+    /// A fresh in-memory database, shared by every clone of the returned store; gone when the
+    /// last clone is dropped. For tests and embedding.
+    pub fn memory() -> Result<SqliteStore> {
+        let conn = schema::open_writer(None, ":memory:")?;
+        Self::start(conn, ":memory:".into(), None)
+    }
+
+    fn start(conn: Connection, db: Arc<str>, path: Option<PathBuf>) -> Result<SqliteStore> {
+        let changed = Arc::new(Notify::new());
+        let writer = Writer::spawn(conn, db.clone(), changed.clone())?;
+        Ok(SqliteStore {
+            inner: Arc::new(Inner {
+                db,
+                path,
+                readers: Mutex::new(Vec::new()),
+                changed,
+                writer,
+            }),
+        })
+    }
+
+    /// The database path as given (`:memory:` for an in-memory database).
+    pub fn path(&self) -> Option<&Path> {
+        self.inner.path.as_deref()
+    }
+
+    /// Runs a write request through the writer thread (group commit).
+    async fn write<T, F>(&self, work: F) -> Result<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Ctx<'_>) -> Result<T> + Send + 'static,
+    {
+        let db = self.inner.db.clone();
+        self.inner
+            .writer
+            .call(true, move |conn| work(&Ctx { conn, db: &db }))
+            .await
+    }
+
+    /// Runs a read on a pooled read connection in one read transaction (or through the writer
+    /// for an in-memory database).
+    async fn read<T, F>(&self, work: F) -> Result<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Ctx<'_>) -> Result<T> + Send + 'static,
+    {
+        let Some(path) = self.inner.path.clone() else {
+            let db = self.inner.db.clone();
+            return self
+                .inner
+                .writer
+                .call(false, move |conn| work(&Ctx { conn, db: &db }))
+                .await;
+        };
+        let inner = self.inner.clone();
+        let task = tokio::task::spawn_blocking(move || {
+            let db = &*inner.db;
+            let pooled = inner.readers.lock().map(|mut r| r.pop()).unwrap_or(None);
+            let mut conn = match pooled {
+                Some(c) => c,
+                None => schema::open_reader(&path, db)?,
+            };
+            let result = (|| {
+                let tx = conn
+                    .transaction()
+                    .map_err(|e| schema::db_err(db, "starting a read", e))?;
+                let out = work(&Ctx { conn: &tx, db })?;
+                tx.commit()
+                    .map_err(|e| schema::db_err(db, "ending a read", e))?;
+                Ok(out)
+            })();
+            if let Ok(mut idle) = inner.readers.lock()
+                && idle.len() < IDLE_READERS
+                && conn.is_autocommit()
+            {
+                idle.push(conn);
+            }
+            result
+        });
+        task.await
+            .map_err(|e| Error::backend(format!("SQLite {}: read task", self.inner.db), e))?
+    }
+}
+
+#[async_trait]
+impl StorageAdapter for SqliteStore {
+    fn scheme(&self) -> &'static str {
+        "sqlite"
+    }
+
+    async fn put_task_version(&self, new: NewTaskVersion) -> Result<PutVersion> {
+        self.write(move |c| ops::put_task_version(c, new)).await
+    }
+
+    async fn get_task_version(&self, task: &TaskName, sel: VersionSel) -> Result<TaskVersion> {
+        let task = task.clone();
+        self.read(move |c| ops::get_task_version(c, &task, sel))
+            .await
+    }
+
+    async fn list_tasks(&self) -> Result<Vec<TaskSummary>> {
+        self.read(ops::list_tasks).await
+    }
+
+    async fn delete_task(&self, task: &TaskName, mode: DeleteMode) -> Result<()> {
+        let task = task.clone();
+        self.write(move |c| ops::delete_task(c, &task, mode)).await
+    }
+
+    async fn create_run(&self, new: NewRun) -> Result<Created> {
+        self.write(move |c| ops::create_run(c, new)).await
+    }
+
+    async fn get_run(&self, id: RunId) -> Result<Run> {
+        self.read(move |c| ops::load_run(c, id)).await
+    }
+
+    async fn list_runs(&self, filter: &RunFilter, page: Page) -> Result<RunPage> {
+        let filter = filter.clone();
+        self.read(move |c| ops::list_runs(c, &filter, page)).await
+    }
+
+    async fn update_run(&self, run: &Run) -> Result<Run> {
+        let run = run.clone();
+        self.write(move |c| ops::update_run(c, &run)).await
+    }
+
+    async fn append(&self, run: RunId, records: &[JournalRecord], fence: Fence) -> Result<()> {
+        let records = records.to_vec();
+        self.write(move |c| ops::append(c, run, &records, fence))
+            .await
+    }
+
+    async fn read_journal(
+        &self,
+        run: RunId,
+        after_seq: Option<u64>,
+        limit: usize,
+    ) -> Result<Vec<JournalRecord>> {
+        self.read(move |c| ops::read_journal(c, run, after_seq, limit))
+            .await
+    }
+
+    async fn claim(&self, req: &ClaimRequest) -> Result<Vec<Claim>> {
+        let req = req.clone();
+        self.write(move |c| ops::claim(c, &req)).await
+    }
+
+    async fn renew(&self, run: RunId, token: u64, now: UnixMillis, lease_ms: u64) -> Result<Run> {
+        self.write(move |c| ops::renew(c, run, token, now, lease_ms))
+            .await
+    }
+
+    async fn release(&self, run: RunId, token: u64) -> Result<Run> {
+        self.write(move |c| ops::release(c, run, token)).await
+    }
+
+    async fn send_signal(&self, run: RunId, name: &str, payload: Value) -> Result<u64> {
+        let name = name.to_string();
+        self.write(move |c| ops::send_signal(c, run, &name, &payload))
+            .await
+    }
+
+    async fn read_signals(&self, run: RunId, after_seq: Option<u64>) -> Result<Vec<Signal>> {
+        self.read(move |c| ops::read_signals(c, run, after_seq))
+            .await
+    }
+
+    async fn prune(&self, older_than: UnixMillis) -> Result<u64> {
+        self.write(move |c| ops::prune(c, older_than)).await
+    }
+
+    /// Wakes on a commit of this store (an in-process notification), and at least every
+    /// 200 ms so that writes by other processes are noticed too.
+    async fn wait_for_change(&self, timeout: Duration) {
+        let notified = self.inner.changed.notified();
+        let _ = tokio::time::timeout(timeout.min(Duration::from_millis(200)), notified).await;
+    }
+
+    async fn health(&self) -> Result<()> {
+        let version = self
+            .read(|c| {
+                schema::recorded_version(c.conn)
+                    .map_err(|e| schema::db_err(c.db, "reading the schema version", e))
+            })
+            .await?;
+        match version {
+            Some(SCHEMA_VERSION) => Ok(()),
+            other => Err(Error::unsupported(format!(
+                "SQLite database {:?} has schema version {other:?}; this build needs {SCHEMA_VERSION}",
+                self.inner.db
+            ))),
+        }
+    }
+}
+
+/// Opens [`SqliteStore`]s for `sqlite:PATH`, `sqlite://PATH` (`sqlite:///abs/path` for an
+/// absolute path) and `sqlite::memory:`. Register it as
+/// `registry.register("sqlite", SqliteFactory::FORM, SqliteFactory)`.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct SqliteFactory;
+
+impl SqliteFactory {
+    /// The URL forms, for error messages.
+    pub const FORM: &'static str = "sqlite:PATH, sqlite::memory:";
+
+    /// Opens the store a `sqlite:` URL names (synchronously; see [`AdapterFactory::open`]).
+    pub fn open_url(url: &str) -> Result<SqliteStore> {
+        let is_sqlite = sequential_adaptor::scheme_of(url).as_deref() == Some("sqlite");
+        let rest = strip_scheme(url);
+        if !is_sqlite || rest.is_empty() {
+            return Err(Error::invalid(
+                format!("SQLite URL {url:?}"),
+                "sqlite:PATH (e.g. sqlite:./sequential.db), sqlite:///absolute/path.db or sqlite::memory:",
+            ));
+        }
+        if rest == ":memory:" {
+            SqliteStore::memory()
+        } else {
+            SqliteStore::open(rest)
+        }
+    }
+}
+
+#[async_trait]
+impl AdapterFactory for SqliteFactory {
+    async fn open(&self, url: &str) -> Result<Arc<dyn StorageAdapter>> {
+        let url = url.to_string();
+        let store = tokio::task::spawn_blocking(move || SqliteFactory::open_url(&url))
+            .await
+            .map_err(|e| Error::backend("opening a SQLite database", e))??;
+        Ok(Arc::new(store))
+    }
+}

@@ -1,0 +1,644 @@
+//! The storage operations as plain functions on a connection; semantics come from `rules`.
+
+use rusqlite::types::Value as SqlValue;
+use rusqlite::{Connection, OptionalExtension, Row, params, params_from_iter};
+use sequential_adaptor::rules;
+use sequential_adaptor::{
+    Claim, ClaimRequest, Created, DeleteMode, Error, Fence, JournalRecord, NewRun, NewTaskVersion,
+    Order, Page, PutVersion, Result, Run, RunFilter, RunId, RunPage, RunStatus, Signal, TaskName,
+    TaskSummary, TaskVersion, UnixMillis, VersionSel, now_millis,
+};
+use serde_json::Value;
+
+/// Turns driver errors into [`Error::Backend`] naming the database and the operation.
+pub(crate) struct Ctx<'a> {
+    pub(crate) conn: &'a Connection,
+    pub(crate) db: &'a str,
+}
+
+impl Ctx<'_> {
+    fn err(&self, doing: &str) -> impl Fn(rusqlite::Error) -> Error + '_ {
+        let doing = doing.to_string();
+        move |e| crate::schema::db_err(self.db, &doing, e)
+    }
+}
+
+fn json_text(v: &Value) -> String {
+    v.to_string()
+}
+
+fn parse_json(db: &str, what: &str, text: &str) -> Result<Value> {
+    serde_json::from_str(text)
+        .map_err(|e| Error::backend(format!("SQLite {db}: decoding {what}"), e))
+}
+
+fn run_not_found(id: RunId) -> Error {
+    Error::not_found(format!("run {id}"))
+}
+
+// ---------------------------------------------------------------- task versions
+
+fn version_from_row(db: &str, row: &Row<'_>) -> Result<TaskVersion> {
+    let get = |e: rusqlite::Error| crate::schema::db_err(db, "reading a task version", e);
+    let task: String = row.get(0).map_err(get)?;
+    let graph: Option<String> = row.get(4).map_err(get)?;
+    let config: String = row.get(5).map_err(get)?;
+    Ok(TaskVersion {
+        task: TaskName::new(task)?,
+        version: row.get(1).map_err(get)?,
+        hash: row.get(2).map_err(get)?,
+        code: row.get(3).map_err(get)?,
+        graph: graph
+            .map(|g| parse_json(db, "a task graph", &g))
+            .transpose()?,
+        config: parse_json(db, "a task config", &config)?,
+        created_at: row.get(6).map_err(get)?,
+    })
+}
+
+const VERSION_COLS: &str = "task, version, hash, code, graph, config, created_at";
+
+pub(crate) fn put_task_version(c: &Ctx<'_>, new: NewTaskVersion) -> Result<PutVersion> {
+    let hash = new.content_hash();
+    let existing = c
+        .conn
+        .prepare_cached(&format!(
+            "SELECT {VERSION_COLS} FROM task_versions WHERE task = ?1 AND hash = ?2"
+        ))
+        .map_err(c.err("finding a task version"))?
+        .query_row(params![new.task.as_str(), hash], |row| {
+            Ok(version_from_row(c.db, row))
+        })
+        .optional()
+        .map_err(c.err("finding a task version"))?;
+    if let Some(v) = existing {
+        return Ok(PutVersion {
+            version: v?,
+            created: false,
+        });
+    }
+    let next: u32 = c
+        .conn
+        .prepare_cached("SELECT coalesce(max(version), 0) + 1 FROM task_versions WHERE task = ?1")
+        .map_err(c.err("numbering a task version"))?
+        .query_row([new.task.as_str()], |r| r.get(0))
+        .map_err(c.err("numbering a task version"))?;
+    let version = TaskVersion {
+        task: new.task,
+        version: next,
+        hash,
+        code: new.code,
+        graph: new.graph,
+        config: new.config,
+        created_at: now_millis(),
+    };
+    c.conn
+        .prepare_cached(&format!(
+            "INSERT INTO task_versions ({VERSION_COLS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)"
+        ))
+        .map_err(c.err("storing a task version"))?
+        .execute(params![
+            version.task.as_str(),
+            version.version,
+            version.hash,
+            version.code,
+            version.graph.as_ref().map(json_text),
+            json_text(&version.config),
+            version.created_at,
+        ])
+        .map_err(c.err("storing a task version"))?;
+    Ok(PutVersion {
+        version,
+        created: true,
+    })
+}
+
+pub(crate) fn get_task_version(
+    c: &Ctx<'_>,
+    task: &TaskName,
+    sel: VersionSel,
+) -> Result<TaskVersion> {
+    let found = match sel {
+        VersionSel::Latest => c
+            .conn
+            .prepare_cached(&format!(
+                "SELECT {VERSION_COLS} FROM task_versions WHERE task = ?1 ORDER BY version DESC LIMIT 1"
+            ))
+            .map_err(c.err("reading a task version"))?
+            .query_row([task.as_str()], |row| Ok(version_from_row(c.db, row)))
+            .optional(),
+        VersionSel::Exact(n) => c
+            .conn
+            .prepare_cached(&format!(
+                "SELECT {VERSION_COLS} FROM task_versions WHERE task = ?1 AND version = ?2"
+            ))
+            .map_err(c.err("reading a task version"))?
+            .query_row(params![task.as_str(), n], |row| Ok(version_from_row(c.db, row)))
+            .optional(),
+    }
+    .map_err(c.err("reading a task version"))?;
+    match (found, sel) {
+        (Some(v), _) => v,
+        (None, VersionSel::Latest) => Err(Error::not_found(format!(
+            "task `{task}` (no stored version)"
+        ))),
+        (None, VersionSel::Exact(n)) => Err(Error::not_found(format!("task `{task}` version {n}"))),
+    }
+}
+
+pub(crate) fn list_tasks(c: &Ctx<'_>) -> Result<Vec<TaskSummary>> {
+    let mut stmt = c
+        .conn
+        .prepare_cached(
+            "SELECT t.task, t.version, t.hash, t.created_at FROM task_versions t \
+             WHERE t.version = (SELECT max(version) FROM task_versions WHERE task = t.task) \
+             ORDER BY t.task",
+        )
+        .map_err(c.err("listing tasks"))?;
+    let rows = stmt
+        .query_map([], |r| {
+            Ok((
+                r.get::<_, String>(0)?,
+                r.get::<_, u32>(1)?,
+                r.get::<_, String>(2)?,
+                r.get::<_, i64>(3)?,
+            ))
+        })
+        .map_err(c.err("listing tasks"))?;
+    let mut out = Vec::new();
+    for row in rows {
+        let (name, latest_version, latest_hash, updated_at) =
+            row.map_err(c.err("listing tasks"))?;
+        out.push(TaskSummary {
+            name: TaskName::new(name)?,
+            latest_version,
+            latest_hash,
+            updated_at,
+        });
+    }
+    Ok(out)
+}
+
+pub(crate) fn delete_task(c: &Ctx<'_>, task: &TaskName, mode: DeleteMode) -> Result<()> {
+    let versions: i64 = c
+        .conn
+        .query_row(
+            "SELECT count(*) FROM task_versions WHERE task = ?1",
+            [task.as_str()],
+            |r| r.get(0),
+        )
+        .map_err(c.err("deleting a task"))?;
+    let runs: i64 = c
+        .conn
+        .query_row(
+            "SELECT count(*) FROM runs WHERE task = ?1",
+            [task.as_str()],
+            |r| r.get(0),
+        )
+        .map_err(c.err("deleting a task"))?;
+    if versions == 0 && runs == 0 {
+        return Err(Error::not_found(format!("task `{task}`")));
+    }
+    if mode == DeleteMode::IfIdle {
+        let active: i64 = c
+            .conn
+            .query_row(
+                "SELECT count(*) FROM runs WHERE task = ?1 \
+                 AND status NOT IN ('succeeded', 'failed', 'cancelled')",
+                [task.as_str()],
+                |r| r.get(0),
+            )
+            .map_err(c.err("deleting a task"))?;
+        if active > 0 {
+            return Err(Error::conflict(format!(
+                "task `{task}` has {active} active run(s); finish or cancel them, or delete with force"
+            )));
+        }
+    }
+    c.conn
+        .execute("DELETE FROM runs WHERE task = ?1", [task.as_str()])
+        .map_err(c.err("deleting a task's runs"))?;
+    c.conn
+        .execute("DELETE FROM task_versions WHERE task = ?1", [task.as_str()])
+        .map_err(c.err("deleting a task's versions"))?;
+    Ok(())
+}
+
+// ---------------------------------------------------------------- runs
+
+fn decode_run(db: &str, body: &str) -> Result<Run> {
+    serde_json::from_str(body)
+        .map_err(|e| Error::backend(format!("SQLite {db}: decoding a run"), e))
+}
+
+fn encode_run(db: &str, run: &Run) -> Result<String> {
+    serde_json::to_string(run)
+        .map_err(|e| Error::backend(format!("SQLite {db}: encoding run {}", run.id), e))
+}
+
+pub(crate) fn load_run(c: &Ctx<'_>, id: RunId) -> Result<Run> {
+    let body: Option<String> = c
+        .conn
+        .prepare_cached("SELECT body FROM runs WHERE id = ?1")
+        .map_err(c.err("reading a run"))?
+        .query_row([id.as_bytes()], |r| r.get(0))
+        .optional()
+        .map_err(c.err("reading a run"))?;
+    decode_run(c.db, &body.ok_or_else(|| run_not_found(id))?)
+}
+
+fn insert_run(c: &Ctx<'_>, run: &Run) -> Result<()> {
+    c.conn
+        .prepare_cached(
+            "INSERT INTO runs (id, task, version, status, wake_at, lease_expires, fence, revision, \
+             idempotency_key, created_at, updated_at, ended_at, body) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
+        )
+        .map_err(c.err("storing a run"))?
+        .execute(params![
+            run.id.as_bytes(),
+            run.task.as_str(),
+            run.version,
+            run.status.as_str(),
+            run.wake_at,
+            run.lease.as_ref().map(|l| l.expires_at),
+            run.fence as i64,
+            run.revision as i64,
+            run.idempotency_key,
+            run.created_at,
+            run.updated_at,
+            run.ended_at,
+            encode_run(c.db, run)?,
+        ])
+        .map_err(c.err("storing a run"))?;
+    Ok(())
+}
+
+/// Overwrites a stored run (columns and body).
+fn write_run(c: &Ctx<'_>, run: &Run) -> Result<()> {
+    let n = c
+        .conn
+        .prepare_cached(
+            "UPDATE runs SET version = ?2, status = ?3, wake_at = ?4, lease_expires = ?5, fence = ?6, \
+             revision = ?7, updated_at = ?8, ended_at = ?9, body = ?10 WHERE id = ?1",
+        )
+        .map_err(c.err("writing a run"))?
+        .execute(params![
+            run.id.as_bytes(),
+            run.version,
+            run.status.as_str(),
+            run.wake_at,
+            run.lease.as_ref().map(|l| l.expires_at),
+            run.fence as i64,
+            run.revision as i64,
+            run.updated_at,
+            run.ended_at,
+            encode_run(c.db, run)?,
+        ])
+        .map_err(c.err("writing a run"))?;
+    if n == 0 {
+        return Err(run_not_found(run.id));
+    }
+    Ok(())
+}
+
+pub(crate) fn create_run(c: &Ctx<'_>, new: NewRun) -> Result<Created> {
+    if let Some(key) = &new.idempotency_key {
+        let body: Option<String> = c
+            .conn
+            .prepare_cached("SELECT body FROM runs WHERE idempotency_key = ?1")
+            .map_err(c.err("finding an idempotency key"))?
+            .query_row([key], |r| r.get(0))
+            .optional()
+            .map_err(c.err("finding an idempotency key"))?;
+        if let Some(body) = body {
+            return rules::existing_for_key(decode_run(c.db, &body)?, &new);
+        }
+    }
+    let exists: bool = c
+        .conn
+        .prepare_cached("SELECT 1 FROM task_versions WHERE task = ?1 AND version = ?2")
+        .map_err(c.err("checking a task version"))?
+        .exists(params![new.task.as_str(), new.version])
+        .map_err(c.err("checking a task version"))?;
+    if !exists {
+        return Err(Error::not_found(format!(
+            "task `{}` version {}",
+            new.task, new.version
+        )));
+    }
+    let run = rules::new_run(new, now_millis());
+    insert_run(c, &run)?;
+    Ok(Created::Created(run))
+}
+
+pub(crate) fn update_run(c: &Ctx<'_>, new: &Run) -> Result<Run> {
+    let stored = load_run(c, new.id)?;
+    let run = rules::prepare_update(&stored, new, now_millis())?;
+    write_run(c, &run)?;
+    Ok(run)
+}
+
+pub(crate) fn list_runs(c: &Ctx<'_>, filter: &RunFilter, page: Page) -> Result<RunPage> {
+    let mut sql = String::from("SELECT body FROM runs WHERE 1 = 1");
+    let mut args: Vec<SqlValue> = Vec::new();
+    if let Some(task) = &filter.task {
+        args.push(SqlValue::Text(task.as_str().to_string()));
+        sql.push_str(&format!(" AND task = ?{}", args.len()));
+    }
+    if !filter.statuses.is_empty() {
+        let mut marks = Vec::new();
+        for st in &filter.statuses {
+            args.push(SqlValue::Text(st.as_str().to_string()));
+            marks.push(format!("?{}", args.len()));
+        }
+        sql.push_str(&format!(" AND status IN ({})", marks.join(", ")));
+    }
+    let (cmp, dir) = match page.order {
+        Order::OldestFirst => (">", "ASC"),
+        Order::NewestFirst => ("<", "DESC"),
+    };
+    if let Some(after) = page.after {
+        args.push(SqlValue::Blob(after.as_bytes().to_vec()));
+        sql.push_str(&format!(" AND id {cmp} ?{}", args.len()));
+    }
+    let limit = page.limit.min(i64::MAX as usize - 1);
+    args.push(SqlValue::Integer(limit as i64 + 1));
+    sql.push_str(&format!(" ORDER BY id {dir} LIMIT ?{}", args.len()));
+    let mut stmt = c.conn.prepare_cached(&sql).map_err(c.err("listing runs"))?;
+    let rows = stmt
+        .query_map(params_from_iter(args), |r| r.get::<_, String>(0))
+        .map_err(c.err("listing runs"))?;
+    let mut runs = Vec::new();
+    let mut more = false;
+    for row in rows {
+        if runs.len() == limit {
+            more = true;
+            break;
+        }
+        runs.push(decode_run(c.db, &row.map_err(c.err("listing runs"))?)?);
+    }
+    let next = if more {
+        runs.last().map(|r| r.id)
+    } else {
+        None
+    };
+    Ok(RunPage { runs, next })
+}
+
+// ---------------------------------------------------------------- journal
+
+/// The run's current fencing token; `NotFound` for an unknown run.
+fn run_fence(c: &Ctx<'_>, id: RunId) -> Result<u64> {
+    c.conn
+        .prepare_cached("SELECT fence FROM runs WHERE id = ?1")
+        .map_err(c.err("reading a run's fence"))?
+        .query_row([id.as_bytes()], |r| r.get::<_, i64>(0))
+        .optional()
+        .map_err(c.err("reading a run's fence"))?
+        .map(|f| f as u64)
+        .ok_or_else(|| run_not_found(id))
+}
+
+fn journal_len(c: &Ctx<'_>, id: RunId) -> Result<u64> {
+    c.conn
+        .prepare_cached("SELECT coalesce(max(seq) + 1, 0) FROM journal WHERE run = ?1")
+        .map_err(c.err("reading a journal's length"))?
+        .query_row([id.as_bytes()], |r| r.get::<_, i64>(0))
+        .map(|n| n as u64)
+        .map_err(c.err("reading a journal's length"))
+}
+
+fn record_from_row(db: &str, run: RunId, row: &Row<'_>) -> Result<JournalRecord> {
+    let get = |e: rusqlite::Error| crate::schema::db_err(db, "reading a journal record", e);
+    let data: String = row.get(3).map_err(get)?;
+    Ok(JournalRecord {
+        run,
+        seq: row.get::<_, i64>(0).map_err(get)? as u64,
+        kind: row.get(1).map_err(get)?,
+        at: row.get(2).map_err(get)?,
+        data: parse_json(db, "a journal record", &data)?,
+    })
+}
+
+fn record_at(c: &Ctx<'_>, run: RunId, seq: u64) -> Result<Option<JournalRecord>> {
+    c.conn
+        .prepare_cached("SELECT seq, kind, at, data FROM journal WHERE run = ?1 AND seq = ?2")
+        .map_err(c.err("reading a journal record"))?
+        .query_row(params![run.as_bytes(), seq as i64], |row| {
+            Ok(record_from_row(c.db, run, row))
+        })
+        .optional()
+        .map_err(c.err("reading a journal record"))?
+        .transpose()
+}
+
+/// A stand-in run carrying only what `rules::check_fence` looks at.
+fn fence_probe(id: RunId, fence: u64) -> Run {
+    let mut run = rules::new_run(
+        NewRun::new(TaskName::new("fence").expect("valid name"), 0, Value::Null),
+        0,
+    );
+    run.id = id;
+    run.fence = fence;
+    run
+}
+
+pub(crate) fn append(
+    c: &Ctx<'_>,
+    run: RunId,
+    records: &[JournalRecord],
+    fence: Fence,
+) -> Result<()> {
+    let current = run_fence(c, run)?;
+    rules::check_fence(&fence_probe(run, current), fence)?;
+    let stored = journal_len(c, run)?;
+    let first_new = rules::plan_append(run, stored, records, |seq| record_at(c, run, seq))?;
+    if first_new == records.len() {
+        return Ok(());
+    }
+    let mut stmt = c
+        .conn
+        .prepare_cached(
+            "INSERT INTO journal (run, seq, kind, at, data) VALUES (?1, ?2, ?3, ?4, ?5)",
+        )
+        .map_err(c.err("appending to a journal"))?;
+    for r in &records[first_new..] {
+        stmt.execute(params![
+            run.as_bytes(),
+            r.seq as i64,
+            r.kind,
+            r.at,
+            json_text(&r.data)
+        ])
+        .map_err(c.err("appending to a journal"))?;
+    }
+    Ok(())
+}
+
+pub(crate) fn read_journal(
+    c: &Ctx<'_>,
+    run: RunId,
+    after_seq: Option<u64>,
+    limit: usize,
+) -> Result<Vec<JournalRecord>> {
+    run_fence(c, run)?;
+    let after = after_seq.map_or(-1, |s| s.min(i64::MAX as u64 - 1) as i64);
+    let limit = limit.min(i64::MAX as usize) as i64;
+    let mut stmt = c
+        .conn
+        .prepare_cached(
+            "SELECT seq, kind, at, data FROM journal WHERE run = ?1 AND seq > ?2 ORDER BY seq LIMIT ?3",
+        )
+        .map_err(c.err("reading a journal"))?;
+    let rows = stmt
+        .query_map(params![run.as_bytes(), after, limit], |row| {
+            Ok(record_from_row(c.db, run, row))
+        })
+        .map_err(c.err("reading a journal"))?;
+    let mut out = Vec::new();
+    for row in rows {
+        out.push(row.map_err(c.err("reading a journal"))??);
+    }
+    Ok(out)
+}
+
+// ---------------------------------------------------------------- claims and leases
+
+pub(crate) fn claim(c: &Ctx<'_>, req: &ClaimRequest) -> Result<Vec<Claim>> {
+    if req.limit == 0 {
+        return Ok(Vec::new());
+    }
+    let limit = req.limit.min(i64::MAX as usize) as i64;
+    let mut stmt = c
+        .conn
+        .prepare_cached(
+            "SELECT body FROM runs WHERE status = 'queued' \
+             OR (status = 'waiting' AND wake_at <= ?1) \
+             OR (status IN ('running', 'stopping') AND (lease_expires IS NULL OR lease_expires <= ?1)) \
+             ORDER BY id LIMIT ?2",
+        )
+        .map_err(c.err("finding runnable runs"))?;
+    let bodies = stmt
+        .query_map(params![req.now, limit], |r| r.get::<_, String>(0))
+        .map_err(c.err("finding runnable runs"))?
+        .collect::<rusqlite::Result<Vec<_>>>()
+        .map_err(c.err("finding runnable runs"))?;
+    let mut out = Vec::with_capacity(bodies.len());
+    for body in bodies {
+        let run = decode_run(c.db, &body)?;
+        if !rules::is_claimable(&run, req.now) {
+            continue;
+        }
+        let claim = rules::claim_run(run, req);
+        write_run(c, &claim.run)?;
+        out.push(claim);
+    }
+    Ok(out)
+}
+
+pub(crate) fn renew(
+    c: &Ctx<'_>,
+    id: RunId,
+    token: u64,
+    now: UnixMillis,
+    lease_ms: u64,
+) -> Result<Run> {
+    let mut run = load_run(c, id)?;
+    rules::check_lease(&run, token)?;
+    if let Some(lease) = run.lease.as_mut() {
+        lease.expires_at = now.saturating_add(lease_ms.min(i64::MAX as u64) as i64);
+    }
+    write_run(c, &run)?;
+    Ok(run)
+}
+
+pub(crate) fn release(c: &Ctx<'_>, id: RunId, token: u64) -> Result<Run> {
+    let mut run = load_run(c, id)?;
+    rules::check_lease(&run, token)?;
+    run.lease = None;
+    write_run(c, &run)?;
+    Ok(run)
+}
+
+// ---------------------------------------------------------------- signals and pruning
+
+pub(crate) fn send_signal(c: &Ctx<'_>, id: RunId, name: &str, payload: &Value) -> Result<u64> {
+    let stored = load_run(c, id)?;
+    let revision = stored.revision;
+    let run = rules::signal_target(stored, name, now_millis())?;
+    let seq: i64 = c
+        .conn
+        .prepare_cached("SELECT coalesce(max(seq) + 1, 0) FROM signals WHERE run = ?1")
+        .map_err(c.err("numbering a signal"))?
+        .query_row([id.as_bytes()], |r| r.get(0))
+        .map_err(c.err("numbering a signal"))?;
+    c.conn
+        .prepare_cached(
+            "INSERT INTO signals (run, seq, name, payload, at) VALUES (?1, ?2, ?3, ?4, ?5)",
+        )
+        .map_err(c.err("storing a signal"))?
+        .execute(params![
+            id.as_bytes(),
+            seq,
+            name,
+            json_text(payload),
+            now_millis()
+        ])
+        .map_err(c.err("storing a signal"))?;
+    if run.revision != revision {
+        write_run(c, &run)?;
+    }
+    Ok(seq as u64)
+}
+
+pub(crate) fn read_signals(c: &Ctx<'_>, id: RunId, after_seq: Option<u64>) -> Result<Vec<Signal>> {
+    run_fence(c, id)?;
+    let after = after_seq.map_or(-1, |s| s.min(i64::MAX as u64 - 1) as i64);
+    let mut stmt = c
+        .conn
+        .prepare_cached(
+            "SELECT seq, name, payload, at FROM signals WHERE run = ?1 AND seq > ?2 ORDER BY seq",
+        )
+        .map_err(c.err("reading signals"))?;
+    let rows = stmt
+        .query_map(params![id.as_bytes(), after], |r| {
+            Ok((
+                r.get::<_, i64>(0)?,
+                r.get::<_, String>(1)?,
+                r.get::<_, String>(2)?,
+                r.get::<_, i64>(3)?,
+            ))
+        })
+        .map_err(c.err("reading signals"))?;
+    let mut out = Vec::new();
+    for row in rows {
+        let (seq, name, payload, at) = row.map_err(c.err("reading signals"))?;
+        out.push(Signal {
+            run: id,
+            name,
+            payload: parse_json(c.db, "a signal payload", &payload)?,
+            seq: seq as u64,
+            at,
+        });
+    }
+    Ok(out)
+}
+
+/// Removes finished runs that ended before `older_than` (`rules::is_prunable`, in SQL).
+pub(crate) fn prune(c: &Ctx<'_>, older_than: UnixMillis) -> Result<u64> {
+    let terminal: Vec<&str> = RunStatus::ALL
+        .iter()
+        .filter(|s| s.is_terminal())
+        .map(|s| s.as_str())
+        .collect();
+    let sql = format!(
+        "DELETE FROM runs WHERE status IN ('{}') AND coalesce(ended_at, updated_at) < ?1",
+        terminal.join("', '")
+    );
+    let n = c
+        .conn
+        .execute(&sql, [older_than])
+        .map_err(c.err("pruning runs"))?;
+    Ok(n as u64)
+}

@@ -1,0 +1,8 @@
+//! Integration tests of sequential-adaptor-sqlite: the conformance suite on a file and in
+//! memory, refusal of foreign and newer files, the factory's URLs, and the SIGKILL crash test.
+
+mod bad_input;
+mod conformance_file;
+mod conformance_memory;
+mod crash;
+mod factory;
