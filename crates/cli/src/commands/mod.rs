@@ -1,0 +1,132 @@
+//! One module per subcommand; [`run`] dispatches and builds the shared [`Ctx`].
+
+mod config;
+mod create_task;
+mod delete;
+mod describe;
+mod init;
+mod list;
+mod sync_tasks;
+
+use anyhow::Result;
+use sequential_adaptor::{StorageAdapter, TaskName, TaskSummary, VersionSel};
+
+use crate::cli::{Cli, Command};
+use crate::output::Output;
+use crate::rc::RcFile;
+use crate::storage::{self, Choice, Env, Opened};
+use crate::tasks::{TaskFolder, TasksDir};
+
+/// What every command may need: the environment, the output, the tasks directory.
+#[derive(Debug)]
+pub struct Ctx {
+    /// Environment variables the policy reads.
+    pub env: Env,
+    /// Text or JSON.
+    pub out: Output,
+    /// The task folders' directory.
+    pub tasks: TasksDir,
+}
+
+impl Ctx {
+    /// `.sequentialrc.json` in the current directory.
+    pub fn rc(&self) -> Result<RcFile> {
+        RcFile::load(std::path::Path::new("."))
+    }
+
+    /// The configured storage (or the one `flag` names), created if missing.
+    pub async fn storage(&self, flag: Option<&str>) -> Result<Opened> {
+        let rc = self.rc()?;
+        storage::open(&self.env, &rc, flag).await
+    }
+
+    /// The configured storage if its location exists; `None` means nothing is stored yet.
+    /// Read-only commands use this so they never create a folder or database file.
+    pub async fn existing_storage(&self) -> Result<(Choice, Option<Opened>)> {
+        let rc = self.rc()?;
+        let choice = storage::choose(&self.env, &rc, None)?;
+        if !storage::location_exists(&choice) {
+            tracing::debug!(url = %choice.url, "storage location does not exist yet");
+            return Ok((choice, None));
+        }
+        Ok((choice.clone(), Some(storage::open_choice(choice).await?)))
+    }
+}
+
+/// Runs the parsed command line.
+pub async fn run(cli: Cli) -> Result<()> {
+    let env = Env::from_process();
+    let ctx = Ctx {
+        tasks: TasksDir::new(env.tasks_dir.clone()),
+        env,
+        out: Output::new(cli.json),
+    };
+    match cli.command {
+        Command::Init => init::run(&ctx).await,
+        Command::CreateTask(args) => create_task::run(&ctx, args).await,
+        Command::List => list::run(&ctx).await,
+        Command::Describe { name } => describe::run(&ctx, &name).await,
+        Command::Delete { name, force } => delete::run(&ctx, &name, force).await,
+        Command::Config { action } => config::run(&ctx, action).await,
+        Command::SyncTasks(args) => sync_tasks::run(&ctx, args).await,
+    }
+}
+
+/// How a task folder relates to the latest stored version.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum SyncState {
+    /// The folder's content is the latest stored version.
+    InSync,
+    /// The folder differs from the latest stored version.
+    Modified,
+    /// A folder exists, no version is stored.
+    NotStored,
+    /// A version is stored, there is no folder.
+    StoredOnly,
+    /// The folder has no code.js, so it cannot be stored.
+    Incomplete,
+}
+
+impl SyncState {
+    /// For text output.
+    pub fn label(self) -> &'static str {
+        match self {
+            SyncState::InSync => "in sync",
+            SyncState::Modified => "modified",
+            SyncState::NotStored => "not stored",
+            SyncState::StoredOnly => "stored only",
+            SyncState::Incomplete => "no code.js",
+        }
+    }
+
+    /// Compares a folder (if any) with the latest stored version's hash (if any).
+    pub fn of(folder: Option<&TaskFolder>, stored_hash: Option<&str>) -> Self {
+        match (folder, stored_hash) {
+            (None, _) => SyncState::StoredOnly,
+            (Some(f), hash) => match (f.to_new_version(), hash) {
+                (Err(_), _) => SyncState::Incomplete,
+                (Ok(_), None) => SyncState::NotStored,
+                (Ok(v), Some(h)) if v.content_hash() == h => SyncState::InSync,
+                (Ok(_), Some(_)) => SyncState::Modified,
+            },
+        }
+    }
+}
+
+/// The stored summary of `name`, if the storage has a version of it.
+pub fn summary_of<'a>(summaries: &'a [TaskSummary], name: &TaskName) -> Option<&'a TaskSummary> {
+    summaries.iter().find(|s| &s.name == name)
+}
+
+/// The latest stored version of a task, `None` when the storage has none.
+pub async fn latest_version(
+    adapter: &dyn StorageAdapter,
+    name: &TaskName,
+) -> Result<Option<sequential_adaptor::TaskVersion>> {
+    match adapter.get_task_version(name, VersionSel::Latest).await {
+        Ok(v) => Ok(Some(v)),
+        Err(sequential_adaptor::Error::NotFound { .. }) => Ok(None),
+        Err(e) => Err(e.into()),
+    }
+}

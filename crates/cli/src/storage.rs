@@ -1,0 +1,228 @@
+//! The storage policy, in one place: which backends are compiled in, which setting wins, and
+//! what an unset `DATABASE_URL` means.
+//!
+//! Order: `--adaptor` (where a command offers it) › `DATABASE_URL` (alias `SUPABASE_DB_URL`) ›
+//! `adaptor` in `.sequentialrc.json` › folder storage under `SEQUENTIAL_TASKS_DIR` (default
+//! `./tasks`).
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use anyhow::{Context, Result};
+use sequential_adaptor::{Registry, StorageAdapter, scheme_of};
+use sequential_adaptor_folder::FolderFactory;
+use sequential_adaptor_sqlite::SqliteFactory;
+use serde::Serialize;
+
+use crate::error::{UserError, user};
+use crate::rc::RcFile;
+
+/// The SQLite database `--adaptor sqlite` means when `DATABASE_URL` is not SQLite.
+pub const DEFAULT_SQLITE_URL: &str = "sqlite:./sequential.db";
+
+/// The URL forms accepted, for messages.
+const FORMS: &str = "folder:PATH (or a plain path), sqlite:PATH, sqlite::memory:";
+
+/// The environment the policy reads, captured once per process.
+#[derive(Debug, Clone)]
+pub struct Env {
+    /// `DATABASE_URL`, if set and non-empty.
+    pub database_url: Option<String>,
+    /// `SUPABASE_DB_URL`, if set and non-empty.
+    pub supabase_db_url: Option<String>,
+    /// `SUPABASE_URL` or `SUPABASE_KEY` is set (the REST API, which is not a database URL).
+    pub supabase_rest: bool,
+    /// The task folders' directory: `SEQUENTIAL_TASKS_DIR`, default `./tasks`.
+    pub tasks_dir: PathBuf,
+}
+
+impl Env {
+    /// Reads the process environment.
+    pub fn from_process() -> Self {
+        let var = |name: &str| std::env::var(name).ok().filter(|v| !v.trim().is_empty());
+        Env {
+            database_url: var("DATABASE_URL"),
+            supabase_db_url: var("SUPABASE_DB_URL"),
+            supabase_rest: var("SUPABASE_URL").is_some() || var("SUPABASE_KEY").is_some(),
+            tasks_dir: var("SEQUENTIAL_TASKS_DIR")
+                .map_or_else(|| PathBuf::from("tasks"), PathBuf::from),
+        }
+    }
+
+    /// The folder-storage URL of the default: `folder:<tasks dir>`.
+    pub fn default_folder_url(&self) -> String {
+        format!("folder:{}", self.tasks_dir.display())
+    }
+
+    /// `DATABASE_URL`, or its alias `SUPABASE_DB_URL`, with the variable's name.
+    fn database_url(&self) -> Option<(&str, Source)> {
+        self.database_url
+            .as_deref()
+            .map(|u| (u, Source::DatabaseUrl))
+            .or_else(|| {
+                self.supabase_db_url
+                    .as_deref()
+                    .map(|u| (u, Source::SupabaseDbUrl))
+            })
+    }
+}
+
+/// Where the chosen storage came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Source {
+    /// The command's `--adaptor` flag.
+    Flag,
+    /// `DATABASE_URL`.
+    DatabaseUrl,
+    /// `SUPABASE_DB_URL` (alias of `DATABASE_URL`).
+    SupabaseDbUrl,
+    /// `adaptor` in `.sequentialrc.json`.
+    RcFile,
+    /// Nothing set: folder storage under the tasks directory.
+    Default,
+}
+
+impl Source {
+    /// For messages: where the setting came from.
+    pub fn describe(self) -> &'static str {
+        match self {
+            Source::Flag => "--adaptor",
+            Source::DatabaseUrl => "DATABASE_URL",
+            Source::SupabaseDbUrl => "SUPABASE_DB_URL",
+            Source::RcFile => "\"adaptor\" in .sequentialrc.json",
+            Source::Default => {
+                "the default (DATABASE_URL unset, no \"adaptor\" in .sequentialrc.json)"
+            }
+        }
+    }
+}
+
+/// A storage choice: the normalized URL and where it came from.
+#[derive(Debug, Clone, Serialize)]
+pub struct Choice {
+    /// The normalized URL, e.g. `folder:tasks` or `sqlite:./sequential.db`.
+    pub url: String,
+    /// Where it came from.
+    pub source: Source,
+}
+
+/// An opened storage backend.
+#[derive(Debug, Clone)]
+pub struct Opened {
+    /// The adapter.
+    pub adapter: Arc<dyn StorageAdapter>,
+    /// What was opened and why.
+    pub choice: Choice,
+}
+
+/// THE storage policy: chooses a backend (`--adaptor` › `DATABASE_URL`/`SUPABASE_DB_URL` ›
+/// `.sequentialrc.json` › folder default) and opens it through a [`Registry`] holding the
+/// backends compiled into this binary.
+pub async fn open(env: &Env, rc: &RcFile, flag: Option<&str>) -> Result<Opened> {
+    open_choice(choose(env, rc, flag)?).await
+}
+
+/// Opens a [`Choice`] through the registry of compiled-in backends.
+pub async fn open_choice(choice: Choice) -> Result<Opened> {
+    let mut registry = Registry::new();
+    registry
+        .register("folder", "folder:PATH (or a plain path)", FolderFactory)
+        .register("sqlite", SqliteFactory::FORM, SqliteFactory);
+    tracing::debug!(url = %choice.url, source = ?choice.source, "opening storage");
+    let known_scheme =
+        scheme_of(&choice.url).is_some_and(|s| registry.schemes().contains(&s.as_str()));
+    let adapter = registry.open(&choice.url).await.map_err(|e| {
+        let hint = match &e {
+            _ if !known_scheme => {
+                "PostgreSQL (postgres://…) is not compiled in yet; `sequential-ecosystem --help` lists the storage settings".to_string()
+            }
+            sequential_adaptor::Error::Unsupported { .. } => {
+                "it was written by a newer sequential-ecosystem; upgrade this binary (the storage was not changed)".to_string()
+            }
+            _ => format!(
+                "check the location named by {}; nothing was changed",
+                choice.source.describe()
+            ),
+        };
+        UserError::new(format!(
+            "cannot open storage {} (from {}): {e}",
+            choice.url,
+            choice.source.describe()
+        ))
+        .hint(hint)
+    })?;
+    Ok(Opened { adapter, choice })
+}
+
+/// Chooses the storage URL without opening it (also used by `config show`).
+pub fn choose(env: &Env, rc: &RcFile, flag: Option<&str>) -> Result<Choice> {
+    let (spec, source) = if let Some(flag) = flag {
+        (flag.to_string(), Source::Flag)
+    } else if let Some((url, source)) = env.database_url() {
+        (url.to_string(), source)
+    } else if env.supabase_rest {
+        return Err(user(
+            "SUPABASE_URL/SUPABASE_KEY name Supabase's REST API, which is not a storage backend",
+            "put Supabase's direct PostgreSQL connection string (Project Settings → Database, \
+             postgres://postgres:…@db.<project>.supabase.co:5432/postgres) in DATABASE_URL",
+        ));
+    } else if let Some(adaptor) = rc.adaptor() {
+        (adaptor.to_string(), Source::RcFile)
+    } else {
+        return Ok(Choice {
+            url: env.default_folder_url(),
+            source: Source::Default,
+        });
+    };
+    let url = normalize(env, &spec).with_context(|| source.describe().to_string())?;
+    Ok(Choice { url, source })
+}
+
+/// Turns a name (`folder`, `sqlite`), a plain path or a URL into a URL the registry knows.
+fn normalize(env: &Env, spec: &str) -> Result<String> {
+    let spec = spec.trim();
+    if spec.is_empty() {
+        return Err(user(
+            "the storage setting is empty",
+            format!("use one of: {FORMS}"),
+        ));
+    }
+    let db_url_scheme = env
+        .database_url()
+        .and_then(|(u, _)| scheme_of(u).map(|s| (u, s)));
+    match spec.to_ascii_lowercase().as_str() {
+        "folder" | "default" => return Ok(env.default_folder_url()),
+        "sqlite" => {
+            return Ok(match db_url_scheme {
+                Some((url, scheme)) if scheme == "sqlite" => url.to_string(),
+                _ => DEFAULT_SQLITE_URL.to_string(),
+            });
+        }
+        "postgres" | "postgresql" | "supabase" => return Err(postgres_not_compiled(spec)),
+        _ => {}
+    }
+    match scheme_of(spec).as_deref() {
+        None => Ok(format!("folder:{spec}")),
+        Some("postgres" | "postgresql") => Err(postgres_not_compiled(spec)),
+        Some(_) => Ok(spec.to_string()),
+    }
+}
+
+fn postgres_not_compiled(spec: &str) -> anyhow::Error {
+    user(
+        format!("PostgreSQL support is not compiled in yet (storage {spec:?})"),
+        format!("use one of: {FORMS}"),
+    )
+}
+
+/// Whether the location `choice` names exists already. Folder and SQLite storage create
+/// their location when opened; read-only commands check this first so they never do.
+pub fn location_exists(choice: &Choice) -> bool {
+    let rest = sequential_adaptor::strip_scheme(&choice.url);
+    match scheme_of(&choice.url).as_deref() {
+        Some("folder") => Path::new(rest).exists(),
+        Some("sqlite") => rest == ":memory:" || Path::new(rest).exists(),
+        _ => true,
+    }
+}
