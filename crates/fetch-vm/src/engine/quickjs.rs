@@ -1,0 +1,258 @@
+//! The QuickJS-NG backend through rquickjs: the only module of the crate that names rquickjs.
+
+use std::cell::RefCell;
+use std::rc::Rc;
+use std::sync::Arc;
+
+use rquickjs::context::EvalOptions;
+use rquickjs::prelude::List;
+use rquickjs::promise::PromiseState;
+use rquickjs::{Context, Ctx, Exception, Function, Module, Object, Promise, Runtime, Value};
+
+use super::{Engine, Guard, Host, Job, Kind, Outcome, PRELUDE};
+use crate::JsError;
+
+/// The file name task code is compiled under (it shows in stacks and syntax errors).
+const TASK_FILE: &str = "task.js";
+
+/// Runs jobs on QuickJS-NG: one runtime (with its own limits) per run.
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct QuickJs;
+
+impl Engine for QuickJs {
+    fn run(&self, job: &Job<'_>, host: Rc<RefCell<dyn Host>>, guard: Arc<Guard>) -> Outcome {
+        let rt = match Runtime::new() {
+            Ok(rt) => rt,
+            Err(e) => return Outcome::Failed(format!("cannot create a QuickJS runtime: {e}")),
+        };
+        rt.set_memory_limit(job.limits.memory_bytes);
+        rt.set_max_stack_size(job.limits.stack_bytes);
+        let g = guard.clone();
+        rt.set_interrupt_handler(Some(Box::new(move || g.should_interrupt())));
+        let context = match Context::full(&rt) {
+            Ok(c) => c,
+            Err(e) => return Outcome::Failed(format!("cannot create a QuickJS context: {e}")),
+        };
+        context.with(|ctx| match run_in(&ctx, job, host) {
+            Ok(outcome) => outcome,
+            Err(e) => caught(&ctx, e),
+        })
+    }
+}
+
+/// Evaluates the prelude and the task, then drives the job queue until the main promise settles.
+fn run_in<'js>(
+    ctx: &Ctx<'js>,
+    job: &Job<'_>,
+    host: Rc<RefCell<dyn Host>>,
+) -> rquickjs::Result<Outcome> {
+    let native = natives(ctx, host.clone())?;
+    let prelude: Function<'js> = ctx.eval_with_options(PRELUDE, eval_options("<fetch-vm>"))?;
+    let mode = match job.kind {
+        Kind::Script => "script",
+        Kind::Module => "module",
+    };
+    let api: Object<'js> =
+        prelude.call((native, mode, job.input_json, job.task_name.unwrap_or("")))?;
+    let deliver: Function<'js> = api.get("deliver")?;
+    let to_json: Function<'js> = api.get("toJson")?;
+
+    let main: Promise<'js> = match job.kind {
+        Kind::Script => {
+            let mut code = std::borrow::Cow::Borrowed(job.code);
+            if let Some((start, end)) = job.object_tail {
+                let is_expression: Function<'js> = api.get("isExpression")?;
+                if is_expression.call::<_, bool>((&job.code[start..end],))? {
+                    code = format!(
+                        "{}({}){}",
+                        &job.code[..start],
+                        &job.code[start..end],
+                        &job.code[end..]
+                    )
+                    .into();
+                }
+            }
+            let value: Value<'js> =
+                ctx.eval_with_options(code.as_bytes(), eval_options(TASK_FILE))?;
+            let finish: Function<'js> = api.get("finish")?;
+            finish.call((value,))?
+        }
+        Kind::Module => {
+            let module = Module::declare(ctx.clone(), TASK_FILE, job.code)?;
+            let (module, evaluated) = module.eval()?;
+            let namespace = module.namespace()?;
+            let run_module: Function<'js> = api.get("runModule")?;
+            run_module.call((evaluated, namespace))?
+        }
+    };
+
+    loop {
+        while ctx.execute_pending_job() {}
+        if main.state() != PromiseState::Pending {
+            break;
+        }
+        let delivery = host.borrow_mut().wait();
+        match delivery {
+            Ok(d) => deliver.call::<_, ()>((d.seq as f64, d.ok, d.json))?,
+            Err(_) => return Ok(Outcome::Interrupted),
+        }
+    }
+
+    match main.state() {
+        PromiseState::Resolved => {
+            let value: Value<'js> = main
+                .result::<Value<'js>>()
+                .unwrap_or(Ok(Value::new_undefined(ctx.clone())))?;
+            let List((ok, text)): List<(bool, String)> = to_json.call((value,))?;
+            if ok {
+                Ok(Outcome::Value(text))
+            } else if text.contains("out of memory") {
+                Ok(Outcome::OutOfMemory)
+            } else {
+                Ok(Outcome::NotSerializable(text))
+            }
+        }
+        PromiseState::Rejected => {
+            let err = main
+                .result::<Value<'js>>()
+                .map(|r| r.err())
+                .unwrap_or_default()
+                .unwrap_or(rquickjs::Error::Exception);
+            Ok(caught(ctx, err))
+        }
+        PromiseState::Pending => Ok(Outcome::Interrupted),
+    }
+}
+
+/// Sloppy global-code evaluation under `filename`.
+fn eval_options(filename: &str) -> EvalOptions {
+    let mut options = EvalOptions::default();
+    options.global = true;
+    options.strict = false;
+    options.filename = Some(filename.into());
+    options
+}
+
+/// The three natives the prelude builds on.
+fn natives<'js>(ctx: &Ctx<'js>, host: Rc<RefCell<dyn Host>>) -> rquickjs::Result<Object<'js>> {
+    let native = Object::new(ctx.clone())?;
+    let h = host.clone();
+    native.set(
+        "request",
+        Function::new(
+            ctx.clone(),
+            move |ctx: Ctx<'js>, kind: String, request: String| -> rquickjs::Result<f64> {
+                let r = h.borrow_mut().request(&kind, &request);
+                r.map(|seq| seq as f64)
+                    .map_err(|msg| Exception::throw_internal(&ctx, &msg))
+            },
+        )?,
+    )?;
+    let h = host.clone();
+    native.set(
+        "wait",
+        Function::new(
+            ctx.clone(),
+            move |ctx: Ctx<'js>| -> rquickjs::Result<List<(f64, bool, String)>> {
+                let r = h.borrow_mut().wait();
+                r.map(|d| List((d.seq as f64, d.ok, d.json)))
+                    .map_err(|msg| Exception::throw_internal(&ctx, &msg))
+            },
+        )?,
+    )?;
+    native.set(
+        "log",
+        Function::new(
+            ctx.clone(),
+            move |ctx: Ctx<'js>, level: String, message: String| -> rquickjs::Result<()> {
+                let r = host.borrow_mut().log(&level, &message);
+                r.map_err(|msg| Exception::throw_internal(&ctx, &msg))
+            },
+        )?,
+    )?;
+    Ok(native)
+}
+
+/// Turns a failed rquickjs call into an outcome, reading the pending exception.
+fn caught(ctx: &Ctx<'_>, err: rquickjs::Error) -> Outcome {
+    if !err.is_exception() {
+        return Outcome::Failed(err.to_string());
+    }
+    let value = ctx.catch();
+    let js = describe(&value);
+    let lower = js.message.to_ascii_lowercase();
+    if lower.contains("out of memory") {
+        Outcome::OutOfMemory
+    } else if lower.contains("stack overflow") || lower.contains("maximum call stack") {
+        Outcome::StackOverflow
+    } else if js.message == "interrupted" {
+        Outcome::Interrupted
+    } else {
+        Outcome::Thrown(js)
+    }
+}
+
+/// `{name, message, stack}` of a thrown value; syntax errors also get line and column.
+fn describe(value: &Value<'_>) -> JsError {
+    let (name, message, stack) = match value.as_object() {
+        Some(obj) => {
+            let get = |k: &str| -> Option<String> {
+                obj.get::<_, Option<rquickjs::Coerced<String>>>(k)
+                    .ok()
+                    .flatten()
+                    .map(|c| c.0)
+            };
+            let is_error = obj
+                .get::<_, Value<'_>>("message")
+                .map(|m| !m.is_undefined())
+                .unwrap_or(false);
+            if is_error {
+                (
+                    get("name").unwrap_or_else(|| "Error".into()),
+                    get("message").unwrap_or_default(),
+                    get("stack").filter(|s| !s.is_empty()),
+                )
+            } else {
+                let text = value
+                    .ctx()
+                    .json_stringify(value.clone())
+                    .ok()
+                    .flatten()
+                    .and_then(|s| s.to_string().ok())
+                    .unwrap_or_else(|| "[object]".into());
+                ("Error".into(), text, None)
+            }
+        }
+        None => {
+            let text = value
+                .get::<rquickjs::Coerced<String>>()
+                .map(|c| c.0)
+                .unwrap_or_else(|_| format!("{value:?}"));
+            ("Error".into(), text, None)
+        }
+    };
+    let (line, column) = if name == "SyntaxError" {
+        stack
+            .as_deref()
+            .and_then(position)
+            .map_or((None, None), |(l, c)| (Some(l), Some(c)))
+    } else {
+        (None, None)
+    };
+    JsError {
+        name,
+        message,
+        stack,
+        line,
+        column,
+    }
+}
+
+/// Line and column of the first `task.js:L:C` in a stack.
+fn position(stack: &str) -> Option<(u32, u32)> {
+    let at = stack.find("task.js:")? + "task.js:".len();
+    let mut parts = stack[at..].split(|c: char| !c.is_ascii_digit());
+    let line = parts.next()?.parse().ok()?;
+    let column = parts.next()?.parse().ok()?;
+    Some((line, column))
+}

@@ -1,0 +1,495 @@
+//! A live run: the session thread that owns the JavaScript engine, and the handle that steps it.
+
+use std::cell::RefCell;
+use std::collections::{BTreeMap, HashMap};
+use std::rc::Rc;
+use std::sync::Arc;
+use std::sync::mpsc::{Receiver, Sender, channel};
+use std::thread::JoinHandle;
+
+use serde_json::{Value, json};
+
+use crate::engine::quickjs::QuickJs;
+use crate::engine::{Delivery, Engine, Guard, Host, Job, Kind, Outcome};
+use crate::source::scan;
+use crate::{
+    CallKind, CallResult, Error, HostCall, Journal, JournalEntry, Limits, Mode, Options, Step,
+};
+
+/// Sent by the handle to the session thread.
+#[derive(Debug)]
+enum Command {
+    Complete(u64, CallResult),
+}
+
+/// Sent by the session thread at every step.
+#[derive(Debug)]
+struct Event {
+    /// Journal entries appended since the previous event (not replayed ones).
+    entries: Vec<JournalEntry>,
+    step: Step,
+}
+
+/// A run of JavaScript paused at its host calls.
+///
+/// [`Session::start`] replays the given journal (recorded results are handed to the code without
+/// being reported) and runs until the code completes, fails, or waits for calls the journal has
+/// no result for. [`Session::complete`] hands one result to a live session (a *hot* resume, no
+/// replay). Starting a new session with [`Session::journal`] is a *cold* resume; both give the
+/// same steps, results and journals.
+///
+/// The JavaScript runs on a thread owned by the session, so that script-mode `fetch` can block;
+/// dropping the session ends that thread (the code cannot catch that).
+#[derive(Debug)]
+pub struct Session {
+    tx: Option<Sender<Command>>,
+    rx: Receiver<Event>,
+    thread: Option<JoinHandle<()>>,
+    journal: Journal,
+    new_from: usize,
+    pending: Vec<HostCall>,
+    ended: bool,
+}
+
+impl Session {
+    /// Starts `code` with `input`, replaying `journal`, and runs it to its first step.
+    ///
+    /// Fails only when the session thread cannot be created; everything about the code itself
+    /// (syntax errors included) is reported as [`Step::Failed`].
+    pub fn start(
+        code: &str,
+        input: &Value,
+        journal: Journal,
+        options: &Options,
+    ) -> Result<(Session, Step), Error> {
+        let (tx, thread_rx) = channel::<Command>();
+        let (thread_tx, rx) = channel::<Event>();
+        let code = code.to_owned();
+        let input_json = serde_json::to_string(input).map_err(|e| Error::Invalid {
+            input: "input".into(),
+            expected: format!("a JSON value ({e})"),
+        })?;
+        let replay = journal.clone();
+        let options = options.clone();
+        let stack = options.limits.stack_bytes.saturating_add(4 << 20);
+        let thread = std::thread::Builder::new()
+            .name("fetch-vm-session".into())
+            .stack_size(stack)
+            .spawn(move || session_main(&code, &input_json, replay, &options, thread_tx, thread_rx))
+            .map_err(|e| Error::Engine(format!("cannot spawn a session thread: {e}")))?;
+        let mut session = Session {
+            tx: Some(tx),
+            rx,
+            thread: Some(thread),
+            new_from: journal.len(),
+            journal,
+            pending: Vec::new(),
+            ended: false,
+        };
+        let step = session.next_step();
+        Ok((session, step))
+    }
+
+    /// Hands the result of pending call `seq` to the code and runs to the next step.
+    ///
+    /// Errors when `seq` is not pending ([`Error::NotPending`], naming the pending seqs) or the
+    /// session has ended ([`Error::Ended`]); the session is unchanged then.
+    pub fn complete(&mut self, seq: u64, result: CallResult) -> Result<Step, Error> {
+        if self.ended {
+            return Err(Error::Ended);
+        }
+        if !self.pending.iter().any(|c| c.seq == seq) {
+            return Err(Error::NotPending {
+                seq,
+                pending: self.pending.iter().map(|c| c.seq).collect(),
+            });
+        }
+        let sent = self
+            .tx
+            .as_ref()
+            .map(|tx| tx.send(Command::Complete(seq, result)).is_ok())
+            .unwrap_or(false);
+        if !sent {
+            self.ended = true;
+            return Ok(Step::Failed(Error::Engine(
+                "the session thread has stopped".into(),
+            )));
+        }
+        Ok(self.next_step())
+    }
+
+    /// The whole journal: the entries the session started with, then those appended since.
+    pub fn journal(&self) -> &Journal {
+        &self.journal
+    }
+
+    /// Entries appended since the last call (or since start): what the caller must persist.
+    pub fn take_new_entries(&mut self) -> Vec<JournalEntry> {
+        let new = self.journal[self.new_from..].to_vec();
+        self.new_from = self.journal.len();
+        new
+    }
+
+    /// Calls waiting for a result (empty once the session has ended).
+    pub fn pending(&self) -> &[HostCall] {
+        &self.pending
+    }
+
+    /// Whether the code has completed or failed.
+    pub fn is_ended(&self) -> bool {
+        self.ended
+    }
+
+    fn next_step(&mut self) -> Step {
+        match self.rx.recv() {
+            Ok(event) => {
+                self.journal.extend(event.entries);
+                match &event.step {
+                    Step::Pending(calls) => self.pending = calls.clone(),
+                    _ => {
+                        self.pending.clear();
+                        self.ended = true;
+                    }
+                }
+                event.step
+            }
+            Err(_) => {
+                self.pending.clear();
+                self.ended = true;
+                Step::Failed(Error::Engine(
+                    "the session thread stopped unexpectedly".into(),
+                ))
+            }
+        }
+    }
+}
+
+impl Drop for Session {
+    fn drop(&mut self) {
+        // Closing the channel makes the thread's next wait fail; the guard then interrupts
+        // whatever the code does (even a `catch` that loops) and the thread ends.
+        self.tx.take();
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+/// The session thread.
+fn session_main(
+    code: &str,
+    input_json: &str,
+    journal: Journal,
+    options: &Options,
+    tx: Sender<Event>,
+    rx: Receiver<Command>,
+) {
+    let scanned = scan(code);
+    let kind = match options.mode {
+        Mode::Script => Kind::Script,
+        Mode::Module => Kind::Module,
+        _ => {
+            if scanned.is_module {
+                Kind::Module
+            } else {
+                Kind::Script
+            }
+        }
+    };
+    let guard = Arc::new(Guard::new());
+    let driver = Rc::new(RefCell::new(Driver::new(
+        journal,
+        options.limits.clone(),
+        guard.clone(),
+        tx,
+        rx,
+    )));
+    let job = Job {
+        code,
+        kind,
+        object_tail: if kind == Kind::Script {
+            scanned.object_tail
+        } else {
+            None
+        },
+        input_json,
+        task_name: options.task_name.as_deref(),
+        limits: &options.limits,
+    };
+    guard.start_slice(options.limits.cpu_slice_ms);
+    let outcome = QuickJs.run(&job, driver.clone(), guard.clone());
+    let mut d = driver.borrow_mut();
+    if d.evicted {
+        return;
+    }
+    let limits = &options.limits;
+    let step = if let Some(e) = d.abort.take() {
+        Step::Failed(e)
+    } else if guard.timed_out() {
+        Step::Failed(Error::Timeout {
+            limit_ms: limits.cpu_slice_ms,
+        })
+    } else {
+        match outcome {
+            Outcome::OutOfMemory => Step::Failed(Error::MemoryLimit {
+                limit_bytes: limits.memory_bytes,
+            }),
+            Outcome::StackOverflow => Step::Failed(Error::StackLimit {
+                limit_bytes: limits.stack_bytes,
+            }),
+            Outcome::Interrupted => Step::Failed(Error::Engine("execution was interrupted".into())),
+            Outcome::Failed(msg) => Step::Failed(Error::Engine(msg)),
+            other => match d.leftover() {
+                Some(e) => Step::Failed(e),
+                None => match other {
+                    Outcome::Value(text) if text.len() > limits.max_result_bytes => {
+                        Step::Failed(Error::ResultTooLarge {
+                            size: text.len(),
+                            limit: limits.max_result_bytes,
+                        })
+                    }
+                    Outcome::Value(text) => match serde_json::from_str(&text) {
+                        Ok(v) => Step::Completed(v),
+                        Err(e) => Step::Failed(Error::NotSerializable {
+                            message: e.to_string(),
+                        }),
+                    },
+                    Outcome::Thrown(js) => Step::Failed(Error::Js(js)),
+                    Outcome::NotSerializable(message) => {
+                        Step::Failed(Error::NotSerializable { message })
+                    }
+                    _ => Step::Failed(Error::Engine("unexpected engine outcome".into())),
+                },
+            },
+        }
+    };
+    let entries = std::mem::take(&mut d.fresh);
+    let _ = d.tx.send(Event { entries, step });
+}
+
+/// The session side of the engine boundary: seq numbering, replay, determinism checks, limits.
+struct Driver {
+    /// Replayed entries followed by new ones, in the order they were applied.
+    journal: Journal,
+    /// Next journal entry to hand out during replay.
+    cursor: usize,
+    /// seq → index in `journal`.
+    recorded: HashMap<u64, usize>,
+    next_seq: u64,
+    /// Calls made and not yet answered.
+    issued: BTreeMap<u64, HostCall>,
+    /// Entries appended since the last event.
+    fresh: Vec<JournalEntry>,
+    limits: Limits,
+    guard: Arc<Guard>,
+    tx: Sender<Event>,
+    rx: Receiver<Command>,
+    abort: Option<Error>,
+    evicted: bool,
+}
+
+impl Driver {
+    fn new(
+        journal: Journal,
+        limits: Limits,
+        guard: Arc<Guard>,
+        tx: Sender<Event>,
+        rx: Receiver<Command>,
+    ) -> Self {
+        let recorded = journal
+            .iter()
+            .enumerate()
+            .map(|(i, e)| (e.seq, i))
+            .collect();
+        Driver {
+            journal,
+            cursor: 0,
+            recorded,
+            next_seq: 0,
+            issued: BTreeMap::new(),
+            fresh: Vec::new(),
+            limits,
+            guard,
+            tx,
+            rx,
+            abort: None,
+            evicted: false,
+        }
+    }
+
+    /// Ends the run with `error`; returns the message thrown into JavaScript.
+    fn fail(&mut self, error: Error) -> String {
+        let msg = error.to_string();
+        if self.abort.is_none() {
+            self.abort = Some(error);
+        }
+        self.guard.stop();
+        msg
+    }
+
+    fn refused(&self) -> Option<String> {
+        if self.evicted {
+            return Some("the session was closed".into());
+        }
+        self.abort.as_ref().map(|e| e.to_string())
+    }
+
+    /// Assigns the next seq to a call, checking it against the journal and the limits.
+    fn next_call(&mut self, kind: CallKind, request: Value) -> Result<u64, String> {
+        let seq = self.next_seq;
+        if seq >= self.limits.max_journal_entries {
+            return Err(self.fail(Error::JournalTooLong {
+                limit: self.limits.max_journal_entries,
+            }));
+        }
+        if let Some(&idx) = self.recorded.get(&seq) {
+            let entry = &self.journal[idx];
+            if entry.kind != kind || entry.request != request {
+                let recorded = json!({ "kind": entry.kind, "request": entry.request });
+                return Err(self.fail(Error::NonDeterminism {
+                    seq,
+                    recorded,
+                    now: json!({ "kind": kind, "request": request }),
+                }));
+            }
+        }
+        self.next_seq += 1;
+        Ok(seq)
+    }
+
+    /// A replay divergence: journal entries the code never reached.
+    fn leftover(&self) -> Option<Error> {
+        let entry = self.journal.get(self.cursor)?;
+        Some(Error::NonDeterminism {
+            seq: entry.seq,
+            recorded: json!({ "kind": entry.kind, "request": entry.request }),
+            now: Value::Null,
+        })
+    }
+
+    fn delivery(entry: &JournalEntry) -> Delivery {
+        let (ok, json) = match &entry.result {
+            CallResult::Ok(v) => (true, serde_json::to_string(v)),
+            CallResult::Error(info) => (false, serde_json::to_string(info)),
+        };
+        Delivery {
+            seq: entry.seq,
+            ok,
+            json: json.unwrap_or_else(|_| "null".into()),
+        }
+    }
+}
+
+impl Host for Driver {
+    fn request(&mut self, kind: &str, request_json: &str) -> Result<u64, String> {
+        if let Some(msg) = self.refused() {
+            return Err(msg);
+        }
+        let Some(kind) = CallKind::parse(kind).filter(|k| *k != CallKind::Log) else {
+            return Err(format!("unknown host call kind {kind:?}"));
+        };
+        if request_json.len() > self.limits.max_request_bytes {
+            return Err(self.fail(Error::RequestTooLarge {
+                seq: self.next_seq,
+                kind: kind.to_string(),
+                size: request_json.len(),
+                limit: self.limits.max_request_bytes,
+            }));
+        }
+        let request: Value = serde_json::from_str(request_json).map_err(|e| e.to_string())?;
+        let seq = self.next_call(kind, request.clone())?;
+        self.issued.insert(seq, HostCall { seq, kind, request });
+        Ok(seq)
+    }
+
+    fn wait(&mut self) -> Result<Delivery, String> {
+        if let Some(msg) = self.refused() {
+            return Err(msg);
+        }
+        if let Some(entry) = self.journal.get(self.cursor) {
+            if entry.kind == CallKind::Log || !self.issued.contains_key(&entry.seq) {
+                let e = Error::NonDeterminism {
+                    seq: entry.seq,
+                    recorded: json!({ "kind": entry.kind, "request": entry.request }),
+                    now: Value::Null,
+                };
+                return Err(self.fail(e));
+            }
+            self.cursor += 1;
+            self.issued.remove(&entry.seq);
+            return Ok(Self::delivery(entry));
+        }
+        // Live: report every call still waiting, and block until the caller answers one.
+        self.guard.pause();
+        let event = Event {
+            entries: std::mem::take(&mut self.fresh),
+            step: Step::Pending(self.issued.values().cloned().collect()),
+        };
+        let command = if self.tx.send(event).is_ok() {
+            self.rx.recv().ok()
+        } else {
+            None
+        };
+        let Some(Command::Complete(seq, result)) = command else {
+            self.evicted = true;
+            self.guard.stop();
+            return Err("the session was closed".into());
+        };
+        let Some(call) = self.issued.remove(&seq) else {
+            return Err(self.fail(Error::Engine(format!("call {seq} was not pending"))));
+        };
+        let entry = JournalEntry {
+            seq,
+            kind: call.kind,
+            request: call.request,
+            result,
+        };
+        let delivery = Self::delivery(&entry);
+        self.recorded.insert(seq, self.journal.len());
+        self.journal.push(entry.clone());
+        self.fresh.push(entry);
+        self.cursor = self.journal.len();
+        self.guard.start_slice(self.limits.cpu_slice_ms);
+        Ok(delivery)
+    }
+
+    fn log(&mut self, level: &str, message: &str) -> Result<(), String> {
+        if let Some(msg) = self.refused() {
+            return Err(msg);
+        }
+        let request = json!({ "level": level, "message": message });
+        let size = request.to_string().len();
+        if size > self.limits.max_request_bytes {
+            return Err(self.fail(Error::RequestTooLarge {
+                seq: self.next_seq,
+                kind: "log".into(),
+                size,
+                limit: self.limits.max_request_bytes,
+            }));
+        }
+        let seq = self.next_call(CallKind::Log, request.clone())?;
+        if let Some(entry) = self.journal.get(self.cursor) {
+            if entry.seq != seq {
+                let e = Error::NonDeterminism {
+                    seq,
+                    recorded: json!({ "kind": entry.kind, "request": entry.request }),
+                    now: json!({ "kind": CallKind::Log, "request": request }),
+                };
+                return Err(self.fail(e));
+            }
+            self.cursor += 1;
+            return Ok(());
+        }
+        let entry = JournalEntry {
+            seq,
+            kind: CallKind::Log,
+            request,
+            result: CallResult::Ok(Value::Null),
+        };
+        self.recorded.insert(seq, self.journal.len());
+        self.journal.push(entry.clone());
+        self.fresh.push(entry);
+        self.cursor = self.journal.len();
+        Ok(())
+    }
+}

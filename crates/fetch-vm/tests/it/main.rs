@@ -1,0 +1,5 @@
+//! Integration tests of sequential-fetch-vm: every scenario runs hot and cold.
+
+mod harness;
+mod module;
+mod script;
