@@ -1,5 +1,6 @@
 //! Integration tests of sequential-fetch-vm: every scenario runs hot and cold.
 
+mod external;
 mod harness;
 mod module;
 mod script;
