@@ -119,7 +119,7 @@ impl SqliteStore {
         })
     }
 
-    /// The database path as given (`:memory:` for an in-memory database).
+    /// The database file as given; `None` for an in-memory database.
     pub fn path(&self) -> Option<&Path> {
         self.inner.path.as_deref()
     }

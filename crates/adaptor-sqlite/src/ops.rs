@@ -505,28 +505,38 @@ pub(crate) fn read_journal(
 
 // ---------------------------------------------------------------- claims and leases
 
+/// The queries that find claim candidates, one per kind of runnable run, each served by an index
+/// and ordered by id; their first `limit` ids together are the oldest runnable runs.
+const CANDIDATES: [&str; 3] = [
+    "SELECT id FROM runs WHERE status = 'queued' ORDER BY id LIMIT ?2",
+    "SELECT id FROM runs WHERE status = 'waiting' AND wake_at <= ?1 ORDER BY id LIMIT ?2",
+    "SELECT id FROM runs WHERE status IN ('running', 'stopping') \
+     AND (lease_expires IS NULL OR lease_expires <= ?1) ORDER BY id LIMIT ?2",
+];
+
 pub(crate) fn claim(c: &Ctx<'_>, req: &ClaimRequest) -> Result<Vec<Claim>> {
     if req.limit == 0 {
         return Ok(Vec::new());
     }
     let limit = req.limit.min(i64::MAX as usize) as i64;
-    let mut stmt = c
-        .conn
-        .prepare_cached(
-            "SELECT body FROM runs WHERE status = 'queued' \
-             OR (status = 'waiting' AND wake_at <= ?1) \
-             OR (status IN ('running', 'stopping') AND (lease_expires IS NULL OR lease_expires <= ?1)) \
-             ORDER BY id LIMIT ?2",
-        )
-        .map_err(c.err("finding runnable runs"))?;
-    let bodies = stmt
-        .query_map(params![req.now, limit], |r| r.get::<_, String>(0))
-        .map_err(c.err("finding runnable runs"))?
-        .collect::<rusqlite::Result<Vec<_>>>()
-        .map_err(c.err("finding runnable runs"))?;
-    let mut out = Vec::with_capacity(bodies.len());
-    for body in bodies {
-        let run = decode_run(c.db, &body)?;
+    let mut ids: Vec<[u8; 16]> = Vec::new();
+    for sql in CANDIDATES {
+        let mut stmt = c
+            .conn
+            .prepare_cached(sql)
+            .map_err(c.err("finding runnable runs"))?;
+        let rows = stmt
+            .query_map(params![req.now, limit], |r| r.get::<_, [u8; 16]>(0))
+            .map_err(c.err("finding runnable runs"))?;
+        for id in rows {
+            ids.push(id.map_err(c.err("finding runnable runs"))?);
+        }
+    }
+    ids.sort_unstable();
+    ids.truncate(req.limit);
+    let mut out = Vec::with_capacity(ids.len());
+    for id in ids {
+        let run = load_run(c, RunId::from_bytes(id))?;
         if !rules::is_claimable(&run, req.now) {
             continue;
         }

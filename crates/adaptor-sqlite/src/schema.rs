@@ -1,4 +1,4 @@
-//! Opening a database file: the safety probe, connection settings and schema migrations.
+//! Opening a database: identity and version checks, connection settings, schema migrations.
 
 use std::path::Path;
 use std::time::Duration;
@@ -57,6 +57,8 @@ CREATE TABLE runs (
 );
 CREATE INDEX runs_by_task ON runs (task, id);
 CREATE INDEX runs_by_status ON runs (status, id);
+CREATE INDEX runs_by_wake ON runs (status, wake_at);
+CREATE INDEX runs_by_lease ON runs (status, lease_expires);
 CREATE TABLE journal (
     run  BLOB NOT NULL REFERENCES runs (id) ON DELETE CASCADE,
     seq  INTEGER NOT NULL,

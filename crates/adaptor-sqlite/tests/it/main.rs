@@ -6,3 +6,4 @@ mod conformance_file;
 mod conformance_memory;
 mod crash;
 mod factory;
+mod processes;
