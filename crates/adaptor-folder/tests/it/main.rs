@@ -1,4 +1,14 @@
-//! Integration tests of the folder store: the conformance suite plus crash and concurrency tests.
+//! Integration tests of the folder store: the conformance suite, on-disk layout, recovery from
+//! torn writes and debris, format versioning, concurrent stores, and SIGKILL crash tests.
+
+mod claims;
+mod crash;
+mod layout;
+mod recovery;
+
+use serde_json::{Value, json};
+
+use sequential_adaptor::{JournalRecord, NewRun, NewTaskVersion, RunId, StorageAdapter, TaskName};
 
 mod conformance {
     use std::sync::Arc;
@@ -27,4 +37,67 @@ mod conformance {
     }
 
     sequential_adaptor::conformance_tests!(make);
+}
+
+/// A validated task name.
+pub fn name(s: &str) -> TaskName {
+    TaskName::new(s).unwrap()
+}
+
+/// Stores a version of `task` and creates `n` queued runs of it.
+pub async fn runs(store: &dyn StorageAdapter, task: &str, n: usize) -> Vec<RunId> {
+    let v = store
+        .put_task_version(NewTaskVersion {
+            task: name(task),
+            code: "1 + 1".into(),
+            graph: None,
+            config: json!({"name": task}),
+        })
+        .await
+        .unwrap()
+        .version
+        .version;
+    let mut out = Vec::new();
+    for i in 0..n {
+        let r = store
+            .create_run(NewRun::new(name(task), v, json!({ "i": i })))
+            .await
+            .unwrap();
+        out.push(r.run().id);
+    }
+    out
+}
+
+/// The record the tests write at `seq` of `run`: every seventh is 70 KB (spans many pages, so a
+/// kill can tear it), the rest small.
+pub fn record(run: RunId, seq: u64) -> JournalRecord {
+    let pad = if seq % 7 == 3 {
+        70_000
+    } else {
+        (seq % 5) as usize * 10
+    };
+    JournalRecord {
+        run,
+        seq,
+        kind: "log".into(),
+        at: 1_700_000_000_000 + seq as i64,
+        data: json!({ "seq": seq, "pad": "x".repeat(pad), "text": "Grüße 🚀" }),
+    }
+}
+
+/// Checks every line of a journal file parses and the file ends with a newline.
+pub fn assert_clean_ndjson(path: &std::path::Path) {
+    let bytes = std::fs::read(path).unwrap();
+    assert!(
+        bytes.is_empty() || bytes.ends_with(b"\n"),
+        "{} does not end with a newline",
+        path.display()
+    );
+    for (i, line) in bytes.split(|&b| b == b'\n').enumerate() {
+        if !line.is_empty() {
+            serde_json::from_slice::<Value>(line).unwrap_or_else(|e| {
+                panic!("line {} of {} does not parse: {e}", i + 1, path.display())
+            });
+        }
+    }
 }
