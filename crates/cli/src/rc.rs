@@ -159,6 +159,7 @@ fn split_key(key: &str) -> Result<Vec<&str>> {
         return Err(UserError::new(format!(
             "invalid key {key:?}: expected dot-separated non-empty names such as defaults.timeout"
         ))
+        .hint("`sequential-ecosystem config show` prints the keys that are set")
         .into());
     }
     Ok(parts)

@@ -132,7 +132,7 @@ pub async fn open_choice(choice: Choice) -> Result<Opened> {
     tracing::debug!(url = %choice.url, source = ?choice.source, "opening storage");
     let known_scheme =
         scheme_of(&choice.url).is_some_and(|s| registry.schemes().contains(&s.as_str()));
-    let adapter = registry.open(&choice.url).await.map_err(|e| {
+    let adapter = registry.open(&anchored(&choice.url)).await.map_err(|e| {
         let hint = match &e {
             _ if !known_scheme => {
                 "PostgreSQL (postgres://…) is not compiled in yet; `sequential-ecosystem --help` lists the storage settings".to_string()
@@ -214,6 +214,20 @@ fn postgres_not_compiled(spec: &str) -> anyhow::Error {
         format!("PostgreSQL support is not compiled in yet (storage {spec:?})"),
         format!("use one of: {FORMS}"),
     )
+}
+
+/// `folder:tasks` → `folder:./tasks`: a relative folder path gets an explicit `./` so the
+/// backend's parent directory (which it creates and fsyncs) is `.` rather than empty.
+fn anchored(url: &str) -> String {
+    let rest = sequential_adaptor::strip_scheme(url);
+    let bare = Path::new(rest)
+        .parent()
+        .is_some_and(|p| p.as_os_str().is_empty());
+    if scheme_of(url).as_deref() == Some("folder") && bare {
+        format!("folder:./{rest}")
+    } else {
+        url.to_string()
+    }
 }
 
 /// Whether the location `choice` names exists already. Folder and SQLite storage create

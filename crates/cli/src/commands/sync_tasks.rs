@@ -74,6 +74,16 @@ pub async fn run(ctx: &Ctx, args: SyncTasksArgs) -> Result<()> {
         .iter()
         .map(TaskFolder::to_new_version)
         .collect::<Result<Vec<_>>>()?;
+    if versions.is_empty() {
+        // Nothing to store: check the setting, but do not create the storage.
+        let choice = crate::storage::choose(&ctx.env, &ctx.rc()?, args.adaptor.as_deref())?;
+        return ctx.out.print(&SyncOutput {
+            storage: choice.url,
+            tasks: Vec::new(),
+            created: 0,
+            unchanged: 0,
+        });
+    }
     let storage = ctx.storage(args.adaptor.as_deref()).await?;
     let mut out = SyncOutput {
         storage: storage.choice.url.clone(),

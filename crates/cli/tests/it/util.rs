@@ -1,0 +1,237 @@
+//! The test harness: run the binary in a temp dir with a clean environment; on failure print
+//! the command, cwd, exit status, stdout and stderr.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use serde_json::Value;
+
+/// Environment variables the binary reads; cleared for every command unless a test sets them.
+const CLEARED: [&str; 8] = [
+    "DATABASE_URL",
+    "SUPABASE_DB_URL",
+    "SUPABASE_URL",
+    "SUPABASE_KEY",
+    "SEQUENTIAL_TASKS_DIR",
+    "RUST_LOG",
+    "DEBUG",
+    "NO_COLOR",
+];
+
+/// A temporary working directory.
+pub struct Sandbox {
+    dir: tempfile::TempDir,
+}
+
+impl Sandbox {
+    pub fn new() -> Self {
+        Sandbox {
+            dir: tempfile::tempdir().expect("creating a temp dir"),
+        }
+    }
+
+    pub fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    pub fn join(&self, rel: &str) -> PathBuf {
+        self.dir.path().join(rel)
+    }
+
+    /// A command with `args`, run in the sandbox.
+    pub fn cmd(&self, args: &[&str]) -> Cmd {
+        Cmd {
+            cwd: self.path().to_path_buf(),
+            args: args.iter().map(|s| s.to_string()).collect(),
+            envs: Vec::new(),
+        }
+    }
+
+    /// Runs `args` with a clean environment.
+    pub fn run(&self, args: &[&str]) -> Outcome {
+        self.cmd(args).run()
+    }
+
+    pub fn write(&self, rel: &str, content: &str) {
+        let path = self.join(rel);
+        if let Some(parent) = path.parent() {
+            fs::create_dir_all(parent).unwrap();
+        }
+        fs::write(path, content).unwrap();
+    }
+
+    pub fn read(&self, rel: &str) -> String {
+        fs::read_to_string(self.join(rel)).unwrap_or_else(|e| panic!("reading {rel}: {e}"))
+    }
+
+    pub fn exists(&self, rel: &str) -> bool {
+        self.join(rel).exists()
+    }
+
+    /// The sorted names in a directory of the sandbox (empty when it does not exist).
+    pub fn ls(&self, rel: &str) -> Vec<String> {
+        let mut names: Vec<String> = match fs::read_dir(self.join(rel)) {
+            Ok(rd) => rd
+                .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+                .collect(),
+            Err(_) => Vec::new(),
+        };
+        names.sort();
+        names
+    }
+}
+
+/// A command about to run.
+pub struct Cmd {
+    cwd: PathBuf,
+    args: Vec<String>,
+    envs: Vec<(String, String)>,
+}
+
+impl Cmd {
+    pub fn env(mut self, key: &str, value: impl Into<String>) -> Self {
+        self.envs.push((key.to_string(), value.into()));
+        self
+    }
+
+    pub fn run(self) -> Outcome {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_sequential-ecosystem"));
+        cmd.args(&self.args).current_dir(&self.cwd);
+        for key in CLEARED {
+            cmd.env_remove(key);
+        }
+        for (k, v) in &self.envs {
+            cmd.env(k, v);
+        }
+        let out = cmd.output().expect("running sequential-ecosystem");
+        let env_prefix: String = self
+            .envs
+            .iter()
+            .map(|(k, v)| format!("{k}={v:?} "))
+            .collect();
+        Outcome {
+            command: format!(
+                "{env_prefix}sequential-ecosystem {}",
+                shell_words(&self.args)
+            ),
+            cwd: self.cwd,
+            code: out.status.code(),
+            status: format!("{}", out.status),
+            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        }
+    }
+}
+
+fn shell_words(args: &[String]) -> String {
+    args.iter()
+        .map(|a| {
+            if a.is_empty() || a.contains(|c: char| c.is_whitespace() || c == '"' || c == '\'') {
+                format!("{a:?}")
+            } else {
+                a.clone()
+            }
+        })
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// What a command did.
+pub struct Outcome {
+    pub command: String,
+    pub cwd: PathBuf,
+    pub code: Option<i32>,
+    pub status: String,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl Outcome {
+    #[track_caller]
+    fn fail(&self, why: &str) -> ! {
+        panic!(
+            "{why}\n  command: {}\n  cwd:     {}\n  status:  {}\n--- stdout ---\n{}--- stderr ---\n{}--------------",
+            self.command,
+            self.cwd.display(),
+            self.status,
+            self.stdout,
+            self.stderr
+        )
+    }
+
+    /// Asserts exit code 0.
+    #[track_caller]
+    pub fn ok(self) -> Self {
+        if self.code != Some(0) {
+            self.fail("expected exit code 0");
+        }
+        self
+    }
+
+    /// Asserts the exit code.
+    #[track_caller]
+    pub fn code(self, code: i32) -> Self {
+        if self.code != Some(code) {
+            self.fail(&format!("expected exit code {code}"));
+        }
+        self
+    }
+
+    /// Asserts stdout contains `s`.
+    #[track_caller]
+    pub fn stdout_has(self, s: &str) -> Self {
+        if !self.stdout.contains(s) {
+            self.fail(&format!("expected stdout to contain {s:?}"));
+        }
+        self
+    }
+
+    /// Asserts stdout does not contain `s`.
+    #[track_caller]
+    pub fn stdout_lacks(self, s: &str) -> Self {
+        if self.stdout.contains(s) {
+            self.fail(&format!("expected stdout NOT to contain {s:?}"));
+        }
+        self
+    }
+
+    /// Asserts stderr contains `s`.
+    #[track_caller]
+    pub fn stderr_has(self, s: &str) -> Self {
+        if !self.stderr.contains(s) {
+            self.fail(&format!("expected stderr to contain {s:?}"));
+        }
+        self
+    }
+
+    /// Asserts a failure report: `error: …` on stderr followed by a `hint: …` line, nothing on
+    /// stdout, exit code 2.
+    #[track_caller]
+    pub fn usage_error(self) -> Self {
+        let s = self.code(2);
+        if !s.stderr.starts_with("error: ") || !s.stderr.contains("\nhint: ") {
+            s.fail("expected stderr to be `error: …` plus a `hint: …` line");
+        }
+        if !s.stdout.is_empty() {
+            s.fail("expected nothing on stdout");
+        }
+        s
+    }
+
+    /// Parses stdout as JSON.
+    #[track_caller]
+    pub fn json(&self) -> Value {
+        serde_json::from_str(&self.stdout)
+            .unwrap_or_else(|e| self.fail(&format!("stdout is not JSON: {e}")))
+    }
+
+    /// Asserts `check` holds, printing the outcome otherwise.
+    #[track_caller]
+    pub fn check(self, what: &str, check: impl FnOnce(&Self) -> bool) -> Self {
+        if !check(&self) {
+            self.fail(&format!("check failed: {what}"));
+        }
+        self
+    }
+}
