@@ -1,0 +1,602 @@
+//! Drives one claimed run: replay, perform host calls, journal, settle.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::hash::{BuildHasher, RandomState};
+use std::time::Instant;
+
+use sequential_adaptor::{
+    Claim, Fence, JournalRecord, Run, RunStatus, Signal, TaskVersion, VersionSel, now_millis,
+};
+use sequential_fetch_vm::{
+    CallKind, CallResult, ErrorInfo, HostCall, Journal, JournalEntry, Options, Session, Step,
+};
+use sequential_http_wrapper::{FetchError, Request, RetryPolicy};
+use serde_json::{Value, json};
+
+use crate::Engine;
+use crate::error::{Error, Result};
+
+/// Journal record kinds written by the engine.
+pub mod kinds {
+    /// First record of a run: `{task, version, hash, input}`.
+    pub const RUN_STARTED: &str = "run.started";
+    /// A call about to be performed (fetch): `{seq, kind, request}`.
+    pub const CALL_REQUESTED: &str = "call.requested";
+    /// A completed call: a fetch-vm journal entry `{seq, kind, request, result}` (+ `signal`).
+    pub const CALL_COMPLETED: &str = "call.completed";
+    /// A console line, as a fetch-vm journal entry.
+    pub const LOG: &str = "log";
+    /// A durable timer: `{seq, wakeAt}`.
+    pub const TIMER_ARMED: &str = "timer.armed";
+    /// A call whose retries are spent paused the run: `{seq, error}`.
+    pub const RUN_PAUSED: &str = "run.paused";
+    /// `{output}`.
+    pub const RUN_SUCCEEDED: &str = "run.succeeded";
+    /// `{error}`.
+    pub const RUN_FAILED: &str = "run.failed";
+}
+
+struct Driver<'a> {
+    engine: &'a Engine,
+    run: Run,
+    token: u64,
+    next_seq: u64,
+    timers: HashMap<u64, i64>,
+    requested: HashSet<u64>,
+    consumed_signals: HashSet<u64>,
+    /// Extra fields written with a call's completion record (e.g. the signal it consumed).
+    extra: HashMap<u64, Value>,
+    last_renew: Instant,
+}
+
+/// Drives a claimed run until it settles (ends, waits or pauses), then releases it.
+pub(crate) async fn drive(engine: &Engine, claim: Claim) -> Result<Run> {
+    let store = engine.store.clone();
+    let run = claim.run;
+    let version = match store
+        .get_task_version(&run.task, VersionSel::Exact(run.version))
+        .await
+    {
+        Ok(v) => v,
+        Err(sequential_adaptor::Error::NotFound { what }) => {
+            let mut d = Driver::new(engine, run, claim.token);
+            let error = json!({
+                "name": "VersionMissing",
+                "message": format!("{what}: the run is pinned to version {} of task `{}`, which was deleted", d.run.version, d.run.task),
+            });
+            return d.finish(RunStatus::Failed, None, Some(error)).await;
+        }
+        Err(e) => return Err(e.into()),
+    };
+    let mut d = Driver::new(engine, run, claim.token);
+    let journal = d.load().await?;
+    if d.next_seq == 0 {
+        let started = json!({
+            "task": d.run.task, "version": version.version, "hash": version.hash, "input": d.run.input,
+        });
+        d.append(kinds::RUN_STARTED, started).await?;
+    }
+    d.execute(&version, journal).await
+}
+
+impl<'a> Driver<'a> {
+    fn new(engine: &'a Engine, run: Run, token: u64) -> Self {
+        Driver {
+            engine,
+            run,
+            token,
+            next_seq: 0,
+            timers: HashMap::new(),
+            requested: HashSet::new(),
+            consumed_signals: HashSet::new(),
+            extra: HashMap::new(),
+            last_renew: Instant::now(),
+        }
+    }
+
+    /// Reads the stored journal: the VM journal, armed timers, requested calls, used signals.
+    async fn load(&mut self) -> Result<Journal> {
+        let store = &self.engine.store;
+        let mut journal = Vec::new();
+        let mut after = None;
+        loop {
+            let page = store.read_journal(self.run.id, after, 1000).await?;
+            let Some(last) = page.last() else { break };
+            after = Some(last.seq);
+            self.next_seq = last.seq + 1;
+            for rec in page {
+                let bad = |reason: String| Error::Journal {
+                    run: rec.run,
+                    seq: rec.seq,
+                    reason,
+                };
+                match rec.kind.as_str() {
+                    kinds::CALL_COMPLETED | kinds::LOG => {
+                        if let Some(s) = rec.data.get("signal").and_then(Value::as_u64) {
+                            self.consumed_signals.insert(s);
+                        }
+                        let entry: JournalEntry = serde_json::from_value(rec.data.clone())
+                            .map_err(|e| bad(e.to_string()))?;
+                        journal.push(entry);
+                    }
+                    kinds::TIMER_ARMED => {
+                        let seq = rec.data["seq"].as_u64();
+                        let wake = rec.data["wakeAt"].as_i64();
+                        match (seq, wake) {
+                            (Some(s), Some(w)) => {
+                                self.timers.insert(s, w);
+                            }
+                            _ => return Err(bad("timer.armed needs seq and wakeAt".into())),
+                        }
+                    }
+                    kinds::CALL_REQUESTED => {
+                        if let Some(s) = rec.data["seq"].as_u64() {
+                            self.requested.insert(s);
+                        }
+                    }
+                    _ => {}
+                }
+            }
+        }
+        Ok(journal)
+    }
+
+    async fn append(&mut self, kind: &str, data: Value) -> Result<()> {
+        let rec = JournalRecord {
+            run: self.run.id,
+            seq: self.next_seq,
+            kind: kind.to_string(),
+            at: now_millis(),
+            data,
+        };
+        self.engine
+            .store
+            .append(self.run.id, &[rec], Fence::Token(self.token))
+            .await?;
+        self.next_seq += 1;
+        Ok(())
+    }
+
+    /// Persists the VM's new journal entries (completed calls and console lines) in one append.
+    async fn persist(&mut self, session: &mut Session) -> Result<()> {
+        let entries = session.take_new_entries();
+        if entries.is_empty() {
+            return Ok(());
+        }
+        let at = now_millis();
+        let mut recs = Vec::with_capacity(entries.len());
+        for entry in entries {
+            let kind = if entry.kind == CallKind::Log {
+                kinds::LOG
+            } else {
+                kinds::CALL_COMPLETED
+            };
+            let mut data = serde_json::to_value(&entry).map_err(|e| Error::Invalid {
+                input: format!("journal entry {}", entry.seq),
+                expected: format!("JSON ({e})"),
+            })?;
+            let extra = self.extra.remove(&entry.seq);
+            if let (Some(Value::Object(map)), Some(obj)) = (extra, data.as_object_mut()) {
+                obj.extend(map);
+            }
+            recs.push(JournalRecord {
+                run: self.run.id,
+                seq: self.next_seq + recs.len() as u64,
+                kind: kind.to_string(),
+                at,
+                data,
+            });
+        }
+        self.engine
+            .store
+            .append(self.run.id, &recs, Fence::Token(self.token))
+            .await?;
+        self.next_seq += recs.len() as u64;
+        Ok(())
+    }
+
+    async fn renew_if_due(&mut self) -> Result<()> {
+        let lease = self.engine.config.lease;
+        if self.last_renew.elapsed() >= lease / 3 {
+            self.run = self
+                .engine
+                .store
+                .renew(
+                    self.run.id,
+                    self.token,
+                    now_millis(),
+                    lease.as_millis() as u64,
+                )
+                .await?;
+            self.last_renew = Instant::now();
+        }
+        Ok(())
+    }
+
+    async fn execute(&mut self, version: &TaskVersion, journal: Journal) -> Result<Run> {
+        let mut options: Options = self.engine.config.vm.clone();
+        options.task_name = Some(version.task.to_string());
+        let retry = RetryPolicy::from_config(&version.config, &self.engine.config.http.retry)?;
+        let code = version.code.clone();
+        let input = self.run.input.clone();
+        let (mut session, mut step) =
+            tokio::task::spawn_blocking(move || Session::start(&code, &input, journal, &options))
+                .await
+                .map_err(|e| Error::Invalid {
+                    input: "session thread".into(),
+                    expected: e.to_string(),
+                })??;
+        loop {
+            self.persist(&mut session).await?;
+            let calls = match step {
+                Step::Completed(v) => {
+                    self.append(kinds::RUN_SUCCEEDED, json!({ "output": v }))
+                        .await?;
+                    return self.finish(RunStatus::Succeeded, Some(v), None).await;
+                }
+                Step::Failed(e) => {
+                    let error = vm_error_json(&e);
+                    self.append(kinds::RUN_FAILED, json!({ "error": error }))
+                        .await?;
+                    return self.finish(RunStatus::Failed, None, Some(error)).await;
+                }
+                Step::Pending(calls) => calls,
+            };
+            self.renew_if_due().await?;
+            let results = match self.perform(&calls, &retry).await? {
+                Performed::Results(r) => r,
+                Performed::Wait { wake_at, event } => {
+                    return self.suspend(wake_at, event).await;
+                }
+                Performed::Pause { seq, error } => {
+                    self.append(kinds::RUN_PAUSED, json!({ "seq": seq, "error": error }))
+                        .await?;
+                    return self
+                        .finish(
+                            RunStatus::Paused,
+                            None,
+                            Some(json!({ "seq": seq, "error": error })),
+                        )
+                        .await;
+                }
+            };
+            let (s, st) = tokio::task::spawn_blocking(move || {
+                let mut last = None;
+                for (seq, result) in results {
+                    if session.is_ended() {
+                        break;
+                    }
+                    last = Some(session.complete(seq, result));
+                }
+                (session, last)
+            })
+            .await
+            .map_err(|e| Error::Invalid {
+                input: "session thread".into(),
+                expected: e.to_string(),
+            })?;
+            session = s;
+            step = match st {
+                Some(r) => r?,
+                None => {
+                    return Err(Error::Invalid {
+                        input: "pending calls".into(),
+                        expected: "at least one result".into(),
+                    });
+                }
+            };
+        }
+    }
+
+    /// Performs what can be performed now.
+    async fn perform(&mut self, calls: &[HostCall], retry: &RetryPolicy) -> Result<Performed> {
+        let now = now_millis();
+        let mut results = BTreeMap::new();
+        let mut wake_at: Option<i64> = None;
+        let mut event = None;
+        let mut fetches = Vec::new();
+        let mut signals: Option<Vec<Signal>> = None;
+        for call in calls {
+            match call.kind {
+                CallKind::Now => {
+                    results.insert(call.seq, CallResult::Ok(json!(now)));
+                }
+                CallKind::Random => {
+                    let n = call.request["bytes"].as_u64().unwrap_or(16).min(65_536) as usize;
+                    results.insert(call.seq, CallResult::Ok(json!(random_hex(n))));
+                }
+                CallKind::Emit | CallKind::Log => {
+                    results.insert(call.seq, CallResult::Ok(Value::Null));
+                }
+                CallKind::Sleep => {
+                    let ms = call.request["ms"].as_f64().unwrap_or(0.0).max(0.0) as i64;
+                    let wake = match self.timers.get(&call.seq) {
+                        Some(w) => *w,
+                        None => self.arm(call.seq, now + ms).await?,
+                    };
+                    if wake <= now {
+                        results.insert(call.seq, CallResult::Ok(Value::Null));
+                    } else {
+                        wake_at = Some(wake_at.map_or(wake, |w: i64| w.min(wake)));
+                    }
+                }
+                CallKind::WaitForEvent => {
+                    let name = call.request["name"]
+                        .as_str()
+                        .unwrap_or_default()
+                        .to_string();
+                    if signals.is_none() {
+                        signals = Some(self.engine.store.read_signals(self.run.id, None).await?);
+                    }
+                    let found = signals.as_ref().and_then(|all| {
+                        all.iter()
+                            .find(|s| s.name == name && !self.consumed_signals.contains(&s.seq))
+                    });
+                    if let Some(sig) = found {
+                        self.consumed_signals.insert(sig.seq);
+                        self.extra.insert(call.seq, json!({ "signal": sig.seq }));
+                        results.insert(call.seq, CallResult::Ok(sig.payload.clone()));
+                        continue;
+                    }
+                    let timeout = call.request["timeoutMs"]
+                        .as_f64()
+                        .map(|t| t.max(0.0) as i64);
+                    let wake = match (self.timers.get(&call.seq), timeout) {
+                        (Some(w), _) => Some(*w),
+                        (None, Some(t)) => Some(self.arm(call.seq, now + t).await?),
+                        (None, None) => None,
+                    };
+                    match wake {
+                        Some(w) if w <= now => {
+                            results.insert(call.seq, CallResult::Ok(Value::Null));
+                        }
+                        Some(w) => {
+                            wake_at = Some(wake_at.map_or(w, |x: i64| x.min(w)));
+                            event.get_or_insert(name);
+                        }
+                        None => {
+                            event.get_or_insert(name);
+                        }
+                    }
+                }
+                CallKind::Fetch => fetches.push(call.clone()),
+                _ => {
+                    results.insert(
+                        call.seq,
+                        CallResult::Error(ErrorInfo::new(
+                            "UnsupportedError",
+                            format!("{} calls are not available in this engine yet", call.kind),
+                        )),
+                    );
+                }
+            }
+        }
+        if !fetches.is_empty() {
+            for call in &fetches {
+                if self.requested.insert(call.seq) {
+                    let data = json!({ "seq": call.seq, "kind": "fetch", "request": call.request });
+                    self.append(kinds::CALL_REQUESTED, data).await?;
+                }
+            }
+            let mut set = tokio::task::JoinSet::new();
+            for call in fetches {
+                let http = self.engine.http.clone();
+                let mut req = fetch_request(&call.request);
+                req.idempotency_key = Some(format!("{}:{}", self.run.id, call.seq));
+                req.retry = Some(retry.clone());
+                set.spawn(async move { (call.seq, http.fetch(&req).await) });
+            }
+            while let Some(done) = set.join_next().await {
+                let (seq, outcome) = done.map_err(|e| Error::Invalid {
+                    input: "fetch task".into(),
+                    expected: e.to_string(),
+                })?;
+                match outcome {
+                    Ok(resp) => {
+                        let headers: serde_json::Map<String, Value> = resp
+                            .headers
+                            .iter()
+                            .map(|(k, v)| (k.clone(), Value::String(v.clone())))
+                            .collect();
+                        results.insert(
+                            seq,
+                            CallResult::fetch_response(
+                                resp.status,
+                                &resp.status_text,
+                                Value::Object(headers),
+                                resp.data(),
+                            ),
+                        );
+                    }
+                    Err(e @ FetchError::RetriesExhausted { .. }) => {
+                        return Ok(Performed::Pause {
+                            seq,
+                            error: json!({ "name": "FetchError", "message": e.to_string() }),
+                        });
+                    }
+                    Err(e) => {
+                        let name = match e {
+                            FetchError::InvalidUrl { .. }
+                            | FetchError::UnsupportedScheme { .. }
+                            | FetchError::InvalidRequest { .. } => "TypeError",
+                            _ => "FetchError",
+                        };
+                        results.insert(seq, CallResult::Error(ErrorInfo::new(name, e.to_string())));
+                    }
+                }
+            }
+        }
+        if results.is_empty() {
+            return Ok(Performed::Wait { wake_at, event });
+        }
+        Ok(Performed::Results(results.into_iter().collect()))
+    }
+
+    async fn arm(&mut self, seq: u64, wake: i64) -> Result<i64> {
+        self.append(kinds::TIMER_ARMED, json!({ "seq": seq, "wakeAt": wake }))
+            .await?;
+        self.timers.insert(seq, wake);
+        Ok(wake)
+    }
+
+    async fn suspend(&mut self, wake_at: Option<i64>, event: Option<String>) -> Result<Run> {
+        let mut run = self.run.clone();
+        run.status = RunStatus::Waiting;
+        run.wake_at = wake_at;
+        run.waiting_for = event;
+        self.write(run).await
+    }
+
+    async fn finish(
+        &mut self,
+        status: RunStatus,
+        output: Option<Value>,
+        error: Option<Value>,
+    ) -> Result<Run> {
+        let mut run = self.run.clone();
+        run.status = status;
+        run.output = output;
+        run.error = error;
+        run.wake_at = None;
+        run.waiting_for = None;
+        self.write(run).await
+    }
+
+    /// Stores the settled run and releases the lease.
+    async fn write(&mut self, run: Run) -> Result<Run> {
+        let store = &self.engine.store;
+        let updated = match store.update_run(&run).await {
+            Ok(r) => r,
+            Err(sequential_adaptor::Error::Conflict { .. }) => {
+                // something else touched the run (a signal): apply our state on the fresh copy
+                let mut fresh = store.get_run(run.id).await?;
+                let woke = fresh.status == RunStatus::Waiting
+                    && fresh.wake_at.is_some_and(|w| w <= now_millis());
+                fresh.status = run.status;
+                fresh.output = run.output.clone();
+                fresh.error = run.error.clone();
+                fresh.waiting_for = run.waiting_for.clone();
+                fresh.wake_at = run.wake_at;
+                if woke && run.status == RunStatus::Waiting {
+                    fresh.wake_at = Some(now_millis());
+                }
+                store.update_run(&fresh).await?
+            }
+            Err(e) => return Err(e.into()),
+        };
+        self.run = updated;
+        let released = store.release(self.run.id, self.token).await?;
+        // A signal may have arrived between our read of the inbox and the write above.
+        if released.status == RunStatus::Waiting && released.waiting_for.is_some() {
+            let signals = store.read_signals(released.id, None).await?;
+            let name = released.waiting_for.clone().unwrap_or_default();
+            if signals
+                .iter()
+                .any(|s| s.name == name && !self.consumed_signals.contains(&s.seq))
+            {
+                let mut wake = released.clone();
+                wake.wake_at = Some(now_millis());
+                return Ok(store.update_run(&wake).await?);
+            }
+        }
+        Ok(released)
+    }
+}
+
+enum Performed {
+    Results(Vec<(u64, CallResult)>),
+    Wait {
+        wake_at: Option<i64>,
+        event: Option<String>,
+    },
+    Pause {
+        seq: u64,
+        error: Value,
+    },
+}
+
+fn fetch_request(req: &Value) -> Request {
+    let url = match &req["url"] {
+        Value::String(s) => s.clone(),
+        other => other.to_string(),
+    };
+    let opts = &req["options"];
+    let method = opts["method"].as_str().unwrap_or("GET").to_string();
+    let headers = match &opts["headers"] {
+        Value::Object(m) => m
+            .iter()
+            .map(|(k, v)| {
+                (
+                    k.clone(),
+                    v.as_str().map_or_else(|| v.to_string(), str::to_string),
+                )
+            })
+            .collect(),
+        Value::Array(pairs) => pairs
+            .iter()
+            .filter_map(|p| {
+                Some((
+                    p.get(0)?.as_str()?.to_string(),
+                    p.get(1)?.as_str()?.to_string(),
+                ))
+            })
+            .collect(),
+        _ => Vec::new(),
+    };
+    let body = match &opts["body"] {
+        Value::Null => None,
+        Value::String(s) => Some(s.clone().into_bytes()),
+        other => Some(other.to_string().into_bytes()),
+    };
+    Request {
+        url,
+        method,
+        headers,
+        body,
+        idempotency_key: None,
+        retry: None,
+    }
+}
+
+fn vm_error_json(e: &sequential_fetch_vm::Error) -> Value {
+    match e {
+        sequential_fetch_vm::Error::Js(js) => {
+            let mut v = json!({ "name": js.name, "message": js.message });
+            if let Some(stack) = &js.stack {
+                v["stack"] = json!(stack);
+            }
+            if let (Some(line), Some(column)) = (js.line, js.column) {
+                v["line"] = json!(line);
+                v["column"] = json!(column);
+            }
+            v
+        }
+        other => json!({ "name": vm_error_name(other), "message": other.to_string() }),
+    }
+}
+
+fn vm_error_name(e: &sequential_fetch_vm::Error) -> &'static str {
+    match e {
+        sequential_fetch_vm::Error::Timeout { .. } => "Timeout",
+        sequential_fetch_vm::Error::NonDeterminism { .. } => "NonDeterminism",
+        sequential_fetch_vm::Error::MemoryLimit { .. } => "MemoryLimit",
+        sequential_fetch_vm::Error::StackLimit { .. } => "StackLimit",
+        _ => "Error",
+    }
+}
+
+fn random_hex(n: usize) -> String {
+    let state = RandomState::new();
+    let mut out = String::with_capacity(n * 2);
+    let mut i = 0u64;
+    while out.len() < n * 2 {
+        let x = state.hash_one((i, now_millis()));
+        for b in x.to_le_bytes() {
+            if out.len() < n * 2 {
+                out.push_str(&format!("{b:02x}"));
+            }
+        }
+        i += 1;
+    }
+    out
+}
