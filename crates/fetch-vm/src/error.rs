@@ -68,6 +68,9 @@ pub enum Error {
         /// The limit, in bytes.
         limit_bytes: usize,
     },
+    /// The code awaits a promise that nothing can settle: no host call is pending.
+    #[error("the code is waiting for a promise that no pending host call can settle")]
+    Stalled,
     /// The result's JSON is larger than allowed.
     #[error("result of {size} bytes exceeds the limit of {limit} bytes")]
     ResultTooLarge {
@@ -164,6 +167,7 @@ impl Error {
             Error::Timeout { .. } => "Timeout".into(),
             Error::MemoryLimit { .. } => "MemoryLimit".into(),
             Error::StackLimit { .. } => "StackLimit".into(),
+            Error::Stalled => "Stalled".into(),
             Error::ResultTooLarge { .. } => "ResultTooLarge".into(),
             Error::RequestTooLarge { .. } => "RequestTooLarge".into(),
             Error::JournalTooLong { .. } => "JournalTooLong".into(),

@@ -420,6 +420,9 @@ impl Host for Driver {
             return Ok(Self::delivery(entry));
         }
         // Live: report every call still waiting, and block until the caller answers one.
+        if self.issued.is_empty() {
+            return Err(self.fail(Error::Stalled));
+        }
         self.guard.pause();
         let event = Event {
             entries: std::mem::take(&mut self.fresh),

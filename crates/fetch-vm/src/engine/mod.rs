@@ -120,6 +120,10 @@ impl Guard {
         self.stop.store(true, Ordering::Relaxed);
     }
 
+    pub(crate) fn stopped(&self) -> bool {
+        self.stop.load(Ordering::Relaxed)
+    }
+
     pub(crate) fn timed_out(&self) -> bool {
         self.timed_out.load(Ordering::Relaxed)
     }

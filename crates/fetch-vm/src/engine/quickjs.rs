@@ -33,7 +33,7 @@ impl Engine for QuickJs {
             Ok(c) => c,
             Err(e) => return Outcome::Failed(format!("cannot create a QuickJS context: {e}")),
         };
-        context.with(|ctx| match run_in(&ctx, job, host) {
+        context.with(|ctx| match run_in(&ctx, job, host, &guard) {
             Ok(outcome) => outcome,
             Err(e) => caught(&ctx, e),
         })
@@ -45,6 +45,7 @@ fn run_in<'js>(
     ctx: &Ctx<'js>,
     job: &Job<'_>,
     host: Rc<RefCell<dyn Host>>,
+    guard: &Guard,
 ) -> rquickjs::Result<Outcome> {
     let native = natives(ctx, host.clone())?;
     let prelude: Function<'js> = ctx.eval_with_options(PRELUDE, eval_options("<fetch-vm>"))?;
@@ -88,6 +89,9 @@ fn run_in<'js>(
 
     loop {
         while ctx.execute_pending_job() {}
+        if guard.stopped() {
+            return Ok(Outcome::Interrupted);
+        }
         if main.state() != PromiseState::Pending {
             break;
         }

@@ -1,5 +1,7 @@
 //! Integration tests of sequential-fetch-vm: every scenario runs hot and cold.
 
+mod data;
+mod errors;
 mod external;
 mod harness;
 mod module;
