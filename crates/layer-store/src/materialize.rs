@@ -45,9 +45,7 @@ pub fn apply_to_work(
     let mut writes: Vec<&Entry> = d.added.clone();
     for (a, b) in &d.modified {
         let same_kind = a.kind == b.kind;
-        if same_kind && a.kind == Kind::Dir {
-            chmod_only.push(b);
-        } else if same_kind && a.kind == Kind::File && a.content == b.content {
+        if same_kind && (a.kind == Kind::Dir || (a.kind == Kind::File && a.content == b.content)) {
             chmod_only.push(b);
         } else {
             removals.push(a);

@@ -521,7 +521,7 @@ impl PackWriter {
                 let name = format!("pack-{}", uuid::Uuid::now_v7().simple());
                 let pack = self.dir.join(format!("{name}.pack"));
                 fs::rename(&tmp, &pack).at(&pack)?;
-                write_idx(&self.dir, &name, &mut vec![(id, loc)])?;
+                write_idx(&self.dir, &name, &mut [(id, loc)])?;
                 let mut g = self.inner.lock().expect("pack lock");
                 g.ids.insert(id);
                 g.extra_packs.push(name);
@@ -572,7 +572,7 @@ impl Drop for PackInner {
 /// Writes `<name>.idx` (sorted, checksummed) durably; the pack must already be in place or be
 /// renamed before the index (a pack without index is ignored and collected by gc).
 pub fn write_idx(dir: &Path, name: &str, entries: &mut [(Digest, Loc)]) -> Result<()> {
-    entries.sort_by(|a, b| a.0.cmp(&b.0));
+    entries.sort_by_key(|e| e.0);
     let mut buf = Vec::with_capacity(16 + entries.len() * IDX_ENTRY + 32);
     buf.extend_from_slice(IDX_MAGIC);
     buf.extend_from_slice(&(entries.len() as u64).to_le_bytes());

@@ -448,6 +448,7 @@ impl Store {
     fn command(&self, instruction: &str, opts: &RunOptions) -> Command {
         let mut c = Command::new("sh");
         c.arg("-c").arg(instruction).current_dir(&self.work);
+        die_with_parent(&mut c);
         for (k, v) in &opts.env {
             c.env(k, v);
         }
@@ -1026,6 +1027,38 @@ impl Store {
         }
         Ok(v)
     }
+}
+
+/// A command must not outlive the `run` that started it (and holds the writer lock): on Linux
+/// it gets SIGKILL when the thread that spawned it dies, e.g. when the runner is `kill -9`ed.
+fn die_with_parent(c: &mut Command) {
+    #[cfg(target_os = "linux")]
+    {
+        use std::os::unix::process::CommandExt;
+        let parent = std::process::id();
+        // SAFETY: only async-signal-safe calls (prctl, getppid, _exit) between fork and exec.
+        unsafe {
+            c.pre_exec(move || {
+                if libc::prctl(
+                    libc::PR_SET_PDEATHSIG,
+                    libc::SIGKILL as libc::c_ulong,
+                    0,
+                    0,
+                    0,
+                ) != 0
+                {
+                    return Err(std::io::Error::last_os_error());
+                }
+                // The parent may have died before prctl took effect.
+                if libc::getppid() as u32 != parent {
+                    libc::_exit(137);
+                }
+                Ok(())
+            });
+        }
+    }
+    #[cfg(not(target_os = "linux"))]
+    let _ = c;
 }
 
 fn outcome(

@@ -1,0 +1,7 @@
+//! Integration tests of the layer store: real files, real `sh` commands, real child processes.
+
+mod bad_input;
+mod correctness;
+mod process;
+mod semantics;
+mod util;
