@@ -798,6 +798,34 @@ impl Inner {
         Ok(())
     }
 
+    /// Moves a run's known markers to `due(run)` when that is not earlier than any of them (a
+    /// claim): no fsync is needed, since losing the move leaves an earlier marker.
+    fn move_markers_later(&self, run: &Run, known: &[Marker]) -> Result<()> {
+        let Some(want) = due(run) else {
+            for m in known {
+                remove_opt(&self.marker_path(m))?;
+            }
+            return Ok(());
+        };
+        let target = self.marker_path(&Marker {
+            due: want,
+            task: run.task.clone(),
+            run: run.id,
+        });
+        let mut placed = false;
+        for m in known {
+            if m.due == want || (!placed && fs::rename(self.marker_path(m), &target).is_ok()) {
+                placed = true;
+            } else {
+                remove_opt(&self.marker_path(m))?;
+            }
+        }
+        if !placed {
+            File::create(&target).map_err(|e| io_err("creating", &target, e))?;
+        }
+        Ok(())
+    }
+
     pub(crate) fn claim(&self, req: &ClaimRequest) -> Result<Vec<Claim>> {
         if req.limit == 0 {
             return Ok(Vec::new());
@@ -877,9 +905,8 @@ impl Inner {
         }
         let mut out = Vec::with_capacity(held.len());
         for h in held {
-            // the lease expiry is later than any marker that made the run a candidate, so the
-            // new marker needs no fsync: losing it leaves an earlier one
-            self.fix_markers(Some(&h.claim.run), h.known)?;
+            // the lease expiry is later than the marker that made the run a candidate
+            self.move_markers_later(&h.claim.run, h.known)?;
             lock(&self.run_tasks).insert(h.claim.run.id, h.claim.run.task.clone());
             out.push(h.claim);
         }
