@@ -417,6 +417,8 @@ impl Host for Driver {
             }
             self.cursor += 1;
             self.issued.remove(&entry.seq);
+            // Each answered call starts a new CPU slice, in replay exactly as when live.
+            self.guard.start_slice(self.limits.cpu_slice_ms);
             return Ok(Self::delivery(entry));
         }
         // Live: report every call still waiting, and block until the caller answers one.
