@@ -68,9 +68,11 @@ pub fn report(err: &anyhow::Error) -> u8 {
         }
     }
     eprintln!("error: {err:#}");
-    if let Some(hint) = hint {
-        eprintln!("hint: {hint}");
-    }
+    eprintln!(
+        "hint: {}",
+        hint.as_deref()
+            .unwrap_or("run again with DEBUG=1 (or RUST_LOG=debug) for details")
+    );
     code
 }
 

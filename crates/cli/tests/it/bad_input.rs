@@ -196,3 +196,14 @@ fn bad_inputs_flag_names_the_input_and_valid_types() {
         .stderr_has("twice");
     assert!(sb.ls(".").is_empty());
 }
+
+#[test]
+fn settings_file_of_a_newer_format_is_refused() {
+    let sb = Sandbox::new();
+    let newer = "{\"version\": 99, \"adaptor\": \"folder\"}\n";
+    sb.write(".sequentialrc.json", newer);
+    sb.run(&["config", "set", "a", "1"])
+        .usage_error()
+        .stderr_has(".sequentialrc.json has format version 99");
+    assert_eq!(sb.read(".sequentialrc.json"), newer);
+}

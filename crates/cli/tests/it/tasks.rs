@@ -257,3 +257,27 @@ fn delete_of_a_task_with_an_active_run_needs_force() {
     sb.run(&["delete", "busy", "--force"]).ok();
     assert!(!sb.exists("tasks/busy"));
 }
+
+#[test]
+fn debug_logs_go_to_stderr_and_json_stdout_stays_clean() {
+    let sb = Sandbox::new();
+    sb.run(&["create-task", "hello"]).ok();
+    let out = sb
+        .cmd(&["sync-tasks", "--json"])
+        .env("DEBUG", "1")
+        .run()
+        .ok()
+        .stderr_has("DEBUG");
+    assert_eq!(out.json()["created"], 1);
+    let out = sb
+        .cmd(&["list", "--json"])
+        .env("RUST_LOG", "debug")
+        .run()
+        .ok()
+        .stderr_has("opening storage");
+    assert_eq!(out.json()["tasks"][0]["name"], "hello");
+    // Without DEBUG/RUST_LOG, a successful command prints nothing on stderr.
+    sb.run(&["list"])
+        .ok()
+        .check("stderr empty", |o| o.stderr.is_empty());
+}
