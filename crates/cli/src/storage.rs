@@ -141,7 +141,9 @@ pub async fn open_choice(choice: Choice) -> Result<Opened> {
                 "it was written by a newer sequential-ecosystem; upgrade this binary (the storage was not changed)".to_string()
             }
             _ => format!(
-                "check the location named by {}; nothing was changed",
+                "check that {} is the storage you meant and that it is accessible \
+                 (it was chosen by {}); nothing was changed",
+                sequential_adaptor::strip_scheme(&choice.url),
                 choice.source.describe()
             ),
         };

@@ -207,3 +207,17 @@ fn settings_file_of_a_newer_format_is_refused() {
         .stderr_has(".sequentialrc.json has format version 99");
     assert_eq!(sb.read(".sequentialrc.json"), newer);
 }
+
+#[test]
+fn code_js_that_is_not_utf8_names_the_file() {
+    let sb = Sandbox::new();
+    sb.run(&["create-task", "hello"]).ok();
+    std::fs::write(
+        sb.join("tasks/hello/code.js"),
+        b"export default 1; // \xff\xfe",
+    )
+    .unwrap();
+    sb.run(&["sync-tasks"])
+        .usage_error()
+        .stderr_has("tasks/hello/code.js is not UTF-8");
+}
