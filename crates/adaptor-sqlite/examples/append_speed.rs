@@ -80,6 +80,7 @@ async fn main() {
     for _ in 0..writers {
         runs.push(new_run(&store, &task, version).await);
     }
+    let stats = store.writer_stats();
     let start = Instant::now();
     let mut tasks = Vec::new();
     for run in runs {
@@ -98,9 +99,11 @@ async fn main() {
     }
     let total = start.elapsed();
     let records = writers as u64 * per;
+    let after = store.writer_stats();
     println!(
-        "{writers} appenders: {records} appends in {total:.2?} = {:.0} records/s",
-        records as f64 / total.as_secs_f64()
+        "{writers} appenders: {records} appends in {total:.2?} = {:.0} records/s, {:.1} appends per commit",
+        records as f64 / total.as_secs_f64(),
+        (after.requests - stats.requests) as f64 / (after.transactions - stats.transactions) as f64
     );
 
     // claim latency: one run claimed at a time

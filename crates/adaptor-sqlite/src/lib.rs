@@ -52,6 +52,7 @@ use serde_json::Value;
 use tokio::sync::Notify;
 
 pub use schema::SCHEMA_VERSION;
+pub use writer::WriterStats;
 
 use ops::Ctx;
 use writer::Writer;
@@ -122,6 +123,11 @@ impl SqliteStore {
     /// The database file as given; `None` for an in-memory database.
     pub fn path(&self) -> Option<&Path> {
         self.inner.path.as_deref()
+    }
+
+    /// How many transactions the writer thread ran and how many requests they carried.
+    pub fn writer_stats(&self) -> WriterStats {
+        self.inner.writer.stats()
     }
 
     /// Runs a write request through the writer thread (group commit).

@@ -400,13 +400,20 @@ fn run_fence(c: &Ctx<'_>, id: RunId) -> Result<u64> {
         .ok_or_else(|| run_not_found(id))
 }
 
-fn journal_len(c: &Ctx<'_>, id: RunId) -> Result<u64> {
+/// The run's fencing token and journal length in one query; `NotFound` for an unknown run.
+fn fence_and_len(c: &Ctx<'_>, id: RunId) -> Result<(u64, u64)> {
     c.conn
-        .prepare_cached("SELECT coalesce(max(seq) + 1, 0) FROM journal WHERE run = ?1")
-        .map_err(c.err("reading a journal's length"))?
-        .query_row([id.as_bytes()], |r| r.get::<_, i64>(0))
-        .map(|n| n as u64)
-        .map_err(c.err("reading a journal's length"))
+        .prepare_cached(
+            "SELECT fence, (SELECT coalesce(max(seq) + 1, 0) FROM journal WHERE run = ?1) \
+             FROM runs WHERE id = ?1",
+        )
+        .map_err(c.err("reading a run's fence and journal length"))?
+        .query_row([id.as_bytes()], |r| {
+            Ok((r.get::<_, i64>(0)? as u64, r.get::<_, i64>(1)? as u64))
+        })
+        .optional()
+        .map_err(c.err("reading a run's fence and journal length"))?
+        .ok_or_else(|| run_not_found(id))
 }
 
 fn record_from_row(db: &str, run: RunId, row: &Row<'_>) -> Result<JournalRecord> {
@@ -450,9 +457,8 @@ pub(crate) fn append(
     records: &[JournalRecord],
     fence: Fence,
 ) -> Result<()> {
-    let current = run_fence(c, run)?;
+    let (current, stored) = fence_and_len(c, run)?;
     rules::check_fence(&fence_probe(run, current), fence)?;
-    let stored = journal_len(c, run)?;
     let first_new = rules::plan_append(run, stored, records, |seq| record_at(c, run, seq))?;
     if first_new == records.len() {
         return Ok(());

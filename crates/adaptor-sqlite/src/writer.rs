@@ -2,6 +2,7 @@
 
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc;
 use std::thread::JoinHandle;
 
@@ -63,13 +64,18 @@ where
     }
 }
 
+/// Runs one cached statement (savepoint and transaction control: parsed once per connection).
+fn exec(conn: &Connection, sql: &str) -> rusqlite::Result<()> {
+    conn.prepare_cached(sql)?.execute([]).map(|_| ())
+}
+
 /// Runs `work` in a savepoint: on error (or panic) only its own changes are rolled back.
 fn in_savepoint<T>(
     conn: &Connection,
     db: &str,
     work: impl FnOnce(&Connection) -> Result<T>,
 ) -> Result<T> {
-    conn.execute_batch("SAVEPOINT job")
+    exec(conn, "SAVEPOINT job")
         .map_err(|e| Error::backend(format!("SQLite {db}: opening a savepoint"), e))?;
     let result = match catch_unwind(AssertUnwindSafe(|| work(conn))) {
         Ok(r) => r,
@@ -78,15 +84,16 @@ fn in_savepoint<T>(
             "a storage request panicked; its changes were rolled back",
         )),
     };
+    let undo = || exec(conn, "ROLLBACK TO job").and_then(|()| exec(conn, "RELEASE job"));
     let end = if result.is_ok() {
-        "RELEASE job"
+        exec(conn, "RELEASE job")
     } else {
-        "ROLLBACK TO job; RELEASE job"
+        undo()
     };
-    match conn.execute_batch(end) {
+    match end {
         Ok(()) => result,
         Err(e) => {
-            let _ = conn.execute_batch("ROLLBACK TO job; RELEASE job");
+            let _ = undo();
             result.and(Err(Error::backend(
                 format!("SQLite {db}: closing a savepoint"),
                 e,
@@ -95,11 +102,28 @@ fn in_savepoint<T>(
     }
 }
 
+/// Counters of the writer thread, for measurements: `requests / transactions` is how many
+/// requests shared one commit (one fsync) on average.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct WriterStats {
+    /// Transactions run (each ends in one commit).
+    pub transactions: u64,
+    /// Requests run in them.
+    pub requests: u64,
+}
+
+#[derive(Default)]
+struct Counters {
+    transactions: AtomicU64,
+    requests: AtomicU64,
+}
+
 /// The handle to the writer thread. Dropping it lets the thread finish the queue and exit.
 pub(crate) struct Writer {
     sender: Option<mpsc::Sender<Box<dyn Job>>>,
     thread: Option<JoinHandle<()>>,
     db: Arc<str>,
+    counters: Arc<Counters>,
 }
 
 impl Writer {
@@ -108,15 +132,26 @@ impl Writer {
     pub(crate) fn spawn(conn: Connection, db: Arc<str>, changed: Arc<Notify>) -> Result<Self> {
         let (sender, receiver) = mpsc::channel::<Box<dyn Job>>();
         let name = db.clone();
+        let counters = Arc::new(Counters::default());
+        let counted = counters.clone();
         let thread = std::thread::Builder::new()
             .name("sqlite-writer".into())
-            .spawn(move || writer_loop(conn, receiver, &name, &changed))
+            .spawn(move || writer_loop(conn, receiver, &name, &changed, &counted))
             .map_err(|e| Error::backend(format!("SQLite {db}: starting the writer thread"), e))?;
         Ok(Writer {
             sender: Some(sender),
             thread: Some(thread),
             db,
+            counters,
         })
+    }
+
+    /// The counters so far.
+    pub(crate) fn stats(&self) -> WriterStats {
+        WriterStats {
+            transactions: self.counters.transactions.load(Ordering::Relaxed),
+            requests: self.counters.requests.load(Ordering::Relaxed),
+        }
     }
 
     /// Runs `work` in the next batch transaction and answers after that transaction commits.
@@ -165,6 +200,7 @@ fn writer_loop(
     receiver: mpsc::Receiver<Box<dyn Job>>,
     db: &str,
     changed: &Notify,
+    counters: &Counters,
 ) {
     while let Ok(first) = receiver.recv() {
         let mut batch = vec![first];
@@ -174,7 +210,7 @@ fn writer_loop(
                 Err(_) => break,
             }
         }
-        if let Err(e) = conn.execute_batch("BEGIN IMMEDIATE") {
+        if let Err(e) = exec(&conn, "BEGIN IMMEDIATE") {
             let why = format!("starting the write transaction: {e}");
             tracing::warn!(db, error = %e, "SQLite write transaction could not start");
             for job in batch {
@@ -185,8 +221,12 @@ fn writer_loop(
         for job in &mut batch {
             job.run(&conn);
         }
-        let commit = conn.execute_batch("COMMIT").map_err(|e| {
-            let _ = conn.execute_batch("ROLLBACK");
+        counters.transactions.fetch_add(1, Ordering::Relaxed);
+        counters
+            .requests
+            .fetch_add(batch.len() as u64, Ordering::Relaxed);
+        let commit = exec(&conn, "COMMIT").map_err(|e| {
+            let _ = exec(&conn, "ROLLBACK");
             tracing::warn!(db, error = %e, "SQLite commit failed");
             e.to_string()
         });
