@@ -96,5 +96,39 @@ async fn main() -> Result<(), sequential_adaptor::Error> {
             lat[lat.len() * 99 / 100]
         );
     }
+    let req = sequential_adaptor::ClaimRequest {
+        worker: "drain".into(),
+        now: sequential_adaptor::now_millis(),
+        lease_ms: 600_000,
+        limit: 1000,
+    };
+    while !store.claim(&req).await?.is_empty() {}
+    let t = Instant::now();
+    for _ in 0..500 {
+        store
+            .create_run(NewRun::new(task.clone(), v, json!({})))
+            .await?;
+    }
+    println!("create_run: {:.2?} each", t.elapsed() / 500);
+    let mut lat = Vec::new();
+    loop {
+        let req = sequential_adaptor::ClaimRequest {
+            worker: "w".into(),
+            now: sequential_adaptor::now_millis(),
+            lease_ms: 600_000,
+            limit: 1,
+        };
+        let t = Instant::now();
+        if store.claim(&req).await?.is_empty() {
+            break;
+        }
+        lat.push(t.elapsed());
+    }
+    lat.sort();
+    println!(
+        "claim (limit 1, 500 queued): p50 {:.2?} p99 {:.2?}",
+        lat[lat.len() / 2],
+        lat[lat.len() * 99 / 100]
+    );
     Ok(())
 }

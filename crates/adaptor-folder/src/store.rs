@@ -26,6 +26,9 @@ use crate::ndjson::{LineIndex, lines};
 /// The on-disk format this build writes and the newest it reads.
 pub(crate) const FORMAT_VERSION: u32 = 1;
 
+/// How many journal line indexes to keep before dropping idle ones.
+const JOURNAL_CACHE_MAX: usize = 4096;
+
 /// The hidden directory (inside the root) holding the adapter's own bookkeeping.
 pub(crate) const META_DIR: &str = ".sequential";
 
@@ -136,15 +139,7 @@ impl Inner {
         let meta = root.join(META_DIR);
         let fmt_path = meta.join("format.json");
         Self::check_format(&fmt_path)?;
-        if !fmt_path.exists() {
-            ensure_dir(&meta)?;
-            write_durable(
-                &fmt_path,
-                &to_json_file(&FormatFile {
-                    version: FORMAT_VERSION,
-                }),
-            )?;
-        }
+        let fresh = !fmt_path.exists();
         for sub in ["due", "keys", "locks"] {
             ensure_dir(&meta.join(sub))?;
         }
@@ -156,7 +151,44 @@ impl Inner {
             changed: tokio::sync::Notify::new(),
         };
         inner.clean_all_debris()?;
+        if fresh {
+            // runs stored without our bookkeeping (a copied folder): schedule them, then mark
+            // the folder as ours (last, so a crash in between redoes the rebuild)
+            inner.rebuild_markers()?;
+            write_durable(
+                &fmt_path,
+                &to_json_file(&FormatFile {
+                    version: FORMAT_VERSION,
+                }),
+            )?;
+        }
         Ok(inner)
+    }
+
+    /// Creates the schedule marker of every stored run that can become runnable.
+    fn rebuild_markers(&self) -> Result<()> {
+        let mut created = 0;
+        for t in self.task_names()? {
+            for id in self.run_ids(&t)? {
+                let Ok(Some(run)) = self.read_run_opt(&t, id) else {
+                    continue;
+                };
+                if let Some(d) = due(&run) {
+                    let p = self.marker_path(&Marker {
+                        due: d,
+                        task: t.clone(),
+                        run: id,
+                    });
+                    File::create(&p).map_err(|e| io_err("creating", &p, e))?;
+                    created += 1;
+                }
+            }
+        }
+        if created > 0 {
+            sync_dir(&self.due_dir())?;
+            tracing::info!(root = %self.root.display(), runs = created, "scheduled runs found without bookkeeping");
+        }
+        Ok(())
     }
 
     /// Refuses a format newer than this build's; a missing file is fine (a fresh store).
@@ -282,8 +314,11 @@ impl Inner {
         let dir = self.versions_dir(t);
         let mut out: Vec<u32> = list_names(&dir)?
             .iter()
-            .filter_map(|n| n.strip_suffix(".json")?.parse().ok())
-            .filter(|&n: &u32| n > 0)
+            .filter_map(|n| {
+                let stem = n.strip_suffix(".json")?;
+                let v: u32 = stem.parse().ok()?;
+                (v > 0 && v.to_string() == stem).then_some(v)
+            })
             .collect();
         out.sort_unstable();
         Ok(out)
@@ -294,7 +329,11 @@ impl Inner {
         let dir = self.runs_dir(t);
         Ok(list_names(&dir)?
             .iter()
-            .filter_map(|n| n.strip_suffix(".json")?.parse().ok())
+            .filter_map(|n| {
+                let stem = n.strip_suffix(".json")?;
+                let id: RunId = stem.parse().ok()?;
+                (id.to_string() == stem).then_some(id)
+            })
             .collect())
     }
 
@@ -675,7 +714,12 @@ impl Inner {
     // ---- journal ----
 
     fn journal_index(&self, id: RunId) -> Arc<Mutex<LineIndex>> {
-        lock(&self.journals).entry(id).or_default().clone()
+        let mut map = lock(&self.journals);
+        if map.len() >= JOURNAL_CACHE_MAX && !map.contains_key(&id) {
+            // forget the indexes nobody is using; they are rebuilt from the file when needed
+            map.retain(|_, v| Arc::strong_count(v) > 1);
+        }
+        map.entry(id).or_default().clone()
     }
 
     pub(crate) fn append(&self, id: RunId, records: &[JournalRecord], fence: Fence) -> Result<()> {
