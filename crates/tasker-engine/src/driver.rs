@@ -5,7 +5,8 @@ use std::hash::{BuildHasher, RandomState};
 use std::time::Instant;
 
 use sequential_adaptor::{
-    Claim, Fence, JournalRecord, Run, RunStatus, Signal, TaskVersion, VersionSel, now_millis,
+    Claim, Fence, JournalRecord, NewRun, ParentRef, Run, RunId, RunStatus, Signal, TaskName,
+    TaskVersion, VersionSel, now_millis,
 };
 use sequential_fetch_vm::{
     CallKind, CallResult, ErrorInfo, HostCall, Journal, JournalEntry, Options, Session, Step,
@@ -15,6 +16,7 @@ use serde_json::{Value, json};
 
 use crate::Engine;
 use crate::error::{Error, Result};
+use crate::tools::ToolCall;
 
 /// Journal record kinds written by the engine.
 pub mod kinds {
@@ -34,6 +36,10 @@ pub mod kinds {
     pub const RUN_SUCCEEDED: &str = "run.succeeded";
     /// `{error}`.
     pub const RUN_FAILED: &str = "run.failed";
+    /// `{error}`: cancelled or killed.
+    pub const RUN_CANCELLED: &str = "run.cancelled";
+    /// A child run was started for call `seq`: `{seq, run}`.
+    pub const CHILD_STARTED: &str = "child.started";
 }
 
 struct Driver<'a> {
@@ -44,6 +50,8 @@ struct Driver<'a> {
     timers: HashMap<u64, i64>,
     requested: HashSet<u64>,
     consumed_signals: HashSet<u64>,
+    /// Child runs by the seq of the call that started them.
+    children: HashMap<u64, RunId>,
     /// Extra fields written with a call's completion record (e.g. the signal it consumed).
     extra: HashMap<u64, Value>,
     last_renew: Instant,
@@ -89,6 +97,7 @@ impl<'a> Driver<'a> {
             timers: HashMap::new(),
             requested: HashSet::new(),
             consumed_signals: HashSet::new(),
+            children: HashMap::new(),
             extra: HashMap::new(),
             last_renew: Instant::now(),
         }
@@ -127,6 +136,15 @@ impl<'a> Driver<'a> {
                                 self.timers.insert(s, w);
                             }
                             _ => return Err(bad("timer.armed needs seq and wakeAt".into())),
+                        }
+                    }
+                    kinds::CHILD_STARTED => {
+                        let seq = rec.data["seq"].as_u64();
+                        let run = rec.data["run"]
+                            .as_str()
+                            .and_then(|r| r.parse::<RunId>().ok());
+                        if let (Some(s), Some(r)) = (seq, run) {
+                            self.children.insert(s, r);
                         }
                     }
                     kinds::CALL_REQUESTED => {
@@ -214,18 +232,25 @@ impl<'a> Driver<'a> {
     }
 
     async fn execute(&mut self, version: &TaskVersion, journal: Journal) -> Result<Run> {
-        let mut options: Options = self.engine.config.vm.clone();
-        options.task_name = Some(version.task.to_string());
         let retry = RetryPolicy::from_config(&version.config, &self.engine.config.http.retry)?;
-        let code = version.code.clone();
-        let input = self.run.input.clone();
-        let (mut session, mut step) =
-            tokio::task::spawn_blocking(move || Session::start(&code, &input, journal, &options))
+        let hot = self.engine.take_hot(self.run.id, journal.len());
+        let (mut session, mut step) = match hot {
+            Some(session) => {
+                let step = Step::Pending(session.pending().to_vec());
+                (session, step)
+            }
+            None => {
+                let mut options: Options = self.engine.config.vm.clone();
+                options.task_name = Some(version.task.to_string());
+                let code = version.code.clone();
+                let input = self.run.input.clone();
+                tokio::task::spawn_blocking(move || {
+                    Session::start(&code, &input, journal, &options)
+                })
                 .await
-                .map_err(|e| Error::Invalid {
-                    input: "session thread".into(),
-                    expected: e.to_string(),
-                })??;
+                .map_err(join_error)??
+            }
+        };
         loop {
             self.persist(&mut session).await?;
             let calls = match step {
@@ -243,21 +268,22 @@ impl<'a> Driver<'a> {
                 Step::Pending(calls) => calls,
             };
             self.renew_if_due().await?;
+            if self.run.status == RunStatus::Stopping {
+                return self.cancelled("cancelled while running").await;
+            }
             let results = match self.perform(&calls, &retry).await? {
                 Performed::Results(r) => r,
                 Performed::Wait { wake_at, event } => {
-                    return self.suspend(wake_at, event).await;
+                    let run = self.suspend(wake_at, event).await?;
+                    if run.status == RunStatus::Waiting {
+                        self.engine.keep_hot(run.id, session);
+                    }
+                    return Ok(run);
                 }
                 Performed::Pause { seq, error } => {
-                    self.append(kinds::RUN_PAUSED, json!({ "seq": seq, "error": error }))
-                        .await?;
-                    return self
-                        .finish(
-                            RunStatus::Paused,
-                            None,
-                            Some(json!({ "seq": seq, "error": error })),
-                        )
-                        .await;
+                    let info = json!({ "seq": seq, "error": error });
+                    self.append(kinds::RUN_PAUSED, info.clone()).await?;
+                    return self.finish(RunStatus::Paused, None, Some(info)).await;
                 }
             };
             let (s, st) = tokio::task::spawn_blocking(move || {
@@ -271,10 +297,7 @@ impl<'a> Driver<'a> {
                 (session, last)
             })
             .await
-            .map_err(|e| Error::Invalid {
-                input: "session thread".into(),
-                expected: e.to_string(),
-            })?;
+            .map_err(join_error)?;
             session = s;
             step = match st {
                 Some(r) => r?,
@@ -288,13 +311,21 @@ impl<'a> Driver<'a> {
         }
     }
 
+    /// Ends the run as cancelled (a graceful cancel reached the worker).
+    async fn cancelled(&mut self, why: &str) -> Result<Run> {
+        let error = json!({ "name": "Cancelled", "message": why });
+        self.append(kinds::RUN_CANCELLED, json!({ "error": error }))
+            .await?;
+        self.finish(RunStatus::Cancelled, None, Some(error)).await
+    }
+
     /// Performs what can be performed now.
     async fn perform(&mut self, calls: &[HostCall], retry: &RetryPolicy) -> Result<Performed> {
         let now = now_millis();
         let mut results = BTreeMap::new();
         let mut wake_at: Option<i64> = None;
         let mut event = None;
-        let mut fetches = Vec::new();
+        let mut slow = Vec::new();
         let mut signals: Option<Vec<Signal>> = None;
         for call in calls {
             match call.kind {
@@ -359,70 +390,73 @@ impl<'a> Driver<'a> {
                         }
                     }
                 }
-                CallKind::Fetch => fetches.push(call.clone()),
+                CallKind::Fetch => slow.push(call.clone()),
+                CallKind::Tool if call.request["name"] == "task" => {
+                    let args = &call.request["args"];
+                    let task = args["task"].as_str().or_else(|| args["name"].as_str());
+                    let req = json!({ "task": task, "input": args["input"] });
+                    match self.child(call.seq, &req).await? {
+                        Some(r) => {
+                            results.insert(call.seq, r);
+                        }
+                        None => {
+                            event.get_or_insert(child_event(&self.children[&call.seq]));
+                        }
+                    }
+                }
+                CallKind::Tool => slow.push(call.clone()),
+                CallKind::Child => match self.child(call.seq, &call.request).await? {
+                    Some(r) => {
+                        results.insert(call.seq, r);
+                    }
+                    None => {
+                        event.get_or_insert(child_event(&self.children[&call.seq]));
+                    }
+                },
                 _ => {
                     results.insert(
                         call.seq,
                         CallResult::Error(ErrorInfo::new(
                             "UnsupportedError",
-                            format!("{} calls are not available in this engine yet", call.kind),
+                            format!("{} calls are not available in this engine", call.kind),
                         )),
                     );
                 }
             }
         }
-        if !fetches.is_empty() {
-            for call in &fetches {
+        if !slow.is_empty() {
+            for call in &slow {
                 if self.requested.insert(call.seq) {
-                    let data = json!({ "seq": call.seq, "kind": "fetch", "request": call.request });
+                    let data =
+                        json!({ "seq": call.seq, "kind": call.kind, "request": call.request });
                     self.append(kinds::CALL_REQUESTED, data).await?;
                 }
             }
             let mut set = tokio::task::JoinSet::new();
-            for call in fetches {
-                let http = self.engine.http.clone();
-                let mut req = fetch_request(&call.request);
-                req.idempotency_key = Some(format!("{}:{}", self.run.id, call.seq));
-                req.retry = Some(retry.clone());
-                set.spawn(async move { (call.seq, http.fetch(&req).await) });
+            for call in slow {
+                let engine = self.engine.clone();
+                let key = format!("{}:{}", self.run.id, call.seq);
+                let retry = retry.clone();
+                set.spawn(
+                    async move { (call.seq, perform_slow(&engine, &call, &key, retry).await) },
+                );
             }
-            while let Some(done) = set.join_next().await {
-                let (seq, outcome) = done.map_err(|e| Error::Invalid {
-                    input: "fetch task".into(),
-                    expected: e.to_string(),
-                })?;
+            let lease = self.engine.config.lease;
+            loop {
+                let done = tokio::select! {
+                    done = set.join_next() => done,
+                    _ = tokio::time::sleep(lease / 3) => {
+                        self.renew_if_due().await?;
+                        continue;
+                    }
+                };
+                let Some(done) = done else { break };
+                let (seq, outcome) = done.map_err(join_error)?;
                 match outcome {
-                    Ok(resp) => {
-                        let headers: serde_json::Map<String, Value> = resp
-                            .headers
-                            .iter()
-                            .map(|(k, v)| (k.clone(), Value::String(v.clone())))
-                            .collect();
-                        results.insert(
-                            seq,
-                            CallResult::fetch_response(
-                                resp.status,
-                                &resp.status_text,
-                                Value::Object(headers),
-                                resp.data(),
-                            ),
-                        );
+                    Ok(r) => {
+                        results.insert(seq, r);
                     }
-                    Err(e @ FetchError::RetriesExhausted { .. }) => {
-                        return Ok(Performed::Pause {
-                            seq,
-                            error: json!({ "name": "FetchError", "message": e.to_string() }),
-                        });
-                    }
-                    Err(e) => {
-                        let name = match e {
-                            FetchError::InvalidUrl { .. }
-                            | FetchError::UnsupportedScheme { .. }
-                            | FetchError::InvalidRequest { .. } => "TypeError",
-                            _ => "FetchError",
-                        };
-                        results.insert(seq, CallResult::Error(ErrorInfo::new(name, e.to_string())));
-                    }
+                    Err(error) => return Ok(Performed::Pause { seq, error }),
                 }
             }
         }
@@ -430,6 +464,78 @@ impl<'a> Driver<'a> {
             return Ok(Performed::Wait { wake_at, event });
         }
         Ok(Performed::Results(results.into_iter().collect()))
+    }
+
+    /// Starts (or finds) the child run of call `seq`; its result once it has ended, `None` while
+    /// it runs (the parent then waits for the child's completion signal).
+    async fn child(&mut self, seq: u64, request: &Value) -> Result<Option<CallResult>> {
+        let store = &self.engine.store;
+        let child = match self.children.get(&seq) {
+            Some(id) => store.get_run(*id).await?,
+            None => {
+                let Some(task) = request["task"].as_str() else {
+                    return Ok(Some(CallResult::Error(ErrorInfo::new(
+                        "TypeError",
+                        "ctx.runTask needs a task name (a string)",
+                    ))));
+                };
+                let name = match TaskName::new(task) {
+                    Ok(n) => n,
+                    Err(e) => {
+                        return Ok(Some(CallResult::Error(ErrorInfo::new(
+                            "TypeError",
+                            e.to_string(),
+                        ))));
+                    }
+                };
+                let version = match store.get_task_version(&name, VersionSel::Latest).await {
+                    Ok(v) => v,
+                    Err(sequential_adaptor::Error::NotFound { what }) => {
+                        return Ok(Some(CallResult::Error(ErrorInfo::new(
+                            "TaskNotFound",
+                            format!("ctx.runTask: {what}"),
+                        ))));
+                    }
+                    Err(e) => return Err(e.into()),
+                };
+                let mut new = NewRun::new(name, version.version, request["input"].clone());
+                new.idempotency_key = Some(format!("child:{}:{seq}", self.run.id));
+                new.parent = Some(ParentRef {
+                    run: self.run.id,
+                    seq,
+                });
+                let created = store.create_run(new).await?;
+                let run = created.into_run();
+                self.append(kinds::CHILD_STARTED, json!({ "seq": seq, "run": run.id }))
+                    .await?;
+                self.children.insert(seq, run.id);
+                run
+            }
+        };
+        self.children.insert(seq, child.id);
+        Ok(match child.status {
+            RunStatus::Succeeded => Some(CallResult::Ok(child.output.unwrap_or(Value::Null))),
+            RunStatus::Failed | RunStatus::Cancelled => {
+                let mut info = ErrorInfo::new(
+                    "ChildRunFailed",
+                    format!(
+                        "child run {} of task `{}` {}: {}",
+                        child.id,
+                        child.task,
+                        child.status,
+                        child
+                            .error
+                            .as_ref()
+                            .and_then(|e| e["message"].as_str())
+                            .unwrap_or("no message")
+                    ),
+                );
+                info.details =
+                    Some(json!({ "run": child.id, "status": child.status, "error": child.error }));
+                Some(CallResult::Error(info))
+            }
+            _ => None,
+        })
     }
 
     async fn arm(&mut self, seq: u64, wake: i64) -> Result<i64> {
@@ -462,16 +568,22 @@ impl<'a> Driver<'a> {
         self.write(run).await
     }
 
-    /// Stores the settled run and releases the lease.
+    /// Stores the settled run, releases the lease, and tells a parent that its child ended.
     async fn write(&mut self, run: Run) -> Result<Run> {
         let store = &self.engine.store;
         let updated = match store.update_run(&run).await {
             Ok(r) => r,
             Err(sequential_adaptor::Error::Conflict { .. }) => {
-                // something else touched the run (a signal): apply our state on the fresh copy
+                // Something else touched the run: a signal, a cancel or a kill.
                 let mut fresh = store.get_run(run.id).await?;
+                if fresh.status.is_terminal() {
+                    // killed: its state stands
+                    let _ = store.release(run.id, self.token).await;
+                    return Ok(fresh);
+                }
                 let woke = fresh.status == RunStatus::Waiting
                     && fresh.wake_at.is_some_and(|w| w <= now_millis());
+                let stopping = fresh.status == RunStatus::Stopping;
                 fresh.status = run.status;
                 fresh.output = run.output.clone();
                 fresh.error = run.error.clone();
@@ -480,20 +592,46 @@ impl<'a> Driver<'a> {
                 if woke && run.status == RunStatus::Waiting {
                     fresh.wake_at = Some(now_millis());
                 }
+                if stopping && !run.status.is_terminal() {
+                    // a cancel arrived: the run becomes runnable so a worker winds it down
+                    fresh.status = RunStatus::Stopping;
+                }
                 store.update_run(&fresh).await?
             }
             Err(e) => return Err(e.into()),
         };
         self.run = updated;
         let released = store.release(self.run.id, self.token).await?;
-        // A signal may have arrived between our read of the inbox and the write above.
-        if released.status == RunStatus::Waiting && released.waiting_for.is_some() {
-            let signals = store.read_signals(released.id, None).await?;
-            let name = released.waiting_for.clone().unwrap_or_default();
-            if signals
-                .iter()
-                .any(|s| s.name == name && !self.consumed_signals.contains(&s.seq))
+        if released.status.is_terminal()
+            && let Some(parent) = released.parent
+        {
+            let done = json!({ "run": released.id, "status": released.status });
+            match store
+                .send_signal(parent.run, &child_event(&released.id), done)
+                .await
             {
+                Ok(_)
+                | Err(sequential_adaptor::Error::Conflict { .. })
+                | Err(sequential_adaptor::Error::NotFound { .. }) => {}
+                Err(e) => return Err(e.into()),
+            }
+        }
+        // A signal may have arrived between our read of the inbox and the write above.
+        if released.status == RunStatus::Waiting
+            && let Some(name) = released.waiting_for.clone()
+        {
+            let signals = store.read_signals(released.id, None).await?;
+            let child_done = match name.strip_prefix("child:").map(str::parse::<RunId>) {
+                Some(Ok(id)) => store
+                    .get_run(id)
+                    .await
+                    .is_ok_and(|c| c.status.is_terminal()),
+                _ => false,
+            };
+            let arrived = signals
+                .iter()
+                .any(|s| s.name == name && !self.consumed_signals.contains(&s.seq));
+            if arrived || child_done {
                 let mut wake = released.clone();
                 wake.wake_at = Some(now_millis());
                 return Ok(store.update_run(&wake).await?);
@@ -513,6 +651,80 @@ enum Performed {
         seq: u64,
         error: Value,
     },
+}
+
+/// Performs a fetch or a tool call. `Err` carries the error that pauses the run (retries spent).
+async fn perform_slow(
+    engine: &Engine,
+    call: &HostCall,
+    key: &str,
+    retry: RetryPolicy,
+) -> std::result::Result<CallResult, Value> {
+    if call.kind == CallKind::Tool {
+        let name = call.request["name"].as_str().unwrap_or_default();
+        let Some(tool) = engine.tools.get(name) else {
+            return Ok(CallResult::Error(ErrorInfo::new(
+                "ToolNotFound",
+                format!(
+                    "no tool named {name:?}; registered tools: {}, task",
+                    engine.tools.names().join(", ")
+                ),
+            )));
+        };
+        let tc = ToolCall {
+            name,
+            method: call.request["method"].as_str(),
+            args: &call.request["args"],
+            idempotency_key: key,
+            http: &engine.http,
+        };
+        return Ok(match tool.call(tc).await {
+            Ok(v) => CallResult::Ok(v),
+            Err(e) => CallResult::Error(e),
+        });
+    }
+    let mut req = fetch_request(&call.request);
+    req.idempotency_key = Some(key.to_string());
+    req.retry = Some(retry);
+    match engine.http.fetch(&req).await {
+        Ok(resp) => {
+            let headers: serde_json::Map<String, Value> = resp
+                .headers
+                .iter()
+                .map(|(k, v)| (k.clone(), Value::String(v.clone())))
+                .collect();
+            Ok(CallResult::fetch_response(
+                resp.status,
+                &resp.status_text,
+                Value::Object(headers),
+                resp.data(),
+            ))
+        }
+        Err(e @ FetchError::RetriesExhausted { .. }) => {
+            Err(json!({ "name": "FetchError", "message": e.to_string() }))
+        }
+        Err(e) => {
+            let name = match e {
+                FetchError::InvalidUrl { .. }
+                | FetchError::UnsupportedScheme { .. }
+                | FetchError::InvalidRequest { .. } => "TypeError",
+                _ => "FetchError",
+            };
+            Ok(CallResult::Error(ErrorInfo::new(name, e.to_string())))
+        }
+    }
+}
+
+/// The event a parent waits for until child `id` ends.
+pub(crate) fn child_event(id: &RunId) -> String {
+    format!("child:{id}")
+}
+
+fn join_error(e: tokio::task::JoinError) -> Error {
+    Error::Invalid {
+        input: "an engine task".into(),
+        expected: format!("to finish ({e})"),
+    }
 }
 
 fn fetch_request(req: &Value) -> Request {

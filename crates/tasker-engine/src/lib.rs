@@ -32,16 +32,22 @@
 
 mod driver;
 mod error;
+mod tools;
 
-use std::sync::Arc;
+use std::collections::{HashMap, VecDeque};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use sequential_adaptor::{
-    ClaimRequest, NewRun, Run, RunId, RunStatus, StorageAdapter, TaskName, VersionSel, now_millis,
+    ClaimRequest, Fence, JournalRecord, NewRun, Run, RunId, RunStatus, StorageAdapter, TaskName,
+    VersionSel, now_millis,
 };
-use serde_json::Value;
+use sequential_fetch_vm::Session;
+use serde_json::{Value, json};
 
+pub use driver::kinds;
 pub use error::{Error, Result};
+pub use tools::{Tool, ToolCall, ToolRegistry};
 
 /// How an engine behaves.
 #[derive(Clone, Debug)]
@@ -56,6 +62,9 @@ pub struct EngineConfig {
     pub vm: sequential_fetch_vm::Options,
     /// Runs driven at once by [`Engine::work`].
     pub concurrency: usize,
+    /// Live sessions kept in memory between steps of waiting runs (a hot resume needs no
+    /// replay); the least recently used are dropped beyond this.
+    pub max_hot_sessions: usize,
 }
 
 impl Default for EngineConfig {
@@ -69,6 +78,7 @@ impl Default for EngineConfig {
             http: sequential_http_wrapper::ClientConfig::default(),
             vm: sequential_fetch_vm::Options::default(),
             concurrency: 16,
+            max_hot_sessions: 64,
         }
     }
 }
@@ -88,6 +98,16 @@ pub struct Engine {
     store: Arc<dyn StorageAdapter>,
     http: sequential_http_wrapper::Client,
     config: Arc<EngineConfig>,
+    tools: Arc<ToolRegistry>,
+    hot: Arc<Mutex<HotSessions>>,
+    hot_resumes: Arc<std::sync::atomic::AtomicU64>,
+}
+
+/// Live sessions of waiting runs, least recently used first.
+#[derive(Debug, Default)]
+struct HotSessions {
+    order: VecDeque<RunId>,
+    sessions: HashMap<RunId, Session>,
 }
 
 impl Engine {
@@ -98,7 +118,62 @@ impl Engine {
             store,
             http,
             config: Arc::new(config),
+            tools: Arc::new(ToolRegistry::new()),
+            hot: Arc::default(),
+            hot_resumes: Arc::default(),
         })
+    }
+
+    /// The engine with `tools` as its tool registry.
+    pub fn with_tools(mut self, tools: ToolRegistry) -> Self {
+        self.tools = Arc::new(tools);
+        self
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &EngineConfig {
+        &self.config
+    }
+
+    /// How many live sessions are kept.
+    pub fn hot_sessions(&self) -> usize {
+        self.hot.lock().map_or(0, |h| h.sessions.len())
+    }
+
+    /// How many times a run continued in a live session instead of replaying its journal.
+    pub fn hot_resumes(&self) -> u64 {
+        self.hot_resumes.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    pub(crate) fn keep_hot(&self, run: RunId, session: Session) {
+        let max = self.config.max_hot_sessions;
+        if max == 0 {
+            return;
+        }
+        let Ok(mut hot) = self.hot.lock() else { return };
+        hot.order.retain(|r| *r != run);
+        hot.order.push_back(run);
+        hot.sessions.insert(run, session);
+        while hot.sessions.len() > max {
+            let Some(old) = hot.order.pop_front() else {
+                break;
+            };
+            hot.sessions.remove(&old);
+        }
+    }
+
+    /// The live session of `run` if its journal has exactly `journal_len` entries (otherwise
+    /// another process moved the run on, and the session is stale).
+    pub(crate) fn take_hot(&self, run: RunId, journal_len: usize) -> Option<Session> {
+        let mut hot = self.hot.lock().ok()?;
+        hot.order.retain(|r| *r != run);
+        let session = hot.sessions.remove(&run)?;
+        let fresh = session.journal().len() == journal_len && !session.is_ended();
+        if fresh {
+            self.hot_resumes
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        }
+        fresh.then_some(session)
     }
 
     /// The storage.
@@ -126,6 +201,7 @@ impl Engine {
                 s if s.is_terminal() || s == RunStatus::Paused => return Ok(run),
                 RunStatus::Waiting => match (run.wake_at, wait_until) {
                     (Some(w), _) if w <= now => {}
+                    _ if self.child_is_moving(&run).await => {}
                     (Some(w), Some(limit)) if w <= limit => {
                         tokio::time::sleep(Duration::from_millis((w - now).max(0) as u64)).await;
                     }
@@ -136,6 +212,182 @@ impl Engine {
             if self.work_once().await? == 0 {
                 self.store.wait_for_change(Duration::from_millis(50)).await;
             }
+        }
+    }
+
+    /// `true` when `run` waits for a child run that is itself queued, running or due.
+    async fn child_is_moving(&self, run: &Run) -> bool {
+        let Some(id) = run
+            .waiting_for
+            .as_deref()
+            .and_then(|w| w.strip_prefix("child:"))
+            .and_then(|id| id.parse::<RunId>().ok())
+        else {
+            return false;
+        };
+        match self.store.get_run(id).await {
+            Ok(child) => match child.status {
+                RunStatus::Queued | RunStatus::Running | RunStatus::Stopping => true,
+                RunStatus::Waiting => {
+                    child.wake_at.is_some_and(|w| w <= now_millis())
+                        || Box::pin(self.child_is_moving(&child)).await
+                }
+                _ => false,
+            },
+            Err(_) => false,
+        }
+    }
+
+    /// Continues a `paused` run: the call whose retries were spent is performed again.
+    /// Any other state is an `Invalid` error naming it.
+    pub async fn retry(&self, id: RunId) -> Result<Run> {
+        let mut run = self.store.get_run(id).await?;
+        if run.status != RunStatus::Paused {
+            return Err(Error::Invalid {
+                input: format!("run {id} ({})", run.status),
+                expected: "a paused run (only a paused run can be retried)".into(),
+            });
+        }
+        run.status = RunStatus::Queued;
+        run.error = None;
+        Ok(self.store.update_run(&run).await?)
+    }
+
+    /// Cancels a run and its children. A run held by a live worker is asked to stop
+    /// (`stopping`) and is killed if it has not stopped within `grace`; any other active run
+    /// is cancelled at once. A finished run is an `Invalid` error.
+    pub async fn cancel(&self, id: RunId, grace: Duration) -> Result<Run> {
+        let deadline = std::time::Instant::now() + grace;
+        loop {
+            let mut run = self.store.get_run(id).await?;
+            if run.status.is_terminal() {
+                return Err(Error::Invalid {
+                    input: format!("run {id}"),
+                    expected: format!("an active run (it already {})", ended_word(run.status)),
+                });
+            }
+            let held = run
+                .lease
+                .as_ref()
+                .is_some_and(|l| l.expires_at > now_millis());
+            if !held || std::time::Instant::now() >= deadline {
+                return self.kill(id).await;
+            }
+            if run.status != RunStatus::Stopping {
+                run.status = RunStatus::Stopping;
+                match self.store.update_run(&run).await {
+                    Ok(_) | Err(sequential_adaptor::Error::Conflict { .. }) => {}
+                    Err(e) => return Err(e.into()),
+                }
+            }
+            self.store.wait_for_change(Duration::from_millis(100)).await;
+        }
+    }
+
+    /// Ends a run as `cancelled` now, whoever holds it, and kills its children.
+    pub async fn kill(&self, id: RunId) -> Result<Run> {
+        let run = loop {
+            let mut run = self.store.get_run(id).await?;
+            if run.status.is_terminal() {
+                return Err(Error::Invalid {
+                    input: format!("run {id}"),
+                    expected: format!("an active run (it already {})", ended_word(run.status)),
+                });
+            }
+            run.status = RunStatus::Cancelled;
+            run.error = Some(json!({ "name": "Cancelled", "message": "the run was cancelled" }));
+            run.wake_at = None;
+            match self.store.update_run(&run).await {
+                Ok(r) => break r,
+                Err(sequential_adaptor::Error::Conflict { .. }) => continue,
+                Err(e) => return Err(e.into()),
+            }
+        };
+        let journal = self.read_all(id).await?;
+        let next = journal.last().map_or(0, |r| r.seq + 1);
+        let rec = JournalRecord {
+            run: id,
+            seq: next,
+            kind: kinds::RUN_CANCELLED.into(),
+            at: now_millis(),
+            data: json!({ "error": run.error }),
+        };
+        // a worker may append concurrently; the cancelled status is what counts
+        let _ = self.store.append(id, &[rec], Fence::None).await;
+        for child in journal.iter().filter(|r| r.kind == kinds::CHILD_STARTED) {
+            if let Some(c) = child.data["run"]
+                .as_str()
+                .and_then(|c| c.parse::<RunId>().ok())
+            {
+                match Box::pin(self.kill(c)).await {
+                    Ok(_) | Err(Error::Invalid { .. }) => {}
+                    Err(e) => return Err(e),
+                }
+            }
+        }
+        if let Some(parent) = run.parent {
+            let done = json!({ "run": id, "status": run.status });
+            let _ = self
+                .store
+                .send_signal(parent.run, &driver::child_event(&id), done)
+                .await;
+        }
+        Ok(run)
+    }
+
+    /// Starts a new run of the same task version and input whose journal is a copy of the
+    /// first `from_seq` records of run `id` (run-ending records excluded): the new run replays
+    /// up to there and performs everything after again.
+    pub async fn rerun(&self, id: RunId, from_seq: u64) -> Result<Run> {
+        let old = self.store.get_run(id).await?;
+        let journal = self.read_all(id).await?;
+        if from_seq > journal.len() as u64 {
+            return Err(Error::Invalid {
+                input: format!("--from-seq {from_seq}"),
+                expected: format!("a seq from 0 to {} (the journal's length)", journal.len()),
+            });
+        }
+        let new = self
+            .store
+            .create_run(NewRun::new(
+                old.task.clone(),
+                old.version,
+                old.input.clone(),
+            ))
+            .await?
+            .into_run();
+        let ending = [
+            kinds::RUN_SUCCEEDED,
+            kinds::RUN_FAILED,
+            kinds::RUN_CANCELLED,
+            kinds::RUN_PAUSED,
+        ];
+        let copy: Vec<JournalRecord> = journal
+            .into_iter()
+            .filter(|r| r.seq < from_seq && !ending.contains(&r.kind.as_str()))
+            .enumerate()
+            .map(|(i, r)| JournalRecord {
+                run: new.id,
+                seq: i as u64,
+                ..r
+            })
+            .collect();
+        for chunk in copy.chunks(500) {
+            self.store.append(new.id, chunk, Fence::None).await?;
+        }
+        Ok(new)
+    }
+
+    /// The whole journal of a run.
+    pub async fn read_all(&self, id: RunId) -> Result<Vec<JournalRecord>> {
+        let mut all = Vec::new();
+        loop {
+            let after = all.last().map(|r: &JournalRecord| r.seq);
+            let page = self.store.read_journal(id, after, 1000).await?;
+            if page.is_empty() {
+                return Ok(all);
+            }
+            all.extend(page);
         }
     }
 
@@ -181,5 +433,13 @@ impl Engine {
                 }
             }
         }
+    }
+}
+
+fn ended_word(s: RunStatus) -> &'static str {
+    match s {
+        RunStatus::Succeeded => "succeeded",
+        RunStatus::Failed => "failed",
+        _ => "was cancelled",
     }
 }

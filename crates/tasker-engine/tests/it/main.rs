@@ -317,3 +317,281 @@ async fn runs_pin_their_version() {
         2
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn child_runs_return_results_and_failures_are_catchable() {
+    for (backend, f) in backends() {
+        task(
+            &f,
+            "double",
+            "export default async function (input) { return input.n * 2; }",
+        )
+        .await;
+        task(&f, "broken", "throw new Error('child broke');").await;
+        let parent = task(
+            &f,
+            "parent",
+            "export default async function (input, ctx) {\n  const a = await ctx.runTask('double', { n: 21 });\n  let caught = null;\n  try { await ctx.runTask('broken', {}); } catch (e) { caught = e.name + ': ' + e.message; }\n  const t = await ctx.callTool('task', { task: 'double', input: { n: 1 } });\n  return { a, caught, t };\n}",
+        )
+        .await;
+        let run = run_to_end(&f, &parent, json!({})).await;
+        assert_eq!(run.status, RunStatus::Succeeded, "{backend}: {run:?}");
+        let out = run.output.clone().unwrap();
+        assert_eq!(out["a"], 42, "{backend}: {out}");
+        assert_eq!(out["t"], 2, "{backend}: {out}");
+        let caught = out["caught"].as_str().unwrap();
+        assert!(
+            caught.starts_with("ChildRunFailed") && caught.contains("child broke"),
+            "{backend}: {caught}"
+        );
+        let k = kinds(&f, &run).await;
+        assert_eq!(
+            k.iter().filter(|k| *k == "child.started").count(),
+            3,
+            "{backend}: {k:?}"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tools_http_declarative_and_unknown() {
+    let (addr, hits) = server().await;
+    let f = fixture("sqlite");
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("steps.json"),
+        format!(r#"{{"name": "steps", "request": {{"method": "GET", "url": "http://{addr}/step/{{{{i}}}}"}}}}"#),
+    )
+    .unwrap();
+    let mut tools = sequential_tasker_engine::ToolRegistry::new();
+    assert_eq!(tools.load_dir(dir.path()).unwrap(), 1);
+    let engine = Engine::new(f.store.clone(), EngineConfig::default())
+        .unwrap()
+        .with_tools(tools);
+    let code = format!(
+        "export default async function (input, ctx) {{\n  const a = await ctx.callTool('http', {{ url: 'http://{addr}/step/4' }});\n  const b = await __callHostTool__('steps', 'get', {{ i: 5 }});\n  let err = null;\n  try {{ await ctx.callTool('nope', {{}}); }} catch (e) {{ err = e.name; }}\n  return {{ a: a.data.i, b: b.data.i, err }};\n}}"
+    );
+    let t = task(&f, "tooling", &code).await;
+    let run = engine
+        .start(&t, json!({}), StartOptions::default())
+        .await
+        .unwrap();
+    let run = engine.run_until_settled(run.id, None).await.unwrap();
+    assert_eq!(
+        run.output,
+        Some(json!({"a": 4, "b": 5, "err": "ToolNotFound"})),
+        "{run:?}"
+    );
+    let seen = hits.lock().unwrap().clone();
+    assert_eq!(seen.len(), 2);
+    assert!(seen.iter().all(|(_, k)| {
+        k.as_deref()
+            .is_some_and(|k| k.starts_with(&run.id.to_string()))
+    }));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cancelling_a_waiting_parent_cancels_its_child() {
+    for (backend, f) in backends() {
+        task(
+            &f,
+            "slowchild",
+            "export default async function (i, ctx) { await ctx.waitForEvent('go'); return 1; }",
+        )
+        .await;
+        let p = task(
+            &f,
+            "waiter",
+            "export default async function (i, ctx) { return await ctx.runTask('slowchild', {}); }",
+        )
+        .await;
+        let run = f
+            .engine
+            .start(&p, json!({}), StartOptions::default())
+            .await
+            .unwrap();
+        let waiting = f.engine.run_until_settled(run.id, None).await.unwrap();
+        assert_eq!(waiting.status, RunStatus::Waiting, "{backend}: {waiting:?}");
+        let child_id: sequential_adaptor::RunId = waiting.waiting_for.as_deref().unwrap()
+            ["child:".len()..]
+            .parse()
+            .unwrap();
+        assert_eq!(
+            f.store.get_run(child_id).await.unwrap().status,
+            RunStatus::Waiting,
+            "{backend}"
+        );
+        let cancelled = f
+            .engine
+            .cancel(run.id, Duration::from_secs(5))
+            .await
+            .unwrap();
+        assert_eq!(cancelled.status, RunStatus::Cancelled, "{backend}");
+        assert_eq!(
+            f.store.get_run(child_id).await.unwrap().status,
+            RunStatus::Cancelled,
+            "{backend}"
+        );
+        let again = f
+            .engine
+            .cancel(run.id, Duration::from_secs(1))
+            .await
+            .unwrap_err();
+        assert!(
+            again.to_string().contains("already was cancelled"),
+            "{backend}: {again}"
+        );
+        let k = kinds(&f, &cancelled).await;
+        assert_eq!(
+            k.last().map(String::as_str),
+            Some("run.cancelled"),
+            "{backend}: {k:?}"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_paused_run_retries_and_completes_when_the_service_is_back() {
+    let (addr, hits) = server().await;
+    let f = fixture("sqlite");
+    // the second fetch goes to a service that is always down: each drive spends its 2 attempts
+    let t = task(
+        &f,
+        "flaky",
+        &format!(
+            "const a = fetch('http://{addr}/step/1'); const b = fetch('http://{addr}/down'); a.i"
+        ),
+    )
+    .await;
+    let run = run_to_end(&f, &t, json!({})).await;
+    assert_eq!(run.status, RunStatus::Paused);
+    assert_eq!(run.error.as_ref().unwrap()["seq"], 1, "{run:?}");
+    let queued = f.engine.retry(run.id).await.unwrap();
+    assert_eq!(queued.status, RunStatus::Queued);
+    let err = f.engine.retry(run.id).await.unwrap_err();
+    assert!(err.to_string().contains("only a paused run"), "{err}");
+    let again = f.engine.run_until_settled(run.id, None).await.unwrap();
+    assert_eq!(again.status, RunStatus::Paused, "still down");
+    let seen: Vec<_> = hits
+        .lock()
+        .unwrap()
+        .iter()
+        .map(|(p, _)| p.clone())
+        .collect();
+    assert_eq!(
+        seen.iter().filter(|p| *p == "/step/1").count(),
+        1,
+        "the completed fetch is not repeated: {seen:?}"
+    );
+    assert_eq!(
+        seen.iter().filter(|p| *p == "/down").count(),
+        4,
+        "2 attempts per drive: {seen:?}"
+    );
+    let err = f
+        .engine
+        .retry(sequential_adaptor::RunId::new())
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("not found"), "{err}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rerun_from_a_seq_replays_the_prefix_and_redoes_the_rest() {
+    let (addr, hits) = server().await;
+    let f = fixture("folder");
+    let code = format!(
+        "const a = fetch('http://{addr}/step/1'); const b = fetch('http://{addr}/step/2'); a.i + b.i"
+    );
+    let t = task(&f, "twice", &code).await;
+    let first = run_to_end(&f, &t, json!({})).await;
+    assert_eq!(first.output, Some(json!(3)));
+    let journal = f.engine.read_all(first.id).await.unwrap();
+    // keep run.started, the first request and its completion
+    let cut = journal
+        .iter()
+        .position(|r| r.kind == "call.completed")
+        .unwrap() as u64
+        + 1;
+    let second = f.engine.rerun(first.id, cut).await.unwrap();
+    let second = f.engine.run_until_settled(second.id, None).await.unwrap();
+    assert_eq!(second.output, Some(json!(3)));
+    let seen: Vec<_> = hits
+        .lock()
+        .unwrap()
+        .iter()
+        .map(|(p, _)| p.clone())
+        .collect();
+    assert_eq!(
+        seen,
+        vec!["/step/1", "/step/2", "/step/2"],
+        "only the second fetch is redone"
+    );
+    let err = f.engine.rerun(first.id, 10_000).await.unwrap_err();
+    assert!(err.to_string().contains("--from-seq 10000"), "{err}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hot_and_cold_resumes_write_identical_journals() {
+    let code = "export default async function (input, ctx) {\n  const out = [];\n  for (const n of input.names) { await ctx.sleep(1); out.push(await ctx.waitForEvent(n)); console.log('got', n); }\n  return out;\n}";
+    let mut journals = Vec::new();
+    for max_hot in [64usize, 0] {
+        let f = fixture("sqlite");
+        let config = EngineConfig {
+            max_hot_sessions: max_hot,
+            ..EngineConfig::default()
+        };
+        let engine = Engine::new(f.store.clone(), config).unwrap();
+        let t = task(&f, "events", code).await;
+        let run = engine
+            .start(&t, json!({"names": ["a", "b"]}), StartOptions::default())
+            .await
+            .unwrap();
+        for n in ["a", "b"] {
+            f.store
+                .send_signal(run.id, n, json!({"for": n}))
+                .await
+                .unwrap();
+        }
+        let done = engine
+            .run_until_settled(run.id, Some(now_millis() + 60_000))
+            .await
+            .unwrap();
+        assert_eq!(
+            done.output,
+            Some(json!([{"for": "a"}, {"for": "b"}])),
+            "max_hot {max_hot}"
+        );
+        if max_hot > 0 {
+            assert_eq!(
+                engine.hot_sessions(),
+                0,
+                "a finished run leaves no live session"
+            );
+            assert!(
+                engine.hot_resumes() >= 2,
+                "resumed hot: {}",
+                engine.hot_resumes()
+            );
+        } else {
+            assert_eq!(engine.hot_resumes(), 0);
+        }
+        let j: Vec<(String, Value)> = engine
+            .read_all(run.id)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|r| {
+                let mut d = r.data;
+                // timer deadlines and the run id differ between the two runs
+                if let Some(o) = d.as_object_mut() {
+                    o.remove("wakeAt");
+                    o.remove("input");
+                }
+                (r.kind, d)
+            })
+            .collect();
+        journals.push(j);
+    }
+    assert_eq!(journals[0], journals[1]);
+}
