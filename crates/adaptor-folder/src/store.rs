@@ -531,12 +531,31 @@ impl Inner {
             (None, Some(_)) => true,
             (Some(o), Some(n)) => n < o,
         };
-        if earlier {
+        let target = self.run_path(&new.task, new.id);
+        let bytes = to_json_file(new);
+        let tmp = if earlier {
             let p = self.marker_path(&marker(nd.expect("earlier implies a due time")));
             File::create(&p).map_err(|e| io_err("creating", &p, e))?;
-            sync_dir(&self.due_dir())?;
-        }
-        write_durable(&self.run_path(&new.task, new.id), &to_json_file(new))?;
+            // the marker must be durable before the run is; its directory fsync and the temp
+            // file's fsync run side by side (the disk merges them), both before the rename
+            let due_dir = self.due_dir();
+            std::thread::scope(|s| {
+                let marker_synced = s.spawn(|| sync_dir(&due_dir));
+                let tmp = prepare(&target, &bytes);
+                let marker_synced = marker_synced.join().expect("directory fsync thread");
+                match (tmp, marker_synced) {
+                    (Ok(tmp), Err(e)) => {
+                        let _ = fs::remove_file(&tmp);
+                        Err(e)
+                    }
+                    (tmp, _) => tmp,
+                }
+            })?
+        } else {
+            prepare(&target, &bytes)?
+        };
+        commit(&tmp, &target)?;
+        sync_dir(parent(&target))?;
         if od != nd
             && let Some(o) = od
         {
