@@ -1,6 +1,7 @@
 // fetch-vm JavaScript glue, shared by every engine backend. Evaluated before the task code.
-// It receives three natives (request, wait, log) and returns helpers the backend calls.
-(function (native, mode, inputJson, taskName) {
+// An ES module whose default export receives three natives (request, wait, log) and returns the
+// helpers the backend calls. Backends may compile it once and reuse the bytecode.
+export default function (native, mode, inputJson, taskName) {
   "use strict";
   const G = globalThis;
   const script = mode === "script";
@@ -367,8 +368,8 @@
       throw new TypeError(`fetch: the URL must be a string, URL or Request, got ${url === null ? "null" : typeof url}`);
     const m = /^([a-zA-Z][a-zA-Z0-9+.-]*):/.exec(url);
     const scheme = m ? m[1].toLowerCase() : "";
-    if (scheme !== "http" && scheme !== "https")
-      throw new TypeError(`fetch: unsupported URL ${jsonStringify(url)}: only http: and https: URLs can be fetched`);
+    if (scheme !== "http" && scheme !== "https" && scheme !== "data")
+      throw new TypeError(`fetch: unsupported URL ${jsonStringify(url)}: only http:, https: and data: URLs can be fetched`);
     let options = {};
     if (init !== undefined && init !== null) {
       if (typeof init !== "object") throw new TypeError(`fetch: options must be an object, got ${typeof init}`);
@@ -535,4 +536,4 @@
     }
   }
   return { deliver, runModule, finish, toJson, isExpression };
-});
+}

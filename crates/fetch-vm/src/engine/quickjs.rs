@@ -2,9 +2,10 @@
 
 use std::cell::RefCell;
 use std::rc::Rc;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use rquickjs::context::EvalOptions;
+use rquickjs::module::WriteOptions;
 use rquickjs::prelude::List;
 use rquickjs::promise::PromiseState;
 use rquickjs::{Context, Ctx, Exception, Function, Module, Object, Promise, Runtime, Value};
@@ -14,6 +15,8 @@ use crate::JsError;
 
 /// The file name task code is compiled under (it shows in stacks and syntax errors).
 const TASK_FILE: &str = "task.js";
+/// The module name of the prelude.
+const PRELUDE_NAME: &str = "fetch-vm:prelude";
 
 /// Runs jobs on QuickJS-NG: one runtime (with its own limits) per run.
 #[derive(Debug, Clone, Copy, Default)]
@@ -48,7 +51,7 @@ fn run_in<'js>(
     guard: &Guard,
 ) -> rquickjs::Result<Outcome> {
     let native = natives(ctx, host.clone())?;
-    let prelude: Function<'js> = ctx.eval_with_options(PRELUDE, eval_options("<fetch-vm>"))?;
+    let prelude = load_prelude(ctx)?;
     let mode = match job.kind {
         Kind::Script => "script",
         Kind::Module => "module",
@@ -126,6 +129,40 @@ fn run_in<'js>(
         }
         PromiseState::Pending => Ok(Outcome::Interrupted),
     }
+}
+
+/// The prelude compiled once per process: parsing it costs about a millisecond, loading its
+/// bytecode a few microseconds.
+static PRELUDE_BYTECODE: OnceLock<Result<Vec<u8>, String>> = OnceLock::new();
+
+fn compile_prelude() -> Result<Vec<u8>, String> {
+    let rt = Runtime::new().map_err(|e| e.to_string())?;
+    let context = Context::full(&rt).map_err(|e| e.to_string())?;
+    context.with(|ctx| {
+        let module = Module::declare(ctx.clone(), PRELUDE_NAME, PRELUDE).map_err(|e| {
+            let thrown = describe(&ctx.catch());
+            format!("the prelude does not compile: {e}: {thrown}")
+        })?;
+        module
+            .write(WriteOptions {
+                strip_source: true,
+                ..WriteOptions::default()
+            })
+            .map_err(|e| e.to_string())
+    })
+}
+
+/// The prelude's default export, from the cached bytecode.
+fn load_prelude<'js>(ctx: &Ctx<'js>) -> rquickjs::Result<Function<'js>> {
+    let bytecode = match PRELUDE_BYTECODE.get_or_init(compile_prelude) {
+        Ok(b) => b,
+        Err(msg) => return Err(Exception::throw_internal(ctx, msg)),
+    };
+    // SAFETY: the bytes were produced by `Module::write` of this same QuickJS build in this
+    // process (`compile_prelude`), never read from outside.
+    let module = unsafe { Module::load(ctx.clone(), bytecode)? };
+    let (module, _evaluated) = module.eval()?;
+    module.get("default")
 }
 
 /// Sloppy global-code evaluation under `filename`.

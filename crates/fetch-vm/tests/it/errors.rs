@@ -88,7 +88,10 @@ fn fetch_rejects_non_string_urls_and_other_schemes() {
     ] {
         let e = failure(code);
         assert_eq!(js(&e).name, "TypeError", "{code}");
-        assert!(js(&e).message.contains("only http: and https:"), "{e}");
+        assert!(
+            js(&e).message.contains("only http:, https: and data:"),
+            "{e}"
+        );
     }
     let run = both(
         "let m; try { fetch('file:///x') } catch (e) { m = e.name } m",

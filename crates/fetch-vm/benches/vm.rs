@@ -1,0 +1,102 @@
+//! fetch-vm speed and memory: trivial run, hot resume, cold replay of 100 fetches, live sessions.
+
+use std::hint::black_box;
+
+use criterion::Criterion;
+use sequential_fetch_vm::{CallResult, JournalEntry, Options, Session, Step};
+use serde_json::{Value, json};
+
+fn reply() -> CallResult {
+    CallResult::fetch_response(200, "OK", json!({}), json!({"ok": true}))
+}
+
+fn pending_seq(step: &Step) -> u64 {
+    match step {
+        Step::Pending(calls) => calls[0].seq,
+        other => panic!("expected pending, got {other:?}"),
+    }
+}
+
+const LOOP: &str = "let n = 0; while (true) { if (fetch(`https://x.test/${n}`).ok) n++ }";
+const HUNDRED: &str = "let n = 0; for (let i = 0; i < 100; i++) { if (fetch(`https://x.test/${i}`).ok) n++ } fetch('https://x.test/last'); n";
+
+/// The journal of HUNDRED after its first 100 fetches.
+fn hundred_journal(options: &Options) -> Vec<JournalEntry> {
+    let (mut s, mut step) = Session::start(HUNDRED, &Value::Null, vec![], options).unwrap();
+    for _ in 0..100 {
+        step = s.complete(pending_seq(&step), reply()).unwrap();
+    }
+    s.journal().clone()
+}
+
+fn benches(c: &mut Criterion) {
+    let mut options = Options::default();
+    options.limits.max_journal_entries = u64::MAX;
+    c.bench_function("trivial script to completion", |b| {
+        b.iter(|| {
+            let (_s, step) = Session::start("1 + 1", &Value::Null, vec![], &options).unwrap();
+            assert_eq!(step, Step::Completed(json!(2)));
+        })
+    });
+    c.bench_function("hot resume of one pending fetch", |b| {
+        let (mut s, mut step) = Session::start(LOOP, &Value::Null, vec![], &options).unwrap();
+        b.iter(|| {
+            step = s.complete(pending_seq(&step), reply()).unwrap();
+            black_box(&step);
+        })
+    });
+    let journal = hundred_journal(&options);
+    c.bench_function("cold replay of a 100-fetch journal", |b| {
+        b.iter(|| {
+            let (_s, step) =
+                Session::start(HUNDRED, &Value::Null, journal.clone(), &options).unwrap();
+            assert_eq!(pending_seq(&step), 100);
+        })
+    });
+}
+
+fn rss_kib() -> u64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches(" kB").trim().parse().ok())
+        .unwrap_or(0)
+}
+
+fn memory() {
+    let options = Options::default();
+    let before = rss_kib();
+    let live: Vec<_> = (0..1000)
+        .map(|_| Session::start(LOOP, &Value::Null, vec![], &options).unwrap())
+        .collect();
+    let with_live = rss_kib();
+    drop(live);
+    println!(
+        "memory: 1,000 live sessions paused at a fetch: {:.1} MiB RSS ({:.0} KiB each)",
+        with_live.saturating_sub(before) as f64 / 1024.0,
+        with_live.saturating_sub(before) as f64 / 1000.0
+    );
+    for _ in 0..1000 {
+        let _ = Session::start("({ a: [1, 2, 3] })", &Value::Null, vec![], &options).unwrap();
+    }
+    let warm = rss_kib();
+    for _ in 0..10_000 {
+        let _ = Session::start("({ a: [1, 2, 3] })", &Value::Null, vec![], &options).unwrap();
+    }
+    let after = rss_kib();
+    println!(
+        "memory: 10,000 sequential short sessions: RSS {:.1} MiB before, {:.1} MiB after",
+        warm as f64 / 1024.0,
+        after as f64 / 1024.0
+    );
+}
+
+fn main() {
+    let mut c = Criterion::default().configure_from_args();
+    benches(&mut c);
+    c.final_summary();
+    if std::env::args().all(|a| a != "--list") {
+        memory();
+    }
+}
