@@ -21,7 +21,7 @@ commands:
   ci                 fmt --check, clippy -D warnings, tidy, cargo test --workspace
   tidy               check repository rules (lib.rs docs, no anyhow in libraries, versions only in the root manifest)
   bench <which>      run benchmarks in release mode and update docs/benchmarks.md
-                     which: storage | vm | all
+                     which: storage | engine | all
 
 example:
   cargo xtask bench storage";

@@ -1,0 +1,57 @@
+//! Benchmark programs behind `cargo xtask bench`. Each prints a Markdown section on stdout
+//! (the xtask writes it into `docs/benchmarks.md`) and progress on stderr.
+//!
+//! - `sequential-bench storage`: append and claim speed of the folder and SQLite backends.
+//! - `sequential-bench engine`: whole runs of N sequential `fetch()` steps against a loopback
+//!   HTTP server: latency, throughput at 64 concurrent runs, CPU and storage per run.
+
+mod engine;
+mod storage;
+
+use std::time::Duration;
+
+use anyhow::{Result, bail};
+
+fn main() -> Result<()> {
+    let which = std::env::args().nth(1).unwrap_or_default();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()?;
+    match which.as_str() {
+        "storage" => rt.block_on(storage::run()),
+        "engine" => rt.block_on(engine::run()),
+        other => bail!("unknown benchmark {other:?}; expected: storage, engine"),
+    }
+}
+
+/// "Measured <date> on <n> cores (<cpu>), release build."
+pub(crate) fn machine_line() -> String {
+    let cpus = std::thread::available_parallelism().map_or(0, |n| n.get());
+    let model = std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("model name"))
+                .and_then(|l| l.split_once(':'))
+                .map(|(_, v)| v.trim().to_string())
+        })
+        .unwrap_or_else(|| "unknown CPU".into());
+    let date = std::process::Command::new("date")
+        .arg("-u")
+        .arg("+%Y-%m-%d %H:%M UTC")
+        .output()
+        .ok()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+        .unwrap_or_default();
+    format!("Measured {date} on {cpus} cores ({model}), release build, fsync on.")
+}
+
+/// The `p` quantile of sorted durations, in milliseconds.
+pub(crate) fn percentile(sorted: &[Duration], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return f64::NAN;
+    }
+    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    sorted[i].as_secs_f64() * 1000.0
+}
