@@ -4,9 +4,9 @@
 
 use crate::error::{Error, IoContext, Result};
 use crate::fsutil;
-use crate::id::Digest;
+use crate::id::{Digest, StateId};
 use crate::objects::{ObjectStore, PackWriter, STREAM_THRESHOLD};
-use crate::tree::{Entry, Kind, WH_PREFIX, join, tree_cmp};
+use crate::tree::{Entry, Kind, WH_PREFIX, join};
 use std::collections::HashMap;
 use std::fs::{self, File, Metadata};
 use std::io::Read;
@@ -16,7 +16,7 @@ use std::path::Path;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-const INDEX_MAGIC: &[u8; 8] = b"SLSINDX1";
+const INDEX_MAGIC: &[u8; 8] = b"SLSINDX2";
 
 /// The stat data the index compares.
 #[derive(Clone, Copy, PartialEq, Eq, Debug, Default)]
@@ -76,12 +76,21 @@ pub struct IndexEntry {
     pub stat: Stat,
 }
 
+impl AsRef<Entry> for IndexEntry {
+    fn as_ref(&self) -> &Entry {
+        &self.entry
+    }
+}
+
 /// The stat cache of a work dir: sorted entries (the root is the entry with an empty path)
 /// and the filesystem time the scan began (the racy threshold).
 #[derive(Clone, Debug, Default)]
 pub struct Index {
     /// Filesystem timestamp taken just before the stat data was collected.
     pub time: i64,
+    /// The state whose tree the entries describe exactly, when known (`Some(None)` = the empty
+    /// root): lets `status` skip loading that state's manifest.
+    pub base: Option<Option<StateId>>,
     /// Entries in tree order, root first.
     pub entries: Vec<IndexEntry>,
 }
@@ -111,6 +120,14 @@ impl Index {
             return None;
         }
         let time = r.i64()?;
+        let flag = r.take(1)?[0];
+        let d = r.digest()?;
+        let base = match flag {
+            0 => None,
+            1 => Some(None),
+            2 => Some(Some(StateId(d))),
+            _ => return None,
+        };
         let n = r.u64()? as usize;
         let mut entries = Vec::with_capacity(n.min(1 << 24));
         for _ in 0..n {
@@ -126,7 +143,11 @@ impl Index {
             };
             entries.push(IndexEntry { entry, stat });
         }
-        r.done().then_some(Index { time, entries })
+        r.done().then_some(Index {
+            time,
+            base,
+            entries,
+        })
     }
 
     /// Encodes with a trailing sha256 checksum.
@@ -134,6 +155,13 @@ impl Index {
         let mut out = Vec::with_capacity(32 + self.entries.len() * 150);
         out.extend_from_slice(INDEX_MAGIC);
         out.extend_from_slice(&self.time.to_le_bytes());
+        let (flag, d) = match self.base {
+            None => (0u8, Digest::ZERO),
+            Some(None) => (1, Digest::ZERO),
+            Some(Some(s)) => (2, s.0),
+        };
+        out.push(flag);
+        out.extend_from_slice(&d.0);
         out.extend_from_slice(&(self.entries.len() as u64).to_le_bytes());
         for e in &self.entries {
             crate::tree::encode_entry(&mut out, &e.entry);
@@ -154,6 +182,9 @@ impl Index {
     /// Writes the index atomically (temp + rename). Not fsynced: it is a cache, and a torn or
     /// stale index only costs re-hashing.
     pub fn save(&self, path: &Path) -> Result<()> {
+        if let Some(parent) = path.parent() {
+            fs::create_dir_all(parent).at(parent)?;
+        }
         let tmp = fsutil::write_temp(path, &self.encode(), false)?;
         fs::rename(&tmp, path).at(path)
     }
@@ -199,6 +230,10 @@ pub struct ScanResult {
 }
 
 /// Scans `work` against `index`; with a sink, new contents are stored as they are hashed.
+///
+/// Two threads walk the tree from a shared queue of directories, `fstatat`-ing names relative
+/// to an open directory fd. A directory whose stat data matches the index (and is not racy) is
+/// not read: its names come from the index. Files whose stat data matches are not read either.
 pub fn scan(work: &Path, index: &Index, sink: Option<Sink<'_>>) -> Result<ScanResult> {
     let root_md = match fs::symlink_metadata(work) {
         Ok(md) if md.is_dir() => md,
@@ -208,132 +243,366 @@ pub fn scan(work: &Path, index: &Index, sink: Option<Sink<'_>>) -> Result<ScanRe
             });
         }
     };
-    let by_path: HashMap<&[u8], usize> = index
-        .entries
-        .iter()
-        .enumerate()
-        .map(|(i, e)| (e.entry.path.as_slice(), i))
-        .collect();
-    let mut children: HashMap<&[u8], Vec<&[u8]>> = HashMap::new();
-    for e in &index.entries {
-        if !e.entry.path.is_empty() {
-            children
-                .entry(crate::tree::parent_of(&e.entry.path))
-                .or_default()
-                .push(e.entry.name());
-        }
-    }
-    let cached = |path: &[u8], st: &Stat| -> Option<&IndexEntry> {
-        let e = &index.entries[*by_path.get(path)?];
-        (e.stat.same(st) && !e.stat.racy(index.time)).then_some(e)
-    };
-
-    let mut out: Vec<IndexEntry> = Vec::new();
-    let mut to_hash: Vec<usize> = Vec::new();
-    let mut readdirs = 0usize;
+    let ix = &index.entries;
+    let ends = subtree_ends(ix);
     let root_stat = Stat::from(&root_md);
+    let root_pos = ix.first().filter(|e| e.entry.path.is_empty()).map(|_| 0);
+    let walker = Walker {
+        work,
+        index,
+        ends: &ends,
+        sink,
+        queue: Mutex::new((
+            vec![Job {
+                id: 0,
+                rel: Vec::new(),
+                stat: root_stat,
+                pos: root_pos,
+            }],
+            0,
+        )),
+        cv: std::sync::Condvar::new(),
+        next_id: AtomicUsize::new(1),
+        error: Mutex::new(None),
+        readdirs: AtomicUsize::new(0),
+    };
+    let outs: Mutex<Vec<DirOut>> = Mutex::new(Vec::new());
+    std::thread::scope(|s| {
+        for _ in 0..2 {
+            s.spawn(|| {
+                let local = walker.work_loop();
+                outs.lock().expect("outs lock").extend(local);
+            });
+        }
+    });
+    if let Some(e) = walker.error.into_inner().expect("error lock") {
+        return Err(e);
+    }
+    // Assemble in tree order: each directory's children sorted by name, subtrees inline.
+    let mut by_id: Vec<Option<DirOut>> = Vec::new();
+    by_id.resize_with(walker.next_id.load(Ordering::Relaxed), || None);
+    for o in outs.into_inner().expect("outs lock") {
+        let id = o.id;
+        by_id[id] = Some(o);
+    }
+    let mut out: Vec<IndexEntry> = Vec::with_capacity(ix.len().max(16));
+    let mut to_hash: Vec<usize> = Vec::new();
     out.push(IndexEntry {
         entry: dir_entry(Vec::new(), &root_stat),
         stat: root_stat,
     });
-    let mut stack: Vec<(Vec<u8>, Stat)> = vec![(Vec::new(), root_stat)];
-    while let Some((dir, dstat)) = stack.pop() {
-        let dir_abs = fsutil::abs(work, &dir);
-        let known = cached(&dir, &dstat).filter(|e| e.entry.kind == Kind::Dir);
-        let names: Vec<Vec<u8>> = match known {
-            Some(_) => children
-                .get(dir.as_slice())
-                .map(|v| v.iter().map(|n| n.to_vec()).collect())
-                .unwrap_or_default(),
+    emit(0, &mut by_id, &mut out, &mut to_hash);
+    let hashed = to_hash.len();
+    hash_files(work, &mut out, &to_hash, sink)?;
+    group_hardlinks(&mut out);
+    Ok(ScanResult {
+        entries: out,
+        hashed,
+        readdirs: walker.readdirs.load(Ordering::Relaxed),
+    })
+}
+
+fn emit(
+    id: usize,
+    by_id: &mut [Option<DirOut>],
+    out: &mut Vec<IndexEntry>,
+    to_hash: &mut Vec<usize>,
+) {
+    let Some(d) = by_id.get_mut(id).and_then(Option::take) else {
+        return;
+    };
+    for c in d.children {
+        if c.hash {
+            to_hash.push(out.len());
+        }
+        out.push(c.entry);
+        if let Some(child) = c.dir {
+            emit(child, by_id, out, to_hash);
+        }
+    }
+}
+
+/// For each index position, one past the end of its subtree (tree order makes it contiguous).
+fn subtree_ends(ix: &[IndexEntry]) -> Vec<usize> {
+    let mut ends: Vec<usize> = (1..=ix.len()).collect();
+    let mut stack: Vec<usize> = Vec::new();
+    for (i, e) in ix.iter().enumerate() {
+        while let Some(&top) = stack.last() {
+            if crate::tree::is_under(&e.entry.path, &ix[top].entry.path) {
+                break;
+            }
+            ends[top] = i;
+            stack.pop();
+        }
+        if e.entry.kind == Kind::Dir {
+            stack.push(i);
+        }
+    }
+    for top in stack {
+        ends[top] = ix.len();
+    }
+    ends
+}
+
+struct Job {
+    id: usize,
+    rel: Vec<u8>,
+    stat: Stat,
+    /// Position of this directory in the index, when the index has it as a directory.
+    pos: Option<usize>,
+}
+
+struct Child {
+    entry: IndexEntry,
+    dir: Option<usize>,
+    hash: bool,
+}
+
+struct DirOut {
+    id: usize,
+    children: Vec<Child>,
+}
+
+struct Walker<'a> {
+    work: &'a Path,
+    index: &'a Index,
+    ends: &'a [usize],
+    sink: Option<Sink<'a>>,
+    /// Pending directories and the number being processed.
+    queue: Mutex<(Vec<Job>, usize)>,
+    cv: std::sync::Condvar,
+    next_id: AtomicUsize,
+    error: Mutex<Option<Error>>,
+    readdirs: AtomicUsize,
+}
+
+impl Walker<'_> {
+    fn work_loop(&self) -> Vec<DirOut> {
+        let mut local = Vec::new();
+        loop {
+            let job = {
+                let mut q = self.queue.lock().expect("queue lock");
+                loop {
+                    if let Some(j) = q.0.pop() {
+                        q.1 += 1;
+                        break Some(j);
+                    }
+                    if q.1 == 0 {
+                        break None;
+                    }
+                    q = self.cv.wait(q).expect("queue lock");
+                }
+            };
+            let Some(job) = job else {
+                self.cv.notify_all();
+                return local;
+            };
+            let failed = self.error.lock().expect("error lock").is_some();
+            let mut subdirs = Vec::new();
+            if !failed {
+                match self.visit(&job, &mut subdirs) {
+                    Ok(o) => local.push(o),
+                    Err(e) => {
+                        self.error.lock().expect("error lock").get_or_insert(e);
+                        subdirs.clear();
+                    }
+                }
+            }
+            let mut q = self.queue.lock().expect("queue lock");
+            q.0.extend(subdirs);
+            q.1 -= 1;
+            drop(q);
+            self.cv.notify_all();
+        }
+    }
+
+    fn children(&self, pos: usize) -> impl Iterator<Item = usize> + '_ {
+        let end = self.ends[pos];
+        let mut j = pos + 1;
+        std::iter::from_fn(move || {
+            if j >= end {
+                return None;
+            }
+            let cur = j;
+            j = self.ends[cur];
+            Some(cur)
+        })
+    }
+
+    fn cached(&self, pos: Option<usize>, st: &Stat) -> Option<&IndexEntry> {
+        let e = &self.index.entries[pos?];
+        (e.stat.same(st) && !e.stat.racy(self.index.time)).then_some(e)
+    }
+
+    fn visit(&self, job: &Job, subdirs: &mut Vec<Job>) -> Result<DirOut> {
+        use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+        let ix = &self.index.entries;
+        let dir_abs = fsutil::abs(self.work, &job.rel);
+        let cpath =
+            std::ffi::CString::new(dir_abs.as_os_str().as_bytes()).map_err(|_| Error::Invalid {
+                what: "path",
+                input: dir_abs.display().to_string(),
+                expected: "no NUL byte".into(),
+            })?;
+        // SAFETY: valid NUL-terminated path; the fd is owned right away.
+        let fd = unsafe {
+            libc::open(
+                cpath.as_ptr(),
+                libc::O_RDONLY | libc::O_DIRECTORY | libc::O_CLOEXEC,
+            )
+        };
+        if fd < 0 {
+            return Err(std::io::Error::last_os_error()).at(&dir_abs);
+        }
+        // SAFETY: `fd` is a fresh descriptor we own.
+        let dfd = unsafe { OwnedFd::from_raw_fd(fd) };
+        let names: Vec<(Vec<u8>, Option<usize>)> = match self.cached(job.pos, &job.stat) {
+            Some(_) => self
+                .children(job.pos.expect("cached"))
+                .map(|j| (ix[j].entry.name().to_vec(), Some(j)))
+                .collect(),
             None => {
-                readdirs += 1;
+                self.readdirs.fetch_add(1, Ordering::Relaxed);
+                let known: HashMap<&[u8], usize> = match job.pos {
+                    Some(p) => self.children(p).map(|j| (ix[j].entry.name(), j)).collect(),
+                    None => HashMap::new(),
+                };
                 let mut v = Vec::new();
                 for de in fs::read_dir(&dir_abs).at(&dir_abs)? {
-                    v.push(de.at(&dir_abs)?.file_name().as_bytes().to_vec());
+                    let name = de.at(&dir_abs)?.file_name().as_bytes().to_vec();
+                    let pos = known.get(name.as_slice()).copied();
+                    v.push((name, pos));
                 }
                 v
             }
         };
-        for name in names {
+        let mut children = Vec::with_capacity(names.len());
+        let mut cname = Vec::with_capacity(256);
+        for (name, pos) in names {
             if name.starts_with(WH_PREFIX) {
                 return Err(Error::Uncapturable {
                     path: dir_abs.join(std::ffi::OsStr::from_bytes(&name)),
                     reason: "names starting with `.wh.` are reserved for OCI whiteouts".into(),
                 });
             }
-            let path = join(&dir, &name);
-            let abs = dir_abs.join(std::ffi::OsStr::from_bytes(&name));
-            let md = match fs::symlink_metadata(&abs) {
-                Ok(md) => md,
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
-                Err(e) => return Err(e).at(&abs),
+            cname.clear();
+            cname.extend_from_slice(&name);
+            cname.push(0);
+            // SAFETY: an all-zero `stat` is a valid value to be overwritten.
+            let mut sb: libc::stat = unsafe { std::mem::zeroed() };
+            // SAFETY: valid dir fd, NUL-terminated name, writable stat buffer.
+            let rc = unsafe {
+                libc::fstatat(
+                    dfd.as_raw_fd(),
+                    cname.as_ptr().cast(),
+                    &mut sb,
+                    libc::AT_SYMLINK_NOFOLLOW,
+                )
             };
-            let st = Stat::from(&md);
-            let ft = md.file_type();
-            if ft.is_dir() {
-                out.push(IndexEntry {
-                    entry: dir_entry(path.clone(), &st),
-                    stat: st,
-                });
-                stack.push((path, st));
-            } else if ft.is_file() {
-                let hit = cached(&path, &st)
-                    .filter(|e| matches!(e.entry.kind, Kind::File | Kind::Hardlink));
-                let mut entry = Entry {
-                    path,
-                    kind: Kind::File,
-                    mode: st.mode & 0o7777,
-                    size: st.size,
-                    content: Digest::ZERO,
-                    target: Vec::new(),
-                };
-                let need = match hit {
-                    Some(e) => {
-                        entry.content = e.entry.content;
-                        sink.is_some_and(|s| {
-                            !s.objects.contains(&entry.content) && !s.pack.has(&entry.content)
-                        })
-                    }
-                    None => true,
-                };
-                if need {
-                    to_hash.push(out.len());
+            if rc != 0 {
+                let e = std::io::Error::last_os_error();
+                if e.kind() == std::io::ErrorKind::NotFound {
+                    continue;
                 }
-                out.push(IndexEntry { entry, stat: st });
-            } else if ft.is_symlink() {
-                let target = match cached(&path, &st).filter(|e| e.entry.kind == Kind::Symlink) {
-                    Some(e) => e.entry.target.clone(),
-                    None => fs::read_link(&abs)
-                        .at(&abs)?
-                        .as_os_str()
-                        .as_bytes()
-                        .to_vec(),
-                };
-                out.push(IndexEntry {
-                    entry: Entry {
+                return Err(e).at(&dir_abs.join(std::ffi::OsStr::from_bytes(&name)));
+            }
+            let st = Stat {
+                mode: sb.st_mode,
+                size: sb.st_size as u64,
+                mtime: sb.st_mtime * 1_000_000_000 + sb.st_mtime_nsec,
+                ctime: sb.st_ctime * 1_000_000_000 + sb.st_ctime_nsec,
+                ino: sb.st_ino,
+                dev: sb.st_dev,
+                nlink: sb.st_nlink as u64,
+            };
+            let path = join(&job.rel, &name);
+            match sb.st_mode & libc::S_IFMT {
+                libc::S_IFDIR => {
+                    let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+                    subdirs.push(Job {
+                        id,
+                        rel: path.clone(),
+                        stat: st,
+                        pos: pos.filter(|&p| ix[p].entry.kind == Kind::Dir),
+                    });
+                    children.push(Child {
+                        entry: IndexEntry {
+                            entry: dir_entry(path, &st),
+                            stat: st,
+                        },
+                        dir: Some(id),
+                        hash: false,
+                    });
+                }
+                libc::S_IFREG => {
+                    let hit = self
+                        .cached(pos, &st)
+                        .filter(|e| matches!(e.entry.kind, Kind::File | Kind::Hardlink));
+                    let mut entry = Entry {
                         path,
-                        kind: Kind::Symlink,
-                        mode: 0o777,
-                        size: target.len() as u64,
+                        kind: Kind::File,
+                        mode: st.mode & 0o7777,
+                        size: st.size,
                         content: Digest::ZERO,
-                        target,
-                    },
-                    stat: st,
-                });
-            } else {
-                tracing::warn!(path = %abs.display(), "skipping a special file (fifo, socket or device)");
+                        target: Vec::new(),
+                    };
+                    let hash = match hit {
+                        Some(e) => {
+                            entry.content = e.entry.content;
+                            self.sink.is_some_and(|s| {
+                                !s.objects.contains(&entry.content) && !s.pack.has(&entry.content)
+                            })
+                        }
+                        None => true,
+                    };
+                    children.push(Child {
+                        entry: IndexEntry { entry, stat: st },
+                        dir: None,
+                        hash,
+                    });
+                }
+                libc::S_IFLNK => {
+                    let target = match self
+                        .cached(pos, &st)
+                        .filter(|e| e.entry.kind == Kind::Symlink)
+                    {
+                        Some(e) => e.entry.target.clone(),
+                        None => {
+                            let abs = dir_abs.join(std::ffi::OsStr::from_bytes(&name));
+                            fs::read_link(&abs)
+                                .at(&abs)?
+                                .as_os_str()
+                                .as_bytes()
+                                .to_vec()
+                        }
+                    };
+                    children.push(Child {
+                        entry: IndexEntry {
+                            entry: Entry {
+                                path,
+                                kind: Kind::Symlink,
+                                mode: 0o777,
+                                size: target.len() as u64,
+                                content: Digest::ZERO,
+                                target,
+                            },
+                            stat: st,
+                        },
+                        dir: None,
+                        hash: false,
+                    });
+                }
+                _ => {
+                    tracing::warn!(path = %dir_abs.join(std::ffi::OsStr::from_bytes(&name)).display(), "skipping a special file (fifo, socket or device)");
+                }
             }
         }
+        children.sort_by(|a, b| a.entry.entry.name().cmp(b.entry.entry.name()));
+        Ok(DirOut {
+            id: job.id,
+            children,
+        })
     }
-    let hashed = to_hash.len();
-    hash_files(work, &mut out, &to_hash, sink)?;
-    out.sort_by(|a, b| tree_cmp(&a.entry.path, &b.entry.path));
-    group_hardlinks(&mut out);
-    Ok(ScanResult {
-        entries: out,
-        hashed,
-        readdirs,
-    })
 }
 
 fn dir_entry(path: Vec<u8>, st: &Stat) -> Entry {

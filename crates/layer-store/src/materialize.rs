@@ -162,7 +162,14 @@ pub fn apply_to_work(
         });
     }
     let time = fs_now(clock_dir)?;
-    Ok((Index { time, entries }, stats))
+    Ok((
+        Index {
+            time,
+            base: None,
+            entries,
+        },
+        stats,
+    ))
 }
 
 fn write_file(objects: &ObjectStore, abs: &Path, e: &Entry) -> Result<()> {

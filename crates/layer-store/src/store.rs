@@ -184,7 +184,7 @@ impl Store {
                     }
                 }
                 fs::create_dir_all(&dir).at(&dir)?;
-                for sub in ["objects", "states", "keys", "refs/tags"] {
+                for sub in ["objects", "states", "keys", "refs/tags", "index"] {
                     let p = dir.join(sub);
                     fs::create_dir_all(&p).at(&p)?;
                 }
@@ -408,39 +408,60 @@ impl Store {
 
     // ---- status -----------------------------------------------------------------------------
 
+    /// One stat-cache index per work dir: `index/<first 16 hex of sha256(work dir path)>`.
     fn index_path(&self) -> PathBuf {
-        self.dir.join("index")
+        use std::os::unix::ffi::OsStrExt;
+        let h = Digest::of(self.work.as_os_str().as_bytes()).hex();
+        self.dir.join("index").join(&h[..16])
+    }
+
+    /// Loads the index and the tree of `head` (taken from the index when it describes head).
+    fn base_and_index(&self, head: Option<StateId>) -> Result<(Vec<Entry>, Index)> {
+        let idx = Index::load(&self.index_path());
+        let base = if idx.base == Some(head) {
+            idx.manifest()
+        } else {
+            self.manifest(head)?
+        };
+        Ok((base, idx))
+    }
+
+    /// Scans the work dir against `idx` and compares it with `base` (the tree of `head`).
+    fn rescan(
+        &self,
+        idx: &Index,
+        head: Option<StateId>,
+        base: &[Entry],
+        sink: Option<Sink<'_>>,
+    ) -> Result<Rescan> {
+        let time = index::fs_now(&self.dir)?;
+        let scan = index::scan(&self.work, idx, sink)?;
+        let status = status_of(base, &scan.entries[1..]);
+        let changed =
+            scan.hashed > 0 || scan.readdirs > 0 || scan.entries.len() != idx.entries.len();
+        Ok(Rescan {
+            index: Index {
+                time,
+                base: status.clean.then_some(head),
+                entries: scan.entries,
+            },
+            status,
+            changed,
+        })
     }
 
     /// Uncommitted changes of the work dir vs head. Lock-free; refreshes the index when the
     /// writer lock happens to be free.
     pub fn status(&self) -> Result<StatusReport> {
         let head = self.head()?;
-        let base = self.manifest(head)?;
-        let idx = Index::load(&self.index_path());
-        let time = index::fs_now(&self.dir)?;
-        let scan = index::scan(&self.work, &idx, None)?;
-        if (scan.hashed > 0 || scan.readdirs > 0 || idx.entries.len() != scan.entries.len())
+        let (base, idx) = self.base_and_index(head)?;
+        let r = self.rescan(&idx, head, &base, None)?;
+        if (r.changed || r.index.base != idx.base)
             && let Some(_lock) = self.try_lock()
         {
-            let _ = Index {
-                time,
-                entries: scan.entries.clone(),
-            }
-            .save(&self.index_path());
+            let _ = r.index.save(&self.index_path());
         }
-        let cur: Vec<Entry> = scan.entries.into_iter().skip(1).map(|e| e.entry).collect();
-        Ok(status_of(&base, &cur))
-    }
-
-    fn scan_locked(&self, sink: Option<index::Sink<'_>>) -> Result<Index> {
-        let idx = Index::load(&self.index_path());
-        let time = index::fs_now(&self.dir)?;
-        let scan = index::scan(&self.work, &idx, sink)?;
-        Ok(Index {
-            time,
-            entries: scan.entries,
-        })
+        Ok(r.status)
     }
 
     // ---- run --------------------------------------------------------------------------------
@@ -537,25 +558,31 @@ impl Store {
             return Ok(outcome(state, true, instruction, seen, None));
         }
         let key = CacheKey::compute(instruction, head, &opts.env);
-        let base = self.manifest(head)?;
-        let before = self.scan_locked(None)?;
-        let before_tree: Vec<Entry> = before.manifest();
-        let dirty = !tree::diff(&base, &before_tree).is_empty();
+        let (base, idx) = self.base_and_index(head)?;
+        // Contents found before the command (uncommitted changes) go to the same pack.
+        let pack = PackWriter::new(self.objects.dir())?;
+        let sink = Sink {
+            objects: &self.objects,
+            pack: &pack,
+        };
+        let before = self.rescan(&idx, head, &base, Some(sink))?;
+        let dirty = !before.status.clean;
         if !dirty && let Some((_, state)) = self.read_key(key)? {
             let target = self.manifest(Some(state))?;
-            let (idx, _) = apply_to_work(
+            let (mut idx, _) = apply_to_work(
                 &self.work,
                 &self.dir,
                 &self.objects,
-                &before.entries,
+                &before.index.entries,
                 &target,
             )?;
             self.set_head(Some(state))?;
+            idx.base = Some(Some(state));
             idx.save(&self.index_path())?;
             tracing::debug!(state = %state, "cache hit");
             return Ok(outcome(state, true, instruction, head, None));
         }
-        before.save(&self.index_path())?;
+        before.index.save(&self.index_path())?;
         let ran = self.execute(instruction, opts)?;
         if ran.code != 0 && !opts.capture_failed {
             return Err(Error::CommandFailed {
@@ -563,12 +590,8 @@ impl Store {
                 code: ran.code,
             });
         }
-        let state = self.capture(
-            head,
-            &base,
-            instruction,
-            (!dirty && ran.code == 0).then_some(key),
-        )?;
+        let key = (!dirty && ran.code == 0).then_some(key);
+        let state = self.capture(head, &base, instruction, key, pack, &before.index)?;
         if ran.code != 0 {
             return Err(Error::CommandFailed {
                 instruction: instruction.into(),
@@ -585,13 +608,19 @@ impl Store {
         base: &[Entry],
         instruction: &str,
         key: Option<CacheKey>,
+        pack: PackWriter,
+        before: &Index,
     ) -> Result<StateId> {
-        let pack = PackWriter::new(self.objects.dir())?;
-        let after = self.scan_locked(Some(Sink {
-            objects: &self.objects,
-            pack: &pack,
-        }))?;
-        let tree_now = after.manifest();
+        let time = index::fs_now(&self.dir)?;
+        let scan = index::scan(
+            &self.work,
+            before,
+            Some(Sink {
+                objects: &self.objects,
+                pack: &pack,
+            }),
+        )?;
+        let tree_now: Vec<Entry> = scan.entries[1..].iter().map(|e| e.entry.clone()).collect();
         let changes = tree::changeset(base, &tree_now);
         let layer_bytes = tree::encode_changeset(&changes);
         let layer = LayerId(Digest::of(&layer_bytes));
@@ -643,7 +672,12 @@ impl Store {
             )?;
         }
         self.set_head(Some(state))?;
-        after.save(&self.index_path())?;
+        Index {
+            time,
+            base: Some(Some(state)),
+            entries: scan.entries,
+        }
+        .save(&self.index_path())?;
         Ok(state)
     }
 
@@ -693,10 +727,10 @@ impl Store {
         opts: CheckoutOptions,
     ) -> Result<CheckoutOutcome> {
         let head = self.head()?;
-        let base = self.manifest(head)?;
-        let before = self.scan_locked(None)?;
+        let (base, idx) = self.base_and_index(head)?;
+        let before = self.rescan(&idx, head, &base, None)?;
         if !opts.force {
-            let st = status_of(&base, &before.manifest());
+            let st = &before.status;
             if !st.clean {
                 let mut changes = Vec::new();
                 changes.extend(st.added.iter().map(|p| format!("A {p}")));
@@ -713,14 +747,15 @@ impl Store {
         } else {
             self.manifest(target_id)?
         };
-        let (idx, stats) = apply_to_work(
+        let (mut idx, stats) = apply_to_work(
             &self.work,
             &self.dir,
             &self.objects,
-            &before.entries,
+            &before.index.entries,
             &target,
         )?;
         self.set_head(target_id)?;
+        idx.base = Some(target_id);
         idx.save(&self.index_path())?;
         Ok(CheckoutOutcome {
             hash: target_id.map(|s| s.hex()),
@@ -758,13 +793,14 @@ impl Store {
             fs::create_dir_all(&self.work).at(&self.work)?;
         }
         let empty = index::scan(&self.work, &Index::default(), None)?;
-        let (idx, stats) = apply_to_work(
+        let (mut idx, stats) = apply_to_work(
             &self.work,
             &self.dir,
             &self.objects,
             &empty.entries,
             &tree_now,
         )?;
+        idx.base = Some(head);
         idx.save(&self.index_path())?;
         Ok(CheckoutOutcome {
             hash: head.map(|s| s.hex()),
@@ -1080,7 +1116,17 @@ fn outcome(
     }
 }
 
-fn status_of(base: &[Entry], cur: &[Entry]) -> StatusReport {
+/// A scan of the work dir compared with head.
+struct Rescan {
+    /// The fresh index.
+    index: Index,
+    /// Differences from head.
+    status: StatusReport,
+    /// Whether anything was re-read (the index on disk is worth refreshing).
+    changed: bool,
+}
+
+fn status_of<A: AsRef<Entry>, B: AsRef<Entry>>(base: &[A], cur: &[B]) -> StatusReport {
     let d = tree::diff(base, cur);
     StatusReport {
         clean: d.is_empty(),

@@ -310,28 +310,35 @@ impl Diff<'_> {
     }
 }
 
+impl AsRef<Entry> for Entry {
+    fn as_ref(&self) -> &Entry {
+        self
+    }
+}
+
 /// Merge-join of two trees sorted in tree order.
-pub fn diff<'a>(a: &'a [Entry], b: &'a [Entry]) -> Diff<'a> {
+pub fn diff<'a, A: AsRef<Entry>, B: AsRef<Entry>>(a: &'a [A], b: &'a [B]) -> Diff<'a> {
     let mut d = Diff::default();
     let (mut i, mut j) = (0, 0);
     while i < a.len() || j < b.len() {
         let o = match (a.get(i), b.get(j)) {
-            (Some(x), Some(y)) => tree_cmp(&x.path, &y.path),
+            (Some(x), Some(y)) => tree_cmp(&x.as_ref().path, &y.as_ref().path),
             (Some(_), None) => Ordering::Less,
             _ => Ordering::Greater,
         };
         match o {
             Ordering::Less => {
-                d.deleted.push(&a[i]);
+                d.deleted.push(a[i].as_ref());
                 i += 1;
             }
             Ordering::Greater => {
-                d.added.push(&b[j]);
+                d.added.push(b[j].as_ref());
                 j += 1;
             }
             Ordering::Equal => {
-                if !a[i].same(&b[j]) {
-                    d.modified.push((&a[i], &b[j]));
+                let (x, y) = (a[i].as_ref(), b[j].as_ref());
+                if !x.same(y) {
+                    d.modified.push((x, y));
                 }
                 i += 1;
                 j += 1;
