@@ -96,7 +96,10 @@ impl SqliteStore {
         let shown = path.display().to_string();
         schema::check_path(path, &shown)?;
         let conn = schema::open_writer(Some(path), &shown)?;
-        Self::start(conn, shown.into(), Some(path.to_path_buf()))
+        // read connections open lazily: pin the file now, whatever the working directory becomes
+        let absolute = std::fs::canonicalize(path)
+            .map_err(|e| Error::backend(format!("SQLite {shown}: resolving the path"), e))?;
+        Self::start(conn, shown.into(), Some(absolute))
     }
 
     /// A fresh in-memory database, shared by every clone of the returned store; gone when the
@@ -120,7 +123,7 @@ impl SqliteStore {
         })
     }
 
-    /// The database file as given; `None` for an in-memory database.
+    /// The database file (absolute); `None` for an in-memory database.
     pub fn path(&self) -> Option<&Path> {
         self.inner.path.as_deref()
     }
