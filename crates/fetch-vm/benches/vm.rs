@@ -66,37 +66,42 @@ fn rss_kib() -> u64 {
 
 fn memory() {
     let options = Options::default();
+    for _ in 0..1000 {
+        Session::start("({ a: [1, 2, 3] })", &Value::Null, vec![], &options)
+            .unwrap()
+            .0
+            .close();
+    }
+    let warm = rss_kib();
+    for _ in 0..10_000 {
+        drop(Session::start("({ a: [1, 2, 3] })", &Value::Null, vec![], &options).unwrap());
+    }
+    let after = rss_kib();
+    println!(
+        "memory: 10,000 sequential short sessions: RSS {:.1} MiB after 1,000 warm-up sessions, {:.1} MiB after 10,000 more",
+        warm as f64 / 1024.0,
+        after as f64 / 1024.0
+    );
     let before = rss_kib();
     let live: Vec<_> = (0..1000)
         .map(|_| Session::start(LOOP, &Value::Null, vec![], &options).unwrap())
         .collect();
     let with_live = rss_kib();
-    drop(live);
+    for (s, _) in live {
+        s.close();
+    }
     println!(
         "memory: 1,000 live sessions paused at a fetch: {:.1} MiB RSS ({:.0} KiB each)",
         with_live.saturating_sub(before) as f64 / 1024.0,
         with_live.saturating_sub(before) as f64 / 1000.0
     );
-    for _ in 0..1000 {
-        let _ = Session::start("({ a: [1, 2, 3] })", &Value::Null, vec![], &options).unwrap();
-    }
-    let warm = rss_kib();
-    for _ in 0..10_000 {
-        let _ = Session::start("({ a: [1, 2, 3] })", &Value::Null, vec![], &options).unwrap();
-    }
-    let after = rss_kib();
-    println!(
-        "memory: 10,000 sequential short sessions: RSS {:.1} MiB before, {:.1} MiB after",
-        warm as f64 / 1024.0,
-        after as f64 / 1024.0
-    );
 }
 
 fn main() {
-    let mut c = Criterion::default().configure_from_args();
-    benches(&mut c);
-    c.final_summary();
     if std::env::args().all(|a| a != "--list") {
         memory();
     }
+    let mut c = Criterion::default().configure_from_args();
+    benches(&mut c);
+    c.final_summary();
 }

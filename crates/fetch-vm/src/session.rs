@@ -164,14 +164,24 @@ impl Session {
     }
 }
 
-impl Drop for Session {
-    fn drop(&mut self) {
-        // Closing the channel makes the thread's next wait fail; the guard then interrupts
-        // whatever the code does (even a `catch` that loops) and the thread ends.
+impl Session {
+    /// Ends the session and waits for its thread to free the JavaScript runtime. Dropping a
+    /// session does the same without waiting.
+    pub fn close(mut self) {
         self.tx.take();
         if let Some(thread) = self.thread.take() {
             let _ = thread.join();
         }
+    }
+}
+
+impl Drop for Session {
+    fn drop(&mut self) {
+        // Closing the channel makes the thread's next wait fail; the guard then interrupts
+        // whatever the code does (even a `catch` that loops) and the thread frees the runtime
+        // and ends on its own, off the caller's path.
+        self.tx.take();
+        self.thread.take();
     }
 }
 
@@ -217,54 +227,17 @@ fn session_main(
         limits: &options.limits,
     };
     guard.start_slice(options.limits.cpu_slice_ms);
-    let outcome = QuickJs.run(&job, driver.clone(), guard.clone());
-    let mut d = driver.borrow_mut();
-    if d.evicted {
-        return;
-    }
     let limits = &options.limits;
-    let step = if let Some(e) = d.abort.take() {
-        Step::Failed(e)
-    } else if guard.timed_out() {
-        Step::Failed(Error::Timeout {
-            limit_ms: limits.cpu_slice_ms,
-        })
-    } else {
-        match outcome {
-            Outcome::OutOfMemory => Step::Failed(Error::MemoryLimit {
-                limit_bytes: limits.memory_bytes,
-            }),
-            Outcome::StackOverflow => Step::Failed(Error::StackLimit {
-                limit_bytes: limits.stack_bytes,
-            }),
-            Outcome::Interrupted => Step::Failed(Error::Engine("execution was interrupted".into())),
-            Outcome::Failed(msg) => Step::Failed(Error::Engine(msg)),
-            other => match d.leftover() {
-                Some(e) => Step::Failed(e),
-                None => match other {
-                    Outcome::Value(text) if text.len() > limits.max_result_bytes => {
-                        Step::Failed(Error::ResultTooLarge {
-                            size: text.len(),
-                            limit: limits.max_result_bytes,
-                        })
-                    }
-                    Outcome::Value(text) => match serde_json::from_str(&text) {
-                        Ok(v) => Step::Completed(v),
-                        Err(e) => Step::Failed(Error::NotSerializable {
-                            message: e.to_string(),
-                        }),
-                    },
-                    Outcome::Thrown(js) => Step::Failed(Error::Js(js)),
-                    Outcome::NotSerializable(message) => {
-                        Step::Failed(Error::NotSerializable { message })
-                    }
-                    _ => Step::Failed(Error::Engine("unexpected engine outcome".into())),
-                },
-            },
+    let mut report = |outcome: Outcome| {
+        let mut d = driver.borrow_mut();
+        if d.evicted {
+            return;
         }
+        let step = d.final_step(outcome, &guard, limits);
+        let entries = std::mem::take(&mut d.fresh);
+        let _ = d.tx.send(Event { entries, step });
     };
-    let entries = std::mem::take(&mut d.fresh);
-    let _ = d.tx.send(Event { entries, step });
+    QuickJs.run(&job, driver.clone(), guard.clone(), &mut report);
 }
 
 /// The session side of the engine boundary: seq numbering, replay, determinism checks, limits.
@@ -355,6 +328,52 @@ impl Driver {
         }
         self.next_seq += 1;
         Ok(seq)
+    }
+
+    /// The step a finished run ends with.
+    fn final_step(&mut self, outcome: Outcome, guard: &Guard, limits: &Limits) -> Step {
+        if let Some(e) = self.abort.take() {
+            Step::Failed(e)
+        } else if guard.timed_out() {
+            Step::Failed(Error::Timeout {
+                limit_ms: limits.cpu_slice_ms,
+            })
+        } else {
+            match outcome {
+                Outcome::OutOfMemory => Step::Failed(Error::MemoryLimit {
+                    limit_bytes: limits.memory_bytes,
+                }),
+                Outcome::StackOverflow => Step::Failed(Error::StackLimit {
+                    limit_bytes: limits.stack_bytes,
+                }),
+                Outcome::Interrupted => {
+                    Step::Failed(Error::Engine("execution was interrupted".into()))
+                }
+                Outcome::Failed(msg) => Step::Failed(Error::Engine(msg)),
+                other => match self.leftover() {
+                    Some(e) => Step::Failed(e),
+                    None => match other {
+                        Outcome::Value(text) if text.len() > limits.max_result_bytes => {
+                            Step::Failed(Error::ResultTooLarge {
+                                size: text.len(),
+                                limit: limits.max_result_bytes,
+                            })
+                        }
+                        Outcome::Value(text) => match serde_json::from_str(&text) {
+                            Ok(v) => Step::Completed(v),
+                            Err(e) => Step::Failed(Error::NotSerializable {
+                                message: e.to_string(),
+                            }),
+                        },
+                        Outcome::Thrown(js) => Step::Failed(Error::Js(js)),
+                        Outcome::NotSerializable(message) => {
+                            Step::Failed(Error::NotSerializable { message })
+                        }
+                        _ => Step::Failed(Error::Engine("unexpected engine outcome".into())),
+                    },
+                },
+            }
+        }
     }
 
     /// A replay divergence: journal entries the code never reached.

@@ -78,8 +78,15 @@ pub(crate) enum Outcome {
 
 /// A JavaScript engine backend.
 pub(crate) trait Engine {
-    /// Runs `job` to its end, calling `host` for every host call.
-    fn run(&self, job: &Job<'_>, host: Rc<RefCell<dyn Host>>, guard: Arc<Guard>) -> Outcome;
+    /// Runs `job` to its end, calling `host` for every host call, and hands the outcome to
+    /// `report` *before* tearing the engine down (teardown is off the caller's critical path).
+    fn run(
+        &self,
+        job: &Job<'_>,
+        host: Rc<RefCell<dyn Host>>,
+        guard: Arc<Guard>,
+        report: &mut dyn FnMut(Outcome),
+    );
 }
 
 /// Shared state of the interrupt handler: a CPU-slice deadline and a stop flag. The monotonic

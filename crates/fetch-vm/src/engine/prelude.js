@@ -9,6 +9,20 @@ export default function (native, mode, inputJson, taskName) {
   const jsonParse = JSON.parse, jsonStringify = JSON.stringify;
   const OrigDate = Date, OrigPromise = Promise, OrigMap = Map, OrigError = Error;
   const pending = new OrigMap();
+  // Rarely used globals are built on first use: creating every class up front costs more than
+  // the rest of a short session.
+  const lazy = (name, make) => {
+    let value;
+    const get = () => (value === undefined ? (value = make()) : value);
+    if (!(name in G))
+      Object.defineProperty(G, name, {
+        get,
+        set(v) { Object.defineProperty(G, name, { value: v, writable: true, configurable: true }); },
+        configurable: true,
+        enumerable: false,
+      });
+    return get;
+  };
   const defineGlobal = (name, value) =>
     Object.defineProperty(G, name, { value, writable: true, configurable: true, enumerable: false });
 
@@ -176,7 +190,7 @@ export default function (native, mode, inputJson, taskName) {
   defineGlobal("clearInterval", (id) => cancelled.add(id));
 
   // ---------------------------------------------------------------- Headers, URL, encoders
-  class Headers {
+  const getHeaders = lazy("Headers", () => class Headers {
     constructor(init) {
       this._m = new OrigMap();
       if (init instanceof Headers) init.forEach((v, k) => this.append(k, v));
@@ -198,8 +212,8 @@ export default function (native, mode, inputJson, taskName) {
     values() { return this._m.values(); }
     [Symbol.iterator]() { return this._m.entries(); }
     toJSON() { const o = {}; for (const [k, v] of this._m) o[k] = v; return o; }
-  }
-  class URLSearchParams {
+  });
+  const getURLSearchParams = lazy("URLSearchParams", () => class URLSearchParams {
     constructor(init) {
       this._l = [];
       if (typeof init === "string") {
@@ -225,9 +239,9 @@ export default function (native, mode, inputJson, taskName) {
       const e = (s) => encodeURIComponent(s).replace(/%20/g, "+");
       return this._l.map(([k, v]) => `${e(k)}=${e(v)}`).join("&");
     }
-  }
+  });
   const URL_RE = /^([a-zA-Z][a-zA-Z0-9+.-]*:)\/\/(?:([^:@\/?#]*)(?::([^@\/?#]*))?@)?([^:\/?#]*)(?::(\d+))?([^?#]*)(\?[^#]*)?(#.*)?$/;
-  class URL {
+  const getURL = lazy("URL", () => class URL {
     constructor(url, base) {
       url = String(url);
       let m = URL_RE.exec(url);
@@ -245,7 +259,7 @@ export default function (native, mode, inputJson, taskName) {
       this.hostname = m[4].toLowerCase();
       this.port = m[5] || "";
       this.pathname = m[6] || "/";
-      this.searchParams = new URLSearchParams(m[7] || "");
+      this.searchParams = new (getURLSearchParams())(m[7] || "");
       this.hash = m[8] || "";
     }
     get host() { return this.port ? `${this.hostname}:${this.port}` : this.hostname; }
@@ -257,8 +271,8 @@ export default function (native, mode, inputJson, taskName) {
     }
     toString() { return this.href; }
     toJSON() { return this.href; }
-  }
-  class TextEncoder {
+  });
+  const getTextEncoder = lazy("TextEncoder", () => class TextEncoder {
     get encoding() { return "utf-8"; }
     encode(s) {
       s = String(s === undefined ? "" : s);
@@ -272,8 +286,8 @@ export default function (native, mode, inputJson, taskName) {
       }
       return new Uint8Array(out);
     }
-  }
-  class TextDecoder {
+  });
+  const getTextDecoder = lazy("TextDecoder", () => class TextDecoder {
     get encoding() { return "utf-8"; }
     decode(buf) {
       if (buf === undefined) return "";
@@ -290,7 +304,7 @@ export default function (native, mode, inputJson, taskName) {
       }
       return s;
     }
-  }
+  });
   const B64 = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
   function btoa(s) {
     s = String(s);
@@ -334,36 +348,32 @@ export default function (native, mode, inputJson, taskName) {
     return out;
   }
   const maybe = (name, value) => { if (typeof G[name] === "undefined") defineGlobal(name, value); };
-  maybe("Headers", Headers);
-  maybe("URLSearchParams", URLSearchParams);
-  maybe("URL", URL);
-  maybe("TextEncoder", TextEncoder);
-  maybe("TextDecoder", TextDecoder);
   maybe("btoa", btoa);
   maybe("atob", atob);
   maybe("structuredClone", (v) => structuredCloneImpl(v));
   defineGlobal("FetchError", FetchError);
 
   // ---------------------------------------------------------------- fetch
-  class Request {
+  const getRequest = lazy("Request", () => class Request {
     constructor(input, init) {
       if (input instanceof Request) {
         this.url = input.url;
         init = Object.assign({}, input._init, init || {});
-      } else this.url = input instanceof URL ? input.href : input;
+      } else this.url = typeof input === "object" && input !== null && input instanceof getURL() ? input.href : input;
       this._init = init || {};
       this.method = String(this._init.method || "GET").toUpperCase();
-      this.headers = new Headers(this._init.headers);
+      this.headers = new (getHeaders())(this._init.headers);
       this.body = this._init.body === undefined ? null : this._init.body;
     }
-  }
-  maybe("Request", Request);
+  });
   function fetchRequest(input, init) {
     let url = input;
-    if (input instanceof Request) {
-      url = input.url;
-      init = Object.assign({}, input._init, init || {});
-    } else if (input instanceof URL) url = input.href;
+    if (typeof input === "object" && input !== null) {
+      if (input instanceof getRequest()) {
+        url = input.url;
+        init = Object.assign({}, input._init, init || {});
+      } else if (input instanceof getURL() || typeof input.href === "string") url = input.href;
+    }
     if (typeof url !== "string")
       throw new TypeError(`fetch: the URL must be a string, URL or Request, got ${url === null ? "null" : typeof url}`);
     const m = /^([a-zA-Z][a-zA-Z0-9+.-]*):/.exec(url);
@@ -397,13 +407,13 @@ export default function (native, mode, inputJson, taskName) {
     return data;
   }
   const isOk = (status) => status >= 200 && status <= 299;
-  class Response {
+  const getResponse = lazy("Response", () => class Response {
     constructor(r) {
       r = r || {};
       this.status = typeof r.status === "number" ? r.status : 200;
       this.statusText = r.statusText === undefined ? "" : String(r.statusText);
       this.ok = isOk(this.status);
-      this.headers = new Headers(r.headers || {});
+      this.headers = new (getHeaders())(r.headers || {});
       this.url = r.url === undefined ? "" : String(r.url);
       this.redirected = false;
       this.type = "basic";
@@ -425,13 +435,12 @@ export default function (native, mode, inputJson, taskName) {
     }
     async arrayBuffer() {
       const t = await this.text();
-      return new TextEncoder().encode(t).buffer;
+      return new (getTextEncoder())().encode(t).buffer;
     }
     clone() {
       return new Response(this._r);
     }
-  }
-  maybe("Response", Response);
+  });
   function syncFetch(input, init) {
     const req = fetchRequest(input, init);
     const r = callSync("fetch", req) || {};
@@ -450,7 +459,7 @@ export default function (native, mode, inputJson, taskName) {
     } catch (e) {
       return OrigPromise.reject(e);
     }
-    return callAsync("fetch", req).then((r) => new Response(Object.assign({ url: req.url }, r)));
+    return callAsync("fetch", req).then((r) => new (getResponse())(Object.assign({ url: req.url }, r)));
   }
   defineGlobal("fetch", script ? syncFetch : asyncFetch);
 

@@ -23,10 +23,20 @@ const PRELUDE_NAME: &str = "fetch-vm:prelude";
 pub(crate) struct QuickJs;
 
 impl Engine for QuickJs {
-    fn run(&self, job: &Job<'_>, host: Rc<RefCell<dyn Host>>, guard: Arc<Guard>) -> Outcome {
+    fn run(
+        &self,
+        job: &Job<'_>,
+        host: Rc<RefCell<dyn Host>>,
+        guard: Arc<Guard>,
+        report: &mut dyn FnMut(Outcome),
+    ) {
         let rt = match Runtime::new() {
             Ok(rt) => rt,
-            Err(e) => return Outcome::Failed(format!("cannot create a QuickJS runtime: {e}")),
+            Err(e) => {
+                return report(Outcome::Failed(format!(
+                    "cannot create a QuickJS runtime: {e}"
+                )));
+            }
         };
         rt.set_memory_limit(job.limits.memory_bytes);
         rt.set_max_stack_size(job.limits.stack_bytes);
@@ -34,12 +44,18 @@ impl Engine for QuickJs {
         rt.set_interrupt_handler(Some(Box::new(move || g.should_interrupt())));
         let context = match Context::full(&rt) {
             Ok(c) => c,
-            Err(e) => return Outcome::Failed(format!("cannot create a QuickJS context: {e}")),
+            Err(e) => {
+                return report(Outcome::Failed(format!(
+                    "cannot create a QuickJS context: {e}"
+                )));
+            }
         };
-        context.with(|ctx| match run_in(&ctx, job, host, &guard) {
+        let outcome = context.with(|ctx| match run_in(&ctx, job, host, &guard) {
             Ok(outcome) => outcome,
             Err(e) => caught(&ctx, e),
-        })
+        });
+        report(outcome);
+        // `context` and `rt` are freed here, after the caller has its answer.
     }
 }
 

@@ -298,7 +298,7 @@ fn dropping_a_session_ends_code_that_catches_everything() {
     let code = "while (true) { try { fetch('https://x.test/a') } catch (e) {} }";
     let (s, step) = Session::start(code, &json!(null), vec![], &Options::default()).unwrap();
     assert!(matches!(step, Step::Pending(_)));
-    drop(s); // joins the session thread: returning at all is the assertion
+    s.close(); // joins the session thread: returning at all is the assertion
 }
 
 #[test]
