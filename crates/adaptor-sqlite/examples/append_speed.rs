@@ -5,8 +5,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use sequential_adaptor::{
-    ClaimRequest, Fence, JournalRecord, NewRun, NewTaskVersion, RunId, StorageAdapter, TaskName,
-    now_millis,
+    ClaimRequest, Fence, JournalRecord, NewRun, NewTaskVersion, RunId, RunStatus, StorageAdapter,
+    TaskName, now_millis,
 };
 use sequential_adaptor_sqlite::SqliteStore;
 use serde_json::json;
@@ -131,5 +131,73 @@ async fn main() {
         lat.len(),
         pct(&lat, 0.5),
         pct(&lat, 0.99)
+    );
+
+    // storage per finished 10-step run (small payloads), in a fresh file
+    drop(store);
+    let path = dir.join("size.db");
+    let store = SqliteStore::open(&path).unwrap();
+    let v = NewTaskVersion {
+        task: task.clone(),
+        code: "1".into(),
+        graph: None,
+        config: json!({}),
+    };
+    let version = store.put_task_version(v).await.unwrap().version.version;
+    let runs = 1000;
+    for _ in 0..runs {
+        let run = store
+            .create_run(NewRun::new(task.clone(), version, json!({"userId": 42})))
+            .await
+            .unwrap()
+            .into_run();
+        let at = now_millis();
+        let mut recs = vec![JournalRecord {
+            run: run.id,
+            seq: 0,
+            kind: "run.started".into(),
+            at,
+            data: json!({}),
+        }];
+        for step in 0..10u64 {
+            let url = format!("http://127.0.0.1:8080/step/{step}");
+            let (kind, data) = ("call.requested", json!({"fetch": {"url": url}}));
+            recs.push(JournalRecord {
+                run: run.id,
+                seq: 1 + 2 * step,
+                kind: kind.into(),
+                at,
+                data,
+            });
+            let (kind, data) = (
+                "call.completed",
+                json!({"status": 200, "body": {"ok": true, "step": step}}),
+            );
+            recs.push(JournalRecord {
+                run: run.id,
+                seq: 2 + 2 * step,
+                kind: kind.into(),
+                at,
+                data,
+            });
+        }
+        recs.push(JournalRecord {
+            run: run.id,
+            seq: 21,
+            kind: "run.succeeded".into(),
+            at,
+            data: json!({"ok": true}),
+        });
+        store.append(run.id, &recs, Fence::None).await.unwrap();
+        let mut done = run.clone();
+        done.status = RunStatus::Succeeded;
+        done.output = Some(json!({"ok": true}));
+        store.update_run(&done).await.unwrap();
+    }
+    drop(store);
+    let size = std::fs::metadata(&path).unwrap().len();
+    println!(
+        "storage: {:.0} bytes per finished 10-step run (22 journal records), file {size} bytes for {runs} runs",
+        size as f64 / runs as f64
     );
 }
