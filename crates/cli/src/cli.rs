@@ -8,12 +8,15 @@ Examples:
   sequential-ecosystem create-task hello --inputs name --description \"Greets someone\"
   sequential-ecosystem list --json
   DATABASE_URL=sqlite:./sequential.db sequential-ecosystem sync-tasks
+  sequential-ecosystem run order-flow --verbose
+  sequential-ecosystem run approval --input '{\"item\": \"laptop\"}' --json
+  sequential-ecosystem history order-flow
 
 Storage: DATABASE_URL (folder:PATH or a plain path, sqlite:PATH, sqlite::memory:) wins over
 \"adaptor\" in .sequentialrc.json, which wins over folder storage under SEQUENTIAL_TASKS_DIR
 (default ./tasks). Logs: RUST_LOG=debug or DEBUG=1 (stderr).
 
-Exit codes: 0 ok, 1 a run failed, 2 usage or configuration error, 3 a run is waiting.";
+Exit codes: 0 ok, 1 a run failed, 2 usage or configuration error, 3 a run is waiting or paused.";
 
 /// Durable JavaScript tasks: scaffold, inspect and store task versions.
 #[derive(Debug, Parser)]
@@ -27,7 +30,7 @@ pub struct Cli {
     pub command: Command,
 }
 
-/// The subcommands. `run`, `worker`, `vm`, `machine` and `serve` come later.
+/// The subcommands. `machine`, `graph` and `serve` come later.
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Create `tasks/` and `.sequentialrc.json` in the current directory (idempotent).
@@ -94,6 +97,252 @@ Identical content is stored once: running it twice creates nothing new and says 
 --adaptor NAME|URL: `folder` (the folder default), `sqlite` (DATABASE_URL if it is SQLite,
 else sqlite:./sequential.db), or any storage URL.")]
     SyncTasks(SyncTasksArgs),
+
+    /// Run a task: store its folder as a task version, start a run and drive it here until it
+    /// ends, waits or pauses.
+    #[command(after_help = "\
+Examples:
+  sequential-ecosystem run order-flow --verbose
+  sequential-ecosystem run order-flow --input '{\"customerId\": 7}' --json
+  sequential-ecosystem run order-flow --input @input.json --save=result.json
+  sequential-ecosystem run approval --detach          # prints the queued run's id
+  sequential-ecosystem run nap --wait 10s             # keeps going through timers due within 10s
+
+--input: JSON, or @FILE; default {}. Inputs declared in config.json must be present (or have a
+\"default\"). --verbose prints each journal record on stderr as it is written. --save writes the
+run (status, output or error, journal) as JSON to FILE (default ./<task>-<run>.json).
+Exit codes: 0 succeeded (the output is printed), 1 failed or cancelled, 2 usage or configuration
+error, 3 waiting or paused (stderr says for what and how to continue).")]
+    Run(RunArgs),
+
+    /// Continue a waiting, queued or (with --retry) paused run here until it ends, waits or pauses.
+    #[command(after_help = "\
+Examples:
+  sequential-ecosystem resume 0190c3e2-7a4b-7c00-8000-000000000000
+  sequential-ecosystem resume 0190c3e2-7a4b-7c00-8000-000000000000 --retry   # a paused run
+  sequential-ecosystem resume 0190c3e2-7a4b-7c00-8000-000000000000 --wait 1m
+
+Exit codes as for `run`. A finished run cannot be resumed (exit 2): use `rerun`.")]
+    Resume(ResumeArgs),
+
+    /// Deliver an event to a run (`ctx.waitForEvent(name)` receives its payload).
+    #[command(after_help = "\
+Examples:
+  sequential-ecosystem signal 0190c3e2-7a4b-7c00-8000-000000000000 approved '{\"by\": \"ann\"}'
+  sequential-ecosystem signal 0190c3e2-7a4b-7c00-8000-000000000000 approved @decision.json
+
+The event is stored before this command returns; `resume` (or a worker) continues the run.
+Events sent before the run waits for them are kept, in order.")]
+    Signal {
+        /// The run id.
+        run: String,
+        /// The event name.
+        event: String,
+        /// The payload: JSON, or @FILE (default null).
+        payload: Option<String>,
+    },
+
+    /// Cancel a run (and its child runs): a run being driven is asked to stop, and killed after
+    /// the grace period.
+    #[command(after_help = "\
+Examples:
+  sequential-ecosystem cancel 0190c3e2-7a4b-7c00-8000-000000000000
+  sequential-ecosystem cancel 0190c3e2-7a4b-7c00-8000-000000000000 --grace 30s")]
+    Cancel {
+        /// The run id.
+        run: String,
+        /// How long a worker driving the run gets to stop (250ms, 2s, 5m …).
+        #[arg(long, value_name = "DUR", default_value = "10s")]
+        grace: String,
+    },
+
+    /// End a run (and its child runs) as cancelled at once, whoever is driving it.
+    #[command(
+        after_help = "Example:\n  sequential-ecosystem kill 0190c3e2-7a4b-7c00-8000-000000000000"
+    )]
+    Kill {
+        /// The run id.
+        run: String,
+    },
+
+    /// Start a new run of the same task version and input whose journal copies the first N
+    /// records of another run, and drive it (records after N are performed again).
+    #[command(after_help = "\
+Examples:
+  sequential-ecosystem rerun 0190c3e2-7a4b-7c00-8000-000000000000 --from-seq 0    # from scratch
+  sequential-ecosystem rerun 0190c3e2-7a4b-7c00-8000-000000000000 --from-seq 4 --verbose
+
+`show <run> --journal` lists the seqs. Exit codes as for `run`.")]
+    Rerun(RerunArgs),
+
+    /// Show a run: status, input, output or error, what it waits for; with --journal every record.
+    #[command(after_help = "\
+Examples:
+  sequential-ecosystem show 0190c3e2-7a4b-7c00-8000-000000000000
+  sequential-ecosystem show order-flow 0190c3e2-7a4b-7c00-8000-000000000000 --journal
+  sequential-ecosystem show 0190c3e2-7a4b-7c00-8000-000000000000 --follow   # until it settles")]
+    Show(ShowArgs),
+
+    /// List a task's runs, newest first.
+    #[command(after_help = "\
+Examples:
+  sequential-ecosystem history order-flow
+  sequential-ecosystem history order-flow --limit 5 --json")]
+    History {
+        /// The task name.
+        task: String,
+        /// At most this many runs.
+        #[arg(long, value_name = "N", default_value_t = 20)]
+        limit: usize,
+    },
+
+    /// Claim and drive runs from the configured storage until Ctrl-C or SIGTERM. Several workers
+    /// (processes) share one store through leases.
+    #[command(after_help = "\
+Examples:
+  sequential-ecosystem worker
+  DATABASE_URL=sqlite:./sequential.db sequential-ecosystem worker --concurrency 32
+
+The first Ctrl-C (or SIGTERM) lets the runs in hand reach their next step and stops; a second
+one stops at once (their leases expire and another worker continues them).")]
+    Worker {
+        /// Runs driven at once.
+        #[arg(long, value_name = "N", default_value_t = 16)]
+        concurrency: usize,
+    },
+
+    /// Delete finished runs (succeeded, failed, cancelled) that ended before a cut-off.
+    #[command(after_help = "\
+Examples:
+  sequential-ecosystem prune                   # runs that ended more than 30 days ago
+  sequential-ecosystem prune --older-than 12h --json")]
+    Prune {
+        /// Age of the runs to delete (250ms, 2s, 5m, 1h, 7d).
+        #[arg(long, value_name = "DUR", default_value = "30d")]
+        older_than: String,
+    },
+
+    /// The external-mode JSON contract of fetch-vm: run JS until its first fetch, hand the
+    /// request out, resume with the response.
+    #[command(after_help = "\
+Examples:
+  sequential-ecosystem vm execute --code task.js --input '{\"userId\": 1}' > step1.json
+  jq '{taskId: .id, vmState, originalCode: .code, fetchResponse: {data: {id: 1, name: \"Alice\"}, status: 200}}' \\
+      step1.json | sequential-ecosystem vm resume")]
+    Vm {
+        #[command(subcommand)]
+        action: VmAction,
+    },
+}
+
+/// `run` arguments.
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    /// The task name (a folder under the tasks directory, or a stored task).
+    pub task: String,
+    /// The run input: JSON, or @FILE (default {}).
+    #[arg(long, value_name = "JSON|@FILE")]
+    pub input: Option<String>,
+    /// Same key and input → the existing run (no second run is started).
+    #[arg(long, value_name = "KEY")]
+    pub idempotency_key: Option<String>,
+    /// Only create the queued run and print its id (a worker or `resume` drives it).
+    #[arg(long, conflicts_with_all = ["wait", "dry_run"])]
+    pub detach: bool,
+    /// Keep driving through timers that fire within DUR (250ms, 2s, 5m, 1h, 7d).
+    #[arg(long, value_name = "DUR")]
+    pub wait: Option<String>,
+    /// Check the task and the input and print what would run; store and start nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Write the run (status, output or error, journal) as JSON to FILE (default
+    /// ./<task>-<run>.json).
+    #[arg(long, value_name = "FILE", num_args = 0..=1, require_equals = true, default_missing_value = "")]
+    pub save: Option<String>,
+    /// Print each journal record on stderr as it is written (with --json: add the journal).
+    #[arg(long, short)]
+    pub verbose: bool,
+}
+
+/// `resume` arguments.
+#[derive(Debug, Args)]
+pub struct ResumeArgs {
+    /// The run id.
+    pub run: String,
+    /// Also continue a paused run: perform the call whose retries were spent again.
+    #[arg(long)]
+    pub retry: bool,
+    /// Keep driving through timers that fire within DUR.
+    #[arg(long, value_name = "DUR")]
+    pub wait: Option<String>,
+    /// Print each new journal record on stderr (with --json: add the journal).
+    #[arg(long, short)]
+    pub verbose: bool,
+}
+
+/// `rerun` arguments.
+#[derive(Debug, Args)]
+pub struct RerunArgs {
+    /// The run to copy.
+    pub run: String,
+    /// How many journal records to keep (0 = start over).
+    #[arg(long, value_name = "N")]
+    pub from_seq: u64,
+    /// Only create the new run and print its id.
+    #[arg(long, conflicts_with = "wait")]
+    pub detach: bool,
+    /// Keep driving through timers that fire within DUR.
+    #[arg(long, value_name = "DUR")]
+    pub wait: Option<String>,
+    /// Print each journal record on stderr (with --json: add the journal).
+    #[arg(long, short)]
+    pub verbose: bool,
+}
+
+/// `show` arguments.
+#[derive(Debug, Args)]
+pub struct ShowArgs {
+    /// `<run>` or `<task> <run>`.
+    #[arg(value_name = "[TASK] RUN", num_args = 1..=2, required = true)]
+    pub args: Vec<String>,
+    /// Also print every journal record.
+    #[arg(long)]
+    pub journal: bool,
+    /// Print records as they are written until the run ends, waits or pauses.
+    #[arg(long)]
+    pub follow: bool,
+}
+
+/// `vm` subcommands.
+#[derive(Debug, Subcommand)]
+pub enum VmAction {
+    /// Run code until it completes, fails or needs a fetch; prints one JSON object.
+    #[command(after_help = "\
+Examples:
+  sequential-ecosystem vm execute --code task.js --input '{\"userId\": 1}'
+  echo 'fetch(\"https://api.example.com/x\").id' | sequential-ecosystem vm execute --code -
+
+Prints {id, code, status: paused|completed|error, fetchRequest?, pending?, vmState?, result?,
+error?}. Exit 0 for paused and completed, 1 for error.")]
+    Execute {
+        /// The JavaScript file, or - for stdin.
+        #[arg(long, value_name = "FILE|-")]
+        code: String,
+        /// The input: JSON or @FILE (default null).
+        #[arg(long, value_name = "JSON|@FILE")]
+        input: Option<String>,
+        /// An id echoed back (`id`, later `taskId`).
+        #[arg(long)]
+        id: Option<String>,
+    },
+    /// Continue a paused execution: reads {taskId, vmState, originalCode, fetchResponse:
+    /// {data, status, statusText, headers?}, responses?} on stdin; prints one JSON object.
+    #[command(after_help = "\
+Example:
+  sequential-ecosystem vm resume < resume-request.json
+
+Exit 0 for paused and completed, 1 for error.")]
+    Resume,
 }
 
 /// `create-task` arguments.

@@ -2,13 +2,11 @@
 
 use std::fmt;
 
-/// Exit code: a task or run failed (reserved for `run`).
-#[allow(dead_code)]
+/// Exit code: a run failed (or was cancelled).
 pub const EXIT_RUN_FAILED: u8 = 1;
 /// Exit code: usage or configuration error; every failure of the task-management commands.
 pub const EXIT_USAGE: u8 = 2;
-/// Exit code: a run is waiting or paused (reserved for `run --wait`).
-#[allow(dead_code)]
+/// Exit code: a run is waiting or paused.
 pub const EXIT_WAITING: u8 = 3;
 
 /// A failure the user can act on: a sentence naming the input and what would be valid, an
@@ -28,6 +26,12 @@ impl UserError {
             hint: None,
             code: EXIT_USAGE,
         }
+    }
+
+    /// A failure with another exit code (1: the run failed).
+    pub fn with_code(mut self, code: u8) -> Self {
+        self.code = code;
+        self
     }
 
     /// Adds the hint line.
@@ -50,8 +54,24 @@ pub fn user(what: impl Into<String>, hint: impl Into<String>) -> anyhow::Error {
     UserError::new(what).hint(hint).into()
 }
 
+/// An outcome already told to the user (e.g. "the run is waiting, here is how to continue"):
+/// nothing more is printed, the process exits with this code.
+#[derive(Debug)]
+pub struct Reported(pub u8);
+
+impl fmt::Display for Reported {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "exit code {}", self.0)
+    }
+}
+
+impl std::error::Error for Reported {}
+
 /// Prints `error: …` (with its causes) and `hint: …` to stderr; returns the exit code.
 pub fn report(err: &anyhow::Error) -> u8 {
+    if let Some(Reported(code)) = err.downcast_ref::<Reported>() {
+        return *code;
+    }
     let mut hint = None;
     let mut code = EXIT_USAGE;
     for cause in err.chain() {

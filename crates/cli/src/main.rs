@@ -1,5 +1,6 @@
 //! `sequential-ecosystem`: the command line of sequential-ecosystem — scaffold task folders,
-//! inspect them, and store them as task versions in the configured storage.
+//! store them as task versions, run them durably (in-process or by workers), and inspect and
+//! control runs.
 //!
 //! Invariant: this binary is the only place with `anyhow`, a tracing subscriber and stdout.
 //! Which storage backends exist and what an unset `DATABASE_URL` means is decided in one
@@ -10,6 +11,7 @@
 //! $ sequential-ecosystem create-task hello --inputs name
 //! $ sequential-ecosystem sync-tasks
 //! hello  created v1
+//! $ sequential-ecosystem run hello --input '{"name": "Ann"}' --verbose
 //! ```
 //!
 //! Exit codes: 0 ok, 1 a run failed, 2 usage or configuration error (also every failure of the
@@ -20,7 +22,9 @@ mod commands;
 mod error;
 mod files;
 mod output;
+mod progress;
 mod rc;
+mod runs;
 mod storage;
 mod tasks;
 mod time;

@@ -1,12 +1,17 @@
 //! One module per subcommand; [`run`] dispatches and builds the shared [`Ctx`].
 
 mod config;
+mod control;
 mod create_task;
 mod delete;
 mod describe;
 mod init;
+mod inspect;
 mod list;
+mod run;
 mod sync_tasks;
+mod vm;
+mod worker;
 
 use anyhow::Result;
 use sequential_adaptor::{StorageAdapter, TaskName, TaskSummary, VersionSel};
@@ -24,6 +29,8 @@ pub struct Ctx {
     pub env: Env,
     /// Text or JSON.
     pub out: Output,
+    /// `--json` was given.
+    pub json: bool,
     /// The task folders' directory.
     pub tasks: TasksDir,
 }
@@ -60,6 +67,7 @@ pub async fn run(cli: Cli) -> Result<()> {
         tasks: TasksDir::new(env.tasks_dir.clone()),
         env,
         out: Output::new(cli.json),
+        json: cli.json,
     };
     match cli.command {
         Command::Init => init::run(&ctx).await,
@@ -69,6 +77,21 @@ pub async fn run(cli: Cli) -> Result<()> {
         Command::Delete { name, force } => delete::run(&ctx, &name, force).await,
         Command::Config { action } => config::run(&ctx, action).await,
         Command::SyncTasks(args) => sync_tasks::run(&ctx, args).await,
+        Command::Run(args) => run::run(&ctx, args).await,
+        Command::Resume(args) => control::resume(&ctx, args).await,
+        Command::Signal {
+            run,
+            event,
+            payload,
+        } => control::signal(&ctx, &run, &event, payload.as_deref()).await,
+        Command::Cancel { run, grace } => control::cancel(&ctx, &run, &grace).await,
+        Command::Kill { run } => control::kill(&ctx, &run).await,
+        Command::Rerun(args) => control::rerun(&ctx, args).await,
+        Command::Show(args) => inspect::show(&ctx, args).await,
+        Command::History { task, limit } => inspect::history(&ctx, &task, limit).await,
+        Command::Worker { concurrency } => worker::worker(&ctx, concurrency).await,
+        Command::Prune { older_than } => worker::prune(&ctx, &older_than).await,
+        Command::Vm { action } => vm::run(&ctx, action).await,
     }
 }
 

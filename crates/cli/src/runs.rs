@@ -1,0 +1,619 @@
+//! What the run commands share: the engine built from the settings, run ids, durations, JSON
+//! arguments, journal lines, the run document (`--json`) and how a settled run is reported.
+
+use std::io::{IsTerminal, Write};
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use sequential_adaptor::{JournalRecord, Run, RunId, RunStatus, StorageAdapter};
+use sequential_tasker_engine::{Engine, EngineConfig, ToolRegistry};
+use serde::Serialize;
+use serde_json::Value;
+
+use crate::commands::Ctx;
+use crate::error::{EXIT_RUN_FAILED, EXIT_WAITING, Reported, UserError, user};
+use crate::files;
+use crate::storage::Opened;
+use crate::time::rfc3339;
+
+/// The directory of declarative tools (`tools/*.json`), relative to the current directory.
+pub const TOOLS_DIR: &str = "tools";
+
+/// Builds the engine over `storage`: HTTP defaults from `TASK_TIMEOUT`/`TASK_MAX_RETRIES`
+/// (else `defaults.timeout`/`defaults.maxRetries` in `.sequentialrc.json`), tools from
+/// `./tools/*.json`.
+pub fn engine(ctx: &Ctx, storage: &Opened, concurrency: Option<usize>) -> Result<Engine> {
+    let rc = ctx.rc()?;
+    let from_rc = |key: &str| -> Option<(String, String)> {
+        let dotted = match key {
+            "TASK_TIMEOUT" => "defaults.timeout",
+            "TASK_MAX_RETRIES" => "defaults.maxRetries",
+            _ => return None,
+        };
+        let v = rc.get(dotted).ok().flatten()?;
+        let text = v.as_str().map_or_else(|| v.to_string(), str::to_string);
+        Some((text, format!("{dotted} in .sequentialrc.json")))
+    };
+    let setting = |key: &str| -> Option<(String, String)> {
+        std::env::var(key)
+            .ok()
+            .filter(|v| !v.trim().is_empty())
+            .map(|v| (v, key.to_string()))
+            .or_else(|| from_rc(key))
+    };
+    let http = sequential_http_wrapper::ClientConfig::from_env(|k| setting(k).map(|(v, _)| v))
+        .map_err(|e| {
+            let source = setting(&e.key).map_or_else(|| e.key.clone(), |(_, s)| s);
+            user(
+                format!(
+                    "invalid {source} {:?}: expected {} ({})",
+                    e.value, e.expected, e.key
+                ),
+                "TASK_TIMEOUT is milliseconds (default 300000); TASK_MAX_RETRIES a whole number (default 3)",
+            )
+        })?;
+    let mut config = EngineConfig {
+        http,
+        ..EngineConfig::default()
+    };
+    if let Some(n) = concurrency {
+        config.concurrency = n;
+    }
+    let mut tools = ToolRegistry::new();
+    tools.load_dir(Path::new(TOOLS_DIR)).map_err(|e| {
+        user(
+            format!("cannot load the tools in {TOOLS_DIR}/: {e}"),
+            "each tools/*.json is {\"name\": …, \"request\": {\"method\", \"url\", \"headers\", \"body\"}}",
+        )
+    })?;
+    let engine = Engine::new(storage.adapter.clone(), config).map_err(engine_error)?;
+    Ok(engine.with_tools(tools))
+}
+
+/// An engine error as the user should see it: bad input and missing runs exit 2 with a hint.
+pub fn engine_error(e: sequential_tasker_engine::Error) -> anyhow::Error {
+    use sequential_tasker_engine::Error as E;
+    match e {
+        E::Storage(s) => storage_error(s),
+        E::Invalid { .. } => UserError::new(e.to_string())
+            .hint("`sequential-ecosystem show <run>` shows the run's state")
+            .into(),
+        other => anyhow::Error::new(other),
+    }
+}
+
+/// A storage error; a missing run or task gets a hint that fits the run commands.
+pub fn storage_error(e: sequential_adaptor::Error) -> anyhow::Error {
+    match &e {
+        sequential_adaptor::Error::NotFound { .. } => UserError::new(e.to_string())
+            .hint("`sequential-ecosystem history <task>` lists a task's runs")
+            .into(),
+        _ => e.into(),
+    }
+}
+
+/// Parses a run id given on the command line.
+pub fn run_id(raw: &str) -> Result<RunId> {
+    raw.trim().parse::<RunId>().map_err(|_| {
+        user(
+            format!(
+                "invalid run id {raw:?}: expected a UUID such as 0190c3e2-7a4b-7c00-8000-000000000000"
+            ),
+            "`sequential-ecosystem history <task>` lists a task's runs and their ids",
+        )
+    })
+}
+
+/// Reads a run; a missing run is a user error naming it and the storage.
+pub async fn get_run(storage: &Opened, id: RunId) -> Result<Run> {
+    match storage.adapter.get_run(id).await {
+        Ok(run) => Ok(run),
+        Err(sequential_adaptor::Error::NotFound { .. }) => {
+            Err(run_not_found(id, &storage.choice.url))
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// The error for a run that does not exist in `storage`.
+pub fn run_not_found(id: RunId, storage: &str) -> anyhow::Error {
+    user(
+        format!("run {id} not found in {storage}"),
+        "`sequential-ecosystem history <task>` lists a task's runs; DATABASE_URL selects the storage",
+    )
+}
+
+/// Parses a duration flag (`250ms`, `2s`, `5m`, `1h`, `7d`).
+pub fn duration(flag: &str, raw: &str) -> Result<Duration> {
+    sequential_http_wrapper::parse_duration(raw).ok_or_else(|| {
+        user(
+            format!(
+                "invalid duration {raw:?} for {flag}: expected a number with a unit: 250ms, 2s, 5m, 1h or 7d"
+            ),
+            format!("for example {flag} 30s"),
+        )
+    })
+}
+
+/// Parses a JSON argument (`what` names it); a syntax error shows line and column.
+pub fn json_arg(what: &str, text: &str) -> Result<Value> {
+    serde_json::from_str(text).map_err(|e| {
+        let full = e.to_string();
+        let suffix = format!(" at line {} column {}", e.line(), e.column());
+        let msg = full.strip_suffix(&suffix).unwrap_or(&full);
+        user(
+            format!(
+                "{what} is not valid JSON: {msg} at line {}, column {}",
+                e.line(),
+                e.column()
+            ),
+            format!(
+                "quote it for the shell, e.g. '{{\"orderId\": 42}}'; strings need double quotes (near: {})",
+                near(text, e.line(), e.column())
+            ),
+        )
+    })
+}
+
+/// The text around line `line`, column `col` (1-based), for error messages.
+fn near(text: &str, line: usize, col: usize) -> String {
+    let l = text.lines().nth(line.saturating_sub(1)).unwrap_or("");
+    let chars: Vec<char> = l.chars().collect();
+    let at = col.saturating_sub(1).min(chars.len());
+    let start = at.saturating_sub(15);
+    let end = (at + 15).min(chars.len());
+    let before: String = chars[start..at].iter().collect();
+    let after: String = chars[at..end].iter().collect();
+    format!("{before}⟨here⟩{after}")
+}
+
+/// `--input JSON` or `--input @file`: the text and what to call it in messages.
+pub fn read_json_arg(flag: &str, raw: &str) -> Result<Value> {
+    match raw.strip_prefix('@') {
+        Some(path) => {
+            let p = Path::new(path);
+            let bytes = files::read_bytes(p)?;
+            let text = String::from_utf8(bytes)
+                .map_err(|_| user(format!("{path} is not UTF-8 text"), "save it as UTF-8 JSON"))?;
+            json_arg(&format!("{flag} @{path} ({})", files::show(p)), &text)
+        }
+        None => json_arg(flag, raw),
+    }
+}
+
+/// One journal record for `--json` output.
+#[derive(Debug, Serialize)]
+pub struct RecordOut {
+    /// 0, 1, 2 …
+    pub seq: u64,
+    /// `run.started`, `call.completed`, …
+    pub kind: String,
+    /// RFC 3339 (second precision).
+    pub at: String,
+    /// Unix milliseconds.
+    pub at_ms: i64,
+    /// The record's payload.
+    pub data: Value,
+}
+
+impl From<&JournalRecord> for RecordOut {
+    fn from(r: &JournalRecord) -> Self {
+        RecordOut {
+            seq: r.seq,
+            kind: r.kind.clone(),
+            at: rfc3339(r.at),
+            at_ms: r.at,
+            data: r.data.clone(),
+        }
+    }
+}
+
+/// A run as printed by `run --json`, `resume --json`, `show --json` …
+#[derive(Debug, Serialize)]
+pub struct RunDoc {
+    /// The run id.
+    pub run: String,
+    /// The task.
+    pub task: String,
+    /// The pinned task version.
+    pub version: u32,
+    /// `queued`, `running`, `waiting`, `paused`, `stopping`, `succeeded`, `failed`, `cancelled`.
+    pub status: RunStatus,
+    /// The run's input.
+    pub input: Value,
+    /// The result, once succeeded.
+    pub output: Option<Value>,
+    /// `{name, message, stack?}` once failed; for a paused run `{seq, error}`.
+    pub error: Option<Value>,
+    /// What a waiting run waits for: an event name or `child:<run>`.
+    pub waiting_for: Option<String>,
+    /// When a waiting run's timer fires (RFC 3339).
+    pub wake_at: Option<String>,
+    /// The parent run, for a child run.
+    pub parent: Option<String>,
+    /// The idempotency key it was started with.
+    pub idempotency_key: Option<String>,
+    /// How many times it was claimed.
+    pub attempt: u32,
+    /// RFC 3339.
+    pub created_at: String,
+    /// RFC 3339, once finished.
+    pub ended_at: Option<String>,
+    /// The storage URL.
+    pub storage: String,
+    /// The command that continues it, when there is one.
+    pub next: Option<String>,
+    /// The journal (with `--verbose` / `--journal`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub journal: Option<Vec<RecordOut>>,
+}
+
+impl RunDoc {
+    /// The document of `run`.
+    pub fn new(run: &Run, storage: &str, journal: Option<&[JournalRecord]>) -> Self {
+        RunDoc {
+            run: run.id.to_string(),
+            task: run.task.to_string(),
+            version: run.version,
+            status: run.status,
+            input: run.input.clone(),
+            output: run.output.clone(),
+            error: run.error.clone(),
+            waiting_for: run.waiting_for.clone(),
+            wake_at: run.wake_at.map(rfc3339),
+            parent: run.parent.as_ref().map(|p| p.run.to_string()),
+            idempotency_key: run.idempotency_key.clone(),
+            attempt: run.attempt,
+            created_at: rfc3339(run.created_at),
+            ended_at: run.ended_at.map(rfc3339),
+            storage: storage.to_string(),
+            next: next_step(run).map(|(cmd, _)| cmd),
+            journal: journal.map(|j| j.iter().map(RecordOut::from).collect()),
+        }
+    }
+}
+
+/// The command that moves `run` on, and a sentence saying what it waits for.
+pub fn next_step(run: &Run) -> Option<(String, String)> {
+    let id = run.id;
+    let bin = "sequential-ecosystem";
+    match run.status {
+        RunStatus::Waiting => {
+            let timer = run.wake_at.map(|w| {
+                let left = (w - sequential_adaptor::now_millis()).max(0);
+                (rfc3339(w), human_ms(left))
+            });
+            match (run.waiting_for.as_deref(), timer) {
+                (Some(child), _) if child.starts_with("child:") => Some((
+                    format!("{bin} resume {id}"),
+                    format!("it waits for child run {}", &child["child:".len()..]),
+                )),
+                (Some(event), Some((at, left))) => Some((
+                    format!("{bin} signal {id} {event} '<JSON>' && {bin} resume {id}"),
+                    format!(
+                        "it waits for event {event:?} (times out at {at}, in {left}); send it, then resume"
+                    ),
+                )),
+                (Some(event), None) => Some((
+                    format!("{bin} signal {id} {event} '<JSON>' && {bin} resume {id}"),
+                    format!("it waits for event {event:?}; send it, then resume"),
+                )),
+                (None, Some((at, left))) => Some((
+                    format!("{bin} resume {id} --wait {left}"),
+                    format!(
+                        "it sleeps until {at} (in {left}); a worker or `resume` continues it then"
+                    ),
+                )),
+                (None, None) => Some((format!("{bin} resume {id}"), "it waits".into())),
+            }
+        }
+        RunStatus::Paused => {
+            let why = run
+                .error
+                .as_ref()
+                .map(|e| {
+                    let seq = e["seq"]
+                        .as_u64()
+                        .map_or(String::new(), |s| format!(" #{s}"));
+                    let msg = e["error"]["message"]
+                        .as_str()
+                        .unwrap_or("its retries are spent");
+                    format!("call{seq} failed after its retries: {msg}")
+                })
+                .unwrap_or_else(|| "a call failed after its retries".into());
+            Some((format!("{bin} resume {id} --retry"), why))
+        }
+        RunStatus::Queued => Some((
+            format!("{bin} resume {id}"),
+            "it is queued; a worker or `resume` drives it".into(),
+        )),
+        RunStatus::Running | RunStatus::Stopping => Some((
+            format!("{bin} show {id} --follow"),
+            "another process is driving it".into(),
+        )),
+        _ => None,
+    }
+}
+
+/// `1500` → `1.5s`, `90000` → `1m30s`: a duration `parse_duration` reads back (rounded up).
+pub fn human_ms(ms: i64) -> String {
+    let ms = ms.max(0);
+    if ms < 1000 {
+        return format!("{ms}ms");
+    }
+    let s = (ms + 999) / 1000;
+    if s < 60 {
+        format!("{s}s")
+    } else if s < 3600 {
+        format!("{}m", (s + 59) / 60)
+    } else if s < 86_400 {
+        format!("{}h", (s + 3599) / 3600)
+    } else {
+        format!("{}d", (s + 86_399) / 86_400)
+    }
+}
+
+/// The whole journal of a run.
+pub async fn journal(store: &Arc<dyn StorageAdapter>, id: RunId) -> Result<Vec<JournalRecord>> {
+    journal_after(store, id, None).await
+}
+
+/// The journal records after `after`.
+pub async fn journal_after(
+    store: &Arc<dyn StorageAdapter>,
+    id: RunId,
+    after: Option<u64>,
+) -> Result<Vec<JournalRecord>> {
+    let mut all: Vec<JournalRecord> = Vec::new();
+    let mut cursor = after;
+    loop {
+        let page = store
+            .read_journal(id, cursor, 1000)
+            .await
+            .with_context(|| format!("reading the journal of run {id}"))?;
+        let Some(last) = page.last() else {
+            return Ok(all);
+        };
+        cursor = Some(last.seq);
+        all.extend(page);
+    }
+}
+
+/// One line per journal record: `#3  +12ms  call.completed  fetch 200 {"id":7}`.
+pub fn record_line(r: &JournalRecord, start: i64) -> String {
+    format!(
+        "#{:<3} {:>7}  {:<15} {}",
+        r.seq,
+        format!("+{}", human_elapsed(r.at - start)),
+        r.kind,
+        summary(r)
+    )
+}
+
+fn human_elapsed(ms: i64) -> String {
+    let ms = ms.max(0);
+    if ms < 10_000 {
+        format!("{ms}ms")
+    } else if ms < 600_000 {
+        format!("{}s", ms / 1000)
+    } else if ms < 36_000_000 {
+        format!("{}m", ms / 60_000)
+    } else {
+        format!("{}h", ms / 3_600_000)
+    }
+}
+
+/// Compact JSON, cut to `max` characters.
+pub fn short_json(v: &Value, max: usize) -> String {
+    short(&v.to_string(), max)
+}
+
+fn short(s: &str, max: usize) -> String {
+    if s.chars().count() <= max {
+        s.to_string()
+    } else {
+        let cut: String = s.chars().take(max.saturating_sub(1)).collect();
+        format!("{cut}…")
+    }
+}
+
+/// What a record says, in one line.
+fn summary(r: &JournalRecord) -> String {
+    let d = &r.data;
+    match r.kind.as_str() {
+        "run.started" => format!(
+            "{} v{} input {}",
+            d["task"].as_str().unwrap_or("?"),
+            d["version"],
+            short_json(&d["input"], 80)
+        ),
+        "call.requested" => format!("{} {}", d["kind"].as_str().unwrap_or("?"), request(d)),
+        "call.completed" => {
+            let kind = d["kind"].as_str().unwrap_or("?");
+            let call = d["seq"]
+                .as_u64()
+                .map_or(String::new(), |s| format!("call {s}: "));
+            let result = match (&d["result"]["ok"], &d["result"]["error"]) {
+                (Value::Null, Value::Null) if d["result"].get("ok").is_some() => "null".into(),
+                (ok, Value::Null) if kind == "fetch" => {
+                    format!("{} {}", ok["status"], short_json(&ok["data"], 80))
+                }
+                (ok, Value::Null) => short_json(ok, 90),
+                (_, err) => format!(
+                    "threw {}: {}",
+                    err["name"].as_str().unwrap_or("Error"),
+                    short(err["message"].as_str().unwrap_or(""), 80)
+                ),
+            };
+            match kind {
+                "fetch" | "tool" => format!("{call}{kind} → {result}"),
+                "child" => format!("{call}{kind} {} → {result}", request(d)),
+                "waitForEvent" => format!(
+                    "{call}event {:?} → {result}",
+                    d["request"]["name"].as_str().unwrap_or("?")
+                ),
+                "sleep" => format!(
+                    "{call}slept {}",
+                    human_ms(d["request"]["ms"].as_i64().unwrap_or(0))
+                ),
+                _ => format!("{call}{kind} → {result}"),
+            }
+        }
+        "log" => {
+            let level = d["request"]["level"].as_str().unwrap_or("log");
+            let msg = d["request"]["message"]
+                .as_str()
+                .map_or_else(|| d["request"].to_string(), str::to_string);
+            format!("console.{level}: {}", short(&msg, 100))
+        }
+        "timer.armed" => format!(
+            "call {} wakes at {}",
+            d["seq"],
+            d["wakeAt"].as_i64().map_or_else(|| "?".into(), rfc3339)
+        ),
+        "child.started" => format!(
+            "call {} started child run {}",
+            d["seq"],
+            d["run"].as_str().unwrap_or("?")
+        ),
+        "run.succeeded" => short_json(&d["output"], 100),
+        "run.failed" | "run.cancelled" => format!(
+            "{}: {}",
+            d["error"]["name"].as_str().unwrap_or("Error"),
+            short(d["error"]["message"].as_str().unwrap_or(""), 100)
+        ),
+        "run.paused" => format!(
+            "call {} failed after its retries: {}",
+            d["seq"],
+            short(d["error"]["message"].as_str().unwrap_or(""), 100)
+        ),
+        _ => short_json(d, 100),
+    }
+}
+
+/// `GET data:application/json,…` / a tool's name / a child's task.
+fn request(d: &Value) -> String {
+    let req = &d["request"];
+    match d["kind"].as_str() {
+        Some("fetch") => {
+            let method = req["options"]["method"].as_str().unwrap_or("GET");
+            let url = req["url"]
+                .as_str()
+                .map_or_else(|| req["url"].to_string(), readable_url);
+            format!("{method} {}", short(&url, 90))
+        }
+        Some("tool") => req["name"].as_str().unwrap_or("?").to_string(),
+        Some("child") => format!("task {}", req["task"].as_str().unwrap_or("?")),
+        _ => short_json(req, 80),
+    }
+}
+
+/// A `data:` URL with its %-escapes decoded (for display); other URLs as they are.
+fn readable_url(url: &str) -> String {
+    if !url.starts_with("data:") || url.contains(";base64,") {
+        return url.to_string();
+    }
+    let bytes = url.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let hex = bytes
+            .get(i + 1..i + 3)
+            .and_then(|h| std::str::from_utf8(h).ok())
+            .and_then(|h| u8::from_str_radix(h, 16).ok());
+        match (bytes[i], hex) {
+            (b'%', Some(b)) => {
+                out.push(b);
+                i += 3;
+            }
+            (c, _) => {
+                out.push(c);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8(out).unwrap_or_else(|_| url.to_string())
+}
+
+/// Prints journal records on stderr (for `--verbose` while stdout carries the result).
+pub fn eprint_records(records: &[JournalRecord], start: i64) {
+    let mut err = std::io::stderr().lock();
+    for r in records {
+        let _ = writeln!(err, "{}", record_line(r, start));
+    }
+}
+
+/// How a settled run is reported: the document on stdout (`--json`) or the output (text); the
+/// failure, the wait or the pause on stderr; the exit code 0, 1 or 3.
+pub fn report_settled(ctx: &Ctx, run: &Run, doc: &RunDoc) -> Result<()> {
+    if ctx.json {
+        ctx.out.print(doc)?;
+    }
+    match run.status {
+        RunStatus::Succeeded => {
+            if !ctx.json {
+                let out = run.output.clone().unwrap_or(Value::Null);
+                let mut text = serde_json::to_string_pretty(&out).context("encoding the output")?;
+                text.push('\n');
+                let mut stdout = std::io::stdout().lock();
+                match stdout
+                    .write_all(text.as_bytes())
+                    .and_then(|()| stdout.flush())
+                {
+                    Ok(()) => {}
+                    Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => {}
+                    Err(e) => return Err(e).context("writing to stdout"),
+                }
+            }
+            Ok(())
+        }
+        RunStatus::Failed | RunStatus::Cancelled => {
+            let e = run.error.clone().unwrap_or(Value::Null);
+            let name = e["name"].as_str().unwrap_or("Error");
+            let message = e["message"].as_str().unwrap_or("no message");
+            let verb = if run.status == RunStatus::Failed {
+                "failed"
+            } else {
+                "was cancelled"
+            };
+            let mut what = format!(
+                "run {} of task {} {verb}: {name}: {message}",
+                run.id, run.task
+            );
+            if let Some(stack) = e["stack"].as_str().filter(|s| !s.trim().is_empty()) {
+                what.push('\n');
+                what.push_str(stack.trim_end());
+            }
+            Err(UserError::new(what)
+                .with_code(EXIT_RUN_FAILED)
+                .hint(format!(
+                    "`sequential-ecosystem show {} --journal` shows every step; `sequential-ecosystem rerun {} --from-seq 0` runs it again",
+                    run.id, run.id
+                ))
+                .into())
+        }
+        _ => {
+            let (cmd, why) = next_step(run).unwrap_or_else(|| {
+                (
+                    format!("sequential-ecosystem show {}", run.id),
+                    String::new(),
+                )
+            });
+            let mut err = std::io::stderr().lock();
+            let _ = writeln!(
+                err,
+                "run {} of task {} is {}: {why}",
+                run.id, run.task, run.status
+            );
+            let _ = writeln!(err, "next: {cmd}");
+            Err(Reported(EXIT_WAITING).into())
+        }
+    }
+}
+
+/// Whether progress may be drawn: stderr is a terminal and `NO_PROGRESS` is unset.
+pub fn progress_enabled() -> bool {
+    std::io::stderr().is_terminal() && std::env::var_os("NO_PROGRESS").is_none()
+}
