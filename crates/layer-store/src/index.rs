@@ -227,6 +227,18 @@ pub struct ScanResult {
     pub hashed: usize,
     /// Directories read (the others were known unchanged).
     pub readdirs: usize,
+    /// Nothing differs from the index (then, in [`ScanMode::Lean`], `entries` is empty).
+    pub unchanged: bool,
+}
+
+/// Whether a scan that found nothing changed may skip building the new entries.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ScanMode {
+    /// Always return the full tree.
+    Full,
+    /// When nothing changed (every index entry seen with the same stat data, nothing new),
+    /// return no entries and `unchanged = true`: the index itself is the tree.
+    Lean,
 }
 
 /// Scans `work` against `index`; with a sink, new contents are stored as they are hashed.
@@ -235,6 +247,16 @@ pub struct ScanResult {
 /// to an open directory fd. A directory whose stat data matches the index (and is not racy) is
 /// not read: its names come from the index. Files whose stat data matches are not read either.
 pub fn scan(work: &Path, index: &Index, sink: Option<Sink<'_>>) -> Result<ScanResult> {
+    scan_with(work, index, sink, ScanMode::Full)
+}
+
+/// [`scan`] with a [`ScanMode`].
+pub fn scan_with(
+    work: &Path,
+    index: &Index,
+    sink: Option<Sink<'_>>,
+    mode: ScanMode,
+) -> Result<ScanResult> {
     let root_md = match fs::symlink_metadata(work) {
         Ok(md) if md.is_dir() => md,
         Ok(_) | Err(_) => {
@@ -255,6 +277,7 @@ pub fn scan(work: &Path, index: &Index, sink: Option<Sink<'_>>) -> Result<ScanRe
         queue: Mutex::new((
             vec![Job {
                 id: 0,
+                parent: None,
                 rel: Vec::new(),
                 stat: root_stat,
                 pos: root_pos,
@@ -278,10 +301,29 @@ pub fn scan(work: &Path, index: &Index, sink: Option<Sink<'_>>) -> Result<ScanRe
     if let Some(e) = walker.error.into_inner().expect("error lock") {
         return Err(e);
     }
+    let outs = outs.into_inner().expect("outs lock");
+    let readdirs = walker.readdirs.load(Ordering::Relaxed);
+    let root_same = root_pos.is_some_and(|p| ix[p].stat.same(&root_stat));
+    let (same, new) = outs
+        .iter()
+        .flat_map(|o| &o.children)
+        .fold((0usize, 0usize), |(s, n), c| match c {
+            Child::Same { .. } => (s + 1, n),
+            Child::New { .. } => (s, n + 1),
+        });
+    let unchanged = root_same && new == 0 && same + 1 == ix.len();
+    if unchanged && mode == ScanMode::Lean {
+        return Ok(ScanResult {
+            entries: Vec::new(),
+            hashed: 0,
+            readdirs,
+            unchanged,
+        });
+    }
     // Assemble in tree order: each directory's children sorted by name, subtrees inline.
     let mut by_id: Vec<Option<DirOut>> = Vec::new();
     by_id.resize_with(walker.next_id.load(Ordering::Relaxed), || None);
-    for o in outs.into_inner().expect("outs lock") {
+    for o in outs {
         let id = o.id;
         by_id[id] = Some(o);
     }
@@ -291,20 +333,22 @@ pub fn scan(work: &Path, index: &Index, sink: Option<Sink<'_>>) -> Result<ScanRe
         entry: dir_entry(Vec::new(), &root_stat),
         stat: root_stat,
     });
-    emit(0, &mut by_id, &mut out, &mut to_hash);
+    emit(0, &mut by_id, ix, &mut out, &mut to_hash);
     let hashed = to_hash.len();
     hash_files(work, &mut out, &to_hash, sink)?;
     group_hardlinks(&mut out);
     Ok(ScanResult {
         entries: out,
         hashed,
-        readdirs: walker.readdirs.load(Ordering::Relaxed),
+        readdirs,
+        unchanged,
     })
 }
 
 fn emit(
     id: usize,
     by_id: &mut [Option<DirOut>],
+    ix: &[IndexEntry],
     out: &mut Vec<IndexEntry>,
     to_hash: &mut Vec<usize>,
 ) {
@@ -312,12 +356,21 @@ fn emit(
         return;
     };
     for c in d.children {
-        if c.hash {
-            to_hash.push(out.len());
-        }
-        out.push(c.entry);
-        if let Some(child) = c.dir {
-            emit(child, by_id, out, to_hash);
+        let dir = match c {
+            Child::Same { pos, dir } => {
+                out.push(ix[pos].clone());
+                dir
+            }
+            Child::New { entry, dir, hash } => {
+                if hash {
+                    to_hash.push(out.len());
+                }
+                out.push(entry);
+                dir
+            }
+        };
+        if let Some(child) = dir {
+            emit(child, by_id, ix, out, to_hash);
         }
     }
 }
@@ -347,15 +400,22 @@ fn subtree_ends(ix: &[IndexEntry]) -> Vec<usize> {
 struct Job {
     id: usize,
     rel: Vec<u8>,
+    /// The parent directory, open.
+    parent: Option<std::sync::Arc<std::os::fd::OwnedFd>>,
     stat: Stat,
     /// Position of this directory in the index, when the index has it as a directory.
     pos: Option<usize>,
 }
 
-struct Child {
-    entry: IndexEntry,
-    dir: Option<usize>,
-    hash: bool,
+enum Child {
+    /// Unchanged: the index entry at `pos` (for a directory, `dir` is its job id).
+    Same { pos: usize, dir: Option<usize> },
+    /// New or changed.
+    New {
+        entry: IndexEntry,
+        dir: Option<usize>,
+        hash: bool,
+    },
 }
 
 struct DirOut {
@@ -438,30 +498,43 @@ impl Walker<'_> {
         use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
         let ix = &self.index.entries;
         let dir_abs = fsutil::abs(self.work, &job.rel);
-        let cpath =
-            std::ffi::CString::new(dir_abs.as_os_str().as_bytes()).map_err(|_| Error::Invalid {
-                what: "path",
-                input: dir_abs.display().to_string(),
-                expected: "no NUL byte".into(),
-            })?;
-        // SAFETY: valid NUL-terminated path; the fd is owned right away.
+        // Open relative to the parent's fd (one path component to resolve), O_PATH: we only
+        // need it for fstatat.
+        let (base_fd, cpath) = match &job.parent {
+            Some(p) => (
+                p.as_raw_fd(),
+                std::ffi::CString::new(crate::tree::name_of(&job.rel).to_vec()),
+            ),
+            None => (
+                libc::AT_FDCWD,
+                std::ffi::CString::new(dir_abs.as_os_str().as_bytes().to_vec()),
+            ),
+        };
+        let cpath = cpath.map_err(|_| Error::Invalid {
+            what: "path",
+            input: dir_abs.display().to_string(),
+            expected: "no NUL byte".into(),
+        })?;
+        // SAFETY: valid dir fd and NUL-terminated path; the fd is owned right away.
         let fd = unsafe {
-            libc::open(
+            libc::openat(
+                base_fd,
                 cpath.as_ptr(),
-                libc::O_RDONLY | libc::O_DIRECTORY | libc::O_CLOEXEC,
+                libc::O_PATH | libc::O_DIRECTORY | libc::O_NOFOLLOW | libc::O_CLOEXEC,
             )
         };
         if fd < 0 {
             return Err(std::io::Error::last_os_error()).at(&dir_abs);
         }
         // SAFETY: `fd` is a fresh descriptor we own.
-        let dfd = unsafe { OwnedFd::from_raw_fd(fd) };
-        let names: Vec<(Vec<u8>, Option<usize>)> = match self.cached(job.pos, &job.stat) {
-            Some(_) => self
+        let dfd = std::sync::Arc::new(unsafe { OwnedFd::from_raw_fd(fd) });
+        let cached_dir = self.cached(job.pos, &job.stat).is_some();
+        let names: Vec<(std::borrow::Cow<'_, [u8]>, Option<usize>)> = match cached_dir {
+            true => self
                 .children(job.pos.expect("cached"))
-                .map(|j| (ix[j].entry.name().to_vec(), Some(j)))
+                .map(|j| (std::borrow::Cow::Borrowed(ix[j].entry.name()), Some(j)))
                 .collect(),
-            None => {
+            false => {
                 self.readdirs.fetch_add(1, Ordering::Relaxed);
                 let known: HashMap<&[u8], usize> = match job.pos {
                     Some(p) => self.children(p).map(|j| (ix[j].entry.name(), j)).collect(),
@@ -471,7 +544,7 @@ impl Walker<'_> {
                 for de in fs::read_dir(&dir_abs).at(&dir_abs)? {
                     let name = de.at(&dir_abs)?.file_name().as_bytes().to_vec();
                     let pos = known.get(name.as_slice()).copied();
-                    v.push((name, pos));
+                    v.push((std::borrow::Cow::Owned(name), pos));
                 }
                 v
             }
@@ -518,21 +591,31 @@ impl Walker<'_> {
             let path = join(&job.rel, &name);
             match sb.st_mode & libc::S_IFMT {
                 libc::S_IFDIR => {
+                    let cached_child_dir = self
+                        .cached(pos, &st)
+                        .is_some_and(|e| e.entry.kind == Kind::Dir);
                     let id = self.next_id.fetch_add(1, Ordering::Relaxed);
                     subdirs.push(Job {
                         id,
+                        parent: Some(dfd.clone()),
                         rel: path.clone(),
                         stat: st,
                         pos: pos.filter(|&p| ix[p].entry.kind == Kind::Dir),
                     });
-                    children.push(Child {
-                        entry: IndexEntry {
-                            entry: dir_entry(path, &st),
-                            stat: st,
-                        },
-                        dir: Some(id),
-                        hash: false,
-                    });
+                    match pos.filter(|_| cached_child_dir) {
+                        Some(p) => children.push(Child::Same {
+                            pos: p,
+                            dir: Some(id),
+                        }),
+                        None => children.push(Child::New {
+                            entry: IndexEntry {
+                                entry: dir_entry(path, &st),
+                                stat: st,
+                            },
+                            dir: Some(id),
+                            hash: false,
+                        }),
+                    }
                 }
                 libc::S_IFREG => {
                     let hit = self
@@ -555,28 +638,33 @@ impl Walker<'_> {
                         }
                         None => true,
                     };
-                    children.push(Child {
-                        entry: IndexEntry { entry, stat: st },
-                        dir: None,
-                        hash,
-                    });
+                    match pos {
+                        Some(p) if hit.is_some() && !hash && st.nlink < 2 => {
+                            children.push(Child::Same { pos: p, dir: None })
+                        }
+                        _ => children.push(Child::New {
+                            entry: IndexEntry { entry, stat: st },
+                            dir: None,
+                            hash,
+                        }),
+                    }
                 }
                 libc::S_IFLNK => {
-                    let target = match self
-                        .cached(pos, &st)
-                        .filter(|e| e.entry.kind == Kind::Symlink)
+                    if let Some(p) = pos
+                        && self
+                            .cached(pos, &st)
+                            .is_some_and(|e| e.entry.kind == Kind::Symlink)
                     {
-                        Some(e) => e.entry.target.clone(),
-                        None => {
-                            let abs = dir_abs.join(std::ffi::OsStr::from_bytes(&name));
-                            fs::read_link(&abs)
-                                .at(&abs)?
-                                .as_os_str()
-                                .as_bytes()
-                                .to_vec()
-                        }
-                    };
-                    children.push(Child {
+                        children.push(Child::Same { pos: p, dir: None });
+                        continue;
+                    }
+                    let abs = dir_abs.join(std::ffi::OsStr::from_bytes(&name));
+                    let target = fs::read_link(&abs)
+                        .at(&abs)?
+                        .as_os_str()
+                        .as_bytes()
+                        .to_vec();
+                    children.push(Child::New {
                         entry: IndexEntry {
                             entry: Entry {
                                 path,
@@ -597,7 +685,17 @@ impl Walker<'_> {
                 }
             }
         }
-        children.sort_by(|a, b| a.entry.entry.name().cmp(b.entry.entry.name()));
+        if !cached_dir {
+            // Index order is already name order.
+            let ix = &self.index.entries;
+            let name = |c: &Child| -> Vec<u8> {
+                match c {
+                    Child::Same { pos, .. } => ix[*pos].entry.name().to_vec(),
+                    Child::New { entry, .. } => entry.entry.name().to_vec(),
+                }
+            };
+            children.sort_by_cached_key(name);
+        }
         Ok(DirOut {
             id: job.id,
             children,

@@ -50,6 +50,8 @@ struct Pack {
 
 #[derive(Debug, Default)]
 struct PackSet {
+    /// Whether the pack indexes were read at least once (they are loaded lazily).
+    loaded: bool,
     packs: Vec<Pack>,
     map: HashMap<Digest, Loc>,
 }
@@ -62,13 +64,12 @@ pub struct ObjectStore {
 }
 
 impl ObjectStore {
-    /// Opens (loading every pack index).
+    /// Opens; pack indexes are read on first use.
     pub fn open(dir: PathBuf) -> Result<ObjectStore> {
         let s = ObjectStore {
             dir,
             set: RwLock::new(PackSet::default()),
         };
-        s.refresh()?;
         Ok(s)
     }
 
@@ -82,6 +83,7 @@ impl ObjectStore {
         let mut names = pack_names(&self.dir)?;
         names.sort();
         let mut set = self.set.write().expect("pack set lock");
+        set.loaded = true;
         for name in names {
             if set.packs.iter().any(|p| p.name == name) {
                 continue;
@@ -104,8 +106,17 @@ impl ObjectStore {
         Ok(())
     }
 
+    fn ensure_loaded(&self) {
+        if !self.set.read().expect("pack set lock").loaded
+            && let Err(e) = self.refresh()
+        {
+            tracing::warn!(error = %e, "cannot load pack indexes");
+        }
+    }
+
     /// Whether the object is present (in the loaded packs).
     pub fn contains(&self, id: &Digest) -> bool {
+        self.ensure_loaded();
         self.set.read().expect("pack set lock").map.contains_key(id)
     }
 
@@ -166,6 +177,7 @@ impl ObjectStore {
 
     /// The stored (compressed) size of an object.
     pub fn stored_size(&self, id: &Digest) -> Option<u64> {
+        self.ensure_loaded();
         self.set
             .read()
             .expect("pack set lock")
@@ -216,6 +228,7 @@ impl ObjectStore {
 
     /// Every object id with its location (for verify and gc).
     pub fn all(&self) -> Vec<(Digest, Loc, String)> {
+        self.ensure_loaded();
         let set = self.set.read().expect("pack set lock");
         set.map
             .iter()
@@ -225,6 +238,7 @@ impl ObjectStore {
 
     /// Names of the loaded packs with their object count.
     pub fn pack_names(&self) -> Vec<String> {
+        self.ensure_loaded();
         self.set
             .read()
             .expect("pack set lock")

@@ -415,31 +415,47 @@ impl Store {
         self.dir.join("index").join(&h[..16])
     }
 
-    /// Loads the index and the tree of `head` (taken from the index when it describes head).
-    fn base_and_index(&self, head: Option<StateId>) -> Result<(Vec<Entry>, Index)> {
+    /// Loads the index and the tree of `head` (`None` when the index describes head exactly:
+    /// its entries are then the tree, and no manifest needs reading).
+    fn base_and_index(&self, head: Option<StateId>) -> Result<(Option<Vec<Entry>>, Index)> {
         let idx = Index::load(&self.index_path());
         let base = if idx.base == Some(head) {
-            idx.manifest()
+            None
         } else {
-            self.manifest(head)?
+            Some(self.manifest(head)?)
         };
         Ok((base, idx))
     }
 
-    /// Scans the work dir against `idx` and compares it with `base` (the tree of `head`).
+    /// Scans the work dir against `idx` and compares it with the tree of `head` (`base`, or
+    /// the index's own entries when `base` is `None`).
     fn rescan(
         &self,
         idx: &Index,
         head: Option<StateId>,
-        base: &[Entry],
+        base: Option<&[Entry]>,
         sink: Option<Sink<'_>>,
     ) -> Result<Rescan> {
         let time = index::fs_now(&self.dir)?;
         let scan = index::scan(&self.work, idx, sink)?;
-        let status = status_of(base, &scan.entries[1..]);
+        Ok(self.rescan_from(scan, time, idx, head, base))
+    }
+
+    fn rescan_from(
+        &self,
+        scan: index::ScanResult,
+        time: i64,
+        idx: &Index,
+        head: Option<StateId>,
+        base: Option<&[Entry]>,
+    ) -> Rescan {
+        let status = match base {
+            Some(b) => status_of(b, &scan.entries[1..]),
+            None => status_of(idx.entries.get(1..).unwrap_or(&[]), &scan.entries[1..]),
+        };
         let changed =
             scan.hashed > 0 || scan.readdirs > 0 || scan.entries.len() != idx.entries.len();
-        Ok(Rescan {
+        Rescan {
             index: Index {
                 time,
                 base: status.clean.then_some(head),
@@ -447,7 +463,7 @@ impl Store {
             },
             status,
             changed,
-        })
+        }
     }
 
     /// Uncommitted changes of the work dir vs head. Lock-free; refreshes the index when the
@@ -455,7 +471,19 @@ impl Store {
     pub fn status(&self) -> Result<StatusReport> {
         let head = self.head()?;
         let (base, idx) = self.base_and_index(head)?;
-        let r = self.rescan(&idx, head, &base, None)?;
+        let time = index::fs_now(&self.dir)?;
+        let scan = index::scan_with(&self.work, &idx, None, index::ScanMode::Lean)?;
+        if scan.unchanged {
+            // The work dir is exactly the index's tree.
+            return Ok(match &base {
+                None => StatusReport {
+                    clean: true,
+                    ..StatusReport::default()
+                },
+                Some(b) => status_of(b, idx.entries.get(1..).unwrap_or(&[])),
+            });
+        }
+        let r = self.rescan_from(scan, time, &idx, head, base.as_deref());
         if (r.changed || r.index.base != idx.base)
             && let Some(_lock) = self.try_lock()
         {
@@ -559,13 +587,14 @@ impl Store {
         }
         let key = CacheKey::compute(instruction, head, &opts.env);
         let (base, idx) = self.base_and_index(head)?;
+        let base = base.unwrap_or_else(|| idx.manifest());
         // Contents found before the command (uncommitted changes) go to the same pack.
         let pack = PackWriter::new(self.objects.dir())?;
         let sink = Sink {
             objects: &self.objects,
             pack: &pack,
         };
-        let before = self.rescan(&idx, head, &base, Some(sink))?;
+        let before = self.rescan(&idx, head, Some(&base), Some(sink))?;
         let dirty = !before.status.clean;
         if !dirty && let Some((_, state)) = self.read_key(key)? {
             let target = self.manifest(Some(state))?;
@@ -728,7 +757,8 @@ impl Store {
     ) -> Result<CheckoutOutcome> {
         let head = self.head()?;
         let (base, idx) = self.base_and_index(head)?;
-        let before = self.rescan(&idx, head, &base, None)?;
+        let base = base.unwrap_or_else(|| idx.manifest());
+        let before = self.rescan(&idx, head, Some(&base), None)?;
         if !opts.force {
             let st = &before.status;
             if !st.clean {
