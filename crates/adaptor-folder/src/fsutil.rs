@@ -87,7 +87,10 @@ pub(crate) fn write_durable(target: &Path, bytes: &[u8]) -> Result<()> {
 
 /// The directory holding `path`.
 pub(crate) fn parent(path: &Path) -> &Path {
-    path.parent().unwrap_or(Path::new("."))
+    match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    }
 }
 
 /// Creates `dir` and any missing parents, fsyncing each parent that gained an entry.
@@ -185,5 +188,12 @@ mod tests {
         assert_eq!(tmp_owner(".x.tmp"), None);
         assert!(!pid_is_dead(std::process::id() as i32));
         assert!(pid_is_dead(999_999_999));
+    }
+
+    #[test]
+    fn parent_of_a_bare_relative_name_is_the_current_dir() {
+        assert_eq!(parent(Path::new("tasks")), Path::new("."));
+        assert_eq!(parent(Path::new("a/tasks")), Path::new("a"));
+        assert_eq!(parent(Path::new("/")), Path::new("."));
     }
 }
