@@ -133,6 +133,24 @@ async fn main() {
         pct(&lat, 0.99)
     );
 
+    // reading a 100-record journal (what a cold resume of a 100-step run reads)
+    let run = new_run(&store, &task, version).await;
+    let recs: Vec<_> = (0..100).map(|seq| rec(run, seq)).collect();
+    store.append(run, &recs, Fence::None).await.unwrap();
+    let mut lat = Vec::new();
+    for _ in 0..500 {
+        let t = Instant::now();
+        let got = store.read_journal(run, None, 1000).await.unwrap();
+        lat.push(t.elapsed());
+        assert_eq!(got.len(), 100);
+    }
+    lat.sort();
+    println!(
+        "read_journal (100 records): p50 {:.3?}, p99 {:.3?}",
+        pct(&lat, 0.5),
+        pct(&lat, 0.99)
+    );
+
     // storage per finished 10-step run (small payloads), in a fresh file
     drop(store);
     let path = dir.join("size.db");

@@ -62,6 +62,9 @@ const IDLE_READERS: usize = 8;
 
 /// A [`StorageAdapter`] on a SQLite database. Cheap to clone; clones share the database, the
 /// writer thread and the read pool. The writer thread stops when the last clone is dropped.
+///
+/// Reads of a file database run on Tokio's blocking pool, so use the store inside a Tokio
+/// runtime.
 #[derive(Clone)]
 pub struct SqliteStore {
     inner: Arc<Inner>,

@@ -232,7 +232,7 @@ pub(crate) fn open_reader(path: &Path, shown: &str) -> Result<Connection> {
     Ok(conn)
 }
 
-/// `true` when `version` is the version recorded in `schema_migrations` (for tests and health).
+/// The highest schema version recorded in `schema_migrations` (for `health`).
 pub(crate) fn recorded_version(conn: &Connection) -> rusqlite::Result<Option<i64>> {
     conn.query_row("SELECT max(version) FROM schema_migrations", [], |r| {
         r.get(0)
