@@ -56,7 +56,8 @@ use serde_json::Value;
 use sequential_adaptor::{
     AdapterFactory, Claim, ClaimRequest, Created, DeleteMode, Error, Fence, JournalRecord, NewRun,
     NewTaskVersion, Page, PutVersion, Result, Run, RunFilter, RunId, RunPage, Signal,
-    StorageAdapter, TaskName, TaskSummary, TaskVersion, UnixMillis, VersionSel, strip_scheme,
+    StorageAdapter, Takeover, TaskName, TaskSummary, TaskVersion, UnixMillis, VersionSel,
+    strip_scheme,
 };
 
 use crate::store::Inner;
@@ -176,6 +177,18 @@ impl StorageAdapter for FolderStore {
         let _gate = self.claim_gate.lock().await;
         let req = req.clone();
         self.blocking(move |s| s.claim(&req)).await
+    }
+
+    async fn claim_run(
+        &self,
+        id: RunId,
+        req: &ClaimRequest,
+        takeover: Takeover,
+    ) -> Result<Option<Claim>> {
+        let _gate = self.claim_gate.lock().await;
+        let req = req.clone();
+        self.blocking(move |s| s.claim_one(id, &req, takeover))
+            .await
     }
 
     async fn renew(&self, run: RunId, token: u64, now: UnixMillis, lease_ms: u64) -> Result<Run> {

@@ -13,8 +13,8 @@ use sha2::{Digest, Sha256};
 
 use sequential_adaptor::{
     Claim, ClaimRequest, Created, DeleteMode, Error, Fence, JournalRecord, NewRun, NewTaskVersion,
-    Order, Page, PutVersion, Result, Run, RunFilter, RunId, RunPage, RunStatus, Signal, TaskName,
-    TaskSummary, TaskVersion, UnixMillis, VersionSel, hex, now_millis, rules,
+    Order, Page, PutVersion, Result, Run, RunFilter, RunId, RunPage, RunStatus, Signal, Takeover,
+    TaskName, TaskSummary, TaskVersion, UnixMillis, VersionSel, hex, now_millis, rules,
 };
 
 use crate::fsutil::{
@@ -698,6 +698,27 @@ impl Inner {
             self.changed.notify_waiters();
         }
         Ok(new)
+    }
+
+    /// Claims run `id` alone (under the store-wide claim lock, like `claim`).
+    pub(crate) fn claim_one(
+        &self,
+        id: RunId,
+        req: &ClaimRequest,
+        takeover: Takeover,
+    ) -> Result<Option<Claim>> {
+        let _claim_lock = lock_exclusive(&self.lock_path("claim"))?;
+        let mut claimed = None;
+        self.modify(id, |run| {
+            if !rules::is_claimable_with(run, req.now, takeover) {
+                return Ok(run.clone());
+            }
+            let claim = rules::claim_run(run.clone(), req);
+            let new = claim.run.clone();
+            claimed = Some(claim);
+            Ok(new)
+        })?;
+        Ok(claimed)
     }
 
     pub(crate) fn renew(

@@ -8,8 +8,8 @@ use serde_json::Value;
 use crate::error::Result;
 use crate::model::{
     Claim, ClaimRequest, Created, DeleteMode, Fence, JournalRecord, NewRun, NewTaskVersion, Page,
-    PutVersion, Run, RunFilter, RunId, RunPage, Signal, TaskName, TaskSummary, TaskVersion,
-    UnixMillis, VersionSel,
+    PutVersion, Run, RunFilter, RunId, RunPage, Signal, Takeover, TaskName, TaskSummary,
+    TaskVersion, UnixMillis, VersionSel,
 };
 
 /// Durable storage of task versions, runs, journals and signals.
@@ -70,6 +70,23 @@ pub trait StorageAdapter: Send + Sync + std::fmt::Debug {
     /// `running` (a `stopping` run stays `stopping`), a new lease, bumps the fencing token and
     /// `attempt`. Claims are exclusive across processes.
     async fn claim(&self, req: &ClaimRequest) -> Result<Vec<Claim>>;
+
+    /// Claims run `id` alone: when it is claimable at `req.now` (as in [`StorageAdapter::claim`]),
+    /// or — with [`Takeover::Steal`] — also when it is `running`/`stopping` under a lease that has
+    /// not expired (the caller knows the lease owner is dead). `None` when it is not claimable;
+    /// an unknown run is `NotFound`. `req.limit` is ignored.
+    async fn claim_run(
+        &self,
+        id: RunId,
+        req: &ClaimRequest,
+        takeover: Takeover,
+    ) -> Result<Option<Claim>> {
+        let _ = (id, req, takeover);
+        Err(crate::Error::unsupported(format!(
+            "claim_run on the {} backend",
+            self.scheme()
+        )))
+    }
 
     /// Extends the lease held with `token` to `now + lease_ms`; `Fenced` when the token is stale.
     async fn renew(&self, run: RunId, token: u64, now: UnixMillis, lease_ms: u64) -> Result<Run>;

@@ -12,7 +12,7 @@ use serde_json::{Value, json};
 
 use crate::{
     ClaimRequest, Created, DeleteMode, Error, Fence, JournalRecord, NewRun, NewTaskVersion, Order,
-    Page, RunFilter, RunId, RunStatus, StorageAdapter, TaskName, VersionSel, now_millis,
+    Page, RunFilter, RunId, RunStatus, StorageAdapter, Takeover, TaskName, VersionSel, now_millis,
 };
 
 /// A boxed future, for [`Harness::reopen`].
@@ -80,6 +80,7 @@ macro_rules! conformance_tests {
             claim_picks_only_runnable_runs,
             claim_bumps_fencing_token_and_stale_appends_are_fenced,
             renew_and_release_need_the_current_token,
+            claim_run_takes_one_run_and_steals_only_when_asked,
             concurrent_claimers_claim_each_run_exactly_once,
             signals_keep_order_and_are_durable,
             signal_wakes_waiting_run_and_refuses_finished_run,
@@ -558,6 +559,64 @@ pub async fn renew_and_release_need_the_current_token(h: Harness) {
     assert!(released.lease.is_none());
     let again = s.release(run, c.token).await;
     assert!(matches!(again, Err(Error::Fenced { .. })), "{again:?}");
+}
+
+/// `claim_run` claims just the run asked for, only when claimable, unless told to steal.
+pub async fn claim_run_takes_one_run_and_steals_only_when_asked(h: Harness) {
+    let s = &*h.store;
+    let now = now_millis();
+    let first = queued_run(s, "t", json!(1)).await;
+    let second = queued_run(s, "t", json!(2)).await;
+    let req = claim_req("w1", now, 60_000, 100);
+    let c = s
+        .claim_run(second.id, &req, Takeover::IfClaimable)
+        .await
+        .unwrap()
+        .expect("queued run is claimable");
+    assert_eq!(c.run.id, second.id);
+    assert_eq!(c.run.status, RunStatus::Running);
+    assert_eq!(
+        s.get_run(first.id).await.unwrap().status,
+        RunStatus::Queued,
+        "other runs are untouched"
+    );
+    let again = s
+        .claim_run(
+            second.id,
+            &claim_req("w2", now, 60_000, 1),
+            Takeover::IfClaimable,
+        )
+        .await
+        .unwrap();
+    assert!(again.is_none(), "a live lease is not taken without Steal");
+    let stolen = s
+        .claim_run(second.id, &claim_req("w2", now, 60_000, 1), Takeover::Steal)
+        .await
+        .unwrap()
+        .expect("Steal takes a live lease");
+    assert!(stolen.token > c.token);
+    assert_eq!(stolen.run.lease.as_ref().unwrap().owner, "w2");
+    let late = s
+        .append(
+            second.id,
+            &[rec(second.id, 0, "log", json!(0))],
+            Fence::Token(c.token),
+        )
+        .await;
+    assert!(matches!(late, Err(Error::Fenced { .. })), "{late:?}");
+    let mut done = stolen.run.clone();
+    done.status = RunStatus::Succeeded;
+    s.update_run(&done).await.unwrap();
+    let finished = s
+        .claim_run(second.id, &claim_req("w3", now, 1, 1), Takeover::Steal)
+        .await
+        .unwrap();
+    assert!(finished.is_none(), "a finished run is never claimed");
+    let unknown = s.claim_run(RunId::new(), &req, Takeover::IfClaimable).await;
+    assert!(
+        matches!(unknown, Err(Error::NotFound { .. })),
+        "{unknown:?}"
+    );
 }
 
 /// Eight concurrent claimers over 1,000 queued runs claim each exactly once.

@@ -498,6 +498,16 @@ pub enum Fence {
     Token(u64),
 }
 
+/// Whether [`crate::StorageAdapter::claim_run`] may take a run from a live lease.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Takeover {
+    /// Only a claimable run (queued, due, or with an expired lease).
+    IfClaimable,
+    /// Also a `running` or `stopping` run whose lease has not expired: the caller knows its
+    /// owner is gone (e.g. the owning process on this host no longer exists).
+    Steal,
+}
+
 /// A claimed run with its fencing token.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Claim {

@@ -21,6 +21,13 @@ pub fn is_claimable(run: &Run, now: UnixMillis) -> bool {
     }
 }
 
+/// `true` when [`crate::StorageAdapter::claim_run`] may claim `run` with `takeover`.
+pub fn is_claimable_with(run: &Run, now: UnixMillis, takeover: crate::Takeover) -> bool {
+    is_claimable(run, now)
+        || (takeover == crate::Takeover::Steal
+            && matches!(run.status, RunStatus::Running | RunStatus::Stopping))
+}
+
 /// The run after a claim by `req.worker` at `req.now`: new lease, bumped token, attempt and
 /// revision. The caller stores it only if the run was claimable and unchanged.
 pub fn claim_run(mut run: Run, req: &ClaimRequest) -> Claim {
