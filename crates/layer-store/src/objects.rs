@@ -206,6 +206,13 @@ impl ObjectStore {
             end: loc.offset + loc.stored,
         };
         match loc.codec {
+            CODEC_ZSTD if loc.raw <= STREAM_THRESHOLD => {
+                let mut stored = vec![0; loc.stored as usize];
+                f.read_exact_at(&mut stored, loc.offset).at(path)?;
+                let raw = decompress(&stored, loc.raw as usize)
+                    .map_err(|e| corrupt(format!("cannot decompress: {e}")))?;
+                sink(&raw)?;
+            }
             CODEC_RAW => pump(src, &mut sink).map_err(|e| io_or(e, path))?,
             CODEC_ZSTD => {
                 let dec = zstd::stream::read::Decoder::new(src).at(path)?;
@@ -374,15 +381,40 @@ pub fn read_idx(path: &Path) -> Result<Vec<(Digest, Loc)>> {
     Ok(v)
 }
 
+thread_local! {
+    /// One zstd context per thread: creating one per small object costs more than compressing it.
+    static COMPRESSOR: std::cell::RefCell<Option<zstd::bulk::Compressor<'static>>> = const { std::cell::RefCell::new(None) };
+    static DECOMPRESSOR: std::cell::RefCell<Option<zstd::bulk::Decompressor<'static>>> = const { std::cell::RefCell::new(None) };
+}
+
 /// Compresses `data` (zstd level 3), falling back to raw when it does not shrink.
 pub fn compress(data: &[u8]) -> (u8, Vec<u8>) {
-    if data.len() >= 64
-        && let Ok(c) = zstd::bulk::compress(data, ZSTD_LEVEL)
-        && c.len() < data.len()
-    {
-        return (CODEC_ZSTD, c);
+    if data.len() >= 64 {
+        let c = COMPRESSOR.with(|cell| {
+            let mut slot = cell.borrow_mut();
+            if slot.is_none() {
+                *slot = zstd::bulk::Compressor::new(ZSTD_LEVEL).ok();
+            }
+            slot.as_mut().and_then(|c| c.compress(data).ok())
+        });
+        if let Some(c) = c
+            && c.len() < data.len()
+        {
+            return (CODEC_ZSTD, c);
+        }
     }
     (CODEC_RAW, data.to_vec())
+}
+
+/// Decompresses one zstd frame of known size with the thread's reusable context.
+fn decompress(stored: &[u8], raw: usize) -> std::io::Result<Vec<u8>> {
+    DECOMPRESSOR.with(|cell| {
+        let mut slot = cell.borrow_mut();
+        if slot.is_none() {
+            *slot = Some(zstd::bulk::Decompressor::new()?);
+        }
+        slot.as_mut().expect("decompressor").decompress(stored, raw)
+    })
 }
 
 /// Writes one new pack; shared by worker threads; made durable and visible by [`PackWriter::finish`].
