@@ -258,6 +258,17 @@ impl StorageAdapter for SqliteStore {
         self.write(move |c| ops::claim(c, &req)).await
     }
 
+    async fn claim_run(
+        &self,
+        id: RunId,
+        req: &ClaimRequest,
+        takeover: sequential_adaptor::Takeover,
+    ) -> Result<Option<Claim>> {
+        let req = req.clone();
+        self.write(move |c| ops::claim_one(c, id, &req, takeover))
+            .await
+    }
+
     async fn renew(&self, run: RunId, token: u64, now: UnixMillis, lease_ms: u64) -> Result<Run> {
         self.write(move |c| ops::renew(c, run, token, now, lease_ms))
             .await

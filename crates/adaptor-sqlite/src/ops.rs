@@ -513,11 +513,14 @@ pub(crate) fn read_journal(
 
 /// The queries that find claim candidates, one per kind of runnable run, each served by an index
 /// and ordered by id; their first `limit` ids together are the oldest runnable runs.
+/// Runnable runs with the time they became runnable (queued runs: their creation time, which
+/// is the UUID v7 timestamp), so that claims go in deadline order.
 const CANDIDATES: [&str; 3] = [
-    "SELECT id FROM runs WHERE status = 'queued' ORDER BY id LIMIT ?2",
-    "SELECT id FROM runs WHERE status = 'waiting' AND wake_at <= ?1 ORDER BY id LIMIT ?2",
-    "SELECT id FROM runs WHERE status IN ('running', 'stopping') \
-     AND (lease_expires IS NULL OR lease_expires <= ?1) ORDER BY id LIMIT ?2",
+    "SELECT id, NULL FROM runs WHERE status = 'queued' ORDER BY id LIMIT ?2",
+    "SELECT id, wake_at FROM runs WHERE status = 'waiting' AND wake_at <= ?1 \
+     ORDER BY wake_at, id LIMIT ?2",
+    "SELECT id, lease_expires FROM runs WHERE status IN ('running', 'stopping') \
+     AND (lease_expires IS NULL OR lease_expires <= ?1) ORDER BY lease_expires, id LIMIT ?2",
 ];
 
 pub(crate) fn claim(c: &Ctx<'_>, req: &ClaimRequest) -> Result<Vec<Claim>> {
@@ -525,23 +528,28 @@ pub(crate) fn claim(c: &Ctx<'_>, req: &ClaimRequest) -> Result<Vec<Claim>> {
         return Ok(Vec::new());
     }
     let limit = req.limit.min(i64::MAX as usize) as i64;
-    let mut ids: Vec<[u8; 16]> = Vec::new();
+    let mut ids: Vec<(i64, [u8; 16])> = Vec::new();
     for sql in CANDIDATES {
         let mut stmt = c
             .conn
             .prepare_cached(sql)
             .map_err(c.err("finding runnable runs"))?;
         let rows = stmt
-            .query_map(params![req.now, limit], |r| r.get::<_, [u8; 16]>(0))
+            .query_map(params![req.now, limit], |r| {
+                Ok((r.get::<_, Option<i64>>(1)?, r.get::<_, [u8; 16]>(0)?))
+            })
             .map_err(c.err("finding runnable runs"))?;
-        for id in rows {
-            ids.push(id.map_err(c.err("finding runnable runs"))?);
+        for row in rows {
+            let (due, id) = row.map_err(c.err("finding runnable runs"))?;
+            // a UUID v7 starts with its creation time in milliseconds
+            let created = id[..6].iter().fold(0i64, |t, b| (t << 8) | i64::from(*b));
+            ids.push((due.unwrap_or(created), id));
         }
     }
     ids.sort_unstable();
     ids.truncate(req.limit);
     let mut out = Vec::with_capacity(ids.len());
-    for id in ids {
+    for (_, id) in ids {
         let run = load_run(c, RunId::from_bytes(id))?;
         if !rules::is_claimable(&run, req.now) {
             continue;
@@ -551,6 +559,22 @@ pub(crate) fn claim(c: &Ctx<'_>, req: &ClaimRequest) -> Result<Vec<Claim>> {
         out.push(claim);
     }
     Ok(out)
+}
+
+/// Claims run `id` alone when claimable (or, with `Takeover::Steal`, running under a live lease).
+pub(crate) fn claim_one(
+    c: &Ctx<'_>,
+    id: RunId,
+    req: &ClaimRequest,
+    takeover: sequential_adaptor::Takeover,
+) -> Result<Option<Claim>> {
+    let run = load_run(c, id)?;
+    if !rules::is_claimable_with(&run, req.now, takeover) {
+        return Ok(None);
+    }
+    let claim = rules::claim_run(run, req);
+    write_run(c, &claim.run)?;
+    Ok(Some(claim))
 }
 
 pub(crate) fn renew(

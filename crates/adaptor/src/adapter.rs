@@ -80,13 +80,7 @@ pub trait StorageAdapter: Send + Sync + std::fmt::Debug {
         id: RunId,
         req: &ClaimRequest,
         takeover: Takeover,
-    ) -> Result<Option<Claim>> {
-        let _ = (id, req, takeover);
-        Err(crate::Error::unsupported(format!(
-            "claim_run on the {} backend",
-            self.scheme()
-        )))
-    }
+    ) -> Result<Option<Claim>>;
 
     /// Extends the lease held with `token` to `now + lease_ms`; `Fenced` when the token is stale.
     async fn renew(&self, run: RunId, token: u64, now: UnixMillis, lease_ms: u64) -> Result<Run>;

@@ -81,6 +81,7 @@ macro_rules! conformance_tests {
             claim_bumps_fencing_token_and_stale_appends_are_fenced,
             renew_and_release_need_the_current_token,
             claim_run_takes_one_run_and_steals_only_when_asked,
+            overdue_timers_are_claimed_in_deadline_order,
             concurrent_claimers_claim_each_run_exactly_once,
             signals_keep_order_and_are_durable,
             signal_wakes_waiting_run_and_refuses_finished_run,
@@ -617,6 +618,28 @@ pub async fn claim_run_takes_one_run_and_steals_only_when_asked(h: Harness) {
         matches!(unknown, Err(Error::NotFound { .. })),
         "{unknown:?}"
     );
+}
+
+/// Overdue waiting runs are claimed earliest deadline first.
+pub async fn overdue_timers_are_claimed_in_deadline_order(h: Harness) {
+    let s = &*h.store;
+    let now = now_millis();
+    let mut by_deadline = Vec::new();
+    for offset in [3_000i64, 1_000, 5_000, 2_000] {
+        let mut r = queued_run(s, "t", json!(offset)).await;
+        r.status = RunStatus::Waiting;
+        r.wake_at = Some(now - offset);
+        let r = s.update_run(&r).await.unwrap();
+        by_deadline.push((now - offset, r.id));
+    }
+    by_deadline.sort();
+    let mut got = Vec::new();
+    for _ in 0..4 {
+        let c = s.claim(&claim_req("w", now, 60_000, 1)).await.unwrap();
+        got.extend(c.into_iter().map(|c| c.run.id));
+    }
+    let want: Vec<_> = by_deadline.into_iter().map(|(_, id)| id).collect();
+    assert_eq!(got, want, "claims must follow wake_at order");
 }
 
 /// Eight concurrent claimers over 1,000 queued runs claim each exactly once.
