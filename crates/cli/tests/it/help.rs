@@ -5,7 +5,7 @@ use crate::util::Sandbox;
 #[test]
 fn help_of_every_command_has_an_example() {
     let sb = Sandbox::new();
-    let commands: [&[&str]; 11] = [
+    let commands: [&[&str]; 24] = [
         &[],
         &["init"],
         &["create-task"],
@@ -17,6 +17,19 @@ fn help_of_every_command_has_an_example() {
         &["config", "get"],
         &["config", "set"],
         &["sync-tasks"],
+        &["run"],
+        &["resume"],
+        &["signal"],
+        &["cancel"],
+        &["kill"],
+        &["rerun"],
+        &["show"],
+        &["history"],
+        &["worker"],
+        &["prune"],
+        &["vm"],
+        &["vm", "execute"],
+        &["vm", "resume"],
     ];
     for command in commands {
         let mut args = command.to_vec();

@@ -2,8 +2,13 @@
 
 mod bad_input;
 mod config;
+mod examples;
 mod help;
 mod policy;
+mod run_bad_input;
+mod runs;
 mod sync;
 mod tasks;
 mod util;
+mod vm;
+mod worker;

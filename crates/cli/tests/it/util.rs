@@ -2,13 +2,14 @@
 //! the command, cwd, exit status, stdout and stderr.
 
 use std::fs;
+use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::process::{Command, Stdio};
 
 use serde_json::Value;
 
 /// Environment variables the binary reads; cleared for every command unless a test sets them.
-const CLEARED: [&str; 8] = [
+const CLEARED: [&str; 11] = [
     "DATABASE_URL",
     "SUPABASE_DB_URL",
     "SUPABASE_URL",
@@ -17,6 +18,9 @@ const CLEARED: [&str; 8] = [
     "RUST_LOG",
     "DEBUG",
     "NO_COLOR",
+    "TASK_TIMEOUT",
+    "TASK_MAX_RETRIES",
+    "NO_PROGRESS",
 ];
 
 /// A temporary working directory.
@@ -45,7 +49,32 @@ impl Sandbox {
             cwd: self.path().to_path_buf(),
             args: args.iter().map(|s| s.to_string()).collect(),
             envs: Vec::new(),
+            stdin: None,
         }
+    }
+
+    /// Copies the repository's `tasks/` examples into the sandbox's `tasks/`.
+    pub fn with_examples(self) -> Self {
+        let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tasks");
+        for entry in fs::read_dir(&src).expect("reading the repository's tasks/") {
+            let entry = entry.unwrap();
+            if !entry.file_type().unwrap().is_dir()
+                || entry.file_name().to_string_lossy().starts_with('.')
+            {
+                continue;
+            }
+            let name = entry.file_name().to_string_lossy().into_owned();
+            for file in ["code.js", "config.json", "meta.json", "graph.json"] {
+                let from = entry.path().join(file);
+                if from.exists() {
+                    self.write(
+                        &format!("tasks/{name}/{file}"),
+                        &fs::read_to_string(from).unwrap(),
+                    );
+                }
+            }
+        }
+        self
     }
 
     /// Runs `args` with a clean environment.
@@ -87,6 +116,7 @@ pub struct Cmd {
     cwd: PathBuf,
     args: Vec<String>,
     envs: Vec<(String, String)>,
+    stdin: Option<String>,
 }
 
 impl Cmd {
@@ -95,7 +125,13 @@ impl Cmd {
         self
     }
 
-    pub fn run(self) -> Outcome {
+    /// Feeds `text` to the command's stdin.
+    pub fn stdin(mut self, text: impl Into<String>) -> Self {
+        self.stdin = Some(text.into());
+        self
+    }
+
+    fn command(&self) -> Command {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_sequential-ecosystem"));
         cmd.args(&self.args).current_dir(&self.cwd);
         for key in CLEARED {
@@ -104,7 +140,42 @@ impl Cmd {
         for (k, v) in &self.envs {
             cmd.env(k, v);
         }
-        let out = cmd.output().expect("running sequential-ecosystem");
+        cmd
+    }
+
+    /// Starts the command in the background (stdout and stderr piped).
+    pub fn spawn(self) -> std::process::Child {
+        self.command()
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("starting sequential-ecosystem")
+    }
+
+    pub fn run(self) -> Outcome {
+        let mut cmd = self.command();
+        let out = match &self.stdin {
+            None => cmd.output().expect("running sequential-ecosystem"),
+            Some(text) => {
+                let mut child = cmd
+                    .stdin(Stdio::piped())
+                    .stdout(Stdio::piped())
+                    .stderr(Stdio::piped())
+                    .spawn()
+                    .expect("running sequential-ecosystem");
+                let mut pipe = child.stdin.take().unwrap();
+                let text = text.clone();
+                let writer = std::thread::spawn(move || {
+                    let _ = pipe.write_all(text.as_bytes());
+                });
+                let out = child
+                    .wait_with_output()
+                    .expect("waiting for sequential-ecosystem");
+                writer.join().unwrap();
+                out
+            }
+        };
         let env_prefix: String = self
             .envs
             .iter()
@@ -192,6 +263,15 @@ impl Outcome {
     pub fn stdout_lacks(self, s: &str) -> Self {
         if self.stdout.contains(s) {
             self.fail(&format!("expected stdout NOT to contain {s:?}"));
+        }
+        self
+    }
+
+    /// Asserts stderr does not contain `s`.
+    #[track_caller]
+    pub fn stderr_lacks(self, s: &str) -> Self {
+        if self.stderr.contains(s) {
+            self.fail(&format!("expected stderr NOT to contain {s:?}"));
         }
         self
     }
