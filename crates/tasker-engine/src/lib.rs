@@ -39,8 +39,8 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use sequential_adaptor::{
-    ClaimRequest, Fence, JournalRecord, NewRun, Run, RunId, RunStatus, StorageAdapter, TaskName,
-    VersionSel, now_millis,
+    ClaimRequest, Fence, JournalRecord, NewRun, Run, RunId, RunStatus, StorageAdapter, Takeover,
+    TaskName, VersionSel, now_millis,
 };
 use sequential_fetch_vm::Session;
 use serde_json::{Value, json};
@@ -190,51 +190,60 @@ impl Engine {
         Ok(self.store.create_run(new).await?.into_run())
     }
 
-    /// Claims and drives runs until run `id` is settled: finished, paused, or waiting beyond
-    /// `wait_until` (a waiting run whose timer falls before `wait_until` is slept for and driven
-    /// on). Runs claimed on the way are driven too (this process acts as a worker meanwhile).
+    /// Drives run `id` (and the child runs it waits for) until it is settled: finished,
+    /// paused, or waiting beyond `wait_until` (a timer due before `wait_until` is waited for and
+    /// the run driven on). Only this run and its children are claimed. A run held by a live
+    /// worker is left to it (this call waits); one held by a process of this host that no longer
+    /// exists (`kill -9`) is taken over at once.
     pub async fn run_until_settled(&self, id: RunId, wait_until: Option<i64>) -> Result<Run> {
         loop {
             let run = self.store.get_run(id).await?;
             let now = now_millis();
+            let mut takeover = Takeover::IfClaimable;
             match run.status {
                 s if s.is_terminal() || s == RunStatus::Paused => return Ok(run),
-                RunStatus::Waiting => match (run.wake_at, wait_until) {
-                    (Some(w), _) if w <= now => {}
-                    _ if self.child_is_moving(&run).await => {}
-                    (Some(w), Some(limit)) if w <= limit => {
-                        tokio::time::sleep(Duration::from_millis((w - now).max(0) as u64)).await;
+                RunStatus::Waiting if run.wake_at.is_some_and(|w| w <= now) => {}
+                RunStatus::Waiting => {
+                    if let Some(child) = waiting_child(&run) {
+                        let c = Box::pin(self.run_until_settled(child, wait_until)).await?;
+                        if c.status.is_terminal() {
+                            continue; // the child's end woke the parent
+                        }
                     }
-                    _ => return Ok(run),
-                },
+                    match (run.wake_at, wait_until) {
+                        (Some(w), Some(limit)) if w <= limit => {
+                            let left = Duration::from_millis((w - now).max(1) as u64);
+                            self.store.wait_for_change(left).await;
+                            continue;
+                        }
+                        _ => return Ok(self.store.get_run(id).await?),
+                    }
+                }
+                RunStatus::Running | RunStatus::Stopping => {
+                    let live = run.lease.as_ref().filter(|l| l.expires_at > now);
+                    match live {
+                        Some(l) if owner_is_gone(&l.owner) => takeover = Takeover::Steal,
+                        Some(_) => {
+                            self.store.wait_for_change(Duration::from_millis(100)).await;
+                            continue;
+                        }
+                        None => {}
+                    }
+                }
                 _ => {}
             }
-            if self.work_once().await? == 0 {
-                self.store.wait_for_change(Duration::from_millis(50)).await;
-            }
-        }
-    }
-
-    /// `true` when `run` waits for a child run that is itself queued, running or due.
-    async fn child_is_moving(&self, run: &Run) -> bool {
-        let Some(id) = run
-            .waiting_for
-            .as_deref()
-            .and_then(|w| w.strip_prefix("child:"))
-            .and_then(|id| id.parse::<RunId>().ok())
-        else {
-            return false;
-        };
-        match self.store.get_run(id).await {
-            Ok(child) => match child.status {
-                RunStatus::Queued | RunStatus::Running | RunStatus::Stopping => true,
-                RunStatus::Waiting => {
-                    child.wake_at.is_some_and(|w| w <= now_millis())
-                        || Box::pin(self.child_is_moving(&child)).await
+            let req = ClaimRequest {
+                worker: self.config.worker_id.clone(),
+                now,
+                lease_ms: self.config.lease.as_millis() as u64,
+                limit: 1,
+            };
+            match self.store.claim_run(id, &req, takeover).await? {
+                Some(claim) => {
+                    driver::drive(self, claim).await?;
                 }
-                _ => false,
-            },
-            Err(_) => false,
+                None => self.store.wait_for_change(Duration::from_millis(50)).await,
+            }
         }
     }
 
@@ -434,6 +443,32 @@ impl Engine {
             }
         }
     }
+}
+
+/// The child run that `run` waits for, if any.
+fn waiting_child(run: &Run) -> Option<RunId> {
+    run.waiting_for
+        .as_deref()
+        .and_then(|w| w.strip_prefix("child:"))
+        .and_then(|id| id.parse().ok())
+}
+
+/// `true` when a lease owner (`host:pid`, as [`EngineConfig::default`] writes it) is a process
+/// of this host that no longer exists. Owners on other hosts are never judged gone.
+fn owner_is_gone(owner: &str) -> bool {
+    let Some((host, pid)) = owner.rsplit_once(':') else {
+        return false;
+    };
+    let Ok(pid) = pid.parse::<u32>() else {
+        return false;
+    };
+    let here = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_string())
+        .unwrap_or_default();
+    host == here
+        && pid != std::process::id()
+        && std::path::Path::new("/proc/self").exists()
+        && !std::path::Path::new(&format!("/proc/{pid}")).exists()
 }
 
 fn ended_word(s: RunStatus) -> &'static str {

@@ -595,3 +595,36 @@ async fn hot_and_cold_resumes_write_identical_journals() {
     }
     assert_eq!(journals[0], journals[1]);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_run_held_by_a_dead_process_of_this_host_is_taken_over_at_once() {
+    let f = fixture("sqlite");
+    let t = task(&f, "orphan", "1 + 1").await;
+    let run = f
+        .engine
+        .start(&t, json!({}), StartOptions::default())
+        .await
+        .unwrap();
+    // a process that has exited: its pid no longer exists
+    let mut child = std::process::Command::new("true").spawn().unwrap();
+    let dead_pid = child.id();
+    child.wait().unwrap();
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap();
+    let req = sequential_adaptor::ClaimRequest {
+        worker: format!("{}:{dead_pid}", host.trim()),
+        now: now_millis(),
+        lease_ms: 3_600_000,
+        limit: 1,
+    };
+    let held = f
+        .store
+        .claim_run(run.id, &req, sequential_adaptor::Takeover::IfClaimable)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(held.run.status, RunStatus::Running);
+    let done = f.engine.run_until_settled(run.id, None).await.unwrap();
+    assert_eq!(done.status, RunStatus::Succeeded, "{done:?}");
+    assert_eq!(done.output, Some(json!(2)));
+    assert!(done.attempt >= 2, "claimed twice: {}", done.attempt);
+}
