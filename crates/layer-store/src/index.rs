@@ -595,20 +595,14 @@ impl Walker<'_> {
                 dev: sb.st_dev,
                 nlink: sb.st_nlink as u64,
             };
-            let path = join(&job.rel, &name);
+            let path = || join(&job.rel, &name);
             match sb.st_mode & libc::S_IFMT {
                 libc::S_IFDIR => {
                     let cached_child_dir = self
                         .cached(pos, &st)
                         .is_some_and(|e| e.entry.kind == Kind::Dir);
                     let id = self.next_id.fetch_add(1, Ordering::Relaxed);
-                    subdirs.push(Job {
-                        id,
-                        parent: Some(dfd.clone()),
-                        rel: path.clone(),
-                        stat: st,
-                        pos: pos.filter(|&p| ix[p].entry.kind == Kind::Dir),
-                    });
+                    let rel = path();
                     match pos.filter(|_| cached_child_dir) {
                         Some(p) => children.push(Child::Same {
                             pos: p,
@@ -616,41 +610,51 @@ impl Walker<'_> {
                         }),
                         None => children.push(Child::New {
                             entry: IndexEntry {
-                                entry: dir_entry(path, &st),
+                                entry: dir_entry(rel.clone(), &st),
                                 stat: st,
                             },
                             dir: Some(id),
                             hash: false,
                         }),
                     }
+                    subdirs.push(Job {
+                        id,
+                        parent: Some(dfd.clone()),
+                        rel,
+                        stat: st,
+                        pos: pos.filter(|&p| ix[p].entry.kind == Kind::Dir),
+                    });
                 }
                 libc::S_IFREG => {
                     let hit = self
                         .cached(pos, &st)
                         .filter(|e| matches!(e.entry.kind, Kind::File | Kind::Hardlink));
-                    let mut entry = Entry {
-                        path,
-                        kind: Kind::File,
-                        mode: st.mode & 0o7777,
-                        size: st.size,
-                        content: Digest::ZERO,
-                        target: Vec::new(),
-                    };
-                    let hash = match hit {
-                        Some(e) => {
-                            entry.content = e.entry.content;
+                    let (content, hash) = match hit {
+                        Some(e) => (
+                            e.entry.content,
                             self.sink.is_some_and(|s| {
-                                !s.objects.contains(&entry.content) && !s.pack.has(&entry.content)
-                            })
-                        }
-                        None => true,
+                                !s.objects.contains(&e.entry.content)
+                                    && !s.pack.has(&e.entry.content)
+                            }),
+                        ),
+                        None => (Digest::ZERO, true),
                     };
                     match pos {
                         Some(p) if hit.is_some() && !hash && st.nlink < 2 => {
                             children.push(Child::Same { pos: p, dir: None })
                         }
                         _ => children.push(Child::New {
-                            entry: IndexEntry { entry, stat: st },
+                            entry: IndexEntry {
+                                entry: Entry {
+                                    path: path(),
+                                    kind: Kind::File,
+                                    mode: st.mode & 0o7777,
+                                    size: st.size,
+                                    content,
+                                    target: Vec::new(),
+                                },
+                                stat: st,
+                            },
                             dir: None,
                             hash,
                         }),
@@ -674,7 +678,7 @@ impl Walker<'_> {
                     children.push(Child::New {
                         entry: IndexEntry {
                             entry: Entry {
-                                path,
+                                path: path(),
                                 kind: Kind::Symlink,
                                 mode: 0o777,
                                 size: target.len() as u64,
