@@ -308,7 +308,8 @@ pub struct ShowArgs {
     /// Also print every journal record.
     #[arg(long)]
     pub journal: bool,
-    /// Print records as they are written until the run ends, waits or pauses.
+    /// Print records as they are written until the run ends, pauses or waits for an event
+    /// (through sleeps it keeps following while a worker drives the run).
     #[arg(long)]
     pub follow: bool,
 }

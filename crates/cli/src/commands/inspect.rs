@@ -113,9 +113,16 @@ pub async fn show(ctx: &Ctx, args: ShowArgs) -> Result<()> {
         .print(&RunDoc::new(&run, &storage.choice.url, journal.as_deref()))
 }
 
-/// Whether `show --follow` stops: the run ended, waits or is paused.
+/// Whether `show --follow` stops: the run ended, is paused, or waits for an event (someone
+/// must act). Through sleeps and child runs it keeps following.
 fn settled(run: &Run) -> bool {
-    run.status.is_terminal() || matches!(run.status, RunStatus::Waiting | RunStatus::Paused)
+    run.status.is_terminal()
+        || run.status == RunStatus::Paused
+        || (run.status == RunStatus::Waiting
+            && run
+                .waiting_for
+                .as_deref()
+                .is_some_and(|w| !w.starts_with("child:")))
 }
 
 /// Prints the journal, then each new record, until the run settles; then its summary.

@@ -60,6 +60,19 @@ fn a_worker_drives_queued_runs_and_stops_on_sigterm() {
         .ok();
     }
     let runs = wait_for_succeeded(&sb, &[], "steps", 3);
+    // `show --follow` keeps following through a sleep while the worker drives the run
+    add_task(
+        &sb,
+        "nap",
+        "export default async function (input, ctx) { await ctx.sleep('200ms'); return 'rested'; }",
+        None,
+    );
+    let id = sb.run(&["run", "nap", "--detach"]).ok().stdout;
+    sb.run(&["show", id.trim(), "--follow"])
+        .ok()
+        .stdout_has("timer.armed")
+        .stdout_has("run.succeeded")
+        .stdout_has("status:      succeeded");
     let out = stop(worker);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(0), "{stderr}");
