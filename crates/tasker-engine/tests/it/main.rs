@@ -1,5 +1,7 @@
 //! Engine tests over real storage (SQLite files and folders) and a real loopback HTTP server.
 
+mod proofs;
+
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;

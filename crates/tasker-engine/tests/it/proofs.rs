@@ -1,0 +1,371 @@
+//! Proofs with real processes: the test binary re-runs itself as a child (`ENGINE_CHILD` set)
+//! that drives runs, and the parent kills it with SIGKILL.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use axum::Router;
+use axum::extract::{Path as UrlPath, State};
+use axum::http::HeaderMap;
+use axum::response::IntoResponse;
+use axum::routing::any;
+use sequential_adaptor::{NewTaskVersion, RunId, RunStatus, StorageAdapter, TaskName, now_millis};
+use sequential_tasker_engine::{Engine, EngineConfig, StartOptions};
+use serde_json::json;
+
+/// (step path, Idempotency-Key) of every request.
+type Hits = Arc<Mutex<Vec<(String, String)>>>;
+
+async fn slow_step(
+    State(hits): State<Hits>,
+    UrlPath(i): UrlPath<u32>,
+    h: HeaderMap,
+) -> impl IntoResponse {
+    let key = h
+        .get("idempotency-key")
+        .map(|v| v.to_str().unwrap().to_string())
+        .unwrap_or_default();
+    hits.lock().unwrap().push((format!("/step/{i}"), key));
+    tokio::time::sleep(Duration::from_millis(8)).await;
+    axum::Json(json!({"i": i}))
+}
+
+async fn server() -> (String, Hits) {
+    let hits = Hits::default();
+    let app = Router::new()
+        .route("/step/{i}", any(slow_step))
+        .with_state(hits.clone());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    (format!("http://{addr}"), hits)
+}
+
+const FIVE: &str = "let sum = 0;\nfor (let i = 1; i <= 5; i++) { sum += fetch(`${input.url}/step/${i}`).i; }\n({ sum })";
+
+fn open(backend: &str, path: &Path) -> Arc<dyn StorageAdapter> {
+    match backend {
+        "sqlite" => Arc::new(sequential_adaptor_sqlite::SqliteStore::open(path).unwrap()),
+        _ => Arc::new(sequential_adaptor_folder::FolderStore::open(path).unwrap()),
+    }
+}
+
+fn store_path(dir: &Path, backend: &str) -> PathBuf {
+    match backend {
+        "sqlite" => dir.join("runs.db"),
+        _ => dir.join("tasks"),
+    }
+}
+
+/// Runs in the child process: drives `ENGINE_CHILD_RUN` (or, with `ENGINE_CHILD_RUN=work`,
+/// everything runnable until nothing is left) on the store at `ENGINE_CHILD`.
+#[test]
+fn child_entry() {
+    let Ok(path) = std::env::var("ENGINE_CHILD") else {
+        return; // not a child: nothing to do
+    };
+    let backend = std::env::var("ENGINE_CHILD_BACKEND").unwrap();
+    let what = std::env::var("ENGINE_CHILD_RUN").unwrap();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let store = open(&backend, Path::new(&path));
+        let engine = Engine::new(
+            store,
+            EngineConfig {
+                concurrency: 8,
+                ..EngineConfig::default()
+            },
+        )
+        .unwrap();
+        if what == "work" {
+            let mut idle = 0;
+            while idle < 3 {
+                if engine.work_once().await.unwrap() == 0 {
+                    idle += 1;
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                } else {
+                    idle = 0;
+                }
+            }
+        } else {
+            let id: RunId = what.parse().unwrap();
+            engine
+                .run_until_settled(id, Some(now_millis() + 60_000))
+                .await
+                .unwrap();
+        }
+    });
+}
+
+fn spawn_child(backend: &str, path: &Path, what: &str) -> Child {
+    Command::new(std::env::current_exe().unwrap())
+        .args([
+            "--exact",
+            "proofs::child_entry",
+            "--nocapture",
+            "--test-threads=1",
+        ])
+        .env("ENGINE_CHILD", path)
+        .env("ENGINE_CHILD_BACKEND", backend)
+        .env("ENGINE_CHILD_RUN", what)
+        .stdout(Stdio::null())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .unwrap()
+}
+
+async fn prepare(
+    backend: &str,
+    dir: &Path,
+    code: &str,
+) -> (Arc<dyn StorageAdapter>, Engine, TaskName) {
+    let store = open(backend, &store_path(dir, backend));
+    let t = TaskName::new("proof").unwrap();
+    store
+        .put_task_version(NewTaskVersion {
+            task: t.clone(),
+            code: code.into(),
+            graph: None,
+            config: json!({}),
+        })
+        .await
+        .unwrap();
+    let engine = Engine::new(store.clone(), EngineConfig::default()).unwrap();
+    (store, engine, t)
+}
+
+async fn completed_steps(store: &dyn StorageAdapter, id: RunId) -> usize {
+    store
+        .read_journal(id, None, 10_000)
+        .await
+        .unwrap()
+        .iter()
+        .filter(|r| r.kind == "call.completed")
+        .count()
+}
+
+fn kill9(child: &mut Child) {
+    // Child::kill sends SIGKILL on Unix
+    child.kill().unwrap();
+    child.wait().unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill_9_after_the_third_journaled_response_repeats_nothing_completed() {
+    for backend in ["sqlite", "folder"] {
+        let (url, hits) = server().await;
+        let dir = tempfile::tempdir().unwrap();
+        let (store, engine, t) = prepare(backend, dir.path(), FIVE).await;
+        let run = engine
+            .start(&t, json!({"url": url}), StartOptions::default())
+            .await
+            .unwrap();
+        let mut child = spawn_child(
+            backend,
+            &store_path(dir.path(), backend),
+            &run.id.to_string(),
+        );
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while completed_steps(&*store, run.id).await < 3 {
+            assert!(
+                Instant::now() < deadline,
+                "{backend}: the child never journaled 3 responses"
+            );
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+        kill9(&mut child);
+        let journaled = completed_steps(&*store, run.id).await;
+        // a second process resumes it: a new engine over a reopened store
+        let store2 = open(backend, &store_path(dir.path(), backend));
+        let engine2 = Engine::new(store2, EngineConfig::default()).unwrap();
+        let done = engine2.run_until_settled(run.id, None).await.unwrap();
+        assert_eq!(done.status, RunStatus::Succeeded, "{backend}: {done:?}");
+        assert_eq!(done.output, Some(json!({"sum": 15})), "{backend}");
+        let seen = hits.lock().unwrap().clone();
+        for i in 1..=journaled {
+            let n = seen
+                .iter()
+                .filter(|(p, _)| *p == format!("/step/{i}"))
+                .count();
+            assert_eq!(
+                n, 1,
+                "{backend}: step {i} was journaled before the kill and must not repeat: {seen:?}"
+            );
+        }
+        for i in 1..=5 {
+            let keys: Vec<_> = seen
+                .iter()
+                .filter(|(p, _)| *p == format!("/step/{i}"))
+                .map(|(_, k)| k.clone())
+                .collect();
+            assert!(
+                (1..=2).contains(&keys.len()),
+                "{backend}: step {i}: {keys:?}"
+            );
+            assert!(
+                keys.windows(2).all(|w| w[0] == w[1]),
+                "{backend}: step {i} keys differ: {keys:?}"
+            );
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn thirty_kills_at_random_moments_never_repeat_a_completed_call() {
+    let mut seed = std::env::var("ENGINE_KILL_SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| now_millis() as u64 | 1);
+    println!("ENGINE_KILL_SEED={seed}");
+    let mut next = move || {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        seed
+    };
+    let (url, hits) = server().await;
+    let mut interrupted = [0usize; 6];
+    for round in 0..30 {
+        let backend = if round % 2 == 0 { "sqlite" } else { "folder" };
+        hits.lock().unwrap().clear();
+        let dir = tempfile::tempdir().unwrap();
+        let (store, engine, t) = prepare(backend, dir.path(), FIVE).await;
+        let run = engine
+            .start(&t, json!({"url": url}), StartOptions::default())
+            .await
+            .unwrap();
+        let mut child = spawn_child(
+            backend,
+            &store_path(dir.path(), backend),
+            &run.id.to_string(),
+        );
+        // from "during start-up" (0 ms) to about the last step (~90 ms)
+        tokio::time::sleep(Duration::from_millis(next() % 90)).await;
+        kill9(&mut child);
+        let journaled = completed_steps(&*store, run.id).await;
+        interrupted[journaled.min(5)] += 1;
+        let store2 = open(backend, &store_path(dir.path(), backend));
+        let done = Engine::new(store2, EngineConfig::default())
+            .unwrap()
+            .run_until_settled(run.id, None)
+            .await
+            .unwrap();
+        assert_eq!(
+            done.output,
+            Some(json!({"sum": 15})),
+            "round {round} ({backend}): {done:?}"
+        );
+        let seen = hits.lock().unwrap().clone();
+        let mut per_step: HashMap<String, Vec<String>> = HashMap::new();
+        for (p, k) in seen {
+            per_step.entry(p).or_default().push(k);
+        }
+        for i in 1..=5usize {
+            let keys = per_step
+                .get(&format!("/step/{i}"))
+                .cloned()
+                .unwrap_or_default();
+            let limit = if i <= journaled { 1 } else { 2 };
+            assert!(
+                (1..=limit).contains(&keys.len()),
+                "round {round} ({backend}): step {i} seen {} times (journaled before kill: {journaled})",
+                keys.len()
+            );
+            assert!(
+                keys.iter()
+                    .all(|k| *k == format!("{}:{}", run.id, keys_seq(&keys[0]))),
+                "round {round}: {keys:?}"
+            );
+        }
+    }
+    println!("steps journaled when killed (0..=5): {interrupted:?}");
+    assert!(
+        interrupted[1..5].iter().sum::<usize>() > 0,
+        "no kill landed between steps: {interrupted:?}"
+    );
+}
+
+fn keys_seq(key: &str) -> &str {
+    key.rsplit_once(':').map_or("", |(_, s)| s)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sleeping_run_whose_process_died_finishes_when_a_worker_starts_later() {
+    let dir = tempfile::tempdir().unwrap();
+    let code =
+        "export default async function (input, ctx) { await ctx.sleep('300ms'); return 'woke'; }";
+    let (store, engine, t) = prepare("sqlite", dir.path(), code).await;
+    let run = engine
+        .start(&t, json!({}), StartOptions::default())
+        .await
+        .unwrap();
+    let mut child = spawn_child(
+        "sqlite",
+        &store_path(dir.path(), "sqlite"),
+        &run.id.to_string(),
+    );
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while store.get_run(run.id).await.unwrap().status != RunStatus::Waiting {
+        assert!(
+            Instant::now() < deadline,
+            "the child never put the run to sleep"
+        );
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+    kill9(&mut child);
+    // the timer is overdue by the time a worker starts
+    tokio::time::sleep(Duration::from_millis(450)).await;
+    let mut worker = spawn_child("sqlite", &store_path(dir.path(), "sqlite"), "work");
+    assert!(worker.wait().unwrap().success());
+    let done = store.get_run(run.id).await.unwrap();
+    assert_eq!(done.status, RunStatus::Succeeded, "{done:?}");
+    assert_eq!(done.output, Some(json!("woke")));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_worker_processes_drain_one_thousand_runs_each_exactly_once() {
+    let (url, hits) = server().await;
+    let dir = tempfile::tempdir().unwrap();
+    let code = "const r = fetch(`${input.url}/step/${input.n}`); r.i";
+    let (store, engine, t) = prepare("sqlite", dir.path(), code).await;
+    let mut ids = Vec::new();
+    for n in 0..1000 {
+        ids.push(
+            engine
+                .start(&t, json!({"url": url, "n": n}), StartOptions::default())
+                .await
+                .unwrap()
+                .id,
+        );
+    }
+    let path = store_path(dir.path(), "sqlite");
+    let mut a = spawn_child("sqlite", &path, "work");
+    let mut b = spawn_child("sqlite", &path, "work");
+    assert!(a.wait().unwrap().success());
+    assert!(b.wait().unwrap().success());
+    for (n, id) in ids.iter().enumerate() {
+        let run = store.get_run(*id).await.unwrap();
+        assert_eq!(run.status, RunStatus::Succeeded, "run {n}: {run:?}");
+        assert_eq!(run.output, Some(json!(n)));
+        let ends = store
+            .read_journal(*id, None, 100)
+            .await
+            .unwrap()
+            .iter()
+            .filter(|r| r.kind == "run.succeeded")
+            .count();
+        assert_eq!(ends, 1, "run {n} completed {ends} times");
+    }
+    let seen = hits.lock().unwrap().len();
+    assert_eq!(
+        seen, 1000,
+        "each run's one fetch was performed exactly once"
+    );
+}
