@@ -65,7 +65,8 @@ pub async fn drive(
                 if watch.verbose {
                     watcher_bar.suspend(|| runs::eprint_records(&recs, watch.start));
                 }
-                watcher_bar.set_message(format!("run {id}: {steps} journal records (last: {kind})"));
+                watcher_bar
+                    .set_message(format!("run {id}: {steps} journal records (last: {kind})"));
             }
             if finished {
                 break;
