@@ -84,7 +84,11 @@ fn child_entry() {
             },
         )
         .unwrap();
-        if what == "work" {
+        if what == "idle" {
+            // a worker over a store of sleeping runs: claims nothing, for a while
+            let stop = tokio::time::sleep(Duration::from_millis(1500));
+            engine.work(stop).await.unwrap();
+        } else if what == "work" {
             let mut idle = 0;
             while idle < 3 {
                 if engine.work_once().await.unwrap() == 0 {
@@ -367,5 +371,68 @@ async fn two_worker_processes_drain_one_thousand_runs_each_exactly_once() {
     assert_eq!(
         seen, 1000,
         "each run's one fetch was performed exactly once"
+    );
+}
+
+fn rss_kib(pid: u32) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
+    line.split_whitespace().nth(1)?.parse().ok()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_idle_worker_over_ten_thousand_sleeping_runs_stays_small() {
+    let dir = tempfile::tempdir().unwrap();
+    let (store, engine, t) = prepare("sqlite", dir.path(), "1").await;
+    let far = now_millis() + 3_600_000;
+    let mut tasks = Vec::new();
+    for _ in 0..16 {
+        let (store, engine, t) = (store.clone(), engine.clone(), t.clone());
+        tasks.push(tokio::spawn(async move {
+            for _ in 0..625 {
+                let mut run = engine
+                    .start(&t, json!({}), StartOptions::default())
+                    .await
+                    .unwrap();
+                run.status = RunStatus::Waiting;
+                run.wake_at = Some(far);
+                store.update_run(&run).await.unwrap();
+            }
+        }));
+    }
+    for task in tasks {
+        task.await.unwrap();
+    }
+    let mut worker = spawn_child("sqlite", &store_path(dir.path(), "sqlite"), "idle");
+    let mut peak = 0;
+    while worker.try_wait().unwrap().is_none() {
+        if let Some(kib) = rss_kib(worker.id()) {
+            peak = peak.max(kib);
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    println!(
+        "idle worker over 10,000 sleeping runs: peak RSS {} KiB",
+        peak
+    );
+    assert!(peak > 0, "RSS was never sampled");
+    assert!(
+        peak < 60 * 1024,
+        "idle worker RSS {peak} KiB is over 60 MiB"
+    );
+    let waiting = store
+        .list_runs(
+            &sequential_adaptor::RunFilter {
+                task: Some(t),
+                statuses: vec![RunStatus::Waiting],
+            },
+            sequential_adaptor::Page::first(20_000),
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        waiting.runs.len(),
+        10_000,
+        "the worker claimed none of the sleeping runs"
     );
 }
