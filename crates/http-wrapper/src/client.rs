@@ -143,7 +143,16 @@ impl Client {
                 reason: "a URL needs a scheme such as https:".into(),
             })?;
         match scheme.as_str() {
-            "data" => return data_url::respond(&req.url),
+            "data" => {
+                let resp = data_url::respond(&req.url)?;
+                if resp.body.len() > self.config.max_response_bytes {
+                    return Err(FetchError::TooLarge {
+                        url: req.url.chars().take(64).collect(),
+                        limit: self.config.max_response_bytes,
+                    });
+                }
+                return Ok(resp);
+            }
             "http" | "https" => {}
             _ => {
                 return Err(FetchError::UnsupportedScheme {

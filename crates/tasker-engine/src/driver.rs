@@ -66,12 +66,28 @@ pub(crate) async fn drive(engine: &Engine, claim: Claim) -> Result<Run> {
         .await
     {
         Ok(v) => v,
-        Err(sequential_adaptor::Error::NotFound { what }) => {
+        Err(sequential_adaptor::Error::NotFound { .. }) => {
+            let pinned = store
+                .read_journal(run.id, None, 1)
+                .await?
+                .first()
+                .and_then(|r| r.data["hash"].as_str().map(str::to_string))
+                .unwrap_or_else(|| "unknown (the run never started)".into());
+            let latest = match store.get_task_version(&run.task, VersionSel::Latest).await {
+                Ok(v) => format!("version {} has hash {}", v.version, v.hash),
+                Err(_) => "the task has no stored version".into(),
+            };
             let mut d = Driver::new(engine, run, claim.token);
-            let error = json!({
-                "name": "VersionMissing",
-                "message": format!("{what}: the run is pinned to version {} of task `{}`, which was deleted", d.run.version, d.run.task),
-            });
+            d.load().await?;
+            let message = format!(
+                "run {} is pinned to version {} of task `{}` (hash {pinned}), which was deleted; {latest}. \
+                 Start a new run (or `rerun`) to use the current version.",
+                d.run.id, d.run.version, d.run.task
+            );
+            let error =
+                json!({ "name": "VersionMissing", "message": message, "pinnedHash": pinned });
+            d.append(kinds::RUN_FAILED, json!({ "error": error }))
+                .await?;
             return d.finish(RunStatus::Failed, None, Some(error)).await;
         }
         Err(e) => return Err(e.into()),

@@ -630,3 +630,149 @@ async fn a_run_held_by_a_dead_process_of_this_host_is_taken_over_at_once() {
     assert_eq!(done.output, Some(json!(2)));
     assert!(done.attempt >= 2, "claimed twice: {}", done.attempt);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_deleted_pinned_version_fails_the_run_naming_both_hashes() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("tasks");
+    let store: Arc<dyn StorageAdapter> =
+        Arc::new(sequential_adaptor_folder::FolderStore::open(&root).unwrap());
+    let f = Fixture {
+        engine: Engine::new(store.clone(), EngineConfig::default()).unwrap(),
+        store,
+        _dir: dir,
+    };
+    let t = task(
+        &f,
+        "pinned",
+        "export default async function (i, ctx) { await ctx.sleep('1h'); return 1; }",
+    )
+    .await;
+    let v1 = f
+        .store
+        .get_task_version(&t, VersionSel::Latest)
+        .await
+        .unwrap();
+    let run = f
+        .engine
+        .start(&t, json!({}), StartOptions::default())
+        .await
+        .unwrap();
+    assert_eq!(
+        f.engine
+            .run_until_settled(run.id, None)
+            .await
+            .unwrap()
+            .status,
+        RunStatus::Waiting
+    );
+    let _ = task(
+        &f,
+        "pinned",
+        "export default async function () { return 2; }",
+    )
+    .await;
+    let v2 = f
+        .store
+        .get_task_version(&t, VersionSel::Latest)
+        .await
+        .unwrap();
+    std::fs::remove_file(root.join("pinned/versions/1.json")).unwrap();
+    let mut r = f.store.get_run(run.id).await.unwrap();
+    r.wake_at = Some(now_millis());
+    f.store.update_run(&r).await.unwrap();
+    let done = f.engine.run_until_settled(run.id, None).await.unwrap();
+    assert_eq!(done.status, RunStatus::Failed, "{done:?}");
+    let err = done.error.unwrap();
+    assert_eq!(err["name"], "VersionMissing");
+    let msg = err["message"].as_str().unwrap();
+    assert!(msg.contains(&v1.hash) && msg.contains(&v2.hash), "{msg}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_task_that_loops_forever_times_out_and_the_engine_goes_on() {
+    let f = fixture("sqlite");
+    let mut config = EngineConfig::default();
+    config.vm.limits.cpu_slice_ms = 100;
+    let engine = Engine::new(f.store.clone(), config).unwrap();
+    let t = task(&f, "spin", "while (true) {}").await;
+    let run = engine
+        .start(&t, json!({}), StartOptions::default())
+        .await
+        .unwrap();
+    let done = engine.run_until_settled(run.id, None).await.unwrap();
+    assert_eq!(done.status, RunStatus::Failed);
+    assert_eq!(done.error.as_ref().unwrap()["name"], "Timeout", "{done:?}");
+    assert!(
+        done.error.unwrap()["message"]
+            .as_str()
+            .unwrap()
+            .contains("100 ms")
+    );
+    let ok = task(&f, "fine", "6 * 7").await;
+    let run = engine
+        .start(&ok, json!({}), StartOptions::default())
+        .await
+        .unwrap();
+    assert_eq!(
+        engine.run_until_settled(run.id, None).await.unwrap().output,
+        Some(json!(42))
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn oversized_responses_and_unreachable_hosts_are_named_never_crash() {
+    let f = fixture("sqlite");
+    let mut config = EngineConfig::default();
+    config.http.max_response_bytes = 1024;
+    config.http.retry.attempts = 2;
+    config.http.retry.initial_delay = Duration::from_millis(1);
+    let engine = Engine::new(f.store.clone(), config).unwrap();
+    let big = format!("data:text/plain,{}", "x".repeat(4096));
+    let t = task(
+        &f,
+        "big",
+        &format!(
+            "let m; try {{ fetch('{big}'); }} catch (e) {{ m = e.name + ': ' + e.message; }} m"
+        ),
+    )
+    .await;
+    let run = engine
+        .start(&t, json!({}), StartOptions::default())
+        .await
+        .unwrap();
+    let done = engine.run_until_settled(run.id, None).await.unwrap();
+    let caught = done.output.unwrap();
+    assert!(
+        caught
+            .as_str()
+            .unwrap()
+            .contains("exceeds the 1024-byte limit"),
+        "{caught}"
+    );
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let t = task(
+        &f,
+        "nowhere",
+        &format!("fetch('http://127.0.0.1:{port}/x')"),
+    )
+    .await;
+    let run = engine
+        .start(&t, json!({}), StartOptions::default())
+        .await
+        .unwrap();
+    let done = engine.run_until_settled(run.id, None).await.unwrap();
+    assert_eq!(done.status, RunStatus::Paused, "{done:?}");
+    let msg = done.error.unwrap()["error"]["message"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(
+        msg.contains("after 2 attempt(s)") && msg.contains("connection"),
+        "{msg}"
+    );
+}
