@@ -248,6 +248,9 @@ pub struct RunDoc {
     /// The journal (with `--verbose` / `--journal`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub journal: Option<Vec<RecordOut>>,
+    /// Creation time in Unix ms: journal offsets in text are relative to it.
+    #[serde(skip)]
+    pub created_ms: i64,
 }
 
 impl RunDoc {
@@ -271,6 +274,7 @@ impl RunDoc {
             storage: storage.to_string(),
             next: next_step(run).map(|(cmd, _)| cmd),
             journal: journal.map(|j| j.iter().map(RecordOut::from).collect()),
+            created_ms: run.created_at,
         }
     }
 }

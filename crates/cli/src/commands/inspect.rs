@@ -55,7 +55,7 @@ impl Render for RunDoc {
             .collect();
         if let Some(journal) = &self.journal {
             s.push_str(&format!("journal ({} records):\n", journal.len()));
-            let start = journal.first().map_or(0, |r| r.at_ms);
+            let start = self.created_ms;
             for r in journal {
                 let rec = sequential_adaptor::JournalRecord {
                     run: self

@@ -89,6 +89,19 @@ pub async fn run(ctx: &Ctx, args: RunArgs) -> Result<()> {
         None
     };
     let new_version = folder.as_ref().map(|f| f.to_new_version()).transpose()?;
+    if new_version.as_ref().is_some_and(|v| v.graph.is_some()) {
+        // The graph executor (flow-graph) is not part of this build: refuse before a run that
+        // could only fail is created.
+        return Err(user(
+            format!(
+                "task {name} has a graph.json, and graph execution is not available in this build yet"
+            ),
+            format!(
+                "remove {} to run code.js's default export as a plain task",
+                files::show(&ctx.tasks.folder(&name).join(tasks::GRAPH))
+            ),
+        ));
+    }
 
     if args.dry_run {
         return dry_run(ctx, &name, new_version, input, &args).await;

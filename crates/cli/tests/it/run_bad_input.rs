@@ -178,3 +178,14 @@ fn bad_durations_and_flags_exit_2() {
         .usage_error()
         .stderr_has("--concurrency 0");
 }
+
+#[test]
+fn a_graph_task_is_refused_before_a_run_is_created() {
+    let sb = crate::util::Sandbox::new();
+    sb.run(&["create-task", "g", "--with-graph"]).ok();
+    sb.run(&["run", "g"])
+        .usage_error()
+        .stderr_has("task g has a graph.json")
+        .stderr_has("tasks/g/graph.json");
+    assert!(!sb.exists("tasks/g/runs"), "no run was created");
+}
