@@ -14,11 +14,13 @@ Examples:
 
 Storage: DATABASE_URL (folder:PATH or a plain path, sqlite:PATH, sqlite::memory:) wins over
 \"adaptor\" in .sequentialrc.json, which wins over folder storage under SEQUENTIAL_TASKS_DIR
-(default ./tasks). Logs: RUST_LOG=debug or DEBUG=1 (stderr).
+(default ./tasks). Runs: TASK_TIMEOUT (ms per fetch attempt, default 300000), TASK_MAX_RETRIES
+(default 3), TASK_CPU_SLICE_MS (JavaScript time between host calls, default 1000).
+Logs: RUST_LOG=debug or DEBUG=1 (stderr). Progress: on a terminal only (NO_PROGRESS=1: off).
 
 Exit codes: 0 ok, 1 a run failed, 2 usage or configuration error, 3 a run is waiting or paused.";
 
-/// Durable JavaScript tasks: scaffold, inspect and store task versions.
+/// Durable JavaScript tasks: scaffold and store tasks, run them, inspect and control runs.
 #[derive(Debug, Parser)]
 #[command(name = "sequential-ecosystem", version, about, after_help = ROOT_AFTER_HELP)]
 pub struct Cli {

@@ -21,8 +21,9 @@ use crate::time::rfc3339;
 /// The directory of declarative tools (`tools/*.json`), relative to the current directory.
 pub const TOOLS_DIR: &str = "tools";
 
-/// Builds the engine over `storage`: HTTP defaults from `TASK_TIMEOUT`/`TASK_MAX_RETRIES`
-/// (else `defaults.timeout`/`defaults.maxRetries` in `.sequentialrc.json`), tools from
+/// Builds the engine over `storage`: HTTP defaults from `TASK_TIMEOUT`/`TASK_MAX_RETRIES` and
+/// the JavaScript CPU slice from `TASK_CPU_SLICE_MS` (else `defaults.timeout`,
+/// `defaults.maxRetries`, `defaults.cpuSliceMs` in `.sequentialrc.json`), tools from
 /// `./tools/*.json`.
 pub fn engine(ctx: &Ctx, storage: &Opened, concurrency: Option<usize>) -> Result<Engine> {
     let rc = ctx.rc()?;
@@ -30,6 +31,7 @@ pub fn engine(ctx: &Ctx, storage: &Opened, concurrency: Option<usize>) -> Result
         let dotted = match key {
             "TASK_TIMEOUT" => "defaults.timeout",
             "TASK_MAX_RETRIES" => "defaults.maxRetries",
+            "TASK_CPU_SLICE_MS" => "defaults.cpuSliceMs",
             _ => return None,
         };
         let v = rc.get(dotted).ok().flatten()?;
@@ -58,6 +60,20 @@ pub fn engine(ctx: &Ctx, storage: &Opened, concurrency: Option<usize>) -> Result
         http,
         ..EngineConfig::default()
     };
+    if let Some((raw, source)) = setting("TASK_CPU_SLICE_MS") {
+        let ms = raw
+            .trim()
+            .parse::<u64>()
+            .ok()
+            .filter(|ms| (1..=3_600_000).contains(ms))
+            .ok_or_else(|| {
+                user(
+                    format!("invalid {source} {raw:?}: expected milliseconds from 1 to 3600000"),
+                    "TASK_CPU_SLICE_MS is how long JavaScript may run between two host calls (default 1000)",
+                )
+            })?;
+        config.vm.limits.cpu_slice_ms = ms;
+    }
     if let Some(n) = concurrency {
         config.concurrency = n;
     }

@@ -93,9 +93,23 @@ fn a_task_that_throws_exits_1_with_the_js_stack() {
 #[test]
 fn a_task_that_loops_forever_ends_with_timeout() {
     let sb = task("spin", "let n = 0; while (true) { n++; }", None);
-    let doc = sb.run(&["run", "spin", "--json"]).code(1).json();
+    let doc = sb
+        .cmd(&["run", "spin", "--json"])
+        .env("TASK_CPU_SLICE_MS", "50")
+        .run()
+        .code(1)
+        .json();
     assert_eq!(doc["status"], "failed");
     assert_eq!(doc["error"]["name"], "Timeout", "{doc}");
+    assert!(
+        doc["error"]["message"].as_str().unwrap().contains("50 ms"),
+        "{doc}"
+    );
+    sb.cmd(&["run", "spin"])
+        .env("TASK_CPU_SLICE_MS", "0")
+        .run()
+        .usage_error()
+        .stderr_has("invalid TASK_CPU_SLICE_MS \"0\"");
     // the store is fine afterwards
     sb.write("tasks/ok/code.js", "1 + 1");
     sb.run(&["run", "ok"]).ok().stdout_has("2");

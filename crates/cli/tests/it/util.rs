@@ -9,7 +9,7 @@ use std::process::{Command, Stdio};
 use serde_json::Value;
 
 /// Environment variables the binary reads; cleared for every command unless a test sets them.
-const CLEARED: [&str; 11] = [
+const CLEARED: [&str; 12] = [
     "DATABASE_URL",
     "SUPABASE_DB_URL",
     "SUPABASE_URL",
@@ -20,6 +20,7 @@ const CLEARED: [&str; 11] = [
     "NO_COLOR",
     "TASK_TIMEOUT",
     "TASK_MAX_RETRIES",
+    "TASK_CPU_SLICE_MS",
     "NO_PROGRESS",
 ];
 
