@@ -109,6 +109,7 @@ Examples:
   sequential-ecosystem run order-flow --input @input.json --save=result.json
   sequential-ecosystem run approval --detach          # prints the queued run's id
   sequential-ecosystem run nap --wait 10s             # keeps going through timers due within 10s
+  sequential-ecosystem run approval --wait 10m        # …and waits up to 10m for `signal`
 
 --input: JSON, or @FILE; default {}. Inputs declared in config.json must be present (or have a
 \"default\"). --verbose prints each journal record on stderr as it is written. --save writes the
@@ -251,7 +252,8 @@ pub struct RunArgs {
     /// Only create the queued run and print its id (a worker or `resume` drives it).
     #[arg(long, conflicts_with_all = ["wait", "dry_run"])]
     pub detach: bool,
-    /// Keep driving through timers that fire within DUR (250ms, 2s, 5m, 1h, 7d).
+    /// Keep going for up to DUR (250ms, 2s, 5m, 1h, 7d): through timers that fire within it,
+    /// and waiting for events (a `signal` from elsewhere) and child runs.
     #[arg(long, value_name = "DUR")]
     pub wait: Option<String>,
     /// Check the task and the input and print what would run; store and start nothing.
@@ -274,7 +276,7 @@ pub struct ResumeArgs {
     /// Also continue a paused run: perform the call whose retries were spent again.
     #[arg(long)]
     pub retry: bool,
-    /// Keep driving through timers that fire within DUR.
+    /// Keep going for up to DUR through timers, events and child runs.
     #[arg(long, value_name = "DUR")]
     pub wait: Option<String>,
     /// Print each new journal record on stderr (with --json: add the journal).
@@ -293,7 +295,7 @@ pub struct RerunArgs {
     /// Only create the new run and print its id.
     #[arg(long, conflicts_with = "wait")]
     pub detach: bool,
-    /// Keep driving through timers that fire within DUR.
+    /// Keep going for up to DUR through timers, events and child runs.
     #[arg(long, value_name = "DUR")]
     pub wait: Option<String>,
     /// Print each journal record on stderr (with --json: add the journal).

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use anyhow::Result;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
-use sequential_adaptor::{JournalRecord, Run, RunId};
+use sequential_adaptor::{JournalRecord, Run, RunId, RunStatus, now_millis};
 use sequential_tasker_engine::Engine;
 
 use crate::runs::{self, engine_error};
@@ -21,8 +21,8 @@ pub struct Watch {
     pub start: i64,
 }
 
-/// Drives run `id` with `run_until_settled(id, wait_until)` while a watcher reports the
-/// journal records written after `after`; returns the settled run.
+/// Drives run `id` until it settles (see [`settle`]) while a watcher reports the journal
+/// records written after `after`; returns the settled run.
 pub async fn drive(
     engine: &Engine,
     id: RunId,
@@ -31,10 +31,7 @@ pub async fn drive(
     watch: Watch,
 ) -> Result<Run> {
     if !watch.verbose && !watch.spinner {
-        return engine
-            .run_until_settled(id, wait_until)
-            .await
-            .map_err(engine_error);
+        return settle(engine, id, wait_until).await;
     }
     let bar = if watch.spinner {
         let bar = ProgressBar::with_draw_target(None, ProgressDrawTarget::stderr());
@@ -78,9 +75,27 @@ pub async fn drive(
         }
         watcher_bar.finish_and_clear();
     });
-    let result = engine.run_until_settled(id, wait_until).await;
+    let result = settle(engine, id, wait_until).await;
     let _ = done_tx.send(true);
     let _ = watcher.await;
     bar.finish_and_clear();
-    result.map_err(engine_error)
+    result
+}
+
+/// `run_until_settled`, and until `wait_until` also through waits the engine does not sleep
+/// for: an event (a `signal` from another process makes the run due) or a child run that
+/// another process drives. Polls the run while it waits.
+async fn settle(engine: &Engine, id: RunId, wait_until: Option<i64>) -> Result<Run> {
+    loop {
+        let run = engine
+            .run_until_settled(id, wait_until)
+            .await
+            .map_err(engine_error)?;
+        let left = wait_until.map_or(0, |limit| limit - now_millis());
+        if run.status != RunStatus::Waiting || left <= 0 {
+            return Ok(run);
+        }
+        let pause = Duration::from_millis(left.clamp(1, 200) as u64);
+        engine.store().wait_for_change(pause).await;
+    }
 }

@@ -381,3 +381,33 @@ fn runs_work_on_sqlite_storage_too() {
     assert!(sb.exists("runs.db"));
     assert!(!sb.exists("tasks/waiter/runs"), "runs are in SQLite");
 }
+
+#[test]
+fn run_with_wait_keeps_waiting_for_an_event_sent_by_another_process() {
+    let sb = task("waiter", WAITER, None);
+    let child = sb
+        .cmd(&["run", "waiter", "--wait", "60s", "--json"])
+        .spawn();
+    // poll until the run waits for its event
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    let id = loop {
+        let h = sb.run(&["history", "waiter", "--json"]).ok().json();
+        if h["runs"][0]["status"] == "waiting" {
+            break run_of(&h["runs"][0]);
+        }
+        assert!(std::time::Instant::now() < deadline, "never waited: {h}");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    };
+    sb.run(&["signal", &id, "go", "42"]).ok();
+    let out = child.wait_with_output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let doc: Value = serde_json::from_str(&stdout).unwrap();
+    assert_eq!(doc["output"], 42);
+    assert_eq!(run_of(&doc), id);
+}
