@@ -97,7 +97,7 @@ pub async fn show(ctx: &Ctx, args: ShowArgs) -> Result<()> {
         ));
     }
     if args.follow && !ctx.json {
-        return follow(ctx, &storage, run).await;
+        return follow(&storage, run).await;
     }
     let run = if args.follow {
         follow_quietly(&storage, run).await?
@@ -126,7 +126,7 @@ fn settled(run: &Run) -> bool {
 }
 
 /// Prints the journal, then each new record, until the run settles; then its summary.
-async fn follow(ctx: &Ctx, storage: &crate::storage::Opened, mut run: Run) -> Result<()> {
+async fn follow(storage: &crate::storage::Opened, mut run: Run) -> Result<()> {
     let start = run.created_at;
     let mut after = None;
     loop {
@@ -156,7 +156,6 @@ async fn follow(ctx: &Ctx, storage: &crate::storage::Opened, mut run: Run) -> Re
     let mut out = std::io::stdout().lock();
     let _ = writeln!(out, "---");
     let _ = out.write_all(doc.text().as_bytes());
-    let _ = ctx;
     Ok(())
 }
 

@@ -411,3 +411,24 @@ fn run_with_wait_keeps_waiting_for_an_event_sent_by_another_process() {
     assert_eq!(doc["output"], 42);
     assert_eq!(run_of(&doc), id);
 }
+
+#[test]
+fn a_stored_task_without_a_folder_runs_its_latest_version() {
+    let sb = task("hello", HELLO, None);
+    sb.run(&["sync-tasks"]).ok();
+    std::fs::remove_dir_all(sb.join("tasks/hello")).unwrap();
+    // with folder storage the versions lived in the task folder: the task is gone
+    sb.run(&["run", "hello"])
+        .usage_error()
+        .stderr_has("not found");
+    let sb = task("hello", HELLO, None);
+    let env = ("DATABASE_URL", "sqlite:./s.db");
+    sb.cmd(&["sync-tasks"]).env(env.0, env.1).run().ok();
+    std::fs::remove_dir_all(sb.join("tasks/hello")).unwrap();
+    sb.cmd(&["run", "hello", "--json"])
+        .env(env.0, env.1)
+        .run()
+        .ok()
+        .check("v1 from storage", |o| o.json()["version"] == 1)
+        .stdout_has("\"greeting\": \"hello\"");
+}
