@@ -6,7 +6,7 @@ use crate::fsutil;
 use crate::index::{Index, IndexEntry, Stat, fs_now};
 use crate::objects::{ObjectStore, STREAM_THRESHOLD};
 use crate::tree::{Entry, Kind, diff, tree_cmp};
-use std::collections::HashMap;
+use std::collections::HashSet;
 use std::fs::{self, OpenOptions};
 use std::io::Write;
 use std::os::unix::ffi::OsStrExt;
@@ -123,20 +123,26 @@ pub fn apply_to_work(
         fs::set_permissions(&abs, fs::Permissions::from_mode(e.mode)).at(&abs)?;
     }
 
-    // 3. Fresh index: stat data of unchanged non-directories is reused, the rest is re-read.
-    let mut reuse: HashMap<&[u8], &Stat> = HashMap::new();
-    for e in current {
-        reuse.insert(&e.entry.path, &e.stat);
-    }
-    for e in writes.iter().map(|e| e.path.as_slice()) {
-        reuse.remove(e);
+    // 3. Fresh index: stat data is re-read for the paths written and the directories whose
+    //    contents changed (their mtime moved); everything else keeps the stat data just scanned.
+    let mut touched: HashSet<&[u8]> = HashSet::new();
+    for e in writes.iter().chain(removals.iter()) {
+        touched.insert(&e.path);
+        let mut p = e.path.as_slice();
+        while !p.is_empty() {
+            p = crate::tree::parent_of(p);
+            touched.insert(p);
+        }
     }
     for (_, b) in &d.modified {
-        reuse.remove(b.path.as_slice());
+        touched.insert(&b.path);
     }
+    let lstat = |rel: &[u8]| -> Result<Stat> {
+        let abs = fsutil::abs(work, rel);
+        Ok(Stat::from(&fs::symlink_metadata(&abs).at(&abs)?))
+    };
     let mut entries = Vec::with_capacity(target.len() + 1);
-    let root_md = fs::symlink_metadata(work).at(work)?;
-    let root_stat = Stat::from(&root_md);
+    let root_stat = lstat(b"")?;
     entries.push(IndexEntry {
         entry: Entry {
             path: Vec::new(),
@@ -148,13 +154,28 @@ pub fn apply_to_work(
         },
         stat: root_stat,
     });
+    // `current` and `target` are both in tree order: merge-join them.
+    let mut i = current
+        .iter()
+        .position(|e| !e.entry.path.is_empty())
+        .unwrap_or(current.len());
     for e in target {
-        let stat = match reuse.get(e.path.as_slice()) {
-            Some(s) if e.kind == Kind::Symlink || (e.kind == Kind::File && s.nlink < 2) => **s,
-            _ => {
-                let abs = fsutil::abs(work, &e.path);
-                Stat::from(&fs::symlink_metadata(&abs).at(&abs)?)
+        while i < current.len()
+            && tree_cmp(&current[i].entry.path, &e.path) == std::cmp::Ordering::Less
+        {
+            i += 1;
+        }
+        let known = current
+            .get(i)
+            .filter(|c| c.entry.path == e.path && c.entry.kind == e.kind);
+        let stat = match known {
+            Some(c)
+                if !touched.contains(e.path.as_slice())
+                    && (c.entry.kind == Kind::Dir || c.stat.nlink < 2) =>
+            {
+                c.stat
             }
+            _ => lstat(&e.path)?,
         };
         entries.push(IndexEntry {
             entry: e.clone(),

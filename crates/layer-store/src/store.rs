@@ -429,16 +429,30 @@ impl Store {
 
     /// Scans the work dir against `idx` and compares it with the tree of `head` (`base`, or
     /// the index's own entries when `base` is `None`).
-    fn rescan(
+    /// Scans the work dir against `idx` (lean) and compares it with the tree of `head` (`base`,
+    /// or the index's own entries when `base` is `None`). The new index is `None` when the work
+    /// dir is exactly the index's tree.
+    fn prescan(
         &self,
         idx: &Index,
         head: Option<StateId>,
         base: Option<&[Entry]>,
         sink: Option<Sink<'_>>,
-    ) -> Result<Rescan> {
+    ) -> Result<(Option<Index>, StatusReport)> {
         let time = index::fs_now(&self.dir)?;
-        let scan = index::scan(&self.work, idx, sink)?;
-        Ok(self.rescan_from(scan, time, idx, head, base))
+        let scan = index::scan_with(&self.work, idx, sink, index::ScanMode::Lean)?;
+        if scan.unchanged {
+            let status = match base {
+                None => StatusReport {
+                    clean: true,
+                    ..StatusReport::default()
+                },
+                Some(b) => status_of(b, idx.entries.get(1..).unwrap_or(&[])),
+            };
+            return Ok((None, status));
+        }
+        let r = self.rescan_from(scan, time, idx, head, base);
+        Ok((Some(r.index), r.status))
     }
 
     fn rescan_from(
@@ -453,8 +467,6 @@ impl Store {
             Some(b) => status_of(b, &scan.entries[1..]),
             None => status_of(idx.entries.get(1..).unwrap_or(&[]), &scan.entries[1..]),
         };
-        let changed =
-            scan.hashed > 0 || scan.readdirs > 0 || scan.entries.len() != idx.entries.len();
         Rescan {
             index: Index {
                 time,
@@ -462,7 +474,6 @@ impl Store {
                 entries: scan.entries,
             },
             status,
-            changed,
         }
     }
 
@@ -471,25 +482,13 @@ impl Store {
     pub fn status(&self) -> Result<StatusReport> {
         let head = self.head()?;
         let (base, idx) = self.base_and_index(head)?;
-        let time = index::fs_now(&self.dir)?;
-        let scan = index::scan_with(&self.work, &idx, None, index::ScanMode::Lean)?;
-        if scan.unchanged {
-            // The work dir is exactly the index's tree.
-            return Ok(match &base {
-                None => StatusReport {
-                    clean: true,
-                    ..StatusReport::default()
-                },
-                Some(b) => status_of(b, idx.entries.get(1..).unwrap_or(&[])),
-            });
-        }
-        let r = self.rescan_from(scan, time, &idx, head, base.as_deref());
-        if (r.changed || r.index.base != idx.base)
+        let (fresh, status) = self.prescan(&idx, head, base.as_deref(), None)?;
+        if let Some(f) = fresh
             && let Some(_lock) = self.try_lock()
         {
-            let _ = r.index.save(&self.index_path());
+            let _ = f.save(&self.index_path());
         }
-        Ok(r.status)
+        Ok(status)
     }
 
     // ---- run --------------------------------------------------------------------------------
@@ -587,31 +586,33 @@ impl Store {
         }
         let key = CacheKey::compute(instruction, head, &opts.env);
         let (base, idx) = self.base_and_index(head)?;
-        let base = base.unwrap_or_else(|| idx.manifest());
         // Contents found before the command (uncommitted changes) go to the same pack.
         let pack = PackWriter::new(self.objects.dir())?;
         let sink = Sink {
             objects: &self.objects,
             pack: &pack,
         };
-        let before = self.rescan(&idx, head, Some(&base), Some(sink))?;
-        let dirty = !before.status.clean;
+        let (fresh, before) = self.prescan(&idx, head, base.as_deref(), Some(sink))?;
+        let dirty = !before.clean;
+        let current = fresh.as_ref().unwrap_or(&idx);
         if !dirty && let Some((_, state)) = self.read_key(key)? {
             let target = self.manifest(Some(state))?;
-            let (mut idx, _) = apply_to_work(
+            let (mut new_idx, _) = apply_to_work(
                 &self.work,
                 &self.dir,
                 &self.objects,
-                &before.index.entries,
+                &current.entries,
                 &target,
             )?;
             self.set_head(Some(state))?;
-            idx.base = Some(Some(state));
-            idx.save(&self.index_path())?;
+            new_idx.base = Some(Some(state));
+            new_idx.save(&self.index_path())?;
             tracing::debug!(state = %state, "cache hit");
             return Ok(outcome(state, true, instruction, head, None));
         }
-        before.index.save(&self.index_path())?;
+        if let Some(f) = &fresh {
+            f.save(&self.index_path())?;
+        }
         let ran = self.execute(instruction, opts)?;
         if ran.code != 0 && !opts.capture_failed {
             return Err(Error::CommandFailed {
@@ -619,8 +620,12 @@ impl Store {
                 code: ran.code,
             });
         }
+        let base = match base {
+            Some(b) => b,
+            None => idx.manifest(),
+        };
         let key = (!dirty && ran.code == 0).then_some(key);
-        let state = self.capture(head, &base, instruction, key, pack, &before.index)?;
+        let state = self.capture(head, &base, instruction, key, pack, current)?;
         if ran.code != 0 {
             return Err(Error::CommandFailed {
                 instruction: instruction.into(),
@@ -757,31 +762,28 @@ impl Store {
     ) -> Result<CheckoutOutcome> {
         let head = self.head()?;
         let (base, idx) = self.base_and_index(head)?;
-        let base = base.unwrap_or_else(|| idx.manifest());
-        let before = self.rescan(&idx, head, Some(&base), None)?;
-        if !opts.force {
-            let st = &before.status;
-            if !st.clean {
-                let mut changes = Vec::new();
-                changes.extend(st.added.iter().map(|p| format!("A {p}")));
-                changes.extend(st.modified.iter().map(|p| format!("M {p}")));
-                changes.extend(st.deleted.iter().map(|p| format!("D {p}")));
-                return Err(Error::Dirty {
-                    work: self.work.clone(),
-                    changes,
-                });
-            }
+        let (fresh, st) = self.prescan(&idx, head, base.as_deref(), None)?;
+        if !opts.force && !st.clean {
+            let mut changes = Vec::new();
+            changes.extend(st.added.iter().map(|p| format!("A {p}")));
+            changes.extend(st.modified.iter().map(|p| format!("M {p}")));
+            changes.extend(st.deleted.iter().map(|p| format!("D {p}")));
+            return Err(Error::Dirty {
+                work: self.work.clone(),
+                changes,
+            });
         }
-        let target = if target_id == head {
-            base
-        } else {
-            self.manifest(target_id)?
+        let current = fresh.as_ref().unwrap_or(&idx);
+        let target = match (target_id == head, base) {
+            (true, Some(b)) => b,
+            (true, None) => idx.manifest(),
+            (false, _) => self.manifest(target_id)?,
         };
         let (mut idx, stats) = apply_to_work(
             &self.work,
             &self.dir,
             &self.objects,
-            &before.index.entries,
+            &current.entries,
             &target,
         )?;
         self.set_head(target_id)?;
@@ -1152,8 +1154,6 @@ struct Rescan {
     index: Index,
     /// Differences from head.
     status: StatusReport,
-    /// Whether anything was re-read (the index on disk is worth refreshing).
-    changed: bool,
 }
 
 fn status_of<A: AsRef<Entry>, B: AsRef<Entry>>(base: &[A], cur: &[B]) -> StatusReport {
