@@ -373,8 +373,10 @@ pub fn validate_input(
                 missing.join(", ")
             ),
             format!(
-                "pass it, e.g. --input '{}', or give it a \"default\" in config.json",
-                example(&specs)
+                "pass {}, e.g. --input '{}', or give {} a \"default\" in config.json",
+                if missing.len() == 1 { "it" } else { "them" },
+                example(&specs),
+                if missing.len() == 1 { "it" } else { "each" },
             ),
         ));
     }
