@@ -250,14 +250,14 @@ pub struct RunArgs {
     #[arg(long, value_name = "KEY")]
     pub idempotency_key: Option<String>,
     /// Only create the queued run and print its id (a worker or `resume` drives it).
-    #[arg(long, conflicts_with_all = ["wait", "dry_run"])]
+    #[arg(long, conflicts_with_all = ["wait", "dry_run", "save"])]
     pub detach: bool,
     /// Keep going for up to DUR (250ms, 2s, 5m, 1h, 7d): through timers that fire within it,
     /// and waiting for events (a `signal` from elsewhere) and child runs.
     #[arg(long, value_name = "DUR")]
     pub wait: Option<String>,
     /// Check the task and the input and print what would run; store and start nothing.
-    #[arg(long)]
+    #[arg(long, conflicts_with_all = ["wait", "save"])]
     pub dry_run: bool,
     /// Write the run (status, output or error, journal) as JSON to FILE (default
     /// ./<task>-<run>.json).
