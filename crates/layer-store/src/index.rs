@@ -230,10 +230,6 @@ pub struct Sink<'a> {
 pub struct ScanResult {
     /// The work dir's tree with stat data, root first, tree order.
     pub entries: Vec<IndexEntry>,
-    /// Files read and hashed.
-    pub hashed: usize,
-    /// Directories read (the others were known unchanged).
-    pub readdirs: usize,
     /// Nothing differs from the index (then, in [`ScanMode::Lean`], `entries` is empty).
     pub unchanged: bool,
 }
@@ -294,7 +290,6 @@ pub fn scan_with(
         cv: std::sync::Condvar::new(),
         next_id: AtomicUsize::new(1),
         error: Mutex::new(None),
-        readdirs: AtomicUsize::new(0),
     };
     let outs: Mutex<Vec<DirOut>> = Mutex::new(Vec::new());
     std::thread::scope(|s| {
@@ -309,7 +304,6 @@ pub fn scan_with(
         return Err(e);
     }
     let outs = outs.into_inner().expect("outs lock");
-    let readdirs = walker.readdirs.load(Ordering::Relaxed);
     let root_same = root_pos.is_some_and(|p| ix[p].stat.same(&root_stat));
     let (same, new) = outs
         .iter()
@@ -322,8 +316,6 @@ pub fn scan_with(
     if unchanged && mode == ScanMode::Lean {
         return Ok(ScanResult {
             entries: Vec::new(),
-            hashed: 0,
-            readdirs,
             unchanged,
         });
     }
@@ -341,13 +333,10 @@ pub fn scan_with(
         stat: root_stat,
     });
     emit(0, &mut by_id, ix, &mut out, &mut to_hash);
-    let hashed = to_hash.len();
     hash_files(work, &mut out, &to_hash, sink)?;
     group_hardlinks(&mut out);
     Ok(ScanResult {
         entries: out,
-        hashed,
-        readdirs,
         unchanged,
     })
 }
@@ -440,7 +429,6 @@ struct Walker<'a> {
     cv: std::sync::Condvar,
     next_id: AtomicUsize,
     error: Mutex<Option<Error>>,
-    readdirs: AtomicUsize,
 }
 
 impl Walker<'_> {
@@ -542,7 +530,6 @@ impl Walker<'_> {
                 .map(|j| (std::borrow::Cow::Borrowed(ix[j].entry.name()), Some(j)))
                 .collect(),
             false => {
-                self.readdirs.fetch_add(1, Ordering::Relaxed);
                 let known: HashMap<&[u8], usize> = match job.pos {
                     Some(p) => self.children(p).map(|j| (ix[j].entry.name(), j)).collect(),
                     None => HashMap::new(),
