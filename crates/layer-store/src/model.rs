@@ -161,6 +161,9 @@ pub struct LsEntry {
     /// Symlink text or hard-link target.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub target: Option<String>,
+    /// sha256 of the content (files and hard links): the object id in the store.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub content: Option<String>,
 }
 
 /// Result of `reset`.

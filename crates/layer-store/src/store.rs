@@ -1041,6 +1041,7 @@ impl Store {
                 mode: e.mode,
                 size: e.size,
                 target: (!e.target.is_empty()).then(|| show(&e.target)),
+                content: matches!(e.kind, Kind::File | Kind::Hardlink).then(|| e.content.hex()),
             })
             .collect())
     }
