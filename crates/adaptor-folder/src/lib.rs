@@ -179,6 +179,11 @@ impl StorageAdapter for FolderStore {
         self.blocking(move |s| s.claim(&req)).await
     }
 
+    async fn settle_run(&self, run: &Run, token: u64) -> Result<Run> {
+        let run = run.clone();
+        self.blocking(move |s| s.settle_run(&run, token)).await
+    }
+
     async fn claim_run(
         &self,
         id: RunId,

@@ -700,6 +700,13 @@ impl Inner {
         Ok(new)
     }
 
+    pub(crate) fn settle_run(&self, run: &Run, token: u64) -> Result<Run> {
+        let now = now_millis();
+        self.modify(run.id, |stored| {
+            rules::prepare_settle(stored, run, token, now)
+        })
+    }
+
     /// Claims run `id` alone (under the store-wide claim lock, like `claim`).
     pub(crate) fn claim_one(
         &self,

@@ -237,6 +237,11 @@ impl StorageAdapter for SqliteStore {
         self.write(move |c| ops::update_run(c, &run)).await
     }
 
+    async fn settle_run(&self, run: &Run, token: u64) -> Result<Run> {
+        let run = run.clone();
+        self.write(move |c| ops::settle_run(c, &run, token)).await
+    }
+
     async fn append(&self, run: RunId, records: &[JournalRecord], fence: Fence) -> Result<()> {
         let records = records.to_vec();
         self.write(move |c| ops::append(c, run, &records, fence))

@@ -339,6 +339,13 @@ pub(crate) fn update_run(c: &Ctx<'_>, new: &Run) -> Result<Run> {
     Ok(run)
 }
 
+pub(crate) fn settle_run(c: &Ctx<'_>, new: &Run, token: u64) -> Result<Run> {
+    let stored = load_run(c, new.id)?;
+    let run = rules::prepare_settle(&stored, new, token, now_millis())?;
+    write_run(c, &run)?;
+    Ok(run)
+}
+
 pub(crate) fn list_runs(c: &Ctx<'_>, filter: &RunFilter, page: Page) -> Result<RunPage> {
     let mut sql = String::from("SELECT body FROM runs WHERE 1 = 1");
     let mut args: Vec<SqlValue> = Vec::new();

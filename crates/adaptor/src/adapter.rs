@@ -51,6 +51,11 @@ pub trait StorageAdapter: Send + Sync + std::fmt::Debug {
     /// The lease and fencing token are not changed by this call (see `claim`, `renew`, `release`).
     async fn update_run(&self, run: &Run) -> Result<Run>;
 
+    /// [`StorageAdapter::update_run`] and [`StorageAdapter::release`] in one durable write: stores
+    /// `run` if its revision is current (stale → `Conflict`) and drops the lease held with
+    /// `token` (stale → `Fenced`). How a worker settles the run it drove.
+    async fn settle_run(&self, run: &Run, token: u64) -> Result<Run>;
+
     /// Appends records to a run's journal. The first record's seq must be the next seq
     /// (a gap → `Invalid`). Records at seqs already stored are compared: identical → skipped
     /// (idempotent retry), different → `Conflict`. With [`Fence::Token`], a token other than the

@@ -80,6 +80,7 @@ macro_rules! conformance_tests {
             claim_picks_only_runnable_runs,
             claim_bumps_fencing_token_and_stale_appends_are_fenced,
             renew_and_release_need_the_current_token,
+            settle_run_updates_and_releases_in_one_step,
             claim_run_takes_one_run_and_steals_only_when_asked,
             overdue_timers_are_claimed_in_deadline_order,
             concurrent_claimers_claim_each_run_exactly_once,
@@ -640,6 +641,40 @@ pub async fn overdue_timers_are_claimed_in_deadline_order(h: Harness) {
     }
     let want: Vec<_> = by_deadline.into_iter().map(|(_, id)| id).collect();
     assert_eq!(got, want, "claims must follow wake_at order");
+}
+
+/// `settle_run` is a compare-and-swap update plus a release, fenced by the token.
+pub async fn settle_run_updates_and_releases_in_one_step(h: Harness) {
+    let s = &*h.store;
+    let now = now_millis();
+    let run = queued_run(s, "t", json!({})).await;
+    let c = s
+        .claim(&claim_req("w", now, 60_000, 1))
+        .await
+        .unwrap()
+        .remove(0);
+    let mut done = c.run.clone();
+    done.status = RunStatus::Succeeded;
+    done.output = Some(json!("ok"));
+    let stale = s.settle_run(&done, c.token + 1).await;
+    assert!(matches!(stale, Err(Error::Fenced { .. })), "{stale:?}");
+    let mut old = run.clone();
+    old.status = RunStatus::Failed;
+    let conflict = s.settle_run(&old, c.token).await;
+    assert!(
+        matches!(conflict, Err(Error::Conflict { .. })),
+        "{conflict:?}"
+    );
+    let settled = s.settle_run(&done, c.token).await.unwrap();
+    assert!(settled.lease.is_none());
+    assert_eq!(settled.status, RunStatus::Succeeded);
+    assert!(settled.ended_at.is_some());
+    assert_eq!(s.get_run(run.id).await.unwrap(), settled);
+    let again = s.settle_run(&settled, c.token).await;
+    assert!(
+        matches!(again, Err(Error::Fenced { .. })),
+        "the lease is gone: {again:?}"
+    );
 }
 
 /// Eight concurrent claimers over 1,000 queued runs claim each exactly once.

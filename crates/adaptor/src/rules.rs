@@ -233,3 +233,11 @@ pub fn prepare_update(stored: &Run, new: &Run, now: UnixMillis) -> Result<Run> {
     }
     Ok(run)
 }
+
+/// The run `settle_run` stores: [`prepare_update`], then the lease held with `token` dropped.
+pub fn prepare_settle(stored: &Run, new: &Run, token: u64, now: UnixMillis) -> Result<Run> {
+    check_lease(stored, token)?;
+    let mut run = prepare_update(stored, new, now)?;
+    run.lease = None;
+    Ok(run)
+}
