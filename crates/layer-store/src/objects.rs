@@ -161,7 +161,19 @@ impl ObjectStore {
             needed_by: needed_by.to_string(),
         })?;
         let mut out = Vec::with_capacity(loc.raw as usize);
-        self.copy_to(id, loc, &path, &mut out)?;
+        match self.copy_to(id, loc, &path, &mut out) {
+            Err(e) if pack_vanished(&e) => {
+                // A concurrent gc repacked it: reload the pack list and try once more.
+                self.reload()?;
+                let (loc, path) = self.locate(id)?.ok_or_else(|| Error::MissingObject {
+                    id: id.hex(),
+                    needed_by: needed_by.to_string(),
+                })?;
+                out.clear();
+                self.copy_to(id, loc, &path, &mut out)?;
+            }
+            r => r?,
+        }
         Ok(out)
     }
 
@@ -171,8 +183,19 @@ impl ObjectStore {
             id: id.hex(),
             needed_by: needed_by.to_string(),
         })?;
-        self.copy_to(id, loc, &path, w)?;
-        Ok(loc.raw)
+        match self.copy_to(id, loc, &path, w) {
+            // A concurrent gc repacked it (nothing was written yet: the pack did not open).
+            Err(e) if pack_vanished(&e) => {
+                self.reload()?;
+                let (loc, path) = self.locate(id)?.ok_or_else(|| Error::MissingObject {
+                    id: id.hex(),
+                    needed_by: needed_by.to_string(),
+                })?;
+                self.copy_to(id, loc, &path, w)?;
+                Ok(loc.raw)
+            }
+            r => r.map(|()| loc.raw),
+        }
     }
 
     /// The stored (compressed) size of an object.
@@ -268,6 +291,10 @@ impl ObjectStore {
         *self.set.write().expect("pack set lock") = PackSet::default();
         self.refresh()
     }
+}
+
+fn pack_vanished(e: &Error) -> bool {
+    matches!(e, Error::Io { source, .. } if source.kind() == std::io::ErrorKind::NotFound)
 }
 
 enum PumpError {

@@ -808,17 +808,18 @@ impl Store {
             chain.push(id);
             s = self.parent_of(id)?;
         }
-        let mut tree_now: Vec<Entry> = Vec::new();
+        let mut tree_now = tree::Applier::default();
         for id in chain.iter().rev() {
             let rec = self.state(*id)?;
             let layer = parse_digest(&rec.layer, &self.state_path(*id))?;
             let changes = self.layer_entries(&layer, *id)?;
-            tree_now = tree::apply(&tree_now, &changes).map_err(|p| Error::Corrupt {
+            tree_now.apply(&changes).map_err(|p| Error::Corrupt {
                 id: layer.hex(),
                 location: self.objects.dir().to_path_buf(),
                 reason: format!("layer does not apply at {}", show(&p)),
             })?;
         }
+        let tree_now = tree_now.into_tree();
         if self.work.exists() {
             clear_dir(&self.work)?;
         } else {

@@ -442,12 +442,32 @@ pub fn changeset(base: &[Entry], new: &[Entry]) -> Vec<Entry> {
 /// Applies a changeset to a tree (OCI semantics). Returns the new tree in tree order, or the
 /// offending path when the changeset is inconsistent with the base.
 pub fn apply(base: &[Entry], layer: &[Entry]) -> Result<Vec<Entry>, Vec<u8>> {
-    let mut map: BTreeMap<TreeKey, Entry> = base
-        .iter()
-        .map(|e| (TreeKey(e.path.clone()), e.clone()))
-        .collect();
-    fn remove_below(map: &mut BTreeMap<TreeKey, Entry>, dir: &[u8]) {
-        let keys: Vec<TreeKey> = map
+    let mut t = Applier::new(base);
+    t.apply(layer)?;
+    Ok(t.into_tree())
+}
+
+/// A tree being rebuilt from layers: apply several changesets, then take the tree (each
+/// path is materialized once, the newest layer wins).
+#[derive(Debug, Default)]
+pub struct Applier {
+    map: BTreeMap<TreeKey, Entry>,
+}
+
+impl Applier {
+    /// Starts from `base`.
+    pub fn new(base: &[Entry]) -> Applier {
+        Applier {
+            map: base
+                .iter()
+                .map(|e| (TreeKey(e.path.clone()), e.clone()))
+                .collect(),
+        }
+    }
+
+    fn remove_below(&mut self, dir: &[u8]) {
+        let keys: Vec<TreeKey> = self
+            .map
             .range((
                 std::ops::Bound::Excluded(TreeKey(dir.to_vec())),
                 std::ops::Bound::Unbounded,
@@ -456,36 +476,46 @@ pub fn apply(base: &[Entry], layer: &[Entry]) -> Result<Vec<Entry>, Vec<u8>> {
             .map(|(k, _)| k.clone())
             .collect();
         for k in keys {
-            map.remove(&k);
+            self.map.remove(&k);
         }
     }
-    for e in layer {
-        match e.kind {
-            Kind::Opaque => {
-                let dir = parent_of(&e.path).to_vec();
-                remove_below(&mut map, &dir);
-            }
-            Kind::Whiteout => {
-                let name = &e.name()[WH_PREFIX.len()..];
-                let victim = join(parent_of(&e.path), name);
-                if map.remove(&TreeKey(victim.clone())).is_none() {
-                    return Err(e.path.clone());
+
+    /// Applies one changeset; on error returns the offending path.
+    pub fn apply(&mut self, layer: &[Entry]) -> Result<(), Vec<u8>> {
+        for e in layer {
+            match e.kind {
+                Kind::Opaque => {
+                    let dir = parent_of(&e.path).to_vec();
+                    self.remove_below(&dir);
                 }
-                remove_below(&mut map, &victim);
-            }
-            _ => {
-                let parent = parent_of(&e.path);
-                if !parent.is_empty()
-                    && map.get(&TreeKey(parent.to_vec())).map(|p| p.kind) != Some(Kind::Dir)
-                {
-                    return Err(e.path.clone());
+                Kind::Whiteout => {
+                    let name = &e.name()[WH_PREFIX.len()..];
+                    let victim = join(parent_of(&e.path), name);
+                    if self.map.remove(&TreeKey(victim.clone())).is_none() {
+                        return Err(e.path.clone());
+                    }
+                    self.remove_below(&victim);
                 }
-                if e.kind != Kind::Dir {
-                    remove_below(&mut map, &e.path);
+                _ => {
+                    let parent = parent_of(&e.path);
+                    if !parent.is_empty()
+                        && self.map.get(&TreeKey(parent.to_vec())).map(|p| p.kind)
+                            != Some(Kind::Dir)
+                    {
+                        return Err(e.path.clone());
+                    }
+                    if e.kind != Kind::Dir {
+                        self.remove_below(&e.path);
+                    }
+                    self.map.insert(TreeKey(e.path.clone()), e.clone());
                 }
-                map.insert(TreeKey(e.path.clone()), e.clone());
             }
         }
+        Ok(())
     }
-    Ok(map.into_values().collect())
+
+    /// The tree, in tree order.
+    pub fn into_tree(self) -> Vec<Entry> {
+        self.map.into_values().collect()
+    }
 }
