@@ -81,6 +81,7 @@ pub fn apply_to_work(
     writes.sort_by(|a, b| tree_cmp(&a.path, &b.path));
     let mut links: Vec<&Entry> = Vec::new();
     let mut dir_modes: Vec<&Entry> = Vec::new();
+    let mut files: Vec<&Entry> = Vec::new();
     for e in &writes {
         let abs = fsutil::abs(work, &e.path);
         match e.kind {
@@ -93,7 +94,7 @@ pub fn apply_to_work(
                 }
                 dir_modes.push(e);
             }
-            Kind::File => write_file(objects, &abs, e)?,
+            Kind::File => files.push(e),
             Kind::Symlink => {
                 std::os::unix::fs::symlink(std::ffi::OsStr::from_bytes(&e.target), &abs)
                     .at(&abs)?;
@@ -103,6 +104,7 @@ pub fn apply_to_work(
         }
         stats.written += 1;
     }
+    write_files(work, objects, &files)?;
     for e in links {
         let abs = fsutil::abs(work, &e.path);
         let src = fsutil::abs(work, &e.target);
@@ -191,6 +193,39 @@ pub fn apply_to_work(
         },
         stats,
     ))
+}
+
+/// Writes regular files (their directories exist) on two threads when there are many.
+fn write_files(work: &Path, objects: &ObjectStore, files: &[&Entry]) -> Result<()> {
+    if files.len() < 64 {
+        for e in files {
+            write_file(objects, &fsutil::abs(work, &e.path), e)?;
+        }
+        return Ok(());
+    }
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    let first_err: std::sync::Mutex<Option<crate::Error>> = std::sync::Mutex::new(None);
+    std::thread::scope(|s| {
+        for _ in 0..2 {
+            s.spawn(|| {
+                loop {
+                    let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    if i >= files.len() || first_err.lock().expect("err lock").is_some() {
+                        return;
+                    }
+                    let e = files[i];
+                    if let Err(err) = write_file(objects, &fsutil::abs(work, &e.path), e) {
+                        first_err.lock().expect("err lock").get_or_insert(err);
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    match first_err.into_inner().expect("err lock") {
+        Some(e) => Err(e),
+        None => Ok(()),
+    }
 }
 
 fn write_file(objects: &ObjectStore, abs: &Path, e: &Entry) -> Result<()> {
