@@ -52,6 +52,8 @@ struct Driver<'a> {
     consumed_signals: HashSet<u64>,
     /// Child runs by the seq of the call that started them.
     children: HashMap<u64, RunId>,
+    /// Records not yet appended (see [`Driver::flush`]).
+    buffer: Vec<JournalRecord>,
     /// Extra fields written with a call's completion record (e.g. the signal it consumed).
     extra: HashMap<u64, Value>,
     last_renew: Instant,
@@ -86,8 +88,8 @@ pub(crate) async fn drive(engine: &Engine, claim: Claim) -> Result<Run> {
             );
             let error =
                 json!({ "name": "VersionMissing", "message": message, "pinnedHash": pinned });
-            d.append(kinds::RUN_FAILED, json!({ "error": error }))
-                .await?;
+            d.push(kinds::RUN_FAILED, json!({ "error": error }));
+            d.flush().await?;
             return d.finish(RunStatus::Failed, None, Some(error)).await;
         }
         Err(e) => return Err(e.into()),
@@ -98,7 +100,7 @@ pub(crate) async fn drive(engine: &Engine, claim: Claim) -> Result<Run> {
         let started = json!({
             "task": d.run.task, "version": version.version, "hash": version.hash, "input": d.run.input,
         });
-        d.append(kinds::RUN_STARTED, started).await?;
+        d.push(kinds::RUN_STARTED, started);
     }
     d.execute(&version, journal).await
 }
@@ -114,6 +116,7 @@ impl<'a> Driver<'a> {
             requested: HashSet::new(),
             consumed_signals: HashSet::new(),
             children: HashMap::new(),
+            buffer: Vec::new(),
             extra: HashMap::new(),
             last_renew: Instant::now(),
         }
@@ -123,6 +126,7 @@ impl<'a> Driver<'a> {
     async fn load(&mut self) -> Result<Journal> {
         let store = &self.engine.store;
         let mut journal = Vec::new();
+        let mut requests: HashMap<u64, Value> = HashMap::new();
         let mut after = None;
         loop {
             let page = store.read_journal(self.run.id, after, 1000).await?;
@@ -140,8 +144,21 @@ impl<'a> Driver<'a> {
                         if let Some(s) = rec.data.get("signal").and_then(Value::as_u64) {
                             self.consumed_signals.insert(s);
                         }
-                        let entry: JournalEntry = serde_json::from_value(rec.data.clone())
-                            .map_err(|e| bad(e.to_string()))?;
+                        let mut data = rec.data.clone();
+                        if let Some(obj) = data.as_object_mut()
+                            && !obj.contains_key("request")
+                        {
+                            // the request is stored once, in the call.requested record
+                            let seq = obj.get("seq").and_then(Value::as_u64).unwrap_or(u64::MAX);
+                            let request = requests.remove(&seq).ok_or_else(|| {
+                                bad(format!(
+                                    "call {seq} has no request and no call.requested record"
+                                ))
+                            })?;
+                            obj.insert("request".into(), request);
+                        }
+                        let entry: JournalEntry =
+                            serde_json::from_value(data).map_err(|e| bad(e.to_string()))?;
                         journal.push(entry);
                     }
                     kinds::TIMER_ARMED => {
@@ -166,6 +183,7 @@ impl<'a> Driver<'a> {
                     kinds::CALL_REQUESTED => {
                         if let Some(s) = rec.data["seq"].as_u64() {
                             self.requested.insert(s);
+                            requests.insert(s, rec.data["request"].clone());
                         }
                     }
                     _ => {}
@@ -175,31 +193,35 @@ impl<'a> Driver<'a> {
         Ok(journal)
     }
 
-    async fn append(&mut self, kind: &str, data: Value) -> Result<()> {
-        let rec = JournalRecord {
+    /// Adds a record to the buffer; it becomes durable at the next [`Driver::flush`], which
+    /// happens before every side effect and before the run settles.
+    fn push(&mut self, kind: &str, data: Value) {
+        self.buffer.push(JournalRecord {
             run: self.run.id,
             seq: self.next_seq,
             kind: kind.to_string(),
             at: now_millis(),
             data,
-        };
+        });
+        self.next_seq += 1;
+    }
+
+    /// Appends the buffered records in one durable write.
+    async fn flush(&mut self) -> Result<()> {
+        if self.buffer.is_empty() {
+            return Ok(());
+        }
+        let records = std::mem::take(&mut self.buffer);
         self.engine
             .store
-            .append(self.run.id, &[rec], Fence::Token(self.token))
+            .append(self.run.id, &records, Fence::Token(self.token))
             .await?;
-        self.next_seq += 1;
         Ok(())
     }
 
-    /// Persists the VM's new journal entries (completed calls and console lines) in one append.
-    async fn persist(&mut self, session: &mut Session) -> Result<()> {
-        let entries = session.take_new_entries();
-        if entries.is_empty() {
-            return Ok(());
-        }
-        let at = now_millis();
-        let mut recs = Vec::with_capacity(entries.len());
-        for entry in entries {
+    /// Buffers the VM's new journal entries (completed calls and console lines).
+    fn persist(&mut self, session: &mut Session) -> Result<()> {
+        for entry in session.take_new_entries() {
             let kind = if entry.kind == CallKind::Log {
                 kinds::LOG
             } else {
@@ -209,23 +231,16 @@ impl<'a> Driver<'a> {
                 input: format!("journal entry {}", entry.seq),
                 expected: format!("JSON ({e})"),
             })?;
-            let extra = self.extra.remove(&entry.seq);
-            if let (Some(Value::Object(map)), Some(obj)) = (extra, data.as_object_mut()) {
-                obj.extend(map);
+            if let Some(obj) = data.as_object_mut() {
+                if self.requested.contains(&entry.seq) {
+                    obj.remove("request"); // already in its call.requested record
+                }
+                if let Some(Value::Object(map)) = self.extra.remove(&entry.seq) {
+                    obj.extend(map);
+                }
             }
-            recs.push(JournalRecord {
-                run: self.run.id,
-                seq: self.next_seq + recs.len() as u64,
-                kind: kind.to_string(),
-                at,
-                data,
-            });
+            self.push(kind, data);
         }
-        self.engine
-            .store
-            .append(self.run.id, &recs, Fence::Token(self.token))
-            .await?;
-        self.next_seq += recs.len() as u64;
         Ok(())
     }
 
@@ -268,17 +283,15 @@ impl<'a> Driver<'a> {
             }
         };
         loop {
-            self.persist(&mut session).await?;
+            self.persist(&mut session)?;
             let calls = match step {
                 Step::Completed(v) => {
-                    self.append(kinds::RUN_SUCCEEDED, json!({ "output": v }))
-                        .await?;
+                    self.push(kinds::RUN_SUCCEEDED, json!({ "output": v }));
                     return self.finish(RunStatus::Succeeded, Some(v), None).await;
                 }
                 Step::Failed(e) => {
                     let error = vm_error_json(&e);
-                    self.append(kinds::RUN_FAILED, json!({ "error": error }))
-                        .await?;
+                    self.push(kinds::RUN_FAILED, json!({ "error": error }));
                     return self.finish(RunStatus::Failed, None, Some(error)).await;
                 }
                 Step::Pending(calls) => calls,
@@ -298,7 +311,7 @@ impl<'a> Driver<'a> {
                 }
                 Performed::Pause { seq, error } => {
                     let info = json!({ "seq": seq, "error": error });
-                    self.append(kinds::RUN_PAUSED, info.clone()).await?;
+                    self.push(kinds::RUN_PAUSED, info.clone());
                     return self.finish(RunStatus::Paused, None, Some(info)).await;
                 }
             };
@@ -330,8 +343,7 @@ impl<'a> Driver<'a> {
     /// Ends the run as cancelled (a graceful cancel reached the worker).
     async fn cancelled(&mut self, why: &str) -> Result<Run> {
         let error = json!({ "name": "Cancelled", "message": why });
-        self.append(kinds::RUN_CANCELLED, json!({ "error": error }))
-            .await?;
+        self.push(kinds::RUN_CANCELLED, json!({ "error": error }));
         self.finish(RunStatus::Cancelled, None, Some(error)).await
     }
 
@@ -445,9 +457,11 @@ impl<'a> Driver<'a> {
                 if self.requested.insert(call.seq) {
                     let data =
                         json!({ "seq": call.seq, "kind": call.kind, "request": call.request });
-                    self.append(kinds::CALL_REQUESTED, data).await?;
+                    self.push(kinds::CALL_REQUESTED, data);
                 }
             }
+            // everything so far is durable before the side effects start
+            self.flush().await?;
             let mut set = tokio::task::JoinSet::new();
             for call in slow {
                 let engine = self.engine.clone();
@@ -522,8 +536,7 @@ impl<'a> Driver<'a> {
                 });
                 let created = store.create_run(new).await?;
                 let run = created.into_run();
-                self.append(kinds::CHILD_STARTED, json!({ "seq": seq, "run": run.id }))
-                    .await?;
+                self.push(kinds::CHILD_STARTED, json!({ "seq": seq, "run": run.id }));
                 self.children.insert(seq, run.id);
                 run
             }
@@ -555,8 +568,7 @@ impl<'a> Driver<'a> {
     }
 
     async fn arm(&mut self, seq: u64, wake: i64) -> Result<i64> {
-        self.append(kinds::TIMER_ARMED, json!({ "seq": seq, "wakeAt": wake }))
-            .await?;
+        self.push(kinds::TIMER_ARMED, json!({ "seq": seq, "wakeAt": wake }));
         self.timers.insert(seq, wake);
         Ok(wake)
     }
@@ -586,8 +598,9 @@ impl<'a> Driver<'a> {
 
     /// Stores the settled run, releases the lease, and tells a parent that its child ended.
     async fn write(&mut self, run: Run) -> Result<Run> {
+        self.flush().await?;
         let store = &self.engine.store;
-        let updated = match store.update_run(&run).await {
+        let released = match store.settle_run(&run, self.token).await {
             Ok(r) => r,
             Err(sequential_adaptor::Error::Conflict { .. }) => {
                 // Something else touched the run: a signal, a cancel or a kill.
@@ -612,12 +625,11 @@ impl<'a> Driver<'a> {
                     // a cancel arrived: the run becomes runnable so a worker winds it down
                     fresh.status = RunStatus::Stopping;
                 }
-                store.update_run(&fresh).await?
+                store.settle_run(&fresh, self.token).await?
             }
             Err(e) => return Err(e.into()),
         };
-        self.run = updated;
-        let released = store.release(self.run.id, self.token).await?;
+        self.run = released.clone();
         if released.status.is_terminal()
             && let Some(parent) = released.parent
         {
@@ -704,9 +716,11 @@ async fn perform_slow(
     req.retry = Some(retry);
     match engine.http.fetch(&req).await {
         Ok(resp) => {
+            // hop-by-hop headers describe the connection, not the response: not journaled
             let headers: serde_json::Map<String, Value> = resp
                 .headers
                 .iter()
+                .filter(|(k, _)| !HOP_BY_HOP.contains(&k.as_str()))
                 .map(|(k, v)| (k.clone(), Value::String(v.clone())))
                 .collect();
             Ok(CallResult::fetch_response(
@@ -730,6 +744,19 @@ async fn perform_slow(
         }
     }
 }
+
+/// Headers that describe one connection (RFC 9110 §7.6.1), plus the body length, which the
+/// journaled (decoded) body makes redundant.
+const HOP_BY_HOP: &[&str] = &[
+    "connection",
+    "keep-alive",
+    "proxy-connection",
+    "transfer-encoding",
+    "te",
+    "trailer",
+    "upgrade",
+    "content-length",
+];
 
 /// The event a parent waits for until child `id` ends.
 pub(crate) fn child_event(id: &RunId) -> String {
