@@ -1,6 +1,7 @@
 //! Times one store operation on a real tree: `bench <op> <store dir> <work dir> [arg]`.
 //!
-//! Ops: `run <cmd>`, `status`, `checkout <ref>` (forced), `rebuild`, `verify`, `gc`, `history`.
+//! Ops: `run <cmd>`, `status`, `checkout <ref>` (forced), `rebuild`, `verify`, `gc`, `history`,
+//! `inspect <ref>`, `diff <ref>` (against HEAD), `tags`, `tag <name>`, `ls <dir>`.
 //! Prints the elapsed milliseconds and the operation's JSON result (abridged).
 
 use sequential_layer_store::{CheckoutOptions, Output, RunOptions, Store};
@@ -48,6 +49,18 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         "gc" => serde_json::to_string(&store.gc()?)?,
         "history" => format!("{} entries", store.history()?.len()),
         "inspect" => serde_json::to_string(&store.inspect(arg)?)?,
+        "diff" => {
+            let d = store.diff(arg, None)?;
+            format!(
+                "{{\"added\":{},\"modified\":{},\"deleted\":{}}}",
+                d.added.len(),
+                d.modified.len(),
+                d.deleted.len()
+            )
+        }
+        "tags" => serde_json::to_string(&store.tags()?)?,
+        "tag" => serde_json::to_string(&store.tag(arg, None)?)?,
+        "ls" => format!("{} entries", store.ls("HEAD", arg)?.len()),
         other => return Err(format!("unknown op {other}").into()),
     };
     println!(

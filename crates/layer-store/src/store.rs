@@ -996,8 +996,14 @@ impl Store {
 
     /// Paths that differ between the states `a` and `b` (default `HEAD`), from manifests only.
     pub fn diff(&self, a: &str, b: Option<&str>) -> Result<DiffReport> {
-        let ta = self.manifest(self.resolve_opt(a)?)?;
-        let tb = self.manifest(self.resolve_opt(b.unwrap_or("HEAD"))?)?;
+        let (sa, sb) = (self.resolve_opt(a)?, self.resolve_opt(b.unwrap_or("HEAD"))?);
+        // Both manifests load (read, decompress, verify, decode) at the same time.
+        let (ta, tb) = std::thread::scope(|s| {
+            let other = s.spawn(|| self.manifest(sb));
+            let ta = self.manifest(sa);
+            (ta, other.join().expect("manifest thread"))
+        });
+        let (ta, tb) = (ta?, tb?);
         let d = tree::diff(&ta, &tb);
         Ok(DiffReport {
             added: d.added.iter().map(|e| show(&e.path)).collect(),
