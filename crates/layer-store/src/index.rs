@@ -217,12 +217,14 @@ pub fn fs_now(dir: &Path) -> Result<i64> {
 }
 
 /// Where a capturing scan stores the contents it reads.
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Copy)]
 pub struct Sink<'a> {
     /// Existing objects (for dedupe).
     pub objects: &'a ObjectStore,
     /// The pack receiving new objects.
     pub pack: &'a PackWriter,
+    /// Where to report files captured.
+    pub progress: Option<&'a dyn crate::progress::Progress>,
 }
 
 /// What a scan found.
@@ -722,6 +724,11 @@ fn hash_files(
     if list.is_empty() {
         return Ok(());
     }
+    let counter = crate::progress::Counter::new(
+        sink.and_then(|s| s.progress),
+        crate::progress::Phase::Capturing,
+        list.len(),
+    );
     let next = AtomicUsize::new(0);
     let results: Mutex<Vec<(usize, Digest, u64)>> = Mutex::new(Vec::with_capacity(list.len()));
     let first_err: Mutex<Option<Error>> = Mutex::new(None);
@@ -740,7 +747,10 @@ fn hash_files(
                         let i = list[k];
                         let abs = fsutil::abs(work, &out_ro[i].entry.path);
                         match hash_one(&abs, out_ro[i].stat.size, sink) {
-                            Ok((id, size)) => local.push((i, id, size)),
+                            Ok((id, size)) => {
+                                counter.add(size);
+                                local.push((i, id, size))
+                            }
                             Err(e) => {
                                 first_err.lock().expect("err lock").get_or_insert(e);
                                 break;

@@ -36,6 +36,7 @@ mod maintenance;
 mod materialize;
 mod model;
 mod objects;
+mod progress;
 mod store;
 pub mod tree;
 
@@ -45,4 +46,5 @@ pub use model::{
     BatchFailure, BatchOutcome, CheckoutOutcome, DiffReport, ExecOutcome, GcReport, HistoryEntry,
     InspectReport, LsEntry, ResetOutcome, RunOutcome, StatusReport, TagInfo, VerifyReport,
 };
+pub use progress::{Phase, Progress};
 pub use store::{CheckoutOptions, FORMAT_VERSION, Output, ResetMode, RunOptions, Store};

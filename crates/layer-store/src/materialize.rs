@@ -30,6 +30,7 @@ pub fn apply_to_work(
     objects: &ObjectStore,
     current: &[IndexEntry],
     target: &[Entry],
+    progress: Option<&dyn crate::progress::Progress>,
 ) -> Result<(Index, ApplyStats)> {
     let cur: Vec<Entry> = current
         .iter()
@@ -104,7 +105,7 @@ pub fn apply_to_work(
         }
         stats.written += 1;
     }
-    write_files(work, objects, &files)?;
+    write_files(work, objects, &files, progress)?;
     for e in links {
         let abs = fsutil::abs(work, &e.path);
         let src = fsutil::abs(work, &e.target);
@@ -196,10 +197,18 @@ pub fn apply_to_work(
 }
 
 /// Writes regular files (their directories exist) on two threads when there are many.
-fn write_files(work: &Path, objects: &ObjectStore, files: &[&Entry]) -> Result<()> {
+fn write_files(
+    work: &Path,
+    objects: &ObjectStore,
+    files: &[&Entry],
+    progress: Option<&dyn crate::progress::Progress>,
+) -> Result<()> {
+    let counter =
+        crate::progress::Counter::new(progress, crate::progress::Phase::Writing, files.len());
     if files.len() < 64 {
         for e in files {
             write_file(objects, &fsutil::abs(work, &e.path), e)?;
+            counter.add(e.size);
         }
         return Ok(());
     }
@@ -218,6 +227,7 @@ fn write_files(work: &Path, objects: &ObjectStore, files: &[&Entry]) -> Result<(
                         first_err.lock().expect("err lock").get_or_insert(err);
                         return;
                     }
+                    counter.add(e.size);
                 }
             });
         }

@@ -7,6 +7,7 @@ use crate::index::{self, Index, Sink};
 use crate::materialize::apply_to_work;
 use crate::model::*;
 use crate::objects::{ObjectStore, PackWriter};
+use crate::progress::Progress;
 use crate::tree::{self, Entry, Kind};
 use std::fs::{self, File, OpenOptions};
 use std::path::{Path, PathBuf};
@@ -69,11 +70,21 @@ pub enum ResetMode {
 }
 
 /// A layer store bound to one work dir.
-#[derive(Debug)]
 pub struct Store {
     dir: PathBuf,
     work: PathBuf,
     objects: ObjectStore,
+    progress: Option<std::sync::Arc<dyn Progress>>,
+}
+
+impl std::fmt::Debug for Store {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Store")
+            .field("dir", &self.dir)
+            .field("work", &self.work)
+            .field("progress", &self.progress.is_some())
+            .finish()
+    }
 }
 
 /// Holds the writer lock (`<dir>/lock`, `flock`) until dropped.
@@ -198,7 +209,18 @@ impl Store {
             fs::create_dir_all(&work).at(&work)?;
         }
         let objects = ObjectStore::open(dir.join("objects"))?;
-        Ok(Store { dir, work, objects })
+        Ok(Store {
+            dir,
+            work,
+            objects,
+            progress: None,
+        })
+    }
+
+    /// Reports files captured and written to `progress` (for a progress bar).
+    pub fn with_progress(mut self, progress: std::sync::Arc<dyn Progress>) -> Store {
+        self.progress = Some(progress);
+        self
     }
 
     /// The store directory.
@@ -591,6 +613,7 @@ impl Store {
         let sink = Sink {
             objects: &self.objects,
             pack: &pack,
+            progress: self.progress.as_deref(),
         };
         let (fresh, before) = self.prescan(&idx, head, base.as_deref(), Some(sink))?;
         let dirty = !before.clean;
@@ -603,6 +626,7 @@ impl Store {
                 &self.objects,
                 &current.entries,
                 &target,
+                self.progress.as_deref(),
             )?;
             self.set_head(Some(state))?;
             new_idx.base = Some(Some(state));
@@ -652,6 +676,7 @@ impl Store {
             Some(Sink {
                 objects: &self.objects,
                 pack: &pack,
+                progress: self.progress.as_deref(),
             }),
         )?;
         let tree_now: Vec<Entry> = scan.entries[1..].iter().map(|e| e.entry.clone()).collect();
@@ -785,6 +810,7 @@ impl Store {
             &self.objects,
             &current.entries,
             &target,
+            self.progress.as_deref(),
         )?;
         self.set_head(target_id)?;
         idx.base = Some(target_id);
@@ -832,6 +858,7 @@ impl Store {
             &self.objects,
             &empty.entries,
             &tree_now,
+            self.progress.as_deref(),
         )?;
         idx.base = Some(head);
         idx.save(&self.index_path())?;

@@ -533,3 +533,42 @@ fn tags_checkpoints_gc_ls_cat_and_verify() {
     assert!(f.store.cat("HEAD", "nope").is_err());
     assert!(f.store.ls("HEAD", "c").is_err());
 }
+
+#[derive(Default)]
+struct Seen(std::sync::Mutex<Vec<(sequential_layer_store::Phase, u64, u64)>>);
+
+impl sequential_layer_store::Progress for Seen {
+    fn update(&self, phase: sequential_layer_store::Phase, done: u64, total: u64, _bytes: u64) {
+        self.0.lock().unwrap().push((phase, done, total));
+    }
+}
+
+#[test]
+fn progress_is_reported_for_captures_and_checkouts() {
+    use sequential_layer_store::Phase;
+    let tmp = tempfile::tempdir().unwrap();
+    let seen = std::sync::Arc::new(Seen::default());
+    let store = sequential_layer_store::Store::open(tmp.path().join("s"), tmp.path().join("w"))
+        .unwrap()
+        .with_progress(seen.clone());
+    let r = store
+        .run(
+            "i=0; while [ $i -lt 300 ]; do echo $i > f$i; i=$((i+1)); done",
+            &quiet(),
+        )
+        .unwrap();
+    let last = *seen.0.lock().unwrap().last().unwrap();
+    assert_eq!(last, (Phase::Capturing, 300, 300));
+    store
+        .checkout("HEAD~1", CheckoutOptions::default())
+        .unwrap();
+    seen.0.lock().unwrap().clear();
+    store.checkout(&r.hash, CheckoutOptions::default()).unwrap();
+    let updates = seen.0.lock().unwrap().clone();
+    assert_eq!(
+        updates.last(),
+        Some(&(Phase::Writing, 300, 300)),
+        "{updates:?}"
+    );
+    assert!(updates.len() >= 2, "reported along the way: {updates:?}");
+}
