@@ -44,7 +44,7 @@ impl<'a> Counter<'a> {
         use std::sync::atomic::Ordering::Relaxed;
         let b = self.bytes.fetch_add(bytes, Relaxed) + bytes;
         let d = self.done.fetch_add(1, Relaxed) + 1;
-        if d % EVERY == 0 || d == self.total {
+        if d.is_multiple_of(EVERY) || d == self.total {
             p.update(self.phase, d, self.total, b);
         }
     }
