@@ -2,6 +2,7 @@
 
 mod bad_input;
 mod correctness;
+mod layers;
 mod process;
 mod semantics;
 mod util;
