@@ -116,6 +116,25 @@ pub enum Error {
     },
 }
 
+impl Error {
+    /// The exit code a CLI should end with: the command's own code for
+    /// [`Error::CommandFailed`], 2 for invalid input (bad ref, tag name, work dir, refused
+    /// checkout), 1 for everything else.
+    pub fn exit_code(&self) -> i32 {
+        match self {
+            Error::CommandFailed { code, .. } => *code,
+            Error::Invalid { .. }
+            | Error::UnknownRef { .. }
+            | Error::AmbiguousRef { .. }
+            | Error::Dirty { .. }
+            | Error::UnsupportedFormat { .. }
+            | Error::NotAStore { .. }
+            | Error::WorkDirMissing { .. } => 2,
+            _ => 1,
+        }
+    }
+}
+
 fn list_suffix(items: &[String], what: &str) -> String {
     if items.is_empty() {
         String::new()

@@ -217,6 +217,21 @@ impl Store {
         })
     }
 
+    /// Opens the store named by the environment, as the CLI and the engine's `machine` tool do:
+    /// `SEQUENTIAL_MACHINE_DIR` (default `.sequential-machine`) and `SEQUENTIAL_MACHINE_WORK`
+    /// (default `<dir>/work`).
+    pub fn from_env() -> Result<Store> {
+        let dir = std::env::var_os("SEQUENTIAL_MACHINE_DIR")
+            .filter(|d| !d.is_empty())
+            .map(PathBuf::from)
+            .unwrap_or_else(|| PathBuf::from(".sequential-machine"));
+        let work = std::env::var_os("SEQUENTIAL_MACHINE_WORK")
+            .filter(|w| !w.is_empty())
+            .map(PathBuf::from)
+            .unwrap_or_else(|| dir.join("work"));
+        Store::open(dir, work)
+    }
+
     /// Reports files captured and written to `progress` (for a progress bar).
     pub fn with_progress(mut self, progress: std::sync::Arc<dyn Progress>) -> Store {
         self.progress = Some(progress);

@@ -178,3 +178,11 @@ fn checkout_with_uncommitted_changes_is_refused_unless_forced_and_lists_them() {
     assert!(!f.work().join("untracked").exists() && !f.work().join("c").exists());
     f.assert_clean("after forced checkout");
 }
+
+#[test]
+fn exit_codes_follow_the_command_and_the_cli_conventions() {
+    let f = Fixture::new();
+    let e = f.store.run("exit 42", &crate::util::quiet()).unwrap_err();
+    assert_eq!(e.exit_code(), 42);
+    assert_eq!(f.store.resolve("nope").unwrap_err().exit_code(), 2);
+}

@@ -41,6 +41,15 @@ fn child_entry() {
         return;
     };
     let var = |k: &str| std::env::var(k).expect(k);
+    if action == "from-env" {
+        let s = Store::from_env().expect("from_env");
+        std::fs::write(
+            var("SLS_OUT"),
+            format!("{}\n{}", s.dir().display(), s.work().display()),
+        )
+        .unwrap();
+        return;
+    }
     let store = Store::open(var("SLS_DIR"), var("SLS_WORK")).expect("child open");
     let out = var("SLS_OUT");
     match action.as_str() {
@@ -216,4 +225,28 @@ fn kill_9_during_run_30_times_leaves_a_store_that_verifies_and_works() {
             assert!(store.verify().unwrap().ok);
         }
     }
+}
+
+#[test]
+fn from_env_reads_the_machine_variables() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path().canonicalize().unwrap();
+    let out = root.join("out");
+    let run = |work: Option<&Path>| {
+        let mut c = child("from-env", Path::new(""), Path::new(""), "", &out);
+        c.env("SEQUENTIAL_MACHINE_DIR", root.join("m"))
+            .env_remove("SEQUENTIAL_MACHINE_WORK");
+        if let Some(w) = work {
+            c.env("SEQUENTIAL_MACHINE_WORK", w);
+        }
+        wait_ok(c.spawn().unwrap(), "from-env");
+        std::fs::read_to_string(&out).unwrap()
+    };
+    let m = root.join("m");
+    assert_eq!(
+        run(None),
+        format!("{}\n{}", m.display(), m.join("work").display())
+    );
+    let w = root.join("elsewhere");
+    assert_eq!(run(Some(&w)), format!("{}\n{}", m.display(), w.display()));
 }
