@@ -11,6 +11,7 @@ Examples:
   sequential-ecosystem run order-flow --verbose
   sequential-ecosystem run approval --input '{\"item\": \"laptop\"}' --json
   sequential-ecosystem history order-flow
+  sequential-ecosystem machine run \"npm install\"     # also the binary `sequential-machine`
 
 Storage: DATABASE_URL (folder:PATH or a plain path, sqlite:PATH, sqlite::memory:) wins over
 \"adaptor\" in .sequentialrc.json, which wins over folder storage under SEQUENTIAL_TASKS_DIR
@@ -32,7 +33,7 @@ pub struct Cli {
     pub command: Command,
 }
 
-/// The subcommands. `machine`, `graph` and `serve` come later.
+/// The subcommands. `graph` and `serve` come later.
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Create `tasks/` and `.sequentialrc.json` in the current directory (idempotent).
@@ -236,6 +237,19 @@ Examples:
         #[command(subcommand)]
         action: VmAction,
     },
+
+    /// The layer store (also the binary `sequential-machine`): run commands in a work dir,
+    /// capture their changes as content-addressed layers, cache hits, checkout, tags.
+    #[command(after_help = "\
+Examples:
+  sequential-ecosystem machine run \"npm install\"      # captures the changes as a layer
+  sequential-ecosystem machine run \"npm install\"      # same command, same state: cache hit
+  sequential-ecosystem machine history
+  sequential-ecosystem machine checkout HEAD~1 --json
+
+`sequential-machine --help` describes refs, the store location (SEQUENTIAL_MACHINE_DIR,
+SEQUENTIAL_MACHINE_WORK) and exit codes.")]
+    Machine(crate::machine::MachineArgs),
 }
 
 /// `run` arguments.

@@ -23,8 +23,8 @@ pub const TOOLS_DIR: &str = "tools";
 
 /// Builds the engine over `storage`: HTTP defaults from `TASK_TIMEOUT`/`TASK_MAX_RETRIES` and
 /// the JavaScript CPU slice from `TASK_CPU_SLICE_MS` (else `defaults.timeout`,
-/// `defaults.maxRetries`, `defaults.cpuSliceMs` in `.sequentialrc.json`), tools from
-/// `./tools/*.json`.
+/// `defaults.maxRetries`, `defaults.cpuSliceMs` in `.sequentialrc.json`), the `machine` tool
+/// (the layer store of `SEQUENTIAL_MACHINE_DIR`) and tools from `./tools/*.json`.
 pub fn engine(ctx: &Ctx, storage: &Opened, concurrency: Option<usize>) -> Result<Engine> {
     let rc = ctx.rc()?;
     let from_rc = |key: &str| -> Option<(String, String)> {
@@ -78,6 +78,7 @@ pub fn engine(ctx: &Ctx, storage: &Opened, concurrency: Option<usize>) -> Result
         config.concurrency = n;
     }
     let mut tools = ToolRegistry::new();
+    tools.register("machine", crate::machine_tool::MachineTool::from_env());
     tools.load_dir(Path::new(TOOLS_DIR)).map_err(|e| {
         user(
             format!("cannot load the tools in {TOOLS_DIR}/: {e}"),

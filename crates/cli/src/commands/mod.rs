@@ -92,6 +92,12 @@ pub async fn run(cli: Cli) -> Result<()> {
         Command::Worker { concurrency } => worker::worker(&ctx, concurrency).await,
         Command::Prune { older_than } => worker::prune(&ctx, &older_than).await,
         Command::Vm { action } => vm::run(&ctx, action).await,
+        Command::Machine(args) => {
+            let json = ctx.json;
+            tokio::task::spawn_blocking(move || crate::machine::run(args, json))
+                .await
+                .map_err(|e| anyhow::anyhow!("the machine command panicked: {e}"))?
+        }
     }
 }
 

@@ -5,6 +5,7 @@ mod config;
 mod crash;
 mod examples;
 mod help;
+mod machine;
 mod policy;
 mod run_bad_input;
 mod runs;

@@ -9,7 +9,7 @@ use std::process::{Command, Stdio};
 use serde_json::Value;
 
 /// Environment variables the binary reads; cleared for every command unless a test sets them.
-const CLEARED: [&str; 12] = [
+const CLEARED: [&str; 14] = [
     "DATABASE_URL",
     "SUPABASE_DB_URL",
     "SUPABASE_URL",
@@ -22,6 +22,8 @@ const CLEARED: [&str; 12] = [
     "TASK_MAX_RETRIES",
     "TASK_CPU_SLICE_MS",
     "NO_PROGRESS",
+    "SEQUENTIAL_MACHINE_DIR",
+    "SEQUENTIAL_MACHINE_WORK",
 ];
 
 /// A temporary working directory.
@@ -47,11 +49,25 @@ impl Sandbox {
     /// A command with `args`, run in the sandbox.
     pub fn cmd(&self, args: &[&str]) -> Cmd {
         Cmd {
+            bin: Bin::Ecosystem,
             cwd: self.path().to_path_buf(),
             args: args.iter().map(|s| s.to_string()).collect(),
             envs: Vec::new(),
             stdin: None,
         }
+    }
+
+    /// A `sequential-machine` command with `args`, run in the sandbox.
+    pub fn machine_cmd(&self, args: &[&str]) -> Cmd {
+        Cmd {
+            bin: Bin::Machine,
+            ..self.cmd(args)
+        }
+    }
+
+    /// Runs `sequential-machine args` with a clean environment.
+    pub fn machine(&self, args: &[&str]) -> Outcome {
+        self.machine_cmd(args).run()
     }
 
     /// Copies the repository's `tasks/` examples into the sandbox's `tasks/`.
@@ -112,8 +128,32 @@ impl Sandbox {
     }
 }
 
+/// Which binary of the package.
+#[derive(Clone, Copy)]
+enum Bin {
+    Ecosystem,
+    Machine,
+}
+
+impl Bin {
+    fn path(self) -> &'static str {
+        match self {
+            Bin::Ecosystem => env!("CARGO_BIN_EXE_sequential-ecosystem"),
+            Bin::Machine => env!("CARGO_BIN_EXE_sequential-machine"),
+        }
+    }
+
+    fn name(self) -> &'static str {
+        match self {
+            Bin::Ecosystem => "sequential-ecosystem",
+            Bin::Machine => "sequential-machine",
+        }
+    }
+}
+
 /// A command about to run.
 pub struct Cmd {
+    bin: Bin,
     cwd: PathBuf,
     args: Vec<String>,
     envs: Vec<(String, String)>,
@@ -133,7 +173,7 @@ impl Cmd {
     }
 
     fn command(&self) -> Command {
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_sequential-ecosystem"));
+        let mut cmd = Command::new(self.bin.path());
         cmd.args(&self.args).current_dir(&self.cwd);
         for key in CLEARED {
             cmd.env_remove(key);
@@ -184,7 +224,8 @@ impl Cmd {
             .collect();
         Outcome {
             command: format!(
-                "{env_prefix}sequential-ecosystem {}",
+                "{env_prefix}{} {}",
+                self.bin.name(),
                 shell_words(&self.args)
             ),
             cwd: self.cwd,

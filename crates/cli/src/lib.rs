@@ -1,0 +1,98 @@
+//! `sequential-ecosystem` and `sequential-machine`: the command lines of sequential-ecosystem —
+//! scaffold task folders, store them as task versions, run them durably (in-process or by
+//! workers), and inspect and control runs; `sequential-machine <cmd>` (also
+//! `sequential-ecosystem machine <cmd>`) keeps a directory's history as content-addressed layers.
+//!
+//! Invariant: this package is the only place with `anyhow`, a tracing subscriber and stdout.
+//! Which storage backends exist and what an unset `DATABASE_URL` means is decided in one
+//! function, [`storage::open`]; everything else sees `Arc<dyn StorageAdapter>`.
+//!
+//! ```text
+//! $ sequential-ecosystem init
+//! $ sequential-ecosystem create-task hello --inputs name
+//! $ sequential-ecosystem sync-tasks
+//! hello  created v1
+//! $ sequential-ecosystem run hello --input '{"name": "Ann"}' --verbose
+//! ```
+//!
+//! Exit codes: 0 ok, 1 a run failed, 2 usage or configuration error (also every failure of the
+//! task-management commands), 3 a run is waiting or paused. `sequential-machine run|exec|batch`
+//! pass the command's exit code through.
+#![warn(missing_docs)]
+
+mod cli;
+mod commands;
+mod error;
+mod files;
+mod machine;
+mod machine_tool;
+mod output;
+mod progress;
+mod rc;
+mod runs;
+mod storage;
+mod tasks;
+mod time;
+
+use std::io::IsTerminal;
+use std::process::ExitCode;
+
+use clap::Parser;
+
+/// The `sequential-ecosystem` binary: parses the command line, runs the command, returns the
+/// exit code.
+pub fn main_ecosystem() -> ExitCode {
+    let cli = match cli::Cli::try_parse() {
+        Ok(cli) => cli,
+        // Usage errors exit 2, `--help` and `--version` exit 0 (clap's convention).
+        Err(e) => e.exit(),
+    };
+    init_tracing();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::from(error::EXIT_USAGE);
+        }
+    };
+    match runtime.block_on(commands::run(cli)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => ExitCode::from(error::report(&err)),
+    }
+}
+
+/// The `sequential-machine` binary: `sequential-ecosystem machine …` under its own name.
+pub fn main_machine() -> ExitCode {
+    let cli = match machine::MachineCli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => e.exit(),
+    };
+    init_tracing();
+    match machine::run(cli.args, cli.json) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => ExitCode::from(error::report(&err)),
+    }
+}
+
+/// Logs go to stderr so stdout stays clean for `--json`. `RUST_LOG` wins; `DEBUG=1` means
+/// `debug`; otherwise only warnings.
+fn init_tracing() {
+    use tracing_subscriber::EnvFilter;
+    let filter = match std::env::var("RUST_LOG") {
+        Ok(spec) if !spec.is_empty() => EnvFilter::new(spec),
+        _ if std::env::var("DEBUG").is_ok_and(|v| v == "1" || v == "true") => {
+            EnvFilter::new("debug")
+        }
+        _ => EnvFilter::new("warn"),
+    };
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none())
+        .with_target(false)
+        .init();
+}

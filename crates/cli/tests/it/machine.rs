@@ -1,0 +1,453 @@
+//! `sequential-machine` and `sequential-ecosystem machine`: the layer store's commands with the
+//! real binaries on real temp dirs, and the `machine` tool called from a task.
+
+use serde_json::Value;
+
+use crate::runs::task;
+use crate::util::Sandbox;
+
+const WORK: &str = ".sequential-machine/work";
+
+fn run_json(sb: &Sandbox, instruction: &str) -> Value {
+    sb.machine(&["run", instruction, "--json"]).ok().json()
+}
+
+fn head(sb: &Sandbox) -> Value {
+    sb.machine(&["head", "--json"]).ok().json()["hash"].clone()
+}
+
+fn history_len(sb: &Sandbox) -> usize {
+    sb.machine(&["history", "--json"])
+        .ok()
+        .json()
+        .as_array()
+        .expect("history is an array")
+        .len()
+}
+
+#[test]
+fn run_prints_hash_short_and_cached_and_creates_the_default_store() {
+    let sb = Sandbox::new();
+    let doc = run_json(&sb, "echo hello > greeting.txt");
+    let hash = doc["hash"].as_str().expect("hash");
+    assert_eq!(hash.len(), 64, "{doc}");
+    assert!(hash.bytes().all(|b| b.is_ascii_hexdigit()), "{doc}");
+    assert_eq!(doc["short"].as_str(), Some(&hash[..12]), "{doc}");
+    assert_eq!(doc["cached"], false, "{doc}");
+    assert_eq!(doc["parent"], Value::Null, "{doc}");
+    assert_eq!(doc["instruction"], "echo hello > greeting.txt");
+    assert_eq!(sb.read(&format!("{WORK}/greeting.txt")), "hello\n");
+    assert_eq!(head(&sb), hash);
+    // text form names the short id
+    sb.machine(&["run", "echo more >> greeting.txt"])
+        .ok()
+        .stdout_has("captured \"echo more >> greeting.txt\"")
+        .stdout_has(&format!("on {}", &hash[..12]));
+    // text mode shows the command's output before the summary
+    sb.machine(&["run", "echo shown; echo x > x"])
+        .ok()
+        .stdout_has("shown\n");
+}
+
+#[test]
+fn the_same_instruction_on_the_same_state_is_a_cache_hit() {
+    let sb = Sandbox::new();
+    let base = run_json(&sb, "mkdir -p out");
+    let first = run_json(&sb, "echo built > out/app && echo ran >> ../ran.log");
+    assert_eq!(first["cached"], false);
+    assert_eq!(sb.read(".sequential-machine/ran.log"), "ran\n");
+    sb.machine(&["checkout", base["short"].as_str().unwrap()])
+        .ok();
+    assert!(!sb.exists(&format!("{WORK}/out/app")));
+    let second = run_json(&sb, "echo built > out/app && echo ran >> ../ran.log");
+    assert_eq!(second["cached"], true, "{second}");
+    assert_eq!(second["hash"], first["hash"]);
+    assert_eq!(second["parent"], base["hash"]);
+    // the command did not run again, yet the work dir and head are the cached state
+    assert_eq!(sb.read(".sequential-machine/ran.log"), "ran\n");
+    assert_eq!(sb.read(&format!("{WORK}/out/app")), "built\n");
+    assert_eq!(head(&sb), first["hash"]);
+    sb.machine(&["status", "--json"])
+        .ok()
+        .check("clean after a cache hit", |o| o.json()["clean"] == true);
+    // a different instruction is not a hit
+    sb.machine(&["checkout", base["hash"].as_str().unwrap()])
+        .ok();
+    assert_eq!(run_json(&sb, "echo built > out/app2")["cached"], false);
+}
+
+#[test]
+fn status_is_clean_after_run_and_exact_after_edits() {
+    let sb = Sandbox::new();
+    run_json(&sb, "echo a > a && echo b > b && mkdir d && echo c > d/c");
+    let st = sb.machine(&["status", "--json"]).ok().json();
+    assert_eq!(st["clean"], true, "{st}");
+    sb.machine(&["status"]).ok().stdout_has("clean");
+    sb.write(&format!("{WORK}/new file.txt"), "n");
+    sb.write(&format!("{WORK}/a"), "changed");
+    std::fs::remove_file(sb.join(&format!("{WORK}/d/c"))).unwrap();
+    let st = sb.machine(&["status", "--json"]).ok().json();
+    assert_eq!(st["clean"], false);
+    assert_eq!(st["added"], serde_json::json!(["new file.txt"]), "{st}");
+    assert_eq!(st["modified"], serde_json::json!(["a"]), "{st}");
+    assert_eq!(st["deleted"], serde_json::json!(["d/c"]), "{st}");
+    sb.machine(&["status"])
+        .ok()
+        .stdout_has("A new file.txt\n")
+        .stdout_has("M a\n")
+        .stdout_has("D d/c\n");
+}
+
+#[test]
+fn checkout_goes_to_older_and_newer_states() {
+    let sb = Sandbox::new();
+    let one = run_json(&sb, "echo 1 > v && echo keep > k");
+    let two = run_json(&sb, "echo 2 > v && rm k && mkdir -p e");
+    let three = run_json(&sb, "echo 3 > v && echo new > n");
+    assert_eq!(history_len(&sb), 3);
+    let co = sb
+        .machine(&["checkout", one["short"].as_str().unwrap(), "--json"])
+        .ok()
+        .json();
+    assert_eq!(co["hash"], one["hash"], "{co}");
+    assert_eq!(sb.read(&format!("{WORK}/v")), "1\n");
+    assert_eq!(sb.read(&format!("{WORK}/k")), "keep\n");
+    assert!(!sb.exists(&format!("{WORK}/n")));
+    assert!(!sb.exists(&format!("{WORK}/e")));
+    // newer: back to the last state, deletions stay deleted
+    sb.machine(&["checkout", three["hash"].as_str().unwrap()])
+        .ok()
+        .stdout_has(&format!("HEAD is now {}", three["short"].as_str().unwrap()));
+    assert_eq!(sb.read(&format!("{WORK}/v")), "3\n");
+    assert_eq!(sb.read(&format!("{WORK}/n")), "new\n");
+    assert!(!sb.exists(&format!("{WORK}/k")));
+    assert!(sb.join(&format!("{WORK}/e")).is_dir());
+    sb.machine(&["checkout", "HEAD~1"]).ok();
+    assert_eq!(head(&sb), two["hash"]);
+    assert_eq!(sb.read(&format!("{WORK}/v")), "2\n");
+    assert!(sb.machine(&["status", "--json"]).ok().json()["clean"] == true);
+    // history follows head
+    assert_eq!(history_len(&sb), 2);
+}
+
+#[test]
+fn checkout_with_uncommitted_changes_is_refused_unless_forced() {
+    let sb = Sandbox::new();
+    let one = run_json(&sb, "echo 1 > v");
+    run_json(&sb, "echo 2 > v");
+    sb.write(&format!("{WORK}/v"), "local edit");
+    sb.machine(&["checkout", one["short"].as_str().unwrap()])
+        .usage_error()
+        .stderr_has("uncommitted changes")
+        .stderr_has("M v")
+        .stderr_has("--force");
+    assert_eq!(sb.read(&format!("{WORK}/v")), "local edit");
+    sb.machine(&["checkout", one["short"].as_str().unwrap(), "--force"])
+        .ok();
+    assert_eq!(sb.read(&format!("{WORK}/v")), "1\n");
+}
+
+#[test]
+fn a_failing_command_passes_its_exit_code_through_and_creates_no_layer() {
+    let sb = Sandbox::new();
+    let first = run_json(&sb, "echo ok > ok");
+    sb.machine(&["run", "echo partial > p; exit 42"])
+        .code(42)
+        .stderr_has("error: command \"echo partial > p; exit 42\" failed with exit code 42")
+        .stderr_has("no layer was created")
+        .stderr_has("hint: ");
+    sb.machine(&["run", "exit 3", "--json"])
+        .code(3)
+        .check("nothing on stdout", |o| o.stdout.is_empty());
+    assert_eq!(history_len(&sb), 1);
+    assert_eq!(head(&sb), first["hash"]);
+    // --capture-failed keeps the change and still reports the code
+    sb.machine(&["run", "echo kept > k; exit 4", "--capture-failed"])
+        .code(4);
+    assert_eq!(history_len(&sb), 2);
+}
+
+#[test]
+fn exec_creates_no_layer_and_passes_its_exit_code_through() {
+    let sb = Sandbox::new();
+    let first = run_json(&sb, "echo 1 > v");
+    let o = sb
+        .machine(&["exec", "cat v; echo scratch > s", "--json"])
+        .ok();
+    let doc = o.json();
+    assert_eq!(doc["code"], 0);
+    assert_eq!(doc["stdout"], "1\n");
+    sb.machine(&["exec", "cat v; echo warn >&2"])
+        .ok()
+        .stdout_has("1\n")
+        .stderr_has("warn");
+    sb.machine(&["exec", "exit 9"]).code(9);
+    assert_eq!(history_len(&sb), 1);
+    assert_eq!(head(&sb), first["hash"]);
+    // the scratch file is an uncommitted change, not a layer
+    let st = sb.machine(&["status", "--json"]).ok().json();
+    assert_eq!(st["added"], serde_json::json!(["s"]), "{st}");
+}
+
+#[test]
+fn batch_runs_in_order_and_stops_at_the_first_failure() {
+    let sb = Sandbox::new();
+    let doc = sb
+        .machine(&["batch", "echo 1 > one", "echo 2 > two", "--json"])
+        .ok()
+        .json();
+    assert_eq!(doc["results"].as_array().unwrap().len(), 2, "{doc}");
+    sb.write(
+        "steps.txt",
+        "# comment\necho 3 > three\n\nexit 5\necho never > never\n",
+    );
+    sb.machine(&["batch", "-f", "steps.txt"])
+        .code(5)
+        .stdout_has("echo 3 > three")
+        .stderr_has("step 2 of the batch");
+    assert_eq!(history_len(&sb), 3);
+    assert!(!sb.exists(&format!("{WORK}/never")));
+    sb.machine(&["batch", "-f", "missing.txt"])
+        .usage_error()
+        .stderr_has("missing.txt");
+}
+
+#[test]
+fn tags_name_states_and_bad_refs_name_the_input() {
+    let sb = Sandbox::new();
+    let one = run_json(&sb, "echo 1 > v");
+    run_json(&sb, "echo 2 > v");
+    let t = sb
+        .machine(&["tag", "first", one["short"].as_str().unwrap(), "--json"])
+        .ok()
+        .json();
+    assert_eq!(t["hash"], one["hash"], "{t}");
+    sb.machine(&["tag", "second"]).ok();
+    let tags = sb.machine(&["tags", "--json"]).ok().json();
+    let names: Vec<&str> = tags
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["first", "second"]);
+    sb.machine(&["checkout", "first"]).ok();
+    assert_eq!(sb.read(&format!("{WORK}/v")), "1\n");
+    sb.machine(&["inspect", "first", "--json"])
+        .ok()
+        .check("inspect names the instruction", |o| {
+            o.json()["instruction"] == "echo 1 > v"
+        });
+    sb.machine(&["diff", "first", "second", "--json"])
+        .ok()
+        .check("v differs", |o| {
+            o.json()["modified"] == serde_json::json!(["v"])
+        });
+    sb.machine(&["untag", "first"])
+        .ok()
+        .stdout_has("removed tag first");
+    sb.machine(&["checkout", "first"])
+        .usage_error()
+        .stderr_has("unknown ref \"first\"")
+        .stderr_has("second");
+    sb.machine(&["checkout", "deadbeefdead"])
+        .usage_error()
+        .stderr_has("deadbeefdead");
+    sb.machine(&["inspect", "HEAD~9"])
+        .usage_error()
+        .stderr_has("HEAD~9");
+    sb.machine(&["tag", "abcdef12"])
+        .usage_error()
+        .stderr_has("abcdef12");
+    sb.machine(&["untag", "nope"])
+        .usage_error()
+        .stderr_has("nope");
+}
+
+#[test]
+fn ls_cat_checkpoints_rebuild_verify_gc_and_reset() {
+    let sb = Sandbox::new();
+    run_json(
+        &sb,
+        "mkdir -p src && echo 'fn main() {}' > src/main.rs && ln -s src/main.rs link",
+    );
+    let ls = sb.machine(&["ls", "HEAD", "--json"]).ok().json();
+    assert_eq!(ls.as_array().unwrap().len(), 2, "{ls}");
+    sb.machine(&["ls", "HEAD"])
+        .ok()
+        .stdout_has("link -> src/main.rs");
+    sb.machine(&["cat", "HEAD", "src/main.rs"])
+        .ok()
+        .check("raw content", |o| o.stdout == "fn main() {}\n");
+    sb.machine(&["cat", "HEAD", "src/main.rs", "--json"])
+        .ok()
+        .check("text in JSON", |o| o.json()["text"] == "fn main() {}\n");
+    sb.machine(&["cat", "HEAD", "nope.txt"])
+        .usage_error()
+        .stderr_has("nope.txt");
+    sb.machine(&["checkpoint", "before"]).ok();
+    run_json(&sb, "rm -rf src");
+    sb.machine(&["checkpoints", "--json"])
+        .ok()
+        .check("one checkpoint", |o| o.json()[0]["name"] == "before");
+    sb.machine(&["restore", "before"]).ok();
+    assert!(sb.exists(&format!("{WORK}/src/main.rs")));
+    std::fs::remove_dir_all(sb.join(WORK)).unwrap();
+    sb.machine(&["status"]).ok().stdout_has("D src/main.rs");
+    sb.machine(&["rebuild", "--json"]).ok();
+    assert_eq!(sb.read(&format!("{WORK}/src/main.rs")), "fn main() {}\n");
+    sb.machine(&["verify", "--json"])
+        .ok()
+        .check("verify ok", |o| o.json()["ok"] == true);
+    sb.machine(&["gc", "--json"]).ok();
+    sb.machine(&["reset", "--hard", "--yes", "--json"])
+        .ok()
+        .check("work cleared", |o| o.json()["work_cleared"] == true);
+    assert_eq!(head(&sb), Value::Null);
+    assert!(sb.ls(WORK).is_empty());
+}
+
+#[test]
+fn both_binaries_share_the_store_chosen_by_env_or_flags() {
+    let sb = Sandbox::new();
+    let doc = sb
+        .cmd(&["machine", "run", "echo e > e", "--json"])
+        .env("SEQUENTIAL_MACHINE_DIR", "store")
+        .env("SEQUENTIAL_MACHINE_WORK", "tree")
+        .run()
+        .ok()
+        .json();
+    assert_eq!(sb.read("tree/e"), "e\n");
+    assert!(sb.exists("store/FORMAT"));
+    assert!(!sb.exists(".sequential-machine"));
+    sb.machine_cmd(&["head"])
+        .env("SEQUENTIAL_MACHINE_DIR", "store")
+        .env("SEQUENTIAL_MACHINE_WORK", "tree")
+        .run()
+        .ok()
+        .stdout_has(doc["hash"].as_str().unwrap());
+    sb.machine(&["--dir", "store", "--work", "tree", "history"])
+        .ok()
+        .stdout_has("echo e > e");
+    sb.run(&[
+        "machine", "status", "--dir", "store", "--work", "tree", "--json",
+    ])
+    .ok()
+    .check("clean", |o| o.json()["clean"] == true);
+    // read-only commands on a store that does not exist create nothing
+    sb.machine(&["history"])
+        .usage_error()
+        .stderr_has("no layer store at .sequential-machine");
+    assert!(!sb.exists(".sequential-machine"));
+}
+
+#[test]
+fn bad_store_locations_are_usage_errors() {
+    let sb = Sandbox::new();
+    sb.write("notastore/file.txt", "x");
+    sb.machine(&["--dir", "notastore", "run", "true"])
+        .usage_error()
+        .stderr_has("is not a layer store");
+    sb.machine(&["--dir", "s", "--work", "s", "run", "true"])
+        .usage_error()
+        .stderr_has("work dir");
+    sb.machine(&["run", "true", "--env", "NOEQUALS"])
+        .usage_error()
+        .stderr_has("NOEQUALS");
+}
+
+#[test]
+fn help_of_every_machine_command_has_an_example() {
+    let sb = Sandbox::new();
+    let commands = [
+        "run",
+        "exec",
+        "batch",
+        "status",
+        "history",
+        "head",
+        "checkout",
+        "diff",
+        "tag",
+        "tags",
+        "untag",
+        "inspect",
+        "rebuild",
+        "reset",
+        "checkpoint",
+        "checkpoints",
+        "restore",
+        "gc",
+        "ls",
+        "cat",
+        "verify",
+    ];
+    sb.machine(&["--help"])
+        .ok()
+        .stdout_has("Usage: sequential-machine")
+        .stdout_has("Examples:");
+    for c in commands {
+        sb.machine(&[c, "--help"])
+            .ok()
+            .stdout_has("Usage: sequential-machine")
+            .stdout_has("Example")
+            .stdout_has("sequential-machine ");
+        sb.run(&["machine", c, "--help"])
+            .ok()
+            .stdout_has("Usage: sequential-ecosystem machine");
+    }
+    assert!(sb.ls(".").is_empty(), "--help must not create files");
+}
+
+const MACHINE_TASK: &str = r#"export default async function (input, ctx) {
+  const m = (args) => ctx.callTool("machine", args);
+  const base = await m({ op: "run", instruction: "mkdir -p out" });
+  const first = await m({ op: "run", instruction: "echo hi > out/a.txt" });
+  await m({ op: "checkout", ref: base.hash });
+  const second = await m({ op: "run", instruction: "echo hi > out/a.txt" });
+  const status = await m({ op: "status" });
+  const head = await m({ op: "head" });
+  const history = await m({ op: "history" });
+  const exec = await m({ op: "exec", instruction: "cat out/a.txt" });
+  let failed = null;
+  try {
+    await m({ op: "run", instruction: "exit 5" });
+  } catch (e) {
+    failed = { name: e.name, code: e.code ?? null };
+  }
+  return {
+    first: first.cached, second: second.cached, sameHash: first.hash === second.hash,
+    clean: status.clean, headIsFirst: head.hash === first.hash, layers: history.length,
+    out: exec.stdout, failed,
+  };
+}
+"#;
+
+#[test]
+fn a_task_calling_the_machine_tool_twice_gets_a_cache_hit() {
+    let sb = task("builder", MACHINE_TASK, None);
+    let doc = sb
+        .cmd(&["run", "builder", "--json"])
+        .env("SEQUENTIAL_MACHINE_DIR", "m")
+        .run()
+        .ok()
+        .json();
+    assert_eq!(doc["status"], "succeeded", "{doc}");
+    let out = &doc["output"];
+    assert_eq!(out["first"], false, "{doc}");
+    assert_eq!(out["second"], true, "{doc}");
+    assert_eq!(out["sameHash"], true, "{doc}");
+    assert_eq!(out["clean"], true, "{doc}");
+    assert_eq!(out["headIsFirst"], true, "{doc}");
+    assert_eq!(out["layers"], 2, "{doc}");
+    assert_eq!(out["out"], "hi\n", "{doc}");
+    assert_eq!(out["failed"]["name"], "MachineError", "{doc}");
+    assert_eq!(out["failed"]["code"], 5, "{doc}");
+    // the store is the one the environment named, relative to the current directory
+    assert_eq!(sb.read("m/work/out/a.txt"), "hi\n");
+    sb.machine(&["--dir", "m", "history", "--json"])
+        .ok()
+        .check("two layers", |o| {
+            o.json().as_array().map(Vec::len) == Some(2)
+        });
+}
