@@ -780,7 +780,7 @@ fn hash_one(abs: &Path, size_hint: u64, sink: Option<Sink<'_>>) -> Result<(Diges
     let mut f = File::open(abs).at(abs)?;
     if size_hint > STREAM_THRESHOLD {
         return match sink {
-            Some(s) => s.pack.add_stream(&mut f, &|id| s.objects.contains(id)),
+            Some(s) => crate::chunk::store_chunked(&mut f, abs, s),
             None => {
                 use sha2::Digest as _;
                 let mut h = sha2::Sha256::new();

@@ -28,6 +28,7 @@
 //! ```
 #![warn(missing_docs)]
 
+mod chunk;
 mod error;
 mod fsutil;
 mod id;

@@ -53,8 +53,20 @@ impl Store {
                 }
             }
         }
-        // Repack.
+        // Chunks of live big files are live.
         let all = objects.all();
+        for (id, loc, _) in &all {
+            if loc.codec == crate::objects::CODEC_CHUNKED && live.contains(id) {
+                let list = objects.read_stored(*loc)?;
+                let chunks = crate::chunk::decode_list(&list).ok_or_else(|| Error::Corrupt {
+                    id: id.hex(),
+                    location: objects.dir().to_path_buf(),
+                    reason: "bad chunk list".into(),
+                })?;
+                live.extend(chunks.into_iter().map(|(c, _)| c));
+            }
+        }
+        // Repack.
         let names = objects.pack_names();
         report.packs_before = names.len();
         let mut per_pack: HashMap<String, Vec<(Digest, crate::objects::Loc)>> = HashMap::new();

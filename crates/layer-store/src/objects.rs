@@ -7,7 +7,7 @@ use crate::id::Digest;
 use sha2::{Digest as _, Sha256};
 use std::collections::HashMap;
 use std::fs::{self, File, OpenOptions};
-use std::io::{Read, Seek, SeekFrom, Write};
+use std::io::{Read, Write};
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, RwLock};
@@ -17,8 +17,9 @@ const IDX_MAGIC: &[u8; 8] = b"SLSPKIX1";
 /// Record header in a pack: id, codec, raw length, stored length.
 const REC_HEADER: u64 = 32 + 1 + 8 + 8;
 const IDX_ENTRY: usize = 32 + 8 + 8 + 8 + 1;
-/// Objects larger than this are streamed (never held in memory whole).
-pub const STREAM_THRESHOLD: u64 = 16 << 20;
+/// Files larger than this are chunked on capture and streamed on checkout (never held in
+/// memory whole).
+pub const STREAM_THRESHOLD: u64 = 8 << 20;
 /// zstd level for objects.
 pub const ZSTD_LEVEL: i32 = 3;
 
@@ -26,6 +27,8 @@ pub const ZSTD_LEVEL: i32 = 3;
 pub const CODEC_RAW: u8 = 0;
 /// Stored as one zstd frame.
 pub const CODEC_ZSTD: u8 = 1;
+/// A big file: the stored bytes list its chunks (each an object), see [`crate::chunk`].
+pub const CODEC_CHUNKED: u8 = 2;
 
 /// Where an object is.
 #[derive(Clone, Copy, Debug)]
@@ -198,17 +201,6 @@ impl ObjectStore {
         }
     }
 
-    /// The stored (compressed) size of an object.
-    pub fn stored_size(&self, id: &Digest) -> Option<u64> {
-        self.ensure_loaded();
-        self.set
-            .read()
-            .expect("pack set lock")
-            .map
-            .get(id)
-            .map(|l| l.stored)
-    }
-
     fn copy_to(&self, id: &Digest, loc: Loc, path: &Path, w: &mut dyn Write) -> Result<()> {
         let corrupt = |reason: String| Error::Corrupt {
             id: id.hex(),
@@ -237,6 +229,23 @@ impl ObjectStore {
                 sink(&raw)?;
             }
             CODEC_RAW => pump(src, &mut sink).map_err(|e| io_or(e, path))?,
+            CODEC_CHUNKED => {
+                let mut list = vec![0; loc.stored as usize];
+                f.read_exact_at(&mut list, loc.offset).at(path)?;
+                let chunks = crate::chunk::decode_list(&list)
+                    .ok_or_else(|| corrupt("bad chunk list".into()))?;
+                for (chunk, len) in chunks {
+                    let bytes = self.read(&chunk, &format!("chunk of object {}", id.hex()))?;
+                    if bytes.len() as u64 != len {
+                        return Err(corrupt(format!(
+                            "chunk {} has {} bytes, expected {len}",
+                            chunk.hex(),
+                            bytes.len()
+                        )));
+                    }
+                    sink(&bytes)?;
+                }
+            }
             CODEC_ZSTD => {
                 let dec = zstd::stream::read::Decoder::new(src).at(path)?;
                 pump(dec, &mut sink).map_err(|e| match e {
@@ -458,7 +467,6 @@ struct PackInner {
     offset: u64,
     entries: Vec<(Digest, Loc)>,
     ids: std::collections::HashSet<Digest>,
-    extra_packs: Vec<String>,
 }
 
 impl PackWriter {
@@ -473,9 +481,13 @@ impl PackWriter {
                 offset: 0,
                 entries: Vec::new(),
                 ids: Default::default(),
-                extra_packs: Vec::new(),
             }),
         })
+    }
+
+    /// Bytes of stored objects written so far (record headers included).
+    pub fn stored_bytes(&self) -> u64 {
+        self.inner.lock().expect("pack lock").offset
     }
 
     /// Whether this pack already holds `id`.
@@ -524,6 +536,11 @@ impl PackWriter {
         Ok(())
     }
 
+    /// Appends the chunk list of a big file (its sha256 is `id`, its size `raw`).
+    pub fn add_chunked(&self, id: Digest, raw: u64, list: &[u8]) -> Result<()> {
+        self.add_stored(id, CODEC_CHUNKED, raw, list)
+    }
+
     /// Compresses and appends `data` (its sha256 is `id`).
     pub fn add(&self, id: Digest, data: &[u8]) -> Result<()> {
         if self.has(&id) {
@@ -533,89 +550,11 @@ impl PackWriter {
         self.add_stored(id, codec, data.len() as u64, &stored)
     }
 
-    /// Streams a big file into a pack of its own while hashing it; returns its id and size.
-    /// `skip` is asked, once the id is known, whether the object already exists.
-    pub fn add_stream(
-        &self,
-        r: &mut dyn Read,
-        skip: &dyn Fn(&Digest) -> bool,
-    ) -> Result<(Digest, u64)> {
-        let tmp = fsutil::temp_path(&self.dir, "bigpack");
-        let result = (|| {
-            let mut f = OpenOptions::new()
-                .read(true)
-                .write(true)
-                .create_new(true)
-                .open(&tmp)
-                .at(&tmp)?;
-            f.write_all(PACK_MAGIC).at(&tmp)?;
-            f.write_all(&[0u8; REC_HEADER as usize]).at(&tmp)?;
-            let data_start = PACK_MAGIC.len() as u64 + REC_HEADER;
-            let mut enc =
-                zstd::stream::write::Encoder::new(std::io::BufWriter::new(&mut f), ZSTD_LEVEL)
-                    .at(&tmp)?;
-            let mut h = Sha256::new();
-            let mut buf = vec![0u8; 1 << 20];
-            let mut raw = 0u64;
-            loop {
-                let n = r.read(&mut buf).at(&tmp)?;
-                if n == 0 {
-                    break;
-                }
-                h.update(&buf[..n]);
-                enc.write_all(&buf[..n]).at(&tmp)?;
-                raw += n as u64;
-            }
-            enc.finish().at(&tmp)?.flush().at(&tmp)?;
-            let id = Digest(h.finalize().into());
-            if skip(&id) || self.has(&id) {
-                return Ok((id, raw, None));
-            }
-            let end = f.seek(SeekFrom::End(0)).at(&tmp)?;
-            let stored = end - data_start;
-            let mut header = Vec::new();
-            header.extend_from_slice(&id.0);
-            header.push(CODEC_ZSTD);
-            header.extend_from_slice(&raw.to_le_bytes());
-            header.extend_from_slice(&stored.to_le_bytes());
-            f.write_all_at(&header, PACK_MAGIC.len() as u64).at(&tmp)?;
-            f.sync_all().at(&tmp)?;
-            let loc = Loc {
-                pack: 0,
-                offset: data_start,
-                stored,
-                raw,
-                codec: CODEC_ZSTD,
-            };
-            Ok((id, raw, Some(loc)))
-        })();
-        match result {
-            Ok((id, raw, Some(loc))) => {
-                let name = format!("pack-{}", uuid::Uuid::now_v7().simple());
-                let pack = self.dir.join(format!("{name}.pack"));
-                fs::rename(&tmp, &pack).at(&pack)?;
-                write_idx(&self.dir, &name, &mut [(id, loc)])?;
-                let mut g = self.inner.lock().expect("pack lock");
-                g.ids.insert(id);
-                g.extra_packs.push(name);
-                Ok((id, raw))
-            }
-            Ok((id, raw, None)) => {
-                let _ = fs::remove_file(&tmp);
-                Ok((id, raw))
-            }
-            Err(e) => {
-                let _ = fs::remove_file(&tmp);
-                Err(e)
-            }
-        }
-    }
-
     /// fsyncs and publishes the pack (data, then its index, then the directory).
     /// Returns the names of the packs written.
     pub fn finish(self) -> Result<Vec<String>> {
         let mut g = self.inner.into_inner().expect("pack lock");
-        let mut names = std::mem::take(&mut g.extra_packs);
+        let mut names = Vec::new();
         if let Some(f) = g.file.take() {
             f.sync_all().at(&g.tmp)?;
             drop(f);

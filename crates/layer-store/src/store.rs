@@ -701,22 +701,18 @@ impl Store {
         let manifest_bytes = tree::encode_manifest(&tree_now);
         let manifest = Digest::of(&manifest_bytes);
         pack.add(layer.0, &layer_bytes)?;
+        // What this layer cost: every object stored by this run (contents, chunks, changeset).
+        let compressed = pack.stored_bytes();
         pack.add(manifest, &manifest_bytes)?;
         pack.finish()?;
         self.objects.refresh()?;
         let state = StateId::chain(head, layer);
         if !self.state_path(state).exists() {
-            let mut size = 0;
-            let mut compressed = self.objects.stored_size(&layer.0).unwrap_or(0);
-            let mut seen = std::collections::HashSet::new();
-            for e in &changes {
-                if matches!(e.kind, Kind::File) {
-                    size += e.size;
-                    if seen.insert(e.content) {
-                        compressed += self.objects.stored_size(&e.content).unwrap_or(0);
-                    }
-                }
-            }
+            let size = changes
+                .iter()
+                .filter(|e| e.kind == Kind::File)
+                .map(|e| e.size)
+                .sum();
             let rec = StateRecord {
                 version: 1,
                 id: state.hex(),

@@ -356,6 +356,22 @@ fn a_10_mib_file_and_a_streamed_20_mib_file() {
         20971520 + 4096
     );
     assert!(f.store.verify().unwrap().ok);
+    // Big files are chunked by content: 4 KiB overwritten in the middle of the (incompressible)
+    // 20 MiB file stores a chunk or two, not the file.
+    let r3 = f
+        .run("head -c 4096 /dev/urandom | dd of=twenty bs=4096 seek=2500 conv=notrunc status=none");
+    let cost = f.store.inspect(&r3.hash).unwrap().compressed_size;
+    assert!(cost < 9 << 20, "a 4 KiB edit cost {cost} bytes");
+    let want = f.snap();
+    f.store.gc().unwrap();
+    assert!(f.store.verify().unwrap().ok);
+    for h in [&r.hash, &r2.hash] {
+        f.store.checkout(h, CheckoutOptions::default()).unwrap();
+    }
+    f.store
+        .checkout(&r3.hash, CheckoutOptions::default())
+        .unwrap();
+    assert_eq!(f.snap(), want);
 }
 
 #[test]
