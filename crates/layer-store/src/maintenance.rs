@@ -216,10 +216,36 @@ impl Store {
             done.insert(s);
             order.push(s);
         }
+        // States reachable from a ref must be whole; unreachable ones are garbage that a killed
+        // reset or gc may have left half-deleted (gc removes them), so they only warn.
+        let mut reachable: HashSet<StateId> = HashSet::new();
+        let mut stack = self.roots().unwrap_or_default();
+        while let Some(s) = stack.pop() {
+            if reachable.insert(s)
+                && let Ok(Some(p)) = self
+                    .state(s)
+                    .and_then(|rec| parse_opt_state(&rec.parent, self.dir()))
+            {
+                stack.push(p);
+            }
+        }
         for s in order {
             r.states += 1;
             if let Err(e) = self.verify_state(s, &mut manifests, &bad) {
-                r.errors.push(format!("state {}: {e}", s.hex()));
+                if reachable.contains(&s) {
+                    r.errors.push(format!("state {}: {e}", s.hex()));
+                } else {
+                    r.warnings.push(format!(
+                        "unreachable state {} (gc removes it): {e}",
+                        s.hex()
+                    ));
+                }
+            }
+        }
+        for s in &reachable {
+            if !ids.contains(s) {
+                r.errors
+                    .push(format!("state {} is referenced but missing", s.hex()));
             }
         }
         // Refs.

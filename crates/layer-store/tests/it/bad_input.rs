@@ -186,3 +186,33 @@ fn exit_codes_follow_the_command_and_the_cli_conventions() {
     assert_eq!(e.exit_code(), 42);
     assert_eq!(f.store.resolve("nope").unwrap_err().exit_code(), 2);
 }
+
+#[test]
+fn a_half_deleted_unreachable_history_only_warns_and_gc_removes_it() {
+    let f = Fixture::new();
+    let r1 = f.run("echo 1 > a");
+    f.run("echo 2 > b");
+    // What a reset or gc killed half-way can leave: no ref reaches the states any more, and
+    // one of them lost its record.
+    f.store
+        .checkout("HEAD~2", CheckoutOptions::default())
+        .unwrap();
+    for k in fs::read_dir(f.dir().join("keys")).unwrap() {
+        fs::remove_file(k.unwrap().path()).unwrap();
+    }
+    fs::remove_file(f.dir().join("states").join(&r1.hash)).unwrap();
+    let v = f.store.verify().unwrap();
+    assert!(v.ok, "{v:?}");
+    assert!(
+        v.warnings.iter().any(|w| w.contains("unreachable")),
+        "{v:?}"
+    );
+    assert_eq!(f.store.gc().unwrap().states_removed, 1);
+    let v = f.store.verify().unwrap();
+    assert!(v.ok && v.warnings.is_empty(), "{v:?}");
+    // A reachable state with a missing parent is an error.
+    let a = f.run("echo 1 > a");
+    f.run("echo 2 > b");
+    fs::remove_file(f.dir().join("states").join(&a.hash)).unwrap();
+    assert!(!f.store.verify().unwrap().ok);
+}
