@@ -4,8 +4,11 @@
 //! - `sequential-bench storage`: append and claim speed of the folder and SQLite backends.
 //! - `sequential-bench engine`: whole runs of N sequential `fetch()` steps against a loopback
 //!   HTTP server: latency, throughput at 64 concurrent runs, CPU and storage per run.
+//! - `sequential-bench machine`: the layer store's workloads W1–W13 on generated trees, with git
+//!   and `tar | zstd` side by side.
 
 mod engine;
+mod machine;
 mod storage;
 
 use std::time::Duration;
@@ -13,7 +16,16 @@ use std::time::Duration;
 use anyhow::{Result, bail};
 
 fn main() -> Result<()> {
-    let which = std::env::args().nth(1).unwrap_or_default();
+    let args: Vec<String> = std::env::args().collect();
+    let which = args.get(1).cloned().unwrap_or_default();
+    match which.as_str() {
+        "machine" => {
+            print!("{}", machine::run()?);
+            return Ok(());
+        }
+        "machine-child" => return machine::child(&args[2..]),
+        _ => {}
+    }
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -21,7 +33,7 @@ fn main() -> Result<()> {
     match which.as_str() {
         "storage" => rt.block_on(storage::run()),
         "engine" => rt.block_on(engine::run()),
-        other => bail!("unknown benchmark {other:?}; expected: storage, engine"),
+        other => bail!("unknown benchmark {other:?}; expected: storage, engine, machine"),
     }
 }
 
