@@ -559,20 +559,25 @@ impl Store {
                 path: self.work.clone(),
             });
         }
-        let out = self
-            .command(instruction, opts)
-            .output()
-            .at(Path::new("sh"))?;
         use std::os::unix::process::ExitStatusExt;
-        let code = out
-            .status
-            .code()
-            .unwrap_or_else(|| 128 + out.status.signal().unwrap_or(0));
-        let captured = opts.output == Output::Capture;
+        let code_of = |st: std::process::ExitStatus| {
+            st.code().unwrap_or_else(|| 128 + st.signal().unwrap_or(0))
+        };
+        let mut cmd = self.command(instruction, opts);
+        if opts.output != Output::Capture {
+            // `status` keeps the wiring chosen in `command` (inherited or null streams).
+            let st = cmd.status().at(Path::new("sh"))?;
+            return Ok(ExecOutcome {
+                code: code_of(st),
+                stdout: None,
+                stderr: None,
+            });
+        }
+        let out = cmd.output().at(Path::new("sh"))?;
         Ok(ExecOutcome {
-            code,
-            stdout: captured.then(|| String::from_utf8_lossy(&out.stdout).into_owned()),
-            stderr: captured.then(|| String::from_utf8_lossy(&out.stderr).into_owned()),
+            code: code_of(out.status),
+            stdout: Some(String::from_utf8_lossy(&out.stdout).into_owned()),
+            stderr: Some(String::from_utf8_lossy(&out.stderr).into_owned()),
         })
     }
 

@@ -65,6 +65,11 @@ fn child_entry() {
             let r = store.run(&var("SLS_ARG"), &quiet()).unwrap();
             std::fs::write(out, serde_json::to_string(&r).unwrap()).unwrap();
         }
+        "run-inherit" => {
+            let opts = sequential_layer_store::RunOptions::default();
+            let r = store.run(&var("SLS_ARG"), &opts).unwrap();
+            assert!(r.stdout.is_none());
+        }
         "run-after-go" => {
             // Wait for the parent's go (a line on stdin), so both children start together.
             let mut line = String::new();
@@ -249,4 +254,30 @@ fn from_env_reads_the_machine_variables() {
     );
     let w = root.join("elsewhere");
     assert_eq!(run(Some(&w)), format!("{}\n{}", m.display(), w.display()));
+}
+
+#[test]
+fn inherited_output_reaches_the_callers_stdout() {
+    let f = Fixture::new();
+    let out = f.tmp.path().join("unused");
+    let got = child(
+        "run-inherit",
+        &f.dir(),
+        &f.work(),
+        "echo visible-line; echo to-stderr >&2",
+        &out,
+    )
+    .stdout(Stdio::piped())
+    .stderr(Stdio::piped())
+    .output()
+    .unwrap();
+    assert!(got.status.success(), "{got:?}");
+    assert!(
+        String::from_utf8_lossy(&got.stdout).contains("visible-line"),
+        "{got:?}"
+    );
+    assert!(
+        String::from_utf8_lossy(&got.stderr).contains("to-stderr"),
+        "{got:?}"
+    );
 }
