@@ -718,6 +718,22 @@ fn base64(bytes: &[u8]) -> String {
 
 // ---- output shapes ------------------------------------------------------------------------
 
+/// A name or instruction on one line: control characters (newlines in file names) escaped.
+fn printable(s: &str) -> String {
+    if !s.chars().any(char::is_control) {
+        return s.to_string();
+    }
+    s.chars()
+        .map(|c| {
+            if c.is_control() {
+                c.escape_default().to_string()
+            } else {
+                c.to_string()
+            }
+        })
+        .collect()
+}
+
 fn short(h: &str) -> &str {
     &h[..h.len().min(12)]
 }
@@ -755,7 +771,7 @@ fn change_lines(added: &[String], modified: &[String], deleted: &[String]) -> St
     let mut s = String::new();
     for (mark, paths) in [("A", added), ("M", modified), ("D", deleted)] {
         for p in paths {
-            s.push_str(&format!("{mark} {}\n", p.escape_debug()));
+            s.push_str(&format!("{mark} {}\n", printable(p)));
         }
     }
     s
@@ -794,13 +810,7 @@ impl Render for History {
         let rows: Vec<Vec<String>> = self
             .0
             .iter()
-            .map(|h| {
-                vec![
-                    h.short.clone(),
-                    h.time.clone(),
-                    h.instruction.escape_debug().to_string(),
-                ]
-            })
+            .map(|h| vec![h.short.clone(), h.time.clone(), printable(&h.instruction)])
             .collect();
         table(&rows)
     }
@@ -874,10 +884,7 @@ impl Render for InspectReport {
                 "parent".into(),
                 self.parent.clone().unwrap_or_else(|| "none".into()),
             ],
-            vec![
-                "instruction".into(),
-                self.instruction.escape_debug().to_string(),
-            ],
+            vec!["instruction".into(), printable(&self.instruction)],
             vec!["time".into(), self.time.clone()],
             vec!["files".into(), self.files.to_string()],
             vec!["size".into(), format!("{} bytes", self.size)],
@@ -931,12 +938,12 @@ impl Render for Ls {
             .entries
             .iter()
             .map(|e| {
-                let mut name = e.name.escape_debug().to_string();
+                let mut name = printable(&e.name);
                 if e.kind == "dir" {
                     name.push('/');
                 }
                 if let Some(t) = &e.target {
-                    name.push_str(&format!(" -> {}", t.escape_debug()));
+                    name.push_str(&format!(" -> {}", printable(t)));
                 }
                 vec![
                     e.kind.clone(),

@@ -91,8 +91,10 @@ fn status_is_clean_after_run_and_exact_after_edits() {
     assert_eq!(st["added"], serde_json::json!(["new file.txt"]), "{st}");
     assert_eq!(st["modified"], serde_json::json!(["a"]), "{st}");
     assert_eq!(st["deleted"], serde_json::json!(["d/c"]), "{st}");
+    sb.write(&format!("{WORK}/line\nbreak"), "n");
     sb.machine(&["status"])
         .ok()
+        .stdout_has("A line\\nbreak\n")
         .stdout_has("A new file.txt\n")
         .stdout_has("M a\n")
         .stdout_has("D d/c\n");
