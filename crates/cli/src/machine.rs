@@ -34,7 +34,8 @@ Refs: HEAD, HEAD~n, a tag, a full state id (64 hex) or a unique prefix of at lea
 Store: --dir, else SEQUENTIAL_MACHINE_DIR, else ./.sequential-machine. Work dir: --work, else
 SEQUENTIAL_MACHINE_WORK, else <dir>/work. The same commands are `sequential-ecosystem machine …`.
 Exit codes: 0 ok; run/exec/batch: the command's own exit code when it fails; 1 verify found
-damage; 2 usage error, unknown ref, uncommitted changes, unreadable store.";
+damage, an I/O error or a damaged object; 2 usage error, unknown ref, uncommitted changes, a
+directory that is not a store.";
 
 /// The `sequential-machine` binary's grammar.
 #[derive(Debug, Parser)]
@@ -356,6 +357,9 @@ pub fn run(args: MachineArgs, json: bool) -> Result<()> {
             .into());
         }
     }
+    if matches!(args.cmd, MachineCmd::Status) && dir.join("FORMAT").exists() && !work.exists() {
+        return Err(store_error(StoreError::WorkDirMissing { path: work }));
+    }
     let store = Store::open(&dir, &work).map_err(store_error)?;
     let progress = Progress::new();
     // The command's output is captured: with --json it goes into the JSON document (stdout stays
@@ -369,7 +373,10 @@ pub fn run(args: MachineArgs, json: bool) -> Result<()> {
             env,
         } => {
             let opts = run_options(&env, streams, capture_failed)?;
-            let r = store.run(&instruction, &opts).map_err(store_error)?;
+            progress.start(format!("running {instruction:?}"));
+            let r = store.run(&instruction, &opts);
+            progress.finish();
+            let r = r.map_err(store_error)?;
             if !json {
                 replay(r.stdout.as_deref(), r.stderr.as_deref())?;
             }
@@ -398,7 +405,10 @@ pub fn run(args: MachineArgs, json: bool) -> Result<()> {
                 None => instructions,
             };
             let opts = run_options(&env, streams, false)?;
-            let r = store.batch(&list, &opts).map_err(store_error)?;
+            progress.start(format!("running {} commands", list.len()));
+            let r = store.batch(&list, &opts);
+            progress.finish();
+            let r = r.map_err(store_error)?;
             if !json {
                 for step in &r.results {
                     replay(step.stdout.as_deref(), step.stderr.as_deref())?;
@@ -624,7 +634,8 @@ fn confirm(store: &Store, hard: bool) -> Result<bool> {
 }
 
 /// A layer-store error as the user sees it: the library's sentence (it names the input) plus a
-/// hint; exit 2, except a failing command, whose exit code is passed through.
+/// hint; the library's exit code (2 bad input, refused checkout, unusable store; the command's
+/// own code for a failing command; 1 I/O errors and damaged objects).
 pub fn store_error(e: StoreError) -> anyhow::Error {
     let hint = match &e {
         StoreError::CommandFailed { code, .. } => {
@@ -657,7 +668,11 @@ pub fn store_error(e: StoreError) -> anyhow::Error {
         }
         _ => "check that the store and work directories exist and are writable".into(),
     };
-    UserError::new(e.to_string()).hint(hint).into()
+    let code = exit_byte(e.exit_code());
+    UserError::new(e.to_string())
+        .hint(hint)
+        .with_code(code)
+        .into()
 }
 
 /// A spinner on stderr while a long operation runs (terminal only, not with NO_PROGRESS).

@@ -295,7 +295,11 @@ fn ls_cat_checkpoints_rebuild_verify_gc_and_reset() {
     sb.machine(&["restore", "before"]).ok();
     assert!(sb.exists(&format!("{WORK}/src/main.rs")));
     std::fs::remove_dir_all(sb.join(WORK)).unwrap();
-    sb.machine(&["status"]).ok().stdout_has("D src/main.rs");
+    sb.machine(&["status"])
+        .usage_error()
+        .stderr_has("does not exist")
+        .stderr_has("rebuild");
+    assert!(!sb.exists(WORK), "status must not recreate the work dir");
     sb.machine(&["rebuild", "--json"]).ok();
     assert_eq!(sb.read(&format!("{WORK}/src/main.rs")), "fn main() {}\n");
     sb.machine(&["verify", "--json"])
