@@ -18,7 +18,7 @@ use std::path::Path;
 pub struct ApplyStats {
     /// Paths created or rewritten (files, links, directories) or re-moded.
     pub written: usize,
-    /// Paths removed (a removed directory counts once).
+    /// Paths removed.
     pub removed: usize,
 }
 
@@ -32,12 +32,11 @@ pub fn apply_to_work(
     target: &[Entry],
     progress: Option<&dyn crate::progress::Progress>,
 ) -> Result<(Index, ApplyStats)> {
-    let cur: Vec<Entry> = current
-        .iter()
-        .filter(|e| !e.entry.path.is_empty())
-        .map(|e| e.entry.clone())
-        .collect();
-    let d = diff(&cur, target);
+    let cur = match current.first() {
+        Some(root) if root.entry.path.is_empty() => &current[1..],
+        _ => current,
+    };
+    let d = diff(cur, target);
     let mut stats = ApplyStats::default();
 
     // 1. Removals, deepest first.
@@ -53,21 +52,12 @@ pub fn apply_to_work(
             writes.push(b);
         }
     }
+    // Deepest first: a directory is emptied before it is removed.
     removals.sort_by(|a, b| tree_cmp(&b.path, &a.path));
-    let mut removed_dirs: Vec<&[u8]> = Vec::new();
     for e in &removals {
-        if removed_dirs
-            .iter()
-            .any(|d| crate::tree::is_under(&e.path, d))
-        {
-            continue;
-        }
         let abs = fsutil::abs(work, &e.path);
         let r = match fs::symlink_metadata(&abs) {
-            Ok(md) if md.is_dir() => {
-                removed_dirs.push(&e.path);
-                fs::remove_dir_all(&abs)
-            }
+            Ok(md) if md.is_dir() => fs::remove_dir_all(&abs),
             Ok(_) => fs::remove_file(&abs),
             Err(e) => Err(e),
         };
