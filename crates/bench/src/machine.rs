@@ -337,27 +337,48 @@ pub fn run() -> Result<String> {
     });
 
     // W10: full checkout of A into an empty dir, vs zstd -d | tar -x.
-    progress("W10: rebuild of A into an empty dir");
-    let fresh = r.join("a-rebuild");
-    let (w10, _) = timed(|| Ok(Store::open(&store_dir, &fresh)?.rebuild()?))?;
-    sync();
-    let untar = r.join("a-untar");
-    std::fs::create_dir_all(&untar)?;
-    let untar_t = sh(
-        &format!(
-            "zstd -d -q -c {} | tar -xf - -C {}",
-            tar_zst.display(),
-            untar.display()
-        ),
-        r,
-    )?;
-    sync();
-    let w10_ratio = w10.as_secs_f64() / untar_t.wall.as_secs_f64();
+    progress("W10: rebuild of A into an empty dir, and zstd -d | tar -x (2 rounds each)");
+    let mut rebuilds = Vec::new();
+    let mut untars = Vec::new();
+    for round in 0..2 {
+        let untar = r.join(format!("a-untar-{round}"));
+        std::fs::create_dir_all(&untar)?;
+        sync();
+        untars.push(
+            sh(
+                &format!(
+                    "zstd -d -q -c {} | tar -xf - -C {}",
+                    tar_zst.display(),
+                    untar.display()
+                ),
+                r,
+            )?
+            .wall,
+        );
+        sync();
+        let fresh = r.join(format!("a-rebuild-{round}"));
+        rebuilds.push(timed(|| Ok(Store::open(&store_dir, &fresh)?.rebuild()?))?.0);
+        sync();
+    }
+    let w10 = rebuilds.iter().copied().min().unwrap_or_default();
+    let untar_min = untars.iter().copied().min().unwrap_or_default();
+    let w10_ratio = w10.as_secs_f64() / untar_min.as_secs_f64();
     rows.push(Row {
         id: "W10",
-        workload: "checkout (rebuild) of full A into an empty dir".into(),
-        ours: format!("{} ({w10_ratio:.2}× untar)", fmt_ms(w10)),
-        peers: format!("zstd -d \\| tar -x {}", fmt_ms(untar_t.wall)),
+        workload: "checkout (rebuild) of full A into an empty dir (best of 2, `sync` before each)"
+            .into(),
+        ours: format!(
+            "{} ({w10_ratio:.2}× untar; rounds {} / {})",
+            fmt_ms(w10),
+            fmt_ms(rebuilds[0]),
+            fmt_ms(rebuilds[1])
+        ),
+        peers: format!(
+            "zstd -d \\| tar -x {} (rounds {} / {})",
+            fmt_ms(untar_min),
+            fmt_ms(untars[0]),
+            fmt_ms(untars[1])
+        ),
         target: "≤ 1.2× `zstd -d \\| tar -x` (fresh space ≤ 3 s)".into(),
         verdict: verdict(w10_ratio <= 1.2, ""),
     });
@@ -530,6 +551,7 @@ pub fn run() -> Result<String> {
     let per_layer = median(runs);
     sync();
     let fresh2 = r.join("a-rebuild-10");
+    sync();
     let (w12, _) = timed(|| Ok(Store::open(&store_dir, &fresh2)?.rebuild()?))?;
     sync();
     let (diff_t, diff) = timed(|| Ok(Store::open(&store_dir, &work)?.diff(&s1, None)?))?;
