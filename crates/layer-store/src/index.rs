@@ -498,7 +498,8 @@ impl Walker<'_> {
     fn visit(&self, job: &Job, subdirs: &mut Vec<Job>) -> Result<DirOut> {
         use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
         let ix = &self.index.entries;
-        let dir_abs = fsutil::abs(self.work, &job.rel);
+        // Only built when needed (reading a changed directory, errors): most are not.
+        let dir_abs = || fsutil::abs(self.work, &job.rel);
         // Open relative to the parent's fd (one path component to resolve), O_PATH: we only
         // need it for fstatat.
         let (base_fd, cpath) = match &job.parent {
@@ -508,12 +509,12 @@ impl Walker<'_> {
             ),
             None => (
                 libc::AT_FDCWD,
-                std::ffi::CString::new(dir_abs.as_os_str().as_bytes().to_vec()),
+                std::ffi::CString::new(dir_abs().as_os_str().as_bytes().to_vec()),
             ),
         };
         let cpath = cpath.map_err(|_| Error::Invalid {
             what: "path",
-            input: dir_abs.display().to_string(),
+            input: dir_abs().display().to_string(),
             expected: "no NUL byte".into(),
         })?;
         // SAFETY: valid dir fd and NUL-terminated path; the fd is owned right away.
@@ -525,7 +526,7 @@ impl Walker<'_> {
             )
         };
         if fd < 0 {
-            return Err(std::io::Error::last_os_error()).at(&dir_abs);
+            return Err(std::io::Error::last_os_error()).at(&dir_abs());
         }
         // SAFETY: `fd` is a fresh descriptor we own.
         let dfd = std::sync::Arc::new(unsafe { OwnedFd::from_raw_fd(fd) });
@@ -541,6 +542,7 @@ impl Walker<'_> {
                     None => HashMap::new(),
                 };
                 let mut v = Vec::new();
+                let dir_abs = dir_abs();
                 for de in fs::read_dir(&dir_abs).at(&dir_abs)? {
                     let name = de.at(&dir_abs)?.file_name().as_bytes().to_vec();
                     let pos = known.get(name.as_slice()).copied();
@@ -554,7 +556,7 @@ impl Walker<'_> {
         for (name, pos) in names {
             if name.starts_with(WH_PREFIX) {
                 return Err(Error::Uncapturable {
-                    path: dir_abs.join(std::ffi::OsStr::from_bytes(&name)),
+                    path: dir_abs().join(std::ffi::OsStr::from_bytes(&name)),
                     reason: "names starting with `.wh.` are reserved for OCI whiteouts".into(),
                 });
             }
@@ -577,7 +579,7 @@ impl Walker<'_> {
                 if e.kind() == std::io::ErrorKind::NotFound {
                     continue;
                 }
-                return Err(e).at(&dir_abs.join(std::ffi::OsStr::from_bytes(&name)));
+                return Err(e).at(&dir_abs().join(std::ffi::OsStr::from_bytes(&name)));
             }
             let st = Stat {
                 mode: sb.st_mode,
@@ -662,7 +664,7 @@ impl Walker<'_> {
                         children.push(Child::Same { pos: p, dir: None });
                         continue;
                     }
-                    let abs = dir_abs.join(std::ffi::OsStr::from_bytes(&name));
+                    let abs = dir_abs().join(std::ffi::OsStr::from_bytes(&name));
                     let target = fs::read_link(&abs)
                         .at(&abs)?
                         .as_os_str()
@@ -685,7 +687,7 @@ impl Walker<'_> {
                     });
                 }
                 _ => {
-                    tracing::warn!(path = %dir_abs.join(std::ffi::OsStr::from_bytes(&name)).display(), "skipping a special file (fifo, socket or device)");
+                    tracing::warn!(path = %dir_abs().join(std::ffi::OsStr::from_bytes(&name)).display(), "skipping a special file (fifo, socket or device)");
                 }
             }
         }
