@@ -588,3 +588,25 @@ fn progress_is_reported_for_captures_and_checkouts() {
     );
     assert!(updates.len() >= 2, "reported along the way: {updates:?}");
 }
+
+#[test]
+fn a_store_can_be_shared_between_threads() {
+    fn assert_send_sync<T: Send + Sync>() {}
+    assert_send_sync::<sequential_layer_store::Store>();
+    // Lock-free readers beside a writer in the same process.
+    let f = Fixture::new();
+    f.run("echo 0 > n");
+    std::thread::scope(|s| {
+        let reader = s.spawn(|| {
+            for _ in 0..20 {
+                f.store.history().unwrap();
+                f.store.cat("HEAD", "n").unwrap();
+            }
+        });
+        for i in 1..5 {
+            f.run(&format!("echo {i} > n"));
+        }
+        reader.join().unwrap();
+    });
+    assert_eq!(f.store.cat("HEAD", "n").unwrap(), b"4\n");
+}
