@@ -101,6 +101,7 @@ impl ObjectStore {
             };
             let pack = set.packs.len() as u32;
             set.packs.push(Pack { name, file: None });
+            set.map.reserve(entries.len());
             for (id, mut loc) in entries {
                 loc.pack = pack;
                 set.map.entry(id).or_insert(loc);
@@ -163,6 +164,9 @@ impl ObjectStore {
             id: id.hex(),
             needed_by: needed_by.to_string(),
         })?;
+        if let Some(out) = self.read_small(id, loc, &path)? {
+            return Ok(out);
+        }
         let mut out = Vec::with_capacity(loc.raw as usize);
         match self.copy_to(id, loc, &path, &mut out) {
             Err(e) if pack_vanished(&e) => {
@@ -178,6 +182,44 @@ impl ObjectStore {
             r => r?,
         }
         Ok(out)
+    }
+
+    /// One-frame objects decompressed straight into the result (no second copy); `None` for
+    /// the other codecs.
+    fn read_small(&self, id: &Digest, loc: Loc, path: &Path) -> Result<Option<Vec<u8>>> {
+        if loc.raw > STREAM_THRESHOLD || !matches!(loc.codec, CODEC_ZSTD | CODEC_RAW) {
+            return Ok(None);
+        }
+        let f = match self.file(loc.pack) {
+            Ok(f) => f,
+            Err(e) if pack_vanished(&e) => return Ok(None),
+            Err(e) => return Err(e),
+        };
+        let mut stored = vec![0; loc.stored as usize];
+        f.read_exact_at(&mut stored, loc.offset).at(path)?;
+        let corrupt = |reason: String| Error::Corrupt {
+            id: id.hex(),
+            location: path.to_path_buf(),
+            reason,
+        };
+        let raw = if loc.codec == CODEC_ZSTD {
+            decompress(&stored, loc.raw as usize)
+                .map_err(|e| corrupt(format!("cannot decompress: {e}")))?
+        } else {
+            stored
+        };
+        if raw.len() as u64 != loc.raw {
+            return Err(corrupt(format!(
+                "length {}, expected {}",
+                raw.len(),
+                loc.raw
+            )));
+        }
+        let got = Digest::of(&raw);
+        if got != *id {
+            return Err(corrupt(format!("content hashes to {got}")));
+        }
+        Ok(Some(raw))
     }
 
     /// Streams an object into `w`, verifying its hash; the error names the object and pack.

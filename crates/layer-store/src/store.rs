@@ -423,15 +423,22 @@ impl Store {
 
     /// The full tree of a state (`None` = empty).
     pub fn manifest(&self, s: Option<StateId>) -> Result<Vec<Entry>> {
-        let Some(s) = s else { return Ok(Vec::new()) };
-        let r = self.state(s)?;
-        let id = parse_digest(&r.manifest, &self.state_path(s))?;
-        let bytes = self.objects.read(&id, &format!("state {}", s.hex()))?;
+        let bytes = self.manifest_bytes(s)?;
         tree::decode_manifest(&bytes).ok_or_else(|| Error::Corrupt {
-            id: id.hex(),
+            id: s.map(|s| s.hex()).unwrap_or_default(),
             location: self.objects.dir().to_path_buf(),
             reason: "not a manifest".into(),
         })
+    }
+
+    /// The encoded manifest of a state, verified against its id.
+    fn manifest_bytes(&self, s: Option<StateId>) -> Result<Vec<u8>> {
+        let Some(s) = s else {
+            return Ok(tree::encode_manifest(&[]));
+        };
+        let r = self.state(s)?;
+        let id = parse_digest(&r.manifest, &self.state_path(s))?;
+        self.objects.read(&id, &format!("state {}", s.hex()))
     }
 
     fn layer_entries(&self, layer: &Digest, s: StateId) -> Result<Vec<Entry>> {
@@ -1040,18 +1047,27 @@ impl Store {
     /// Paths that differ between the states `a` and `b` (default `HEAD`), from manifests only.
     pub fn diff(&self, a: &str, b: Option<&str>) -> Result<DiffReport> {
         let (sa, sb) = (self.resolve_opt(a)?, self.resolve_opt(b.unwrap_or("HEAD"))?);
-        // Both manifests load (read, decompress, verify, decode) at the same time.
-        let (ta, tb) = std::thread::scope(|s| {
-            let other = s.spawn(|| self.manifest(sb));
-            let ta = self.manifest(sa);
-            (ta, other.join().expect("manifest thread"))
+        // Both manifests load (read, decompress, verify) at the same time; entries are compared
+        // in place, without decoding them into owned trees.
+        let (ba, bb) = std::thread::scope(|s| {
+            let other = s.spawn(|| self.manifest_bytes(sb));
+            let ba = self.manifest_bytes(sa);
+            (ba, other.join().expect("manifest thread"))
         });
-        let (ta, tb) = (ta?, tb?);
-        let d = tree::diff(&ta, &tb);
+        let (ba, bb) = (ba?, bb?);
+        let bad = |s: Option<StateId>| Error::Corrupt {
+            id: s.map(|s| s.hex()).unwrap_or_default(),
+            location: self.objects.dir().to_path_buf(),
+            reason: "not a manifest".into(),
+        };
+        let ta = tree::manifest_refs(&ba).ok_or_else(|| bad(sa))?;
+        let tb = tree::manifest_refs(&bb).ok_or_else(|| bad(sb))?;
+        let (added, modified, deleted) = tree::diff_refs(&ta, &tb);
+        let show_all = |v: Vec<&[u8]>| v.into_iter().map(show).collect();
         Ok(DiffReport {
-            added: d.added.iter().map(|e| show(&e.path)).collect(),
-            modified: d.modified.iter().map(|(_, e)| show(&e.path)).collect(),
-            deleted: d.deleted.iter().map(|e| show(&e.path)).collect(),
+            added: show_all(added),
+            modified: show_all(modified),
+            deleted: show_all(deleted),
         })
     }
 

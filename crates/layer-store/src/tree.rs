@@ -519,3 +519,89 @@ impl Applier {
         self.map.into_values().collect()
     }
 }
+
+/// A borrowed view of one encoded entry (diffs of big manifests without allocating).
+#[derive(Debug, Clone, Copy)]
+pub struct EntryRef<'a> {
+    /// Path.
+    pub path: &'a [u8],
+    /// Kind.
+    pub kind: Kind,
+    /// Permission bits.
+    pub mode: u32,
+    /// Content digest bytes.
+    pub content: &'a [u8],
+    /// Symlink text or hard-link target.
+    pub target: &'a [u8],
+}
+
+impl EntryRef<'_> {
+    fn same(&self, o: &EntryRef<'_>) -> bool {
+        self.kind == o.kind
+            && self.mode == o.mode
+            && self.content == o.content
+            && self.target == o.target
+    }
+}
+
+/// Borrowed entries of an encoded manifest; `None` when malformed.
+pub fn manifest_refs(buf: &[u8]) -> Option<Vec<EntryRef<'_>>> {
+    let mut r = Reader::new(buf);
+    if r.take(8)? != MANIFEST_MAGIC {
+        return None;
+    }
+    let n = r.u64()? as usize;
+    let mut v = Vec::with_capacity(n.min(1 << 24));
+    for _ in 0..n {
+        let kind = Kind::from_u8(*r.take(1)?.first()?)?;
+        let mode = r.u32()?;
+        let _size = r.u64()?;
+        let content = r.take(32)?;
+        let len = r.u32()? as usize;
+        let path = r.take(len)?;
+        let len = r.u32()? as usize;
+        let target = r.take(len)?;
+        v.push(EntryRef {
+            path,
+            kind,
+            mode,
+            content,
+            target,
+        });
+    }
+    r.done().then_some(v)
+}
+
+/// Borrowed paths `(added, modified, deleted)`.
+pub type PathLists<'a> = (Vec<&'a [u8]>, Vec<&'a [u8]>, Vec<&'a [u8]>);
+
+/// Paths `(added, modified, deleted)` from `a` to `b`, both borrowed trees in tree order.
+pub fn diff_refs<'a>(a: &[EntryRef<'a>], b: &[EntryRef<'a>]) -> PathLists<'a> {
+    let (mut added, mut modified, mut deleted) = (Vec::new(), Vec::new(), Vec::new());
+    let (mut i, mut j) = (0, 0);
+    while i < a.len() || j < b.len() {
+        let o = match (a.get(i), b.get(j)) {
+            (Some(x), Some(y)) => tree_cmp(x.path, y.path),
+            (Some(_), None) => Ordering::Less,
+            _ => Ordering::Greater,
+        };
+        match o {
+            Ordering::Less => {
+                deleted.push(a[i].path);
+                i += 1;
+            }
+            Ordering::Greater => {
+                added.push(b[j].path);
+                j += 1;
+            }
+            Ordering::Equal => {
+                if !a[i].same(&b[j]) {
+                    modified.push(b[j].path);
+                }
+                i += 1;
+                j += 1;
+            }
+        }
+    }
+    (added, modified, deleted)
+}

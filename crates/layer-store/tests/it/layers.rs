@@ -111,6 +111,38 @@ fn changeset_then_apply_round_trips_on_generated_trees() {
             tree::encode_changeset(&tree::changeset(&trees[0], &trees[1]))
         );
         assert!(tree::changeset(&trees[1], &trees[1]).is_empty());
+        // The borrowed diff (used by `Store::diff`) agrees with the owned one.
+        let (ea, eb) = (
+            tree::encode_manifest(&trees[0]),
+            tree::encode_manifest(&trees[1]),
+        );
+        let (ra, rb) = (
+            tree::manifest_refs(&ea).unwrap(),
+            tree::manifest_refs(&eb).unwrap(),
+        );
+        let (added, modified, deleted) = tree::diff_refs(&ra, &rb);
+        let d = tree::diff(&trees[0], &trees[1]);
+        assert_eq!(
+            added,
+            d.added
+                .iter()
+                .map(|e| e.path.as_slice())
+                .collect::<Vec<_>>()
+        );
+        assert_eq!(
+            modified,
+            d.modified
+                .iter()
+                .map(|(_, e)| e.path.as_slice())
+                .collect::<Vec<_>>()
+        );
+        assert_eq!(
+            deleted,
+            d.deleted
+                .iter()
+                .map(|e| e.path.as_slice())
+                .collect::<Vec<_>>()
+        );
     }
 }
 
