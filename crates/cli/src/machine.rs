@@ -3,6 +3,7 @@
 
 use std::io::{IsTerminal, Write};
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, Result};
@@ -10,8 +11,9 @@ use clap::{Args, Parser, Subcommand};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use sequential_layer_store::{
     BatchOutcome, CheckoutOptions, CheckoutOutcome, DiffReport, Error as StoreError, ExecOutcome,
-    GcReport, HistoryEntry, InspectReport, LsEntry, Output as Streams, ResetMode, ResetOutcome,
-    RunOptions, RunOutcome, StatusReport, Store, TagInfo, VerifyReport,
+    GcReport, HistoryEntry, InspectReport, LsEntry, Output as Streams, Phase,
+    Progress as StoreProgress, ResetMode, ResetOutcome, RunOptions, RunOutcome, StatusReport,
+    Store, TagInfo, VerifyReport,
 };
 use serde::Serialize;
 
@@ -360,12 +362,19 @@ pub fn run(args: MachineArgs, json: bool) -> Result<()> {
     if matches!(args.cmd, MachineCmd::Status) && dir.join("FORMAT").exists() && !work.exists() {
         return Err(store_error(StoreError::WorkDirMissing { path: work }));
     }
-    let store = Store::open(&dir, &work).map_err(store_error)?;
     let progress = Progress::new();
-    // The command's output is captured: with --json it goes into the JSON document (stdout stays
-    // one document); as text it is replayed on stdout/stderr when the command ends. (The library's
-    // `Output::Inherit` currently collects and drops it, so it is not used.)
-    let streams = Streams::Capture;
+    let store = Store::open(&dir, &work).map_err(store_error)?;
+    let store = match progress.sink() {
+        Some(sink) => store.with_progress(sink),
+        None => store,
+    };
+    // As text the command's streams are the terminal's; with --json its output is captured into
+    // the JSON document, so stdout stays one document.
+    let streams = if json {
+        Streams::Capture
+    } else {
+        Streams::Inherit
+    };
     match args.cmd {
         MachineCmd::Run {
             instruction,
@@ -373,22 +382,15 @@ pub fn run(args: MachineArgs, json: bool) -> Result<()> {
             env,
         } => {
             let opts = run_options(&env, streams, capture_failed)?;
-            progress.start(format!("running {instruction:?}"));
             let r = store.run(&instruction, &opts);
             progress.finish();
-            let r = r.map_err(store_error)?;
-            if !json {
-                replay(r.stdout.as_deref(), r.stderr.as_deref())?;
-            }
-            out.print(&r)
+            out.print(&r.map_err(store_error)?)
         }
         MachineCmd::Exec { instruction, env } => {
             let opts = run_options(&env, streams, false)?;
             let r = store.exec(&instruction, &opts).map_err(store_error)?;
             if json {
                 out.print(&r)?;
-            } else {
-                replay(r.stdout.as_deref(), r.stderr.as_deref())?;
             }
             if r.code != 0 {
                 return Err(Reported(exit_byte(r.code)).into());
@@ -405,18 +407,10 @@ pub fn run(args: MachineArgs, json: bool) -> Result<()> {
                 None => instructions,
             };
             let opts = run_options(&env, streams, false)?;
-            progress.start(format!("running {} commands", list.len()));
             let r = store.batch(&list, &opts);
             progress.finish();
             let r = r.map_err(store_error)?;
-            if !json {
-                for step in &r.results {
-                    replay(step.stdout.as_deref(), step.stderr.as_deref())?;
-                    out.print(step)?;
-                }
-            } else {
-                out.print(&r)?;
-            }
+            out.print(&r)?;
             if let Some(f) = &r.failed {
                 return Err(UserError::new(format!(
                     "step {} of the batch, {:?}, failed with exit code {}; no layer was created for it",
@@ -443,7 +437,6 @@ pub fn run(args: MachineArgs, json: bool) -> Result<()> {
             })
         }
         MachineCmd::Checkout { target, force } => {
-            progress.start(format!("checking out {target}"));
             let r = store.checkout(&target, CheckoutOptions { force });
             progress.finish();
             out.print(&r.map_err(store_error)?)
@@ -459,7 +452,6 @@ pub fn run(args: MachineArgs, json: bool) -> Result<()> {
         }
         MachineCmd::Inspect { target } => out.print(&store.inspect(&target).map_err(store_error)?),
         MachineCmd::Rebuild => {
-            progress.start("rebuilding the work dir".into());
             let r = store.rebuild();
             progress.finish();
             out.print(&r.map_err(store_error)?)
@@ -482,7 +474,6 @@ pub fn run(args: MachineArgs, json: bool) -> Result<()> {
         }
         MachineCmd::Checkpoints => out.print(&Tags(store.checkpoints().map_err(store_error)?)),
         MachineCmd::Restore { name, force } => {
-            progress.start(format!("restoring checkpoint {name}"));
             let r = store.restore(&name, CheckoutOptions { force });
             progress.finish();
             out.print(&r.map_err(store_error)?)
@@ -540,23 +531,6 @@ pub fn run(args: MachineArgs, json: bool) -> Result<()> {
             Ok(())
         }
     }
-}
-
-/// Writes a command's captured output to our stdout and stderr.
-fn replay(stdout: Option<&str>, stderr: Option<&str>) -> Result<()> {
-    if let Some(e) = stderr.filter(|e| !e.is_empty()) {
-        let _ = std::io::stderr().write_all(e.as_bytes());
-    }
-    if let Some(o) = stdout.filter(|o| !o.is_empty()) {
-        let mut lock = std::io::stdout().lock();
-        match lock.write_all(o.as_bytes()).and_then(|()| lock.flush()) {
-            Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => {
-                return Err(e).context("writing to stdout");
-            }
-            _ => {}
-        }
-    }
-    Ok(())
 }
 
 /// A command exit code as a process exit code (a code that would read as success becomes 1).
@@ -675,35 +649,75 @@ pub fn store_error(e: StoreError) -> anyhow::Error {
         .into()
 }
 
-/// A spinner on stderr while a long operation runs (terminal only, not with NO_PROGRESS).
+/// Progress on stderr (terminal only, not with NO_PROGRESS): a bar of files captured or written,
+/// fed by the store, and a spinner for `gc` and `verify`.
 struct Progress {
-    bar: Option<ProgressBar>,
+    on: bool,
+    spinner: ProgressBar,
+    files: ProgressBar,
 }
 
 impl Progress {
     fn new() -> Self {
         let on = std::io::stderr().is_terminal()
             && std::env::var_os("NO_PROGRESS").is_none_or(|v| v.is_empty() || v == "0");
+        let bar = || {
+            if on {
+                ProgressBar::with_draw_target(None, ProgressDrawTarget::stderr())
+            } else {
+                ProgressBar::hidden()
+            }
+        };
         Progress {
-            bar: on.then(|| ProgressBar::with_draw_target(None, ProgressDrawTarget::stderr())),
+            on,
+            spinner: bar(),
+            files: bar(),
         }
     }
 
+    /// What the store reports to (`None` when nothing is drawn).
+    fn sink(&self) -> Option<Arc<dyn StoreProgress>> {
+        self.on.then(|| {
+            self.files.set_style(
+                ProgressStyle::with_template("{msg} [{bar:30}] {pos}/{len} files, {elapsed}")
+                    .unwrap_or_else(|_| ProgressStyle::default_bar())
+                    .progress_chars("=> "),
+            );
+            Arc::new(FileBar(self.files.clone())) as Arc<dyn StoreProgress>
+        })
+    }
+
     fn start(&self, msg: String) {
-        if let Some(bar) = &self.bar {
-            bar.set_style(
+        if self.on {
+            self.spinner.set_style(
                 ProgressStyle::with_template("{spinner} {msg} {elapsed}")
                     .unwrap_or_else(|_| ProgressStyle::default_spinner()),
             );
-            bar.set_message(msg);
-            bar.enable_steady_tick(Duration::from_millis(100));
+            self.spinner.set_message(msg);
+            self.spinner.enable_steady_tick(Duration::from_millis(100));
         }
     }
 
     fn finish(&self) {
-        if let Some(bar) = &self.bar {
-            bar.finish_and_clear();
-        }
+        self.spinner.finish_and_clear();
+        self.files.finish_and_clear();
+    }
+}
+
+/// The store's progress reports drawn as a bar.
+struct FileBar(ProgressBar);
+
+impl StoreProgress for FileBar {
+    fn update(&self, phase: Phase, done: u64, total: u64, bytes: u64) {
+        let what = match phase {
+            Phase::Capturing => "capturing",
+            Phase::Writing => "writing",
+            _ => "working",
+        };
+        self.0.set_length(total);
+        self.0.set_position(done);
+        self.0
+            .set_message(format!("{what} {}", indicatif::HumanBytes(bytes)));
     }
 }
 

@@ -457,3 +457,31 @@ fn a_task_calling_the_machine_tool_twice_gets_a_cache_hit() {
             o.json().as_array().map(Vec::len) == Some(2)
         });
 }
+
+#[test]
+fn a_progress_bar_is_drawn_on_a_terminal_only() {
+    let sb = Sandbox::new();
+    let many = "mkdir many && for i in $(seq 1 600); do echo $i > many/f$i; done";
+    sb.machine(&["run", many])
+        .ok()
+        .check("nothing on stderr without a terminal", |o| {
+            o.stderr.is_empty()
+        });
+    // `script` gives the command a pseudo-terminal; the bar goes to it.
+    let out = std::process::Command::new("script")
+        .args(["-qec"])
+        .arg(format!(
+            "{} --work w2 rebuild",
+            env!("CARGO_BIN_EXE_sequential-machine")
+        ))
+        .arg("/dev/null")
+        .current_dir(sb.path())
+        .env_remove("NO_PROGRESS")
+        .output()
+        .expect("running script(1)");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{out:?}");
+    assert!(text.contains("files"), "expected a progress bar: {text:?}");
+    assert!(text.contains("HEAD is now"), "{text:?}");
+    assert_eq!(sb.read("w2/many/f600"), "600\n");
+}
