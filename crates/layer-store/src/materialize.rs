@@ -22,16 +22,17 @@ pub struct ApplyStats {
     pub removed: usize,
 }
 
-/// Makes `work` (currently described by `current`, root first) equal to `target`.
+/// Makes `work` (currently described by the index `current`, root first) equal to `target`.
 /// `clock_dir` is where the racy-rule timestamp is taken (the store dir).
 pub fn apply_to_work(
     work: &Path,
     clock_dir: &Path,
     objects: &ObjectStore,
-    current: &[IndexEntry],
+    current_index: &Index,
     target: &[Entry],
     progress: Option<&dyn crate::progress::Progress>,
 ) -> Result<(Index, ApplyStats)> {
+    let current = current_index.entries.as_slice();
     let cur = match current.first() {
         Some(root) if root.entry.path.is_empty() => &current[1..],
         _ => current,
@@ -166,7 +167,13 @@ pub fn apply_to_work(
                 if !touched.contains(e.path.as_slice())
                     && (c.entry.kind == Kind::Dir || c.stat.nlink < 2) =>
             {
-                c.stat
+                // Git's smudge: an entry that was racy when it was hashed stays suspect under
+                // the newer timestamp of this index, so it must never match again.
+                let mut st = c.stat;
+                if st.racy(current_index.time) {
+                    st.size = u64::MAX;
+                }
+                st
             }
             _ => lstat(&e.path)?,
         };

@@ -651,7 +651,7 @@ impl Store {
                 &self.work,
                 &self.dir,
                 &self.objects,
-                &current.entries,
+                current,
                 &target,
                 self.progress.as_deref(),
             )?;
@@ -831,7 +831,7 @@ impl Store {
             &self.work,
             &self.dir,
             &self.objects,
-            &current.entries,
+            current,
             &target,
             self.progress.as_deref(),
         )?;
@@ -879,7 +879,11 @@ impl Store {
             &self.work,
             &self.dir,
             &self.objects,
-            &empty.entries,
+            &Index {
+                time: i64::MIN,
+                base: None,
+                entries: empty.entries,
+            },
             &tree_now,
             self.progress.as_deref(),
         )?;
