@@ -5,7 +5,7 @@ use crate::util::Sandbox;
 #[test]
 fn help_of_every_command_has_an_example() {
     let sb = Sandbox::new();
-    let commands: [&[&str]; 24] = [
+    let commands: [&[&str]; 26] = [
         &[],
         &["init"],
         &["create-task"],
@@ -30,6 +30,8 @@ fn help_of_every_command_has_an_example() {
         &["vm"],
         &["vm", "execute"],
         &["vm", "resume"],
+        &["machine"],
+        &["machine", "run"],
     ];
     for command in commands {
         let mut args = command.to_vec();

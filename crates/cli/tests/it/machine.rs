@@ -261,6 +261,24 @@ fn tags_name_states_and_bad_refs_name_the_input() {
     sb.machine(&["tag", "abcdef12"])
         .usage_error()
         .stderr_has("abcdef12");
+    // Two states sharing a prefix cannot be made on purpose: fake a second state record.
+    let hash = one["hash"].as_str().unwrap().to_string();
+    let twin = format!(
+        "{}{}",
+        &hash[..60],
+        if hash.ends_with("0000") {
+            "1111"
+        } else {
+            "0000"
+        }
+    );
+    let states = sb.join(".sequential-machine/states");
+    std::fs::copy(states.join(&hash), states.join(&twin)).unwrap();
+    sb.machine(&["inspect", &hash[..10]])
+        .usage_error()
+        .stderr_has("ambiguous ref")
+        .stderr_has(&hash)
+        .stderr_has(&twin);
     sb.machine(&["untag", "nope"])
         .usage_error()
         .stderr_has("nope");
