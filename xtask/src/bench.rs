@@ -24,8 +24,37 @@ pub fn run(root: &Path, args: &[String]) -> Result<()> {
     };
     for w in which {
         let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+        let mut extra_env = Vec::new();
+        if w == "machine" {
+            // The machine benchmark also times the real CLI (process start included).
+            eprintln!("$ cargo build --release -p sequential-ecosystem --bin sequential-machine");
+            let st = Command::new(&cargo)
+                .args([
+                    "build",
+                    "--release",
+                    "--quiet",
+                    "-p",
+                    "sequential-ecosystem",
+                    "--bin",
+                    "sequential-machine",
+                ])
+                .current_dir(root)
+                .status()
+                .context("building sequential-machine")?;
+            if !st.success() {
+                bail!("building sequential-machine failed with {st}");
+            }
+            let target = std::env::var_os("CARGO_TARGET_DIR")
+                .map(std::path::PathBuf::from)
+                .unwrap_or_else(|| root.join("target"));
+            extra_env.push((
+                "SEQUENTIAL_MACHINE_BIN",
+                target.join("release/sequential-machine"),
+            ));
+        }
         eprintln!("$ cargo run --release -p sequential-bench -- {w}");
         let out = Command::new(&cargo)
+            .envs(extra_env)
             .args([
                 "run",
                 "--release",
