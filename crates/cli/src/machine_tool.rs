@@ -16,7 +16,7 @@ use serde_json::{Value, json};
 /// {instruction, env?}`, `checkout {ref, force?}`, `status`, `history`, `head`, `diff {a, b?}`,
 /// `tag {name, ref?}`, `tags`, `inspect {ref}`, `ls {ref, path?}`, `cat {ref, path}` (text).
 /// Results are the `--json` shapes of `sequential-machine`; `run` and `exec` also carry the
-/// command's `stdout` and `stderr`. A failing command throws a `MachineError` whose `code` is
+/// command's `stdout` and `stderr` (at most [`MAX_OUTPUT`] bytes each). A failing command throws a `MachineError` whose `code` is
 /// its exit code.
 #[derive(Debug, Clone)]
 pub struct MachineTool {
@@ -80,6 +80,28 @@ fn to_value(v: impl serde::Serialize) -> Result<Value, ErrorInfo> {
     serde_json::to_value(v).map_err(|e| ErrorInfo::new("MachineError", e.to_string()))
 }
 
+/// Most bytes of `stdout`/`stderr` kept in a result (it is journaled); the rest is cut and
+/// `stdoutTruncated`/`stderrTruncated` is set.
+pub const MAX_OUTPUT: usize = 64 * 1024;
+
+fn cap_output(mut v: Value) -> Value {
+    for (key, flag) in [("stdout", "stdoutTruncated"), ("stderr", "stderrTruncated")] {
+        let Some(Value::String(text)) = v.get_mut(key) else {
+            continue;
+        };
+        if text.len() <= MAX_OUTPUT {
+            continue;
+        }
+        let mut end = MAX_OUTPUT;
+        while !text.is_char_boundary(end) {
+            end -= 1;
+        }
+        text.truncate(end);
+        v[flag] = Value::Bool(true);
+    }
+    v
+}
+
 fn call_blocking(dir: PathBuf, work: PathBuf, args: Value) -> Result<Value, ErrorInfo> {
     let op = args["op"].as_str().ok_or_else(|| {
         bad_args(
@@ -100,12 +122,13 @@ fn call_blocking(dir: PathBuf, work: PathBuf, args: Value) -> Result<Value, Erro
             store
                 .run(str_arg(&args, "instruction", op)?, &run_opts(&args)?)
                 .map_err(store_error)?,
-        ),
+        )
+        .map(cap_output),
         "exec" => {
             let r = store
                 .exec(str_arg(&args, "instruction", op)?, &run_opts(&args)?)
                 .map_err(store_error)?;
-            to_value(r)
+            to_value(r).map(cap_output)
         }
         "checkout" => to_value(
             store

@@ -433,6 +433,7 @@ const MACHINE_TASK: &str = r#"export default async function (input, ctx) {
   const head = await m({ op: "head" });
   const history = await m({ op: "history" });
   const exec = await m({ op: "exec", instruction: "cat out/a.txt" });
+  const big = await m({ op: "exec", instruction: "head -c 100000 /dev/zero | tr '\\0' x" });
   let failed = null;
   try {
     await m({ op: "run", instruction: "exit 5" });
@@ -442,7 +443,7 @@ const MACHINE_TASK: &str = r#"export default async function (input, ctx) {
   return {
     first: first.cached, second: second.cached, sameHash: first.hash === second.hash,
     clean: status.clean, headIsFirst: head.hash === first.hash, layers: history.length,
-    out: exec.stdout, failed,
+    out: exec.stdout, failed, bigLen: big.stdout.length, bigCut: big.stdoutTruncated === true,
   };
 }
 "#;
@@ -465,6 +466,8 @@ fn a_task_calling_the_machine_tool_twice_gets_a_cache_hit() {
     assert_eq!(out["headIsFirst"], true, "{doc}");
     assert_eq!(out["layers"], 2, "{doc}");
     assert_eq!(out["out"], "hi\n", "{doc}");
+    assert_eq!(out["bigLen"], 65536, "{doc}");
+    assert_eq!(out["bigCut"], true, "{doc}");
     assert_eq!(out["failed"]["name"], "MachineError", "{doc}");
     assert_eq!(out["failed"]["code"], 5, "{doc}");
     // the store is the one the environment named, relative to the current directory
