@@ -506,3 +506,53 @@ fn a_progress_bar_is_drawn_on_a_terminal_only() {
     assert!(text.contains("HEAD is now"), "{text:?}");
     assert_eq!(sb.read("w2/many/f600"), "600\n");
 }
+
+/// Runs `sequential-machine args` on a pseudo-terminal (`script`), feeding `input`.
+fn on_a_terminal(sb: &Sandbox, args: &str, input: &str) -> (bool, String) {
+    use std::io::Write;
+    let mut child = std::process::Command::new("script")
+        .arg("-qec")
+        .arg(format!(
+            "{} {args}",
+            env!("CARGO_BIN_EXE_sequential-machine")
+        ))
+        .arg("/dev/null")
+        .current_dir(sb.path())
+        .env("NO_PROGRESS", "1")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("running script(1)");
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(input.as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+    )
+}
+
+#[test]
+fn reset_asks_on_a_terminal_and_yes_skips_the_question() {
+    let sb = Sandbox::new();
+    let first = run_json(&sb, "echo 1 > a");
+    let (ok, text) = on_a_terminal(&sb, "reset", "n\n");
+    assert!(!ok, "{text}");
+    assert!(text.contains("Continue? [y/N]"), "{text}");
+    assert!(text.contains("reset cancelled"), "{text}");
+    assert_eq!(head(&sb), first["hash"]);
+    let (ok, text) = on_a_terminal(&sb, "reset --hard", "y\n");
+    assert!(ok, "{text}");
+    assert_eq!(head(&sb), Value::Null);
+    assert!(sb.ls(WORK).is_empty());
+    // --yes on a terminal does not ask
+    run_json(&sb, "echo 2 > b");
+    let (ok, text) = on_a_terminal(&sb, "reset --yes", "");
+    assert!(ok, "{text}");
+    assert!(!text.contains("Continue?"), "{text}");
+    assert_eq!(head(&sb), Value::Null);
+}
