@@ -869,6 +869,11 @@ pub fn run() -> Result<String> {
         "W1", "W2", "W3", "W4", "W5", "W6", "W7", "W8", "W9", "W10", "W11", "W12", "W13",
     ];
     rows.sort_by_key(|row| order.iter().position(|o| *o == row.id));
+    let git_version = Command::new("git")
+        .arg("--version")
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+        .unwrap_or_else(|_| "git".into());
     let mut md = String::new();
     md.push_str("## Layer store (`cargo xtask bench machine`)\n\n");
     md.push_str(&crate::machine_line());
@@ -877,7 +882,7 @@ pub fn run() -> Result<String> {
         "Trees from `shared/bench/gen_tree.py` (seed 42{}): A = {entries} entries, {}; warm page cache. \
          The store is driven through the `sequential-layer-store` library (each operation opens the \
          store, as the CLI does; no process start counted except where a child process is named). \
-         git 2.x runs in the same session on the same work tree (`GIT_DIR` outside it, \
+         {git_version} runs in the same session on the same work tree (`GIT_DIR` outside it, \
          `core.untrackedCache=true`); first captures run in a child process whose peak RSS is read \
          with `wait4`. A first capture is `run \"true\"` on a work dir that already holds the tree \
          (the run captures the uncommitted tree).\n\n",

@@ -375,6 +375,20 @@ fn bad_store_locations_are_usage_errors() {
     sb.machine(&["--dir", "s", "--work", "s", "run", "true"])
         .usage_error()
         .stderr_has("work dir");
+    // a store written by a newer format is refused and left as it is
+    sb.machine(&["--dir", "newer", "run", "echo 1 > a"]).ok();
+    sb.write("newer/FORMAT", "sequential-layer-store format 999\n");
+    sb.machine(&["--dir", "newer", "history"])
+        .usage_error()
+        .stderr_has("format 999");
+    sb.machine(&["--dir", "newer", "run", "echo 2 > b"])
+        .usage_error()
+        .stderr_has("newer");
+    assert_eq!(
+        sb.read("newer/FORMAT"),
+        "sequential-layer-store format 999\n"
+    );
+    assert!(!sb.exists("newer/work/b"));
     sb.machine(&["run", "true", "--env", "NOEQUALS"])
         .usage_error()
         .stderr_has("NOEQUALS");
