@@ -570,3 +570,51 @@ fn reset_asks_on_a_terminal_and_yes_skips_the_question() {
     assert!(!text.contains("Continue?"), "{text}");
     assert_eq!(head(&sb), Value::Null);
 }
+
+#[test]
+fn two_concurrent_runs_of_the_same_command_execute_it_once() {
+    let sb = Sandbox::new();
+    run_json(&sb, "echo base > base");
+    let instruction = "sleep 1; echo ran >> ../ran.log; echo x > x";
+    let a = sb.machine_cmd(&["run", instruction, "--json"]).spawn();
+    let b = sb.machine_cmd(&["run", instruction, "--json"]).spawn();
+    let docs: Vec<Value> = [a, b]
+        .into_iter()
+        .map(|c| {
+            let out = c.wait_with_output().unwrap();
+            assert!(out.status.success(), "{out:?}");
+            serde_json::from_slice(&out.stdout).unwrap()
+        })
+        .collect();
+    assert_eq!(docs[0]["hash"], docs[1]["hash"], "{docs:?}");
+    assert_ne!(docs[0]["cached"], docs[1]["cached"], "{docs:?}");
+    assert_eq!(sb.read(".sequential-machine/ran.log"), "ran\n");
+}
+
+#[test]
+fn kill_9_during_a_run_leaves_a_store_that_verifies_and_works() {
+    let sb = Sandbox::new();
+    let first = run_json(&sb, "echo 1 > a");
+    let fifo = sb.join("started");
+    let made = std::process::Command::new("mkfifo")
+        .arg(&fifo)
+        .status()
+        .unwrap();
+    assert!(made.success());
+    let mut child = sb
+        .machine_cmd(&["run", "echo 2 > b; echo go > ../../started; sleep 30"])
+        .spawn();
+    // Opening the fifo for reading blocks until the command has written to it.
+    let started = std::fs::read_to_string(&fifo).unwrap();
+    assert_eq!(started, "go\n");
+    child.kill().unwrap(); // SIGKILL
+    child.wait().unwrap();
+    sb.machine(&["verify", "--json"])
+        .ok()
+        .check("verify ok", |o| o.json()["ok"] == true);
+    assert_eq!(head(&sb), first["hash"]);
+    // b is an uncommitted change now; the next run captures it
+    let next = run_json(&sb, "echo 3 > c");
+    assert_eq!(next["parent"], first["hash"]);
+    sb.machine(&["cat", "HEAD", "b"]).ok().stdout_has("2\n");
+}
