@@ -34,6 +34,8 @@ mod storage;
 mod tasks;
 mod time;
 
+pub use machine_tool::MachineTool;
+
 use std::io::IsTerminal;
 use std::process::ExitCode;
 

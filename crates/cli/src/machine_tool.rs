@@ -25,6 +25,15 @@ pub struct MachineTool {
 }
 
 impl MachineTool {
+    /// The store at `dir` bound to the work dir `work` (opened, and created if missing, on the
+    /// first call).
+    pub fn new(dir: impl Into<PathBuf>, work: impl Into<PathBuf>) -> Self {
+        MachineTool {
+            dir: dir.into(),
+            work: work.into(),
+        }
+    }
+
     /// The store of `SEQUENTIAL_MACHINE_DIR` (default `.sequential-machine`) and work dir of
     /// `SEQUENTIAL_MACHINE_WORK` (default `<dir>/work`), made absolute against the current
     /// directory now.
@@ -37,10 +46,7 @@ impl MachineTool {
                 std::env::current_dir().map_or(p.clone(), |cwd| cwd.join(p))
             }
         };
-        MachineTool {
-            dir: abs(dir),
-            work: abs(work),
-        }
+        MachineTool::new(abs(dir), abs(work))
     }
 }
 
