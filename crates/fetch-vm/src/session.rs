@@ -4,8 +4,8 @@ use std::cell::RefCell;
 use std::collections::{BTreeMap, HashMap};
 use std::rc::Rc;
 use std::sync::Arc;
+use std::sync::Mutex;
 use std::sync::mpsc::{Receiver, Sender, channel};
-use std::thread::JoinHandle;
 
 use serde_json::{Value, json};
 
@@ -38,13 +38,13 @@ struct Event {
 /// replay). Starting a new session with [`Session::journal`] is a *cold* resume; both give the
 /// same steps, results and journals.
 ///
-/// The JavaScript runs on a thread owned by the session, so that script-mode `fetch` can block;
-/// dropping the session ends that thread (the code cannot catch that).
+/// The JavaScript runs on a thread of its own while the session lives, so that script-mode
+/// `fetch` can block; dropping the session ends the code there (it cannot catch that) and the
+/// thread, with its JavaScript runtime, goes back to a small idle pool.
 #[derive(Debug)]
 pub struct Session {
     tx: Option<Sender<Command>>,
     rx: Receiver<Event>,
-    thread: Option<JoinHandle<()>>,
     journal: Journal,
     new_from: usize,
     pending: Vec<HostCall>,
@@ -69,18 +69,17 @@ impl Session {
             input: "input".into(),
             expected: format!("a JSON value ({e})"),
         })?;
-        let replay = journal.clone();
-        let options = options.clone();
-        let stack = options.limits.stack_bytes.saturating_add(4 << 20);
-        let thread = std::thread::Builder::new()
-            .name("fetch-vm-session".into())
-            .stack_size(stack)
-            .spawn(move || session_main(&code, &input_json, replay, &options, thread_tx, thread_rx))
-            .map_err(|e| Error::Engine(format!("cannot spawn a session thread: {e}")))?;
+        dispatch(Assignment {
+            code,
+            input_json,
+            journal: journal.clone(),
+            options: options.clone(),
+            tx: thread_tx,
+            rx: thread_rx,
+        })?;
         let mut session = Session {
             tx: Some(tx),
             rx,
-            thread: Some(thread),
             new_from: journal.len(),
             journal,
             pending: Vec::new(),
@@ -169,9 +168,8 @@ impl Session {
     /// session does the same without waiting.
     pub fn close(mut self) {
         self.tx.take();
-        if let Some(thread) = self.thread.take() {
-            let _ = thread.join();
-        }
+        // The thread drops its end of the channel once the runtime is torn down.
+        while self.rx.recv().is_ok() {}
     }
 }
 
@@ -181,19 +179,86 @@ impl Drop for Session {
         // whatever the code does (even a `catch` that loops) and the thread frees the runtime
         // and ends on its own, off the caller's path.
         self.tx.take();
-        self.thread.take();
     }
 }
 
-/// The session thread.
-fn session_main(
-    code: &str,
-    input_json: &str,
+/// Everything a session thread needs to run one session.
+#[derive(Debug)]
+struct Assignment {
+    code: String,
+    input_json: String,
     journal: Journal,
-    options: &Options,
+    options: Options,
     tx: Sender<Event>,
     rx: Receiver<Command>,
-) {
+}
+
+/// Idle session threads (with the stack size they were built for), most recent last.
+static IDLE: Mutex<Vec<(usize, Sender<Assignment>)>> = Mutex::new(Vec::new());
+
+/// How many idle session threads (each keeping a warm JavaScript runtime) are kept.
+const MAX_IDLE: usize = 8;
+
+fn idle() -> std::sync::MutexGuard<'static, Vec<(usize, Sender<Assignment>)>> {
+    IDLE.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+/// Hands `assignment` to an idle session thread, or spawns one.
+fn dispatch(mut assignment: Assignment) -> Result<(), Error> {
+    let stack = assignment.options.limits.stack_bytes;
+    loop {
+        let worker = {
+            let mut idle = idle();
+            let found = idle.iter().rposition(|(s, _)| *s >= stack);
+            found.map(|i| idle.swap_remove(i))
+        };
+        let Some((_, worker)) = worker else { break };
+        match worker.send(assignment) {
+            Ok(()) => return Ok(()),
+            Err(returned) => assignment = returned.0,
+        }
+    }
+    std::thread::Builder::new()
+        .name("fetch-vm-session".into())
+        .stack_size(stack.saturating_add(4 << 20))
+        .spawn(move || session_thread(stack, assignment))
+        .map(drop)
+        .map_err(|e| Error::Engine(format!("cannot spawn a session thread: {e}")))
+}
+
+/// A session thread: runs sessions one after another, parking in the idle pool in between.
+fn session_thread(stack: usize, first: Assignment) {
+    let mut engine = QuickJs::default();
+    let mut next = first;
+    loop {
+        session_main(next, &mut engine);
+        let (tx, rx) = channel();
+        {
+            let mut idle = idle();
+            if idle.len() >= MAX_IDLE {
+                return;
+            }
+            idle.push((stack, tx));
+        }
+        match rx.recv() {
+            Ok(assignment) => next = assignment,
+            Err(_) => return,
+        }
+    }
+}
+
+/// Runs one session on this thread.
+fn session_main(assignment: Assignment, engine: &mut QuickJs) {
+    let Assignment {
+        code,
+        input_json,
+        journal,
+        options,
+        tx,
+        rx,
+    } = assignment;
+    let code = code.as_str();
+    let input_json = input_json.as_str();
     let scanned = scan(code);
     let kind = match options.mode {
         Mode::Script => Kind::Script,
@@ -235,9 +300,19 @@ fn session_main(
         }
         let step = d.final_step(outcome, &guard, limits);
         let entries = std::mem::take(&mut d.fresh);
-        let _ = d.tx.send(Event { entries, step });
+        if let Some((tx, _)) = d.link.take() {
+            let _ = tx.send(Event { entries, step });
+        }
     };
-    QuickJs.run(&job, driver.clone(), guard.clone(), &mut report);
+    engine.run(&job, driver.clone(), guard.clone(), &mut report);
+    // The engine may keep the driver alive a little longer (its natives); the handle must see
+    // the channels close now.
+    driver.borrow_mut().link = None;
+    debug_assert_eq!(
+        Rc::strong_count(&driver),
+        1,
+        "the engine leaked the session's natives"
+    );
 }
 
 /// The session side of the engine boundary: seq numbering, replay, determinism checks, limits.
@@ -255,8 +330,8 @@ struct Driver {
     fresh: Vec<JournalEntry>,
     limits: Limits,
     guard: Arc<Guard>,
-    tx: Sender<Event>,
-    rx: Receiver<Command>,
+    /// The channels to the handle; `None` once the session is over.
+    link: Option<(Sender<Event>, Receiver<Command>)>,
     abort: Option<Error>,
     evicted: bool,
 }
@@ -283,8 +358,7 @@ impl Driver {
             fresh: Vec::new(),
             limits,
             guard,
-            tx,
-            rx,
+            link: Some((tx, rx)),
             abort: None,
             evicted: false,
         }
@@ -449,10 +523,9 @@ impl Host for Driver {
             entries: std::mem::take(&mut self.fresh),
             step: Step::Pending(self.issued.values().cloned().collect()),
         };
-        let command = if self.tx.send(event).is_ok() {
-            self.rx.recv().ok()
-        } else {
-            None
+        let command = match &self.link {
+            Some((tx, rx)) if tx.send(event).is_ok() => rx.recv().ok(),
+            _ => None,
         };
         let Some(Command::Complete(seq, result)) = command else {
             self.evicted = true;

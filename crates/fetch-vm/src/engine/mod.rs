@@ -81,7 +81,7 @@ pub(crate) trait Engine {
     /// Runs `job` to its end, calling `host` for every host call, and hands the outcome to
     /// `report` *before* tearing the engine down (teardown is off the caller's critical path).
     fn run(
-        &self,
+        &mut self,
         job: &Job<'_>,
         host: Rc<RefCell<dyn Host>>,
         guard: Arc<Guard>,

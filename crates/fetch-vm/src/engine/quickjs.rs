@@ -18,19 +18,30 @@ const TASK_FILE: &str = "task.js";
 /// The module name of the prelude.
 const PRELUDE_NAME: &str = "fetch-vm:prelude";
 
-/// Runs jobs on QuickJS-NG: one runtime (with its own limits) per run.
-#[derive(Debug, Clone, Copy, Default)]
-pub(crate) struct QuickJs;
+/// Runs jobs on QuickJS-NG: a fresh context per run, in a runtime reused across runs of the same
+/// thread until a run ends abnormally (limit, interrupt), which discards it.
+#[derive(Default)]
+pub(crate) struct QuickJs {
+    runtime: Option<Runtime>,
+}
+
+impl std::fmt::Debug for QuickJs {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("QuickJs")
+            .field("warm", &self.runtime.is_some())
+            .finish()
+    }
+}
 
 impl Engine for QuickJs {
     fn run(
-        &self,
+        &mut self,
         job: &Job<'_>,
         host: Rc<RefCell<dyn Host>>,
         guard: Arc<Guard>,
         report: &mut dyn FnMut(Outcome),
     ) {
-        let rt = match Runtime::new() {
+        let rt = match self.runtime.take().map_or_else(Runtime::new, Ok) {
             Ok(rt) => rt,
             Err(e) => {
                 return report(Outcome::Failed(format!(
@@ -54,8 +65,18 @@ impl Engine for QuickJs {
             Ok(outcome) => outcome,
             Err(e) => caught(&ctx, e),
         });
+        let reusable = matches!(
+            outcome,
+            Outcome::Value(_) | Outcome::Thrown(_) | Outcome::NotSerializable(_)
+        ) && !guard.stopped();
         report(outcome);
-        // `context` and `rt` are freed here, after the caller has its answer.
+        // Teardown happens after the caller has its answer.
+        drop(context);
+        if reusable {
+            rt.set_interrupt_handler(None);
+            rt.run_gc();
+            self.runtime = Some(rt);
+        }
     }
 }
 

@@ -5,4 +5,5 @@ mod errors;
 mod external;
 mod harness;
 mod module;
+mod pool;
 mod script;
