@@ -116,6 +116,11 @@ export default function (native, mode, inputJson, taskName) {
   Object.defineProperty(OrigDate.prototype, "constructor", { value: JournaledDate, writable: true, configurable: true });
   defineGlobal("Date", JournaledDate);
   Math.random = random;
+  // performance.now() is journaled like Date.now() (ms since the epoch, timeOrigin 0); the
+  // GC-timing-dependent WeakRef/FinalizationRegistry would make replays diverge, so they are gone.
+  defineGlobal("performance", Object.freeze({ now, timeOrigin: 0, toJSON: () => ({ timeOrigin: 0 }) }));
+  delete G.WeakRef;
+  delete G.FinalizationRegistry;
   const hex2 = (b) => (b < 16 ? "0" : "") + b.toString(16);
   const cryptoObj = {
     randomUUID() {

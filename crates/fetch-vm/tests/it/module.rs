@@ -258,3 +258,16 @@ export default async function () {
                "qs": "a=1&b=x+y"})
     );
 }
+
+#[test]
+fn no_unjournaled_clock_or_gc_observation() {
+    let run = both(
+        "[performance.now(), typeof WeakRef, typeof FinalizationRegistry, typeof Date.now()]",
+        json!(null),
+    );
+    assert_eq!(
+        value(&run),
+        json!([1_700_000_000_000u64, "undefined", "undefined", "number"])
+    );
+    assert_eq!(run.journal[0].kind, CallKind::Now);
+}

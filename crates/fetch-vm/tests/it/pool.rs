@@ -64,3 +64,29 @@ fn concurrent_sessions_interleave() {
         assert_eq!(out, Step::Completed(json!(1 + i)));
     }
 }
+
+#[test]
+fn sessions_are_send_and_report_new_entries_once() {
+    fn assert_send<T: Send>() {}
+    assert_send::<Session>();
+    let code = "console.log('a'); const r = fetch('https://x.test/1'); console.log('b'); r.n";
+    let options = Options::default();
+    let (mut s, step) = Session::start(code, &Value::Null, vec![], &options).unwrap();
+    let Step::Pending(calls) = step else { panic!() };
+    let first = s.take_new_entries();
+    assert_eq!(first.len(), 1, "the first log");
+    assert!(s.take_new_entries().is_empty());
+    let reply = CallResult::fetch_response(200, "OK", json!({}), json!({"n": 3}));
+    assert_eq!(
+        s.complete(calls[0].seq, reply).unwrap(),
+        Step::Completed(json!(3))
+    );
+    let second = s.take_new_entries();
+    assert_eq!(second.iter().map(|e| e.seq).collect::<Vec<_>>(), vec![1, 2]);
+    // A cold start replays them: nothing is new.
+    let journal = s.journal().clone();
+    let (mut cold, step) = Session::start(code, &Value::Null, journal.clone(), &options).unwrap();
+    assert_eq!(step, Step::Completed(json!(3)));
+    assert!(cold.take_new_entries().is_empty());
+    assert_eq!(cold.journal(), &journal);
+}
