@@ -7,7 +7,7 @@ export default function (native, mode, inputJson, taskName) {
   const script = mode === "script";
   const request = native.request, wait = native.wait, nativeLog = native.log;
   const jsonParse = JSON.parse, jsonStringify = JSON.stringify;
-  const OrigDate = Date, OrigPromise = Promise, OrigMap = Map, OrigError = Error;
+  const OrigDate = Date, OrigPromise = Promise, OrigMap = Map, OrigError = Error, OrigFunction = Function;
   const pending = new OrigMap();
   // Rarely used globals are built on first use: creating every class up front costs more than
   // the rest of a short session.
@@ -541,13 +541,16 @@ export default function (native, mode, inputJson, taskName) {
       return [false, /circular/i.test(msg) ? `it contains a cycle (${msg})` : msg];
     }
   }
-  function isExpression(text) {
+  // Node-REPL rule for a final `{ … }` statement: it is an object literal when it parses as an
+  // expression and the program still parses with it parenthesized (compile only, nothing runs).
+  function isObjectTail(text, rewritten) {
     try {
-      new Function(`return (\n${text}\n);`);
+      new OrigFunction(`return (\n${text}\n);`);
+      new OrigFunction(rewritten);
       return true;
     } catch (_) {
       return false;
     }
   }
-  return { deliver, runModule, finish, toJson, isExpression };
+  return { deliver, runModule, finish, toJson, isObjectTail };
 }

@@ -41,6 +41,7 @@ impl Engine for QuickJs {
         guard: Arc<Guard>,
         report: &mut dyn FnMut(Outcome),
     ) {
+        let baseline = Rc::strong_count(&host);
         let rt = match self.runtime.take().map_or_else(Runtime::new, Ok) {
             Ok(rt) => rt,
             Err(e) => {
@@ -61,7 +62,7 @@ impl Engine for QuickJs {
                 )));
             }
         };
-        let outcome = context.with(|ctx| match run_in(&ctx, job, host, &guard) {
+        let outcome = context.with(|ctx| match run_in(&ctx, job, host.clone(), &guard) {
             Ok(outcome) => outcome,
             Err(e) => caught(&ctx, e),
         });
@@ -75,7 +76,11 @@ impl Engine for QuickJs {
         if reusable {
             rt.set_interrupt_handler(None);
             rt.run_gc();
-            self.runtime = Some(rt);
+            // Only reuse a runtime whose context was really freed (its natives are gone);
+            // otherwise whatever was kept alive goes with the runtime.
+            if Rc::strong_count(&host) == baseline {
+                self.runtime = Some(rt);
+            }
         }
     }
 }
@@ -102,15 +107,12 @@ fn run_in<'js>(
         Kind::Script => {
             let mut code = std::borrow::Cow::Borrowed(job.code);
             if let Some((start, end)) = job.object_tail {
-                let is_expression: Function<'js> = api.get("isExpression")?;
-                if is_expression.call::<_, bool>((&job.code[start..end],))? {
-                    code = format!(
-                        "{}({}){}",
-                        &job.code[..start],
-                        &job.code[start..end],
-                        &job.code[end..]
-                    )
-                    .into();
+                let tail = &job.code[start..end];
+                // `;` so that a previous line without one is not called: `x\n({…})`.
+                let rewritten = format!("{};({}){}", &job.code[..start], tail, &job.code[end..]);
+                let is_object_tail: Function<'js> = api.get("isObjectTail")?;
+                if is_object_tail.call::<_, bool>((tail, rewritten.as_str()))? {
+                    code = rewritten.into();
                 }
             }
             let value: Value<'js> =

@@ -324,3 +324,9 @@ fn awaiting_a_promise_nothing_settles_is_stalled() {
     let e = failure("export default async function () { await new Promise(() => {}); return 1 }");
     assert_eq!(e, Error::Stalled);
 }
+
+#[test]
+fn temporal_dead_zone_errors_are_plain_js_errors() {
+    let e = failure("const a = b;\nconst b = 1;\na");
+    assert_eq!(js(&e).name, "ReferenceError", "{e:?}");
+}

@@ -90,3 +90,22 @@ fn sessions_are_send_and_report_new_entries_once() {
     assert!(cold.take_new_entries().is_empty());
     assert_eq!(cold.journal(), &journal);
 }
+
+#[test]
+fn failing_scripts_do_not_poison_reused_runtimes() {
+    let options = Options::default();
+    for code in [
+        "const a = 1\n({ a, b: a + 1 })",
+        "new Function('const a = 1\\n({ a, b: a + 1 })'); const a = 1\n({ a, b: a + 1 })",
+        "new Function('return 1'); const z = 1(z)",
+        "new Function('return 1'); throw new Error('x')",
+    ] {
+        let (s, step) = Session::start(code, &Value::Null, vec![], &options).unwrap();
+        assert!(matches!(step, Step::Failed(_)), "{step:?}");
+        s.close();
+        let (s, step) =
+            Session::start("typeof a + typeof z", &Value::Null, vec![], &options).unwrap();
+        assert_eq!(step, Step::Completed(json!("undefinedundefined")));
+        s.close();
+    }
+}
