@@ -176,3 +176,76 @@ fn malformed_request_documents_are_errors() {
     let out: Value = serde_json::from_str(&resume_json("{\"vmState\": 3}")).unwrap();
     assert_eq!(out["status"], "error");
 }
+
+/// Runs one external-mode call in a fresh process (this test binary, re-executed): nothing of
+/// the previous call survives but the JSON it returned.
+fn in_child_process(op: &str, req: &Value) -> Value {
+    let exe = std::env::current_exe().expect("test binary");
+    let out = std::process::Command::new(&exe)
+        .args([
+            "--exact",
+            "external::child_process_entry",
+            "--nocapture",
+            "--test-threads=1",
+        ])
+        .env("FETCH_VM_CHILD_OP", op)
+        .env("FETCH_VM_CHILD_REQ", req.to_string())
+        .output()
+        .expect("spawn the test binary");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let line = stdout
+        .lines()
+        .find_map(|l| l.split_once("FETCH-VM-RESPONSE ").map(|(_, json)| json))
+        .unwrap_or_else(|| {
+            panic!(
+                "no response from {exe:?}: status {}, stdout {stdout}, stderr {}",
+                out.status,
+                String::from_utf8_lossy(&out.stderr)
+            )
+        });
+    serde_json::from_str(line).expect("response JSON")
+}
+
+/// The child side of [`in_child_process`]; run normally it checks the same entry points inline.
+#[test]
+fn child_process_entry() {
+    match (
+        std::env::var("FETCH_VM_CHILD_OP"),
+        std::env::var("FETCH_VM_CHILD_REQ"),
+    ) {
+        (Ok(op), Ok(req)) => {
+            let out = if op == "execute" {
+                execute_json(&req)
+            } else {
+                resume_json(&req)
+            };
+            println!("\nFETCH-VM-RESPONSE {out}");
+        }
+        _ => {
+            let out = call(execute_json, json!({"code": "1 + 1"}));
+            assert_eq!(out["result"], json!(2));
+        }
+    }
+}
+
+#[test]
+fn seed_example_in_separate_processes() {
+    let first = in_child_process(
+        "execute",
+        &json!({"id": "p", "code": SEED, "input": {"userId": 1}}),
+    );
+    assert_eq!(first["status"], "paused", "{first}");
+    let second = in_child_process(
+        "resume",
+        &json!({"taskId": "p", "vmState": first["vmState"], "originalCode": SEED,
+                "fetchResponse": {"data": {"id": 1, "name": "Alice"}, "status": 200, "statusText": "OK"}}),
+    );
+    assert_eq!(second["status"], "paused", "{second}");
+    let third = in_child_process(
+        "resume",
+        &json!({"taskId": "p", "vmState": second["vmState"], "originalCode": SEED,
+                "fetchResponse": {"data": [1, 2, 3, 4, 5], "status": 200, "statusText": "OK"}}),
+    );
+    assert_eq!(third["status"], "completed", "{third}");
+    assert_eq!(third["result"], json!({"user": "Alice", "postCount": 5}));
+}
