@@ -126,6 +126,37 @@ pub struct ResumeRequest {
     pub responses: Vec<CallResponse>,
 }
 
+impl FetchResponse {
+    /// A response with `status` and `data` (no id: it answers the first pending fetch).
+    pub fn new(status: u16, status_text: impl Into<String>, data: Value) -> Self {
+        FetchResponse {
+            id: None,
+            data,
+            status,
+            status_text: status_text.into(),
+            headers: None,
+        }
+    }
+}
+
+impl ResumeRequest {
+    /// A resume of `vm_state` for `original_code`, answering the paused fetch with `response`.
+    pub fn new(
+        task_id: Option<String>,
+        vm_state: impl Into<String>,
+        original_code: impl Into<String>,
+        response: Option<FetchResponse>,
+    ) -> Self {
+        ResumeRequest {
+            task_id,
+            vm_state: vm_state.into(),
+            original_code: original_code.into(),
+            fetch_response: response,
+            responses: Vec::new(),
+        }
+    }
+}
+
 /// A paused fetch as the seed described it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[non_exhaustive]

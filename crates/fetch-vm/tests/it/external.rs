@@ -249,3 +249,27 @@ fn seed_example_in_separate_processes() {
     assert_eq!(third["status"], "completed", "{third}");
     assert_eq!(third["result"], json!({"user": "Alice", "postCount": 5}));
 }
+
+#[test]
+fn typed_api_round_trip() {
+    use sequential_fetch_vm::Limits;
+    use sequential_fetch_vm::external::{
+        ExecuteRequest, FetchResponse, ResumeRequest, Status, execute, resume,
+    };
+    let code = "fetch('https://x.test/n').n * 2";
+    let out = execute(
+        &ExecuteRequest::new(Some("t".into()), code, json!(null)),
+        &Limits::default(),
+    );
+    assert_eq!(out.status, Status::Paused);
+    let state = out.vm_state.expect("vmState");
+    let req = ResumeRequest::new(
+        Some("t".into()),
+        state,
+        code,
+        Some(FetchResponse::new(200, "OK", json!({"n": 21}))),
+    );
+    let done = resume(&req, &Limits::default());
+    assert_eq!(done.status, Status::Completed);
+    assert_eq!(done.result, Some(json!(42)));
+}
