@@ -271,3 +271,42 @@ fn no_unjournaled_clock_or_gc_observation() {
     );
     assert_eq!(run.journal[0].kind, CallKind::Now);
 }
+
+#[test]
+fn async_results_answered_while_a_sync_call_waits_replay_exactly() {
+    // While Date.now() blocks, the fetch is pending too; answering the fetch first applies it
+    // during the blocked call. Replay must apply it at the same point.
+    let code = r#"
+export default async function () {
+  const order = [];
+  const p = fetch("https://x.test/a").then(() => order.push("fetch"));
+  const t = Date.now();
+  order.push("now");
+  await p;
+  const r = Math.random();
+  order.push("random");
+  return { order, t, r: r < 1 };
+}"#;
+    for order in [Order::Fifo, Order::Lifo] {
+        let run = both_with(code, &json!(null), &Options::default(), order, &mut world);
+        let Step::Pending(first) = &run.steps[0] else {
+            panic!()
+        };
+        assert_eq!(
+            first.iter().map(|c| c.kind).collect::<Vec<_>>(),
+            vec![CallKind::Fetch, CallKind::Now]
+        );
+        assert_eq!(
+            value(&run)["order"],
+            json!(["now", "fetch", "random"]),
+            "{order:?}"
+        );
+        let applied: Vec<_> = run.journal.iter().map(|e| e.seq).collect();
+        let want = if order == Order::Fifo {
+            vec![0, 1, 2]
+        } else {
+            vec![1, 0, 2]
+        };
+        assert_eq!(applied, want, "{order:?}");
+    }
+}
