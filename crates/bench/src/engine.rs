@@ -190,10 +190,14 @@ async fn latency(
     Ok(lat)
 }
 
-async fn measure(backend: &'static str, url: &str) -> Result<Row> {
-    let dir = tempfile::tempdir()?;
-    let task = TaskName::new("steps")?;
-    let (store, data_path) = open(backend, dir.path())?;
+/// A fresh store under `dir` holding the benchmark task, and an engine driving 64 runs at once
+/// with no live-session cache (every resume is a replay, the conservative case).
+async fn setup(
+    backend: &str,
+    dir: &Path,
+    task: &TaskName,
+) -> Result<(Arc<dyn StorageAdapter>, PathBuf, Engine)> {
+    let (store, data_path) = open(backend, dir)?;
     store
         .put_task_version(NewTaskVersion {
             task: task.clone(),
@@ -208,6 +212,13 @@ async fn measure(backend: &'static str, url: &str) -> Result<Row> {
         ..EngineConfig::default()
     };
     let engine = Engine::new(store.clone(), config)?;
+    Ok((store, data_path, engine))
+}
+
+async fn measure(backend: &'static str, url: &str) -> Result<Row> {
+    let task = TaskName::new("steps")?;
+    let dir = tempfile::tempdir()?;
+    let (store, _, engine) = setup(backend, dir.path(), &task).await?;
     eprintln!("{backend}: latency");
     let l1 = latency(&engine, &task, url, 1, 200).await?;
     let l10 = latency(&engine, &task, url, 10, 200).await?;
@@ -216,24 +227,7 @@ async fn measure(backend: &'static str, url: &str) -> Result<Row> {
     drop(engine);
     drop(store);
     let dir2 = tempfile::tempdir()?;
-    let (store, data_path2) = open(backend, dir2.path())?;
-    let _ = data_path;
-    store
-        .put_task_version(NewTaskVersion {
-            task: task.clone(),
-            code: CODE.into(),
-            graph: None,
-            config: json!({}),
-        })
-        .await?;
-    let engine = Engine::new(
-        store.clone(),
-        EngineConfig {
-            concurrency: 64,
-            max_hot_sessions: 0,
-            ..EngineConfig::default()
-        },
-    )?;
+    let (store, data_path2, engine) = setup(backend, dir2.path(), &task).await?;
     let runs = 1_000;
     eprintln!("{backend}: throughput over {runs} ten-step runs");
     let t0 = Instant::now();
