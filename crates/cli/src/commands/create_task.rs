@@ -16,6 +16,8 @@ struct CreateOutput {
     folder: String,
     files: Vec<String>,
     with_graph: bool,
+    /// What to do next, as a command line.
+    next: String,
 }
 
 impl Render for CreateOutput {
@@ -24,10 +26,7 @@ impl Render for CreateOutput {
         for f in &self.files {
             s.push_str(&format!("  {f}\n"));
         }
-        s.push_str(&format!(
-            "next: edit {}/code.js, then `sequential-ecosystem sync-tasks --task {}`\n",
-            self.folder, self.task
-        ));
+        s.push_str(&format!("next: {}\n", self.next));
         s
     }
 }
@@ -48,11 +47,37 @@ pub async fn run(ctx: &Ctx, args: CreateTaskArgs) -> Result<()> {
         inputs,
         graph: args.with_graph,
     };
+    let folder = files::show(&ctx.tasks.folder(&name));
+    let next = if args.with_graph {
+        format!("edit {folder}/code.js and graph.json (running graph tasks is not built yet)")
+    } else if scaffold.inputs.is_empty() {
+        format!("`sequential-ecosystem run {name}` (it runs as is), then edit {folder}/code.js")
+    } else {
+        let example: Vec<String> = scaffold
+            .inputs
+            .iter()
+            .map(|i| {
+                let v = match i.ty.as_str() {
+                    "number" | "integer" => "1",
+                    "boolean" => "true",
+                    "array" => "[]",
+                    "object" => "{}",
+                    _ => "\"…\"",
+                };
+                format!("\"{}\": {v}", i.name)
+            })
+            .collect();
+        format!(
+            "`sequential-ecosystem run {name} --input '{{{}}}'`, then edit {folder}/code.js",
+            example.join(", ")
+        )
+    };
     let written = scaffold.create(&ctx.tasks, now_millis())?;
     ctx.out.print(&CreateOutput {
         task: name.to_string(),
-        folder: files::show(&ctx.tasks.folder(&name)),
+        folder,
         files: written.iter().map(|p| files::show(p)).collect(),
         with_graph: args.with_graph,
+        next,
     })
 }

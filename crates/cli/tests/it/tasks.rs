@@ -281,3 +281,26 @@ fn debug_logs_go_to_stderr_and_json_stdout_stays_clean() {
         .ok()
         .check("stderr empty", |o| o.stderr.is_empty());
 }
+
+#[test]
+fn create_task_says_which_run_command_works_next() {
+    let sb = Sandbox::new();
+    sb.run(&["create-task", "plain"])
+        .ok()
+        .stdout_has("next: `sequential-ecosystem run plain` (it runs as is)");
+    sb.run(&["run", "plain"]).ok();
+    let out = sb.run(&[
+        "create-task",
+        "greet",
+        "--inputs",
+        "name,count:number",
+        "--json",
+    ]);
+    let next = out.ok().json()["next"].as_str().unwrap().to_string();
+    assert!(
+        next.contains(r#"run greet --input '{"name": "…", "count": 1}'"#),
+        "{next}"
+    );
+    sb.run(&["run", "greet", "--input", r#"{"name": "x", "count": 1}"#])
+        .ok();
+}
