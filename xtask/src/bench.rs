@@ -7,7 +7,7 @@ use std::process::Command;
 
 use anyhow::{Context, Result, bail};
 
-const KNOWN: &[&str] = &["storage", "engine", "machine"];
+const KNOWN: &[&str] = &["storage", "vm", "engine", "machine"];
 
 pub fn run(root: &Path, args: &[String]) -> Result<()> {
     let which: Vec<&str> = match args.first().map(String::as_str) {
@@ -24,6 +24,13 @@ pub fn run(root: &Path, args: &[String]) -> Result<()> {
     };
     for w in which {
         let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+        if w == "vm" {
+            let section = vm(root, &cargo)?;
+            print!("{section}");
+            write_section(&root.join("docs/benchmarks.md"), w, &section)?;
+            eprintln!("updated docs/benchmarks.md section `{w}`");
+            continue;
+        }
         let mut extra_env = Vec::new();
         if w == "machine" {
             // The machine benchmark also times the real CLI (process start included).
@@ -79,6 +86,95 @@ pub fn run(root: &Path, args: &[String]) -> Result<()> {
     Ok(())
 }
 
+/// `vm`: fetch-vm's criterion bench (`cargo bench -p sequential-fetch-vm --bench vm`), its
+/// estimates and memory lines turned into a table beside the targets of issue 4.
+fn vm(root: &Path, cargo: &str) -> Result<String> {
+    eprintln!("$ cargo bench -p sequential-fetch-vm --bench vm");
+    let out = Command::new(cargo)
+        .args([
+            "bench",
+            "--quiet",
+            "-p",
+            "sequential-fetch-vm",
+            "--bench",
+            "vm",
+        ])
+        .current_dir(root)
+        .stderr(std::process::Stdio::inherit())
+        .output()
+        .context("starting cargo bench")?;
+    if !out.status.success() {
+        bail!("cargo bench failed with {}", out.status);
+    }
+    let text = String::from_utf8_lossy(&out.stdout);
+    let times = criterion_estimates(&text);
+    let memory: Vec<&str> = text
+        .lines()
+        .filter_map(|l| l.strip_prefix("memory: "))
+        .collect();
+    let targets = [
+        ("trivial script to completion", "≤ 300 µs"),
+        ("hot resume of one pending fetch", "≤ 50 µs"),
+        ("cold replay of a 100-fetch journal", "≤ 5 ms"),
+    ];
+    let mut md = String::from("## JavaScript VM (`cargo xtask bench vm`)\n\n");
+    md.push_str(&format!("{}\n\n", measured_line()));
+    md.push_str(
+        "From `cargo bench -p sequential-fetch-vm --bench vm` (criterion; the middle estimate of \
+         its confidence interval). Sessions run on their own thread with a pooled, warm runtime.\n\n",
+    );
+    md.push_str("| measure | measured | target |\n|---|---:|---|\n");
+    for (name, target) in targets {
+        let got = times
+            .iter()
+            .find(|(n, _)| n == name)
+            .map_or("not reported".to_string(), |(_, t)| t.clone());
+        md.push_str(&format!("| {name} | {got} | {target} |\n"));
+    }
+    md.push_str("\nMemory (targets: 1,000 live sessions ≤ 300 MiB RSS; no growth over 10,000 sequential sessions):\n\n");
+    for m in memory {
+        md.push_str(&format!("- {m}\n"));
+    }
+    Ok(md)
+}
+
+/// (benchmark name, middle estimate) from criterion's `time: [low mid high]` lines.
+fn criterion_estimates(text: &str) -> Vec<(String, String)> {
+    let mut out = Vec::new();
+    let mut name = String::new();
+    for line in text.lines() {
+        let (before, after) = match line.split_once("time:") {
+            Some(parts) => parts,
+            None => {
+                if !line.starts_with(char::is_whitespace) && !line.trim().is_empty() {
+                    name = line.trim().to_string();
+                }
+                continue;
+            }
+        };
+        if !before.trim().is_empty() {
+            name = before.trim().to_string();
+        }
+        let inner = after.trim().trim_start_matches('[').trim_end_matches(']');
+        let parts: Vec<&str> = inner.split_whitespace().collect();
+        // "[212.31 µs 215.02 µs 218.11 µs]" → value and unit pairs
+        if parts.len() >= 4 {
+            out.push((name.clone(), format!("{} {}", parts[2], parts[3])));
+        }
+    }
+    out
+}
+
+fn measured_line() -> String {
+    let cpus = std::thread::available_parallelism().map_or(0, |n| n.get());
+    let date = Command::new("date")
+        .args(["-u", "+%Y-%m-%d %H:%M UTC"])
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+        .unwrap_or_default();
+    format!("Measured {date} on {cpus} cores, release build.")
+}
+
 /// Replaces (or appends) the section between `<!-- bench:NAME -->` and `<!-- /bench:NAME -->`.
 fn write_section(path: &Path, name: &str, body: &str) -> Result<()> {
     let start = format!("<!-- bench:{name} -->");
@@ -95,4 +191,25 @@ fn write_section(path: &Path, name: &str, body: &str) -> Result<()> {
     fs::write(&tmp, new)?;
     fs::rename(&tmp, path)?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn criterion_lines_give_the_middle_estimate() {
+        let text = "trivial script to completion\n                        time:   [212.31 µs 215.02 µs 218.11 µs]\n\
+                    change: [-1% +0% +1%]\nhot resume   time:   [15.1 µs 15.4 µs 15.9 µs]\n";
+        assert_eq!(
+            criterion_estimates(text),
+            vec![
+                (
+                    "trivial script to completion".to_string(),
+                    "215.02 µs".to_string()
+                ),
+                ("hot resume".to_string(), "15.4 µs".to_string()),
+            ]
+        );
+    }
 }
