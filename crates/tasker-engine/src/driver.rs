@@ -777,32 +777,8 @@ fn fetch_request(req: &Value) -> Request {
     };
     let opts = &req["options"];
     let method = opts["method"].as_str().unwrap_or("GET").to_string();
-    let headers = match &opts["headers"] {
-        Value::Object(m) => m
-            .iter()
-            .map(|(k, v)| {
-                (
-                    k.clone(),
-                    v.as_str().map_or_else(|| v.to_string(), str::to_string),
-                )
-            })
-            .collect(),
-        Value::Array(pairs) => pairs
-            .iter()
-            .filter_map(|p| {
-                Some((
-                    p.get(0)?.as_str()?.to_string(),
-                    p.get(1)?.as_str()?.to_string(),
-                ))
-            })
-            .collect(),
-        _ => Vec::new(),
-    };
-    let body = match &opts["body"] {
-        Value::Null => None,
-        Value::String(s) => Some(s.clone().into_bytes()),
-        other => Some(other.to_string().into_bytes()),
-    };
+    let headers = crate::tools::headers_of(&opts["headers"]);
+    let body = crate::tools::body_of(&opts["body"]);
     Request {
         url,
         method,

@@ -187,7 +187,8 @@ async fn respond(http: &Client, req: &Request) -> std::result::Result<Value, Err
     }
 }
 
-fn headers_of(v: &Value) -> Vec<(String, String)> {
+/// Request headers given as an object (`{name: value}`) or as `[name, value]` pairs.
+pub(crate) fn headers_of(v: &Value) -> Vec<(String, String)> {
     match v {
         Value::Object(m) => m
             .iter()
@@ -198,11 +199,21 @@ fn headers_of(v: &Value) -> Vec<(String, String)> {
                 )
             })
             .collect(),
+        Value::Array(pairs) => pairs
+            .iter()
+            .filter_map(|p| {
+                Some((
+                    p.get(0)?.as_str()?.to_string(),
+                    p.get(1)?.as_str()?.to_string(),
+                ))
+            })
+            .collect(),
         _ => Vec::new(),
     }
 }
 
-fn body_of(v: &Value) -> Option<Vec<u8>> {
+/// A request body: a string as it is, any other JSON value serialized, `null` for none.
+pub(crate) fn body_of(v: &Value) -> Option<Vec<u8>> {
     match v {
         Value::Null => None,
         Value::String(s) => Some(s.clone().into_bytes()),
