@@ -250,8 +250,26 @@ async fn thirty_kills_at_random_moments_never_repeat_a_completed_call() {
             &store_path(dir.path(), backend),
             &run.id.to_string(),
         );
-        // from "during start-up" (0 ms) to about the last step (~90 ms)
-        tokio::time::sleep(Duration::from_millis(next() % 90)).await;
+        if round % 3 == 0 {
+            // during start-up: the child may not have claimed the run yet
+            tokio::time::sleep(Duration::from_millis(next() % 30)).await;
+        } else {
+            // once the run has started (however slow the machine is), somewhere in its steps
+            let deadline = Instant::now() + Duration::from_secs(30);
+            while store
+                .read_journal(run.id, None, 1)
+                .await
+                .unwrap()
+                .is_empty()
+            {
+                assert!(
+                    Instant::now() < deadline,
+                    "round {round}: the child never started the run"
+                );
+                tokio::time::sleep(Duration::from_millis(1)).await;
+            }
+            tokio::time::sleep(Duration::from_millis(next() % 60)).await;
+        }
         kill9(&mut child);
         let journaled = completed_steps(&*store, run.id).await;
         interrupted[journaled.min(5)] += 1;
