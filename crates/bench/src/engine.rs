@@ -263,7 +263,14 @@ async fn measure(backend: &'static str, url: &str) -> Result<Row> {
     }
     drop(engine);
     drop(store);
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    // SQLite folds its write-ahead log into the database when its last connection closes
+    // (on the writer thread, after the store is dropped): measure once that has happened
+    let wal = data_path2.join("engine.db-wal");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while wal.exists() && Instant::now() < deadline {
+        tokio::task::yield_now().await;
+        std::thread::yield_now();
+    }
     let bytes = dir_size(&data_path2) as f64 / runs as f64;
     Ok(Row {
         backend,

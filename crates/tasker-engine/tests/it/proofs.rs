@@ -12,7 +12,9 @@ use axum::extract::{Path as UrlPath, State};
 use axum::http::HeaderMap;
 use axum::response::IntoResponse;
 use axum::routing::any;
-use sequential_adaptor::{NewTaskVersion, RunId, RunStatus, StorageAdapter, TaskName, now_millis};
+use sequential_adaptor::{
+    NewTaskVersion, Page, RunFilter, RunId, RunStatus, StorageAdapter, TaskName, now_millis,
+};
 use sequential_tasker_engine::{Engine, EngineConfig, StartOptions};
 use serde_json::json;
 
@@ -85,18 +87,39 @@ fn child_entry() {
         )
         .unwrap();
         if what == "idle" {
-            // a worker over a store of sleeping runs: claims nothing, for a while
-            let stop = tokio::time::sleep(Duration::from_millis(1500));
+            // a worker over a store of sleeping runs: it claims nothing; it stops when the
+            // parent closes our stdin
+            assert_eq!(engine.work_once().await.unwrap(), 0, "nothing is runnable");
+            println!("idle-ready");
+            let stop = async {
+                let _ = tokio::task::spawn_blocking(|| {
+                    std::io::copy(&mut std::io::stdin(), &mut std::io::sink())
+                })
+                .await;
+            };
             engine.work(stop).await.unwrap();
         } else if what == "work" {
-            let mut idle = 0;
-            while idle < 3 {
-                if engine.work_once().await.unwrap() == 0 {
-                    idle += 1;
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                } else {
-                    idle = 0;
+            // drive until no run is left to drive (runs held by the other worker count)
+            let active = RunFilter {
+                task: None,
+                statuses: vec![RunStatus::Queued, RunStatus::Running, RunStatus::Stopping],
+            };
+            loop {
+                if engine.work_once().await.unwrap() > 0 {
+                    continue;
                 }
+                let left = engine
+                    .store()
+                    .list_runs(&active, Page::first(1))
+                    .await
+                    .unwrap();
+                if left.runs.is_empty() {
+                    break;
+                }
+                engine
+                    .store()
+                    .wait_for_change(Duration::from_millis(50))
+                    .await;
             }
         } else {
             let id: RunId = what.parse().unwrap();
@@ -119,7 +142,17 @@ fn spawn_child(backend: &str, path: &Path, what: &str) -> Child {
         .env("ENGINE_CHILD", path)
         .env("ENGINE_CHILD_BACKEND", backend)
         .env("ENGINE_CHILD_RUN", what)
-        .stdout(Stdio::null())
+        // only the idle worker talks to the parent (a ready line out, end of stdin to stop)
+        .stdin(if what == "idle" {
+            Stdio::piped()
+        } else {
+            Stdio::null()
+        })
+        .stdout(if what == "idle" {
+            Stdio::piped()
+        } else {
+            Stdio::null()
+        })
         .stderr(Stdio::inherit())
         .spawn()
         .unwrap()
@@ -342,8 +375,15 @@ async fn a_sleeping_run_whose_process_died_finishes_when_a_worker_starts_later()
         tokio::time::sleep(Duration::from_millis(2)).await;
     }
     kill9(&mut child);
-    // the timer is overdue by the time a worker starts
-    tokio::time::sleep(Duration::from_millis(450)).await;
+    // start the worker only once the timer is overdue
+    let wake_at = store
+        .get_run(run.id)
+        .await
+        .unwrap()
+        .wake_at
+        .expect("a timer");
+    let until_due = (wake_at - now_millis()).max(0) as u64 + 1;
+    tokio::time::sleep(Duration::from_millis(until_due)).await;
     let mut worker = spawn_child("sqlite", &store_path(dir.path(), "sqlite"), "work");
     assert!(worker.wait().unwrap().success());
     let done = store.get_run(run.id).await.unwrap();
@@ -422,13 +462,40 @@ async fn an_idle_worker_over_ten_thousand_sleeping_runs_stays_small() {
         task.await.unwrap();
     }
     let mut worker = spawn_child("sqlite", &store_path(dir.path(), "sqlite"), "idle");
+    // read its output to the end (so it never writes into a closed pipe); tell us when it is idle
+    let stdout = worker.stdout.take().unwrap();
+    let (ready_tx, ready_rx) = tokio::sync::oneshot::channel();
+    let drain = std::thread::spawn(move || {
+        use std::io::BufRead;
+        let mut ready_tx = Some(ready_tx);
+        for line in std::io::BufReader::new(stdout)
+            .lines()
+            .map_while(Result::ok)
+        {
+            if line.ends_with("idle-ready") {
+                ready_tx.take().map(|tx| tx.send(()));
+            }
+        }
+    });
+    assert!(
+        ready_rx.await.is_ok(),
+        "the idle worker never made its first pass"
+    );
+    // sample its memory 25 times, 20 ms apart (a sampling interval, not a synchronisation:
+    // the worker is already idle), then close its stdin to stop it
     let mut peak = 0;
-    while worker.try_wait().unwrap().is_none() {
+    for _ in 0..25 {
         if let Some(kib) = rss_kib(worker.id()) {
             peak = peak.max(kib);
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
+    drop(worker.stdin.take());
+    assert!(
+        worker.wait().unwrap().success(),
+        "the idle worker stopped cleanly"
+    );
+    drain.join().unwrap();
     println!(
         "idle worker over 10,000 sleeping runs: peak RSS {} KiB",
         peak
