@@ -196,8 +196,13 @@ impl Engine {
     /// worker is left to it (this call waits); one held by a process of this host that no longer
     /// exists (`kill -9`) is taken over at once.
     pub async fn run_until_settled(&self, id: RunId, wait_until: Option<i64>) -> Result<Run> {
+        // the state a drive just settled the run in; re-read only when we did not drive it
+        let mut settled: Option<Run> = None;
         loop {
-            let run = self.store.get_run(id).await?;
+            let run = match settled.take() {
+                Some(run) => run,
+                None => self.store.get_run(id).await?,
+            };
             let now = now_millis();
             let mut takeover = Takeover::IfClaimable;
             match run.status {
@@ -239,9 +244,7 @@ impl Engine {
                 limit: 1,
             };
             match self.store.claim_run(id, &req, takeover).await? {
-                Some(claim) => {
-                    driver::drive(self, claim).await?;
-                }
+                Some(claim) => settled = Some(driver::drive(self, claim).await?),
                 None => self.store.wait_for_change(Duration::from_millis(50)).await,
             }
         }
