@@ -142,12 +142,14 @@ pub fn run_not_found(id: RunId, storage: &str) -> anyhow::Error {
     )
 }
 
-/// Parses a duration flag (`250ms`, `2s`, `5m`, `1h`, `7d`).
+/// Parses a duration flag in the one grammar of `sequential_support::duration` (`250ms`, `2s`,
+/// `5m`, `1h`, `7d`, `1w`, `"1h 30m"`; a bare number is milliseconds).
 pub fn duration(flag: &str, raw: &str) -> Result<Duration> {
-    sequential_http_wrapper::parse_duration(raw).ok_or_else(|| {
+    sequential_support::duration::parse(raw).map_err(|_| {
         user(
             format!(
-                "invalid duration {raw:?} for {flag}: expected a number with a unit: 250ms, 2s, 5m, 1h or 7d"
+                "invalid duration {raw:?} for {flag}: expected {}",
+                sequential_support::duration::FORMS
             ),
             format!("for example {flag} 30s"),
         )
@@ -358,7 +360,7 @@ pub fn next_step(run: &Run) -> Option<(String, String)> {
     }
 }
 
-/// `1500` → `1.5s`, `90000` → `1m30s`: a duration `parse_duration` reads back (rounded up).
+/// `1500` → `1.5s`, `90000` → `1m30s`: a duration [`duration`] reads back (rounded up).
 pub fn human_ms(ms: i64) -> String {
     let ms = ms.max(0);
     if ms < 1000 {

@@ -1,6 +1,5 @@
 //! The retrying client.
 
-use std::hash::{BuildHasher, RandomState};
 use std::time::{Duration, SystemTime};
 
 use crate::data_url;
@@ -53,6 +52,30 @@ pub struct Response {
 }
 
 impl Response {
+    /// A response of `status` with `body` and no headers, as one attempt produced it: what a
+    /// test double or a caching [`Fetcher`](crate::Fetcher) returns.
+    pub fn new(url: impl Into<String>, status: u16, body: impl Into<Vec<u8>>) -> Self {
+        let status_text = reqwest::StatusCode::from_u16(status)
+            .ok()
+            .and_then(|s| s.canonical_reason())
+            .unwrap_or("")
+            .to_string();
+        Response {
+            url: url.into(),
+            status,
+            status_text,
+            headers: Vec::new(),
+            body: body.into(),
+            attempts: 1,
+        }
+    }
+
+    /// The response with header `name: value` added (the name lowercased).
+    pub fn with_header(mut self, name: &str, value: impl Into<String>) -> Self {
+        self.headers.push((name.to_ascii_lowercase(), value.into()));
+        self
+    }
+
     /// The first value of header `name` (case-insensitive).
     pub fn header(&self, name: &str) -> Option<&str> {
         self.headers
@@ -97,7 +120,6 @@ pub fn is_retryable_status(status: u16) -> bool {
 pub struct Client {
     http: reqwest::Client,
     config: ClientConfig,
-    random: RandomState,
 }
 
 enum AttemptError {
@@ -118,11 +140,7 @@ impl Client {
                 option: "client".into(),
                 reason: e.to_string(),
             })?;
-        Ok(Client {
-            http,
-            config,
-            random: RandomState::new(),
-        })
+        Ok(Client { http, config })
     }
 
     /// The client's configuration.
@@ -191,20 +209,12 @@ impl Client {
             }
             let delay = match failure.1 {
                 Some(after) => after.min(policy.max_delay),
-                None => policy.delay(attempt, self.unit_random(attempt)),
+                None => policy.delay(attempt, unit_random()),
             };
             tracing::debug!(url = %req.url, attempt, ?delay, failure = %failure.0, "retrying");
             tokio::time::sleep(delay).await;
             attempt += 1;
         }
-    }
-
-    fn unit_random(&self, salt: u32) -> f64 {
-        let nanos = SystemTime::now()
-            .duration_since(SystemTime::UNIX_EPOCH)
-            .map_or(0, |d| d.as_nanos());
-        let x = self.random.hash_one((salt, nanos));
-        (x >> 11) as f64 / (1u64 << 53) as f64
     }
 
     async fn attempt(&self, req: &Request) -> Result<Response, AttemptError> {
@@ -292,6 +302,12 @@ impl Client {
     }
 }
 
+/// A uniform number in [0, 1) from the operating system's generator, for jitter (0.5, i.e. half
+/// the delay, in the unlikely case that the generator fails).
+fn unit_random() -> f64 {
+    getrandom::u64().map_or(0.5, |x| (x >> 11) as f64 / (1u64 << 53) as f64)
+}
+
 fn classify(e: reqwest::Error) -> AttemptError {
     let failure = if e.is_timeout() {
         Failure::Timeout(Duration::ZERO)
@@ -338,6 +354,21 @@ mod tests {
             Some(Duration::ZERO)
         );
         assert_eq!(parse_retry_after("soon"), None);
+    }
+
+    #[test]
+    fn jitter_draws_spread_over_the_unit_interval() {
+        let draws: Vec<f64> = (0..1000).map(|_| unit_random()).collect();
+        assert!(draws.iter().all(|x| (0.0..1.0).contains(x)));
+        assert!(draws.iter().any(|x| *x < 0.25) && draws.iter().any(|x| *x > 0.75));
+    }
+
+    #[test]
+    fn made_responses_have_a_reason_phrase_and_headers() {
+        let r = Response::new("https://x/", 404, "nope").with_header("Content-Type", "text/plain");
+        assert_eq!((r.status_text.as_str(), r.attempts), ("Not Found", 1));
+        assert_eq!(r.header("content-type"), Some("text/plain"));
+        assert_eq!(r.text(), "nope");
     }
 
     #[test]

@@ -1,9 +1,23 @@
 //! `data:` URLs, answered locally without any network.
 
+use base64::Engine as _;
+use base64::alphabet;
+use base64::engine::{DecodePaddingMode, GeneralPurpose, GeneralPurposeConfig};
+use percent_encoding::percent_decode_str;
+
 use crate::Response;
 use crate::error::FetchError;
 
-/// Decodes `data:[<mediatype>][;base64],<data>` into a 200 response.
+/// Base64 as `data:` URLs write it: padding optional, stray low bits ignored.
+const FORGIVING: GeneralPurposeConfig = GeneralPurposeConfig::new()
+    .with_decode_padding_mode(DecodePaddingMode::Indifferent)
+    .with_decode_allow_trailing_bits(true);
+const STANDARD: GeneralPurpose = GeneralPurpose::new(&alphabet::STANDARD, FORGIVING);
+const URL_SAFE: GeneralPurpose = GeneralPurpose::new(&alphabet::URL_SAFE, FORGIVING);
+
+/// Decodes `data:[<mediatype>][;base64],<data>` into a 200 response. %-escapes are decoded as
+/// the URL standard does (a `%` not followed by two hex digits stays as it is); base64 may use
+/// the standard or the URL-safe alphabet and contain whitespace.
 pub fn respond(url: &str) -> Result<Response, FetchError> {
     let invalid = |reason: &str| FetchError::InvalidUrl {
         url: url.to_string(),
@@ -22,9 +36,14 @@ pub fn respond(url: &str) -> Result<Response, FetchError> {
     } else {
         media
     };
-    let raw = percent_decode(data).ok_or_else(|| invalid("bad %-escape in the data"))?;
+    let raw: Vec<u8> = percent_decode_str(data).collect();
     let body = if is_base64 {
-        base64_decode(&raw).ok_or_else(|| invalid("the data is not valid base64"))?
+        let mut text = raw;
+        text.retain(|b| !b.is_ascii_whitespace());
+        STANDARD
+            .decode(&text)
+            .or_else(|_| URL_SAFE.decode(&text))
+            .map_err(|_| invalid("the data is not valid base64"))?
     } else {
         raw
     };
@@ -32,58 +51,13 @@ pub fn respond(url: &str) -> Result<Response, FetchError> {
         url: url.to_string(),
         status: 200,
         status_text: "OK".into(),
-        headers: vec![("content-type".into(), percent_decode_str(media))],
+        headers: vec![(
+            "content-type".into(),
+            percent_decode_str(media).decode_utf8_lossy().into_owned(),
+        )],
         body,
         attempts: 1,
     })
-}
-
-fn percent_decode_str(s: &str) -> String {
-    percent_decode(s)
-        .map(|b| String::from_utf8_lossy(&b).into_owned())
-        .unwrap_or_else(|| s.to_string())
-}
-
-fn percent_decode(s: &str) -> Option<Vec<u8>> {
-    let bytes = s.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        if bytes[i] == b'%' {
-            let hex = bytes.get(i + 1..i + 3)?;
-            let hex = std::str::from_utf8(hex).ok()?;
-            out.push(u8::from_str_radix(hex, 16).ok()?);
-            i += 3;
-        } else {
-            out.push(bytes[i]);
-            i += 1;
-        }
-    }
-    Some(out)
-}
-
-fn base64_decode(input: &[u8]) -> Option<Vec<u8>> {
-    let mut out = Vec::with_capacity(input.len() * 3 / 4);
-    let mut acc: u32 = 0;
-    let mut bits = 0;
-    for &c in input {
-        let v = match c {
-            b'A'..=b'Z' => c - b'A',
-            b'a'..=b'z' => c - b'a' + 26,
-            b'0'..=b'9' => c - b'0' + 52,
-            b'+' | b'-' => 62,
-            b'/' | b'_' => 63,
-            b'=' | b'\n' | b'\r' | b' ' => continue,
-            _ => return None,
-        };
-        acc = (acc << 6) | v as u32;
-        bits += 6;
-        if bits >= 8 {
-            bits -= 8;
-            out.push((acc >> bits) as u8);
-        }
-    }
-    Some(out)
 }
 
 #[cfg(test)]
@@ -102,6 +76,13 @@ mod tests {
             r.header("content-type"),
             Some("text/plain;charset=US-ASCII")
         );
+        let r = respond("data:;base64,aGVs%20bG__8A").unwrap();
+        assert_eq!(
+            r.body, b"hello\xff\xf0",
+            "whitespace, no padding, URL-safe alphabet"
+        );
+        let r = respond("data:,100%25%zz").unwrap();
+        assert_eq!(r.body, b"100%%zz", "a bad escape stays as it is");
         assert!(respond("data:text/plain").is_err());
         assert!(respond("data:;base64,@@@").is_err());
     }

@@ -2,6 +2,7 @@
 
 use std::time::Duration;
 
+use sequential_support::duration;
 use serde_json::Value;
 
 use crate::error::ConfigError;
@@ -79,8 +80,8 @@ impl RetryPolicy {
     }
 
     /// Reads `retry: {attempts, initialDelay, maxDelay, backoff, jitter}` from a task's
-    /// `config.json`, starting from `defaults`. Durations are milliseconds or strings such as
-    /// `"500ms"`, `"2s"`, `"1m"`; `backoff` is `"exponential"`, `"fixed"` or a number (the
+    /// `config.json`, starting from `defaults`. Durations are milliseconds or strings in the
+    /// grammar of `sequential_support::duration` (`"500ms"`, `"2s"`, `"1h 30m"`, `"1w"`); `backoff` is `"exponential"`, `"fixed"` or a number (the
     /// factor); `jitter` is `"full"`, `"none"`, `true` or `false`.
     pub fn from_config(config: &Value, defaults: &RetryPolicy) -> Result<Self, ConfigError> {
         let mut p = defaults.clone();
@@ -107,9 +108,11 @@ impl RetryPolicy {
                         as u32
                 }
                 "initialDelay" => {
-                    p.initial_delay = duration_value(v).ok_or_else(|| bad(DURATION_FORMS))?
+                    p.initial_delay = duration_value(v).ok_or_else(|| bad(duration::FORMS))?
                 }
-                "maxDelay" => p.max_delay = duration_value(v).ok_or_else(|| bad(DURATION_FORMS))?,
+                "maxDelay" => {
+                    p.max_delay = duration_value(v).ok_or_else(|| bad(duration::FORMS))?
+                }
                 "backoff" => {
                     p.backoff = match v {
                         Value::String(s) if s == "exponential" => {
@@ -144,38 +147,13 @@ impl RetryPolicy {
     }
 }
 
-const DURATION_FORMS: &str =
-    "milliseconds (a number) or a duration such as \"500ms\", \"2s\", \"1m\", \"1h\", \"1d\"";
-
+/// A duration in the one grammar of `sequential_support::duration`: a number is milliseconds.
 fn duration_value(v: &Value) -> Option<Duration> {
     match v {
         Value::Number(n) => n.as_u64().map(Duration::from_millis),
-        Value::String(s) => parse_duration(s),
+        Value::String(s) => duration::parse(s).ok(),
         _ => None,
     }
-}
-
-/// Parses `"250ms"`, `"2s"`, `"1.5s"`, `"3m"`, `"2h"`, `"7d"`, or a plain number of
-/// milliseconds. `None` when it is none of those.
-pub fn parse_duration(s: &str) -> Option<Duration> {
-    let s = s.trim();
-    let split = s
-        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-        .unwrap_or(s.len());
-    let (num, unit) = s.split_at(split);
-    let n: f64 = num.parse().ok()?;
-    if !n.is_finite() || n < 0.0 {
-        return None;
-    }
-    let ms = match unit.trim() {
-        "" | "ms" => n,
-        "s" | "sec" | "secs" => n * 1e3,
-        "m" | "min" | "mins" => n * 60e3,
-        "h" | "hr" | "hrs" => n * 3_600e3,
-        "d" | "day" | "days" => n * 86_400e3,
-        _ => return None,
-    };
-    Some(Duration::from_secs_f64(ms / 1e3))
 }
 
 /// Limits of one client.
@@ -242,13 +220,30 @@ mod tests {
     use serde_json::json;
 
     #[test]
-    fn durations_parse_in_every_unit() {
-        assert_eq!(parse_duration("250ms"), Some(Duration::from_millis(250)));
-        assert_eq!(parse_duration("1.5s"), Some(Duration::from_millis(1500)));
-        assert_eq!(parse_duration("2d"), Some(Duration::from_secs(172_800)));
-        assert_eq!(parse_duration("40"), Some(Duration::from_millis(40)));
-        assert_eq!(parse_duration("soon"), None);
-        assert_eq!(parse_duration("5 weeks"), None);
+    fn delays_accept_every_spelling_of_the_duration_grammar() {
+        let delay = |v: Value| {
+            RetryPolicy::from_config(&json!({"retry": {"maxDelay": v}}), &RetryPolicy::default())
+                .map(|p| p.max_delay)
+        };
+        assert_eq!(delay(json!("250ms")), Ok(Duration::from_millis(250)));
+        assert_eq!(delay(json!("1.5s")), Ok(Duration::from_millis(1500)));
+        assert_eq!(delay(json!("2d")), Ok(Duration::from_secs(172_800)));
+        assert_eq!(delay(json!("40")), Ok(Duration::from_millis(40)));
+        assert_eq!(delay(json!(40)), Ok(Duration::from_millis(40)));
+        assert_eq!(delay(json!("1w")), Ok(Duration::from_secs(604_800)));
+        assert_eq!(delay(json!("1 week")), Ok(Duration::from_secs(604_800)));
+        assert_eq!(delay(json!("1h 30m")), Ok(Duration::from_secs(5_400)));
+        for bad in [json!("soon"), json!("3 months"), json!(-1), json!(true)] {
+            let err = delay(bad.clone()).unwrap_err();
+            assert_eq!(err.key, "retry.maxDelay", "{bad}");
+            assert_eq!(err.expected, duration::FORMS, "{bad}");
+        }
+        let p = RetryPolicy::from_config(
+            &json!({"retry": {"initialDelay": "5 minutes"}}),
+            &RetryPolicy::default(),
+        )
+        .unwrap();
+        assert_eq!(p.initial_delay, Duration::from_secs(300));
     }
 
     #[test]

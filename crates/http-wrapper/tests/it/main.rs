@@ -1,69 +1,51 @@
-//! Integration tests: a real axum server on 127.0.0.1:0 that injects each fault.
+//! Integration tests against the shared counting loopback server (`sequential-test-support`),
+//! plus the few routes only these tests need: a `Retry-After`, bodies over the size cap.
 
-use std::net::SocketAddr;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use axum::Router;
 use axum::body::Body;
-use axum::extract::{Path, State};
-use axum::http::{HeaderMap, Method, StatusCode};
+use axum::extract::Path;
+use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::any;
 use sequential_http_wrapper::{
-    Backoff, Client, ClientConfig, Failure, FetchError, Jitter, Request, RetryPolicy,
+    Backoff, Client, ClientConfig, Failure, FetchError, Fetcher, Jitter, Request, RetryPolicy,
+    async_trait,
 };
+use sequential_test_support::http::CountingServer;
+use serde_json::json;
 
-/// (path, Idempotency-Key header) of every request, in arrival order.
-type Hits = Arc<Mutex<Vec<(String, Option<String>)>>>;
-
-#[derive(Clone, Default)]
-struct Seen {
-    hits: Hits,
-}
-
-impl Seen {
-    fn record(&self, path: &str, headers: &HeaderMap) -> usize {
-        let key = headers
-            .get("idempotency-key")
-            .map(|v| v.to_str().unwrap().to_string());
-        let mut hits = self.hits.lock().unwrap();
-        hits.push((path.to_string(), key));
-        hits.iter().filter(|(p, _)| p == path).count()
-    }
-    fn hits(&self, path: &str) -> Vec<Option<String>> {
-        let hits = self.hits.lock().unwrap();
-        hits.iter()
-            .filter(|(p, _)| p == path)
-            .map(|(_, k)| k.clone())
-            .collect()
-    }
-}
-
-async fn flaky(State(s): State<Seen>, Path(n): Path<usize>, h: HeaderMap) -> Response {
-    let count = s.record(&format!("/flaky/{n}"), &h);
-    if count <= n {
-        (StatusCode::SERVICE_UNAVAILABLE, "try later").into_response()
-    } else {
-        (
-            [("content-type", "application/json")],
-            format!("{{\"after\":{count}}}"),
+/// The counting server with `/retry-after` (429 with `Retry-After: 3600` the first time, then
+/// 200) and `/big/{sized|streamed}` (a 2 MiB body, with or without a length).
+fn server() -> CountingServer {
+    let first = Arc::new(AtomicUsize::new(0));
+    let extra = Router::new()
+        .route(
+            "/retry-after",
+            any(move || {
+                let n = first.fetch_add(1, Ordering::SeqCst);
+                async move { retry_after(n) }
+            }),
         )
-            .into_response()
-    }
+        .route("/big/{mode}", any(big));
+    CountingServer::start_with(extra)
 }
 
-async fn status(State(s): State<Seen>, Path(code): Path<u16>, h: HeaderMap) -> Response {
-    s.record(&format!("/status/{code}"), &h);
-    (
-        StatusCode::from_u16(code).unwrap(),
-        format!("status {code}"),
-    )
-        .into_response()
+/// The `Idempotency-Key` of every request to `path`, in arrival order.
+fn keys(server: &CountingServer, path: &str) -> Vec<Option<String>> {
+    server
+        .hits()
+        .into_iter()
+        .filter(|h| h.path == path)
+        .map(|h| h.key)
+        .collect()
 }
 
-async fn retry_after(State(s): State<Seen>, h: HeaderMap) -> Response {
-    if s.record("/retry-after", &h) == 1 {
+fn retry_after(earlier: usize) -> Response {
+    if earlier == 0 {
         (
             StatusCode::TOO_MANY_REQUESTS,
             [("retry-after", "3600")],
@@ -73,12 +55,6 @@ async fn retry_after(State(s): State<Seen>, h: HeaderMap) -> Response {
     } else {
         "ok".into_response()
     }
-}
-
-async fn slow(State(s): State<Seen>, h: HeaderMap) -> Response {
-    s.record("/slow", &h);
-    tokio::time::sleep(Duration::from_secs(5)).await;
-    "late".into_response()
 }
 
 async fn big(Path(mode): Path<String>) -> Response {
@@ -118,31 +94,6 @@ impl axum::body::HttpBody for ReceiverStream {
     }
 }
 
-async fn echo(method: Method, h: HeaderMap, body: String) -> Response {
-    let headers: serde_json::Map<String, serde_json::Value> = h
-        .iter()
-        .map(|(k, v)| (k.to_string(), v.to_str().unwrap().into()))
-        .collect();
-    axum::Json(serde_json::json!({"method": method.as_str(), "headers": headers, "body": body}))
-        .into_response()
-}
-
-async fn server() -> (SocketAddr, Seen) {
-    let seen = Seen::default();
-    let app = Router::new()
-        .route("/flaky/{n}", any(flaky))
-        .route("/status/{code}", any(status))
-        .route("/retry-after", any(retry_after))
-        .route("/slow", any(slow))
-        .route("/big/{mode}", any(big))
-        .route("/echo", any(echo))
-        .with_state(seen.clone());
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
-    (addr, seen)
-}
-
 fn fast_policy(attempts: u32) -> RetryPolicy {
     RetryPolicy {
         attempts,
@@ -172,24 +123,25 @@ fn keyed(url: String) -> Request {
 
 #[tokio::test]
 async fn transient_503s_are_retried_with_the_same_idempotency_key() {
-    let (addr, seen) = server().await;
+    let server = server();
     let resp = client(5)
-        .fetch(&keyed(format!("http://{addr}/flaky/2")))
+        .fetch(&keyed(format!("{}/flaky/2/7", server.url())))
         .await
         .unwrap();
     assert_eq!(resp.status, 200);
     assert_eq!(resp.attempts, 3);
-    assert_eq!(resp.data()["after"], 3);
-    let keys = seen.hits("/flaky/2");
+    // the third request got the answer that follows the two 503s
+    assert_eq!(resp.data(), json!({"i": 7, "ok": true}));
+    let keys = keys(&server, "/flaky/2/7");
     assert_eq!(keys, vec![Some("run-1:7".to_string()); 3]);
 }
 
 #[tokio::test]
 async fn every_retryable_status_is_retried_until_attempts_are_spent() {
-    let (addr, seen) = server().await;
+    let server = server();
     for code in [408u16, 425, 429, 500, 502, 503, 504] {
         let err = client(3)
-            .fetch(&Request::get(format!("http://{addr}/status/{code}")))
+            .fetch(&Request::get(format!("{}/status/{code}", server.url())))
             .await
             .unwrap_err();
         match err {
@@ -202,45 +154,42 @@ async fn every_retryable_status_is_retried_until_attempts_are_spent() {
             }
             other => panic!("{code}: {other:?}"),
         }
-        assert_eq!(
-            seen.hits(&format!("/status/{code}")).len(),
-            3,
-            "status {code}"
-        );
+        assert_eq!(server.count(&format!("/status/{code}")), 3, "status {code}");
     }
 }
 
 #[tokio::test]
 async fn other_4xx_are_answers_not_retried() {
-    let (addr, seen) = server().await;
+    let server = server();
     for code in [400u16, 401, 403, 404, 409, 422] {
         let resp = client(5)
-            .fetch(&Request::get(format!("http://{addr}/status/{code}")))
+            .fetch(&Request::get(format!("{}/status/{code}", server.url())))
             .await
             .unwrap();
         assert_eq!((resp.status, resp.attempts), (code, 1));
         assert!(!resp.ok());
-        assert_eq!(seen.hits(&format!("/status/{code}")).len(), 1);
+        assert_eq!(server.count(&format!("/status/{code}")), 1);
     }
 }
 
 #[tokio::test]
 async fn retry_after_is_honoured_up_to_the_cap() {
-    let (addr, seen) = server().await;
+    let server = server();
     // Retry-After says an hour; the policy caps delays at 20 ms, so this returns promptly.
     let resp = client(3)
-        .fetch(&Request::get(format!("http://{addr}/retry-after")))
+        .fetch(&Request::get(format!("{}/retry-after", server.url())))
         .await
         .unwrap();
     assert_eq!((resp.status, resp.attempts), (200, 2));
-    assert_eq!(seen.hits("/retry-after").len(), 2);
+    assert_eq!(server.count("/retry-after"), 2);
 }
 
 #[tokio::test]
 async fn timeouts_are_retried_then_reported() {
-    let (addr, seen) = server().await;
+    let server = server();
+    // answers after a second; an attempt times out after 300 ms
     let err = client(2)
-        .fetch(&Request::get(format!("http://{addr}/slow")))
+        .fetch(&Request::get(format!("{}/slow/1000/0", server.url())))
         .await
         .unwrap_err();
     assert!(
@@ -254,7 +203,7 @@ async fn timeouts_are_retried_then_reported() {
         ),
         "{err:?}"
     );
-    assert_eq!(seen.hits("/slow").len(), 2);
+    assert_eq!(server.count("/slow/1000/0"), 2);
 }
 
 #[tokio::test]
@@ -283,10 +232,10 @@ async fn unreachable_host_is_a_connection_error_after_retries() {
 
 #[tokio::test]
 async fn bodies_over_the_cap_are_cut_off() {
-    let (addr, _) = server().await;
+    let server = server();
     for mode in ["sized", "streamed"] {
         let err = client(3)
-            .fetch(&Request::get(format!("http://{addr}/big/{mode}")))
+            .fetch(&Request::get(format!("{}/big/{mode}", server.url())))
             .await
             .unwrap_err();
         assert!(
@@ -299,9 +248,9 @@ async fn bodies_over_the_cap_are_cut_off() {
 
 #[tokio::test]
 async fn method_headers_and_body_are_sent_exactly() {
-    let (addr, _) = server().await;
+    let server = server();
     let req = Request {
-        url: format!("http://{addr}/echo"),
+        url: format!("{}/echo", server.url()),
         method: "post".into(),
         headers: vec![
             ("content-type".into(), "application/json".into()),
@@ -314,7 +263,9 @@ async fn method_headers_and_body_are_sent_exactly() {
     let resp = client(1).fetch(&req).await.unwrap();
     let v = resp.data();
     assert_eq!(v["method"], "POST");
-    assert_eq!(v["body"], r#"{"items":[1,2]}"#);
+    // the body arrived byte for byte (the echo shows it parsed)
+    assert_eq!(server.hits()[0].body, r#"{"items":[1,2]}"#);
+    assert_eq!(v["body"], json!({"items": [1, 2]}));
     assert_eq!(v["headers"]["x-trace"], "abc");
     assert_eq!(v["headers"]["idempotency-key"], "r:1");
     assert_eq!(resp.header("Content-Type"), Some("application/json"));
@@ -352,4 +303,38 @@ async fn data_urls_need_no_network() {
         .await
         .unwrap();
     assert_eq!(resp.data()["user"], "Alice");
+}
+
+/// Adds a header to every request and lets the wrapped fetcher perform it.
+#[derive(Debug)]
+struct WithHeader<F>(F);
+
+#[async_trait]
+impl<F: Fetcher> Fetcher for WithHeader<F> {
+    async fn fetch(&self, req: &Request) -> Result<sequential_http_wrapper::Response, FetchError> {
+        let mut req = req.clone();
+        req.headers.push(("x-tenant".into(), "acme".into()));
+        self.0.fetch(&req).await
+    }
+}
+
+#[tokio::test]
+async fn a_wrapping_fetcher_adds_headers_and_keeps_the_clients_retries() {
+    let server = server();
+    let fetcher: Arc<dyn Fetcher> = Arc::new(WithHeader(client(5)));
+    let resp = fetcher
+        .fetch(&keyed(format!("{}/flaky/2/1", server.url())))
+        .await
+        .unwrap();
+    assert_eq!(
+        (resp.status, resp.attempts),
+        (200, 3),
+        "the client still retries"
+    );
+    let hits = server.hits();
+    assert_eq!(hits.len(), 3);
+    for h in hits {
+        assert_eq!(h.headers.get("x-tenant").map(String::as_str), Some("acme"));
+        assert_eq!(h.key.as_deref(), Some("run-1:7"));
+    }
 }
