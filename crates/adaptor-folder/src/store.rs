@@ -50,6 +50,9 @@ struct KeyEntry {
 struct LineProbe {
     run: RunId,
     seq: u64,
+    /// Lines still to come in this line's batch (see `ndjson`); absent = 0.
+    #[serde(default)]
+    more: u64,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -800,9 +803,16 @@ impl Inner {
         }
         let mut buf = Vec::new();
         let mut lens = Vec::with_capacity(records.len() - first_new);
-        for r in &records[first_new..] {
+        let new = &records[first_new..];
+        for (i, r) in new.iter().enumerate() {
             let before = buf.len();
             serde_json::to_writer(&mut buf, r).expect("journal records serialize");
+            let more = new.len() - 1 - i;
+            if more > 0 {
+                // a record is a JSON object: mark it as part of a batch before its `}`
+                buf.pop();
+                buf.extend_from_slice(format!(",\"more\":{more}}}").as_bytes());
+            }
             buf.push(b'\n');
             lens.push((buf.len() - before) as u64);
         }
@@ -1179,7 +1189,7 @@ fn parse_line<T: for<'de> Deserialize<'de>>(path: &Path, line: &[u8]) -> Result<
         .map_err(|e| Error::backend(format!("parsing a line of {}", path.display()), e))
 }
 
-fn check_journal_line(run: RunId, i: u64, line: &[u8]) -> std::result::Result<(), String> {
+fn check_journal_line(run: RunId, i: u64, line: &[u8]) -> std::result::Result<u64, String> {
     let p: LineProbe = serde_json::from_slice(line).map_err(|e| e.to_string())?;
     if p.run != run || p.seq != i {
         return Err(format!(
@@ -1189,9 +1199,9 @@ fn check_journal_line(run: RunId, i: u64, line: &[u8]) -> std::result::Result<()
             i + 1
         ));
     }
-    Ok(())
+    Ok(p.more)
 }
 
-fn check_signal_line(run: RunId, i: u64, line: &[u8]) -> std::result::Result<(), String> {
+fn check_signal_line(run: RunId, i: u64, line: &[u8]) -> std::result::Result<u64, String> {
     check_journal_line(run, i, line)
 }

@@ -21,14 +21,16 @@
 
 mod adapter;
 mod error;
+mod memory;
 mod model;
 mod registry;
 pub mod rules;
 
-#[cfg(feature = "conformance")]
+#[cfg(any(test, feature = "conformance"))]
 pub mod conformance;
 
 pub use adapter::StorageAdapter;
 pub use error::{Error, Result};
+pub use memory::{MemoryFactory, MemoryStore};
 pub use model::*;
 pub use registry::{AdapterFactory, Registry, scheme_of, strip_scheme};

@@ -241,3 +241,35 @@ pub fn prepare_settle(stored: &Run, new: &Run, token: u64, now: UnixMillis) -> R
     run.lease = None;
     Ok(run)
 }
+
+/// When a claimable run became runnable: its creation (queued), its `wake_at` (a due timer),
+/// or its lease's expiry (a dead holder). [`crate::StorageAdapter::claim`] hands out runs in this
+/// order, then by id, so overdue timers fire in deadline order.
+pub fn runnable_since(run: &Run) -> UnixMillis {
+    match run.status {
+        RunStatus::Waiting => run.wake_at.unwrap_or(run.created_at),
+        RunStatus::Running | RunStatus::Stopping => {
+            run.lease.as_ref().map_or(run.created_at, |l| l.expires_at)
+        }
+        _ => run.created_at,
+    }
+}
+
+/// The run after `renew(token, now, lease_ms)`: the lease held with `token` runs until
+/// `now + lease_ms`. Neither the revision nor `updated_at` changes, so the holder's copy of the
+/// run stays current for its next `update_run`. A stale token is `Fenced`.
+pub fn renew(mut run: Run, token: u64, now: UnixMillis, lease_ms: u64) -> Result<Run> {
+    check_lease(&run, token)?;
+    if let Some(lease) = run.lease.as_mut() {
+        lease.expires_at = now.saturating_add(lease_ms.min(i64::MAX as u64) as i64);
+    }
+    Ok(run)
+}
+
+/// The run after `release(token)`: the lease held with `token` is gone, nothing else changes.
+/// A stale token is `Fenced`.
+pub fn release(mut run: Run, token: u64) -> Result<Run> {
+    check_lease(&run, token)?;
+    run.lease = None;
+    Ok(run)
+}

@@ -1,8 +1,7 @@
-//! Integration tests of the folder store: the conformance suite, on-disk layout, recovery from
-//! torn writes and debris, format versioning, concurrent stores, and SIGKILL crash tests.
+//! Integration tests of the folder store: the conformance suite (with its SIGKILL crash case),
+//! on-disk layout, recovery from torn writes and debris, format versioning, concurrent stores.
 
 mod claims;
-mod crash;
 mod layout;
 mod recovery;
 
@@ -14,8 +13,41 @@ mod conformance {
     use std::sync::Arc;
 
     use sequential_adaptor::StorageAdapter;
+    use sequential_adaptor::conformance::crash::Durable;
     use sequential_adaptor::conformance::{BoxFuture, Harness};
     use sequential_adaptor_folder::FolderStore;
+
+    fn durable() -> Durable {
+        Durable {
+            create: || {
+                Box::pin(async {
+                    let dir = tempfile::tempdir().expect("temp dir");
+                    let root = dir.path().join("tasks");
+                    let location = root.to_str().expect("a UTF-8 temp path").to_string();
+                    Some((location, Box::new(dir) as Box<dyn std::any::Any + Send>))
+                })
+            },
+            open: |root| {
+                Box::pin(async move {
+                    Arc::new(FolderStore::open(&root).expect("open folder store"))
+                        as Arc<dyn StorageAdapter>
+                })
+            },
+            kills: 50,
+            check: Some(every_journal_ends_with_a_whole_line),
+        }
+    }
+
+    /// After recovery and an append, no journal keeps a torn line.
+    fn every_journal_ends_with_a_whole_line(root: &str) {
+        let runs = std::path::Path::new(root).join("crash/runs");
+        for e in std::fs::read_dir(&runs).expect("the crash task's runs") {
+            let path = e.unwrap().path();
+            if path.to_string_lossy().ends_with(".journal.ndjson") {
+                super::assert_clean_ndjson(&path);
+            }
+        }
+    }
 
     async fn make() -> Option<Harness> {
         let dir = tempfile::tempdir().expect("temp dir");
@@ -36,7 +68,7 @@ mod conformance {
         })
     }
 
-    sequential_adaptor::conformance_tests!(make);
+    sequential_adaptor::conformance_tests!(make, durable: durable);
 }
 
 /// A validated task name.

@@ -1,10 +1,9 @@
 //! Integration tests of sequential-adaptor-sqlite: the conformance suite on a file and in
-//! memory, refusal of foreign and newer files, the factory's URLs, and the SIGKILL crash test.
+//! memory, refusal of foreign and newer files, the factory's URLs, and claims across processes.
 
 mod bad_input;
 mod conformance_file;
 mod conformance_memory;
-mod crash;
 mod factory;
 mod group_commit;
 mod processes;

@@ -2,16 +2,16 @@
 
 use std::collections::HashSet;
 use std::io::{BufRead, BufReader, Write};
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 
 use sequential_adaptor::{
     ClaimRequest, NewRun, NewTaskVersion, RunId, StorageAdapter, TaskName, now_millis,
 };
 use sequential_adaptor_sqlite::SqliteStore;
+use sequential_test_support::child;
 use serde_json::json;
 
 const CHILD_ENV: &str = "SQLITE_CLAIM_CHILD";
-const TEST_NAME: &str = "processes::claims_are_exclusive_across_processes";
 const RUNS: usize = 1_000;
 
 async fn claim_all(store: &SqliteStore, worker: &str, mut on_claim: impl FnMut(RunId)) {
@@ -34,7 +34,7 @@ async fn claim_all(store: &SqliteStore, worker: &str, mut on_claim: impl FnMut(R
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn claims_are_exclusive_across_processes() {
-    if let Ok(path) = std::env::var(CHILD_ENV) {
+    if let Some(path) = child::role(CHILD_ENV) {
         let store = SqliteStore::open(&path).unwrap();
         let worker = format!("pid-{}", std::process::id());
         // start together: say we are ready, wait for the parent's "go"
@@ -68,9 +68,8 @@ async fn claims_are_exclusive_across_processes() {
     }
     let mut children = Vec::new();
     for _ in 0..2 {
-        let mut child = Command::new(std::env::current_exe().unwrap())
-            .args(["--exact", TEST_NAME, "--nocapture", "--test-threads=1"])
-            .env(CHILD_ENV, &path)
+        let test = child::test_path(module_path!(), "claims_are_exclusive_across_processes");
+        let mut child = child::relaunch(test, CHILD_ENV, path.to_str().unwrap())
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
