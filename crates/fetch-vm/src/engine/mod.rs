@@ -2,9 +2,10 @@
 //!
 //! Everything engine-independent lives outside the backend: the JavaScript glue
 //! (`prelude.js`: fetch, Response, ctx, console, Date/Math/crypto interposition) talks to the
-//! host through three native functions (`request`, `wait`, `log`) whose Rust side is [`Host`].
+//! host through three native functions (`request`, `wait`, `log`) whose Rust side is [`Host`],
+//! and reads durations through a fourth, pure one (`duration`, see [`duration_ms`]).
 //! A V8 backend would implement [`Engine::run`] the same way: create an isolate with the limits,
-//! expose the three natives, evaluate `prelude.js`, then the task, and drive the job queue.
+//! expose the four natives, evaluate `prelude.js`, then the task, and drive the job queue.
 
 pub(crate) mod quickjs;
 
@@ -55,6 +56,20 @@ pub(crate) trait Host {
     fn wait(&mut self) -> Result<Delivery, String>;
     /// Records a console line.
     fn log(&mut self, level: &str, message: &str) -> Result<(), String>;
+}
+
+/// The native `duration(what, text, shown)` behind `ctx.sleep("1h 30m")` and
+/// `ctx.waitForEvent(name, {timeout})`: `text` in the one duration grammar
+/// (`sequential_support::duration`) as milliseconds. `Err` is the message of the `TypeError`
+/// the backend throws; `what` names the caller and `shown` is the value as the code wrote it
+/// (`text` is `None` when the value was not a string). Numbers never get here: the prelude
+/// reads them as milliseconds itself.
+pub(crate) fn duration_ms(what: &str, text: Option<&str>, shown: &str) -> Result<f64, String> {
+    use sequential_support::duration;
+    text.ok_or(())
+        .and_then(|t| duration::parse_millis(t).map_err(|_| ()))
+        .map(|ms| ms as f64)
+        .map_err(|()| format!("{what}: expected {}, got {shown}", duration::FORMS))
 }
 
 /// How a run ended, from the engine's point of view.
@@ -147,5 +162,26 @@ impl Guard {
             return true;
         }
         false
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::duration_ms;
+
+    #[test]
+    fn durations_read_the_shared_grammar_and_name_the_caller() {
+        assert_eq!(
+            duration_ms("ctx.sleep", Some("1h 30m"), "1h 30m"),
+            Ok(5_400_000.0)
+        );
+        assert_eq!(duration_ms("ctx.sleep", Some("250"), "250"), Ok(250.0));
+        let e = duration_ms("ctx.sleep", Some("soon"), "soon").unwrap_err();
+        assert!(
+            e.starts_with("ctx.sleep: expected milliseconds") && e.ends_with(", got soon"),
+            "{e}"
+        );
+        let e = duration_ms("ctx.waitForEvent timeout", None, "null").unwrap_err();
+        assert!(e.ends_with("got null"), "{e}");
     }
 }

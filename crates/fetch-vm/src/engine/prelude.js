@@ -1,11 +1,11 @@
 // fetch-vm JavaScript glue, shared by every engine backend. Evaluated before the task code.
-// An ES module whose default export receives three natives (request, wait, log) and returns the
-// helpers the backend calls. Backends may compile it once and reuse the bytecode.
+// An ES module whose default export receives four natives (request, wait, log, duration) and
+// returns the helpers the backend calls. Backends may compile it once and reuse the bytecode.
 export default function (native, mode, inputJson, taskName) {
   "use strict";
   const G = globalThis;
   const script = mode === "script";
-  const request = native.request, wait = native.wait, nativeLog = native.log;
+  const request = native.request, wait = native.wait, nativeLog = native.log, nativeDuration = native.duration;
   const jsonParse = JSON.parse, jsonStringify = JSON.stringify;
   const OrigDate = Date, OrigPromise = Promise, OrigMap = Map, OrigError = Error, OrigFunction = Function;
   const pending = new OrigMap();
@@ -163,12 +163,11 @@ export default function (native, mode, inputJson, taskName) {
   defineGlobal("console", consoleObj);
 
   // ---------------------------------------------------------------- durations, timers
+  // A number is milliseconds; a string is read by the host's one duration grammar ("250ms",
+  // "1.5s", "1h 30m", "7d", "1 week"), which throws a TypeError naming `what` otherwise.
   function parseDuration(d, what) {
     if (typeof d === "number" && isFinite(d) && d >= 0) return Math.round(d);
-    const m = typeof d === "string" && /^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d|w)?\s*$/.exec(d);
-    if (!m) throw new TypeError(`${what}: expected milliseconds or a duration like "10s", "5m", "2h", "7d", got ${show(d)}`);
-    const unit = { ms: 1, s: 1000, m: 60000, h: 3600000, d: 86400000, w: 604800000 }[m[2] || "ms"];
-    return Math.round(parseFloat(m[1]) * unit);
+    return nativeDuration(what, typeof d === "string" ? d : undefined, show(d));
   }
   let timerId = 0;
   const cancelled = new Set();

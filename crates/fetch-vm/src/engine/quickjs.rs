@@ -213,7 +213,7 @@ fn eval_options(filename: &str) -> EvalOptions {
     options
 }
 
-/// The three natives the prelude builds on.
+/// The natives the prelude builds on: three that reach the host, and `duration`.
 fn natives<'js>(ctx: &Ctx<'js>, host: Rc<RefCell<dyn Host>>) -> rquickjs::Result<Object<'js>> {
     let native = Object::new(ctx.clone())?;
     let h = host.clone();
@@ -247,6 +247,20 @@ fn natives<'js>(ctx: &Ctx<'js>, host: Rc<RefCell<dyn Host>>) -> rquickjs::Result
             move |ctx: Ctx<'js>, level: String, message: String| -> rquickjs::Result<()> {
                 let r = host.borrow_mut().log(&level, &message);
                 r.map_err(|msg| Exception::throw_internal(&ctx, &msg))
+            },
+        )?,
+    )?;
+    native.set(
+        "duration",
+        Function::new(
+            ctx.clone(),
+            |ctx: Ctx<'js>,
+             what: String,
+             text: Option<String>,
+             shown: String|
+             -> rquickjs::Result<f64> {
+                super::duration_ms(&what, text.as_deref(), &shown)
+                    .map_err(|msg| Exception::throw_type(&ctx, &msg))
             },
         )?,
     )?;

@@ -1,6 +1,7 @@
 //! Integration tests of sequential-fetch-vm: every scenario runs hot and cold.
 
 mod data;
+mod durations;
 mod errors;
 mod external;
 mod harness;
