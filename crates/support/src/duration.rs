@@ -72,7 +72,7 @@ pub fn format(d: Duration) -> String {
         ("m", 60_000),
         ("s", 1_000),
     ] {
-        if ms >= len && ms % len == 0 {
+        if ms >= len && ms.is_multiple_of(len) {
             return format!("{}{unit}", ms / len);
         }
     }
