@@ -160,6 +160,16 @@ fn summarize(changes: &[String]) -> String {
 /// Result alias of this crate.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
+/// A failed durable-file operation keeps its path (the message stays `I/O error on <path>: …`).
+impl From<sequential_support::fs::FsError> for Error {
+    fn from(e: sequential_support::fs::FsError) -> Self {
+        Error::Io {
+            path: e.path,
+            source: e.source,
+        }
+    }
+}
+
 /// Attaches a path to an `io::Error`.
 pub(crate) trait IoContext<T> {
     fn at(self, path: &Path) -> Result<T>;

@@ -19,13 +19,7 @@ impl Digest {
 
     /// Lower-case hex, 64 chars.
     pub fn hex(&self) -> String {
-        const HEX: &[u8; 16] = b"0123456789abcdef";
-        let mut s = String::with_capacity(64);
-        for b in self.0 {
-            s.push(HEX[(b >> 4) as usize] as char);
-            s.push(HEX[(b & 15) as usize] as char);
-        }
-        s
+        hex::encode(self.0)
     }
 
     /// The first 12 hex chars.
@@ -35,24 +29,9 @@ impl Digest {
 
     /// Parses 64 lower- or upper-case hex chars.
     pub fn parse(s: &str) -> Option<Digest> {
-        let b = s.as_bytes();
-        if b.len() != 64 {
-            return None;
-        }
         let mut out = [0u8; 32];
-        for (i, o) in out.iter_mut().enumerate() {
-            *o = (nibble(b[2 * i])? << 4) | nibble(b[2 * i + 1])?;
-        }
+        hex::decode_to_slice(s, &mut out).ok()?;
         Some(Digest(out))
-    }
-}
-
-fn nibble(c: u8) -> Option<u8> {
-    match c {
-        b'0'..=b'9' => Some(c - b'0'),
-        b'a'..=b'f' => Some(c - b'a' + 10),
-        b'A'..=b'F' => Some(c - b'A' + 10),
-        _ => None,
     }
 }
 

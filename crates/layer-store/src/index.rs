@@ -7,6 +7,7 @@ use crate::fsutil;
 use crate::id::{Digest, StateId};
 use crate::objects::{ObjectStore, PackWriter, STREAM_THRESHOLD};
 use crate::tree::{Entry, Kind, WH_PREFIX, join};
+use sequential_support::fs::{ensure_dir, temp_path};
 use std::collections::HashMap;
 use std::fs::{self, File, Metadata};
 use std::io::Read;
@@ -190,10 +191,9 @@ impl Index {
     /// stale index only costs re-hashing.
     pub fn save(&self, path: &Path) -> Result<()> {
         if let Some(parent) = path.parent() {
-            fs::create_dir_all(parent).at(parent)?;
+            ensure_dir(parent)?;
         }
-        let tmp = fsutil::write_temp(path, &self.encode(), false)?;
-        fs::rename(&tmp, path).at(path)
+        fsutil::replace_unsynced(path, &self.encode())
     }
 
     /// The tree (manifest) this index describes: entries without the root.
@@ -208,7 +208,7 @@ impl Index {
 
 /// The filesystem's current timestamp (as it would stamp a file now), for the racy rule.
 pub fn fs_now(dir: &Path) -> Result<i64> {
-    let tmp = fsutil::temp_path(dir, "clock");
+    let tmp = temp_path(&dir.join("clock"));
     let f = File::create(&tmp).at(&tmp)?;
     let md = f.metadata().at(&tmp)?;
     drop(f);

@@ -7,6 +7,7 @@ use crate::model::{GcReport, VerifyReport};
 use crate::objects::{PackWriter, STREAM_THRESHOLD};
 use crate::store::{Store, parse_digest, parse_opt_state};
 use crate::tree::{self, Kind};
+use sequential_support::fs::sync_dir;
 use std::collections::{HashMap, HashSet};
 use std::fs;
 
@@ -112,7 +113,7 @@ impl Store {
                 let pack = dir.join(format!("{n}.pack"));
                 let _ = fs::remove_file(&pack);
             }
-            fsutil::sync_dir(&dir)?;
+            sync_dir(&dir)?;
         }
         // Leftovers of killed writers (safe: we hold the writer lock).
         fsutil::remove_temps(&dir);
@@ -137,7 +138,7 @@ impl Store {
                 report.states_removed += 1;
             }
         }
-        fsutil::sync_dir(&self.dir().join("states"))?;
+        sync_dir(&self.dir().join("states"))?;
         objects.reload()?;
         let after = objects.all();
         report.objects_kept = after.len();
@@ -160,7 +161,7 @@ impl Store {
         // Pack indexes (reload skips nothing silently: re-read each to report its errors).
         for e in fs::read_dir(&dir).at(&dir)?.flatten() {
             let name = e.file_name().to_string_lossy().into_owned();
-            if name.starts_with(".tmp-") {
+            if fsutil::is_temp(&name) {
                 r.warnings
                     .push(format!("leftover temp file {}", e.path().display()));
             } else if let Some(stem) = name.strip_suffix(".idx") {
@@ -279,7 +280,7 @@ impl Store {
         for d in ["states", "keys", "refs/tags", ""] {
             if let Ok(rd) = fs::read_dir(self.dir().join(d)) {
                 for e in rd.flatten() {
-                    if e.file_name().to_string_lossy().starts_with(".tmp-") {
+                    if fsutil::is_temp(&e.file_name().to_string_lossy()) {
                         r.warnings
                             .push(format!("leftover temp file {}", e.path().display()));
                     }

@@ -232,27 +232,25 @@ pub(crate) struct KeyRecord {
     pub state: String,
 }
 
-/// RFC 3339 UTC of a Unix time in milliseconds.
+/// RFC 3339 UTC of a Unix time in milliseconds (`2026-11-29T02:54:09.999Z`). Times outside
+/// 1970–9999 (only a damaged record has them) are clamped into that range.
 pub(crate) fn rfc3339(ms: i64) -> String {
-    let secs = ms.div_euclid(1000);
-    let millis = ms.rem_euclid(1000);
-    let days = secs.div_euclid(86_400);
-    let sod = secs.rem_euclid(86_400);
-    // Howard Hinnant's civil_from_days.
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let y = yoe + era * 400;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = if m <= 2 { y + 1 } else { y };
-    format!(
-        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}.{millis:03}Z",
-        sod / 3600,
-        (sod / 60) % 60,
-        sod % 60
-    )
+    /// The last millisecond of the year 9999.
+    const MAX_MS: i64 = 253_402_300_799_999;
+    sequential_support::time::rfc3339_millis(ms.clamp(0, MAX_MS))
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn times_are_rfc3339_utc_with_milliseconds() {
+        assert_eq!(super::rfc3339(0), "1970-01-01T00:00:00.000Z");
+        assert_eq!(
+            super::rfc3339(1_795_920_849_999),
+            "2026-11-29T02:54:09.999Z"
+        );
+        // A damaged record's time is clamped instead of panicking.
+        assert_eq!(super::rfc3339(-1), "1970-01-01T00:00:00.000Z");
+        assert_eq!(super::rfc3339(i64::MAX), "9999-12-31T23:59:59.999Z");
+    }
 }

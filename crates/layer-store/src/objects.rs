@@ -2,8 +2,8 @@
 //! files, each with a checksummed sorted index; reads are verified against the object's sha256.
 
 use crate::error::{Error, IoContext, Result};
-use crate::fsutil;
 use crate::id::Digest;
+use sequential_support::fs::{commit, ensure_dir, prepare, sync_dir, temp_path};
 use sha2::{Digest as _, Sha256};
 use std::collections::HashMap;
 use std::fs::{self, File, OpenOptions};
@@ -514,11 +514,11 @@ struct PackInner {
 impl PackWriter {
     /// Starts a pack in `objects`.
     pub fn new(objects: &Path) -> Result<PackWriter> {
-        fs::create_dir_all(objects).at(objects)?;
+        ensure_dir(objects)?;
         Ok(PackWriter {
             dir: objects.to_path_buf(),
             inner: Mutex::new(PackInner {
-                tmp: fsutil::temp_path(objects, "pack"),
+                tmp: temp_path(&objects.join("pack")),
                 file: None,
                 offset: 0,
                 entries: Vec::new(),
@@ -608,7 +608,7 @@ impl PackWriter {
             names.push(name);
         }
         if !names.is_empty() {
-            fsutil::sync_dir(&self.dir)?;
+            sync_dir(&self.dir)?;
         }
         Ok(names)
     }
@@ -640,6 +640,6 @@ pub fn write_idx(dir: &Path, name: &str, entries: &mut [(Digest, Loc)]) -> Resul
     let sum = Digest::of(&buf);
     buf.extend_from_slice(&sum.0);
     let path = dir.join(format!("{name}.idx"));
-    let tmp = fsutil::write_temp(&path, &buf, true)?;
-    fs::rename(&tmp, &path).at(&path)
+    let tmp = prepare(&path, &buf)?;
+    Ok(commit(&tmp, &path)?)
 }

@@ -216,3 +216,32 @@ fn a_half_deleted_unreachable_history_only_warns_and_gc_removes_it() {
     fs::remove_file(f.dir().join("states").join(&a.hash)).unwrap();
     assert!(!f.store.verify().unwrap().ok);
 }
+
+#[test]
+fn temp_files_of_a_killed_writer_only_warn_and_gc_removes_them() {
+    let f = Fixture::new();
+    f.run("echo 1 > a");
+    // Today's temp names (`.<name>.<pid>.<n>.tmp`) and those of earlier builds (`.tmp-*`).
+    let leftovers = [
+        f.dir().join("objects/.pack.999999999.0.tmp"),
+        f.dir().join("states/.tmp-abc-0123"),
+        f.dir().join(".HEAD.999999999.3.tmp"),
+    ];
+    for p in &leftovers {
+        fs::write(p, b"partial").unwrap();
+    }
+    let v = f.store.verify().unwrap();
+    assert!(v.ok, "{v:?}");
+    assert_eq!(
+        v.warnings
+            .iter()
+            .filter(|w| w.contains("leftover temp file"))
+            .count(),
+        3,
+        "{v:?}"
+    );
+    f.store.gc().unwrap();
+    assert!(leftovers.iter().all(|p| !p.exists()));
+    let v = f.store.verify().unwrap();
+    assert!(v.ok && v.warnings.is_empty(), "{v:?}");
+}

@@ -71,13 +71,8 @@ fn expected_order() -> Vec<String> {
 /// Deterministic pseudo-random trees: apply(changeset(a, b)) == b, and the encoding is stable.
 #[test]
 fn changeset_then_apply_round_trips_on_generated_trees() {
-    let mut seed = 0x9e37_79b9_7f4a_7c15u64;
-    let mut rnd = |n: u64| {
-        seed ^= seed << 13;
-        seed ^= seed >> 7;
-        seed ^= seed << 17;
-        seed % n
-    };
+    let mut rng = sequential_test_support::seed::Seeded::new(0x9e37_79b9_7f4a_7c15);
+    let mut rnd = |n: u64| rng.below(n);
     for _ in 0..200 {
         let mut trees = Vec::new();
         for _ in 0..2 {

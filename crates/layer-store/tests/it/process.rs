@@ -5,27 +5,24 @@
 
 use crate::util::{Fixture, quiet};
 use sequential_layer_store::{CheckoutOptions, Store};
+use sequential_test_support::{child, seed::Seeded};
 use std::io::{BufRead, BufReader, Write};
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 
 const ACTION: &str = "SLS_CHILD";
 
-fn child(action: &str, dir: &Path, work: &Path, arg: &str, out: &Path) -> Command {
-    let mut c = Command::new(std::env::current_exe().expect("current_exe"));
-    c.args([
-        "process::child_entry",
-        "--exact",
-        "--nocapture",
-        "--test-threads=1",
-        "-q",
-    ])
-    .env(ACTION, action)
-    .env("SLS_DIR", dir)
-    .env("SLS_WORK", work)
-    .env("SLS_ARG", arg)
-    .env("SLS_OUT", out)
-    .stdout(Stdio::null());
+fn store_child(action: &str, dir: &Path, work: &Path, arg: &str, out: &Path) -> Command {
+    let mut c = child::relaunch(
+        child::test_path(module_path!(), "child_entry"),
+        ACTION,
+        action,
+    );
+    c.env("SLS_DIR", dir)
+        .env("SLS_WORK", work)
+        .env("SLS_ARG", arg)
+        .env("SLS_OUT", out)
+        .stdout(Stdio::null());
     c
 }
 
@@ -37,7 +34,7 @@ fn wait_ok(mut c: Child, what: &str) {
 /// The body of every child process; a no-op in the normal test run.
 #[test]
 fn child_entry() {
-    let Ok(action) = std::env::var(ACTION) else {
+    let Some(action) = child::role(ACTION) else {
         return;
     };
     let var = |k: &str| std::env::var(k).expect(k);
@@ -99,7 +96,7 @@ fn a_second_store_in_another_process_sees_the_same_head_and_history() {
     f.run("mkdir d && echo 2 > d/b");
     let out = f.tmp.path().join("report.json");
     wait_ok(
-        child("report", &f.dir(), &f.work(), "", &out)
+        store_child("report", &f.dir(), &f.work(), "", &out)
             .spawn()
             .unwrap(),
         "report",
@@ -117,7 +114,7 @@ fn a_second_store_in_another_process_sees_the_same_head_and_history() {
     // And the other way round: the child runs, this (already open) Store sees it.
     let out2 = f.tmp.path().join("run.json");
     wait_ok(
-        child("run", &f.dir(), &f.work(), "echo 3 > c", &out2)
+        store_child("run", &f.dir(), &f.work(), "echo 3 > c", &out2)
             .spawn()
             .unwrap(),
         "run",
@@ -142,7 +139,7 @@ fn two_concurrent_runs_of_the_same_key_execute_once() {
     let mut kids: Vec<Child> = outs
         .iter()
         .map(|o| {
-            child("run-after-go", &f.dir(), &f.work(), &instr, o)
+            store_child("run-after-go", &f.dir(), &f.work(), &instr, o)
                 .stdin(Stdio::piped())
                 .spawn()
                 .unwrap()
@@ -173,34 +170,22 @@ fn two_concurrent_runs_of_the_same_key_execute_once() {
     assert!(f.store.status().unwrap().clean);
 }
 
-/// xorshift: reproducible "random" kill moments, seed printed on failure.
-fn next(seed: &mut u64) -> u64 {
-    *seed ^= *seed << 13;
-    *seed ^= *seed >> 7;
-    *seed ^= *seed << 17;
-    *seed
-}
-
 #[test]
 fn kill_9_during_run_30_times_leaves_a_store_that_verifies_and_works() {
     let f = Fixture::new();
     f.run("echo start > s");
-    let mut seed = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_nanos() as u64
-        | 1;
-    let first_seed = seed;
+    // Reproducible "random" kill moments: the seed is printed, SLS_SEED=<seed> replays it.
+    let mut rng = Seeded::from_env("SLS_SEED");
     let out = f.tmp.path().join("unused");
     for round in 0..30 {
-        let mut c = child("run-forever", &f.dir(), &f.work(), "", &out)
+        let mut c = store_child("run-forever", &f.dir(), &f.work(), "", &out)
             .stderr(Stdio::piped())
             .spawn()
             .unwrap();
         // Let it complete a random number (0–2) of runs, then kill it at a random moment
         // within the next one. The delay is fault injection, not synchronisation: the test
         // asserts the same thing whatever the moment.
-        let steps = next(&mut seed) % 3;
+        let steps = rng.below(3);
         let mut lines = BufReader::new(c.stderr.take().unwrap()).lines();
         for _ in 0..steps {
             match lines.next() {
@@ -209,12 +194,12 @@ fn kill_9_during_run_30_times_leaves_a_store_that_verifies_and_works() {
                 other => panic!("child ended early: {other:?}"),
             }
         }
-        std::thread::sleep(std::time::Duration::from_micros(next(&mut seed) % 60_000));
+        std::thread::sleep(std::time::Duration::from_micros(rng.below(60_000)));
         c.kill().unwrap();
         c.wait().unwrap();
         let store = Store::open(f.dir(), f.work()).unwrap();
         let v = store.verify().unwrap();
-        assert!(v.ok, "round {round} (seed {first_seed}): {v:?}");
+        assert!(v.ok, "round {round} (seed {}): {v:?}", rng.seed());
         // Still works: status, a run, a checkout back, gc.
         store.status().unwrap();
         let r = store
@@ -238,7 +223,7 @@ fn from_env_reads_the_machine_variables() {
     let root = tmp.path().canonicalize().unwrap();
     let out = root.join("out");
     let run = |work: Option<&Path>| {
-        let mut c = child("from-env", Path::new(""), Path::new(""), "", &out);
+        let mut c = store_child("from-env", Path::new(""), Path::new(""), "", &out);
         c.env("SEQUENTIAL_MACHINE_DIR", root.join("m"))
             .env_remove("SEQUENTIAL_MACHINE_WORK");
         if let Some(w) = work {
@@ -260,7 +245,7 @@ fn from_env_reads_the_machine_variables() {
 fn inherited_output_reaches_the_callers_stdout() {
     let f = Fixture::new();
     let out = f.tmp.path().join("unused");
-    let got = child(
+    let got = store_child(
         "run-inherit",
         &f.dir(),
         &f.work(),
