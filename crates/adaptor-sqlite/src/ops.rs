@@ -591,19 +591,13 @@ pub(crate) fn renew(
     now: UnixMillis,
     lease_ms: u64,
 ) -> Result<Run> {
-    let mut run = load_run(c, id)?;
-    rules::check_lease(&run, token)?;
-    if let Some(lease) = run.lease.as_mut() {
-        lease.expires_at = now.saturating_add(lease_ms.min(i64::MAX as u64) as i64);
-    }
+    let run = rules::renew(load_run(c, id)?, token, now, lease_ms)?;
     write_run(c, &run)?;
     Ok(run)
 }
 
 pub(crate) fn release(c: &Ctx<'_>, id: RunId, token: u64) -> Result<Run> {
-    let mut run = load_run(c, id)?;
-    rules::check_lease(&run, token)?;
-    run.lease = None;
+    let run = rules::release(load_run(c, id)?, token)?;
     write_run(c, &run)?;
     Ok(run)
 }

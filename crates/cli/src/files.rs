@@ -1,7 +1,6 @@
 //! Reading JSON files with errors that name the file, line and column; atomic writes.
 
 use std::fs;
-use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
@@ -84,36 +83,14 @@ pub fn pretty(value: &impl serde::Serialize) -> String {
 /// Writes `bytes` to `path` atomically: a temporary file beside it, fsync, rename, then fsync
 /// of the directory. Readers see the old content or the new, never a mix.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
-    let dir = path
-        .parent()
-        .filter(|p| !p.as_os_str().is_empty())
-        .map_or_else(|| PathBuf::from("."), Path::to_path_buf);
-    let name = path
-        .file_name()
-        .map_or_else(|| "file".to_string(), |n| n.to_string_lossy().into_owned());
-    let tmp = dir.join(format!(".{name}.tmp-{}", std::process::id()));
-    let result = (|| -> std::io::Result<()> {
-        let mut f = fs::File::create(&tmp)?;
-        f.write_all(bytes)?;
-        f.sync_all()?;
-        fs::rename(&tmp, path)?;
-        fs::File::open(&dir)?.sync_all()
-    })();
-    if result.is_err() {
-        let _ = fs::remove_file(&tmp);
-    }
-    result.with_context(|| format!("writing {}", show(path)))
+    sequential_support::fs::write_atomic(path, bytes)
+        .map_err(|e| e.source)
+        .with_context(|| format!("writing {}", show(path)))
 }
 
 /// Creates `path` with `bytes`, failing if it exists; fsynced.
 pub fn write_new(path: &Path, bytes: &[u8]) -> Result<()> {
-    (|| -> std::io::Result<()> {
-        let mut f = fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .open(path)?;
-        f.write_all(bytes)?;
-        f.sync_all()
-    })()
-    .with_context(|| format!("writing {}", show(path)))
+    sequential_support::fs::write_new(path, bytes)
+        .map_err(|e| e.source)
+        .with_context(|| format!("writing {}", show(path)))
 }

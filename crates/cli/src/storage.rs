@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use anyhow::{Context, Result};
-use sequential_adaptor::{Registry, StorageAdapter, scheme_of};
+use sequential_adaptor::{MemoryFactory, Registry, StorageAdapter, scheme_of};
 use sequential_adaptor_folder::FolderFactory;
 use sequential_adaptor_sqlite::SqliteFactory;
 use serde::Serialize;
@@ -21,7 +21,7 @@ use crate::rc::RcFile;
 pub const DEFAULT_SQLITE_URL: &str = "sqlite:./sequential.db";
 
 /// The URL forms accepted, for messages.
-const FORMS: &str = "folder:PATH (or a plain path), sqlite:PATH, sqlite::memory:";
+const FORMS: &str = "folder:PATH (or a plain path), sqlite:PATH, sqlite::memory:, memory: (lives as long as the process)";
 
 /// The environment the policy reads, captured once per process.
 #[derive(Debug, Clone)]
@@ -128,7 +128,8 @@ pub async fn open_choice(choice: Choice) -> Result<Opened> {
     let mut registry = Registry::new();
     registry
         .register("folder", "folder:PATH (or a plain path)", FolderFactory)
-        .register("sqlite", SqliteFactory::FORM, SqliteFactory);
+        .register("sqlite", SqliteFactory::FORM, SqliteFactory)
+        .register("memory", "memory:[NAME]", MemoryFactory::default());
     tracing::debug!(url = %choice.url, source = ?choice.source, "opening storage");
     let known_scheme =
         scheme_of(&choice.url).is_some_and(|s| registry.schemes().contains(&s.as_str()));
@@ -239,6 +240,7 @@ pub fn location_exists(choice: &Choice) -> bool {
     match scheme_of(&choice.url).as_deref() {
         Some("folder") => Path::new(rest).exists(),
         Some("sqlite") => rest == ":memory:" || Path::new(rest).exists(),
+        Some("memory") => true,
         _ => true,
     }
 }

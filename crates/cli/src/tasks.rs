@@ -426,9 +426,7 @@ impl Scaffold {
             }
             written.push(path);
         }
-        if let Ok(d) = fs::File::open(tasks.root()) {
-            let _ = d.sync_all();
-        }
+        let _ = sequential_support::fs::sync_dir(tasks.root());
         Ok(written)
     }
 

@@ -232,13 +232,9 @@ pub(crate) struct KeyRecord {
     pub state: String,
 }
 
-/// RFC 3339 UTC of a Unix time in milliseconds (`2026-11-29T02:54:09.999Z`). Times outside
-/// 1970–9999 (only a damaged record has them) are clamped into that range.
-pub(crate) fn rfc3339(ms: i64) -> String {
-    /// The last millisecond of the year 9999.
-    const MAX_MS: i64 = 253_402_300_799_999;
-    sequential_support::time::rfc3339_millis(ms.clamp(0, MAX_MS))
-}
+/// RFC 3339 UTC of a Unix time in milliseconds (`2026-11-29T02:54:09.999Z`); times outside
+/// 1970–9999 (only a damaged record has them) are clamped into that range by support.
+pub(crate) use sequential_support::time::rfc3339_millis as rfc3339;
 
 #[cfg(test)]
 mod tests {

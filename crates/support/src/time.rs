@@ -2,12 +2,13 @@
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+/// The latest time RFC 3339 can write: 9999-12-31T23:59:59.999Z.
+const MAX_MILLIS: i64 = 253_402_300_799_999;
+
+/// `millis` as a `SystemTime`, clamped to what RFC 3339 can write (1970 to the year 9999), so a
+/// damaged timestamp is shown as a boundary instead of failing.
 fn system_time(millis: i64) -> SystemTime {
-    if millis >= 0 {
-        UNIX_EPOCH + Duration::from_millis(millis as u64)
-    } else {
-        UNIX_EPOCH - Duration::from_millis(millis.unsigned_abs())
-    }
+    UNIX_EPOCH + Duration::from_millis(millis.clamp(0, MAX_MILLIS) as u64)
 }
 
 /// `2026-11-24T02:54:09Z` (second precision).
@@ -48,5 +49,7 @@ mod tests {
             Some(1_795_920_849_999)
         );
         assert_eq!(parse_rfc3339("yesterday"), None);
+        assert_eq!(rfc3339_seconds(-5), "1970-01-01T00:00:00Z");
+        assert_eq!(rfc3339_millis(i64::MAX), "9999-12-31T23:59:59.999Z");
     }
 }

@@ -89,6 +89,31 @@ fn sqlite_memory_works() {
 }
 
 #[test]
+fn memory_storage_runs_a_task_and_keeps_nothing_after_the_process() {
+    let sb = Sandbox::new();
+    sb.run(&["create-task", "hello"]).ok();
+    let doc = sb
+        .cmd(&["run", "hello", "--json"])
+        .env("DATABASE_URL", "memory:")
+        .run()
+        .ok()
+        .json();
+    assert_eq!(doc["status"], "succeeded", "{doc}");
+    // the run lived as long as that process: a new process sees no runs
+    let h = sb
+        .cmd(&["history", "hello", "--json"])
+        .env("DATABASE_URL", "memory:")
+        .run()
+        .ok()
+        .json();
+    assert_eq!(h["runs"].as_array().map(Vec::len), Some(0), "{h}");
+    assert!(
+        !sb.exists("tasks/hello/runs"),
+        "memory: storage writes nothing into the task folders"
+    );
+}
+
+#[test]
 fn unknown_database_url_scheme_exits_2_listing_valid_forms() {
     let sb = Sandbox::new();
     sb.cmd(&["list"])
@@ -98,7 +123,8 @@ fn unknown_database_url_scheme_exits_2_listing_valid_forms() {
         .stderr_has("mysql://root@localhost/db")
         .stderr_has("folder:PATH")
         .stderr_has("sqlite:PATH")
-        .stderr_has("sqlite::memory:");
+        .stderr_has("sqlite::memory:")
+        .stderr_has("memory:");
 }
 
 #[test]
