@@ -22,6 +22,7 @@ use crate::fsutil::{
     read_opt, remove_opt, sync_dir, write_durable,
 };
 use crate::ndjson::{LineIndex, lines};
+use sequential_support::fs::LockFile;
 
 mod schedule;
 
@@ -93,8 +94,15 @@ pub(crate) struct Inner {
 
 /// An exclusive or shared lock on a run (its journal file), plus the open journal.
 struct RunLock {
-    file: File,
+    lock: LockFile,
     path: PathBuf,
+}
+
+impl RunLock {
+    /// The open journal file.
+    fn file(&self) -> &File {
+        self.lock.file()
+    }
 }
 
 impl Inner {
@@ -465,25 +473,18 @@ impl Inner {
     /// Locks a run (an advisory lock on its journal file, which lives and dies with the run).
     fn lock_run(&self, t: &TaskName, id: RunId, exclusive: bool) -> Result<RunLock> {
         let path = self.journal_path(t, id);
-        let file = match OpenOptions::new().read(true).write(exclusive).open(&path) {
-            Ok(f) => f,
-            Err(e) if e.kind() == ErrorKind::NotFound => return Err(not_found_run(id)),
-            Err(e) => return Err(io_err("opening", &path, e)),
-        };
-        let locked = if exclusive {
-            file.lock()
-        } else {
-            file.lock_shared()
-        };
-        locked.map_err(|e| io_err("locking", &path, e))?;
-        let meta = file
+        let lock = LockFile::existing(&path, exclusive)
+            .map_err(|e| io_err(e.what, &e.path, e.source))?
+            .ok_or_else(|| not_found_run(id))?;
+        let meta = lock
+            .file()
             .metadata()
             .map_err(|e| io_err("inspecting", &path, e))?;
         if meta.nlink() == 0 {
             // deleted while we waited for the lock
             return Err(not_found_run(id));
         }
-        Ok(RunLock { file, path })
+        Ok(RunLock { lock, path })
     }
 
     /// Writes `new` over `old` (under the run's lock), keeping the schedule markers a superset
@@ -751,9 +752,9 @@ impl Inner {
         }
         let index = self.journal_index(id);
         let mut idx = lock(&index);
-        let tail = idx.refresh(&rl.file, &rl.path, |i, l| check_journal_line(id, i, l))?;
+        let tail = idx.refresh(rl.file(), &rl.path, |i, l| check_journal_line(id, i, l))?;
         let first_new = rules::plan_append(id, idx.len(), records, |seq| {
-            let bytes = idx.read_lines(&rl.file, &rl.path, seq, seq + 1)?;
+            let bytes = idx.read_lines(rl.file(), &rl.path, seq, seq + 1)?;
             match lines(&bytes).next() {
                 Some(l) => parse_line::<JournalRecord>(&rl.path, l).map(Some),
                 None => Ok(None),
@@ -765,7 +766,7 @@ impl Inner {
         let end = idx.end();
         if tail.torn || tail.size != end {
             tracing::warn!(journal = %rl.path.display(), dropped_bytes = tail.size - end, "dropping a torn journal tail left by a crash");
-            rl.file
+            rl.file()
                 .set_len(end)
                 .map_err(|e| io_err("truncating torn tail of", &rl.path, e))?;
         }
@@ -785,11 +786,11 @@ impl Inner {
             lens.push((buf.len() - before) as u64);
         }
         let written = rl
-            .file
+            .file()
             .write_all_at(&buf, end)
-            .and_then(|()| rl.file.sync_data());
+            .and_then(|()| rl.file().sync_data());
         if let Err(e) = written {
-            let _ = rl.file.set_len(end);
+            let _ = rl.file().set_len(end);
             return Err(io_err("appending to", &rl.path, e));
         }
         idx.push_lines(lens);
@@ -809,10 +810,10 @@ impl Inner {
         let rl = self.lock_run(&t, id, false)?;
         let index = self.journal_index(id);
         let mut idx = lock(&index);
-        idx.refresh(&rl.file, &rl.path, |i, l| check_journal_line(id, i, l))?;
+        idx.refresh(rl.file(), &rl.path, |i, l| check_journal_line(id, i, l))?;
         let from = after_seq.map_or(0, |s| s.saturating_add(1));
         let to = from.saturating_add(limit as u64);
-        let bytes = idx.read_lines(&rl.file, &rl.path, from, to)?;
+        let bytes = idx.read_lines(rl.file(), &rl.path, from, to)?;
         drop(idx);
         drop(rl);
         lines(&bytes)
@@ -826,7 +827,7 @@ impl Inner {
         let rl = self.lock_run(&t, id, false)?;
         let index = self.journal_index(id);
         let mut idx = lock(&index);
-        idx.refresh(&rl.file, &rl.path, |i, l| check_journal_line(id, i, l))?;
+        idx.refresh(rl.file(), &rl.path, |i, l| check_journal_line(id, i, l))?;
         Ok(idx.len())
     }
 

@@ -1,8 +1,7 @@
 //! Byte-path helpers and the store's temp-file rules; durable writes are `sequential_support::fs`.
 
-use crate::error::{IoContext, Result};
+use crate::error::Result;
 use std::fs;
-use std::io::Write;
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 
@@ -29,17 +28,7 @@ pub fn is_temp(name: &str) -> bool {
 /// Replaces `path` with `bytes` through a temp file and a rename, without fsync (for caches,
 /// where a torn or stale file only costs recomputation).
 pub fn replace_unsynced(path: &Path, bytes: &[u8]) -> Result<()> {
-    let tmp = sequential_support::fs::temp_path(path);
-    let written = fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .open(&tmp)
-        .and_then(|mut f| f.write_all(bytes));
-    if let Err(e) = written {
-        let _ = fs::remove_file(&tmp);
-        return Err(e).at(&tmp);
-    }
-    fs::rename(&tmp, path).at(path)
+    Ok(sequential_support::fs::replace_unsynced(path, bytes)?)
 }
 
 /// Removes the temp files (see [`is_temp`]) in `dir`: with the writer lock held they are what a

@@ -598,12 +598,10 @@ impl PackWriter {
         let mut g = self.inner.into_inner().expect("pack lock");
         let mut names = Vec::new();
         if let Some(f) = g.file.take() {
-            f.sync_all().at(&g.tmp)?;
-            drop(f);
             let mut entries = std::mem::take(&mut g.entries);
             let name = format!("pack-{}", uuid::Uuid::now_v7().simple());
             let pack = self.dir.join(format!("{name}.pack"));
-            fs::rename(&g.tmp, &pack).at(&pack)?;
+            sequential_support::fs::publish(f, &g.tmp, &pack)?;
             write_idx(&self.dir, &name, &mut entries)?;
             names.push(name);
         }

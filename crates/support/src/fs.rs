@@ -99,6 +99,35 @@ pub fn sync_dir(dir: &Path) -> Result<()> {
         .map_err(|e| FsError::new("syncing directory", dir, e))
 }
 
+/// Publishes a temp file that was written through `file` (streamed, rather than given as
+/// bytes) as `target`: fsync, close, rename. The directory fsync is left to the caller, so one
+/// fsync can cover several files published into the same directory.
+pub fn publish(file: File, tmp: &Path, target: &Path) -> Result<()> {
+    if let Err(e) = file.sync_all() {
+        let _ = fs::remove_file(tmp);
+        return Err(FsError::new("syncing", tmp, e));
+    }
+    drop(file);
+    commit(tmp, target)
+}
+
+/// Replaces `target` with `bytes` through a temp file and a rename, without any fsync: readers
+/// never see a mix of old and new, but a power loss may lose the change. For caches that can be
+/// rebuilt (a stat index), where an fsync per write would cost more than the cache saves.
+pub fn replace_unsynced(target: &Path, bytes: &[u8]) -> Result<()> {
+    let tmp = temp_path(target);
+    let written = OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(&tmp)
+        .and_then(|mut f| f.write_all(bytes));
+    if let Err(e) = written {
+        let _ = fs::remove_file(&tmp);
+        return Err(FsError::new("writing", target, e));
+    }
+    commit(&tmp, target)
+}
+
 /// Replaces `target` with `bytes` crash-safely: temp + fsync + rename + directory fsync.
 pub fn write_atomic(target: &Path, bytes: &[u8]) -> Result<()> {
     let tmp = prepare(target, bytes)?;
@@ -224,6 +253,27 @@ impl LockFile {
         })
     }
 
+    /// Waits for a lock on a file that must already exist (a data file that doubles as its own
+    /// lock, such as a journal), opened for reading, and for writing when `exclusive`.
+    /// `Ok(None)` when the file does not exist.
+    pub fn existing(path: &Path, exclusive: bool) -> Result<Option<Self>> {
+        let file = match OpenOptions::new().read(true).write(exclusive).open(path) {
+            Ok(f) => f,
+            Err(e) if e.kind() == ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(FsError::new("opening", path, e)),
+        };
+        let locked = if exclusive {
+            file.lock()
+        } else {
+            file.lock_shared()
+        };
+        locked.map_err(|e| FsError::new("locking", path, e))?;
+        Ok(Some(LockFile {
+            file,
+            path: path.to_path_buf(),
+        }))
+    }
+
     /// An exclusive lock on `path` if nobody holds one; `Ok(None)` when it is held.
     pub fn try_exclusive(path: &Path) -> Result<Option<Self>> {
         let file = Self::open(path)?;
@@ -306,5 +356,32 @@ mod tests {
         let _a = LockFile::shared(&p).unwrap();
         let _b = LockFile::shared(&p).unwrap();
         assert!(LockFile::try_exclusive(&p).unwrap().is_none());
+        assert!(
+            LockFile::existing(&d.path().join("absent"), true)
+                .unwrap()
+                .is_none()
+        );
+        assert!(
+            LockFile::existing(&p, false).unwrap().is_some(),
+            "shared beside shared"
+        );
+    }
+
+    #[test]
+    fn published_and_unsynced_replacements_leave_whole_files() {
+        let d = tempfile::tempdir().unwrap();
+        let target = d.path().join("pack");
+        let tmp = temp_path(&target);
+        let mut f = File::create(&tmp).unwrap();
+        f.write_all(b"streamed").unwrap();
+        publish(f, &tmp, &target).unwrap();
+        assert_eq!(fs::read(&target).unwrap(), b"streamed");
+        replace_unsynced(&target, b"again").unwrap();
+        assert_eq!(fs::read(&target).unwrap(), b"again");
+        assert_eq!(
+            fs::read_dir(d.path()).unwrap().count(),
+            1,
+            "no temp file left"
+        );
     }
 }

@@ -1,6 +1,7 @@
 //! External mode: execute/resume JSON contract, vmState validation.
 
 use sequential_fetch_vm::{execute_json, resume_json};
+use sequential_test_support::child;
 use serde_json::{Value, json};
 
 const SEED: &str = r#"
@@ -180,15 +181,8 @@ fn malformed_request_documents_are_errors() {
 /// Runs one external-mode call in a fresh process (this test binary, re-executed): nothing of
 /// the previous call survives but the JSON it returned.
 fn in_child_process(op: &str, req: &Value) -> Value {
-    let exe = std::env::current_exe().expect("test binary");
-    let out = std::process::Command::new(&exe)
-        .args([
-            "--exact",
-            "external::child_process_entry",
-            "--nocapture",
-            "--test-threads=1",
-        ])
-        .env("FETCH_VM_CHILD_OP", op)
+    let test = child::test_path(module_path!(), "child_process_entry");
+    let out = child::relaunch(test, "FETCH_VM_CHILD_OP", op)
         .env("FETCH_VM_CHILD_REQ", req.to_string())
         .output()
         .expect("spawn the test binary");
@@ -198,7 +192,7 @@ fn in_child_process(op: &str, req: &Value) -> Value {
         .find_map(|l| l.split_once("FETCH-VM-RESPONSE ").map(|(_, json)| json))
         .unwrap_or_else(|| {
             panic!(
-                "no response from {exe:?}: status {}, stdout {stdout}, stderr {}",
+                "no response from the child test process: status {}, stdout {stdout}, stderr {}",
                 out.status,
                 String::from_utf8_lossy(&out.stderr)
             )
@@ -210,10 +204,10 @@ fn in_child_process(op: &str, req: &Value) -> Value {
 #[test]
 fn child_process_entry() {
     match (
-        std::env::var("FETCH_VM_CHILD_OP"),
-        std::env::var("FETCH_VM_CHILD_REQ"),
+        child::role("FETCH_VM_CHILD_OP"),
+        child::role("FETCH_VM_CHILD_REQ"),
     ) {
-        (Ok(op), Ok(req)) => {
+        (Some(op), Some(req)) => {
             let out = if op == "execute" {
                 execute_json(&req)
             } else {
