@@ -1,7 +1,6 @@
 //! Drives one claimed run: replay, perform host calls, journal, settle.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
-use std::hash::{BuildHasher, RandomState};
 use std::time::Instant;
 
 use sequential_adaptor::{
@@ -16,31 +15,8 @@ use serde_json::{Value, json};
 
 use crate::Engine;
 use crate::error::{Error, Result};
+use crate::journal::{self, Record, RecordKind};
 use crate::tools::ToolCall;
-
-/// Journal record kinds written by the engine.
-pub mod kinds {
-    /// First record of a run: `{task, version, hash, input}`.
-    pub const RUN_STARTED: &str = "run.started";
-    /// A call about to be performed (fetch): `{seq, kind, request}`.
-    pub const CALL_REQUESTED: &str = "call.requested";
-    /// A completed call: a fetch-vm journal entry `{seq, kind, request, result}` (+ `signal`).
-    pub const CALL_COMPLETED: &str = "call.completed";
-    /// A console line, as a fetch-vm journal entry.
-    pub const LOG: &str = "log";
-    /// A durable timer: `{seq, wakeAt}`.
-    pub const TIMER_ARMED: &str = "timer.armed";
-    /// A call whose retries are spent paused the run: `{seq, error}`.
-    pub const RUN_PAUSED: &str = "run.paused";
-    /// `{output}`.
-    pub const RUN_SUCCEEDED: &str = "run.succeeded";
-    /// `{error}`.
-    pub const RUN_FAILED: &str = "run.failed";
-    /// `{error}`: cancelled or killed.
-    pub const RUN_CANCELLED: &str = "run.cancelled";
-    /// A child run was started for call `seq`: `{seq, run}`.
-    pub const CHILD_STARTED: &str = "child.started";
-}
 
 struct Driver<'a> {
     engine: &'a Engine,
@@ -73,7 +49,7 @@ pub(crate) async fn drive(engine: &Engine, claim: Claim) -> Result<Run> {
                 .read_journal(run.id, None, 1)
                 .await?
                 .first()
-                .and_then(|r| r.data["hash"].as_str().map(str::to_string))
+                .and_then(|r| Record::new(r).started()?.hash.map(str::to_string))
                 .unwrap_or_else(|| "unknown (the run never started)".into());
             let latest = match store.get_task_version(&run.task, VersionSel::Latest).await {
                 Ok(v) => format!("version {} has hash {}", v.version, v.hash),
@@ -88,21 +64,20 @@ pub(crate) async fn drive(engine: &Engine, claim: Claim) -> Result<Run> {
             );
             let error =
                 json!({ "name": "VersionMissing", "message": message, "pinnedHash": pinned });
-            d.push(kinds::RUN_FAILED, json!({ "error": error }));
+            d.push(RecordKind::RunFailed, journal::run_ended_with(&error));
             d.flush().await?;
             return d.finish(RunStatus::Failed, None, Some(error)).await;
         }
         Err(e) => return Err(e.into()),
     };
     let mut d = Driver::new(engine, run, claim.token);
-    let journal = d.load().await?;
+    let entries = d.load().await?;
     if d.next_seq == 0 {
-        let started = json!({
-            "task": d.run.task, "version": version.version, "hash": version.hash, "input": d.run.input,
-        });
-        d.push(kinds::RUN_STARTED, started);
+        let started =
+            journal::run_started(&d.run.task, version.version, &version.hash, &d.run.input);
+        d.push(RecordKind::RunStarted, started);
     }
-    d.execute(&version, journal).await
+    d.execute(&version, entries).await
 }
 
 impl<'a> Driver<'a> {
@@ -125,7 +100,7 @@ impl<'a> Driver<'a> {
     /// Reads the stored journal: the VM journal, armed timers, requested calls, used signals.
     async fn load(&mut self) -> Result<Journal> {
         let store = &self.engine.store;
-        let mut journal = Vec::new();
+        let mut entries = Vec::new();
         let mut requests: HashMap<u64, Value> = HashMap::new();
         let mut after = None;
         loop {
@@ -133,23 +108,24 @@ impl<'a> Driver<'a> {
             let Some(last) = page.last() else { break };
             after = Some(last.seq);
             self.next_seq = last.seq + 1;
-            for rec in page {
+            for stored in &page {
                 let bad = |reason: String| Error::Journal {
-                    run: rec.run,
-                    seq: rec.seq,
+                    run: stored.run,
+                    seq: stored.seq,
                     reason,
                 };
-                match rec.kind.as_str() {
-                    kinds::CALL_COMPLETED | kinds::LOG => {
-                        if let Some(s) = rec.data.get("signal").and_then(Value::as_u64) {
+                let rec = Record::new(stored);
+                match rec.kind() {
+                    Some(RecordKind::CallCompleted | RecordKind::Log) => {
+                        if let Some(s) = rec.signal() {
                             self.consumed_signals.insert(s);
                         }
-                        let mut data = rec.data.clone();
-                        if let Some(obj) = data.as_object_mut()
-                            && !obj.contains_key("request")
+                        let mut data = stored.data.clone();
+                        if rec.request().is_none()
+                            && let Some(obj) = data.as_object_mut()
                         {
                             // the request is stored once, in the call.requested record
-                            let seq = obj.get("seq").and_then(Value::as_u64).unwrap_or(u64::MAX);
+                            let seq = rec.call_seq().unwrap_or(u64::MAX);
                             let request = requests.remove(&seq).ok_or_else(|| {
                                 bad(format!(
                                     "call {seq} has no request and no call.requested record"
@@ -159,47 +135,39 @@ impl<'a> Driver<'a> {
                         }
                         let entry: JournalEntry =
                             serde_json::from_value(data).map_err(|e| bad(e.to_string()))?;
-                        journal.push(entry);
+                        entries.push(entry);
                     }
-                    kinds::TIMER_ARMED => {
-                        let seq = rec.data["seq"].as_u64();
-                        let wake = rec.data["wakeAt"].as_i64();
-                        match (seq, wake) {
-                            (Some(s), Some(w)) => {
-                                self.timers.insert(s, w);
-                            }
-                            _ => return Err(bad("timer.armed needs seq and wakeAt".into())),
+                    Some(RecordKind::TimerArmed) => match (rec.call_seq(), rec.wake_at()) {
+                        (Some(s), Some(w)) => {
+                            self.timers.insert(s, w);
                         }
-                    }
-                    kinds::CHILD_STARTED => {
-                        let seq = rec.data["seq"].as_u64();
-                        let run = rec.data["run"]
-                            .as_str()
-                            .and_then(|r| r.parse::<RunId>().ok());
-                        if let (Some(s), Some(r)) = (seq, run) {
+                        _ => return Err(bad("timer.armed needs seq and wakeAt".into())),
+                    },
+                    Some(RecordKind::ChildStarted) => {
+                        if let (Some(s), Some(r)) = (rec.call_seq(), rec.child_run()) {
                             self.children.insert(s, r);
                         }
                     }
-                    kinds::CALL_REQUESTED => {
-                        if let Some(s) = rec.data["seq"].as_u64() {
+                    Some(RecordKind::CallRequested) => {
+                        if let Some(s) = rec.call_seq() {
                             self.requested.insert(s);
-                            requests.insert(s, rec.data["request"].clone());
+                            requests.insert(s, rec.request().cloned().unwrap_or(Value::Null));
                         }
                     }
                     _ => {}
                 }
             }
         }
-        Ok(journal)
+        Ok(entries)
     }
 
     /// Adds a record to the buffer; it becomes durable at the next [`Driver::flush`], which
     /// happens before every side effect and before the run settles.
-    fn push(&mut self, kind: &str, data: Value) {
+    fn push(&mut self, kind: RecordKind, data: Value) {
         self.buffer.push(JournalRecord {
             run: self.run.id,
             seq: self.next_seq,
-            kind: kind.to_string(),
+            kind: kind.as_str().to_string(),
             at: now_millis(),
             data,
         });
@@ -223,9 +191,9 @@ impl<'a> Driver<'a> {
     fn persist(&mut self, session: &mut Session) -> Result<()> {
         for entry in session.take_new_entries() {
             let kind = if entry.kind == CallKind::Log {
-                kinds::LOG
+                RecordKind::Log
             } else {
-                kinds::CALL_COMPLETED
+                RecordKind::CallCompleted
             };
             let mut data = serde_json::to_value(&entry).map_err(|e| Error::Invalid {
                 input: format!("journal entry {}", entry.seq),
@@ -262,9 +230,9 @@ impl<'a> Driver<'a> {
         Ok(())
     }
 
-    async fn execute(&mut self, version: &TaskVersion, journal: Journal) -> Result<Run> {
+    async fn execute(&mut self, version: &TaskVersion, entries: Journal) -> Result<Run> {
         let retry = RetryPolicy::from_config(&version.config, &self.engine.config.http.retry)?;
-        let hot = self.engine.take_hot(self.run.id, journal.len());
+        let hot = self.engine.take_hot(self.run.id, entries.len());
         let (mut session, mut step) = match hot {
             Some(session) => {
                 let step = Step::Pending(session.pending().to_vec());
@@ -276,7 +244,7 @@ impl<'a> Driver<'a> {
                 let code = version.code.clone();
                 let input = self.run.input.clone();
                 tokio::task::spawn_blocking(move || {
-                    Session::start(&code, &input, journal, &options)
+                    Session::start(&code, &input, entries, &options)
                 })
                 .await
                 .map_err(join_error)??
@@ -286,12 +254,12 @@ impl<'a> Driver<'a> {
             self.persist(&mut session)?;
             let calls = match step {
                 Step::Completed(v) => {
-                    self.push(kinds::RUN_SUCCEEDED, json!({ "output": v }));
+                    self.push(RecordKind::RunSucceeded, journal::run_succeeded(&v));
                     return self.finish(RunStatus::Succeeded, Some(v), None).await;
                 }
                 Step::Failed(e) => {
                     let error = vm_error_json(&e);
-                    self.push(kinds::RUN_FAILED, json!({ "error": error }));
+                    self.push(RecordKind::RunFailed, journal::run_ended_with(&error));
                     return self.finish(RunStatus::Failed, None, Some(error)).await;
                 }
                 Step::Pending(calls) => calls,
@@ -310,8 +278,8 @@ impl<'a> Driver<'a> {
                     return Ok(run);
                 }
                 Performed::Pause { seq, error } => {
-                    let info = json!({ "seq": seq, "error": error });
-                    self.push(kinds::RUN_PAUSED, info.clone());
+                    let info = journal::run_paused(seq, &error);
+                    self.push(RecordKind::RunPaused, info.clone());
                     return self.finish(RunStatus::Paused, None, Some(info)).await;
                 }
             };
@@ -343,7 +311,7 @@ impl<'a> Driver<'a> {
     /// Ends the run as cancelled (a graceful cancel reached the worker).
     async fn cancelled(&mut self, why: &str) -> Result<Run> {
         let error = json!({ "name": "Cancelled", "message": why });
-        self.push(kinds::RUN_CANCELLED, json!({ "error": error }));
+        self.push(RecordKind::RunCancelled, journal::run_ended_with(&error));
         self.finish(RunStatus::Cancelled, None, Some(error)).await
     }
 
@@ -362,7 +330,7 @@ impl<'a> Driver<'a> {
                 }
                 CallKind::Random => {
                     let n = call.request["bytes"].as_u64().unwrap_or(16).min(65_536) as usize;
-                    results.insert(call.seq, CallResult::Ok(json!(random_hex(n))));
+                    results.insert(call.seq, CallResult::Ok(json!(random_hex(n)?)));
                 }
                 CallKind::Emit | CallKind::Log => {
                     results.insert(call.seq, CallResult::Ok(Value::Null));
@@ -393,7 +361,8 @@ impl<'a> Driver<'a> {
                     });
                     if let Some(sig) = found {
                         self.consumed_signals.insert(sig.seq);
-                        self.extra.insert(call.seq, json!({ "signal": sig.seq }));
+                        self.extra
+                            .insert(call.seq, journal::consumed_signal(sig.seq));
                         results.insert(call.seq, CallResult::Ok(sig.payload.clone()));
                         continue;
                     }
@@ -455,9 +424,8 @@ impl<'a> Driver<'a> {
         if !slow.is_empty() {
             for call in &slow {
                 if self.requested.insert(call.seq) {
-                    let data =
-                        json!({ "seq": call.seq, "kind": call.kind, "request": call.request });
-                    self.push(kinds::CALL_REQUESTED, data);
+                    let data = journal::call_requested(call.seq, call.kind, &call.request);
+                    self.push(RecordKind::CallRequested, data);
                 }
             }
             // everything so far is durable before the side effects start
@@ -536,7 +504,10 @@ impl<'a> Driver<'a> {
                 });
                 let created = store.create_run(new).await?;
                 let run = created.into_run();
-                self.push(kinds::CHILD_STARTED, json!({ "seq": seq, "run": run.id }));
+                self.push(
+                    RecordKind::ChildStarted,
+                    journal::child_started(seq, run.id),
+                );
                 self.children.insert(seq, run.id);
                 run
             }
@@ -568,7 +539,7 @@ impl<'a> Driver<'a> {
     }
 
     async fn arm(&mut self, seq: u64, wake: i64) -> Result<i64> {
-        self.push(kinds::TIMER_ARMED, json!({ "seq": seq, "wakeAt": wake }));
+        self.push(RecordKind::TimerArmed, journal::timer_armed(seq, wake));
         self.timers.insert(seq, wake);
         Ok(wake)
     }
@@ -704,7 +675,7 @@ async fn perform_slow(
             method: call.request["method"].as_str(),
             args: &call.request["args"],
             idempotency_key: key,
-            http: &engine.http,
+            fetcher: engine.fetcher.as_ref(),
         };
         return Ok(match tool.call(tc).await {
             Ok(v) => CallResult::Ok(v),
@@ -714,7 +685,7 @@ async fn perform_slow(
     let mut req = fetch_request(&call.request);
     req.idempotency_key = Some(key.to_string());
     req.retry = Some(retry);
-    match engine.http.fetch(&req).await {
+    match engine.fetcher.fetch(&req).await {
         Ok(resp) => {
             // hop-by-hop headers describe the connection, not the response: not journaled
             let headers: serde_json::Map<String, Value> = resp
@@ -816,18 +787,13 @@ fn vm_error_name(e: &sequential_fetch_vm::Error) -> &'static str {
     }
 }
 
-fn random_hex(n: usize) -> String {
-    let state = RandomState::new();
-    let mut out = String::with_capacity(n * 2);
-    let mut i = 0u64;
-    while out.len() < n * 2 {
-        let x = state.hash_one((i, now_millis()));
-        for b in x.to_le_bytes() {
-            if out.len() < n * 2 {
-                out.push_str(&format!("{b:02x}"));
-            }
-        }
-        i += 1;
-    }
-    out
+/// `n` bytes from the operating system's generator, as lowercase hex. The result is journaled,
+/// so a replay sees the same bytes.
+fn random_hex(n: usize) -> Result<String> {
+    let mut bytes = vec![0u8; n];
+    getrandom::fill(&mut bytes).map_err(|e| Error::Invalid {
+        input: format!("{n} random bytes"),
+        expected: format!("the operating system's random generator to answer ({e})"),
+    })?;
+    Ok(hex::encode(bytes))
 }

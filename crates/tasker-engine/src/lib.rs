@@ -1,8 +1,9 @@
 //! Drives durable runs of JavaScript tasks: a run is claimed from storage with a lease, its
 //! journal is replayed into a `fetch-vm` session, the session's host calls are performed
-//! (fetches through `http-wrapper`, timers and events through storage), every completed call is
-//! appended to the journal before the run moves on, and the run ends `succeeded`, `failed`,
-//! `waiting` (a timer or an event) or `paused` (a call whose retries are spent).
+//! (fetches through an `http-wrapper` [`Fetcher`], see [`Engine::with_fetcher`]; timers and
+//! events through storage), every completed call is appended to the journal before the run
+//! moves on, and the run ends `succeeded`, `failed`, `waiting` (a timer or an event) or
+//! `paused` (a call whose retries are spent). The records it writes are typed in [`journal`].
 //!
 //! Invariant: sees storage only as `Arc<dyn StorageAdapter>`; backends appear only in its
 //! dev-dependencies. Completed calls are never performed twice; a call in flight when a worker
@@ -32,6 +33,7 @@
 
 mod driver;
 mod error;
+pub mod journal;
 mod tools;
 
 use std::collections::{HashMap, VecDeque};
@@ -43,10 +45,11 @@ use sequential_adaptor::{
     TaskName, VersionSel, now_millis,
 };
 use sequential_fetch_vm::Session;
+use sequential_http_wrapper::Fetcher;
 use serde_json::{Value, json};
 
-pub use driver::kinds;
 pub use error::{Error, Result};
+pub use journal::RecordKind;
 pub use tools::{Tool, ToolCall, ToolRegistry};
 
 /// How an engine behaves.
@@ -56,7 +59,9 @@ pub struct EngineConfig {
     pub worker_id: String,
     /// Lease length; renewed while a run is driven.
     pub lease: Duration,
-    /// HTTP client limits and the default retry policy.
+    /// HTTP client limits and the default retry policy: the default fetcher is a
+    /// [`sequential_http_wrapper::Client`] with these (see [`Engine::with_fetcher`]); the retry
+    /// policy is also what a task's `retry` settings start from.
     pub http: sequential_http_wrapper::ClientConfig,
     /// VM options (mode, limits).
     pub vm: sequential_fetch_vm::Options,
@@ -69,11 +74,12 @@ pub struct EngineConfig {
 
 impl Default for EngineConfig {
     fn default() -> Self {
-        let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
-            .map(|h| h.trim().to_string())
-            .unwrap_or_else(|_| "localhost".into());
         EngineConfig {
-            worker_id: format!("{host}:{}", std::process::id()),
+            worker_id: format!(
+                "{}:{}",
+                sequential_support::process::hostname(),
+                std::process::id()
+            ),
             lease: Duration::from_secs(15),
             http: sequential_http_wrapper::ClientConfig::default(),
             vm: sequential_fetch_vm::Options::default(),
@@ -96,7 +102,7 @@ pub struct StartOptions {
 #[derive(Debug, Clone)]
 pub struct Engine {
     store: Arc<dyn StorageAdapter>,
-    http: sequential_http_wrapper::Client,
+    fetcher: Arc<dyn Fetcher>,
     config: Arc<EngineConfig>,
     tools: Arc<ToolRegistry>,
     hot: Arc<Mutex<HotSessions>>,
@@ -111,12 +117,13 @@ struct HotSessions {
 }
 
 impl Engine {
-    /// An engine over `store`.
+    /// An engine over `store`, fetching with a [`sequential_http_wrapper::Client`] built from
+    /// `config.http`.
     pub fn new(store: Arc<dyn StorageAdapter>, config: EngineConfig) -> Result<Self> {
-        let http = sequential_http_wrapper::Client::new(config.http.clone())?;
+        let client = sequential_http_wrapper::Client::new(config.http.clone())?;
         Ok(Engine {
             store,
-            http,
+            fetcher: Arc::new(client),
             config: Arc::new(config),
             tools: Arc::new(ToolRegistry::new()),
             hot: Arc::default(),
@@ -128,6 +135,22 @@ impl Engine {
     pub fn with_tools(mut self, tools: ToolRegistry) -> Self {
         self.tools = Arc::new(tools);
         self
+    }
+
+    /// The engine with `fetcher` performing every fetch of its tasks and of its `http` and
+    /// declarative tools (tools get it as [`ToolCall::fetcher`]). Wrap the default client to
+    /// add headers or record requests (its timeouts and retries still apply), or replace it
+    /// with a test double. Each request carries `Idempotency-Key: {run}:{seq}` and the task's
+    /// retry policy; a [`FetchError::RetriesExhausted`](sequential_http_wrapper::FetchError)
+    /// pauses the run, any other error is thrown into the task.
+    pub fn with_fetcher(mut self, fetcher: Arc<dyn Fetcher>) -> Self {
+        self.fetcher = fetcher;
+        self
+    }
+
+    /// What performs the engine's fetches.
+    pub fn fetcher(&self) -> &Arc<dyn Fetcher> {
+        &self.fetcher
     }
 
     /// The configuration.
@@ -315,22 +338,19 @@ impl Engine {
                 Err(e) => return Err(e.into()),
             }
         };
-        let journal = self.read_all(id).await?;
-        let next = journal.last().map_or(0, |r| r.seq + 1);
+        let records = self.read_all(id).await?;
+        let next = records.last().map_or(0, |r| r.seq + 1);
         let rec = JournalRecord {
             run: id,
             seq: next,
-            kind: kinds::RUN_CANCELLED.into(),
+            kind: RecordKind::RunCancelled.as_str().into(),
             at: now_millis(),
-            data: json!({ "error": run.error }),
+            data: journal::run_ended_with(run.error.as_ref().unwrap_or(&Value::Null)),
         };
         // a worker may append concurrently; the cancelled status is what counts
         let _ = self.store.append(id, &[rec], Fence::None).await;
-        for child in journal.iter().filter(|r| r.kind == kinds::CHILD_STARTED) {
-            if let Some(c) = child.data["run"]
-                .as_str()
-                .and_then(|c| c.parse::<RunId>().ok())
-            {
+        for child in records.iter().map(journal::Record::new) {
+            if let Some(c) = child.child_run() {
                 match Box::pin(self.kill(c)).await {
                     Ok(_) | Err(Error::Invalid { .. }) => {}
                     Err(e) => return Err(e),
@@ -352,11 +372,11 @@ impl Engine {
     /// up to there and performs everything after again.
     pub async fn rerun(&self, id: RunId, from_seq: u64) -> Result<Run> {
         let old = self.store.get_run(id).await?;
-        let journal = self.read_all(id).await?;
-        if from_seq > journal.len() as u64 {
+        let records = self.read_all(id).await?;
+        if from_seq > records.len() as u64 {
             return Err(Error::Invalid {
                 input: format!("--from-seq {from_seq}"),
-                expected: format!("a seq from 0 to {} (the journal's length)", journal.len()),
+                expected: format!("a seq from 0 to {} (the journal's length)", records.len()),
             });
         }
         let new = self
@@ -368,15 +388,14 @@ impl Engine {
             ))
             .await?
             .into_run();
-        let ending = [
-            kinds::RUN_SUCCEEDED,
-            kinds::RUN_FAILED,
-            kinds::RUN_CANCELLED,
-            kinds::RUN_PAUSED,
-        ];
-        let copy: Vec<JournalRecord> = journal
+        let settles = |r: &JournalRecord| {
+            journal::Record::new(r)
+                .kind()
+                .is_some_and(RecordKind::settles_run)
+        };
+        let copy: Vec<JournalRecord> = records
             .into_iter()
-            .filter(|r| r.seq < from_seq && !ending.contains(&r.kind.as_str()))
+            .filter(|r| r.seq < from_seq && !settles(r))
             .enumerate()
             .map(|(i, r)| JournalRecord {
                 run: new.id,
@@ -465,13 +484,9 @@ fn owner_is_gone(owner: &str) -> bool {
     let Ok(pid) = pid.parse::<u32>() else {
         return false;
     };
-    let here = std::fs::read_to_string("/proc/sys/kernel/hostname")
-        .map(|h| h.trim().to_string())
-        .unwrap_or_default();
-    host == here
+    host == sequential_support::process::hostname()
         && pid != std::process::id()
-        && std::path::Path::new("/proc/self").exists()
-        && !std::path::Path::new(&format!("/proc/{pid}")).exists()
+        && i32::try_from(pid).is_ok_and(sequential_support::process::pid_is_dead)
 }
 
 fn ended_word(s: RunStatus) -> &'static str {

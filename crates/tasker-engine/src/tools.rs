@@ -7,8 +7,9 @@ use std::path::Path;
 use std::sync::Arc;
 
 use async_trait::async_trait;
+use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
 use sequential_fetch_vm::ErrorInfo;
-use sequential_http_wrapper::{Client, Request};
+use sequential_http_wrapper::{Fetcher, Request};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
@@ -26,8 +27,9 @@ pub struct ToolCall<'a> {
     /// `{run_id}:{seq}`: the same on every retry and after a crash; pass it on to remote
     /// services so they can deduplicate.
     pub idempotency_key: &'a str,
-    /// The engine's HTTP client.
-    pub http: &'a Client,
+    /// What performs the engine's fetches ([`Engine::with_fetcher`](crate::Engine::with_fetcher);
+    /// by default the HTTP client with its timeouts and retries).
+    pub fetcher: &'a dyn Fetcher,
 }
 
 /// A host tool callable from tasks. The result is journaled: a tool is called again only if the
@@ -122,7 +124,7 @@ impl Tool for HttpTool {
             idempotency_key: Some(call.idempotency_key.to_string()),
             retry: None,
         };
-        respond(call.http, &req).await
+        respond(call.fetcher, &req).await
     }
 }
 
@@ -171,12 +173,12 @@ impl Tool for ServiceSpec {
             idempotency_key: Some(call.idempotency_key.to_string()),
             retry: None,
         };
-        respond(call.http, &req).await
+        respond(call.fetcher, &req).await
     }
 }
 
-async fn respond(http: &Client, req: &Request) -> std::result::Result<Value, ErrorInfo> {
-    match http.fetch(req).await {
+async fn respond(fetcher: &dyn Fetcher, req: &Request) -> std::result::Result<Value, ErrorInfo> {
+    match fetcher.fetch(req).await {
         Ok(resp) => Ok(json!({
             "status": resp.status,
             "statusText": resp.status_text,
@@ -271,16 +273,16 @@ fn fill_value(v: &Value, args: &Value) -> Value {
     }
 }
 
+/// What a `{{key}}` inside a URL is encoded with: everything but the unreserved characters of
+/// RFC 3986 (`A-Z a-z 0-9 - _ . ~`).
+const URL_COMPONENT: &AsciiSet = &NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'_')
+    .remove(b'.')
+    .remove(b'~');
+
 fn percent_encode(s: &str) -> String {
-    let mut out = String::new();
-    for b in s.bytes() {
-        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~') {
-            out.push(b as char);
-        } else {
-            out.push_str(&format!("%{b:02X}"));
-        }
-    }
-    out
+    utf8_percent_encode(s, URL_COMPONENT).to_string()
 }
 
 #[cfg(test)]

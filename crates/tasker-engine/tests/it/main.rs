@@ -1,48 +1,24 @@
-//! Engine tests over real storage (SQLite files and folders) and a real loopback HTTP server.
+//! Engine tests over real storage (SQLite files and folders) and the shared counting loopback
+//! server of `sequential-test-support`.
 
+mod fetcher;
 mod proofs;
+mod randomness;
 
-use std::net::SocketAddr;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
-use axum::Router;
-use axum::extract::{Path, State};
-use axum::http::{HeaderMap, StatusCode};
-use axum::response::IntoResponse;
-use axum::routing::any;
 use sequential_adaptor::{
     NewTaskVersion, Run, RunStatus, StorageAdapter, TaskName, VersionSel, now_millis,
 };
 use sequential_http_wrapper::{Backoff, Jitter, RetryPolicy};
-use sequential_tasker_engine::{Engine, EngineConfig, StartOptions};
+use sequential_tasker_engine::{Engine, EngineConfig, RecordKind, StartOptions};
+use sequential_test_support::http::CountingServer;
 use serde_json::{Value, json};
 
-type Hits = Arc<Mutex<Vec<(String, Option<String>)>>>;
-
-async fn step(State(hits): State<Hits>, Path(i): Path<u32>, h: HeaderMap) -> impl IntoResponse {
-    let key = h
-        .get("idempotency-key")
-        .map(|v| v.to_str().unwrap().to_string());
-    hits.lock().unwrap().push((format!("/step/{i}"), key));
-    axum::Json(json!({"i": i, "ok": true}))
-}
-
-async fn unavailable(State(hits): State<Hits>) -> impl IntoResponse {
-    hits.lock().unwrap().push(("/down".into(), None));
-    (StatusCode::SERVICE_UNAVAILABLE, "down")
-}
-
-async fn server() -> (SocketAddr, Hits) {
-    let hits = Hits::default();
-    let app = Router::new()
-        .route("/step/{i}", any(step))
-        .route("/down", any(unavailable))
-        .with_state(hits.clone());
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
-    (addr, hits)
+/// (path, Idempotency-Key) of every request the server saw, in arrival order.
+fn hits(server: &CountingServer) -> Vec<(String, Option<String>)> {
+    server.hits().into_iter().map(|h| (h.path, h.key)).collect()
 }
 
 struct Fixture {
@@ -119,11 +95,12 @@ async fn kinds(f: &Fixture, run: &Run) -> Vec<String> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn script_task_with_five_fetches_succeeds_with_idempotency_keys() {
-    let (addr, hits) = server().await;
+    let server = CountingServer::start();
+    let url = server.url();
     for (backend, f) in backends() {
-        hits.lock().unwrap().clear();
+        server.clear();
         let code = format!(
-            "let sum = 0;\nfor (let i = 1; i <= 5; i++) {{ const r = fetch(`http://{addr}/step/${{i}}`); sum += r.i; }}\n({{ sum, who: input.who }})"
+            "let sum = 0;\nfor (let i = 1; i <= 5; i++) {{ const r = fetch(`{url}/step/${{i}}`); sum += r.i; }}\n({{ sum, who: input.who }})"
         );
         let t = task(&f, "five", &code).await;
         let run = run_to_end(&f, &t, json!({"who": "me"})).await;
@@ -133,7 +110,7 @@ async fn script_task_with_five_fetches_succeeds_with_idempotency_keys() {
             Some(json!({"sum": 15, "who": "me"})),
             "{backend}"
         );
-        let seen = hits.lock().unwrap().clone();
+        let seen = hits(&server);
         assert_eq!(
             seen.len(),
             5,
@@ -165,16 +142,17 @@ async fn script_task_with_five_fetches_succeeds_with_idempotency_keys() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn module_fan_out_performs_all_fetches_and_replays_cold() {
-    let (addr, hits) = server().await;
+    let server = CountingServer::start();
+    let url = server.url();
     for (backend, f) in backends() {
-        hits.lock().unwrap().clear();
+        server.clear();
         let code = format!(
-            "export default async function (input, ctx) {{\n  const rs = await Promise.all(input.ids.map(i => fetch(`http://{addr}/step/${{i}}`)));\n  const bodies = await Promise.all(rs.map(r => r.json()));\n  console.log('fetched', bodies.length);\n  return bodies.map(b => b.i);\n}}"
+            "export default async function (input, ctx) {{\n  const rs = await Promise.all(input.ids.map(i => fetch(`{url}/step/${{i}}`)));\n  const bodies = await Promise.all(rs.map(r => r.json()));\n  console.log('fetched', bodies.length);\n  return bodies.map(b => b.i);\n}}"
         );
         let t = task(&f, "fan", &code).await;
         let run = run_to_end(&f, &t, json!({"ids": [3, 1, 2]})).await;
         assert_eq!(run.output, Some(json!([3, 1, 2])), "{backend}: {run:?}");
-        assert_eq!(hits.lock().unwrap().len(), 3, "{backend}");
+        assert_eq!(hits(&server).len(), 3, "{backend}");
         let k = kinds(&f, &run).await;
         assert_eq!(
             k.iter().filter(|k| *k == "log").count(),
@@ -269,10 +247,11 @@ async fn thrown_errors_fail_the_run_with_name_and_message() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn spent_retries_pause_the_run_with_the_failing_call() {
-    let (addr, hits) = server().await;
+    let server = CountingServer::start();
+    let url = server.url();
     for (backend, f) in backends() {
-        hits.lock().unwrap().clear();
-        let t = task(&f, "down", &format!("fetch('http://{addr}/down')")).await;
+        server.clear();
+        let t = task(&f, "down", &format!("fetch('{url}/down')")).await;
         let run = run_to_end(&f, &t, json!({})).await;
         assert_eq!(run.status, RunStatus::Paused, "{backend}: {run:?}");
         let err = run.error.unwrap();
@@ -280,7 +259,7 @@ async fn spent_retries_pause_the_run_with_the_failing_call() {
             err["error"]["message"].as_str().unwrap().contains("503"),
             "{backend}: {err}"
         );
-        assert_eq!(hits.lock().unwrap().len(), 2, "{backend}: attempts = 2");
+        assert_eq!(hits(&server).len(), 2, "{backend}: attempts = 2");
     }
 }
 
@@ -357,12 +336,15 @@ async fn child_runs_return_results_and_failures_are_catchable() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tools_http_declarative_and_unknown() {
-    let (addr, hits) = server().await;
+    let server = CountingServer::start();
+    let url = server.url();
     let f = fixture("sqlite");
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(
         dir.path().join("steps.json"),
-        format!(r#"{{"name": "steps", "request": {{"method": "GET", "url": "http://{addr}/step/{{{{i}}}}"}}}}"#),
+        format!(
+            r#"{{"name": "steps", "request": {{"method": "GET", "url": "{url}/step/{{{{i}}}}"}}}}"#
+        ),
     )
     .unwrap();
     let mut tools = sequential_tasker_engine::ToolRegistry::new();
@@ -371,7 +353,7 @@ async fn tools_http_declarative_and_unknown() {
         .unwrap()
         .with_tools(tools);
     let code = format!(
-        "export default async function (input, ctx) {{\n  const a = await ctx.callTool('http', {{ url: 'http://{addr}/step/4' }});\n  const b = await __callHostTool__('steps', 'get', {{ i: 5 }});\n  let err = null;\n  try {{ await ctx.callTool('nope', {{}}); }} catch (e) {{ err = e.name; }}\n  return {{ a: a.data.i, b: b.data.i, err }};\n}}"
+        "export default async function (input, ctx) {{\n  const a = await ctx.callTool('http', {{ url: '{url}/step/4' }});\n  const b = await __callHostTool__('steps', 'get', {{ i: 5 }});\n  let err = null;\n  try {{ await ctx.callTool('nope', {{}}); }} catch (e) {{ err = e.name; }}\n  return {{ a: a.data.i, b: b.data.i, err }};\n}}"
     );
     let t = task(&f, "tooling", &code).await;
     let run = engine
@@ -384,7 +366,7 @@ async fn tools_http_declarative_and_unknown() {
         Some(json!({"a": 4, "b": 5, "err": "ToolNotFound"})),
         "{run:?}"
     );
-    let seen = hits.lock().unwrap().clone();
+    let seen = hits(&server);
     assert_eq!(seen.len(), 2);
     assert!(seen.iter().all(|(_, k)| {
         k.as_deref()
@@ -454,15 +436,14 @@ async fn cancelling_a_waiting_parent_cancels_its_child() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_paused_run_retries_and_completes_when_the_service_is_back() {
-    let (addr, hits) = server().await;
+    let server = CountingServer::start();
+    let url = server.url();
     let f = fixture("sqlite");
     // the second fetch goes to a service that is always down: each drive spends its 2 attempts
     let t = task(
         &f,
         "flaky",
-        &format!(
-            "const a = fetch('http://{addr}/step/1'); const b = fetch('http://{addr}/down'); a.i"
-        ),
+        &format!("const a = fetch('{url}/step/1'); const b = fetch('{url}/down'); a.i"),
     )
     .await;
     let run = run_to_end(&f, &t, json!({})).await;
@@ -474,12 +455,7 @@ async fn a_paused_run_retries_and_completes_when_the_service_is_back() {
     assert!(err.to_string().contains("only a paused run"), "{err}");
     let again = f.engine.run_until_settled(run.id, None).await.unwrap();
     assert_eq!(again.status, RunStatus::Paused, "still down");
-    let seen: Vec<_> = hits
-        .lock()
-        .unwrap()
-        .iter()
-        .map(|(p, _)| p.clone())
-        .collect();
+    let seen: Vec<_> = hits(&server).into_iter().map(|(p, _)| p).collect();
     assert_eq!(
         seen.iter().filter(|p| *p == "/step/1").count(),
         1,
@@ -500,11 +476,11 @@ async fn a_paused_run_retries_and_completes_when_the_service_is_back() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rerun_from_a_seq_replays_the_prefix_and_redoes_the_rest() {
-    let (addr, hits) = server().await;
+    let server = CountingServer::start();
+    let url = server.url();
     let f = fixture("folder");
-    let code = format!(
-        "const a = fetch('http://{addr}/step/1'); const b = fetch('http://{addr}/step/2'); a.i + b.i"
-    );
+    let code =
+        format!("const a = fetch('{url}/step/1'); const b = fetch('{url}/step/2'); a.i + b.i");
     let t = task(&f, "twice", &code).await;
     let first = run_to_end(&f, &t, json!({})).await;
     assert_eq!(first.output, Some(json!(3)));
@@ -512,18 +488,13 @@ async fn rerun_from_a_seq_replays_the_prefix_and_redoes_the_rest() {
     // keep run.started, the first request and its completion
     let cut = journal
         .iter()
-        .position(|r| r.kind == "call.completed")
+        .position(|r| r.kind == RecordKind::CallCompleted)
         .unwrap() as u64
         + 1;
     let second = f.engine.rerun(first.id, cut).await.unwrap();
     let second = f.engine.run_until_settled(second.id, None).await.unwrap();
     assert_eq!(second.output, Some(json!(3)));
-    let seen: Vec<_> = hits
-        .lock()
-        .unwrap()
-        .iter()
-        .map(|(p, _)| p.clone())
-        .collect();
+    let seen: Vec<_> = hits(&server).into_iter().map(|(p, _)| p).collect();
     assert_eq!(
         seen,
         vec!["/step/1", "/step/2", "/step/2"],
@@ -611,9 +582,9 @@ async fn a_run_held_by_a_dead_process_of_this_host_is_taken_over_at_once() {
     let mut child = std::process::Command::new("true").spawn().unwrap();
     let dead_pid = child.id();
     child.wait().unwrap();
-    let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap();
+    let host = sequential_support::process::hostname();
     let req = sequential_adaptor::ClaimRequest {
-        worker: format!("{}:{dead_pid}", host.trim()),
+        worker: format!("{host}:{dead_pid}"),
         now: now_millis(),
         lease_ms: 3_600_000,
         limit: 1,

@@ -1,52 +1,44 @@
-//! Proofs with real processes: the test binary re-runs itself as a child (`ENGINE_CHILD` set)
-//! that drives runs, and the parent kills it with SIGKILL.
+//! Proofs with real processes: the test binary re-runs itself as a child (`ENGINE_CHILD` set,
+//! through `sequential_test_support::child`) that drives runs, and the parent kills it with
+//! SIGKILL. Every step answers after 8 ms (`/slow/8/{i}` of the counting server).
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::sync::{Arc, Mutex};
+use std::process::{Child, Stdio};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use axum::Router;
-use axum::extract::{Path as UrlPath, State};
-use axum::http::HeaderMap;
-use axum::response::IntoResponse;
-use axum::routing::any;
 use sequential_adaptor::{
     NewTaskVersion, Page, RunFilter, RunId, RunStatus, StorageAdapter, TaskName, now_millis,
 };
-use sequential_tasker_engine::{Engine, EngineConfig, StartOptions};
+use sequential_tasker_engine::{Engine, EngineConfig, RecordKind, StartOptions};
+use sequential_test_support::child;
+use sequential_test_support::http::CountingServer;
+use sequential_test_support::seed::Seeded;
 use serde_json::json;
 
-/// (step path, Idempotency-Key) of every request.
-type Hits = Arc<Mutex<Vec<(String, String)>>>;
-
-async fn slow_step(
-    State(hits): State<Hits>,
-    UrlPath(i): UrlPath<u32>,
-    h: HeaderMap,
-) -> impl IntoResponse {
-    let key = h
-        .get("idempotency-key")
-        .map(|v| v.to_str().unwrap().to_string())
-        .unwrap_or_default();
-    hits.lock().unwrap().push((format!("/step/{i}"), key));
-    tokio::time::sleep(Duration::from_millis(8)).await;
-    axum::Json(json!({"i": i}))
+/// The counting server and the URL the tasks below fetch `{url}/{i}` under.
+fn server() -> (CountingServer, String) {
+    let server = CountingServer::start();
+    let url = format!("{}/slow/8", server.url());
+    (server, url)
 }
 
-async fn server() -> (String, Hits) {
-    let hits = Hits::default();
-    let app = Router::new()
-        .route("/step/{i}", any(slow_step))
-        .with_state(hits.clone());
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
-    (format!("http://{addr}"), hits)
+/// The path step `i` is fetched at.
+fn step(i: impl std::fmt::Display) -> String {
+    format!("/slow/8/{i}")
 }
 
-const FIVE: &str = "let sum = 0;\nfor (let i = 1; i <= 5; i++) { sum += fetch(`${input.url}/step/${i}`).i; }\n({ sum })";
+/// (path, Idempotency-Key) of every request, in arrival order.
+fn hits(server: &CountingServer) -> Vec<(String, String)> {
+    server
+        .hits()
+        .into_iter()
+        .map(|h| (h.path, h.key.unwrap_or_default()))
+        .collect()
+}
+
+const FIVE: &str = "let sum = 0;\nfor (let i = 1; i <= 5; i++) { sum += fetch(`${input.url}/${i}`).i; }\n({ sum })";
 
 fn open(backend: &str, path: &Path) -> Arc<dyn StorageAdapter> {
     match backend {
@@ -66,7 +58,7 @@ fn store_path(dir: &Path, backend: &str) -> PathBuf {
 /// everything runnable until nothing is left) on the store at `ENGINE_CHILD`.
 #[test]
 fn child_entry() {
-    let Ok(path) = std::env::var("ENGINE_CHILD") else {
+    let Some(path) = child::role("ENGINE_CHILD") else {
         return; // not a child: nothing to do
     };
     let backend = std::env::var("ENGINE_CHILD_BACKEND").unwrap();
@@ -132,30 +124,27 @@ fn child_entry() {
 }
 
 fn spawn_child(backend: &str, path: &Path, what: &str) -> Child {
-    Command::new(std::env::current_exe().unwrap())
-        .args([
-            "--exact",
-            "proofs::child_entry",
-            "--nocapture",
-            "--test-threads=1",
-        ])
-        .env("ENGINE_CHILD", path)
-        .env("ENGINE_CHILD_BACKEND", backend)
-        .env("ENGINE_CHILD_RUN", what)
-        // only the idle worker talks to the parent (a ready line out, end of stdin to stop)
-        .stdin(if what == "idle" {
-            Stdio::piped()
-        } else {
-            Stdio::null()
-        })
-        .stdout(if what == "idle" {
-            Stdio::piped()
-        } else {
-            Stdio::null()
-        })
-        .stderr(Stdio::inherit())
-        .spawn()
-        .unwrap()
+    child::relaunch(
+        child::test_path(module_path!(), "child_entry"),
+        "ENGINE_CHILD",
+        path.to_str().expect("a UTF-8 temp path"),
+    )
+    .env("ENGINE_CHILD_BACKEND", backend)
+    .env("ENGINE_CHILD_RUN", what)
+    // only the idle worker talks to the parent (a ready line out, end of stdin to stop)
+    .stdin(if what == "idle" {
+        Stdio::piped()
+    } else {
+        Stdio::null()
+    })
+    .stdout(if what == "idle" {
+        Stdio::piped()
+    } else {
+        Stdio::null()
+    })
+    .stderr(Stdio::inherit())
+    .spawn()
+    .unwrap()
 }
 
 async fn prepare(
@@ -184,7 +173,7 @@ async fn completed_steps(store: &dyn StorageAdapter, id: RunId) -> usize {
         .await
         .unwrap()
         .iter()
-        .filter(|r| r.kind == "call.completed")
+        .filter(|r| r.kind == RecordKind::CallCompleted)
         .count()
 }
 
@@ -197,7 +186,7 @@ fn kill9(child: &mut Child) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kill_9_after_the_third_journaled_response_repeats_nothing_completed() {
     for backend in ["sqlite", "folder"] {
-        let (url, hits) = server().await;
+        let (server, url) = server();
         let dir = tempfile::tempdir().unwrap();
         let (store, engine, t) = prepare(backend, dir.path(), FIVE).await;
         let run = engine
@@ -225,12 +214,9 @@ async fn kill_9_after_the_third_journaled_response_repeats_nothing_completed() {
         let done = engine2.run_until_settled(run.id, None).await.unwrap();
         assert_eq!(done.status, RunStatus::Succeeded, "{backend}: {done:?}");
         assert_eq!(done.output, Some(json!({"sum": 15})), "{backend}");
-        let seen = hits.lock().unwrap().clone();
+        let seen = hits(&server);
         for i in 1..=journaled {
-            let n = seen
-                .iter()
-                .filter(|(p, _)| *p == format!("/step/{i}"))
-                .count();
+            let n = seen.iter().filter(|(p, _)| *p == step(i)).count();
             assert_eq!(
                 n, 1,
                 "{backend}: step {i} was journaled before the kill and must not repeat: {seen:?}"
@@ -239,7 +225,7 @@ async fn kill_9_after_the_third_journaled_response_repeats_nothing_completed() {
         for i in 1..=5 {
             let keys: Vec<_> = seen
                 .iter()
-                .filter(|(p, _)| *p == format!("/step/{i}"))
+                .filter(|(p, _)| *p == step(i))
                 .map(|(_, k)| k.clone())
                 .collect();
             assert!(
@@ -256,22 +242,12 @@ async fn kill_9_after_the_third_journaled_response_repeats_nothing_completed() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn thirty_kills_at_random_moments_never_repeat_a_completed_call() {
-    let mut seed = std::env::var("ENGINE_KILL_SEED")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or_else(|| now_millis() as u64 | 1);
-    println!("ENGINE_KILL_SEED={seed}");
-    let mut next = move || {
-        seed ^= seed << 13;
-        seed ^= seed >> 7;
-        seed ^= seed << 17;
-        seed
-    };
-    let (url, hits) = server().await;
+    let mut rng = Seeded::from_env("ENGINE_KILL_SEED");
+    let (server, url) = server();
     let mut interrupted = [0usize; 6];
     for round in 0..30 {
         let backend = if round % 2 == 0 { "sqlite" } else { "folder" };
-        hits.lock().unwrap().clear();
+        server.clear();
         let dir = tempfile::tempdir().unwrap();
         let (store, engine, t) = prepare(backend, dir.path(), FIVE).await;
         let run = engine
@@ -285,7 +261,7 @@ async fn thirty_kills_at_random_moments_never_repeat_a_completed_call() {
         );
         if round % 3 == 0 {
             // during start-up: the child may not have claimed the run yet
-            tokio::time::sleep(Duration::from_millis(next() % 30)).await;
+            tokio::time::sleep(Duration::from_millis(rng.below(30))).await;
         } else {
             // once the run has started (however slow the machine is), somewhere in its steps
             let deadline = Instant::now() + Duration::from_secs(30);
@@ -301,7 +277,7 @@ async fn thirty_kills_at_random_moments_never_repeat_a_completed_call() {
                 );
                 tokio::time::sleep(Duration::from_millis(1)).await;
             }
-            tokio::time::sleep(Duration::from_millis(next() % 60)).await;
+            tokio::time::sleep(Duration::from_millis(rng.below(60))).await;
         }
         kill9(&mut child);
         let journaled = completed_steps(&*store, run.id).await;
@@ -317,16 +293,13 @@ async fn thirty_kills_at_random_moments_never_repeat_a_completed_call() {
             Some(json!({"sum": 15})),
             "round {round} ({backend}): {done:?}"
         );
-        let seen = hits.lock().unwrap().clone();
+        let seen = hits(&server);
         let mut per_step: HashMap<String, Vec<String>> = HashMap::new();
         for (p, k) in seen {
             per_step.entry(p).or_default().push(k);
         }
         for i in 1..=5usize {
-            let keys = per_step
-                .get(&format!("/step/{i}"))
-                .cloned()
-                .unwrap_or_default();
+            let keys = per_step.get(&step(i)).cloned().unwrap_or_default();
             let limit = if i <= journaled { 1 } else { 2 };
             assert!(
                 (1..=limit).contains(&keys.len()),
@@ -393,9 +366,9 @@ async fn a_sleeping_run_whose_process_died_finishes_when_a_worker_starts_later()
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_worker_processes_drain_one_thousand_runs_each_exactly_once() {
-    let (url, hits) = server().await;
+    let (server, url) = server();
     let dir = tempfile::tempdir().unwrap();
-    let code = "const r = fetch(`${input.url}/step/${input.n}`); r.i";
+    let code = "const r = fetch(`${input.url}/${input.n}`); r.i";
     let (store, engine, t) = prepare("sqlite", dir.path(), code).await;
     let mut ids = Vec::new();
     for n in 0..1000 {
@@ -421,11 +394,11 @@ async fn two_worker_processes_drain_one_thousand_runs_each_exactly_once() {
             .await
             .unwrap()
             .iter()
-            .filter(|r| r.kind == "run.succeeded")
+            .filter(|r| r.kind == RecordKind::RunSucceeded)
             .count();
         assert_eq!(ends, 1, "run {n} completed {ends} times");
     }
-    let seen = hits.lock().unwrap().len();
+    let seen = hits(&server).len();
     assert_eq!(
         seen, 1000,
         "each run's one fetch was performed exactly once"
