@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use anyhow::{Context, Result};
 use sequential_adaptor::{JournalRecord, Run, RunId, RunStatus, StorageAdapter};
+use sequential_tasker_engine::journal::{CallKind, CallOutcome, CallRequest, Record, RecordKind};
 use sequential_tasker_engine::{Engine, EngineConfig, ToolRegistry};
 use serde::Serialize;
 use serde_json::Value;
@@ -444,92 +445,107 @@ fn short(s: &str, max: usize) -> String {
 
 /// What a record says, in one line.
 fn summary(r: &JournalRecord) -> String {
-    let d = &r.data;
-    match r.kind.as_str() {
-        "run.started" => format!(
-            "{} v{} input {}",
-            d["task"].as_str().unwrap_or("?"),
-            d["version"],
-            short_json(&d["input"], 80)
-        ),
-        "call.requested" => format!("{} {}", d["kind"].as_str().unwrap_or("?"), request(d)),
-        "call.completed" => {
-            let kind = d["kind"].as_str().unwrap_or("?");
-            let call = d["seq"]
-                .as_u64()
+    let rec = Record::new(r);
+    let Some(kind) = rec.kind() else {
+        return short_json(&r.data, 100);
+    };
+    match kind {
+        RecordKind::RunStarted => match rec.started() {
+            Some(s) => format!(
+                "{} v{} input {}",
+                s.task.unwrap_or("?"),
+                s.version.map_or_else(|| "null".into(), |v| v.to_string()),
+                short_json(s.input, 80)
+            ),
+            None => short_json(&r.data, 100),
+        },
+        RecordKind::CallRequested => format!("{} {}", call_kind_name(&rec), request(&rec)),
+        RecordKind::CallCompleted => {
+            let kind = rec.call_kind();
+            let name = call_kind_name(&rec);
+            let call = rec
+                .call_seq()
                 .map_or(String::new(), |s| format!("call {s}: "));
-            let result = match (&d["result"]["ok"], &d["result"]["error"]) {
-                (Value::Null, Value::Null) if d["result"].get("ok").is_some() => "null".into(),
-                (ok, Value::Null) if kind == "fetch" => {
+            let result = match rec.outcome() {
+                Some(CallOutcome::Ok(Value::Null)) | None => "null".into(),
+                Some(CallOutcome::Ok(ok)) if kind == Some(CallKind::Fetch) => {
                     format!("{} {}", ok["status"], short_json(&ok["data"], 80))
                 }
-                (ok, Value::Null) => short_json(ok, 90),
-                (_, err) => format!(
-                    "threw {}: {}",
-                    err["name"].as_str().unwrap_or("Error"),
-                    short(err["message"].as_str().unwrap_or(""), 80)
-                ),
+                Some(CallOutcome::Ok(ok)) => short_json(ok, 90),
+                Some(CallOutcome::Threw(e)) => {
+                    format!("threw {}: {}", e.name, short(e.message, 80))
+                }
             };
-            match kind {
-                "fetch" | "tool" => format!("{call}{kind} → {result}"),
-                "child" => format!("{call}{kind} {} → {result}", request(d)),
-                "waitForEvent" => format!(
-                    "{call}event {:?} → {result}",
-                    d["request"]["name"].as_str().unwrap_or("?")
-                ),
-                "sleep" => format!(
-                    "{call}slept {}",
-                    human_ms(d["request"]["ms"].as_i64().unwrap_or(0))
-                ),
-                _ => format!("{call}{kind} → {result}"),
+            match (kind, rec.call_request()) {
+                (Some(CallKind::Fetch | CallKind::Tool), _) => format!("{call}{name} → {result}"),
+                (Some(CallKind::Child), _) => {
+                    format!("{call}{name} {} → {result}", request(&rec))
+                }
+                (Some(CallKind::WaitForEvent), event) => {
+                    let name = match event {
+                        Some(CallRequest::WaitForEvent { name, .. }) => name,
+                        _ => None,
+                    };
+                    format!("{call}event {:?} → {result}", name.unwrap_or("?"))
+                }
+                (Some(CallKind::Sleep), sleep) => {
+                    let ms = match sleep {
+                        Some(CallRequest::Sleep { ms }) => ms,
+                        _ => None,
+                    };
+                    format!("{call}slept {}", human_ms(ms.unwrap_or(0)))
+                }
+                _ => format!("{call}{name} → {result}"),
             }
         }
-        "log" => {
-            let level = d["request"]["level"].as_str().unwrap_or("log");
-            let msg = d["request"]["message"]
-                .as_str()
-                .map_or_else(|| d["request"].to_string(), str::to_string);
-            format!("console.{level}: {}", short(&msg, 100))
-        }
-        "timer.armed" => format!(
+        RecordKind::Log => match rec.log_line() {
+            Some((level, msg)) => format!("console.{level}: {}", short(&msg, 100)),
+            None => "console.log: null".into(),
+        },
+        RecordKind::TimerArmed => format!(
             "call {} wakes at {}",
-            d["seq"],
-            d["wakeAt"].as_i64().map_or_else(|| "?".into(), rfc3339)
+            seq_text(rec.call_seq()),
+            rec.wake_at().map_or_else(|| "?".into(), rfc3339)
         ),
-        "child.started" => format!(
+        RecordKind::ChildStarted => format!(
             "call {} started child run {}",
-            d["seq"],
-            d["run"].as_str().unwrap_or("?")
+            seq_text(rec.call_seq()),
+            rec.child_run()
+                .map_or_else(|| "?".into(), |id| id.to_string())
         ),
-        "run.succeeded" => short_json(&d["output"], 100),
-        "run.failed" | "run.cancelled" => format!(
-            "{}: {}",
-            d["error"]["name"].as_str().unwrap_or("Error"),
-            short(d["error"]["message"].as_str().unwrap_or(""), 100)
-        ),
-        "run.paused" => format!(
+        RecordKind::RunSucceeded => short_json(rec.output().unwrap_or(&Value::Null), 100),
+        RecordKind::RunFailed | RecordKind::RunCancelled => match rec.error() {
+            Some(e) => format!("{}: {}", e.name, short(e.message, 100)),
+            None => short_json(&r.data, 100),
+        },
+        RecordKind::RunPaused => format!(
             "call {} failed after its retries: {}",
-            d["seq"],
-            short(d["error"]["message"].as_str().unwrap_or(""), 100)
+            seq_text(rec.call_seq()),
+            short(rec.error().map_or("", |e| e.message), 100)
         ),
-        _ => short_json(d, 100),
+        _ => short_json(&r.data, 100),
     }
 }
 
+/// A call's seq as the journal shows it (`null` when the record has none).
+fn seq_text(seq: Option<u64>) -> String {
+    seq.map_or_else(|| "null".into(), |s| s.to_string())
+}
+
+/// The call's kind (`fetch`, `waitForEvent` …), `?` when the record names none.
+fn call_kind_name(rec: &Record<'_>) -> &'static str {
+    rec.call_kind().map_or("?", |k| k.as_str())
+}
+
 /// `GET data:application/json,…` / a tool's name / a child's task.
-fn request(d: &Value) -> String {
-    let req = &d["request"];
-    match d["kind"].as_str() {
-        Some("fetch") => {
-            let method = req["options"]["method"].as_str().unwrap_or("GET");
-            let url = req["url"]
-                .as_str()
-                .map_or_else(|| req["url"].to_string(), readable_url);
-            format!("{method} {}", short(&url, 90))
+fn request(rec: &Record<'_>) -> String {
+    match rec.call_request() {
+        Some(CallRequest::Fetch { method, url }) => {
+            format!("{method} {}", short(&readable_url(&url), 90))
         }
-        Some("tool") => req["name"].as_str().unwrap_or("?").to_string(),
-        Some("child") => format!("task {}", req["task"].as_str().unwrap_or("?")),
-        _ => short_json(req, 80),
+        Some(CallRequest::Tool { name }) => name.unwrap_or("?").to_string(),
+        Some(CallRequest::Child { task }) => format!("task {}", task.unwrap_or("?")),
+        _ => short_json(rec.request().unwrap_or(&Value::Null), 80),
     }
 }
 
