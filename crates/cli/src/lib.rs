@@ -22,6 +22,7 @@
 
 mod cli;
 mod commands;
+mod ctx;
 mod error;
 mod files;
 mod machine;

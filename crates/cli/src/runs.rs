@@ -13,7 +13,7 @@ use sequential_tasker_engine::{Engine, EngineConfig, ToolRegistry};
 use serde::Serialize;
 use serde_json::Value;
 
-use crate::commands::Ctx;
+use crate::ctx::Ctx;
 use crate::error::{EXIT_RUN_FAILED, EXIT_WAITING, Reported, UserError, user};
 use crate::files;
 use crate::storage::Opened;
@@ -652,7 +652,7 @@ pub fn report_settled(ctx: &Ctx, run: &Run, doc: &RunDoc) -> Result<()> {
     }
 }
 
-/// Whether progress may be drawn: stderr is a terminal and `NO_PROGRESS` is unset.
+/// Whether progress may be drawn: stderr is a terminal and `NO_PROGRESS` is unset or empty.
 pub fn progress_enabled() -> bool {
-    std::io::stderr().is_terminal() && std::env::var_os("NO_PROGRESS").is_none()
+    std::io::stderr().is_terminal() && !sequential_support::env::no_progress()
 }

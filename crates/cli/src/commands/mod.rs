@@ -17,48 +17,10 @@ use anyhow::Result;
 use sequential_adaptor::{StorageAdapter, TaskName, TaskSummary, VersionSel};
 
 use crate::cli::{Cli, Command};
+pub use crate::ctx::Ctx;
 use crate::output::Output;
-use crate::rc::RcFile;
-use crate::storage::{self, Choice, Env, Opened};
+use crate::storage::Env;
 use crate::tasks::{TaskFolder, TasksDir};
-
-/// What every command may need: the environment, the output, the tasks directory.
-#[derive(Debug)]
-pub struct Ctx {
-    /// Environment variables the policy reads.
-    pub env: Env,
-    /// Text or JSON.
-    pub out: Output,
-    /// `--json` was given.
-    pub json: bool,
-    /// The task folders' directory.
-    pub tasks: TasksDir,
-}
-
-impl Ctx {
-    /// `.sequentialrc.json` in the current directory.
-    pub fn rc(&self) -> Result<RcFile> {
-        RcFile::load(std::path::Path::new("."))
-    }
-
-    /// The configured storage (or the one `flag` names), created if missing.
-    pub async fn storage(&self, flag: Option<&str>) -> Result<Opened> {
-        let rc = self.rc()?;
-        storage::open(&self.env, &rc, flag).await
-    }
-
-    /// The configured storage if its location exists; `None` means nothing is stored yet.
-    /// Read-only commands use this so they never create a folder or database file.
-    pub async fn existing_storage(&self) -> Result<(Choice, Option<Opened>)> {
-        let rc = self.rc()?;
-        let choice = storage::choose(&self.env, &rc, None)?;
-        if !storage::location_exists(&choice) {
-            tracing::debug!(url = %choice.url, "storage location does not exist yet");
-            return Ok((choice, None));
-        }
-        Ok((choice.clone(), Some(storage::open_choice(choice).await?)))
-    }
-}
 
 /// Runs the parsed command line.
 pub async fn run(cli: Cli) -> Result<()> {

@@ -185,7 +185,7 @@ fn bad_durations_and_flags_exit_2() {
     sb.run(&["run", "t", "--wait", "forever"])
         .usage_error()
         .stderr_has("invalid duration \"forever\" for --wait")
-        .stderr_has("250ms, 2s, 5m, 1h or 7d");
+        .stderr_has("250ms, 2s, 5m, 1h, 7d, 1w");
     sb.run(&["prune", "--older-than=-1d"]).usage_error();
     sb.run(&["run", "t", "--detach", "--dry-run"]).code(2);
     sb.run(&["worker", "--concurrency", "0"])
