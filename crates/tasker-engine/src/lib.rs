@@ -1,34 +1,4 @@
-//! Drives durable runs of JavaScript tasks: a run is claimed from storage with a lease, its
-//! journal is replayed into a `fetch-vm` session, the session's host calls are performed
-//! (fetches through an `http-wrapper` [`Fetcher`], see [`Engine::with_fetcher`]; timers and
-//! events through storage), every completed call is appended to the journal before the run
-//! moves on, and the run ends `succeeded`, `failed`, `waiting` (a timer or an event) or
-//! `paused` (a call whose retries are spent). The records it writes are typed in [`journal`].
-//!
-//! Invariant: sees storage only as `Arc<dyn StorageAdapter>`; backends appear only in its
-//! dev-dependencies. Completed calls are never performed twice; a call in flight when a worker
-//! dies is performed again after recovery with the same `Idempotency-Key: {run_id}:{seq}`.
-//!
-//! ```
-//! use std::sync::Arc;
-//! use sequential_adaptor::{NewTaskVersion, RunStatus, StorageAdapter, TaskName};
-//! use sequential_adaptor_sqlite::SqliteStore;
-//! use sequential_tasker_engine::{Engine, EngineConfig, StartOptions};
-//! use serde_json::json;
-//!
-//! # tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap().block_on(async {
-//! let store: Arc<dyn StorageAdapter> = Arc::new(SqliteStore::memory()?);
-//! let task = TaskName::new("hello")?;
-//! let code = "const t = Date.now(); ({ hi: input.name, clock: typeof t })";
-//! store.put_task_version(NewTaskVersion { task: task.clone(), code: code.into(), graph: None, config: json!({}) }).await?;
-//! let engine = Engine::new(store, EngineConfig::default())?;
-//! let run = engine.start(&task, json!({ "name": "Alice" }), StartOptions::default()).await?;
-//! let run = engine.run_until_settled(run.id, None).await?;
-//! assert_eq!(run.status, RunStatus::Succeeded);
-//! assert_eq!(run.output, Some(json!({ "hi": "Alice", "clock": "number" })));
-//! # Ok::<(), Box<dyn std::error::Error>>(())
-//! # }).unwrap();
-//! ```
+#![doc = include_str!("../README.md")]
 #![warn(missing_docs)]
 
 mod driver;

@@ -1,5 +1,6 @@
-//! Engine tests over real storage (SQLite files and folders) and the shared counting loopback
-//! server of `sequential-test-support`.
+//! Engine tests over the reference `MemoryStore` and real storage (SQLite files and folders),
+//! with the shared counting loopback server of `sequential-test-support`. Behaviour that needs
+//! storage outliving a process (kills, restarts) is in `proofs`, on SQLite and folders.
 
 mod fetcher;
 mod proofs;
@@ -28,7 +29,7 @@ struct Fixture {
 }
 
 fn backends() -> Vec<(&'static str, Fixture)> {
-    ["sqlite", "folder"]
+    ["memory", "sqlite", "folder"]
         .into_iter()
         .map(|b| (b, fixture(b)))
         .collect()
@@ -37,6 +38,7 @@ fn backends() -> Vec<(&'static str, Fixture)> {
 fn fixture(backend: &str) -> Fixture {
     let dir = tempfile::tempdir().unwrap();
     let store: Arc<dyn StorageAdapter> = match backend {
+        "memory" => Arc::new(sequential_adaptor::MemoryStore::new()),
         "sqlite" => {
             Arc::new(sequential_adaptor_sqlite::SqliteStore::open(dir.path().join("s.db")).unwrap())
         }
