@@ -319,7 +319,7 @@ pub async fn run() -> Result<()> {
         );
     }
     println!(
-        "\nTargets (ARCHITECTURE.md §9): 1-step p50 ≤ 2 ms, 10-step p50 ≤ 8 ms (folder and SQLite); \
+        "\nTargets (the design map, ../shared/design/ARCHITECTURE.md §9): 1-step p50 ≤ 2 ms, 10-step p50 ≤ 8 ms (folder and SQLite); \
          ≥ 2,500 ten-step runs/s at 64 concurrent on SQLite; engine CPU ≤ 1 ms per ten-step run; \
          ≤ 4 KiB of storage per ten-step run. Peers measured on this machine: Restate 10-step p50 \
          17.7 ms and 241 ten-step workflows/s at 64 concurrent; DBOS-TS + PostgreSQL 1-step p50 5.3 ms."
