@@ -8,15 +8,8 @@ use anyhow::{Context, Result};
 /// Checks the workspace at `root`; returns one line per problem.
 pub fn check(root: &Path) -> Result<Vec<String>> {
     let mut problems = Vec::new();
-    let crates = root.join("crates");
-    let mut dirs: Vec<_> = fs::read_dir(&crates)
-        .with_context(|| format!("reading {}", crates.display()))?
-        .filter_map(|e| e.ok())
-        .map(|e| e.path())
-        .filter(|p| p.join("Cargo.toml").is_file())
-        .collect();
+    let mut dirs = crate_dirs(root)?;
     dirs.push(root.join("xtask"));
-    dirs.sort();
     for dir in dirs {
         let manifest_path = dir.join("Cargo.toml");
         let manifest = fs::read_to_string(&manifest_path)
