@@ -7,7 +7,9 @@
 //! - `/status/{code}` → that status with body `{"status": code}`;
 //! - `/flaky/{n}/{i}` → `503` for the first `n` requests to this path, then as `/step/{i}`;
 //! - `/echo` → `200 {"method", "path", "headers": {…}, "body"}` of the request;
-//! - `/down` → `503 down`, until [`CountingServer::set_down`]`(false)`, then `200 {"ok": true}`.
+//! - `/down` → `503 down`, until [`CountingServer::set_down`]`(false)`, then `200 {"ok": true}`;
+//! - `/hang-once/{i}` → the first request to this path gets no answer until the server is
+//!   dropped (a client killed mid-request); later ones are answered as `/step/{i}`.
 //!
 //! ```
 //! use sequential_test_support::http::CountingServer;
@@ -50,10 +52,11 @@ pub struct Hit {
     pub body: String,
 }
 
-#[derive(Default)]
 struct Shared {
     hits: Mutex<Vec<Hit>>,
     down: AtomicBool,
+    /// Becomes `true` when the server stops: held requests end then.
+    stopping: tokio::sync::watch::Sender<bool>,
 }
 
 /// The server; see the module docs for its routes.
@@ -80,8 +83,11 @@ impl CountingServer {
 
     /// Starts a server with `extra` routes merged in beside the built-in ones.
     pub fn start_with(extra: Router) -> Self {
-        let shared = Arc::new(Shared::default());
-        shared.down.store(true, Ordering::SeqCst);
+        let shared = Arc::new(Shared {
+            hits: Mutex::new(Vec::new()),
+            down: AtomicBool::new(true),
+            stopping: tokio::sync::watch::Sender::new(false),
+        });
         let (addr_tx, addr_rx) = std::sync::mpsc::channel();
         let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
         let state = shared.clone();
@@ -105,6 +111,7 @@ impl CountingServer {
                         .route("/flaky/{n}/{i}", any(flaky))
                         .route("/echo", any(echo))
                         .route("/down", any(down))
+                        .route("/hang-once/{i}", any(hang_once))
                         .with_state(state.clone())
                         .merge(extra)
                         .layer(axum::middleware::from_fn_with_state(state, record));
@@ -160,6 +167,7 @@ impl CountingServer {
 
 impl Drop for CountingServer {
     fn drop(&mut self) {
+        self.shared.stopping.send_replace(true);
         if let Some(stop) = self.stop.take() {
             let _ = stop.send(());
         }
@@ -231,6 +239,22 @@ async fn flaky(
     } else {
         step(Path(i)).await
     }
+}
+
+async fn hang_once(State(shared): State<Arc<Shared>>, uri: Uri, Path(i): Path<i64>) -> Response {
+    let seen = shared
+        .hits
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|h| h.path == uri.path())
+        .count();
+    if seen == 1 {
+        let mut stopping = shared.stopping.subscribe();
+        let _ = stopping.wait_for(|s| *s).await;
+        return (StatusCode::SERVICE_UNAVAILABLE, "stopping").into_response();
+    }
+    step(Path(i)).await
 }
 
 async fn echo(method: Method, uri: Uri, h: HeaderMap, body: Bytes) -> Response {
