@@ -13,13 +13,7 @@ pub(crate) struct Scan {
 
 /// `sha256:<hex>` of the code.
 pub(crate) fn code_hash(code: &str) -> String {
-    let digest = Sha256::digest(code.as_bytes());
-    let mut out = String::with_capacity(7 + 64);
-    out.push_str("sha256:");
-    for b in digest {
-        out.push_str(&format!("{b:02x}"));
-    }
-    out
+    format!("sha256:{}", hex::encode(Sha256::digest(code.as_bytes())))
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
