@@ -1,45 +1,4 @@
-//! The default storage backend of sequential-ecosystem: task versions, runs, journals and
-//! signals as plain files under the tasks directory (`folder:./tasks`).
-//!
-//! Layout, beside the user's own `tasks/<name>/{code.js, config.json, meta.json, graph.json}`
-//! (which this crate never reads, writes or deletes):
-//!
-//! ```text
-//! <root>/<task>/versions/<n>.json              a TaskVersion
-//! <root>/<task>/runs/<run-id>.json             a Run
-//! <root>/<task>/runs/<run-id>.journal.ndjson   one JournalRecord per line
-//! <root>/<task>/runs/<run-id>.signals.ndjson   one Signal per line
-//! <root>/.sequential/format.json               {"version": 1}
-//! <root>/.sequential/due/<due>.<task>.<run-id> schedule markers (what `claim` looks at)
-//! <root>/.sequential/keys/<sha256>.json        idempotency key → run
-//! <root>/.sequential/locks/*.lock              advisory locks (claims, keys, tasks)
-//! ```
-//!
-//! Invariant: every whole-file write is temp file + fsync + rename + directory fsync; an
-//! `append` returns only after its lines are fdatasync'ed; a torn last line (a crash mid-write)
-//! is dropped on read and truncated away before the next append; `*.tmp` files are never read
-//! as data. Each run is guarded by an advisory lock on its journal file and claims by a store-wide
-//! lock, so several processes can share one folder. The crate knows nothing of JS or HTTP.
-//!
-//! ```
-//! use sequential_adaptor::{Fence, JournalRecord, NewRun, NewTaskVersion, StorageAdapter, TaskName};
-//! use sequential_adaptor_folder::FolderStore;
-//! use serde_json::json;
-//!
-//! # tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap().block_on(async {
-//! let dir = tempfile::tempdir().unwrap();
-//! let store = FolderStore::open(dir.path().join("tasks"))?;
-//! let task = TaskName::new("hello")?;
-//! let v = store
-//!     .put_task_version(NewTaskVersion { task: task.clone(), code: "1 + 1".into(), graph: None, config: json!({}) })
-//!     .await?;
-//! let run = store.create_run(NewRun::new(task, v.version.version, json!({"n": 1}))).await?.into_run();
-//! let rec = JournalRecord { run: run.id, seq: 0, kind: "run.started".into(), at: 0, data: json!({}) };
-//! store.append(run.id, &[rec.clone()], Fence::None).await?;
-//! assert_eq!(store.read_journal(run.id, None, 10).await?, vec![rec]);
-//! # Ok::<(), sequential_adaptor::Error>(())
-//! # }).unwrap();
-//! ```
+#![doc = include_str!("../README.md")]
 #![warn(missing_docs)]
 
 mod fsutil;

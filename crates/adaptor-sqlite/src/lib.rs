@@ -1,36 +1,4 @@
-//! SQLite storage for sequential-ecosystem: a [`StorageAdapter`] on one database file (or an
-//! in-memory database), opened by URL through [`SqliteFactory`] (`sqlite:PATH`,
-//! `sqlite://PATH`, `sqlite::memory:`).
-//!
-//! Invariant: a returned write is on disk. The file is in WAL mode with `synchronous=FULL`;
-//! every write goes through one writer thread that batches whatever requests are queued into
-//! one transaction (each request in its own savepoint, so one failing request does not fail the
-//! others) and answers them after that transaction's single commit — group commit, one fsync
-//! for many concurrent appends. Reads use a small pool of read connections. Claims run in the
-//! writer's `BEGIN IMMEDIATE` transaction, so they are exclusive across processes too.
-//! Semantics (claimability, append planning, compare-and-swap, idempotent create) come from
-//! [`sequential_adaptor::rules`], so every backend agrees. A file that is not a SQLite database,
-//! or one written by a newer schema version, is refused without being changed.
-//!
-//! ```
-//! use sequential_adaptor::{Fence, JournalRecord, NewRun, NewTaskVersion, StorageAdapter, TaskName};
-//! use sequential_adaptor_sqlite::SqliteStore;
-//! use serde_json::json;
-//!
-//! # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
-//! let dir = tempfile::tempdir().unwrap();
-//! let store = SqliteStore::open(dir.path().join("sequential.db"))?;
-//! let task = TaskName::new("hello")?;
-//! let v = store
-//!     .put_task_version(NewTaskVersion { task: task.clone(), code: "1 + 1".into(), graph: None, config: json!({}) })
-//!     .await?;
-//! let run = store.create_run(NewRun::new(task, v.version.version, json!({"n": 1}))).await?.into_run();
-//! let rec = JournalRecord { run: run.id, seq: 0, kind: "run.started".into(), at: 0, data: json!({}) };
-//! store.append(run.id, &[rec.clone()], Fence::None).await?; // durable when it returns
-//! assert_eq!(store.read_journal(run.id, None, 10).await?, vec![rec]);
-//! # Ok::<(), sequential_adaptor::Error>(())
-//! # }).unwrap();
-//! ```
+#![doc = include_str!("../README.md")]
 #![warn(missing_docs)]
 
 mod ops;
