@@ -23,13 +23,13 @@ use crate::model::{
 ///    file, with nothing underneath).
 /// 2. **What tools need to administer a store** — [`list_tasks`](Self::list_tasks),
 ///    [`delete_task`](Self::delete_task), [`list_runs`](Self::list_runs),
-///    [`prune`](Self::prune): provided methods that answer [`Error::Unsupported`] until a
+///    [`prune`](Self::prune): provided methods that answer [`Unsupported`](crate::Error::Unsupported) until a
 ///    backend overrides them; plus hints with sensible defaults
 ///    ([`wait_for_change`](Self::wait_for_change), [`health`](Self::health)).
 ///
 /// Each method says what it must keep and names the conformance case that checks it
 /// (`sequential_adaptor::conformance::<case>`, run on a backend by
-/// [`crate::conformance_tests!`]). The suite is the precise contract; the text summarises it.
+/// `conformance_tests!`). The suite is the precise contract; the text summarises it.
 /// Cases of part 2 are skipped, with one line, on a backend that answers `Unsupported`.
 ///
 /// Every write is durable when it returns, and every multi-record write is all-or-nothing: a
