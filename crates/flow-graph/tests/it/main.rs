@@ -1,0 +1,5 @@
+//! flow-graph tests in one binary: static validation (one test per S16 rule), the E1/E2
+//! traces of GRAPHS.md §3, every state type through the stepping function, data-driven cases
+//! under `tests/data/`, and the Machine.
+
+mod check;
