@@ -1,0 +1,356 @@
+//! PostgreSQL storage for sequential-ecosystem (see the README below).
+//!
+//! Invariant: every decision (what is claimable, how a claim, an append, an update or a signal
+//! changes a run) comes from [`sequential_adaptor::rules`]; this crate only stores, locks and
+//! notifies. A returned write is committed.
+#![doc = include_str!("../README.md")]
+#![warn(missing_docs)]
+
+mod codec;
+mod errors;
+mod listen;
+mod ops;
+mod schema;
+mod url;
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use sequential_adaptor::{
+    AdapterFactory, Claim, ClaimRequest, Created, DeleteMode, Error, Fence, JournalRecord, NewRun,
+    NewTaskVersion, Page, PutVersion, Result, Run, RunFilter, RunId, RunPage, Signal,
+    StorageAdapter, Takeover, TaskName, TaskSummary, TaskVersion, UnixMillis, VersionSel,
+};
+use serde_json::Value;
+use sqlx::Connection;
+use sqlx::postgres::{PgConnection, PgPoolOptions};
+
+pub use schema::{MigrationReport, SCHEMA_VERSION};
+pub use url::{DEFAULT_POOL_SIZE, DEFAULT_SCHEMA};
+
+use codec::Fail;
+use ops::Db;
+use url::Location;
+
+/// How many times an operation that may safely be repeated is tried when the connection (not
+/// the statement) failed, e.g. while the server restarts.
+const CONNECTION_TRIES: u32 = 4;
+
+/// A [`StorageAdapter`] on a PostgreSQL database. Cheap to clone; clones share the pool.
+#[derive(Clone)]
+pub struct PostgresStore {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    loc: Location,
+    db: Db,
+    changes: Arc<listen::Changes>,
+    listener: Mutex<Option<tokio::task::JoinHandle<()>>>,
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        if let Some(task) = self.listener.lock().ok().and_then(|mut l| l.take()) {
+            task.abort();
+        }
+    }
+}
+
+impl std::fmt::Debug for PostgresStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PostgresStore")
+            .field("db", &self.inner.loc.shown)
+            .field("pool_size", &self.inner.loc.pool_size)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Whether opening a store may migrate the schema.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+enum Schema {
+    /// Apply missing migrations (writing commands, workers).
+    #[default]
+    Migrate,
+    /// Create nothing; an unmigrated or older schema is an error (read-only commands).
+    Existing,
+}
+
+async fn connect(loc: &Location) -> Result<PgConnection> {
+    PgConnection::connect_with(&loc.options)
+        .await
+        .map_err(|e| errors::connect_err(loc, e))
+}
+
+impl PostgresStore {
+    /// Connects to `url`, applying missing schema migrations (under an advisory lock, so
+    /// concurrent openers apply each once). A schema written by a newer version is
+    /// `Unsupported` and left untouched.
+    pub async fn open(url: &str) -> Result<PostgresStore> {
+        Self::open_as(url, Schema::Migrate).await
+    }
+
+    /// Connects to `url` without creating anything: a database where the schema was never
+    /// migrated is `NotFound`, one migrated by an older version `Unsupported`, both saying to
+    /// run `sequential-ecosystem migrate`. For read-only commands.
+    pub async fn open_existing(url: &str) -> Result<PostgresStore> {
+        Self::open_as(url, Schema::Existing).await
+    }
+
+    /// Applies missing schema migrations at `url` and says what was done.
+    pub async fn migrate(url: &str) -> Result<MigrationReport> {
+        let loc = Location::parse(url)?;
+        let mut conn = connect(&loc).await?;
+        let report = schema::migrate(&mut conn, &loc).await;
+        let _ = conn.close().await;
+        report
+    }
+
+    async fn open_as(url: &str, mode: Schema) -> Result<PostgresStore> {
+        let loc = Location::parse(url)?;
+        let mut conn = connect(&loc).await?;
+        let checked = match mode {
+            Schema::Migrate => schema::migrate(&mut conn, &loc).await.map(|_| ()),
+            Schema::Existing => match schema::current_version(&mut conn, &loc).await {
+                Ok(v) if v == SCHEMA_VERSION => Ok(()),
+                Ok(v) => schema::check_not_newer(&loc, v).and(Err(schema::not_migrated(&loc, v))),
+                Err(e) => Err(e),
+            },
+        };
+        let _ = conn.close().await;
+        checked?;
+        let pool = PgPoolOptions::new()
+            .max_connections(loc.pool_size)
+            .min_connections(0)
+            .acquire_timeout(loc.acquire_timeout)
+            // a ping per checkout would double the round trips of every step; a dead
+            // connection is noticed by its first statement, which is then retried when safe
+            .test_before_acquire(false)
+            .connect_lazy_with(loc.options.clone());
+        Ok(PostgresStore {
+            inner: Arc::new(Inner {
+                db: Db { pool },
+                loc,
+                changes: Arc::new(listen::Changes::default()),
+                listener: Mutex::new(None),
+            }),
+        })
+    }
+
+    /// The schema holding the tables.
+    pub fn schema(&self) -> &str {
+        &self.inner.loc.schema
+    }
+
+    /// The store for messages: database, server and schema, never the password.
+    pub fn describe(&self) -> &str {
+        &self.inner.loc.shown
+    }
+
+    /// `true` while [`StorageAdapter::wait_for_change`] listens for notifications (it polls
+    /// before its first call has connected, and while reconnecting).
+    pub fn is_listening(&self) -> bool {
+        self.inner.changes.is_listening()
+    }
+
+    /// Closes the pool's connections (the store is unusable afterwards).
+    pub async fn close(&self) {
+        if let Some(task) = self.inner.listener.lock().ok().and_then(|mut l| l.take()) {
+            task.abort();
+        }
+        self.inner.db.pool.close().await;
+    }
+
+    fn error(&self, f: Fail) -> Error {
+        match f {
+            Fail::Store(e) => e,
+            Fail::Sql(doing, e) => errors::op_err(&self.inner.loc, doing, e),
+        }
+    }
+}
+
+/// Runs `$op` (an expression giving a fresh future each time); when `$repeat` and the
+/// connection failed, tries again on a fresh connection, [`CONNECTION_TRIES`] times in all.
+macro_rules! attempt {
+    ($self:ident, $repeat:expr, $op:expr) => {{
+        let mut tries = 1;
+        loop {
+            match $op.await {
+                Ok(v) => break Ok(v),
+                Err(Fail::Sql(doing, e))
+                    if $repeat && tries < CONNECTION_TRIES && errors::is_connection_error(&e) =>
+                {
+                    tracing::warn!(db = %$self.inner.loc.shown, doing, error = %e, try_ = tries, "connection failed; trying again");
+                    tokio::time::sleep(Duration::from_millis(100 << tries)).await;
+                    tries += 1;
+                }
+                Err(f) => break Err($self.error(f)),
+            }
+        }
+    }};
+}
+
+/// Operations that may be repeated after a lost connection without changing their outcome.
+const REPEAT: bool = true;
+/// Operations whose repetition could be observed (a second signal, a stale revision).
+const ONCE: bool = false;
+
+#[async_trait]
+impl StorageAdapter for PostgresStore {
+    fn scheme(&self) -> &'static str {
+        "postgres"
+    }
+
+    async fn put_task_version(&self, new: NewTaskVersion) -> Result<PutVersion> {
+        attempt!(self, REPEAT, self.inner.db.put_task_version(&new))
+    }
+
+    async fn get_task_version(&self, task: &TaskName, sel: VersionSel) -> Result<TaskVersion> {
+        attempt!(self, REPEAT, self.inner.db.get_task_version(task, sel))
+    }
+
+    async fn create_run(&self, new: NewRun) -> Result<Created> {
+        // with a key, a repeat finds the run the lost attempt created
+        let keyed = new.idempotency_key.is_some();
+        attempt!(self, keyed, self.inner.db.create_run(&new))
+    }
+
+    async fn get_run(&self, id: RunId) -> Result<Run> {
+        attempt!(self, REPEAT, self.inner.db.get_run(id))
+    }
+
+    async fn update_run(&self, run: &Run) -> Result<Run> {
+        attempt!(self, ONCE, self.inner.db.update_run(run))
+    }
+
+    async fn settle_run(&self, run: &Run, token: u64) -> Result<Run> {
+        attempt!(self, ONCE, self.inner.db.settle_run(run, token))
+    }
+
+    async fn append(&self, run: RunId, records: &[JournalRecord], fence: Fence) -> Result<()> {
+        // appends are idempotent on (run, seq): a repeat of a committed append is a no-op
+        attempt!(self, REPEAT, self.inner.db.append(run, records, fence))
+    }
+
+    async fn read_journal(
+        &self,
+        run: RunId,
+        after_seq: Option<u64>,
+        limit: usize,
+    ) -> Result<Vec<JournalRecord>> {
+        attempt!(
+            self,
+            REPEAT,
+            self.inner.db.read_journal(run, after_seq, limit)
+        )
+    }
+
+    async fn claim(&self, req: &ClaimRequest) -> Result<Vec<Claim>> {
+        // a claim whose answer was lost leaves its runs leased until the lease expires: late,
+        // never lost or doubled
+        attempt!(self, REPEAT, self.inner.db.claim(req))
+    }
+
+    async fn claim_run(
+        &self,
+        id: RunId,
+        req: &ClaimRequest,
+        takeover: Takeover,
+    ) -> Result<Option<Claim>> {
+        attempt!(self, REPEAT, self.inner.db.claim_run(id, req, takeover))
+    }
+
+    async fn renew(&self, run: RunId, token: u64, now: UnixMillis, lease_ms: u64) -> Result<Run> {
+        attempt!(self, REPEAT, self.inner.db.renew(run, token, now, lease_ms))
+    }
+
+    async fn release(&self, run: RunId, token: u64) -> Result<Run> {
+        attempt!(self, ONCE, self.inner.db.release(run, token))
+    }
+
+    async fn send_signal(&self, run: RunId, name: &str, payload: Value) -> Result<u64> {
+        attempt!(self, ONCE, self.inner.db.send_signal(run, name, &payload))
+    }
+
+    async fn read_signals(&self, run: RunId, after_seq: Option<u64>) -> Result<Vec<Signal>> {
+        attempt!(self, REPEAT, self.inner.db.read_signals(run, after_seq))
+    }
+
+    // ---- part 2: administration ---------------------------------------------------------
+
+    async fn list_tasks(&self) -> Result<Vec<TaskSummary>> {
+        attempt!(self, REPEAT, self.inner.db.list_tasks())
+    }
+
+    async fn delete_task(&self, task: &TaskName, mode: DeleteMode) -> Result<()> {
+        attempt!(self, ONCE, self.inner.db.delete_task(task, mode))
+    }
+
+    async fn list_runs(&self, filter: &RunFilter, page: Page) -> Result<RunPage> {
+        attempt!(self, REPEAT, self.inner.db.list_runs(filter, page))
+    }
+
+    async fn prune(&self, older_than: UnixMillis) -> Result<u64> {
+        attempt!(self, REPEAT, self.inner.db.prune(older_than))
+    }
+
+    /// Waits for a notification from the tables' triggers (a new run, a signal, a timer armed
+    /// or brought forward, a lease dropped — in any process) for up to `timeout`; polls every
+    /// 200 ms while the listening connection is not established.
+    async fn wait_for_change(&self, timeout: Duration) {
+        if let Ok(mut listener) = self.inner.listener.lock()
+            && listener.is_none()
+        {
+            *listener = Some(listen::spawn(
+                self.inner.loc.clone(),
+                self.inner.changes.clone(),
+            ));
+        }
+        self.inner.changes.wait(timeout).await;
+    }
+
+    /// Checks that the server answers and the schema is the version this build writes.
+    async fn health(&self) -> Result<()> {
+        let loc = &self.inner.loc;
+        let mut conn = self
+            .inner
+            .db
+            .pool
+            .acquire()
+            .await
+            .map_err(|e| errors::connect_err(loc, e))?;
+        match schema::current_version(&mut conn, loc).await? {
+            SCHEMA_VERSION => Ok(()),
+            v => schema::check_not_newer(loc, v).and(Err(schema::not_migrated(loc, v))),
+        }
+    }
+}
+
+/// Opens [`PostgresStore`]s for `postgres://` and `postgresql://` URLs. Register it for both
+/// schemes: `registry.register("postgres", PostgresFactory::FORM, PostgresFactory::default())`.
+/// The default migrates the schema on open ([`PostgresStore::open`]);
+/// [`PostgresFactory::existing`] creates nothing ([`PostgresStore::open_existing`]).
+#[derive(Clone, Copy, Debug, Default)]
+pub struct PostgresFactory {
+    schema: Schema,
+}
+
+impl PostgresFactory {
+    /// The URL form, for error messages.
+    pub const FORM: &'static str = url::FORMS;
+
+    /// A factory that opens only databases whose schema is current and creates nothing.
+    pub fn existing() -> Self {
+        PostgresFactory {
+            schema: Schema::Existing,
+        }
+    }
+}
+
+#[async_trait]
+impl AdapterFactory for PostgresFactory {
+    async fn open(&self, url: &str) -> Result<Arc<dyn StorageAdapter>> {
+        Ok(Arc::new(PostgresStore::open_as(url, self.schema).await?))
+    }
+}

@@ -1,0 +1,923 @@
+//! The storage operations in SQL; every decision comes from `sequential_adaptor::rules`.
+//!
+//! Hot paths are one statement (one round trip, one commit): `append` (fence checked under the
+//! run's row lock in the same statement), `update_run`, `settle_run`, `create_run`. Claims and
+//! the other lease operations lock their rows, apply the rules in Rust and write back, in one
+//! transaction.
+
+use std::collections::HashMap;
+
+use sequential_adaptor::rules;
+use sequential_adaptor::{
+    Claim, ClaimRequest, Created, DeleteMode, Error, Fence, JournalRecord, Lease, NewRun,
+    NewTaskVersion, Order, Page, PutVersion, Run, RunFilter, RunId, RunPage, Signal, Takeover,
+    TaskName, TaskSummary, TaskVersion, UnixMillis, VersionSel, now_millis,
+};
+use serde_json::Value;
+use sqlx::postgres::{PgPool, PgRow};
+use sqlx::{PgConnection, Row};
+use uuid::Uuid;
+
+use crate::codec::{
+    Doing, Fail, R, json_text, record_from_row, run_cols, run_from_row, signal_from_row, storable,
+    terminal_statuses, uuid, version_from_row,
+};
+use crate::errors::is_unique_violation;
+
+/// How many times an optimistic statement is retried when it lost a race.
+const RACES: usize = 8;
+
+fn run_not_found(id: RunId) -> Fail {
+    Fail::Store(Error::not_found(format!("run {id}")))
+}
+
+fn lost_race(what: &str) -> Fail {
+    Fail::Store(Error::conflict(format!(
+        "{what}: the stored state kept changing concurrently; try again"
+    )))
+}
+
+/// A stand-in run carrying only what `rules::check_fence` and `rules::check_lease` read.
+fn probe(id: RunId, fence: u64, token: Option<u64>) -> Run {
+    let mut run = rules::new_run(
+        NewRun::new(TaskName::new("probe").expect("valid name"), 0, Value::Null),
+        0,
+    );
+    run.id = id;
+    run.fence = fence;
+    run.lease = token.map(|token| Lease {
+        owner: String::new(),
+        token,
+        expires_at: 0,
+    });
+    run
+}
+
+fn check_run_text(run: &Run) -> R<()> {
+    if let Some(k) = &run.idempotency_key {
+        storable("idempotency key", k)?;
+    }
+    if let Some(w) = &run.waiting_for {
+        storable("waiting_for", w)?;
+    }
+    if let Some(l) = &run.lease {
+        storable("lease owner", &l.owner)?;
+    }
+    Ok(())
+}
+
+/// Runs `$body` in a transaction on a pooled connection named `$tx`: commits when it returns
+/// `Ok`, rolls back at once when it fails, so its row locks are not held until the connection
+/// is next used (a dropped sqlx transaction only queues its rollback).
+macro_rules! transaction {
+    ($db:expr, $doing:expr, |$tx:ident| $body:block) => {{
+        let mut $tx = $db.pool.begin().await.doing($doing)?;
+        let result: R<_> = async { $body }.await;
+        match result {
+            Ok(v) => {
+                $tx.commit().await.doing($doing)?;
+                Ok(v)
+            }
+            Err(e) => {
+                let _ = $tx.rollback().await;
+                Err(e)
+            }
+        }
+    }};
+}
+
+/// The operations, on a pool.
+#[derive(Debug, Clone)]
+pub(crate) struct Db {
+    pub(crate) pool: PgPool,
+}
+
+// ---------------------------------------------------------------- task versions
+
+impl Db {
+    pub(crate) async fn put_task_version(&self, new: &NewTaskVersion) -> R<PutVersion> {
+        let hash = new.content_hash();
+        let code = json_text(&Value::String(new.code.clone()));
+        let graph = new.graph.as_ref().map(json_text);
+        let config = json_text(&new.config);
+        for _ in 0..RACES {
+            let found = sqlx::query(
+                "SELECT task, version, hash, code::text AS code, graph::text AS graph, \
+                 config::text AS config, created_at FROM task_versions WHERE task = $1 AND hash = $2",
+            )
+            .bind(new.task.as_str())
+            .bind(&hash)
+            .fetch_optional(&self.pool)
+            .await
+            .doing("finding a task version")?;
+            if let Some(row) = found {
+                return Ok(PutVersion {
+                    version: version_from_row(&row)?,
+                    created: false,
+                });
+            }
+            let created_at = now_millis();
+            // numbered under the unique constraints: a concurrent put of the same task makes
+            // this insert nothing, and the loop looks again
+            let inserted = sqlx::query(
+                "INSERT INTO task_versions (task, version, hash, code, graph, config, created_at) \
+                 SELECT $1, coalesce(max(version), 0) + 1, $2, $3::json, $4::json, $5::json, $6 \
+                 FROM task_versions WHERE task = $1 \
+                 ON CONFLICT DO NOTHING RETURNING version",
+            )
+            .bind(new.task.as_str())
+            .bind(&hash)
+            .bind(&code)
+            .bind(&graph)
+            .bind(&config)
+            .bind(created_at)
+            .fetch_optional(&self.pool)
+            .await
+            .doing("storing a task version")?;
+            if let Some(row) = inserted {
+                let version: i64 = row.try_get(0).doing("storing a task version")?;
+                return Ok(PutVersion {
+                    version: TaskVersion {
+                        task: new.task.clone(),
+                        version: version as u32,
+                        hash,
+                        code: new.code.clone(),
+                        graph: new.graph.clone(),
+                        config: new.config.clone(),
+                        created_at,
+                    },
+                    created: true,
+                });
+            }
+        }
+        Err(lost_race(&format!(
+            "storing a version of task `{}`",
+            new.task
+        )))
+    }
+
+    pub(crate) async fn get_task_version(
+        &self,
+        task: &TaskName,
+        sel: VersionSel,
+    ) -> R<TaskVersion> {
+        let row = match sel {
+            VersionSel::Latest => {
+                sqlx::query(
+                    "SELECT task, version, hash, code::text AS code, graph::text AS graph, \
+                 config::text AS config, created_at FROM task_versions WHERE task = $1 \
+                 ORDER BY version DESC LIMIT 1",
+                )
+                .bind(task.as_str())
+                .fetch_optional(&self.pool)
+                .await
+            }
+            VersionSel::Exact(n) => {
+                sqlx::query(
+                    "SELECT task, version, hash, code::text AS code, graph::text AS graph, \
+                 config::text AS config, created_at FROM task_versions \
+                 WHERE task = $1 AND version = $2",
+                )
+                .bind(task.as_str())
+                .bind(i64::from(n))
+                .fetch_optional(&self.pool)
+                .await
+            }
+        }
+        .doing("reading a task version")?;
+        match (row, sel) {
+            (Some(row), _) => version_from_row(&row),
+            (None, VersionSel::Latest) => Err(Fail::Store(Error::not_found(format!(
+                "task `{task}` (no stored version)"
+            )))),
+            (None, VersionSel::Exact(n)) => Err(Fail::Store(Error::not_found(format!(
+                "task `{task}` version {n}"
+            )))),
+        }
+    }
+
+    pub(crate) async fn list_tasks(&self) -> R<Vec<TaskSummary>> {
+        let rows = sqlx::query(
+            "SELECT DISTINCT ON (task) task, version, hash, created_at FROM task_versions \
+             ORDER BY task, version DESC",
+        )
+        .fetch_all(&self.pool)
+        .await
+        .doing("listing tasks")?;
+        let mut out = Vec::with_capacity(rows.len());
+        for row in rows {
+            out.push(TaskSummary {
+                name: TaskName::new(row.try_get::<String, _>(0).doing("listing tasks")?)?,
+                latest_version: row.try_get::<i64, _>(1).doing("listing tasks")? as u32,
+                latest_hash: row.try_get(2).doing("listing tasks")?,
+                updated_at: row.try_get(3).doing("listing tasks")?,
+            });
+        }
+        // the database's collation may not sort like Rust strings do
+        out.sort_by(|a, b| a.name.cmp(&b.name));
+        Ok(out)
+    }
+
+    pub(crate) async fn delete_task(&self, task: &TaskName, mode: DeleteMode) -> R<()> {
+        transaction!(self, "deleting a task", |tx| {
+            let row = sqlx::query(
+                "SELECT (SELECT count(*) FROM task_versions WHERE task = $1), \
+                    (SELECT count(*) FROM runs WHERE task = $1), \
+                    (SELECT count(*) FROM runs WHERE task = $1 AND status <> ALL($2))",
+            )
+            .bind(task.as_str())
+            .bind(terminal_statuses())
+            .fetch_one(&mut *tx)
+            .await
+            .doing("deleting a task")?;
+            let (versions, runs, active): (i64, i64, i64) = (
+                row.try_get(0).doing("deleting a task")?,
+                row.try_get(1).doing("deleting a task")?,
+                row.try_get(2).doing("deleting a task")?,
+            );
+            if versions == 0 && runs == 0 {
+                return Err(Fail::Store(Error::not_found(format!("task `{task}`"))));
+            }
+            if mode == DeleteMode::IfIdle && active > 0 {
+                return Err(Fail::Store(Error::conflict(format!(
+                    "task `{task}` has {active} active run(s); finish or cancel them, or delete with force"
+                ))));
+            }
+            sqlx::query(
+                "WITH gone AS (DELETE FROM runs WHERE task = $1 RETURNING id), \
+                  j AS (DELETE FROM journal WHERE run IN (SELECT id FROM gone)), \
+                  s AS (DELETE FROM signals WHERE run IN (SELECT id FROM gone)) \
+             DELETE FROM task_versions WHERE task = $1",
+            )
+            .bind(task.as_str())
+            .execute(&mut *tx)
+            .await
+            .doing("deleting a task")?;
+            Ok(())
+        })
+    }
+}
+
+// ---------------------------------------------------------------- runs
+
+/// Inserts a run as it is (every column); nothing when its idempotency key is taken or, with
+/// `need_version`, when its task version does not exist. `true` when inserted.
+const INSERT_RUN: &str = "INSERT INTO runs (id, task, version, status, input, output, error, \
+     parent_run, parent_seq, idempotency_key, wake_at, waiting_for, lease_owner, lease_token, \
+     lease_expires, fence, attempt, revision, created_at, updated_at, ended_at, expires_at) \
+     SELECT $1, $2, $3, $4, $5::json, $6::json, $7::json, $8, $9, $10, $11, $12, $13, $14, $15, \
+            $16, $17, $18, $19, $20, $21, $22 \
+     WHERE NOT $23 OR EXISTS (SELECT 1 FROM task_versions WHERE task = $2 AND version = $3) \
+     ON CONFLICT DO NOTHING RETURNING id";
+
+/// The columns `update_run` and `settle_run` write: everything but the identity, the lease and
+/// the fence (the input only when it changed, so a large unchanged input is not rewritten).
+macro_rules! update_set {
+    () => {
+        "version = $5, status = $6, \
+         input = CASE WHEN input::text = $7 THEN input ELSE $7::json END, \
+         output = $8::json, error = $9::json, parent_run = $10, parent_seq = $11, \
+         idempotency_key = $12, wake_at = $13, waiting_for = $14, attempt = $15, revision = $16, \
+         updated_at = $17, ended_at = $18, expires_at = $19"
+    };
+}
+
+const UPDATE_RUN: &str = concat!(
+    "UPDATE runs SET ",
+    update_set!(),
+    " WHERE id = $1 AND revision = $2 AND task = $3 AND created_at = $4 \
+     RETURNING lease_owner, lease_token, lease_expires, fence"
+);
+
+const SETTLE_RUN: &str = concat!(
+    "UPDATE runs SET ",
+    update_set!(),
+    ", lease_owner = NULL, lease_token = NULL, lease_expires = NULL \
+     WHERE id = $1 AND revision = $2 AND task = $3 AND created_at = $4 AND lease_token = $20 \
+     RETURNING lease_owner, lease_token, lease_expires, fence"
+);
+
+/// Writes what a claim, renew, release or signal changes, for several runs in one statement.
+const WRITE_LEASES: &str = "UPDATE runs AS r SET status = u.status, wake_at = u.wake_at, \
+     lease_owner = u.owner, lease_token = u.token, lease_expires = u.expires, fence = u.fence, \
+     attempt = u.attempt, revision = u.revision, updated_at = u.updated_at \
+     FROM unnest($1::uuid[], $2::text[], $3::bigint[], $4::text[], $5::bigint[], $6::bigint[], \
+                 $7::bigint[], $8::bigint[], $9::bigint[], $10::bigint[]) \
+          AS u(id, status, wake_at, owner, token, expires, fence, attempt, revision, updated_at) \
+     WHERE r.id = u.id";
+
+/// Claim candidates: the oldest queued runs, and the runs due by time (timers, expired leases),
+/// each list from its own index in `ready_at` order, locked, skipping rows another claimer holds.
+const CLAIM_CANDIDATES: &str = concat!(
+    "WITH q AS (SELECT ",
+    run_cols!(),
+    " FROM runs WHERE status = 'queued' ORDER BY ready_at, id LIMIT $2 FOR UPDATE SKIP LOCKED), \
+     d AS (SELECT ",
+    run_cols!(),
+    " FROM runs WHERE status IN ('waiting', 'running', 'stopping') AND ready_at <= $1 \
+     ORDER BY ready_at, id LIMIT $2 FOR UPDATE SKIP LOCKED) \
+     SELECT * FROM q UNION ALL SELECT * FROM d"
+);
+
+const SELECT_RUN: &str = concat!("SELECT ", run_cols!(), " FROM runs WHERE id = $1");
+const LOCK_RUN: &str = concat!(
+    "SELECT ",
+    run_cols!(),
+    " FROM runs WHERE id = $1 FOR NO KEY UPDATE"
+);
+const RUN_BY_KEY: &str = concat!(
+    "SELECT ",
+    run_cols!(),
+    " FROM runs WHERE idempotency_key = $1"
+);
+
+/// Binds a whole run to [`INSERT_RUN`].
+fn bind_insert<'q>(
+    run: &'q Run,
+    need_version: bool,
+) -> sqlx::query::Query<'q, sqlx::Postgres, sqlx::postgres::PgArguments> {
+    sqlx::query(INSERT_RUN)
+        .bind(uuid(run.id))
+        .bind(run.task.as_str())
+        .bind(i64::from(run.version))
+        .bind(run.status.as_str())
+        .bind(json_text(&run.input))
+        .bind(run.output.as_ref().map(json_text))
+        .bind(run.error.as_ref().map(json_text))
+        .bind(run.parent.map(|p| uuid(p.run)))
+        .bind(run.parent.map(|p| p.seq as i64))
+        .bind(run.idempotency_key.as_deref())
+        .bind(run.wake_at)
+        .bind(run.waiting_for.as_deref())
+        .bind(run.lease.as_ref().map(|l| l.owner.as_str()))
+        .bind(run.lease.as_ref().map(|l| l.token as i64))
+        .bind(run.lease.as_ref().map(|l| l.expires_at))
+        .bind(run.fence as i64)
+        .bind(i64::from(run.attempt))
+        .bind(run.revision as i64)
+        .bind(run.created_at)
+        .bind(run.updated_at)
+        .bind(run.ended_at)
+        .bind(run.expires_at)
+        .bind(need_version)
+}
+
+/// Binds `prepared` (the run as it will be stored) and the guard values to [`UPDATE_RUN`] or
+/// [`SETTLE_RUN`].
+fn bind_update<'q>(
+    sql: &'static str,
+    prepared: &'q Run,
+    expected_revision: u64,
+    token: Option<u64>,
+) -> sqlx::query::Query<'q, sqlx::Postgres, sqlx::postgres::PgArguments> {
+    let q = sqlx::query(sql)
+        .bind(uuid(prepared.id))
+        .bind(expected_revision as i64)
+        .bind(prepared.task.as_str())
+        .bind(prepared.created_at)
+        .bind(i64::from(prepared.version))
+        .bind(prepared.status.as_str())
+        .bind(json_text(&prepared.input))
+        .bind(prepared.output.as_ref().map(json_text))
+        .bind(prepared.error.as_ref().map(json_text))
+        .bind(prepared.parent.map(|p| uuid(p.run)))
+        .bind(prepared.parent.map(|p| p.seq as i64))
+        .bind(prepared.idempotency_key.as_deref())
+        .bind(prepared.wake_at)
+        .bind(prepared.waiting_for.as_deref())
+        .bind(i64::from(prepared.attempt))
+        .bind(prepared.revision as i64)
+        .bind(prepared.updated_at)
+        .bind(prepared.ended_at)
+        .bind(prepared.expires_at);
+    match token {
+        Some(t) => q.bind(t as i64),
+        None => q,
+    }
+}
+
+/// Puts the stored lease and fence (from `RETURNING lease_owner, lease_token, lease_expires,
+/// fence`) into `run`.
+fn with_stored_lease(mut run: Run, row: &PgRow) -> R<Run> {
+    let doing = "reading a written run";
+    run.lease = match (
+        row.try_get::<Option<String>, _>(0).doing(doing)?,
+        row.try_get::<Option<i64>, _>(1).doing(doing)?,
+        row.try_get::<Option<i64>, _>(2).doing(doing)?,
+    ) {
+        (Some(owner), Some(token), Some(expires_at)) => Some(Lease {
+            owner,
+            token: token as u64,
+            expires_at,
+        }),
+        _ => None,
+    };
+    run.fence = row.try_get::<i64, _>(3).doing(doing)? as u64;
+    Ok(run)
+}
+
+/// Writes the lease-related columns of `runs` (all changed by the rules of a claim, renew,
+/// release or signal) in one statement.
+async fn write_leases(conn: &mut PgConnection, runs: &[&Run]) -> R<()> {
+    if runs.is_empty() {
+        return Ok(());
+    }
+    for r in runs {
+        check_run_text(r)?;
+    }
+    let col = |f: &dyn Fn(&Run) -> Option<i64>| runs.iter().map(|r| f(r)).collect::<Vec<_>>();
+    sqlx::query(WRITE_LEASES)
+        .bind(runs.iter().map(|r| uuid(r.id)).collect::<Vec<Uuid>>())
+        .bind(
+            runs.iter()
+                .map(|r| r.status.as_str())
+                .collect::<Vec<&str>>(),
+        )
+        .bind(col(&|r| r.wake_at))
+        .bind(
+            runs.iter()
+                .map(|r| r.lease.as_ref().map(|l| l.owner.as_str()))
+                .collect::<Vec<Option<&str>>>(),
+        )
+        .bind(col(&|r| r.lease.as_ref().map(|l| l.token as i64)))
+        .bind(col(&|r| r.lease.as_ref().map(|l| l.expires_at)))
+        .bind(col(&|r| Some(r.fence as i64)))
+        .bind(col(&|r| Some(i64::from(r.attempt))))
+        .bind(col(&|r| Some(r.revision as i64)))
+        .bind(col(&|r| Some(r.updated_at)))
+        .execute(&mut *conn)
+        .await
+        .doing("writing a run's lease")?;
+    Ok(())
+}
+
+async fn lock_run(conn: &mut PgConnection, id: RunId) -> R<Run> {
+    let row = sqlx::query(LOCK_RUN)
+        .bind(uuid(id))
+        .fetch_optional(&mut *conn)
+        .await
+        .doing("locking a run")?;
+    run_from_row(&row.ok_or_else(|| run_not_found(id))?)
+}
+
+impl Db {
+    pub(crate) async fn create_run(&self, new: &NewRun) -> R<Created> {
+        if let Some(key) = &new.idempotency_key {
+            storable("idempotency key", key)?;
+        }
+        for _ in 0..RACES {
+            let run = rules::new_run(new.clone(), now_millis());
+            let inserted = bind_insert(&run, true)
+                .fetch_optional(&self.pool)
+                .await
+                .doing("storing a run")?;
+            if inserted.is_some() {
+                return Ok(Created::Created(run));
+            }
+            let version_exists = sqlx::query(
+                "SELECT EXISTS (SELECT 1 FROM task_versions WHERE task = $1 AND version = $2)",
+            )
+            .bind(new.task.as_str())
+            .bind(i64::from(new.version))
+            .fetch_one(&self.pool)
+            .await
+            .and_then(|r| r.try_get::<bool, _>(0))
+            .doing("checking a task version")?;
+            if !version_exists {
+                return Err(Fail::Store(Error::not_found(format!(
+                    "task `{}` version {}",
+                    new.task, new.version
+                ))));
+            }
+            if let Some(key) = &new.idempotency_key {
+                let existing = sqlx::query(RUN_BY_KEY)
+                    .bind(key)
+                    .fetch_optional(&self.pool)
+                    .await
+                    .doing("finding an idempotency key")?;
+                if let Some(row) = existing {
+                    return Ok(rules::existing_for_key(run_from_row(&row)?, new)?);
+                }
+            }
+            // the key's run was deleted in between (or an id collided): try again
+        }
+        Err(lost_race(&format!("starting a run of task `{}`", new.task)))
+    }
+
+    pub(crate) async fn get_run(&self, id: RunId) -> R<Run> {
+        let row = sqlx::query(SELECT_RUN)
+            .bind(uuid(id))
+            .fetch_optional(&self.pool)
+            .await
+            .doing("reading a run")?;
+        run_from_row(&row.ok_or_else(|| run_not_found(id))?)
+    }
+
+    pub(crate) async fn update_run(&self, new: &Run) -> R<Run> {
+        check_run_text(new)?;
+        for _ in 0..RACES {
+            let now = now_millis();
+            // the guard makes the stored revision, task and creation time equal to `new`'s,
+            // and the lease and fence come back from the row
+            let prepared = rules::prepare_update(new, new, now)?;
+            let row = bind_update(UPDATE_RUN, &prepared, new.revision, None)
+                .fetch_optional(&self.pool)
+                .await
+                .doing("updating a run")?;
+            if let Some(row) = row {
+                return with_stored_lease(prepared, &row);
+            }
+            // the guard failed: let the rules say why
+            let stored = self.get_run(new.id).await?;
+            rules::prepare_update(&stored, new, now)?;
+        }
+        Err(lost_race(&format!("updating run {}", new.id)))
+    }
+
+    pub(crate) async fn settle_run(&self, new: &Run, token: u64) -> R<Run> {
+        check_run_text(new)?;
+        for _ in 0..RACES {
+            let now = now_millis();
+            let mut assumed = new.clone();
+            assumed.lease = probe(new.id, new.fence, Some(token)).lease;
+            let prepared = rules::prepare_settle(&assumed, new, token, now)?;
+            let row = bind_update(SETTLE_RUN, &prepared, new.revision, Some(token))
+                .fetch_optional(&self.pool)
+                .await
+                .doing("settling a run")?;
+            if let Some(row) = row {
+                return with_stored_lease(prepared, &row);
+            }
+            let stored = self.get_run(new.id).await?;
+            rules::prepare_settle(&stored, new, token, now)?;
+        }
+        Err(lost_race(&format!("settling run {}", new.id)))
+    }
+
+    pub(crate) async fn list_runs(&self, filter: &RunFilter, page: Page) -> R<RunPage> {
+        let sql = match page.order {
+            Order::OldestFirst => concat!(
+                "SELECT ",
+                run_cols!(),
+                " FROM runs WHERE ($1::text IS NULL OR task = $1) \
+                 AND (cardinality($2::text[]) = 0 OR status = ANY($2)) \
+                 AND ($3::uuid IS NULL OR id > $3) ORDER BY id LIMIT $4"
+            ),
+            Order::NewestFirst => concat!(
+                "SELECT ",
+                run_cols!(),
+                " FROM runs WHERE ($1::text IS NULL OR task = $1) \
+                 AND (cardinality($2::text[]) = 0 OR status = ANY($2)) \
+                 AND ($3::uuid IS NULL OR id < $3) ORDER BY id DESC LIMIT $4"
+            ),
+        };
+        let limit = page.limit.min(i64::MAX as usize - 1);
+        let rows = sqlx::query(sql)
+            .bind(filter.task.as_ref().map(|t| t.as_str()))
+            .bind(
+                filter
+                    .statuses
+                    .iter()
+                    .map(|s| s.as_str())
+                    .collect::<Vec<_>>(),
+            )
+            .bind(page.after.map(uuid))
+            .bind(limit as i64 + 1)
+            .fetch_all(&self.pool)
+            .await
+            .doing("listing runs")?;
+        let more = rows.len() > limit;
+        let mut runs = Vec::with_capacity(rows.len().min(limit));
+        for row in rows.iter().take(limit) {
+            runs.push(run_from_row(row)?);
+        }
+        let next = if more {
+            runs.last().map(|r| r.id)
+        } else {
+            None
+        };
+        Ok(RunPage { runs, next })
+    }
+}
+
+// ---------------------------------------------------------------- journal
+
+/// The common append: the run's row locked (so a concurrent claim that bumps the fence waits
+/// for it, or it sees the new fence), the fence and the journal length checked, and the records
+/// inserted — all in one statement, so all or nothing. Inserts nothing unless the first record
+/// is exactly the next seq and the fence holds; the caller then takes [`Db::append_checked`].
+const APPEND_FAST: &str = "WITH r AS ( \
+         SELECT fence, (SELECT coalesce(max(seq) + 1, 0) FROM journal WHERE run = $1) AS len \
+         FROM runs WHERE id = $1 FOR NO KEY UPDATE), \
+     ins AS ( \
+         INSERT INTO journal (run, seq, kind, at, data) \
+         SELECT $1, $2 + s.o - 1, s.kind, s.at, s.data::json \
+         FROM r, unnest($3::text[], $4::bigint[], $5::text[]) WITH ORDINALITY AS s(kind, at, data, o) \
+         WHERE r.len = $2 AND ($6::bigint IS NULL OR (r.fence = $6 AND r.fence > 0)) \
+         RETURNING 1) \
+     SELECT r.fence, r.len, (SELECT count(*) FROM ins) AS inserted FROM r";
+
+const INSERT_RECORDS: &str = "INSERT INTO journal (run, seq, kind, at, data) \
+     SELECT $1, $2 + s.o - 1, s.kind, s.at, s.data::json \
+     FROM unnest($3::text[], $4::bigint[], $5::text[]) WITH ORDINALITY AS s(kind, at, data, o)";
+
+fn fence_param(fence: Fence) -> Option<i64> {
+    match fence {
+        Fence::None => None,
+        Fence::Token(t) => Some(t as i64),
+    }
+}
+
+impl Db {
+    pub(crate) async fn append(
+        &self,
+        run: RunId,
+        records: &[JournalRecord],
+        fence: Fence,
+    ) -> R<()> {
+        for r in records {
+            storable("journal record kind", &r.kind)?;
+        }
+        // well-formed (one run, consecutive seqs) and non-empty: try the one-statement path
+        let well_formed = records
+            .first()
+            .is_some_and(|first| rules::plan_append(run, first.seq, records, |_| Ok(None)).is_ok());
+        if well_formed {
+            let first = records[0].seq;
+            let result = sqlx::query(APPEND_FAST)
+                .bind(uuid(run))
+                .bind(first as i64)
+                .bind(records.iter().map(|r| r.kind.as_str()).collect::<Vec<_>>())
+                .bind(records.iter().map(|r| r.at).collect::<Vec<_>>())
+                .bind(
+                    records
+                        .iter()
+                        .map(|r| json_text(&r.data))
+                        .collect::<Vec<_>>(),
+                )
+                .bind(fence_param(fence))
+                .fetch_optional(&self.pool)
+                .await;
+            match result {
+                Ok(None) => return Err(run_not_found(run)),
+                Ok(Some(row)) => {
+                    let inserted: i64 = row.try_get("inserted").doing("appending")?;
+                    if inserted as usize == records.len() {
+                        return Ok(());
+                    }
+                    let current: i64 = row.try_get("fence").doing("appending")?;
+                    rules::check_fence(&probe(run, current as u64, None), fence)?;
+                }
+                // a concurrent append of the same seqs won: compare with what it wrote
+                Err(e) if is_unique_violation(&e) => {}
+                Err(e) => return Err(Fail::Sql("appending to a journal", e)),
+            }
+        }
+        self.append_checked(run, records, fence).await
+    }
+
+    /// Appends through the rules, in a transaction: the run locked, the fence checked, the
+    /// offered records compared with the stored ones they overlap, the rest inserted.
+    async fn append_checked(&self, run: RunId, records: &[JournalRecord], fence: Fence) -> R<()> {
+        let doing = "appending to a journal";
+        transaction!(self, doing, |tx| {
+            let current: i64 =
+                sqlx::query("SELECT fence FROM runs WHERE id = $1 FOR NO KEY UPDATE")
+                    .bind(uuid(run))
+                    .fetch_optional(&mut *tx)
+                    .await
+                    .doing(doing)?
+                    .ok_or_else(|| run_not_found(run))?
+                    .try_get(0)
+                    .doing(doing)?;
+            rules::check_fence(&probe(run, current as u64, None), fence)?;
+            let stored: i64 =
+                sqlx::query("SELECT coalesce(max(seq) + 1, 0) FROM journal WHERE run = $1")
+                    .bind(uuid(run))
+                    .fetch_one(&mut *tx)
+                    .await
+                    .and_then(|r| r.try_get(0))
+                    .doing(doing)?;
+            let overlap: HashMap<u64, JournalRecord> = match records.first() {
+                Some(first) if (first.seq as i64) < stored => {
+                    let rows = sqlx::query(
+                        "SELECT seq, kind, at, data::text AS data FROM journal \
+                     WHERE run = $1 AND seq >= $2 AND seq < $3 ORDER BY seq",
+                    )
+                    .bind(uuid(run))
+                    .bind(first.seq as i64)
+                    .bind((first.seq + records.len() as u64) as i64)
+                    .fetch_all(&mut *tx)
+                    .await
+                    .doing(doing)?;
+                    let mut map = HashMap::new();
+                    for row in &rows {
+                        let r = record_from_row(run, row)?;
+                        map.insert(r.seq, r);
+                    }
+                    map
+                }
+                _ => HashMap::new(),
+            };
+            let first_new = rules::plan_append(run, stored as u64, records, |seq| {
+                Ok(overlap.get(&seq).cloned())
+            })?;
+            let new = &records[first_new..];
+            if let Some(first) = new.first() {
+                sqlx::query(INSERT_RECORDS)
+                    .bind(uuid(run))
+                    .bind(first.seq as i64)
+                    .bind(new.iter().map(|r| r.kind.as_str()).collect::<Vec<_>>())
+                    .bind(new.iter().map(|r| r.at).collect::<Vec<_>>())
+                    .bind(new.iter().map(|r| json_text(&r.data)).collect::<Vec<_>>())
+                    .execute(&mut *tx)
+                    .await
+                    .doing(doing)?;
+            }
+            Ok(())
+        })
+    }
+
+    pub(crate) async fn read_journal(
+        &self,
+        run: RunId,
+        after_seq: Option<u64>,
+        limit: usize,
+    ) -> R<Vec<JournalRecord>> {
+        let after = after_seq.map_or(-1, |s| s.min(i64::MAX as u64 - 1) as i64);
+        let rows = sqlx::query(
+            "SELECT seq, kind, at, data::text AS data FROM journal \
+             WHERE run = $1 AND seq > $2 ORDER BY seq LIMIT $3",
+        )
+        .bind(uuid(run))
+        .bind(after)
+        .bind(limit.min(i64::MAX as usize) as i64)
+        .fetch_all(&self.pool)
+        .await
+        .doing("reading a journal")?;
+        if rows.is_empty() {
+            self.require_run(run).await?;
+        }
+        rows.iter().map(|row| record_from_row(run, row)).collect()
+    }
+
+    async fn require_run(&self, run: RunId) -> R<()> {
+        let exists: bool = sqlx::query("SELECT EXISTS (SELECT 1 FROM runs WHERE id = $1)")
+            .bind(uuid(run))
+            .fetch_one(&self.pool)
+            .await
+            .and_then(|r| r.try_get(0))
+            .doing("reading a run")?;
+        if exists {
+            Ok(())
+        } else {
+            Err(run_not_found(run))
+        }
+    }
+}
+
+// ---------------------------------------------------------------- claims and leases
+
+impl Db {
+    pub(crate) async fn claim(&self, req: &ClaimRequest) -> R<Vec<Claim>> {
+        if req.limit == 0 {
+            return Ok(Vec::new());
+        }
+        let doing = "claiming runs";
+        storable("worker", &req.worker)?;
+        transaction!(self, doing, |tx| {
+            let rows = sqlx::query(CLAIM_CANDIDATES)
+                .bind(req.now)
+                .bind(req.limit.min(100_000) as i64)
+                .fetch_all(&mut *tx)
+                .await
+                .doing(doing)?;
+            let mut runs = Vec::with_capacity(rows.len());
+            for row in &rows {
+                let run = run_from_row(row)?;
+                if rules::is_claimable(&run, req.now) {
+                    runs.push(run);
+                }
+            }
+            runs.sort_by_key(|r| (rules::runnable_since(r), r.id));
+            runs.truncate(req.limit);
+            let claims: Vec<Claim> = runs.into_iter().map(|r| rules::claim_run(r, req)).collect();
+            write_leases(&mut tx, &claims.iter().map(|c| &c.run).collect::<Vec<_>>()).await?;
+            // the candidates not taken are unlocked by the commit
+            Ok(claims)
+        })
+    }
+
+    pub(crate) async fn claim_run(
+        &self,
+        id: RunId,
+        req: &ClaimRequest,
+        takeover: Takeover,
+    ) -> R<Option<Claim>> {
+        let doing = "claiming a run";
+        storable("worker", &req.worker)?;
+        transaction!(self, doing, |tx| {
+            let run = lock_run(&mut tx, id).await?;
+            if !rules::is_claimable_with(&run, req.now, takeover) {
+                return Ok(None);
+            }
+            let claim = rules::claim_run(run, req);
+            write_leases(&mut tx, &[&claim.run]).await?;
+            Ok(Some(claim))
+        })
+    }
+
+    /// Locks run `id`, applies `change` (a rule), writes the lease columns back, commits.
+    async fn change_lease(&self, id: RunId, change: impl FnOnce(Run) -> R<Run>) -> R<Run> {
+        let doing = "changing a run's lease";
+        transaction!(self, doing, |tx| {
+            let run = change(lock_run(&mut tx, id).await?)?;
+            write_leases(&mut tx, &[&run]).await?;
+            Ok(run)
+        })
+    }
+
+    pub(crate) async fn renew(
+        &self,
+        id: RunId,
+        token: u64,
+        now: UnixMillis,
+        lease_ms: u64,
+    ) -> R<Run> {
+        self.change_lease(id, |run| Ok(rules::renew(run, token, now, lease_ms)?))
+            .await
+    }
+
+    pub(crate) async fn release(&self, id: RunId, token: u64) -> R<Run> {
+        self.change_lease(id, |run| Ok(rules::release(run, token)?))
+            .await
+    }
+}
+
+// ---------------------------------------------------------------- signals and pruning
+
+impl Db {
+    pub(crate) async fn send_signal(&self, id: RunId, name: &str, payload: &Value) -> R<u64> {
+        storable("signal name", name)?;
+        let doing = "sending a signal";
+        transaction!(self, doing, |tx| {
+            let stored = lock_run(&mut tx, id).await?;
+            let revision = stored.revision;
+            let now = now_millis();
+            let run = rules::signal_target(stored, name, now)?;
+            if run.revision != revision {
+                write_leases(&mut tx, &[&run]).await?;
+            }
+            let seq: i64 = sqlx::query(
+                "INSERT INTO signals (run, seq, name, payload, at) \
+             SELECT $1, coalesce(max(seq) + 1, 0), $2, $3::json, $4 FROM signals WHERE run = $1 \
+             RETURNING seq",
+            )
+            .bind(uuid(id))
+            .bind(name)
+            .bind(json_text(payload))
+            .bind(now)
+            .fetch_one(&mut *tx)
+            .await
+            .and_then(|r| r.try_get(0))
+            .doing(doing)?;
+            Ok(seq as u64)
+        })
+    }
+
+    pub(crate) async fn read_signals(&self, run: RunId, after_seq: Option<u64>) -> R<Vec<Signal>> {
+        let after = after_seq.map_or(-1, |s| s.min(i64::MAX as u64 - 1) as i64);
+        let rows = sqlx::query(
+            "SELECT seq, name, payload::text AS payload, at FROM signals \
+             WHERE run = $1 AND seq > $2 ORDER BY seq",
+        )
+        .bind(uuid(run))
+        .bind(after)
+        .fetch_all(&self.pool)
+        .await
+        .doing("reading signals")?;
+        if rows.is_empty() {
+            self.require_run(run).await?;
+        }
+        rows.iter().map(|row| signal_from_row(run, row)).collect()
+    }
+
+    /// Removes finished runs that ended before `older_than` ([`rules::is_prunable`] in SQL),
+    /// with their journals and signals, in one statement.
+    pub(crate) async fn prune(&self, older_than: UnixMillis) -> R<u64> {
+        let n: i64 = sqlx::query(
+            "WITH gone AS (DELETE FROM runs WHERE status = ANY($2) \
+                           AND coalesce(ended_at, updated_at) < $1 RETURNING id), \
+                  j AS (DELETE FROM journal WHERE run IN (SELECT id FROM gone)), \
+                  s AS (DELETE FROM signals WHERE run IN (SELECT id FROM gone)) \
+             SELECT count(*) FROM gone",
+        )
+        .bind(older_than)
+        .bind(terminal_statuses())
+        .fetch_one(&self.pool)
+        .await
+        .and_then(|r| r.try_get(0))
+        .doing("pruning runs")?;
+        Ok(n as u64)
+    }
+}
