@@ -15,8 +15,10 @@ use serde_json::{Value, json};
 
 use crate::Engine;
 use crate::error::{Error, Result};
+use crate::failures;
 use crate::journal::{self, Record, RecordKind};
 use crate::tools::ToolCall;
+use crate::worker::{Level, StopWatch};
 
 struct Driver<'a> {
     engine: &'a Engine,
@@ -35,10 +37,15 @@ struct Driver<'a> {
     last_renew: Instant,
 }
 
-/// Drives a claimed run until it settles (ends, waits or pauses), then releases it.
-pub(crate) async fn drive(engine: &Engine, claim: Claim) -> Result<Run> {
+/// Drives a claimed run until it settles (ends, waits or pauses), then releases it. When `stop`
+/// asks, the run is released unsettled at the next step boundary (or at once, with the results
+/// that came back journaled, when it asks for `Now`).
+pub(crate) async fn drive(engine: &Engine, claim: Claim, stop: &mut StopWatch) -> Result<Run> {
     let store = engine.store.clone();
     let run = claim.run;
+    if stop.level() > Level::Run {
+        return Driver::new(engine, run, claim.token).release().await;
+    }
     let version = match store
         .get_task_version(&run.task, VersionSel::Exact(run.version))
         .await
@@ -77,7 +84,41 @@ pub(crate) async fn drive(engine: &Engine, claim: Claim) -> Result<Run> {
             journal::run_started(&d.run.task, version.version, &version.hash, &d.run.input);
         d.push(RecordKind::RunStarted, started);
     }
-    d.execute(&version, entries).await
+    d.execute(&version, entries, stop).await
+}
+
+/// Fails `run` (held with `token`) with `error`: a `run.failed` record (when the journal takes
+/// it), then the settled run. For drives that cannot succeed (see `failures`).
+pub(crate) async fn fail(engine: &Engine, run: Run, token: u64, error: Value) -> Result<Run> {
+    let last = engine
+        .read_all(run.id)
+        .await
+        .map(|all| all.last().map(|r| r.seq));
+    let mut d = Driver::new(engine, run, token);
+    match last {
+        Ok(last) => {
+            d.next_seq = last.map_or(0, |s| s + 1);
+            d.push(RecordKind::RunFailed, journal::run_ended_with(&error));
+            if let Err(e) = d.flush().await {
+                if matches!(e, Error::Storage(sequential_adaptor::Error::Fenced { .. })) {
+                    return Err(e);
+                }
+                tracing::warn!(run = %d.run.id, error = %e, "the run fails without a run.failed record");
+            }
+        }
+        Err(e) => {
+            tracing::warn!(run = %d.run.id, error = %e, "the run fails without a run.failed record")
+        }
+    }
+    d.finish(RunStatus::Failed, None, Some(error)).await
+}
+
+/// Why a step stops before the run goes on.
+enum Park {
+    /// A call spent its retries: the run pauses once its siblings are journaled.
+    Pause { seq: u64, error: Value },
+    /// The worker is stopping: the run is released once the results in hand are journaled.
+    Release,
 }
 
 impl<'a> Driver<'a> {
@@ -195,9 +236,9 @@ impl<'a> Driver<'a> {
             } else {
                 RecordKind::CallCompleted
             };
-            let mut data = serde_json::to_value(&entry).map_err(|e| Error::Invalid {
-                input: format!("journal entry {}", entry.seq),
-                expected: format!("JSON ({e})"),
+            let mut data = serde_json::to_value(&entry).map_err(|e| Error::Internal {
+                doing: format!("encoding journal entry {}", entry.seq),
+                cause: e.to_string(),
             })?;
             if let Some(obj) = data.as_object_mut() {
                 if self.requested.contains(&entry.seq) {
@@ -230,7 +271,12 @@ impl<'a> Driver<'a> {
         Ok(())
     }
 
-    async fn execute(&mut self, version: &TaskVersion, entries: Journal) -> Result<Run> {
+    async fn execute(
+        &mut self,
+        version: &TaskVersion,
+        entries: Journal,
+        stop: &mut StopWatch,
+    ) -> Result<Run> {
         let retry = RetryPolicy::from_config(&version.config, &self.engine.config.http.retry)?;
         let hot = self.engine.take_hot(self.run.id, entries.len());
         let (mut session, mut step) = match hot {
@@ -250,6 +296,7 @@ impl<'a> Driver<'a> {
                 .map_err(join_error)??
             }
         };
+        let mut park: Option<Park> = None;
         loop {
             self.persist(&mut session)?;
             let calls = match step {
@@ -264,11 +311,19 @@ impl<'a> Driver<'a> {
                 }
                 Step::Pending(calls) => calls,
             };
+            match park.take() {
+                Some(Park::Pause { seq, error }) => return self.pause(seq, &error).await,
+                Some(Park::Release) => return self.release().await,
+                None => {}
+            }
             self.renew_if_due().await?;
             if self.run.status == RunStatus::Stopping {
                 return self.cancelled("cancelled while running").await;
             }
-            let results = match self.perform(&calls, &retry).await? {
+            if stop.level() > Level::Run {
+                return self.release().await;
+            }
+            let results = match self.perform(&calls, &retry, stop).await? {
                 Performed::Results(r) => r,
                 Performed::Wait { wake_at, event } => {
                     let run = self.suspend(wake_at, event).await?;
@@ -277,10 +332,16 @@ impl<'a> Driver<'a> {
                     }
                     return Ok(run);
                 }
-                Performed::Pause { seq, error } => {
-                    let info = journal::run_paused(seq, &error);
-                    self.push(RecordKind::RunPaused, info.clone());
-                    return self.finish(RunStatus::Paused, None, Some(info)).await;
+                // the siblings that came back are journaled first (below), then the run parks
+                Performed::Park { park: p, results } => {
+                    if results.is_empty() {
+                        return match p {
+                            Park::Pause { seq, error } => self.pause(seq, &error).await,
+                            Park::Release => self.release().await,
+                        };
+                    }
+                    park = Some(p);
+                    results
                 }
             };
             let (s, st) = tokio::task::spawn_blocking(move || {
@@ -299,13 +360,30 @@ impl<'a> Driver<'a> {
             step = match st {
                 Some(r) => r?,
                 None => {
-                    return Err(Error::Invalid {
-                        input: "pending calls".into(),
-                        expected: "at least one result".into(),
+                    return Err(Error::Internal {
+                        doing: "completing the pending calls".into(),
+                        cause: "the session ended before taking any result".into(),
                     });
                 }
             };
         }
+    }
+
+    /// Pauses the run at call `seq`, whose retries were spent with `error`.
+    async fn pause(&mut self, seq: u64, error: &Value) -> Result<Run> {
+        let info = journal::run_paused(seq, error);
+        self.push(RecordKind::RunPaused, info.clone());
+        self.finish(RunStatus::Paused, None, Some(info)).await
+    }
+
+    /// Hands the run back unsettled (the worker is stopping): what is buffered is journaled and
+    /// the lease dropped, so another worker can claim it at once.
+    async fn release(&mut self) -> Result<Run> {
+        self.flush().await?;
+        let run = self.engine.store.release(self.run.id, self.token).await?;
+        tracing::debug!(run = %run.id, "released unsettled: the worker is stopping");
+        self.run = run.clone();
+        Ok(run)
     }
 
     /// Ends the run as cancelled (a graceful cancel reached the worker).
@@ -316,7 +394,12 @@ impl<'a> Driver<'a> {
     }
 
     /// Performs what can be performed now.
-    async fn perform(&mut self, calls: &[HostCall], retry: &RetryPolicy) -> Result<Performed> {
+    async fn perform(
+        &mut self,
+        calls: &[HostCall],
+        retry: &RetryPolicy,
+        stop: &mut StopWatch,
+    ) -> Result<Performed> {
         let now = now_millis();
         let mut results = BTreeMap::new();
         let mut wake_at: Option<i64> = None;
@@ -440,12 +523,22 @@ impl<'a> Driver<'a> {
                 );
             }
             let lease = self.engine.config.lease;
+            // A call that spent its retries pauses the run, but only once its siblings are
+            // back (each bounded by its own timeout), so none of their results is lost.
+            let mut pause: Option<(u64, Value)> = None;
             loop {
                 let done = tokio::select! {
                     done = set.join_next() => done,
                     _ = tokio::time::sleep(lease / 3) => {
                         self.renew_if_due().await?;
                         continue;
+                    }
+                    _ = stop.now() => {
+                        set.abort_all();
+                        return Ok(Performed::Park {
+                            park: Park::Release,
+                            results: results.into_iter().collect(),
+                        });
                     }
                 };
                 let Some(done) = done else { break };
@@ -454,8 +547,18 @@ impl<'a> Driver<'a> {
                     Ok(r) => {
                         results.insert(seq, r);
                     }
-                    Err(error) => return Ok(Performed::Pause { seq, error }),
+                    Err(error) => {
+                        if pause.as_ref().is_none_or(|(s, _)| seq < *s) {
+                            pause = Some((seq, error));
+                        }
+                    }
                 }
+            }
+            if let Some((seq, error)) = pause {
+                return Ok(Performed::Park {
+                    park: Park::Pause { seq, error },
+                    results: results.into_iter().collect(),
+                });
             }
         }
         if results.is_empty() {
@@ -546,6 +649,9 @@ impl<'a> Driver<'a> {
 
     async fn suspend(&mut self, wake_at: Option<i64>, event: Option<String>) -> Result<Run> {
         let mut run = self.run.clone();
+        if run.error.as_ref().is_some_and(failures::is_drive_error) {
+            run.error = None; // the drive went through: failed drives are no longer counted
+        }
         run.status = RunStatus::Waiting;
         run.wake_at = wake_at;
         run.waiting_for = event;
@@ -646,9 +752,10 @@ enum Performed {
         wake_at: Option<i64>,
         event: Option<String>,
     },
-    Pause {
-        seq: u64,
-        error: Value,
+    /// The run stops here; `results` (possibly none) are completed and journaled first.
+    Park {
+        park: Park,
+        results: Vec<(u64, CallResult)>,
     },
 }
 
@@ -735,9 +842,9 @@ pub(crate) fn child_event(id: &RunId) -> String {
 }
 
 fn join_error(e: tokio::task::JoinError) -> Error {
-    Error::Invalid {
-        input: "an engine task".into(),
-        expected: format!("to finish ({e})"),
+    Error::Internal {
+        doing: "waiting for an engine task".into(),
+        cause: e.to_string(),
     }
 }
 
@@ -791,9 +898,9 @@ fn vm_error_name(e: &sequential_fetch_vm::Error) -> &'static str {
 /// so a replay sees the same bytes.
 fn random_hex(n: usize) -> Result<String> {
     let mut bytes = vec![0u8; n];
-    getrandom::fill(&mut bytes).map_err(|e| Error::Invalid {
-        input: format!("{n} random bytes"),
-        expected: format!("the operating system's random generator to answer ({e})"),
+    getrandom::fill(&mut bytes).map_err(|e| Error::Internal {
+        doing: format!("drawing {n} random bytes from the operating system's generator"),
+        cause: e.to_string(),
     })?;
     Ok(hex::encode(bytes))
 }

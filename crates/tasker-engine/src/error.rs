@@ -34,6 +34,44 @@ pub enum Error {
         /// What would be valid.
         expected: String,
     },
+    /// The engine itself failed: a task of its own panicked or was lost, the operating system
+    /// refused a resource. Not the caller's input; the cause says what happened.
+    #[error("internal failure while {doing}: {cause}")]
+    Internal {
+        /// What the engine was doing.
+        doing: String,
+        /// What went wrong.
+        cause: String,
+    },
+}
+
+impl Error {
+    /// `true` when driving the run again cannot help: its task configuration is malformed, its
+    /// journal cannot be decoded, or its stored state cannot be read by this build. The engine
+    /// fails such a run at once instead of retrying it.
+    pub fn is_permanent(&self) -> bool {
+        use sequential_fetch_vm::Error as Vm;
+        match self {
+            Error::Config(_) | Error::Journal { .. } => true,
+            Error::Vm(e) => matches!(
+                e,
+                Vm::Invalid { .. } | Vm::CodeMismatch { .. } | Vm::UnsupportedVersion { .. }
+            ),
+            _ => false,
+        }
+    }
+
+    /// The `name` a run's error carries when this error ended it.
+    pub(crate) fn run_error_name(&self) -> &'static str {
+        match self {
+            Error::Config(_) => "ConfigError",
+            Error::Journal { .. } => "JournalError",
+            Error::Internal { .. } => "InternalError",
+            Error::Storage(_) => "StorageError",
+            Error::Vm(_) => "VmError",
+            _ => "DriveError",
+        }
+    }
 }
 
 /// A `Result` with [`Error`].

@@ -3,8 +3,10 @@
 
 mod driver;
 mod error;
+mod failures;
 pub mod journal;
 mod tools;
+mod worker;
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
@@ -21,6 +23,7 @@ use serde_json::{Value, json};
 pub use error::{Error, Result};
 pub use journal::RecordKind;
 pub use tools::{Tool, ToolCall, ToolRegistry};
+pub use worker::{StopHandle, WorkReport};
 
 /// How an engine behaves.
 #[derive(Clone, Debug)]
@@ -40,6 +43,18 @@ pub struct EngineConfig {
     /// Live sessions kept in memory between steps of waiting runs (a hot resume needs no
     /// replay); the least recently used are dropped beyond this.
     pub max_hot_sessions: usize,
+    /// Drives of one run that may fail (a storage error, an engine task that panicked) before
+    /// the run is failed with the last cause; each retry waits [`drive_retry_delay`]
+    /// doubling (at most a minute). An error that retrying cannot cure (a malformed `retry`
+    /// in the task's config, a journal that cannot be decoded) fails the run at once.
+    ///
+    /// [`drive_retry_delay`]: EngineConfig::drive_retry_delay
+    pub max_drive_attempts: u32,
+    /// The wait before a run whose drive failed is driven again (doubled per failure).
+    pub drive_retry_delay: Duration,
+    /// How long a stopping worker lets the steps in flight finish before it releases the runs
+    /// in hand ([`StopHandle::stop`]).
+    pub stop_grace: Duration,
 }
 
 impl Default for EngineConfig {
@@ -55,6 +70,9 @@ impl Default for EngineConfig {
             vm: sequential_fetch_vm::Options::default(),
             concurrency: 16,
             max_hot_sessions: 64,
+            max_drive_attempts: 5,
+            drive_retry_delay: Duration::from_secs(1),
+            stop_grace: Duration::from_secs(10),
         }
     }
 }
@@ -187,7 +205,9 @@ impl Engine {
     /// paused, or waiting beyond `wait_until` (a timer due before `wait_until` is waited for and
     /// the run driven on). Only this run and its children are claimed. A run held by a live
     /// worker is left to it (this call waits); one held by a process of this host that no longer
-    /// exists (`kill -9`) is taken over at once.
+    /// exists (`kill -9`) is taken over at once. A drive that fails is retried after a backoff
+    /// or fails the run (see [`EngineConfig::max_drive_attempts`]); `Err` only when storage
+    /// cannot even record that.
     pub async fn run_until_settled(&self, id: RunId, wait_until: Option<i64>) -> Result<Run> {
         // the state a drive just settled the run in; re-read only when we did not drive it
         let mut settled: Option<Run> = None;
@@ -237,7 +257,14 @@ impl Engine {
                 limit: 1,
             };
             match self.store.claim_run(id, &req, takeover).await? {
-                Some(claim) => settled = Some(driver::drive(self, claim).await?),
+                Some(claim) => {
+                    let mut never = worker::StopWatch::never();
+                    match failures::drive_claim(self, claim, &mut never).await? {
+                        failures::Driven::Run(run) => settled = Some(*run),
+                        // held until its backoff is over, or taken by another worker
+                        failures::Driven::Retrying | failures::Driven::Lost => {}
+                    }
+                }
                 None => self.store.wait_for_change(Duration::from_millis(50)).await,
             }
         }
@@ -392,48 +419,33 @@ impl Engine {
         }
     }
 
-    /// Claims up to `concurrency` runnable runs and drives each until it settles; returns how
-    /// many were claimed.
+    /// Claims runnable runs and drives them, `concurrency` at a time, until nothing is in
+    /// flight and nothing is claimable; returns how many were claimed. A slot that frees (a run
+    /// ends, waits or pauses) is refilled at once: a slow run never holds up the others.
     pub async fn work_once(&self) -> Result<usize> {
-        let claims = self
-            .store
-            .claim(&ClaimRequest {
-                worker: self.config.worker_id.clone(),
-                now: now_millis(),
-                lease_ms: self.config.lease.as_millis() as u64,
-                limit: self.config.concurrency.max(1),
-            })
-            .await?;
-        let n = claims.len();
-        let mut set = tokio::task::JoinSet::new();
-        for claim in claims {
-            let engine = self.clone();
-            set.spawn(async move {
-                let id = claim.run.id;
-                if let Err(e) = driver::drive(&engine, claim).await {
-                    tracing::warn!(run = %id, error = %e, "driving the run failed; it stays claimable");
-                }
-            });
-        }
-        while set.join_next().await.is_some() {}
-        Ok(n)
+        let report = self.pump(&StopHandle::new(), worker::Until::Idle).await?;
+        Ok(report.claimed)
     }
 
-    /// The worker loop: claims and drives runs until `stop` resolves.
+    /// The worker loop: claims and drives runs, `concurrency` at a time, until `stop` resolves;
+    /// then stops as [`StopHandle::stop`] does (no more claims; the steps in flight finish
+    /// within [`EngineConfig::stop_grace`]; the runs still in hand are released).
     pub async fn work(&self, stop: impl std::future::Future<Output = ()>) -> Result<()> {
-        tokio::pin!(stop);
-        loop {
-            let n = tokio::select! {
-                _ = &mut stop => return Ok(()),
-                n = self.work_once() => n?,
-            };
-            if n == 0 {
-                tokio::select! {
-                    _ = &mut stop => return Ok(()),
-                    _ = self.store.wait_for_change(Duration::from_millis(200)) => {}
-                }
-            }
+        let handle = StopHandle::new();
+        let work = self.work_until(&handle);
+        tokio::pin!(work, stop);
+        tokio::select! {
+            report = &mut work => return report.map(|_| ()),
+            () = &mut stop => handle.stop(),
         }
+        work.await.map(|_| ())
+    }
+
+    /// The worker loop until `stop` asks it to stop (see [`StopHandle`]): claims and drives runs,
+    /// `concurrency` at a time, claiming the next as soon as one settles. Returns once no run
+    /// is in hand: each settled, or released so another worker can claim it at once.
+    pub async fn work_until(&self, stop: &StopHandle) -> Result<WorkReport> {
+        self.pump(stop, worker::Until::Stopped).await
     }
 }
 

@@ -1,0 +1,534 @@
+//! Bad input and faults: runs that cannot be driven fail instead of being re-claimed forever,
+//! failing drives are retried with backoff up to a cap, panics are internal failures, a slow
+//! run does not hold up the others, a pause keeps its siblings' results, and a stopping worker
+//! hands its runs back at once.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use async_trait::async_trait;
+use sequential_adaptor::{
+    Claim, ClaimRequest, Created, Fence, JournalRecord, NewRun, NewTaskVersion, PutVersion, Run,
+    RunId, RunStatus, Signal, StorageAdapter, Takeover, TaskName, TaskVersion, UnixMillis,
+    VersionSel, now_millis,
+};
+use sequential_http_wrapper::{FetchError, Fetcher, Request, Response};
+use sequential_tasker_engine::{Engine, EngineConfig, RecordKind, StartOptions, StopHandle};
+use sequential_test_support::http::CountingServer;
+use serde_json::{Value, json};
+
+use super::{Fixture, backends, fixture, hits, task};
+
+/// Stores a version of `name` with `config`, bypassing every check a CLI would make.
+async fn task_with_config(f: &Fixture, name: &str, code: &str, config: Value) -> TaskName {
+    let t = TaskName::new(name).unwrap();
+    f.store
+        .put_task_version(NewTaskVersion {
+            task: t.clone(),
+            code: code.into(),
+            graph: None,
+            config,
+        })
+        .await
+        .unwrap();
+    t
+}
+
+/// Polls `cond` until it holds; panics with `what` after 30 s.
+async fn until<F, Fut>(what: &str, mut cond: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !cond().await {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_invalid_retry_in_the_config_fails_the_run_naming_it_and_is_never_reclaimed() {
+    for (backend, f) in backends() {
+        let t = task_with_config(&f, "poison", "1 + 1", json!({"retry": {"attempts": 0}})).await;
+        let run = f
+            .engine
+            .start(&t, json!({}), StartOptions::default())
+            .await
+            .unwrap();
+        let done = f.engine.run_until_settled(run.id, None).await.unwrap();
+        assert_eq!(done.status, RunStatus::Failed, "{backend}: {done:?}");
+        let err = done.error.clone().unwrap();
+        assert_eq!(err["name"], "ConfigError", "{backend}: {err}");
+        let msg = err["message"].as_str().unwrap();
+        assert!(
+            msg.contains("retry.attempts") && msg.contains("from 1 to 100"),
+            "{backend}: {msg}"
+        );
+        assert!(done.lease.is_none(), "{backend}: released");
+        // a worker fails it once and is done with it
+        let second = f
+            .engine
+            .start(&t, json!({"n": 2}), StartOptions::default())
+            .await
+            .unwrap();
+        assert_eq!(f.engine.work_once().await.unwrap(), 1, "{backend}");
+        let failed = f.store.get_run(second.id).await.unwrap();
+        assert_eq!(failed.status, RunStatus::Failed, "{backend}: {failed:?}");
+        assert_eq!(failed.attempt, 1, "{backend}: claimed once");
+        assert_eq!(f.engine.work_once().await.unwrap(), 0, "{backend}");
+        let journal = f.store.read_journal(second.id, None, 100).await.unwrap();
+        assert_eq!(
+            journal.last().map(|r| r.kind.as_str()),
+            Some("run.failed"),
+            "{backend}: {journal:?}"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_undecodable_journal_fails_the_run_naming_the_record() {
+    for (backend, f) in backends() {
+        let t = task(&f, "garbled", "1 + 1").await;
+        let run = f
+            .engine
+            .start(&t, json!({}), StartOptions::default())
+            .await
+            .unwrap();
+        let record = |seq: u64, kind: &str, data: Value| JournalRecord {
+            run: run.id,
+            seq,
+            kind: kind.into(),
+            at: now_millis(),
+            data,
+        };
+        let garbage = [
+            record(0, "run.started", json!({"task": "garbled", "version": 1})),
+            record(1, "call.completed", json!({"seq": "not a number"})),
+        ];
+        f.store.append(run.id, &garbage, Fence::None).await.unwrap();
+        let done = f.engine.run_until_settled(run.id, None).await.unwrap();
+        assert_eq!(done.status, RunStatus::Failed, "{backend}: {done:?}");
+        let err = done.error.unwrap();
+        assert_eq!(err["name"], "JournalError", "{backend}: {err}");
+        assert!(
+            err["message"]
+                .as_str()
+                .unwrap()
+                .contains("journal record 1 is malformed"),
+            "{backend}: {err}"
+        );
+    }
+}
+
+/// A store whose appends fail while `failing` is above zero (each failure counts it down), and
+/// that counts how often a drive began (each reads the task version).
+#[derive(Debug)]
+struct Flaky {
+    inner: Arc<dyn StorageAdapter>,
+    failing: AtomicUsize,
+    drives: AtomicUsize,
+}
+
+#[async_trait]
+impl StorageAdapter for Flaky {
+    fn scheme(&self) -> &'static str {
+        "flaky"
+    }
+    async fn put_task_version(
+        &self,
+        new: NewTaskVersion,
+    ) -> sequential_adaptor::Result<PutVersion> {
+        self.inner.put_task_version(new).await
+    }
+    async fn get_task_version(
+        &self,
+        task: &TaskName,
+        sel: VersionSel,
+    ) -> sequential_adaptor::Result<TaskVersion> {
+        if matches!(sel, VersionSel::Exact(_)) {
+            self.drives.fetch_add(1, Ordering::SeqCst);
+        }
+        self.inner.get_task_version(task, sel).await
+    }
+    async fn create_run(&self, new: NewRun) -> sequential_adaptor::Result<Created> {
+        self.inner.create_run(new).await
+    }
+    async fn get_run(&self, id: RunId) -> sequential_adaptor::Result<Run> {
+        self.inner.get_run(id).await
+    }
+    async fn update_run(&self, run: &Run) -> sequential_adaptor::Result<Run> {
+        self.inner.update_run(run).await
+    }
+    async fn settle_run(&self, run: &Run, token: u64) -> sequential_adaptor::Result<Run> {
+        self.inner.settle_run(run, token).await
+    }
+    async fn append(
+        &self,
+        run: RunId,
+        records: &[JournalRecord],
+        fence: Fence,
+    ) -> sequential_adaptor::Result<()> {
+        let fail = self
+            .failing
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+            .is_ok();
+        if fail {
+            return Err(sequential_adaptor::Error::backend(
+                "appending to the journal",
+                "disk on fire (injected)",
+            ));
+        }
+        self.inner.append(run, records, fence).await
+    }
+    async fn read_journal(
+        &self,
+        run: RunId,
+        after_seq: Option<u64>,
+        limit: usize,
+    ) -> sequential_adaptor::Result<Vec<JournalRecord>> {
+        self.inner.read_journal(run, after_seq, limit).await
+    }
+    async fn claim(&self, req: &ClaimRequest) -> sequential_adaptor::Result<Vec<Claim>> {
+        self.inner.claim(req).await
+    }
+    async fn claim_run(
+        &self,
+        id: RunId,
+        req: &ClaimRequest,
+        takeover: Takeover,
+    ) -> sequential_adaptor::Result<Option<Claim>> {
+        self.inner.claim_run(id, req, takeover).await
+    }
+    async fn renew(
+        &self,
+        run: RunId,
+        token: u64,
+        now: UnixMillis,
+        lease_ms: u64,
+    ) -> sequential_adaptor::Result<Run> {
+        self.inner.renew(run, token, now, lease_ms).await
+    }
+    async fn release(&self, run: RunId, token: u64) -> sequential_adaptor::Result<Run> {
+        self.inner.release(run, token).await
+    }
+    async fn send_signal(
+        &self,
+        run: RunId,
+        name: &str,
+        payload: Value,
+    ) -> sequential_adaptor::Result<u64> {
+        self.inner.send_signal(run, name, payload).await
+    }
+    async fn read_signals(
+        &self,
+        run: RunId,
+        after_seq: Option<u64>,
+    ) -> sequential_adaptor::Result<Vec<Signal>> {
+        self.inner.read_signals(run, after_seq).await
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn failing_drives_are_retried_with_backoff_then_fail_the_run_with_the_cause() {
+    for (backend, f) in backends() {
+        let flaky = Arc::new(Flaky {
+            inner: f.store.clone(),
+            failing: AtomicUsize::new(0),
+            drives: AtomicUsize::new(0),
+        });
+        let config = EngineConfig {
+            max_drive_attempts: 3,
+            drive_retry_delay: Duration::from_millis(10),
+            ..EngineConfig::default()
+        };
+        let engine = Engine::new(flaky.clone(), config).unwrap();
+        let t = task(&f, "wobbly", "6 * 7").await;
+        // two failed drives, then the third goes through
+        flaky.failing.store(2, Ordering::SeqCst);
+        let run = engine
+            .start(&t, json!({}), StartOptions::default())
+            .await
+            .unwrap();
+        let done = engine.run_until_settled(run.id, None).await.unwrap();
+        assert_eq!(done.status, RunStatus::Succeeded, "{backend}: {done:?}");
+        assert_eq!(done.output, Some(json!(42)), "{backend}");
+        assert_eq!(
+            done.error, None,
+            "{backend}: the failed drives are forgotten"
+        );
+        assert_eq!(flaky.drives.load(Ordering::SeqCst), 3, "{backend}");
+        // every drive fails: after 3 the run fails, naming the cause
+        flaky.drives.store(0, Ordering::SeqCst);
+        flaky.failing.store(usize::MAX, Ordering::SeqCst);
+        let run = engine
+            .start(&t, json!({"n": 2}), StartOptions::default())
+            .await
+            .unwrap();
+        let done = engine.run_until_settled(run.id, None).await.unwrap();
+        assert_eq!(done.status, RunStatus::Failed, "{backend}: {done:?}");
+        let err = done.error.unwrap();
+        assert_eq!(err["name"], "StorageError", "{backend}: {err}");
+        assert_eq!(err["driveAttempts"], 3, "{backend}: {err}");
+        let msg = err["message"].as_str().unwrap();
+        assert!(
+            msg.contains("failed 3 time(s)") && msg.contains("disk on fire"),
+            "{backend}: {msg}"
+        );
+        assert_eq!(flaky.drives.load(Ordering::SeqCst), 3, "{backend}");
+        assert!(done.lease.is_none(), "{backend}");
+    }
+}
+
+/// A fetcher with a bug: it panics.
+#[derive(Debug)]
+struct Panics;
+
+#[async_trait]
+impl Fetcher for Panics {
+    async fn fetch(&self, _req: &Request) -> Result<Response, FetchError> {
+        panic!("the fetcher fell over");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_panic_is_an_internal_failure_that_fails_the_run_with_its_cause() {
+    let f = fixture("sqlite");
+    let config = EngineConfig {
+        max_drive_attempts: 2,
+        drive_retry_delay: Duration::from_millis(5),
+        ..EngineConfig::default()
+    };
+    let engine = Engine::new(f.store.clone(), config)
+        .unwrap()
+        .with_fetcher(Arc::new(Panics));
+    let t = task(&f, "buggy", "fetch('https://example.com/x').status").await;
+    let run = engine
+        .start(&t, json!({}), StartOptions::default())
+        .await
+        .unwrap();
+    let done = engine.run_until_settled(run.id, None).await.unwrap();
+    assert_eq!(done.status, RunStatus::Failed, "{done:?}");
+    let err = done.error.unwrap();
+    assert_eq!(err["name"], "InternalError", "{err}");
+    let msg = err["message"].as_str().unwrap();
+    assert!(
+        msg.contains("internal failure") && msg.contains("the fetcher fell over"),
+        "{msg}"
+    );
+    assert!(!msg.contains("invalid"), "not a usage error: {msg}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slow_run_does_not_hold_up_the_others() {
+    let server = CountingServer::start();
+    let url = server.url();
+    let mut f = fixture("sqlite");
+    f.engine = Engine::new(
+        f.store.clone(),
+        EngineConfig {
+            concurrency: 2,
+            ..EngineConfig::default()
+        },
+    )
+    .unwrap();
+    let code = "const r = fetch(`${input.url}`); r.i";
+    let t = task(&f, "one", code).await;
+    let start = |url: String| {
+        let (engine, t) = (f.engine.clone(), t.clone());
+        async move {
+            engine
+                .start(&t, json!({ "url": url }), StartOptions::default())
+                .await
+                .unwrap()
+                .id
+        }
+    };
+    let slow = start(format!("{url}/slow/4000/1")).await;
+    let mut quick = Vec::new();
+    for i in 0..12 {
+        quick.push(start(format!("{url}/step/{i}")).await);
+    }
+    let stop = StopHandle::new();
+    let worker = {
+        let (engine, stop) = (f.engine.clone(), stop.clone());
+        tokio::spawn(async move { engine.work_until(&stop).await })
+    };
+    let store = f.store.clone();
+    until("the dozen quick runs", || {
+        let (store, quick) = (store.clone(), quick.clone());
+        async move {
+            for id in quick {
+                if store.get_run(id).await.unwrap().status != RunStatus::Succeeded {
+                    return false;
+                }
+            }
+            true
+        }
+    })
+    .await;
+    let slow_now = f.store.get_run(slow).await.unwrap();
+    assert_eq!(
+        slow_now.status,
+        RunStatus::Running,
+        "the slow run still waits for its fetch while the dozen are done: {slow_now:?}"
+    );
+    stop.stop();
+    let report = worker.await.unwrap().unwrap();
+    assert_eq!(report.claimed, 13);
+    let slow_done = f.store.get_run(slow).await.unwrap();
+    assert_eq!(slow_done.status, RunStatus::Succeeded, "{slow_done:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pause_journals_the_sibling_calls_so_a_retry_never_repeats_them() {
+    let server = CountingServer::start();
+    let url = server.url();
+    for (backend, f) in backends() {
+        server.clear();
+        server.set_down(true);
+        let code = format!(
+            "export default async function () {{\n  const rs = await Promise.all([fetch('{url}/step/1'), fetch('{url}/slow/300/2'), fetch('{url}/down')]);\n  const [a, b] = await Promise.all([rs[0].json(), rs[1].json()]);\n  return a.i + b.i + rs[2].status;\n}}"
+        );
+        let t = task(&f, "siblings", &code).await;
+        let run = f
+            .engine
+            .start(&t, json!({}), StartOptions::default())
+            .await
+            .unwrap();
+        let paused = f.engine.run_until_settled(run.id, None).await.unwrap();
+        assert_eq!(paused.status, RunStatus::Paused, "{backend}: {paused:?}");
+        let completed: Vec<Value> = f
+            .engine
+            .read_all(run.id)
+            .await
+            .unwrap()
+            .into_iter()
+            .filter(|r| r.kind == RecordKind::CallCompleted)
+            .map(|r| r.data)
+            .collect();
+        assert_eq!(
+            completed.len(),
+            2,
+            "{backend}: both siblings journaled before parking: {completed:?}"
+        );
+        server.set_down(false);
+        f.engine.retry(run.id).await.unwrap();
+        let done = f.engine.run_until_settled(run.id, None).await.unwrap();
+        assert_eq!(done.status, RunStatus::Succeeded, "{backend}: {done:?}");
+        assert_eq!(done.output, Some(json!(203)), "{backend}");
+        let seen: Vec<String> = hits(&server).into_iter().map(|(p, _)| p).collect();
+        for sibling in ["/step/1", "/slow/300/2"] {
+            assert_eq!(
+                seen.iter().filter(|p| *p == sibling).count(),
+                1,
+                "{backend}: {sibling} came back before the pause and is not requested again: {seen:?}"
+            );
+        }
+        assert_eq!(
+            seen.iter().filter(|p| *p == "/down").count(),
+            3,
+            "{backend}: 2 attempts, then 1 after the retry: {seen:?}"
+        );
+    }
+}
+
+/// Starts a worker on `engine` in the background; returns its stop handle and task.
+fn spawn_worker(
+    engine: &Engine,
+) -> (
+    StopHandle,
+    tokio::task::JoinHandle<sequential_tasker_engine::Result<sequential_tasker_engine::WorkReport>>,
+) {
+    let stop = StopHandle::new();
+    let (e, s) = (engine.clone(), stop.clone());
+    (stop, tokio::spawn(async move { e.work_until(&s).await }))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stopping_worker_lets_the_step_in_flight_finish_then_releases_the_run() {
+    let server = CountingServer::start();
+    let url = server.url();
+    for (backend, f) in backends() {
+        server.clear();
+        let code = format!(
+            "const a = fetch('{url}/slow/300/1'); const b = fetch('{url}/step/2'); a.i + b.i"
+        );
+        let t = task(&f, "twostep", &code).await;
+        let run = f
+            .engine
+            .start(&t, json!({}), StartOptions::default())
+            .await
+            .unwrap();
+        let (stop, worker) = spawn_worker(&f.engine);
+        until("the slow fetch to start", || async {
+            server.count("/slow/300/1") == 1
+        })
+        .await;
+        stop.stop();
+        let report = worker.await.unwrap().unwrap();
+        assert_eq!(report.released, 1, "{backend}: {report:?}");
+        let released = f.store.get_run(run.id).await.unwrap();
+        assert_eq!(released.status, RunStatus::Running, "{backend}");
+        assert!(released.lease.is_none(), "{backend}: {released:?}");
+        assert_eq!(server.count("/step/2"), 0, "{backend}: no new step began");
+        // another engine claims it at once (no lease to wait out) and finishes it
+        let other = Engine::new(f.store.clone(), EngineConfig::default()).unwrap();
+        let done = other.run_until_settled(run.id, None).await.unwrap();
+        assert_eq!(done.output, Some(json!(3)), "{backend}: {done:?}");
+        assert_eq!(
+            server.count("/slow/300/1"),
+            1,
+            "{backend}: the step that finished during the grace period is journaled"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_worker_stopped_now_or_out_of_grace_releases_a_run_mid_fetch() {
+    let server = CountingServer::start();
+    let url = server.url();
+    for grace_runs_out in [false, true] {
+        let f = fixture("sqlite");
+        let config = EngineConfig {
+            stop_grace: if grace_runs_out {
+                Duration::from_millis(100)
+            } else {
+                Duration::from_secs(3600)
+            },
+            ..EngineConfig::default()
+        };
+        let engine = Engine::new(f.store.clone(), config).unwrap();
+        let path = format!("/hang-once/{}", u8::from(grace_runs_out));
+        let t = task(&f, "hangs", &format!("fetch('{url}{path}').i")).await;
+        let run = engine
+            .start(&t, json!({}), StartOptions::default())
+            .await
+            .unwrap();
+        let (stop, worker) = spawn_worker(&engine);
+        until("the fetch to hang", || async { server.count(&path) == 1 }).await;
+        stop.stop();
+        if !grace_runs_out {
+            stop.stop_now();
+        }
+        let report = worker.await.unwrap().unwrap();
+        assert_eq!(report.released, 1, "{report:?}");
+        let released = f.store.get_run(run.id).await.unwrap();
+        assert!(released.lease.is_none(), "{released:?}");
+        let done = Engine::new(f.store.clone(), EngineConfig::default())
+            .unwrap()
+            .run_until_settled(run.id, None)
+            .await
+            .unwrap();
+        assert_eq!(done.status, RunStatus::Succeeded, "{done:?}");
+        let keys: Vec<_> = server
+            .hits()
+            .into_iter()
+            .filter(|h| h.path == path)
+            .map(|h| h.key)
+            .collect();
+        assert_eq!(keys.len(), 2, "the call in flight is repeated once");
+        assert_eq!(keys[0], keys[1], "with the same idempotency key");
+    }
+}
