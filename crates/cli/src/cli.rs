@@ -207,12 +207,16 @@ Examples:
   sequential-ecosystem worker
   DATABASE_URL=sqlite:./sequential.db sequential-ecosystem worker --concurrency 32
 
-The first Ctrl-C (or SIGTERM) lets the runs in hand reach their next step and stops; a second
-one stops at once (their leases expire and another worker continues them).")]
+The first Ctrl-C (or SIGTERM) stops claiming and lets the steps in flight finish (at most
+--grace), then releases the runs still in hand; a second one releases them at once. Either way
+another worker continues those runs immediately, not after their leases expire.")]
     Worker {
         /// Runs driven at once.
         #[arg(long, value_name = "N", default_value_t = 16)]
         concurrency: usize,
+        /// How long a stopping worker lets the steps in flight finish (250ms, 2s, 1m).
+        #[arg(long, value_name = "DUR", default_value = "10s")]
+        grace: String,
     },
 
     /// Delete finished runs (succeeded, failed, cancelled) that ended before a cut-off.

@@ -22,11 +22,21 @@ use crate::time::rfc3339;
 /// The directory of declarative tools (`tools/*.json`), relative to the current directory.
 pub const TOOLS_DIR: &str = "tools";
 
-/// Builds the engine over `storage`: HTTP defaults from `TASK_TIMEOUT`/`TASK_MAX_RETRIES` and
-/// the JavaScript CPU slice from `TASK_CPU_SLICE_MS` (else `defaults.timeout`,
-/// `defaults.maxRetries`, `defaults.cpuSliceMs` in `.sequentialrc.json`), the `machine` tool
-/// (the layer store of `SEQUENTIAL_MACHINE_DIR`) and tools from `./tools/*.json`.
+/// Builds the engine over `storage` from [`engine_config`], with `concurrency` runs at once when
+/// given; see [`engine_with`].
 pub fn engine(ctx: &Ctx, storage: &Opened, concurrency: Option<usize>) -> Result<Engine> {
+    let mut config = engine_config(ctx)?;
+    if let Some(n) = concurrency {
+        config.concurrency = n;
+    }
+    engine_with(storage, config)
+}
+
+/// The engine's settings: HTTP defaults from `TASK_TIMEOUT`/`TASK_MAX_RETRIES` and the
+/// JavaScript CPU slice from `TASK_CPU_SLICE_MS` (else `defaults.timeout`,
+/// `defaults.maxRetries`, `defaults.cpuSliceMs` in `.sequentialrc.json`), and how often a run's
+/// drive may fail before the run fails (`engine.maxDriveAttempts`, default 5).
+pub fn engine_config(ctx: &Ctx) -> Result<EngineConfig> {
     let rc = ctx.rc()?;
     let from_rc = |key: &str| -> Option<(String, String)> {
         let dotted = match key {
@@ -75,9 +85,28 @@ pub fn engine(ctx: &Ctx, storage: &Opened, concurrency: Option<usize>) -> Result
             })?;
         config.vm.limits.cpu_slice_ms = ms;
     }
-    if let Some(n) = concurrency {
-        config.concurrency = n;
+    if let Some(v) = rc.get(MAX_DRIVE_ATTEMPTS)? {
+        config.max_drive_attempts = v
+            .as_u64()
+            .filter(|n| (1..=100).contains(n))
+            .ok_or_else(|| {
+                user(
+                    format!(
+                        "invalid {MAX_DRIVE_ATTEMPTS} {v} in .sequentialrc.json: expected a whole number from 1 to 100"
+                    ),
+                    "it is how many times driving one run may fail (storage errors, internal failures) before the run fails; default 5",
+                )
+            })? as u32;
     }
+    Ok(config)
+}
+
+/// The `.sequentialrc.json` key of [`EngineConfig::max_drive_attempts`].
+pub const MAX_DRIVE_ATTEMPTS: &str = "engine.maxDriveAttempts";
+
+/// The engine over `storage` with `config`, the `machine` tool (the layer store of
+/// `SEQUENTIAL_MACHINE_DIR`) and tools from `./tools/*.json`.
+pub fn engine_with(storage: &Opened, config: EngineConfig) -> Result<Engine> {
     let mut tools = ToolRegistry::new();
     tools.register("machine", crate::machine_tool::MachineTool::from_env());
     tools.load_dir(Path::new(TOOLS_DIR)).map_err(|e| {
@@ -90,7 +119,8 @@ pub fn engine(ctx: &Ctx, storage: &Opened, concurrency: Option<usize>) -> Result
     Ok(engine.with_tools(tools))
 }
 
-/// An engine error as the user should see it: bad input and missing runs exit 2 with a hint.
+/// An engine error as the user should see it: bad input and missing runs exit 2 with a hint;
+/// an internal failure (a panicked engine task) exits 1 with its cause.
 pub fn engine_error(e: sequential_tasker_engine::Error) -> anyhow::Error {
     use sequential_tasker_engine::Error as E;
     match e {
@@ -98,8 +128,29 @@ pub fn engine_error(e: sequential_tasker_engine::Error) -> anyhow::Error {
         E::Invalid { .. } => UserError::new(e.to_string())
             .hint("`sequential-ecosystem show <run>` shows the run's state")
             .into(),
+        E::Internal { .. } => UserError::new(e.to_string())
+            .with_code(EXIT_RUN_FAILED)
+            .hint("this is a bug in sequential-ecosystem, not in your task; DEBUG=1 shows more")
+            .into(),
         other => anyhow::Error::new(other),
     }
+}
+
+/// Checks a task's `retry` settings (`config.json`) the way the engine will read them; a bad
+/// one is a usage error naming the key, the value, what would be valid and `declared_in`.
+pub fn check_retry(config: &Value, declared_in: &str) -> Result<()> {
+    let defaults = sequential_http_wrapper::RetryPolicy::default();
+    sequential_http_wrapper::RetryPolicy::from_config(config, &defaults)
+        .map(|_| ())
+        .map_err(|e| {
+            user(
+                format!(
+                    "invalid {} = {} in {declared_in}: expected {}",
+                    e.key, e.value, e.expected
+                ),
+                "for example \"retry\": {\"attempts\": 5, \"initialDelay\": \"200ms\", \"maxDelay\": \"30s\"}",
+            )
+        })
 }
 
 /// A storage error; a missing run or task gets a hint that fits the run commands.
@@ -655,4 +706,24 @@ pub fn report_settled(ctx: &Ctx, run: &Run, doc: &RunDoc) -> Result<()> {
 /// Whether progress may be drawn: stderr is a terminal and `NO_PROGRESS` is unset or empty.
 pub fn progress_enabled() -> bool {
     std::io::stderr().is_terminal() && !sequential_support::env::no_progress()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn internal_failures_exit_1_with_their_cause_and_bad_input_exits_2() {
+        let internal = engine_error(sequential_tasker_engine::Error::Internal {
+            doing: "driving run 1".into(),
+            cause: "task 7 panicked with message \"boom\"".into(),
+        });
+        assert!(internal.to_string().contains("panicked with message"));
+        assert_eq!(crate::error::report(&internal), EXIT_RUN_FAILED);
+        let invalid = engine_error(sequential_tasker_engine::Error::Invalid {
+            input: "run 1 (succeeded)".into(),
+            expected: "a paused run".into(),
+        });
+        assert_eq!(crate::error::report(&invalid), crate::error::EXIT_USAGE);
+    }
 }

@@ -51,7 +51,7 @@ pub async fn run(cli: Cli) -> Result<()> {
         Command::Rerun(args) => control::rerun(&ctx, args).await,
         Command::Show(args) => inspect::show(&ctx, args).await,
         Command::History { task, limit } => inspect::history(&ctx, &task, limit).await,
-        Command::Worker { concurrency } => worker::worker(&ctx, concurrency).await,
+        Command::Worker { concurrency, grace } => worker::worker(&ctx, concurrency, &grace).await,
         Command::Prune { older_than } => worker::prune(&ctx, &older_than).await,
         Command::Vm { action } => vm::run(&ctx, action).await,
         Command::Machine(args) => {

@@ -89,6 +89,13 @@ pub async fn run(ctx: &Ctx, args: RunArgs) -> Result<()> {
         None
     };
     let new_version = folder.as_ref().map(|f| f.to_new_version()).transpose()?;
+    if let Some(v) = &new_version {
+        // a run that could only fail is refused before anything is stored
+        runs::check_retry(
+            &v.config,
+            &files::show(&ctx.tasks.folder(&name).join(CONFIG)),
+        )?;
+    }
     if new_version.as_ref().is_some_and(|v| v.graph.is_some()) {
         // The graph executor (flow-graph) is not part of this build: refuse before a run that
         // could only fail is created.
@@ -127,6 +134,7 @@ pub async fn run(ctx: &Ctx, args: RunArgs) -> Result<()> {
             (v.config, format!("the config of stored task {name}"))
         }
     };
+    runs::check_retry(&config, &declared_in)?;
     let input = validate_input(&name, &config, &declared_in, input)?;
     let version = match new_version {
         Some(new) => {
@@ -247,6 +255,7 @@ async fn dry_run(
             let Some(v) = stored else {
                 return Err(tasks::not_found(name, ctx.tasks.root()));
             };
+            runs::check_retry(&v.config, &format!("the config of stored task {name}"))?;
             let input = validate_input(
                 name,
                 &v.config,

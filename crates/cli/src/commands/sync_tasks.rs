@@ -74,6 +74,13 @@ pub async fn run(ctx: &Ctx, args: SyncTasksArgs) -> Result<()> {
         .iter()
         .map(TaskFolder::to_new_version)
         .collect::<Result<Vec<_>>>()?;
+    for (folder, version) in folders.iter().zip(&versions) {
+        // a version whose runs could only fail is not stored (nor is anything else)
+        crate::runs::check_retry(
+            &version.config,
+            &files::show(&folder.dir.join(tasks::CONFIG)),
+        )?;
+    }
     if versions.is_empty() {
         // Nothing to store: check the setting, but do not create the storage.
         let choice = crate::storage::choose(&ctx.env, &ctx.rc()?, args.adaptor.as_deref())?;

@@ -1,10 +1,10 @@
 //! `worker` (claim and drive runs until Ctrl-C/SIGTERM) and `prune` (delete old finished runs).
 
-use std::time::Duration;
-
 use anyhow::Result;
 use sequential_adaptor::now_millis;
 use serde::Serialize;
+
+use sequential_tasker_engine::StopHandle;
 
 use super::Ctx;
 use crate::error::user;
@@ -12,52 +12,78 @@ use crate::output::Render;
 use crate::runs::{self, engine_error};
 use crate::time::rfc3339;
 
-/// Resolves at the next SIGINT (Ctrl-C) or SIGTERM.
-async fn stop_signal() -> &'static str {
+/// The stop signals (SIGINT = Ctrl-C, SIGTERM), listened to from creation on, so that a
+/// second signal sent right after the first is never missed.
+struct StopSignals {
     #[cfg(unix)]
-    {
-        use tokio::signal::unix::{SignalKind, signal};
-        match (
-            signal(SignalKind::interrupt()),
-            signal(SignalKind::terminate()),
-        ) {
-            (Ok(mut int), Ok(mut term)) => tokio::select! {
+    streams: Option<(tokio::signal::unix::Signal, tokio::signal::unix::Signal)>,
+}
+
+impl StopSignals {
+    fn listen() -> Self {
+        #[cfg(unix)]
+        {
+            use tokio::signal::unix::{SignalKind, signal};
+            let streams = match (
+                signal(SignalKind::interrupt()),
+                signal(SignalKind::terminate()),
+            ) {
+                (Ok(int), Ok(term)) => Some((int, term)),
+                _ => None,
+            };
+            StopSignals { streams }
+        }
+        #[cfg(not(unix))]
+        StopSignals {}
+    }
+
+    /// Resolves at the next signal, naming it.
+    async fn next(&mut self) -> &'static str {
+        #[cfg(unix)]
+        if let Some((int, term)) = &mut self.streams {
+            return tokio::select! {
                 _ = int.recv() => "SIGINT",
                 _ = term.recv() => "SIGTERM",
-            },
-            _ => {
-                let _ = tokio::signal::ctrl_c().await;
-                "Ctrl-C"
-            }
+            };
         }
-    }
-    #[cfg(not(unix))]
-    {
         let _ = tokio::signal::ctrl_c().await;
         "Ctrl-C"
     }
 }
 
-pub async fn worker(ctx: &Ctx, concurrency: usize) -> Result<()> {
+pub async fn worker(ctx: &Ctx, concurrency: usize, grace: &str) -> Result<()> {
     if concurrency == 0 {
         return Err(user(
             "--concurrency 0: expected at least 1",
             "for example --concurrency 16 (runs driven at once)",
         ));
     }
+    let grace = runs::duration("--grace", grace)?;
     let storage = ctx.storage(None).await?;
-    let engine = runs::engine(ctx, &storage, Some(concurrency))?;
-    let (stop_tx, mut stop_rx) = tokio::sync::watch::channel(None::<&'static str>);
+    let mut config = runs::engine_config(ctx)?;
+    config.concurrency = concurrency;
+    config.stop_grace = grace;
+    let engine = runs::engine_with(&storage, config)?;
+    let stop = StopHandle::new();
     // Listen before announcing, so a signal sent right after the announcement is never lost.
+    let asks = stop.clone();
+    let signal = std::sync::Arc::new(std::sync::OnceLock::<&'static str>::new());
+    let seen = signal.clone();
+    let grace_text = runs::human_ms(grace.as_millis() as i64);
+    let mut signals = StopSignals::listen();
     let listener = tokio::spawn(async move {
-        let first = stop_signal().await;
+        let first = signals.next().await;
         eprintln!(
-            "worker: {first}, stopping once the runs in hand settle (signal again to stop now)"
+            "worker: {first}, claiming no more runs; the steps in flight finish (within {grace_text}), then the runs in hand are released (signal again to release them now)"
         );
-        let _ = stop_tx.send(Some(first));
-        let second = stop_signal().await;
+        let _ = seen.set(first);
+        asks.stop();
+        let second = signals.next().await;
+        eprintln!("worker: {second} again, releasing the runs in hand now");
+        asks.stop_now();
+        let third = signals.next().await;
         eprintln!(
-            "worker: {second} again, stopping now (runs in hand continue elsewhere once their lease expires)"
+            "worker: {third} a third time, exiting at once (runs in hand continue elsewhere once their leases expire)"
         );
         std::process::exit(130);
     });
@@ -66,24 +92,19 @@ pub async fn worker(ctx: &Ctx, concurrency: usize) -> Result<()> {
         engine.config().worker_id,
         storage.choice.url
     );
-    let mut claimed = 0usize;
-    loop {
-        if let Some(why) = *stop_rx.borrow() {
-            eprintln!("worker: stopped ({why}) after {claimed} claims");
-            break;
-        }
-        // Not raced against the stop signal: the runs in hand reach their next settled state
-        // (ended, waiting or paused) before the worker stops.
-        let n = engine.work_once().await.map_err(engine_error)?;
-        claimed += n;
-        if n == 0 {
-            tokio::select! {
-                _ = storage.adapter.wait_for_change(Duration::from_millis(200)) => {}
-                _ = stop_rx.changed() => {}
-            }
-        }
-    }
+    let report = engine.work_until(&stop).await.map_err(engine_error);
     listener.abort();
+    let report = report?;
+    let why = signal.get().copied().unwrap_or("its store failed");
+    let released = match report.released {
+        0 => String::new(),
+        1 => "; 1 run released for another worker".into(),
+        n => format!("; {n} runs released for another worker"),
+    };
+    eprintln!(
+        "worker: stopped ({why}) after {} claims{released}",
+        report.claimed
+    );
     Ok(())
 }
 

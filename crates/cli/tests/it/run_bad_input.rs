@@ -203,3 +203,54 @@ fn a_graph_task_is_refused_before_a_run_is_created() {
         .stderr_has("tasks/g/graph.json");
     assert!(!sb.exists("tasks/g/runs"), "no run was created");
 }
+
+#[test]
+fn an_invalid_retry_is_refused_with_exit_2_before_anything_is_stored() {
+    let bad = r#"{"retry": {"attempts": 0}}"#;
+    let sb = task("poison", "1 + 1", Some(bad));
+    crate::runs::add_task(&sb, "fine", "2 + 2", None);
+    for args in [
+        &["run", "poison"][..],
+        &["run", "poison", "--dry-run"][..],
+        &["sync-tasks"][..],
+    ] {
+        sb.run(args)
+            .usage_error()
+            .stderr_has("invalid retry.attempts = 0 in tasks/poison/config.json")
+            .stderr_has("a whole number from 1 to 100")
+            .stderr_has("hint: for example \"retry\"");
+    }
+    assert!(
+        !sb.exists("tasks/poison/versions") && !sb.exists("tasks/fine/versions"),
+        "no version stored: {:?}",
+        sb.ls("tasks/poison")
+    );
+    assert!(!sb.exists("tasks/poison/runs"), "no run created");
+    sb.write(
+        "tasks/poison/config.json",
+        r#"{"retry": {"attempts": 2, "initialDelay": "a while"}}"#,
+    );
+    sb.run(&["run", "poison"])
+        .usage_error()
+        .stderr_has("invalid retry.initialDelay = \"a while\"");
+    sb.write("tasks/poison/config.json", r#"{"retry": {"attempts": 2}}"#);
+    sb.run(&["run", "poison"]).ok().stdout_has("2");
+}
+
+#[test]
+fn an_invalid_max_drive_attempts_in_the_settings_exits_2_naming_it() {
+    let sb = task("t", "1", None);
+    sb.write(
+        ".sequentialrc.json",
+        r#"{"version": 1, "engine": {"maxDriveAttempts": 0}}"#,
+    );
+    sb.run(&["run", "t"])
+        .usage_error()
+        .stderr_has("invalid engine.maxDriveAttempts 0 in .sequentialrc.json")
+        .stderr_has("from 1 to 100");
+    sb.write(
+        ".sequentialrc.json",
+        r#"{"version": 1, "engine": {"maxDriveAttempts": 3}}"#,
+    );
+    sb.run(&["run", "t"]).ok().stdout_has("1");
+}

@@ -150,3 +150,92 @@ fn two_workers_share_one_sqlite_store_and_run_each_run_once() {
         );
     }
 }
+
+/// The lines a child writes on stderr, read on a thread as they come.
+fn stderr_lines(child: &mut Child) -> std::sync::mpsc::Receiver<String> {
+    use std::io::BufRead;
+    let stderr = child.stderr.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(stderr)
+            .lines()
+            .map_while(Result::ok)
+        {
+            let _ = tx.send(line);
+        }
+    });
+    rx
+}
+
+/// Waits (at most 30 s) for a line containing `needle`; returns every line read so far.
+fn wait_for_line(lines: &std::sync::mpsc::Receiver<String>, seen: &mut Vec<String>, needle: &str) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !seen.iter().any(|l| l.contains(needle)) {
+        let left = deadline.saturating_duration_since(Instant::now());
+        match lines.recv_timeout(left) {
+            Ok(line) => seen.push(line),
+            Err(_) => panic!("no line with {needle:?} on stderr: {seen:#?}"),
+        }
+    }
+}
+
+#[test]
+fn two_sigterms_mid_fetch_release_the_run_and_a_second_worker_finishes_it_at_once() {
+    let server = sequential_test_support::http::CountingServer::start();
+    let code = format!("fetch('{}/hang-once/1').i", server.url());
+    let sb = task("hangs", &code, None);
+    // the default lease is 15 s: a second worker that had to wait it out would take that long
+    let mut first = sb.cmd(&["worker", "--concurrency", "2"]).spawn();
+    let lines = stderr_lines(&mut first);
+    let mut seen = Vec::new();
+    let id = sb.run(&["run", "hangs", "--detach"]).ok().stdout;
+    let id = id.trim();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while server.count("/hang-once/1") == 0 {
+        assert!(Instant::now() < deadline, "the worker never fetched");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let stopped_at = Instant::now();
+    sigterm(&first);
+    // the second signal once the first is taken (two at once may arrive as one)
+    wait_for_line(&lines, &mut seen, "claiming no more runs");
+    sigterm(&first);
+    let status = loop {
+        if let Some(status) = first.try_wait().unwrap() {
+            break status;
+        }
+        assert!(
+            stopped_at.elapsed() < Duration::from_secs(2),
+            "the worker did not exit within 2 s of the SIGTERMs: {seen:#?}"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    };
+    wait_for_line(&lines, &mut seen, "stopped (SIGTERM)");
+    assert_eq!(status.code(), Some(0), "{seen:#?}");
+    assert!(
+        seen.iter().any(|l| l.contains("1 run released")),
+        "{seen:#?}"
+    );
+    let second = sb.cmd(&["worker"]).spawn();
+    let runs = wait_for_succeeded(&sb, &[], "hangs", 1);
+    assert!(
+        stopped_at.elapsed() < Duration::from_secs(10),
+        "the second worker finished the run {:?} after the stop, not long before the 15 s lease",
+        stopped_at.elapsed()
+    );
+    assert!(
+        runs[0]["summary"].as_str().unwrap().contains('1'),
+        "{runs:?}"
+    );
+    let out = stop(second);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let keys: Vec<_> = server.hits().into_iter().map(|h| h.key).collect();
+    assert_eq!(keys.len(), 2, "the fetch in flight is repeated once");
+    assert_eq!(keys[0], keys[1], "with the same idempotency key");
+    assert!(keys[0].as_deref().unwrap_or("").starts_with(id), "{keys:?}");
+}
