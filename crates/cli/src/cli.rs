@@ -13,7 +13,8 @@ Examples:
   sequential-ecosystem history order-flow
   sequential-ecosystem machine run \"npm install\"     # also the binary `sequential-machine`
 
-Storage: DATABASE_URL (folder:PATH or a plain path, sqlite:PATH, sqlite::memory:) wins over
+Storage: DATABASE_URL (folder:PATH or a plain path, sqlite:PATH, sqlite::memory:,
+postgres://USER@HOST/DB — alias SUPABASE_DB_URL; see `migrate --help`) wins over
 \"adaptor\" in .sequentialrc.json, which wins over folder storage under SEQUENTIAL_TASKS_DIR
 (default ./tasks). Runs: TASK_TIMEOUT (ms per fetch attempt, default 300000), TASK_MAX_RETRIES
 (default 3), TASK_CPU_SLICE_MS (JavaScript time between host calls, default 1000).
@@ -100,6 +101,23 @@ Identical content is stored once: running it twice creates nothing new and says 
 --adaptor NAME|URL: `folder` (the folder default), `sqlite` (DATABASE_URL if it is SQLite,
 else sqlite:./sequential.db), or any storage URL.")]
     SyncTasks(SyncTasksArgs),
+
+    /// Create or upgrade the storage's schema (PostgreSQL tables; folder and SQLite storage are
+    /// brought up to date whenever they are opened).
+    #[command(after_help = "\
+Examples:
+  DATABASE_URL=postgres://postgres@127.0.0.1:5432/app sequential-ecosystem migrate
+  sequential-ecosystem migrate --adaptor 'postgres://app@db.internal/app?schema=jobs' --json
+
+Safe to run from many processes at once: each step is applied once, under an advisory lock.
+Commands that write (run, worker, sync-tasks…) migrate too; commands that only read never
+create anything and ask for `migrate` on an empty database. A schema written by a newer
+sequential-ecosystem is refused and left untouched.")]
+    Migrate {
+        /// Storage to migrate: a URL or `postgres` (DATABASE_URL's); default: the configured storage.
+        #[arg(long, value_name = "NAME|URL")]
+        adaptor: Option<String>,
+    },
 
     /// Run a task: store its folder as a task version, start a run and drive it here until it
     /// ends, waits or pauses.

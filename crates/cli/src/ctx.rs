@@ -35,14 +35,11 @@ impl Ctx {
     }
 
     /// The configured storage if its location exists; `None` means nothing is stored yet.
-    /// Read-only commands use this so they never create a folder or database file.
+    /// Read-only commands use this so they never create a folder, a database file or a
+    /// PostgreSQL schema.
     pub async fn existing_storage(&self) -> Result<(Choice, Option<Opened>)> {
         let rc = self.rc()?;
         let choice = storage::choose(&self.env, &rc, None)?;
-        if !storage::location_exists(&choice) {
-            tracing::debug!(url = %choice.url, "storage location does not exist yet");
-            return Ok((choice, None));
-        }
-        Ok((choice.clone(), Some(storage::open_choice(choice).await?)))
+        Ok((choice.clone(), storage::open_existing(choice).await?))
     }
 }

@@ -11,6 +11,7 @@ use std::sync::Arc;
 use anyhow::{Context, Result};
 use sequential_adaptor::{MemoryFactory, Registry, StorageAdapter, scheme_of};
 use sequential_adaptor_folder::FolderFactory;
+use sequential_adaptor_postgres::PostgresFactory;
 use sequential_adaptor_sqlite::SqliteFactory;
 use serde::Serialize;
 
@@ -21,7 +22,8 @@ use crate::rc::RcFile;
 pub const DEFAULT_SQLITE_URL: &str = "sqlite:./sequential.db";
 
 /// The URL forms accepted, for messages.
-const FORMS: &str = "folder:PATH (or a plain path), sqlite:PATH, sqlite::memory:, memory: (lives as long as the process)";
+const FORMS: &str = "folder:PATH (or a plain path), sqlite:PATH, sqlite::memory:, \
+     postgres://USER@HOST[:PORT]/DATABASE (or postgresql://), memory: (lives as long as the process)";
 
 /// The environment the policy reads, captured once per process.
 #[derive(Debug, Clone)]
@@ -101,10 +103,29 @@ impl Source {
 /// A storage choice: the normalized URL and where it came from.
 #[derive(Debug, Clone, Serialize)]
 pub struct Choice {
-    /// The normalized URL, e.g. `folder:tasks` or `sqlite:./sequential.db`.
+    /// The normalized URL, e.g. `folder:tasks` or `sqlite:./sequential.db`, with any password
+    /// replaced by `***`: safe to print.
     pub url: String,
     /// Where it came from.
     pub source: Source,
+    /// The URL as given (password included), for opening only.
+    #[serde(skip)]
+    connect: String,
+}
+
+impl Choice {
+    fn new(url: String, source: Source) -> Self {
+        Choice {
+            url: shown(&url),
+            source,
+            connect: url,
+        }
+    }
+
+    /// The URL to connect with: [`Choice::url`] with its password, if it has one. Never print it.
+    pub fn connect_url(&self) -> &str {
+        &self.connect
+    }
 }
 
 /// An opened storage backend.
@@ -123,24 +144,56 @@ pub async fn open(env: &Env, rc: &RcFile, flag: Option<&str>) -> Result<Opened> 
     open_choice(choose(env, rc, flag)?).await
 }
 
-/// Opens a [`Choice`] through the registry of compiled-in backends.
+/// Opens a [`Choice`] through the registry of compiled-in backends, creating the storage (or
+/// migrating a PostgreSQL schema) when needed: for commands that write.
 pub async fn open_choice(choice: Choice) -> Result<Opened> {
+    open_with(choice, PostgresFactory::default()).await
+}
+
+/// Opens a [`Choice`] for a command that only reads: `None` when folder or SQLite storage does
+/// not exist yet (nothing is created); a PostgreSQL database whose schema was never migrated is
+/// an error that says to run `sequential-ecosystem migrate` (nothing is created either).
+pub async fn open_existing(choice: Choice) -> Result<Option<Opened>> {
+    if !location_exists(&choice) {
+        tracing::debug!(url = %choice.url, "storage location does not exist yet");
+        return Ok(None);
+    }
+    Ok(Some(open_with(choice, PostgresFactory::existing()).await?))
+}
+
+/// `true` for `postgres://` and `postgresql://` URLs.
+pub fn is_postgres(url: &str) -> bool {
+    matches!(scheme_of(url).as_deref(), Some("postgres" | "postgresql"))
+}
+
+async fn open_with(choice: Choice, postgres: PostgresFactory) -> Result<Opened> {
     let mut registry = Registry::new();
     registry
         .register("folder", "folder:PATH (or a plain path)", FolderFactory)
         .register("sqlite", SqliteFactory::FORM, SqliteFactory)
+        .register("postgres", PostgresFactory::FORM, postgres)
+        .register("postgresql", "postgresql://…", postgres)
         .register("memory", "memory:[NAME]", MemoryFactory::default());
     tracing::debug!(url = %choice.url, source = ?choice.source, "opening storage");
-    let known_scheme =
-        scheme_of(&choice.url).is_some_and(|s| registry.schemes().contains(&s.as_str()));
-    let adapter = registry.open(&anchored(&choice.url)).await.map_err(|e| {
+    let adapter = registry.open(&anchored(choice.connect_url())).await.map_err(|e| {
+        let postgres = is_postgres(&choice.url);
         let hint = match &e {
-            _ if !known_scheme => {
-                "PostgreSQL (postgres://…) is not compiled in yet; `sequential-ecosystem --help` lists the storage settings".to_string()
+            sequential_adaptor::Error::NotFound { .. } if postgres => format!(
+                "run `sequential-ecosystem migrate` (with the same {}) to create the tables",
+                choice.source.describe()
+            ),
+            sequential_adaptor::Error::Unsupported { .. } if postgres => {
+                "run `sequential-ecosystem migrate` for an older schema; a newer one needs a newer \
+                 sequential-ecosystem (nothing was changed)"
+                    .to_string()
             }
             sequential_adaptor::Error::Unsupported { .. } => {
                 "it was written by a newer sequential-ecosystem; upgrade this binary (the storage was not changed)".to_string()
             }
+            _ if postgres => format!(
+                "check the server, user, password and database in {} (postgres://USER:PASSWORD@HOST:PORT/DATABASE); nothing was changed",
+                choice.source.describe()
+            ),
             _ => format!(
                 "check that {} is the storage you meant and that it is accessible \
                  (it was chosen by {}); nothing was changed",
@@ -158,6 +211,22 @@ pub async fn open_choice(choice: Choice) -> Result<Opened> {
     Ok(Opened { adapter, choice })
 }
 
+/// `url` with a password replaced by `***`, for messages and output.
+fn shown(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_string();
+    };
+    let end = rest.find(['/', '?']).unwrap_or(rest.len());
+    let (authority, tail) = rest.split_at(end);
+    match authority.rsplit_once('@') {
+        Some((userinfo, host)) => match userinfo.split_once(':') {
+            Some((user, _)) => format!("{scheme}://{user}:***@{host}{tail}"),
+            None => url.to_string(),
+        },
+        None => url.to_string(),
+    }
+}
+
 /// Chooses the storage URL without opening it (also used by `config show`).
 pub fn choose(env: &Env, rc: &RcFile, flag: Option<&str>) -> Result<Choice> {
     let (spec, source) = if let Some(flag) = flag {
@@ -173,13 +242,10 @@ pub fn choose(env: &Env, rc: &RcFile, flag: Option<&str>) -> Result<Choice> {
     } else if let Some(adaptor) = rc.adaptor() {
         (adaptor.to_string(), Source::RcFile)
     } else {
-        return Ok(Choice {
-            url: env.default_folder_url(),
-            source: Source::Default,
-        });
+        return Ok(Choice::new(env.default_folder_url(), Source::Default));
     };
     let url = normalize(env, &spec).with_context(|| source.describe().to_string())?;
-    Ok(Choice { url, source })
+    Ok(Choice::new(url, source))
 }
 
 /// Turns a name (`folder`, `sqlite`), a plain path or a URL into a URL the registry knows.
@@ -202,21 +268,22 @@ fn normalize(env: &Env, spec: &str) -> Result<String> {
                 _ => DEFAULT_SQLITE_URL.to_string(),
             });
         }
-        "postgres" | "postgresql" | "supabase" => return Err(postgres_not_compiled(spec)),
+        "postgres" | "postgresql" | "supabase" => {
+            return match db_url_scheme {
+                Some((url, _)) if is_postgres(url) => Ok(url.to_string()),
+                _ => Err(user(
+                    format!("storage {spec:?} names PostgreSQL but not which database"),
+                    "give the connection URL instead, e.g. --adaptor postgres://postgres@127.0.0.1:5432/app, \
+                     or set DATABASE_URL (alias SUPABASE_DB_URL) to it",
+                )),
+            };
+        }
         _ => {}
     }
     match scheme_of(spec).as_deref() {
         None => Ok(format!("folder:{spec}")),
-        Some("postgres" | "postgresql") => Err(postgres_not_compiled(spec)),
         Some(_) => Ok(spec.to_string()),
     }
-}
-
-fn postgres_not_compiled(spec: &str) -> anyhow::Error {
-    user(
-        format!("PostgreSQL support is not compiled in yet (storage {spec:?})"),
-        format!("use one of: {FORMS}"),
-    )
 }
 
 /// `folder:tasks` → `folder:./tasks`: a relative folder path gets an explicit `./` so the

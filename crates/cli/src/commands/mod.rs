@@ -8,6 +8,7 @@ mod describe;
 mod init;
 mod inspect;
 mod list;
+mod migrate;
 mod run;
 mod sync_tasks;
 mod vm;
@@ -39,6 +40,7 @@ pub async fn run(cli: Cli) -> Result<()> {
         Command::Delete { name, force } => delete::run(&ctx, &name, force).await,
         Command::Config { action } => config::run(&ctx, action).await,
         Command::SyncTasks(args) => sync_tasks::run(&ctx, args).await,
+        Command::Migrate { adaptor } => migrate::run(&ctx, adaptor.as_deref()).await,
         Command::Run(args) => run::run(&ctx, args).await,
         Command::Resume(args) => control::resume(&ctx, args).await,
         Command::Signal {

@@ -7,6 +7,7 @@ mod examples;
 mod help;
 mod machine;
 mod policy;
+mod postgres;
 mod run_bad_input;
 mod runs;
 mod sync;

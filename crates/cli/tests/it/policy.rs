@@ -128,19 +128,26 @@ fn unknown_database_url_scheme_exits_2_listing_valid_forms() {
 }
 
 #[test]
-fn postgres_urls_say_support_is_not_compiled_in_yet() {
+fn postgres_urls_open_postgresql_and_name_a_server_that_is_not_there() {
     let sb = Sandbox::new();
-    for url in ["postgres://u@localhost/db", "postgresql://u@localhost/db"] {
+    // port 1: nothing listens there
+    for url in [
+        "postgres://u@127.0.0.1:1/db",
+        "postgresql://u:pw@127.0.0.1:1/db",
+    ] {
         sb.cmd(&["list"])
             .env("DATABASE_URL", url)
             .run()
             .usage_error()
-            .stderr_has("PostgreSQL support is not compiled in yet");
+            .stderr_has("cannot connect to PostgreSQL at 127.0.0.1:1")
+            .stderr_has("is the server running")
+            .stderr_lacks(":pw@");
     }
     sb.run(&["create-task", "hello"]).ok();
     sb.run(&["sync-tasks", "--adaptor", "postgres"])
         .usage_error()
-        .stderr_has("not compiled in yet");
+        .stderr_has("names PostgreSQL but not which database")
+        .stderr_has("--adaptor postgres://");
 }
 
 #[test]
