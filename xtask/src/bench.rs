@@ -22,6 +22,25 @@ pub fn run(root: &Path, args: &[String]) -> Result<()> {
             KNOWN.join(", ")
         ),
     };
+    // `engine --peers DIR`: the rest is the benchmark's own arguments (DIR made absolute, since
+    // the benchmark runs in the workspace root)
+    let extra: Vec<String> = match args.get(1..) {
+        Some(rest) if !rest.is_empty() && which.len() == 1 && which[0] == "engine" => rest
+            .iter()
+            .enumerate()
+            .map(|(i, a)| {
+                if i > 0 && rest[i - 1] == "--peers" {
+                    std::path::absolute(a).map_or_else(|_| a.clone(), |p| p.display().to_string())
+                } else {
+                    a.clone()
+                }
+            })
+            .collect(),
+        Some(rest) if !rest.is_empty() => {
+            bail!("unexpected arguments {rest:?}; only `bench engine --peers DIR` takes any")
+        }
+        _ => Vec::new(),
+    };
     for w in which {
         let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
         if w == "vm" {
@@ -71,6 +90,7 @@ pub fn run(root: &Path, args: &[String]) -> Result<()> {
                 "--",
                 w,
             ])
+            .args(&extra)
             .current_dir(root)
             .stderr(std::process::Stdio::inherit())
             .output()

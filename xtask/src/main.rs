@@ -21,7 +21,8 @@ commands:
   ci                 fmt --check, clippy -D warnings, tidy, cargo test --workspace
   tidy               check repository rules (lib.rs docs, no anyhow in libraries, versions only in the root manifest)
   bench <which>      run benchmarks in release mode and update docs/benchmarks.md
-                     which: storage | engine | all
+                     which: storage | vm | engine | machine | all
+                     (engine --peers DIR: also the peers in DIR, e.g. ../shared/bench/peers)
 
 example:
   cargo xtask bench storage";

@@ -2,8 +2,10 @@
 //! (the xtask writes it into `docs/benchmarks.md`) and progress on stderr.
 //!
 //! - `sequential-bench storage`: append and claim speed of the folder and SQLite backends.
-//! - `sequential-bench engine`: whole runs of N sequential `fetch()` steps against a loopback
-//!   HTTP server: latency, throughput at 64 concurrent runs, CPU and storage per run.
+//! - `sequential-bench engine [--peers DIR]`: whole runs of N sequential `fetch()` steps against
+//!   a loopback HTTP server: latency, a steady stream with 64 runs in flight (the engine in a
+//!   process of its own, `engine-worker`), CPU per run by process, the machine's ceiling,
+//!   storage per run, verdicts against the targets; the peers side by side with `--peers`.
 //! - `sequential-bench machine`: the layer store's workloads W1–W13 on generated trees, with git
 //!   and `tar | zstd` side by side.
 
@@ -32,7 +34,8 @@ fn main() -> Result<()> {
         .build()?;
     match which.as_str() {
         "storage" => rt.block_on(storage::run()),
-        "engine" => rt.block_on(engine::run()),
+        "engine" => rt.block_on(engine::run(&args[2..])),
+        "engine-worker" => rt.block_on(engine::worker(&args[2..])),
         other => bail!("unknown benchmark {other:?}; expected: storage, engine, machine"),
     }
 }
@@ -56,7 +59,12 @@ pub(crate) fn machine_line() -> String {
         .ok()
         .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
         .unwrap_or_default();
-    format!("Measured {date} on {cpus} cores ({model}), release build, fsync on.")
+    let build = if cfg!(debug_assertions) {
+        "debug build (not comparable: use `cargo xtask bench`)"
+    } else {
+        "release build"
+    };
+    format!("Measured {date} on {cpus} cores ({model}), {build}, fsync on.")
 }
 
 /// The `p` quantile of sorted durations, in milliseconds.
