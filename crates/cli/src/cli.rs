@@ -237,6 +237,38 @@ another worker continues those runs immediately, not after their leases expire."
         grace: String,
     },
 
+    /// Serve the host API (HTTP, `/api/v1`) over the configured storage, with an embedded worker.
+    #[command(after_help = "\
+Examples:
+  sequential-ecosystem serve                                  # http://127.0.0.1:8080/api/v1
+  sequential-ecosystem serve --bind 127.0.0.1:0               # any free port (printed on stdout)
+  SEQUENTIAL_API_TOKEN=$(openssl rand -hex 32) sequential-ecosystem serve --bind 0.0.0.0:8080
+  curl -s localhost:8080/api/v1/tasks/hello/runs -H 'content-type: application/json' \\
+       -d '{\"input\": {\"name\": \"Ada\"}}'
+
+The first line on stdout is `listening on http://ADDR`. Binding anything but loopback needs a
+token (SEQUENTIAL_API_TOKEN or --token-file): every request then carries
+`Authorization: Bearer <token>`. SIGTERM or Ctrl-C stops accepting requests and lets the steps
+in flight finish (--grace); a second signal releases the runs in hand at once. The API is
+described in docs/host-api.md.")]
+    Serve {
+        /// Address to listen on (`127.0.0.1:0`: any free port).
+        #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:8080")]
+        bind: String,
+        /// Runs the embedded worker drives at once.
+        #[arg(long, value_name = "N", default_value_t = 16)]
+        concurrency: usize,
+        /// Serve the API only; runs are driven by `worker` processes elsewhere.
+        #[arg(long)]
+        no_worker: bool,
+        /// A file whose first line is the API token (instead of SEQUENTIAL_API_TOKEN).
+        #[arg(long, value_name = "FILE")]
+        token_file: Option<std::path::PathBuf>,
+        /// How long a stopping server lets the steps in flight finish (250ms, 2s, 1m).
+        #[arg(long, value_name = "DUR", default_value = "10s")]
+        grace: String,
+    },
+
     /// Delete finished runs (succeeded, failed, cancelled) that ended before a cut-off.
     #[command(after_help = "\
 Examples:

@@ -31,6 +31,8 @@ mod output;
 mod progress;
 mod rc;
 mod runs;
+mod serve;
+mod signals;
 mod storage;
 mod tasks;
 mod time;

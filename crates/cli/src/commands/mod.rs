@@ -54,6 +54,22 @@ pub async fn run(cli: Cli) -> Result<()> {
         Command::Show(args) => inspect::show(&ctx, args).await,
         Command::History { task, limit } => inspect::history(&ctx, &task, limit).await,
         Command::Worker { concurrency, grace } => worker::worker(&ctx, concurrency, &grace).await,
+        Command::Serve {
+            bind,
+            concurrency,
+            no_worker,
+            token_file,
+            grace,
+        } => {
+            let args = crate::serve::ServeArgs {
+                bind,
+                concurrency,
+                no_worker,
+                token_file,
+                grace,
+            };
+            crate::serve::serve(&ctx, args).await
+        }
         Command::Prune { older_than } => worker::prune(&ctx, &older_than).await,
         Command::Vm { action } => vm::run(&ctx, action).await,
         Command::Machine(args) => {

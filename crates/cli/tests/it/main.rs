@@ -10,6 +10,7 @@ mod policy;
 mod postgres;
 mod run_bad_input;
 mod runs;
+mod serve;
 mod sync;
 mod tasks;
 mod util;

@@ -1,0 +1,251 @@
+//! `GET /api/v1/runs/:id/events`: a run's journal as a stream, NDJSON or SSE.
+//!
+//! Records come from storage, never from an in-memory buffer: a consumer reads from
+//! `?after=SEQ` (or SSE's `Last-Event-ID`) through the history and on into live records with
+//! no gap and no duplicate, whether or not the server restarted in between. A slow consumer
+//! only slows its own reads (the channel to it is bounded), so no consumer can lag behind a
+//! buffer and lose records. The stream ends after the run's terminal record (SSE: then
+//! `event: end`), at `?follow=false` after the history, or when the server shuts down.
+
+use std::convert::Infallible;
+use std::pin::Pin;
+use std::sync::atomic::Ordering;
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
+
+use axum::body::{Body, Bytes};
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use http_body::Frame;
+use sequential_adaptor::{JournalRecord, RunId};
+use serde::Deserialize;
+use tokio::sync::mpsc;
+
+use super::error::{ApiError, ApiResult};
+use super::runs::{load, run_id};
+use super::view::ends_stream;
+use super::{AppState, Inner};
+
+#[derive(Deserialize)]
+pub struct EventsQuery {
+    after: Option<u64>,
+    follow: Option<bool>,
+    kinds: Option<String>,
+    format: Option<String>,
+    ping: Option<u64>,
+}
+
+/// A response body fed by a channel; it holds one of the server's stream slots while it lives.
+struct ChannelBody {
+    rx: mpsc::Receiver<Bytes>,
+    _slot: Slot,
+}
+
+impl http_body::Body for ChannelBody {
+    type Data = Bytes;
+    type Error = Infallible;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
+        self.rx.poll_recv(cx).map(|b| b.map(|b| Ok(Frame::data(b))))
+    }
+}
+
+/// One open stream, counted against [`super::Limits::streams`].
+struct Slot(AppState);
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        self.0.streams.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+fn slot(state: &AppState) -> ApiResult<Slot> {
+    let open = state.streams.fetch_add(1, Ordering::Relaxed);
+    let slot = Slot(state.clone());
+    if open >= state.limits.streams {
+        return Err(ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "TOO_MANY_STREAMS",
+            format!(
+                "this server has {} streams open, its limit; retry later",
+                state.limits.streams
+            ),
+        ));
+    }
+    Ok(slot)
+}
+
+#[derive(Clone, Copy, PartialEq)]
+enum Encoding {
+    Ndjson,
+    Sse,
+}
+
+/// Which records a consumer wants: every kind, or those named (`run.*` is a prefix).
+struct Kinds(Option<Vec<String>>);
+
+impl Kinds {
+    fn wants(&self, kind: &str) -> bool {
+        self.0.as_ref().is_none_or(|ks| {
+            ks.iter().any(|k| match k.strip_suffix('*') {
+                Some(prefix) => kind.starts_with(prefix),
+                None => kind == k,
+            })
+        })
+    }
+}
+
+fn encode(enc: Encoding, r: &JournalRecord) -> Bytes {
+    let json = serde_json::to_string(r).expect("journal records serialize");
+    match enc {
+        Encoding::Ndjson => Bytes::from(json + "\n"),
+        Encoding::Sse => Bytes::from(format!(
+            "id: {}\nevent: {}\ndata: {json}\n\n",
+            r.seq, r.kind
+        )),
+    }
+}
+
+/// `GET /runs/:id/events`: NDJSON (default) or SSE (`Accept: text/event-stream` or
+/// `?format=sse`); `?after=SEQ` or `Last-Event-ID`; `?follow=false`; `?kinds=run.*,log`.
+pub async fn run_events(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    Query(q): Query<EventsQuery>,
+    headers: HeaderMap,
+) -> ApiResult<Response> {
+    let id = run_id(&id)?;
+    load(&state, id).await?;
+    let accept = headers
+        .get(header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    let enc = match q.format.as_deref() {
+        Some("sse") => Encoding::Sse,
+        Some("ndjson") | None if !accept.contains("text/event-stream") => Encoding::Ndjson,
+        None => Encoding::Sse,
+        Some(f) => {
+            return Err(ApiError::bad_request(format!(
+                "?format={f}: expected ndjson or sse"
+            )));
+        }
+    };
+    let last_event_id = headers
+        .get("last-event-id")
+        .and_then(|v| v.to_str().ok())
+        .map(|v| {
+            v.trim().parse::<u64>().map_err(|_| {
+                ApiError::bad_request(format!("Last-Event-ID {v:?}: expected a journal seq"))
+            })
+        })
+        .transpose()?;
+    let after = q.after.or(last_event_id);
+    let ping = match (enc, q.ping) {
+        (Encoding::Ndjson, Some(0)) => None,
+        (_, Some(ms)) if ms > 0 => Some(Duration::from_millis(ms)),
+        _ => Some(state.limits.ping),
+    };
+    let kinds = Kinds(q.kinds.map(|k| {
+        k.split(',')
+            .map(|s| s.trim().to_string())
+            .filter(|s| !s.is_empty())
+            .collect()
+    }));
+    let slot = slot(&state)?;
+    let (tx, rx) = mpsc::channel(64);
+    let follow = q.follow.unwrap_or(true);
+    tokio::spawn(pump(state.clone(), id, after, follow, enc, kinds, ping, tx));
+    let content_type = match enc {
+        Encoding::Ndjson => "application/x-ndjson",
+        Encoding::Sse => "text/event-stream",
+    };
+    let mut resp = Body::new(ChannelBody { rx, _slot: slot }).into_response();
+    resp.headers_mut()
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
+    resp.headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+    Ok(resp)
+}
+
+/// Feeds one consumer: history from storage, then live records as storage changes.
+#[allow(clippy::too_many_arguments)]
+async fn pump(
+    state: AppState,
+    id: RunId,
+    mut after: Option<u64>,
+    follow: bool,
+    enc: Encoding,
+    kinds: Kinds,
+    ping: Option<Duration>,
+    tx: mpsc::Sender<Bytes>,
+) {
+    let inner: &Inner = &state;
+    let mut stopping = inner.stopping.subscribe();
+    if enc == Encoding::Sse
+        && tx
+            .send(Bytes::from_static(b"retry: 2000\n\n"))
+            .await
+            .is_err()
+    {
+        return;
+    }
+    let mut last_sent = Instant::now();
+    loop {
+        let page = match inner.engine.store().read_journal(id, after, 512).await {
+            Ok(p) => p,
+            Err(e) => {
+                let err = serde_json::json!({ "kind": "stream.error", "error": e.to_string(), "resume_after": after });
+                let _ = tx.send(Bytes::from(err.to_string() + "\n")).await;
+                return;
+            }
+        };
+        let full = page.len() == 512;
+        for r in &page {
+            after = Some(r.seq);
+            if kinds.wants(&r.kind) {
+                if tx.send(encode(enc, r)).await.is_err() {
+                    return;
+                }
+                last_sent = Instant::now();
+            }
+            if ends_stream(r) {
+                if enc == Encoding::Sse {
+                    let _ = tx
+                        .send(Bytes::from_static(b"event: end\ndata: {}\n\n"))
+                        .await;
+                }
+                return;
+            }
+        }
+        if full {
+            continue;
+        }
+        if !follow || *stopping.borrow() {
+            return;
+        }
+        if let Some(p) = ping
+            && last_sent.elapsed() >= p
+        {
+            let line: &'static [u8] = match enc {
+                Encoding::Ndjson => b"{\"kind\":\"ping\"}\n",
+                Encoding::Sse => b": ping\n\n",
+            };
+            if tx.send(Bytes::from_static(line)).await.is_err() {
+                return;
+            }
+            last_sent = Instant::now();
+        }
+        let nap = ping.map_or(Duration::from_millis(250), |p| {
+            p.min(Duration::from_millis(250))
+        });
+        tokio::select! {
+            _ = inner.engine.store().wait_for_change(nap) => {}
+            _ = tx.closed() => return,
+            _ = stopping.changed() => return,
+        }
+    }
+}

@@ -1,0 +1,521 @@
+//! `serve`: the host API against the real binary on 127.0.0.1:0, with folder storage in a temp
+//! dir — tasks, idempotent starts, long-polls, event streams that resume, events, control,
+//! the error shape, tokens and the checked upload.
+
+use std::io::{BufRead, BufReader, Read};
+use std::process::Child;
+use std::time::Duration;
+
+use serde_json::{Value, json};
+
+use crate::util::Sandbox;
+
+/// A running `serve` process; killed when dropped.
+struct Server {
+    child: Child,
+    url: String,
+    rt: tokio::runtime::Runtime,
+    http: reqwest::Client,
+    stderr: std::sync::Arc<std::sync::Mutex<String>>,
+}
+
+impl Server {
+    fn start(sb: &Sandbox, envs: &[(&str, &str)], extra: &[&str]) -> Server {
+        let mut args = vec!["serve", "--bind", "127.0.0.1:0"];
+        args.extend_from_slice(extra);
+        let mut cmd = sb.cmd(&args);
+        for (k, v) in envs {
+            cmd = cmd.env(k, *v);
+        }
+        let mut child = cmd.spawn();
+        let stderr = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
+        let mut err = child.stderr.take().unwrap();
+        let sink = stderr.clone();
+        std::thread::spawn(move || {
+            let mut buf = [0u8; 4096];
+            while let Ok(n) = err.read(&mut buf) {
+                if n == 0 {
+                    break;
+                }
+                sink.lock()
+                    .unwrap()
+                    .push_str(&String::from_utf8_lossy(&buf[..n]));
+            }
+        });
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        let url = line
+            .trim()
+            .strip_prefix("listening on ")
+            .unwrap_or_else(|| {
+                panic!(
+                    "serve did not say where it listens: {line:?}; stderr: {}",
+                    stderr.lock().unwrap()
+                )
+            })
+            .to_string();
+        Server {
+            child,
+            url,
+            rt: tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap(),
+            http: reqwest::Client::builder()
+                .timeout(Duration::from_secs(60))
+                .build()
+                .unwrap(),
+            stderr,
+        }
+    }
+
+    /// A request; returns the status and the body (JSON when it parses, else a string).
+    fn call(
+        &self,
+        method: &str,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: Option<Vec<u8>>,
+    ) -> (u16, Value) {
+        let url = format!("{}{path}", self.url);
+        self.rt.block_on(async {
+            let mut req = self.http.request(method.parse().unwrap(), &url);
+            for (k, v) in headers {
+                req = req.header(*k, *v);
+            }
+            if let Some(b) = body {
+                req = req.body(b);
+            }
+            let resp = req
+                .send()
+                .await
+                .unwrap_or_else(|e| panic!("{method} {path}: {e}"));
+            let status = resp.status().as_u16();
+            let text = resp.text().await.unwrap();
+            let value = serde_json::from_str(&text).unwrap_or(Value::String(text));
+            (status, value)
+        })
+    }
+
+    fn get(&self, path: &str) -> (u16, Value) {
+        self.call("GET", path, &[], None)
+    }
+
+    fn post(&self, path: &str, body: Value) -> (u16, Value) {
+        self.call(
+            "POST",
+            path,
+            &[("content-type", "application/json")],
+            Some(body.to_string().into_bytes()),
+        )
+    }
+
+    fn stderr(&self) -> String {
+        self.stderr.lock().unwrap().clone()
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+const HELLO: &str = "export default async function (input) {\n  const r = await fetch('data:application/json,{\"greeting\":\"hello\"}');\n  return { greeting: (await r.json()).greeting, name: input.name ?? null };\n}\n";
+
+const APPROVAL: &str = "export default async function (input, ctx) {\n  await ctx.emit('asked', { item: input.item });\n  const ok = await ctx.waitForEvent('approved', { timeout: '1d' });\n  await ctx.emit('decided', { ok: ok !== null });\n  return { item: input.item, by: ok && ok.by };\n}\n";
+
+fn upload(s: &Server, name: &str, code: &str) {
+    let (status, body) = s.post("/api/v1/tasks", json!({ "name": name, "code": code }));
+    assert_eq!(status, 201, "{body}");
+}
+
+#[test]
+fn host_endpoints_answer_with_their_documented_shapes() {
+    let sb = Sandbox::new();
+    let s = Server::start(&sb, &[], &[]);
+    let (st, v) = s.get("/api/v1/version");
+    assert_eq!(st, 200);
+    assert_eq!(v["service"], "sequential-ecosystem");
+    assert_eq!(v["apiVersion"], "v1");
+    let (st, h) = s.get("/api/v1/health");
+    assert_eq!(st, 200, "{h}");
+    assert_eq!(h["ok"], true);
+    assert_eq!(h["storage"]["adapter"], "folder");
+    let (st, l) = s.get("/api/v1/load-check");
+    assert_eq!(st, 200);
+    assert!(l["runs"]["queued"].is_number(), "{l}");
+    let (st, c) = s.get("/api/v1/config");
+    assert_eq!(st, 200);
+    assert_eq!(c["auth"], false);
+    let (st, e) = s.get("/api/v1/nope");
+    assert_eq!(st, 404);
+    assert_eq!(e["code"], "ROUTE_NOT_FOUND", "{e}");
+    assert!(e["error"].as_str().unwrap().contains("/api/v1"), "{e}");
+}
+
+#[test]
+fn tasks_are_created_once_versioned_by_put_and_runs_start_idempotently() {
+    let sb = Sandbox::new();
+    let s = Server::start(&sb, &[], &[]);
+    upload(&s, "hello", HELLO);
+    let (st, e) = s.post("/api/v1/tasks", json!({ "name": "hello", "code": HELLO }));
+    assert_eq!((st, e["code"].as_str()), (409, Some("TASK_EXISTS")), "{e}");
+    let (st, v) = s.call(
+        "PUT",
+        "/api/v1/tasks/hello",
+        &[("content-type", "application/json")],
+        Some(
+            json!({ "code": HELLO.replace("hello\"}", "hi\"}") })
+                .to_string()
+                .into_bytes(),
+        ),
+    );
+    assert_eq!((st, v["version"].as_u64()), (200, Some(2)), "{v}");
+    let (st, list) = s.get("/api/v1/tasks");
+    assert_eq!(st, 200);
+    assert_eq!(list["items"][0]["name"], "hello");
+    assert_eq!(list["items"][0]["version"], 2);
+
+    let start = |input: Value| {
+        s.call(
+            "POST",
+            "/api/v1/tasks/hello/runs?wait=20s",
+            &[
+                ("content-type", "application/json"),
+                ("idempotency-key", "k1"),
+            ],
+            Some(json!({ "input": input }).to_string().into_bytes()),
+        )
+    };
+    let (st, run) = start(json!({ "name": "Ada" }));
+    assert_eq!(st, 200, "{run}\n{}", s.stderr());
+    assert_eq!(run["status"], "succeeded", "{run}");
+    assert_eq!(run["output"], json!({ "greeting": "hi", "name": "Ada" }));
+    assert_eq!(run["task"]["version"], 2);
+    assert_eq!(run["task"]["hash"].as_str().map(str::len), Some(64));
+    let (st, again) = start(json!({ "name": "Ada" }));
+    assert_eq!(
+        (st, &again["id"]),
+        (200, &run["id"]),
+        "same key, same input: the same run"
+    );
+    let (st, other) = start(json!({ "name": "Bob" }));
+    assert_eq!(
+        (st, other["code"].as_str()),
+        (409, Some("IDEMPOTENCY_KEY_REUSED")),
+        "{other}"
+    );
+
+    let id = run["id"].as_str().unwrap();
+    let (st, out) = s.get(&format!("/api/v1/runs/{id}/output"));
+    assert_eq!((st, out), (200, json!({ "greeting": "hi", "name": "Ada" })));
+    let (st, runs) = s.get("/api/v1/runs?task=hello&status=succeeded");
+    assert_eq!(st, 200);
+    assert_eq!(runs["items"].as_array().unwrap().len(), 1, "{runs}");
+    let (_, by_key) = s.get("/api/v1/runs?idempotency_key=k1");
+    assert_eq!(by_key["items"][0]["id"], run["id"]);
+    let (st, j) = s.get(&format!("/api/v1/runs/{id}/journal"));
+    assert_eq!(st, 200);
+    assert_eq!(j["items"][0]["kind"], "run.started");
+    assert_eq!(
+        j["last_seq"],
+        j["items"].as_array().unwrap().last().unwrap()["seq"]
+    );
+}
+
+#[test]
+fn event_streams_resume_from_any_seq_without_gap_or_duplicate() {
+    let sb = Sandbox::new();
+    let s = Server::start(&sb, &[], &[]);
+    upload(&s, "hello", HELLO);
+    let (_, run) = s.post("/api/v1/tasks/hello/runs?wait=20s", json!({ "input": {} }));
+    assert_eq!(run["status"], "succeeded", "{run}");
+    let id = run["id"].as_str().unwrap();
+    let (st, all) = s.get(&format!("/api/v1/runs/{id}/events"));
+    assert_eq!(st, 200);
+    let lines: Vec<Value> = all
+        .as_str()
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert!(lines.len() >= 3, "{lines:?}");
+    assert_eq!(lines.last().unwrap()["kind"], "run.succeeded");
+    let seqs: Vec<u64> = lines.iter().map(|l| l["seq"].as_u64().unwrap()).collect();
+    assert_eq!(seqs, (0..seqs.len() as u64).collect::<Vec<_>>());
+    // resume after seq 1: NDJSON with ?after=, SSE with Last-Event-ID
+    let (_, rest) = s.get(&format!("/api/v1/runs/{id}/events?after=1"));
+    let rest: Vec<Value> = rest
+        .as_str()
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(rest, lines[2..].to_vec());
+    let (st, sse) = s.call(
+        "GET",
+        &format!("/api/v1/runs/{id}/events"),
+        &[("accept", "text/event-stream"), ("last-event-id", "1")],
+        None,
+    );
+    assert_eq!(st, 200);
+    let sse = sse.as_str().unwrap();
+    let ids: Vec<u64> = sse
+        .lines()
+        .filter_map(|l| l.strip_prefix("id: "))
+        .map(|v| v.parse().unwrap())
+        .collect();
+    assert_eq!(ids, seqs[2..].to_vec(), "{sse}");
+    assert!(sse.starts_with("retry: 2000"), "{sse}");
+    assert!(sse.trim_end().ends_with("event: end\ndata: {}"), "{sse}");
+}
+
+#[test]
+fn events_reach_a_waiting_run_and_emitted_events_are_read_race_free() {
+    let sb = Sandbox::new();
+    let s = Server::start(&sb, &[], &[]);
+    upload(&s, "approval", APPROVAL);
+    let (st, run) = s.post(
+        "/api/v1/tasks/approval/runs",
+        json!({ "input": { "item": "laptop" } }),
+    );
+    assert_eq!(st, 202, "{run}");
+    let id = run["id"].as_str().unwrap().to_string();
+    // the first emit, read with once (it may already have happened: the journal keeps it)
+    let (st, asked) = s.get(&format!("/api/v1/runs/{id}/once/asked?timeout=20s"));
+    assert_eq!(st, 200, "{asked}");
+    assert_eq!(asked["data"], json!({ "item": "laptop" }));
+    let (_, waiting) = s.get(&format!(
+        "/api/v1/runs/{id}?wait=20s&until=change&after={}",
+        asked["seq"]
+    ));
+    let waiting = if waiting["status"] == "waiting" {
+        waiting
+    } else {
+        s.get(&format!("/api/v1/runs/{id}?wait=5s&until=change")).1
+    };
+    assert_eq!(waiting["status"], "waiting", "{waiting}");
+    assert_eq!(waiting["waiting"]["kind"], "event");
+    assert_eq!(waiting["waiting"]["name"], "approved");
+    let (st, sent) = s.post(
+        &format!("/api/v1/runs/{id}/_event"),
+        json!({ "eventName": "approved", "message": { "by": "ann" } }),
+    );
+    assert_eq!(st, 202, "{sent}");
+    assert_eq!(sent["accepted"], true);
+    assert_eq!(sent["consumed"], true);
+    // `once` after the first emit finds the second, emitted between our calls or not
+    let (st, decided) = s.get(&format!(
+        "/api/v1/runs/{id}/once/decided?after={}&timeout=20s",
+        asked["seq"]
+    ));
+    assert_eq!(st, 200, "{decided}");
+    assert_eq!(decided["data"], json!({ "ok": true }));
+    let (st, out) = s.get(&format!("/api/v1/runs/{id}/output?wait=20s"));
+    assert_eq!((st, out), (200, json!({ "item": "laptop", "by": "ann" })));
+    let (st, last) = s.get(&format!("/api/v1/runs/{id}/event/asked"));
+    assert_eq!((st, &last["data"]), (200, &json!({ "item": "laptop" })));
+    // a finished run takes no events
+    let (st, e) = s.post(
+        &format!("/api/v1/runs/{id}/_event"),
+        json!({ "eventName": "approved" }),
+    );
+    assert_eq!((st, e["code"].as_str()), (409, Some("RUN_FINISHED")), "{e}");
+}
+
+#[test]
+fn control_verbs_stop_kill_retry_and_fork() {
+    let sb = Sandbox::new();
+    let s = Server::start(&sb, &[], &[]);
+    upload(&s, "approval", APPROVAL);
+    let (_, run) = s.post(
+        "/api/v1/tasks/approval/runs",
+        json!({ "input": { "item": "a" } }),
+    );
+    let id = run["id"].as_str().unwrap().to_string();
+    let (st, stopped) = s.post(
+        &format!("/api/v1/runs/{id}/_stop"),
+        json!({ "timeout": 500 }),
+    );
+    assert_eq!(st, 202, "{stopped}");
+    let (_, done) = s.get(&format!("/api/v1/runs/{id}?wait=20s"));
+    assert_eq!(done["status"], "cancelled", "{done}");
+    let (st, e) = s.post(&format!("/api/v1/runs/{id}/_kill"), json!({}));
+    assert_eq!((st, e["code"].as_str()), (409, Some("RUN_FINISHED")), "{e}");
+    let (st, e) = s.post(&format!("/api/v1/runs/{id}/_retry"), json!({}));
+    assert_eq!(
+        (st, e["code"].as_str()),
+        (409, Some("RUN_NOT_PAUSED")),
+        "{e}"
+    );
+    let (st, forked) = s.post(
+        &format!("/api/v1/runs/{id}/_fork"),
+        json!({ "from_seq": 1 }),
+    );
+    assert_eq!(st, 201, "{forked}");
+    assert_ne!(forked["id"], run["id"]);
+    let fid = forked["id"].as_str().unwrap().to_string();
+    let (st, killed) = s.post(&format!("/api/v1/runs/{fid}/_kill"), json!({}));
+    assert_eq!(
+        (st, killed["status"].as_str()),
+        (202, Some("cancelled")),
+        "{killed}"
+    );
+    let (st, e) = s.post(
+        &format!("/api/v1/runs/{fid}/_fork"),
+        json!({ "from_seq": 999 }),
+    );
+    assert_eq!(st, 422, "{e}");
+}
+
+#[test]
+fn bad_input_gets_the_documented_error_shape_and_changes_nothing() {
+    let sb = Sandbox::new();
+    let s = Server::start(&sb, &[], &[]);
+    upload(&s, "hello", HELLO);
+    let shape = |(st, e): (u16, Value), want: u16| {
+        assert_eq!(st, want, "{e}");
+        assert!(e["error"].is_string() && e["code"].is_string(), "{e}");
+        e
+    };
+    let e = shape(
+        s.call(
+            "POST",
+            "/api/v1/tasks/hello/runs",
+            &[("content-type", "application/json")],
+            Some(b"{\"input\": ".to_vec()),
+        ),
+        400,
+    );
+    assert!(e["error"].as_str().unwrap().contains("line 1"), "{e}");
+    shape(
+        s.call(
+            "POST",
+            "/api/v1/tasks/hello/runs",
+            &[("content-type", "text/plain")],
+            Some(b"{}".to_vec()),
+        ),
+        415,
+    );
+    let big = format!("{{\"input\": \"{}\"}}", "x".repeat(2 << 20));
+    shape(
+        s.call(
+            "POST",
+            "/api/v1/tasks/hello/runs",
+            &[("content-type", "application/json")],
+            Some(big.into_bytes()),
+        ),
+        413,
+    );
+    let e = shape(
+        s.get("/api/v1/runs/0190c3e2-7a4b-7c00-8000-000000000000"),
+        404,
+    );
+    assert_eq!(e["code"], "RUN_NOT_FOUND");
+    shape(s.get("/api/v1/runs/not-a-uuid"), 400);
+    let e = shape(s.post("/api/v1/tasks/ghost/runs", json!({})), 404);
+    assert_eq!(e["code"], "TASK_NOT_FOUND");
+    shape(s.get("/api/v1/tasks/..%2Fetc"), 400);
+    // a tar.gz whose entry climbs out of the folder is refused and nothing is stored
+    let mut tar = tar::Builder::new(flate2::write::GzEncoder::new(
+        Vec::new(),
+        flate2::Compression::fast(),
+    ));
+    let mut header = tar::Header::new_gnu();
+    let code = b"1 + 1";
+    header.set_size(code.len() as u64);
+    header.set_mode(0o644);
+    header.set_entry_type(tar::EntryType::Regular);
+    // `append_data` refuses `..`, so write the name into the header by hand
+    header.as_gnu_mut().unwrap().name[..13].copy_from_slice(b"../../code.js");
+    header.set_cksum();
+    tar.append(&header, &code[..]).unwrap();
+    let gz = tar.into_inner().unwrap().finish().unwrap();
+    let e = shape(
+        s.call(
+            "POST",
+            "/api/v1/tasks?name=evil",
+            &[("content-type", "application/octet-stream")],
+            Some(gz),
+        ),
+        422,
+    );
+    assert!(e["error"].as_str().unwrap().contains(".."), "{e}");
+    assert_eq!(s.get("/api/v1/tasks/evil").0, 404, "nothing was stored");
+}
+
+#[test]
+fn a_tar_gz_of_a_task_folder_uploads_like_sth_send_sequence() {
+    let sb = Sandbox::new();
+    let s = Server::start(&sb, &[], &[]);
+    let mut tar = tar::Builder::new(flate2::write::GzEncoder::new(
+        Vec::new(),
+        flate2::Compression::fast(),
+    ));
+    for (path, body) in [
+        ("hello/code.js", HELLO.as_bytes()),
+        (
+            "hello/config.json",
+            br#"{"name": "hello", "description": "Greets"}"#.as_slice(),
+        ),
+    ] {
+        let mut h = tar::Header::new_gnu();
+        h.set_size(body.len() as u64);
+        h.set_mode(0o644);
+        h.set_cksum();
+        tar.append_data(&mut h, path, body).unwrap();
+    }
+    let gz = tar.into_inner().unwrap().finish().unwrap();
+    let (st, v) = s.call(
+        "POST",
+        "/api/v1/tasks",
+        &[("content-type", "application/octet-stream")],
+        Some(gz),
+    );
+    assert_eq!(st, 201, "{v}");
+    assert_eq!(
+        (v["name"].as_str(), v["version"].as_u64()),
+        (Some("hello"), Some(1))
+    );
+    let (_, t) = s.get("/api/v1/tasks/hello");
+    assert_eq!(t["description"], "Greets");
+    assert_eq!(t["code"], HELLO);
+}
+
+#[test]
+fn a_token_is_required_when_set_and_a_public_bind_needs_one() {
+    let sb = Sandbox::new();
+    let s = Server::start(
+        &sb,
+        &[("SEQUENTIAL_API_TOKEN", "s3cret-token-0123456789")],
+        &[],
+    );
+    let (st, e) = s.get("/api/v1/version");
+    assert_eq!((st, e["code"].as_str()), (401, Some("UNAUTHORIZED")), "{e}");
+    assert!(
+        !e.to_string().contains("s3cret"),
+        "the token never appears in answers"
+    );
+    let (st, _) = s.call(
+        "GET",
+        "/api/v1/version",
+        &[("authorization", "Bearer wrong")],
+        None,
+    );
+    assert_eq!(st, 401);
+    let (st, _) = s.call(
+        "GET",
+        "/api/v1/version",
+        &[("authorization", "Bearer s3cret-token-0123456789")],
+        None,
+    );
+    assert_eq!(st, 200);
+    sb.run(&["serve", "--bind", "0.0.0.0:0"])
+        .usage_error()
+        .stderr_has("without a token")
+        .stderr_has("SEQUENTIAL_API_TOKEN");
+}
