@@ -67,6 +67,17 @@ impl std::fmt::Debug for PostgresStore {
     }
 }
 
+/// What [`PostgresStore::import_run`] did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Imported {
+    /// The run was not stored: it is now.
+    Created,
+    /// A lower revision was stored: it was replaced.
+    Updated,
+    /// The same or a higher revision was stored: nothing was written.
+    Unchanged,
+}
+
 /// Whether opening a store may migrate the schema.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 enum Schema {
@@ -195,6 +206,29 @@ macro_rules! attempt {
 const REPEAT: bool = true;
 /// Operations whose repetition could be observed (a second signal, a stale revision).
 const ONCE: bool = false;
+
+/// Copying runs in from another store, as they are (`sync-tasks --runs`).
+impl PostgresStore {
+    /// Copies `run` in as it is — same id, revision, lease and times (for `sync-tasks --runs`):
+    /// stored when new, overwritten when the stored copy has a lower revision, else left alone.
+    /// Its task version must be stored already, under the number `run.version` names. A run of
+    /// another task with the same id, or another run with the same idempotency key, is
+    /// `Conflict`.
+    pub async fn import_run(&self, run: &Run) -> Result<Imported> {
+        attempt!(self, REPEAT, self.inner.db.import_run(run))
+    }
+
+    /// Copies signals in as they are (same seqs and times); those already stored are skipped.
+    /// Returns how many were new. An unknown run is `NotFound`.
+    pub async fn import_signals(&self, run: RunId, signals: &[Signal]) -> Result<u64> {
+        attempt!(self, REPEAT, self.inner.db.import_signals(run, signals))
+    }
+
+    /// How many records run `run`'s journal holds (the next seq); an unknown run is `NotFound`.
+    pub async fn journal_len(&self, run: RunId) -> Result<u64> {
+        attempt!(self, REPEAT, self.inner.db.journal_len(run))
+    }
+}
 
 #[async_trait]
 impl StorageAdapter for PostgresStore {

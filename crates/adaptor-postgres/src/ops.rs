@@ -331,12 +331,20 @@ const RUN_BY_KEY: &str = concat!(
     " FROM runs WHERE idempotency_key = $1"
 );
 
-/// Binds a whole run to [`INSERT_RUN`].
-fn bind_insert<'q>(
+/// Overwrites every column of a stored run with `run` (for copying a newer state of a run).
+const OVERWRITE_RUN: &str = "UPDATE runs SET task = $2, version = $3, status = $4, \
+     input = CASE WHEN input::text = $5 THEN input ELSE $5::json END, output = $6::json, \
+     error = $7::json, parent_run = $8, parent_seq = $9, idempotency_key = $10, wake_at = $11, \
+     waiting_for = $12, lease_owner = $13, lease_token = $14, lease_expires = $15, fence = $16, \
+     attempt = $17, revision = $18, created_at = $19, updated_at = $20, ended_at = $21, \
+     expires_at = $22 WHERE id = $1";
+
+/// Binds every column of `run` as `$1`…`$22` in [`INSERT_RUN`]'s order.
+fn bind_run<'q>(
+    sql: &'static str,
     run: &'q Run,
-    need_version: bool,
 ) -> sqlx::query::Query<'q, sqlx::Postgres, sqlx::postgres::PgArguments> {
-    sqlx::query(INSERT_RUN)
+    sqlx::query(sql)
         .bind(uuid(run.id))
         .bind(run.task.as_str())
         .bind(i64::from(run.version))
@@ -359,7 +367,14 @@ fn bind_insert<'q>(
         .bind(run.updated_at)
         .bind(run.ended_at)
         .bind(run.expires_at)
-        .bind(need_version)
+}
+
+/// Binds a whole run to [`INSERT_RUN`].
+fn bind_insert(
+    run: &Run,
+    need_version: bool,
+) -> sqlx::query::Query<'_, sqlx::Postgres, sqlx::postgres::PgArguments> {
+    bind_run(INSERT_RUN, run).bind(need_version)
 }
 
 /// Binds `prepared` (the run as it will be stored) and the guard values to [`UPDATE_RUN`] or
@@ -502,6 +517,91 @@ impl Db {
             // the key's run was deleted in between (or an id collided): try again
         }
         Err(lost_race(&format!("starting a run of task `{}`", new.task)))
+    }
+
+    /// Stores `run` as it is (same id, revision, lease): inserted when new, overwritten when
+    /// the stored copy has a lower revision, else left alone.
+    pub(crate) async fn import_run(&self, run: &Run) -> R<crate::Imported> {
+        check_run_text(run)?;
+        let doing = "copying a run";
+        transaction!(self, doing, |tx| {
+            if bind_insert(run, false)
+                .fetch_optional(&mut *tx)
+                .await
+                .doing(doing)?
+                .is_some()
+            {
+                return Ok(crate::Imported::Created);
+            }
+            let stored = sqlx::query(LOCK_RUN)
+                .bind(uuid(run.id))
+                .fetch_optional(&mut *tx)
+                .await
+                .doing(doing)?;
+            let Some(stored) = stored else {
+                return Err(Fail::Store(Error::conflict(format!(
+                    "run {} has idempotency key {:?}, which another run of the target already has",
+                    run.id,
+                    run.idempotency_key.as_deref().unwrap_or_default()
+                ))));
+            };
+            let stored = run_from_row(&stored)?;
+            if stored.task != run.task {
+                return Err(Fail::Store(Error::conflict(format!(
+                    "run {} is a run of task `{}` in the target but of task `{}` in the source",
+                    run.id, stored.task, run.task
+                ))));
+            }
+            if stored.revision >= run.revision {
+                return Ok(crate::Imported::Unchanged);
+            }
+            bind_run(OVERWRITE_RUN, run)
+                .execute(&mut *tx)
+                .await
+                .doing(doing)?;
+            Ok(crate::Imported::Updated)
+        })
+    }
+
+    /// Stores signals as they are (same seq and time); those already stored are skipped.
+    /// Returns how many were new.
+    pub(crate) async fn import_signals(&self, run: RunId, signals: &[Signal]) -> R<u64> {
+        for s in signals {
+            storable("signal name", &s.name)?;
+        }
+        let done = sqlx::query(
+            "INSERT INTO signals (run, seq, name, payload, at) \
+             SELECT $1, s.seq, s.name, s.payload::json, s.at \
+             FROM unnest($2::bigint[], $3::text[], $4::text[], $5::bigint[]) AS s(seq, name, payload, at) \
+             WHERE EXISTS (SELECT 1 FROM runs WHERE id = $1) \
+             ON CONFLICT DO NOTHING",
+        )
+        .bind(uuid(run))
+        .bind(signals.iter().map(|s| s.seq as i64).collect::<Vec<_>>())
+        .bind(signals.iter().map(|s| s.name.as_str()).collect::<Vec<_>>())
+        .bind(signals.iter().map(|s| json_text(&s.payload)).collect::<Vec<_>>())
+        .bind(signals.iter().map(|s| s.at).collect::<Vec<_>>())
+        .execute(&self.pool)
+        .await
+        .doing("copying signals")?;
+        if done.rows_affected() == 0 && !signals.is_empty() {
+            self.require_run(run).await?;
+        }
+        Ok(done.rows_affected())
+    }
+
+    /// How many records the run's journal holds (its next seq).
+    pub(crate) async fn journal_len(&self, run: RunId) -> R<u64> {
+        let n: i64 = sqlx::query("SELECT coalesce(max(seq) + 1, 0) FROM journal WHERE run = $1")
+            .bind(uuid(run))
+            .fetch_one(&self.pool)
+            .await
+            .and_then(|r| r.try_get(0))
+            .doing("reading a journal's length")?;
+        if n == 0 {
+            self.require_run(run).await?;
+        }
+        Ok(n as u64)
     }
 
     pub(crate) async fn get_run(&self, id: RunId) -> R<Run> {

@@ -96,10 +96,13 @@ Examples:
   sequential-ecosystem sync-tasks
   sequential-ecosystem sync-tasks --adaptor sqlite --task hello
   sequential-ecosystem sync-tasks --adaptor sqlite:/var/lib/seq/db.sqlite --json
+  sequential-ecosystem sync-tasks --adaptor postgres://postgres@127.0.0.1:5432/app --runs
 
 Identical content is stored once: running it twice creates nothing new and says so.
 --adaptor NAME|URL: `folder` (the folder default), `sqlite` (DATABASE_URL if it is SQLite,
-else sqlite:./sequential.db), or any storage URL.")]
+else sqlite:./sequential.db), or any storage URL.
+--runs (PostgreSQL targets): also copy the runs of the configured storage, with their journals
+and signals, keeping their ids; a run copied before is copied again only if it changed.")]
     SyncTasks(SyncTasksArgs),
 
     /// Create or upgrade the storage's schema (PostgreSQL tables; folder and SQLite storage are
@@ -470,4 +473,8 @@ pub struct SyncTasksArgs {
     /// Only this task.
     #[arg(long, value_name = "NAME")]
     pub task: Option<String>,
+    /// Also copy the configured storage's runs, journals and signals into the --adaptor
+    /// storage (PostgreSQL), keeping their ids.
+    #[arg(long, requires = "adaptor")]
+    pub runs: bool,
 }

@@ -8,6 +8,7 @@
 
 mod conformance;
 mod errors;
+mod import;
 mod migrations;
 mod notify;
 mod processes;

@@ -196,3 +196,70 @@ fn a_run_on_postgres_is_stored_and_listed() {
         .ok()
         .stdout_lacks("hunter2");
 }
+
+#[test]
+fn sync_tasks_runs_copies_runs_once_keeping_their_ids() {
+    let Some(db) = Schema::fresh() else { return };
+    let sb = task("hello", HELLO, None);
+    // two runs on folder storage (the configured storage)
+    let first = sb.run(&["run", "hello", "--json"]).ok().json();
+    let second = sb
+        .run(&["run", "hello", "--input", r#"{"name": "Bo"}"#, "--json"])
+        .ok()
+        .json();
+    let url = db.url();
+    let doc = sb
+        .run(&["sync-tasks", "--adaptor", &url, "--runs", "--json"])
+        .ok()
+        .json();
+    let runs = &doc["runs"];
+    assert_eq!(runs["created"], 2, "{doc}");
+    assert_eq!(runs["from"], "folder:tasks", "{doc}");
+    assert!(runs["records"].as_u64().unwrap() > 0, "{doc}");
+    // a second sync copies nothing
+    let again = sb
+        .run(&["sync-tasks", "--adaptor", &url, "--runs", "--json"])
+        .ok()
+        .json();
+    assert_eq!(
+        (
+            &again["runs"]["created"],
+            &again["runs"]["updated"],
+            &again["runs"]["unchanged"],
+            &again["runs"]["records"],
+            &again["runs"]["signals"]
+        ),
+        (
+            &Value::from(0),
+            &Value::from(0),
+            &Value::from(2),
+            &Value::from(0),
+            &Value::from(0)
+        ),
+        "{again}"
+    );
+    sb.run(&["sync-tasks", "--adaptor", &url, "--runs"])
+        .ok()
+        .stdout_has("nothing new (2 already copied)");
+    // the copies keep their ids, outputs and journals
+    for original in [&first, &second] {
+        let id = original["run"].as_str().unwrap();
+        let folder = sb.run(&["show", id, "--journal", "--json"]).ok().json();
+        let copy = sb
+            .cmd(&["show", id, "--journal", "--json"])
+            .env("DATABASE_URL", &url)
+            .run()
+            .ok()
+            .json();
+        assert_eq!(copy["status"], "succeeded", "{copy}");
+        assert_eq!(copy["output"], original["output"], "{copy}");
+        assert_eq!(copy["journal"], folder["journal"], "{copy}");
+    }
+    // only into PostgreSQL, and only with a target
+    sb.run(&["sync-tasks", "--adaptor", "sqlite:copy.db", "--runs"])
+        .usage_error()
+        .stderr_has("--runs copies runs into PostgreSQL storage");
+    sb.run(&["sync-tasks", "--runs"])
+        .code(2)
+        .stderr_has("--adaptor <NAME|URL>");
+}
