@@ -72,14 +72,6 @@ impl Node {
             _ => None,
         }
     }
-
-    /// The first member named `key` of an object.
-    pub(crate) fn get(&self, key: &str) -> Option<&Node> {
-        self.as_object()?
-            .iter()
-            .find(|(k, _)| k == key)
-            .map(|(_, v)| v)
-    }
 }
 
 impl<'de> Deserialize<'de> for Node {

@@ -9,7 +9,10 @@ mod json;
 mod parse;
 mod path;
 mod predicate;
+mod record;
 pub mod reserved;
+mod snapshot;
+mod step;
 mod template;
 
 pub use diag::{Diagnostic, Report, Severity};
@@ -17,4 +20,9 @@ pub use error::{Error, Result};
 pub use graph::{Edge, Graph, State, SubGraph};
 pub use parse::{CheckOptions, Parsed, check};
 pub use predicate::Predicate;
+pub use record::{ErrorValue, Record, RecordData, RecordKind};
+pub use snapshot::{
+    Active, ArmedTimer, Fanout, InboxEvent, Phase, Region, RegionStatus, RunStatus, Snapshot, fold,
+};
+pub use step::{Action, Env, Fact, HandlerCall, Step, step};
 pub use template::{Selector, Template};
