@@ -66,6 +66,14 @@ impl Node {
         }
     }
 
+    /// The first member named `key` of an object.
+    pub(crate) fn get(&self, key: &str) -> Option<&Node> {
+        self.as_object()?
+            .iter()
+            .find(|(k, _)| k == key)
+            .map(|(_, v)| v)
+    }
+
     pub(crate) fn as_array(&self) -> Option<&[Node]> {
         match self {
             Node::Array(a) => Some(a),

@@ -8,5 +8,6 @@ mod data;
 mod e1;
 mod e2;
 mod harness;
+mod machine;
 mod retry;
 mod states;
