@@ -12,7 +12,7 @@ use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
 
 use super::error::{ApiError, ApiResult};
-use super::{AppState, runs, stream, tasks};
+use super::{AppState, compat, runs, stream, tasks};
 
 /// The host API's routes, for `serve` and for tests that mount it in-process.
 pub fn router(state: AppState) -> Router {
@@ -43,6 +43,38 @@ pub fn router(state: AppState) -> Router {
         .route("/runs/{id}/_kill", post(runs::kill))
         .route("/runs/{id}/_retry", post(runs::retry))
         .route("/runs/{id}/_fork", post(runs::fork))
+        .route("/runs/{id}/log", get(compat::log))
+        // STH compatibility: sequences are tasks, instances are runs
+        .route("/sequences", get(compat::list_sequences))
+        .route("/sequence", post(compat::send_sequence))
+        .route(
+            "/sequence/{name}",
+            get(compat::get_sequence).delete(compat::delete_sequence),
+        )
+        .route("/sequence/{name}/start", post(compat::start))
+        .route(
+            "/sequence/{name}/instances",
+            get(compat::sequence_instances),
+        )
+        .route("/instances", get(compat::list_instances))
+        .route("/instance/{id}", get(compat::get_instance))
+        .route("/instance/{id}/_event", post(runs::send_event))
+        .route("/instance/{id}/_stop", post(runs::stop))
+        .route("/instance/{id}/_kill", post(runs::kill))
+        .route("/instance/{id}/once/{name}", get(runs::once))
+        .route("/instance/{id}/event/{name}", get(runs::last_event))
+        .route("/instance/{id}/health", get(runs::health))
+        .route("/instance/{id}/output", get(compat::output))
+        .route("/instance/{id}/log", get(compat::log))
+        .route(
+            "/instance/{id}/{stream}",
+            get(compat::no_byte_streams).post(compat::no_byte_streams),
+        )
+        .route("/topics", get(compat::no_topics).post(compat::no_topics))
+        .route(
+            "/topic/{name}",
+            get(compat::no_topics).post(compat::no_topics),
+        )
         .fallback(not_found);
     Router::new()
         .nest("/api/v1", api)

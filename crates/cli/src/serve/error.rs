@@ -107,6 +107,14 @@ impl IntoResponse for ApiError {
         if !self.details.is_null() {
             body["details"] = self.details;
         }
-        (self.status, axum::Json(body)).into_response()
+        let mut resp = (self.status, axum::Json(body)).into_response();
+        if self.status == StatusCode::PAYLOAD_TOO_LARGE {
+            // the rest of the body was not read: this connection cannot carry another request
+            resp.headers_mut().insert(
+                axum::http::header::CONNECTION,
+                axum::http::HeaderValue::from_static("close"),
+            );
+        }
+        resp
     }
 }

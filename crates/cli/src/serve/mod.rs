@@ -6,6 +6,7 @@
 //! what the API can do, a script (or the CLI) can do too.
 
 mod api;
+mod compat;
 mod error;
 mod runs;
 mod stream;

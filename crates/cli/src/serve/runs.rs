@@ -66,9 +66,23 @@ pub async fn view(state: &AppState, run: &Run) -> ApiResult<Value> {
     ))
 }
 
+/// Drives run `id` now, in this process, when the embedded worker is on (rather than at the
+/// worker's next claim; the worker stays the fallback).
+pub fn drive(state: &AppState, id: RunId) {
+    if !state.worker {
+        return;
+    }
+    let engine = state.engine.clone();
+    tokio::spawn(async move {
+        if let Err(e) = engine.run_until_settled(id, None).await {
+            tracing::warn!(run = %id, error = %e, "driving a run");
+        }
+    });
+}
+
 /// Waits until `done(run)` or the deadline, re-reading the run whenever storage may have
 /// changed; returns the last run read.
-async fn wait_until(
+pub async fn wait_until(
     state: &AppState,
     id: RunId,
     deadline: Instant,
@@ -146,15 +160,8 @@ pub async fn start(
         }
         Err(e) => return Err(ApiError::storage(e)),
     };
-    if state.worker && !existed {
-        // drive it now rather than at the worker's next claim; the worker is the fallback
-        let engine = state.engine.clone();
-        let id = run.id;
-        tokio::spawn(async move {
-            if let Err(e) = engine.run_until_settled(id, None).await {
-                tracing::warn!(run = %id, error = %e, "driving a started run");
-            }
-        });
+    if !existed {
+        drive(&state, run.id);
     }
     let run = match wait {
         Some(w) => {
@@ -300,28 +307,25 @@ pub async fn get(
                     wait_until(&state, id, deadline, |r| r.status.is_terminal()).await?
                 }
                 Some("change") => {
-                    let (status, revision) = (first.status, first.revision);
-                    let after = q.after;
+                    // `change`: the status differs from the first read, or (with `after`) the
+                    // journal has a record past `after`
+                    let mut r = first.clone();
                     loop {
-                        let r = wait_until(&state, id, deadline, |r| {
-                            r.status != status || (after.is_some() && r.revision != revision)
-                        })
-                        .await?;
-                        let moved = match after {
-                            Some(a) => {
-                                state
+                        let moved = r.status != first.status
+                            || match q.after {
+                                Some(a) => !state
                                     .store()
                                     .read_journal(id, Some(a), 1)
                                     .await
                                     .map_err(ApiError::storage)?
-                                    .len()
-                                    > 0
-                            }
-                            None => r.status != status,
-                        };
+                                    .is_empty(),
+                                None => false,
+                            };
                         if moved || Instant::now() >= deadline || r.status.is_terminal() {
                             break r;
                         }
+                        let revision = r.revision;
+                        r = wait_until(&state, id, deadline, |x| x.revision != revision).await?;
                     }
                 }
                 Some(u) => {
@@ -421,8 +425,9 @@ async fn emitted(
     }
 }
 
+/// An emitted event: ours (`seq`, `name`, `data`) and STH's names (`eventName`, `message`).
 fn event_doc(seq: u64, name: &str, data: Value) -> Value {
-    json!({ "seq": seq, "name": name, "data": data })
+    json!({ "seq": seq, "name": name, "data": data, "eventName": name, "message": data })
 }
 
 /// `GET /runs/:id/event/:name`: the last event of that name the run emitted; 404 if none yet.
@@ -542,11 +547,8 @@ pub async fn send_event(
         }
         Err(e) => return Err(ApiError::storage(e)),
     };
-    if state.worker && consumed {
-        let engine = state.engine.clone();
-        tokio::spawn(async move {
-            let _ = engine.run_until_settled(id, None).await;
-        });
+    if consumed {
+        drive(&state, id);
     }
     Ok((
         StatusCode::ACCEPTED,
@@ -555,10 +557,14 @@ pub async fn send_event(
         .into_response())
 }
 
+/// A control verb's body: `{…}`, or STH's `[code, {…}]`.
 async fn control_body(state: &AppState, headers: &HeaderMap, body: Body) -> ApiResult<Value> {
     expect_json(headers)?;
     let bytes = read_body(body, state.limits.body_bytes).await?;
-    parse_json(&bytes, "the request")
+    Ok(match parse_json(&bytes, "the request")? {
+        Value::Array(mut a) if a.len() == 2 => a.pop().unwrap_or(Value::Null),
+        other => other,
+    })
 }
 
 fn active(run: &Run) -> ApiResult<()> {
@@ -621,12 +627,7 @@ pub async fn retry(State(state): State<AppState>, Path(id): Path<String>) -> Api
         ));
     }
     let run = state.engine.retry(id).await.map_err(ApiError::engine)?;
-    if state.worker {
-        let engine = state.engine.clone();
-        tokio::spawn(async move {
-            let _ = engine.run_until_settled(id, None).await;
-        });
-    }
+    drive(&state, id);
     Ok((StatusCode::ACCEPTED, axum::Json(view(&state, &run).await?)).into_response())
 }
 
@@ -655,12 +656,6 @@ pub async fn fork(
         }
         other => ApiError::engine(other),
     })?;
-    if state.worker {
-        let engine = state.engine.clone();
-        let new = run.id;
-        tokio::spawn(async move {
-            let _ = engine.run_until_settled(new, None).await;
-        });
-    }
+    drive(&state, run.id);
     Ok((StatusCode::CREATED, axum::Json(view(&state, &run).await?)).into_response())
 }

@@ -27,13 +27,23 @@ use super::runs::{load, run_id};
 use super::view::ends_stream;
 use super::{AppState, Inner};
 
-#[derive(Deserialize)]
+#[derive(Deserialize, Default)]
 pub struct EventsQuery {
     after: Option<u64>,
     follow: Option<bool>,
     kinds: Option<String>,
     format: Option<String>,
     ping: Option<u64>,
+}
+
+impl EventsQuery {
+    /// Only records of these kinds (comma-separated; `run.*` is a prefix).
+    pub fn kinds(kinds: &str) -> Self {
+        EventsQuery {
+            kinds: Some(kinds.to_string()),
+            ..EventsQuery::default()
+        }
+    }
 }
 
 /// A response body fed by a channel; it holds one of the server's stream slots while it lives.

@@ -116,7 +116,7 @@ struct JsonTask {
 
 #[derive(Deserialize)]
 pub struct UploadQuery {
-    name: Option<String>,
+    pub name: Option<String>,
 }
 
 /// Reads an upload: JSON `{name, code, graph?, config?}` or a tar.gz of the task folder.
@@ -185,6 +185,7 @@ async fn store_version(
     Ok((
         status,
         axum::Json(json!({
+            "id": v.task,
             "name": v.task,
             "version": v.version,
             "hash": v.hash,
@@ -192,6 +193,28 @@ async fn store_version(
         })),
     )
         .into_response())
+}
+
+/// Stores an upload as a new version of its task, existing or not: 201 when the task is new,
+/// 200 when it existed (identical content answers the existing version).
+pub async fn upsert(
+    state: &AppState,
+    headers: &HeaderMap,
+    body: Body,
+    name: Option<&str>,
+) -> ApiResult<Response> {
+    let new = read_upload(state, headers, body, name).await?;
+    let existed = state
+        .store()
+        .get_task_version(&new.task, VersionSel::Latest)
+        .await
+        .is_ok();
+    let status = if existed {
+        StatusCode::OK
+    } else {
+        StatusCode::CREATED
+    };
+    store_version(state, new, status).await
 }
 
 /// `POST /tasks`: a new task; 409 when the name is taken (PUT stores a new version).
@@ -284,7 +307,7 @@ pub async fn get(
 #[derive(Deserialize)]
 pub struct DeleteQuery {
     #[serde(default)]
-    force: bool,
+    pub force: bool,
 }
 
 /// `DELETE /tasks/:name`: 409 listing the active runs unless `?force=true` (which cancels them).

@@ -401,12 +401,15 @@ fn bad_input_gets_the_documented_error_shape_and_changes_nothing() {
         ),
         415,
     );
-    let big = format!("{{\"input\": \"{}\"}}", "x".repeat(2 << 20));
+    let big = format!("{{\"input\": \"{}\"}}", "x".repeat((1 << 20) + 1024));
     shape(
         s.call(
             "POST",
             "/api/v1/tasks/hello/runs",
-            &[("content-type", "application/json")],
+            &[
+                ("content-type", "application/json"),
+                ("connection", "close"),
+            ],
             Some(big.into_bytes()),
         ),
         413,
@@ -518,4 +521,140 @@ fn a_token_is_required_when_set_and_a_public_bind_needs_one() {
         .usage_error()
         .stderr_has("without a token")
         .stderr_has("SEQUENTIAL_API_TOKEN");
+}
+
+/// `@scramjet/api-client`, installed from npm into `target/`, drives the server under Node.
+/// Without Node or npm (or without the registry) this skips with one line, unless
+/// `REQUIRE_NODE=1`, where that is a failure.
+#[test]
+fn scramjet_api_client_drives_the_server_unchanged() {
+    let required = std::env::var("REQUIRE_NODE").is_ok_and(|v| v == "1");
+    let skip = |why: String| {
+        assert!(!required, "REQUIRE_NODE=1 but {why}");
+        println!("skipped: {why} (set REQUIRE_NODE=1 to make this a failure)");
+    };
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../target/node-sth");
+    std::fs::create_dir_all(&dir).unwrap();
+    if !dir.join("node_modules/@scramjet/api-client").is_dir() {
+        let npm = std::process::Command::new("npm")
+            .args([
+                "install",
+                "--silent",
+                "--no-audit",
+                "--no-fund",
+                "@scramjet/api-client@0.26",
+            ])
+            .current_dir(&dir)
+            .output();
+        match npm {
+            Ok(o) if o.status.success() => {}
+            Ok(o) => {
+                return skip(format!(
+                    "npm could not install @scramjet/api-client: {}",
+                    String::from_utf8_lossy(&o.stderr)
+                ));
+            }
+            Err(e) => return skip(format!("npm is not available ({e})")),
+        }
+    }
+    let sb = Sandbox::new();
+    let s = Server::start(&sb, &[], &[]);
+    // the package STH's sendSequence takes: a tar.gz of the task folder
+    let mut tar = tar::Builder::new(flate2::write::GzEncoder::new(
+        Vec::new(),
+        flate2::Compression::fast(),
+    ));
+    let mut h = tar::Header::new_gnu();
+    h.set_size(APPROVAL.len() as u64);
+    h.set_mode(0o644);
+    h.set_cksum();
+    tar.append_data(&mut h, "approval/code.js", APPROVAL.as_bytes())
+        .unwrap();
+    let gz = tar.into_inner().unwrap().finish().unwrap();
+    let pkg = sb.path().join("approval.tar.gz");
+    std::fs::write(&pkg, gz).unwrap();
+    let script = r#"
+const { HostClient } = require("@scramjet/api-client");
+const fs = require("fs");
+const say = (k, v) => console.log(JSON.stringify({ [k]: v }));
+(async () => {
+  const host = new HostClient(process.env.API);
+  const seq = await host.sendSequence(fs.createReadStream(process.env.PKG));
+  say("sequence", seq.id);
+  say("sequences", (await host.listSequences()).map((s) => s.id));
+  const inst = await seq.start({ appConfig: {}, args: [{ item: "laptop" }] });
+  say("instances", await seq.listInstances());
+  say("hostInstances", (await host.listInstances()).map((i) => i.id));
+  say("info", await inst.getInfo());
+  say("asked", await inst.getNextEvent("asked"));
+  say("sent", await inst.sendEvent("approved", { by: "ann" }));
+  say("decided", await inst.getNextEvent("decided"));
+  const out = await inst.getStream("output");
+  let text = "";
+  for await (const chunk of out) text += chunk;
+  say("output", JSON.parse(text));
+  const second = await seq.start({ appConfig: {}, args: [{ item: "desk" }] });
+  say("stopped", await second.stop(500, false));
+  const third = await seq.start({ appConfig: {}, args: [{ item: "chair" }] });
+  say("killed", await third.kill());
+  for (const i of [second, third]) {
+    for (let n = 0; n < 200 && (await i.getInfo()).status !== "completed"; n++) await new Promise((r) => setTimeout(r, 50));
+    say("ended", (await i.getInfo()).status);
+  }
+  say("deleted", await host.deleteSequence(seq.id));
+})().catch((e) => { console.error(e && (e.body ? JSON.stringify(e.body) : e.stack || e)); process.exit(1); });
+"#;
+    let out = std::process::Command::new("node")
+        .args(["-e", script])
+        .current_dir(&dir)
+        .env("API", format!("{}/api/v1", s.url))
+        .env("PKG", &pkg)
+        .output();
+    let out = match out {
+        Ok(o) => o,
+        Err(e) => return skip(format!("node is not available ({e})")),
+    };
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "node failed: {}\nstdout:\n{stdout}\nserver stderr:\n{}",
+        String::from_utf8_lossy(&out.stderr),
+        s.stderr()
+    );
+    let said: std::collections::HashMap<String, Value> = stdout
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Map<String, Value>>(l).ok())
+        .flat_map(|m| m.into_iter())
+        .fold(std::collections::HashMap::new(), |mut acc, (k, v)| {
+            acc.entry(k).or_insert(v);
+            acc
+        });
+    assert_eq!(said["sequence"], "approval");
+    assert_eq!(said["sequences"], json!(["approval"]));
+    let id = said["info"]["id"].as_str().unwrap().to_string();
+    assert!(
+        said["instances"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|i| i == &json!(id)),
+        "{said:?}"
+    );
+    assert!(
+        said["hostInstances"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|i| i == &json!(id))
+    );
+    assert_eq!(said["info"]["sequence"], "approval");
+    assert_eq!(said["asked"]["data"], json!({ "item": "laptop" }));
+    assert_eq!(said["sent"]["accepted"], true);
+    assert_eq!(said["decided"]["data"], json!({ "ok": true }));
+    assert_eq!(said["output"], json!({ "item": "laptop", "by": "ann" }));
+    assert_eq!(said["ended"], "completed");
+    assert_eq!(said["deleted"], json!({ "id": "approval" }));
+    // deleting the sequence deleted the task and its finished runs
+    assert_eq!(s.get("/api/v1/tasks/approval").0, 404);
+    assert_eq!(s.get(&format!("/api/v1/runs/{id}")).0, 404);
 }
