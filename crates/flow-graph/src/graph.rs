@@ -1,6 +1,6 @@
 //! The typed graph: what a valid graph.json (format version 1, or the legacy form) means.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 
 use serde_json::Value;
 
@@ -85,6 +85,8 @@ pub struct SubGraph {
     pub(crate) initial: String,
     pub(crate) states: Vec<State>,
     pub(crate) pointer: String,
+    /// State name → position in `states`.
+    pub(crate) index: BTreeMap<String, usize>,
 }
 
 impl SubGraph {
@@ -100,7 +102,7 @@ impl SubGraph {
 
     /// The state named `name`.
     pub fn state(&self, name: &str) -> Option<&State> {
-        self.states.iter().find(|s| s.name == name)
+        self.index.get(name).map(|&i| &self.states[i])
     }
 
     /// The JSON pointer of this sub-graph (`""` for the main graph).

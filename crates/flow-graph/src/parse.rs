@@ -230,8 +230,9 @@ impl Reader<'_> {
             );
             return None;
         };
-        for (i, (k, _)) in m.iter().enumerate() {
-            if m[..i].iter().any(|(x, _)| x == k) {
+        let mut seen = BTreeSet::new();
+        for (k, _) in m {
+            if !seen.insert(k.as_str()) {
                 self.sink.error(
                     &at.key(k),
                     format!("duplicate key `{k}` in {what}"),
@@ -436,9 +437,10 @@ impl Reader<'_> {
                 .error(&states_at, "no states", "at least one state");
         }
         let mut states = Vec::new();
-        for (i, (name, node)) in members.iter().enumerate() {
+        let mut seen = BTreeSet::new();
+        for (name, node) in members {
             let sat = states_at.key(name);
-            if members[..i].iter().any(|(x, _)| x == name) {
+            if !seen.insert(name.as_str()) {
                 self.sink.error(
                     &sat,
                     format!("duplicate state name `{name}`"),
@@ -451,7 +453,7 @@ impl Reader<'_> {
             }
         }
         let initial = initial?;
-        if !members.iter().any(|(k, _)| *k == initial) {
+        if !seen.contains(initial.as_str()) {
             let names: Vec<_> = members.iter().map(|(k, _)| k.as_str()).collect();
             self.sink.error(
                 &at.key("initial"),
@@ -459,9 +461,15 @@ impl Reader<'_> {
                 format!("one of {}", names.join(", ")),
             );
         }
+        let index = states
+            .iter()
+            .enumerate()
+            .map(|(i, s)| (s.name.clone(), i))
+            .collect();
         Some(SubGraph {
             initial,
             states,
+            index,
             pointer: at.as_str().to_string(),
         })
     }

@@ -317,9 +317,10 @@ fn read(n: &Node, sink: &mut Sink) -> Option<Definition> {
                     );
                     continue;
                 };
-                for (i, (name, sv)) in states.iter().enumerate() {
+                let mut seen = std::collections::BTreeSet::new();
+                for (name, sv) in states {
                     let sat = at.key(name);
-                    if states[..i].iter().any(|(x, _)| x == name) {
+                    if !seen.insert(name.as_str()) {
                         sink.error(
                             &sat,
                             format!("duplicate state name `{name}`"),
