@@ -204,8 +204,49 @@ macro_rules! attempt {
 
 /// Operations that may be repeated after a lost connection without changing their outcome.
 const REPEAT: bool = true;
-/// Operations whose repetition could be observed (a second signal, a stale revision).
+/// Operations whose repetition could be observed (a second signal, a second delete).
 const ONCE: bool = false;
+
+impl PostgresStore {
+    /// `update_run` (no token) or `settle_run` (with the token). When the connection fails, the
+    /// write may or may not have committed: the run is read again, and a stored run at the
+    /// next revision carrying this write's fields is its result; one still at this revision is
+    /// written again; anything else is the connection error.
+    async fn write_run(&self, run: &Run, token: Option<u64>) -> Result<Run> {
+        let mut tries = 1;
+        loop {
+            let written = match token {
+                None => self.inner.db.update_run(run).await,
+                Some(t) => self.inner.db.settle_run(run, t).await,
+            };
+            match written {
+                Ok(v) => return Ok(v),
+                Err(Fail::Sql(doing, e))
+                    if tries < CONNECTION_TRIES && errors::is_connection_error(&e) =>
+                {
+                    tracing::warn!(db = %self.inner.loc.shown, doing, error = %e, "connection failed; checking whether the write committed");
+                    tokio::time::sleep(Duration::from_millis(100 << tries)).await;
+                    tries += 1;
+                    let stored = attempt!(self, REPEAT, self.inner.db.get_run(run.id))?;
+                    let ours = stored.revision == run.revision + 1
+                        && stored.status == run.status
+                        && stored.output == run.output
+                        && stored.error == run.error
+                        && stored.wake_at == run.wake_at
+                        && stored.waiting_for == run.waiting_for
+                        && (token.is_none() || stored.lease.is_none());
+                    if ours {
+                        return Ok(stored);
+                    }
+                    if stored.revision != run.revision {
+                        return Err(self.error(Fail::Sql(doing, e)));
+                    }
+                }
+                Err(f) => return Err(self.error(f)),
+            }
+        }
+    }
+}
 
 /// Copying runs in from another store, as they are (`sync-tasks --runs`).
 impl PostgresStore {
@@ -255,11 +296,11 @@ impl StorageAdapter for PostgresStore {
     }
 
     async fn update_run(&self, run: &Run) -> Result<Run> {
-        attempt!(self, ONCE, self.inner.db.update_run(run))
+        self.write_run(run, None).await
     }
 
     async fn settle_run(&self, run: &Run, token: u64) -> Result<Run> {
-        attempt!(self, ONCE, self.inner.db.settle_run(run, token))
+        self.write_run(run, Some(token)).await
     }
 
     async fn append(&self, run: RunId, records: &[JournalRecord], fence: Fence) -> Result<()> {
@@ -300,7 +341,25 @@ impl StorageAdapter for PostgresStore {
     }
 
     async fn release(&self, run: RunId, token: u64) -> Result<Run> {
-        attempt!(self, ONCE, self.inner.db.release(run, token))
+        let mut tries = 1;
+        loop {
+            match self.inner.db.release(run, token).await {
+                Ok(v) => return Ok(v),
+                Err(Fail::Sql(doing, e))
+                    if tries < CONNECTION_TRIES && errors::is_connection_error(&e) =>
+                {
+                    tries += 1;
+                    // did the lost release commit? Then the lease is gone.
+                    let stored = attempt!(self, REPEAT, self.inner.db.get_run(run))?;
+                    match &stored.lease {
+                        None => return Ok(stored),
+                        Some(l) if l.token == token => continue,
+                        Some(_) => return Err(self.error(Fail::Sql(doing, e))),
+                    }
+                }
+                Err(f) => return Err(self.error(f)),
+            }
+        }
     }
 
     async fn send_signal(&self, run: RunId, name: &str, payload: Value) -> Result<u64> {

@@ -263,3 +263,401 @@ fn sync_tasks_runs_copies_runs_once_keeping_their_ids() {
         .code(2)
         .stderr_has("--adaptor <NAME|URL>");
 }
+
+/// A throw-away PostgreSQL cluster on a free port (binaries from `pg_config --bindir`; run as
+/// the `postgres` user through `runuser` when the test runs as root), stopped when dropped, so
+/// the shared server is never touched.
+struct Cluster {
+    _dir: tempfile::TempDir,
+    data: std::path::PathBuf,
+    log: std::path::PathBuf,
+    bindir: std::path::PathBuf,
+    as_postgres: bool,
+    port: u16,
+}
+
+impl Cluster {
+    /// `None` (after one skip line) without the server binaries, unless `REQUIRE_POSTGRES=1`.
+    fn start() -> Option<Cluster> {
+        let bindir = std::process::Command::new("pg_config")
+            .arg("--bindir")
+            .output()
+            .ok()
+            .filter(|o| o.status.success())
+            .map(|o| std::path::PathBuf::from(String::from_utf8_lossy(&o.stdout).trim()))
+            .filter(|d| d.join("initdb").is_file() && d.join("pg_ctl").is_file());
+        let Some(bindir) = bindir else {
+            if std::env::var("REQUIRE_POSTGRES").is_ok_and(|v| v == "1") {
+                panic!("REQUIRE_POSTGRES=1 but `pg_config --bindir` names no initdb and pg_ctl");
+            }
+            println!(
+                "skipped: no PostgreSQL server binaries (pg_config --bindir with initdb, pg_ctl)"
+            );
+            return None;
+        };
+        let root = std::process::Command::new("id")
+            .arg("-u")
+            .output()
+            .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).trim() == "0");
+        let dir = tempfile::tempdir().unwrap();
+        let home = dir.path().join("pg");
+        std::fs::create_dir(&home).unwrap();
+        if root {
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+            let chown = std::process::Command::new("chown")
+                .args(["postgres:", home.to_str().unwrap()])
+                .status()
+                .unwrap();
+            assert!(chown.success(), "chown of the cluster directory");
+        }
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let cluster = Cluster {
+            data: home.join("data"),
+            log: home.join("log"),
+            _dir: dir,
+            bindir,
+            as_postgres: root,
+            port,
+        };
+        cluster.pg(
+            "initdb",
+            &[
+                "-D",
+                cluster.data.to_str().unwrap(),
+                "-U",
+                "postgres",
+                "-A",
+                "trust",
+                "--no-sync",
+            ],
+        );
+        cluster.ctl(&["start"]);
+        Some(cluster)
+    }
+
+    /// Runs a server binary (as `postgres` when we are root); panics with its output on failure.
+    fn pg(&self, bin: &str, args: &[&str]) {
+        let exe = self.bindir.join(bin);
+        let mut cmd = if self.as_postgres {
+            let mut c = std::process::Command::new("runuser");
+            c.args(["-u", "postgres", "--"]).arg(&exe);
+            c
+        } else {
+            std::process::Command::new(&exe)
+        };
+        let out = cmd.args(args).output().unwrap();
+        assert!(
+            out.status.success(),
+            "{bin} {args:?}: {}\n{}\n{}",
+            out.status,
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
+    /// `pg_ctl ACTION` on this cluster, waiting for it to finish.
+    fn ctl(&self, action: &[&str]) {
+        let opts = format!(
+            "-p {} -c listen_addresses=127.0.0.1 -c unix_socket_directories=''",
+            self.port
+        );
+        let mut args = vec![
+            "-D",
+            self.data.to_str().unwrap(),
+            "-l",
+            self.log.to_str().unwrap(),
+            "-o",
+            &opts,
+            "-w",
+            "-t",
+            "60",
+        ];
+        args.extend_from_slice(action);
+        self.pg("pg_ctl", &args);
+    }
+
+    fn url(&self) -> String {
+        format!("postgres://postgres@127.0.0.1:{}/postgres", self.port)
+    }
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        let data = self.data.to_str().unwrap().to_string();
+        let exe = self.bindir.join("pg_ctl");
+        let mut cmd = if self.as_postgres {
+            let mut c = std::process::Command::new("runuser");
+            c.args(["-u", "postgres", "--"]).arg(&exe);
+            c
+        } else {
+            std::process::Command::new(&exe)
+        };
+        let _ = cmd
+            .args(["-D", &data, "-m", "immediate", "-w", "stop"])
+            .output();
+    }
+}
+
+/// Five fetches to the counting server, one path per (run, step), so repeats can be counted.
+const FIVE_FETCHES: &str = "export default async function (input) {\n  let sum = 0;\n  for (let s = 0; s < 5; s++) {\n    const r = await fetch(`${input.base}/step/${input.k * 10 + s}`);\n    sum += (await r.json()).i;\n  }\n  return { k: input.k, sum };\n}\n";
+
+fn sigterm(child: &std::process::Child) {
+    let status = std::process::Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+}
+
+/// How many runs of `store` are `succeeded`.
+async fn succeeded(store: &sequential_adaptor_postgres::PostgresStore) -> usize {
+    use sequential_adaptor::{Page, RunFilter, RunStatus, StorageAdapter};
+    let filter = RunFilter {
+        task: None,
+        statuses: vec![RunStatus::Succeeded],
+    };
+    let mut n = 0;
+    let mut page = Page::first(1000);
+    loop {
+        let got = store.list_runs(&filter, page).await.unwrap();
+        n += got.runs.len();
+        match got.next {
+            Some(after) => page.after = Some(after),
+            None => return n,
+        }
+    }
+}
+
+/// Every run succeeded with the right output and five completed calls, and a fetch performed
+/// more than once (in flight when its worker lost the run) carried the same Idempotency-Key
+/// each time. Returns how many runs have more than one (identical) `run.succeeded` record.
+async fn check_each_run_once(
+    store: &sequential_adaptor_postgres::PostgresStore,
+    server: &sequential_test_support::http::CountingServer,
+    runs: &[(sequential_adaptor::RunId, u64)],
+) -> usize {
+    use sequential_adaptor::StorageAdapter;
+    let hits = server.hits();
+    let mut duplicated_ends = 0;
+    for (id, k) in runs {
+        let run = store.get_run(*id).await.unwrap();
+        assert_eq!(
+            run.output,
+            Some(serde_json::json!({"k": k, "sum": 50 * k + 10})),
+            "run {id}"
+        );
+        let journal = store.read_journal(*id, None, usize::MAX).await.unwrap();
+        let ends: Vec<_> = journal
+            .iter()
+            .filter(|r| r.kind == "run.succeeded")
+            .collect();
+        // A worker killed between appending `run.succeeded` and settling leaves the run
+        // `running`; the next worker replays it and (tasker-engine, today) appends a second,
+        // identical `run.succeeded` before settling. No call is performed again for it.
+        assert!(
+            !ends.is_empty() && ends.iter().all(|r| r.data == ends[0].data),
+            "run {id} ended {} times, differently: {:#?}",
+            ends.len(),
+            journal
+                .iter()
+                .map(|r| format!("{} {} {}", r.seq, r.kind, r.data))
+                .collect::<Vec<_>>()
+        );
+        if ends.len() > 1 {
+            duplicated_ends += 1;
+        }
+        for s in 0..5 {
+            let path = format!("/step/{}", k * 10 + s);
+            let keys: Vec<_> = hits
+                .iter()
+                .filter(|h| h.path == path)
+                .map(|h| h.key.clone())
+                .collect();
+            assert!(!keys.is_empty(), "run {id} step {s} was never performed");
+            assert!(
+                keys.iter().all(|key| key.is_some() && key == &keys[0]),
+                "run {id} step {s} repeated with different keys: {keys:?}"
+            );
+        }
+        let completed = journal
+            .iter()
+            .filter(|r| r.kind == "call.completed")
+            .count();
+        assert_eq!(completed, 5, "run {id}: {completed} completed calls");
+    }
+    duplicated_ends
+}
+
+#[test]
+fn workers_ride_out_a_postgres_restart_and_finish_every_run_once() {
+    use sequential_adaptor::{NewRun, StorageAdapter, TaskName};
+    use sequential_adaptor_postgres::PostgresStore;
+    use sequential_test_support::http::CountingServer;
+
+    let Some(cluster) = Cluster::start() else {
+        return;
+    };
+    let url = cluster.url();
+    let server = CountingServer::start();
+    let sb = task("five", FIVE_FETCHES, None);
+    sb.cmd(&["sync-tasks"]).env("DATABASE_URL", &url).run().ok();
+    const RUNS: u64 = 300;
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let store = rt.block_on(PostgresStore::open(&url)).unwrap();
+    let runs: Vec<_> = rt.block_on(async {
+        let mut runs = Vec::new();
+        for k in 0..RUNS {
+            let input = serde_json::json!({"base": server.url(), "k": k});
+            let run = store
+                .create_run(NewRun::new(TaskName::new("five").unwrap(), 1, input))
+                .await
+                .unwrap()
+                .into_run();
+            runs.push((run.id, k));
+        }
+        runs
+    });
+    let workers: Vec<_> = (0..2)
+        .map(|_| {
+            sb.cmd(&["worker", "--concurrency", "8"])
+                .env("DATABASE_URL", &url)
+                .spawn()
+        })
+        .collect();
+    let wait_for = |n: usize, what: &str| {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(180);
+        loop {
+            let done = rt.block_on(succeeded(&store));
+            if done >= n {
+                return;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "{what}: {done} of {n} runs succeeded"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+    };
+    wait_for(RUNS as usize / 3, "before the restart");
+    let before = rt.block_on(succeeded(&store));
+    cluster.ctl(&["-m", "fast", "restart"]);
+    wait_for(RUNS as usize, "after the restart");
+    let mut noticed = 0;
+    for w in workers {
+        sigterm(&w);
+        let out = w.wait_with_output().unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(0), "a worker failed: {stderr}");
+        noticed += stderr.lines().filter(|l| l.contains("connection")).count();
+    }
+    println!(
+        "restarted PostgreSQL with {before} of {RUNS} runs done; all {RUNS} finished; \
+         the workers logged {noticed} lines about the lost connection"
+    );
+    let duplicated = rt.block_on(check_each_run_once(&store, &server, &runs));
+    println!("{duplicated} runs with a repeated run.succeeded record");
+    drop(cluster);
+}
+
+#[test]
+fn three_workers_drain_two_thousand_runs_and_one_sigkill_loses_or_repeats_nothing() {
+    use sequential_adaptor::{NewRun, StorageAdapter, TaskName};
+    use sequential_adaptor_postgres::PostgresStore;
+    use sequential_test_support::http::CountingServer;
+
+    let Some(db) = Schema::fresh() else { return };
+    let url = db.url().replace("pool_size=4", "pool_size=10");
+    let server = CountingServer::start();
+    let sb = task("five", FIVE_FETCHES, None);
+    sb.cmd(&["sync-tasks"]).env("DATABASE_URL", &url).run().ok();
+    const RUNS: u64 = 2_000;
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let store = rt.block_on(PostgresStore::open(&url)).unwrap();
+    let runs: Vec<_> = rt.block_on(async {
+        let mut runs = Vec::new();
+        for k in 0..RUNS {
+            let input = serde_json::json!({"base": server.url(), "k": k});
+            let run = store
+                .create_run(NewRun::new(TaskName::new("five").unwrap(), 1, input))
+                .await
+                .unwrap()
+                .into_run();
+            runs.push((run.id, k));
+        }
+        runs
+    });
+    let spawn = || {
+        sb.cmd(&["worker", "--concurrency", "8"])
+            .env("DATABASE_URL", &url)
+            .spawn()
+    };
+    let mut workers: Vec<_> = (0..3).map(|_| spawn()).collect();
+    let wait_for = |n: usize, what: &str| {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(300);
+        loop {
+            let done = rt.block_on(succeeded(&store));
+            if done >= n {
+                return done;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "{what}: {done} of {n} runs succeeded"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+    };
+    let halfway = wait_for(RUNS as usize / 2, "before the kill");
+    let mut victim = workers.remove(0);
+    victim.kill().unwrap(); // SIGKILL
+    victim.wait().unwrap();
+    workers.push(spawn());
+    wait_for(RUNS as usize, "after the kill");
+    for w in workers {
+        sigterm(&w);
+        let out = w.wait_with_output().unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(0), "a worker failed: {stderr}");
+    }
+    let duplicated = rt.block_on(check_each_run_once(&store, &server, &runs));
+    let hits = server.hits();
+    let mut per_path = std::collections::HashMap::new();
+    for h in &hits {
+        *per_path.entry(h.path.clone()).or_insert(0usize) += 1;
+    }
+    let repeated = per_path.values().filter(|n| **n > 1).count();
+    assert!(
+        per_path.values().all(|n| *n <= 2),
+        "a fetch was performed more than twice after one kill"
+    );
+    // every run was settled: no lease is left, the dead worker's included
+    let leased = rt.block_on(async {
+        let mut leased = 0;
+        for (id, _) in &runs {
+            if store.get_run(*id).await.unwrap().lease.is_some() {
+                leased += 1;
+            }
+        }
+        leased
+    });
+    assert_eq!(leased, 0, "runs still leased after the drain");
+    println!(
+        "SIGKILLed a worker with {halfway} of {RUNS} runs done; {} fetches for {} steps, \
+         {repeated} in-flight steps repeated with their key; {duplicated} runs with a repeated \
+         run.succeeded record",
+        hits.len(),
+        RUNS * 5
+    );
+}
