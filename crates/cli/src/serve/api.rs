@@ -4,83 +4,195 @@
 use axum::Router;
 use axum::body::{Body, Bytes};
 use axum::extract::{Request, State};
+use axum::handler::Handler;
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::{MethodFilter, on};
 use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
 
 use super::error::{ApiError, ApiResult};
 use super::{AppState, compat, runs, stream, tasks};
 
+/// One operation of the API, as registered and as the OpenAPI document lists it.
+#[derive(Debug, Clone, Copy)]
+pub struct Op {
+    pub method: &'static str,
+    pub path: &'static str,
+    pub summary: &'static str,
+    pub tag: &'static str,
+}
+
+/// Routes under construction, each recorded as it is registered, so that the OpenAPI document
+/// is derived from the very same list and cannot miss a route.
+struct Api {
+    router: Router<AppState>,
+    ops: Vec<Op>,
+    tag: &'static str,
+}
+
+impl Api {
+    fn at<H, T>(
+        mut self,
+        method: &'static str,
+        path: &'static str,
+        summary: &'static str,
+        h: H,
+    ) -> Self
+    where
+        H: Handler<T, AppState>,
+        T: 'static,
+    {
+        let filter = match method {
+            "GET" => MethodFilter::GET,
+            "POST" => MethodFilter::POST,
+            "PUT" => MethodFilter::PUT,
+            "DELETE" => MethodFilter::DELETE,
+            other => unreachable!("no route uses {other}"),
+        };
+        self.router = self.router.route(path, on(filter, h));
+        self.ops.push(Op {
+            method,
+            path,
+            summary,
+            tag: self.tag,
+        });
+        self
+    }
+
+    fn tag(mut self, tag: &'static str) -> Self {
+        self.tag = tag;
+        self
+    }
+}
+
+/// Every operation, in the order of the router, with the router under `/api/v1`.
+fn api() -> (Router<AppState>, Vec<Op>) {
+    let api = Api {
+        router: Router::new(),
+        ops: Vec::new(),
+        tag: "host",
+    }
+    .at("GET", "/version", "The service, its version and the API version", version)
+    .at("GET", "/health", "Whether the server and its storage answer", health)
+    .at("GET", "/load-check", "Host load and how many runs are in each active state", load_check)
+    .at("GET", "/config", "The public configuration: storage kind, limits, whether a token is needed", config)
+    .at("GET", "/openapi.json", "This document", openapi)
+    .tag("tasks")
+    .at("GET", "/tasks", "Every task's latest version (paged)", tasks::list)
+    .at("POST", "/tasks", "Create a task from JSON {name, code, graph?, config?} or a tar.gz of its folder; 409 if it exists", tasks::create)
+    .at("GET", "/tasks/{name}", "A version's metadata, code, graph and config, and every version", tasks::get)
+    .at("PUT", "/tasks/{name}", "Store a new version; running runs stay on theirs", tasks::replace)
+    .at("DELETE", "/tasks/{name}", "Delete a task and its finished runs; 409 with active runs unless ?force=true", tasks::delete)
+    .at("POST", "/tasks/{name}/runs", "Start a run: idempotent by Idempotency-Key, ?wait=30s answers once it ended", runs::start)
+    .at("GET", "/tasks/{name}/runs", "The task's runs (filters and paging as /runs)", runs::list_of_task)
+    .tag("runs")
+    .at("GET", "/runs", "Runs, newest first; filters task, status, idempotency_key; paged", runs::list)
+    .at("GET", "/runs/{id}", "A run; ?wait=30s&until=terminal|change|<status> long-polls", runs::get)
+    .at("GET", "/runs/{id}/journal", "Journal records after ?after=SEQ (finite)", runs::journal)
+    .at("GET", "/runs/{id}/events", "The journal as a live stream (NDJSON or SSE), resumable with ?after= or Last-Event-ID", stream::run_events)
+    .at("GET", "/runs/{id}/log", "The run's console lines as a stream", compat::log)
+    .at("GET", "/runs/{id}/output", "200 the output once succeeded; 409 failed or cancelled; 202 the run until then", runs::output)
+    .at("GET", "/runs/{id}/health", "Status, pause point, lease owner and expiry", runs::health)
+    .at("GET", "/runs/{id}/event/{name}", "The last event of that name the run emitted", runs::last_event)
+    .at("GET", "/runs/{id}/once/{name}", "The first event of that name after ?after=SEQ (race-free); 204 on timeout", runs::once)
+    .at("POST", "/runs/{id}/_event", "Send an event {eventName, message} into the run's inbox", runs::send_event)
+    .at("POST", "/runs/{id}/_stop", "Stop: the step in flight may finish within {timeout} ms; ends cancelled", runs::stop)
+    .at("POST", "/runs/{id}/_kill", "End the run now (cancelled)", runs::kill)
+    .at("POST", "/runs/{id}/_retry", "Continue a paused run", runs::retry)
+    .at("POST", "/runs/{id}/_fork", "A new run with the first {from_seq} journal records of this one", runs::fork)
+    .tag("sth")
+    .at("GET", "/sequences", "STH: tasks as sequences", compat::list_sequences)
+    .at("POST", "/sequence", "STH: upload a tar.gz (a new task or a new version)", compat::send_sequence)
+    .at("GET", "/sequence/{name}", "STH: a task as a sequence", compat::get_sequence)
+    .at("DELETE", "/sequence/{name}", "STH: delete a task (409 with active runs)", compat::delete_sequence)
+    .at("POST", "/sequence/{name}/start", "STH: start a run from {appConfig, args}", compat::start)
+    .at("GET", "/sequence/{name}/instances", "STH: ids of the task's active runs", compat::sequence_instances)
+    .at("GET", "/instances", "STH: active runs as instances", compat::list_instances)
+    .at("GET", "/instance/{id}", "STH: a run as an instance", compat::get_instance)
+    .at("POST", "/instance/{id}/_event", "STH: send an event ([code, {eventName, message}])", runs::send_event)
+    .at("POST", "/instance/{id}/_stop", "STH: stop ([code, {timeout}])", runs::stop)
+    .at("POST", "/instance/{id}/_kill", "STH: kill", runs::kill)
+    .at("GET", "/instance/{id}/once/{name}", "STH: the next event of that name", runs::once)
+    .at("GET", "/instance/{id}/event/{name}", "STH: the last event of that name", runs::last_event)
+    .at("GET", "/instance/{id}/health", "STH: the run's health", runs::health)
+    .at("GET", "/instance/{id}/output", "STH: the output as one NDJSON line once ended", compat::output)
+    .at("GET", "/instance/{id}/log", "STH: console lines as a stream", compat::log)
+    .at("GET", "/instance/{id}/{stream}", "STH byte streams: 501, a run has none", compat::no_byte_streams)
+    .at("POST", "/instance/{id}/{stream}", "STH byte streams: 501, a run has none", compat::no_byte_streams)
+    .at("GET", "/topics", "STH topics: 501, not available yet", compat::no_topics)
+    .at("POST", "/topics", "STH topics: 501, not available yet", compat::no_topics)
+    .at("GET", "/topic/{name}", "STH topics: 501, not available yet", compat::no_topics)
+    .at("POST", "/topic/{name}", "STH topics: 501, not available yet", compat::no_topics);
+    (api.router.fallback(not_found), api.ops)
+}
+
 /// The host API's routes, for `serve` and for tests that mount it in-process.
 pub fn router(state: AppState) -> Router {
-    let api = Router::new()
-        .route("/version", get(version))
-        .route("/health", get(health))
-        .route("/load-check", get(load_check))
-        .route("/config", get(config))
-        .route("/tasks", get(tasks::list).post(tasks::create))
-        .route(
-            "/tasks/{name}",
-            get(tasks::get).put(tasks::replace).delete(tasks::delete),
-        )
-        .route(
-            "/tasks/{name}/runs",
-            post(runs::start).get(runs::list_of_task),
-        )
-        .route("/runs", get(runs::list))
-        .route("/runs/{id}", get(runs::get))
-        .route("/runs/{id}/journal", get(runs::journal))
-        .route("/runs/{id}/events", get(stream::run_events))
-        .route("/runs/{id}/output", get(runs::output))
-        .route("/runs/{id}/health", get(runs::health))
-        .route("/runs/{id}/event/{name}", get(runs::last_event))
-        .route("/runs/{id}/once/{name}", get(runs::once))
-        .route("/runs/{id}/_event", post(runs::send_event))
-        .route("/runs/{id}/_stop", post(runs::stop))
-        .route("/runs/{id}/_kill", post(runs::kill))
-        .route("/runs/{id}/_retry", post(runs::retry))
-        .route("/runs/{id}/_fork", post(runs::fork))
-        .route("/runs/{id}/log", get(compat::log))
-        // STH compatibility: sequences are tasks, instances are runs
-        .route("/sequences", get(compat::list_sequences))
-        .route("/sequence", post(compat::send_sequence))
-        .route(
-            "/sequence/{name}",
-            get(compat::get_sequence).delete(compat::delete_sequence),
-        )
-        .route("/sequence/{name}/start", post(compat::start))
-        .route(
-            "/sequence/{name}/instances",
-            get(compat::sequence_instances),
-        )
-        .route("/instances", get(compat::list_instances))
-        .route("/instance/{id}", get(compat::get_instance))
-        .route("/instance/{id}/_event", post(runs::send_event))
-        .route("/instance/{id}/_stop", post(runs::stop))
-        .route("/instance/{id}/_kill", post(runs::kill))
-        .route("/instance/{id}/once/{name}", get(runs::once))
-        .route("/instance/{id}/event/{name}", get(runs::last_event))
-        .route("/instance/{id}/health", get(runs::health))
-        .route("/instance/{id}/output", get(compat::output))
-        .route("/instance/{id}/log", get(compat::log))
-        .route(
-            "/instance/{id}/{stream}",
-            get(compat::no_byte_streams).post(compat::no_byte_streams),
-        )
-        .route("/topics", get(compat::no_topics).post(compat::no_topics))
-        .route(
-            "/topic/{name}",
-            get(compat::no_topics).post(compat::no_topics),
-        )
-        .fallback(not_found);
+    let (api, _) = api();
     Router::new()
         .nest("/api/v1", api)
         .fallback(not_found)
         .layer(middleware::from_fn_with_state(state.clone(), authorize))
         .with_state(state)
+}
+
+/// The OpenAPI 3.1 document of every registered operation.
+pub fn openapi_document() -> Value {
+    let (_, ops) = api();
+    let mut paths = serde_json::Map::new();
+    for op in &ops {
+        let params: Vec<Value> = op
+            .path
+            .split('/')
+            .filter_map(|seg| seg.strip_prefix('{')?.strip_suffix('}'))
+            .map(|name| json!({ "name": name, "in": "path", "required": true, "schema": { "type": "string" } }))
+            .collect();
+        let entry = paths
+            .entry(format!("/api/v1{}", op.path))
+            .or_insert_with(|| json!({}));
+        entry[op.method.to_ascii_lowercase()] = json!({
+            "summary": op.summary,
+            "tags": [op.tag],
+            "operationId": format!("{} {}", op.method, op.path),
+            "parameters": params,
+            "responses": {
+                "2XX": { "description": "success" },
+                "default": {
+                    "description": "an error",
+                    "content": { "application/json": { "schema": { "$ref": "#/components/schemas/Error" } } }
+                }
+            }
+        });
+    }
+    json!({
+        "openapi": "3.1.0",
+        "info": {
+            "title": "sequential-ecosystem host API",
+            "version": env!("CARGO_PKG_VERSION"),
+            "description": "Durable runs of JavaScript tasks over HTTP; see docs/host-api.md."
+        },
+        "paths": paths,
+        "components": {
+            "securitySchemes": { "bearer": { "type": "http", "scheme": "bearer" } },
+            "schemas": {
+                "Error": {
+                    "type": "object",
+                    "required": ["error", "code"],
+                    "properties": {
+                        "error": { "type": "string", "description": "what went wrong, naming the input and what is valid" },
+                        "code": { "type": "string", "examples": ["RUN_NOT_FOUND"] },
+                        "details": { "type": "object" }
+                    }
+                }
+            }
+        }
+    })
+}
+
+async fn openapi() -> axum::Json<Value> {
+    axum::Json(openapi_document())
 }
 
 async fn not_found(req: Request) -> ApiError {
@@ -252,4 +364,47 @@ async fn config(State(state): State<AppState>) -> axum::Json<Value> {
             "ping_ms": state.limits.ping.as_millis() as u64,
         },
     }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every `.at(` in this file is a registered operation; the document lists each once.
+    #[test]
+    fn the_openapi_document_lists_every_registered_route() {
+        let source = include_str!("api.rs");
+        let registered = source
+            .lines()
+            .filter(|l| l.trim_start().starts_with(".at("))
+            .count();
+        let doc = openapi_document();
+        let listed: usize = doc["paths"]
+            .as_object()
+            .unwrap()
+            .values()
+            .map(|m| m.as_object().unwrap().len())
+            .sum();
+        let (_, ops) = api();
+        assert_eq!(ops.len(), registered, "every .at( registers one operation");
+        assert_eq!(
+            listed, registered,
+            "every operation is in the document once"
+        );
+        for op in &ops {
+            let entry =
+                &doc["paths"][format!("/api/v1{}", op.path)][op.method.to_ascii_lowercase()];
+            assert!(
+                entry["summary"].as_str().is_some_and(|s| !s.is_empty()),
+                "{op:?}"
+            );
+        }
+        assert_eq!(
+            doc["paths"]["/api/v1/runs/{id}/once/{name}"]["get"]["parameters"]
+                .as_array()
+                .unwrap()
+                .len(),
+            2
+        );
+    }
 }

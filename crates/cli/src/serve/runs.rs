@@ -289,8 +289,9 @@ pub struct GetQuery {
     after: Option<u64>,
 }
 
-/// `GET /runs/:id`; `?wait=30s&until=terminal|change` long-polls (`change`: a status change,
-/// or with `after=SEQ` a journal record past it).
+/// `GET /runs/:id`; `?wait=30s&until=terminal|change|<status>` long-polls (`change`: a status
+/// change, or with `after=SEQ` a journal record past it; a status: until the run has it, or
+/// ended).
 pub async fn get(
     State(state): State<AppState>,
     Path(id): Path<String>,
@@ -328,11 +329,19 @@ pub async fn get(
                         r = wait_until(&state, id, deadline, |x| x.revision != revision).await?;
                     }
                 }
-                Some(u) => {
-                    return Err(ApiError::bad_request(format!(
-                        "?until={u}: expected terminal or change"
-                    )));
-                }
+                Some(u) => match u.parse::<RunStatus>() {
+                    Ok(want) => {
+                        wait_until(&state, id, deadline, |r| {
+                            r.status == want || r.status.is_terminal()
+                        })
+                        .await?
+                    }
+                    Err(_) => {
+                        return Err(ApiError::bad_request(format!(
+                            "?until={u}: expected terminal, change, or a status (queued, running, waiting, paused, stopping, succeeded, failed, cancelled)"
+                        )));
+                    }
+                },
             }
         }
     };

@@ -11,16 +11,16 @@ use serde_json::{Value, json};
 use crate::util::Sandbox;
 
 /// A running `serve` process; killed when dropped.
-struct Server {
+pub struct Server {
     child: Child,
-    url: String,
+    pub url: String,
     rt: tokio::runtime::Runtime,
     http: reqwest::Client,
     stderr: std::sync::Arc<std::sync::Mutex<String>>,
 }
 
 impl Server {
-    fn start(sb: &Sandbox, envs: &[(&str, &str)], extra: &[&str]) -> Server {
+    pub fn start(sb: &Sandbox, envs: &[(&str, &str)], extra: &[&str]) -> Server {
         let mut args = vec!["serve", "--bind", "127.0.0.1:0"];
         args.extend_from_slice(extra);
         let mut cmd = sb.cmd(&args);
@@ -112,7 +112,7 @@ impl Server {
         )
     }
 
-    fn stderr(&self) -> String {
+    pub fn stderr(&self) -> String {
         self.stderr.lock().unwrap().clone()
     }
 }
