@@ -406,6 +406,36 @@ impl Engine {
         Ok(new)
     }
 
+    /// Runs held by a process of this host that no longer exists (a `kill -9`ed worker or
+    /// server): [`Engine::run_until_settled`] takes each over at once, instead of a worker
+    /// waiting for its lease to expire. Empty on storage that cannot list runs.
+    pub async fn orphans(&self) -> Result<Vec<RunId>> {
+        use sequential_adaptor::{Page, RunFilter};
+        let filter = RunFilter {
+            task: None,
+            statuses: vec![RunStatus::Running, RunStatus::Stopping],
+        };
+        let mut page = Page::first(1000);
+        let mut out = Vec::new();
+        loop {
+            let got = match self.store.list_runs(&filter, page).await {
+                Ok(p) => p,
+                Err(sequential_adaptor::Error::Unsupported { .. }) => return Ok(out),
+                Err(e) => return Err(e.into()),
+            };
+            out.extend(
+                got.runs
+                    .iter()
+                    .filter(|r| r.lease.as_ref().is_some_and(|l| owner_is_gone(&l.owner)))
+                    .map(|r| r.id),
+            );
+            match got.next {
+                Some(after) => page.after = Some(after),
+                None => return Ok(out),
+            }
+        }
+    }
+
     /// The whole journal of a run.
     pub async fn read_all(&self, id: RunId) -> Result<Vec<JournalRecord>> {
         let mut all = Vec::new();

@@ -190,6 +190,12 @@ pub async fn serve(ctx: &Ctx, args: ServeArgs) -> Result<()> {
         let stop = stop.clone();
         tokio::spawn(async move { engine.work_until(&stop).await })
     });
+    if !args.no_worker {
+        // runs a killed predecessor held on this host continue now, not when their leases expire
+        for id in engine.orphans().await.map_err(cli_runs::engine_error)? {
+            runs::drive(&state, id);
+        }
+    }
     // one line on stdout that scripts (and tests) read for the address
     println!("listening on http://{local}");
     eprintln!(
