@@ -79,6 +79,7 @@ fn api() -> (Router<AppState>, Vec<Op>) {
     .at("GET", "/load-check", "Host load and how many runs are in each active state", load_check)
     .at("GET", "/config", "The public configuration: storage kind, limits, whether a token is needed", config)
     .at("GET", "/openapi.json", "This document", openapi)
+    .at("GET", "/entities", "Every task's name and the ids of the runs that have not ended", entities)
     .tag("tasks")
     .at("GET", "/tasks", "Every task's latest version (paged)", tasks::list)
     .at("POST", "/tasks", "Create a task from JSON {name, code, graph?, config?} or a tar.gz of its folder; 409 if it exists", tasks::create)
@@ -189,6 +190,40 @@ pub fn openapi_document() -> Value {
             }
         }
     })
+}
+
+async fn entities(State(state): State<AppState>) -> ApiResult<axum::Json<Value>> {
+    use sequential_adaptor::{Page, RunFilter, RunStatus};
+    let tasks: Vec<String> = state
+        .store()
+        .list_tasks()
+        .await
+        .map_err(ApiError::storage)?
+        .into_iter()
+        .map(|t| t.name.to_string())
+        .collect();
+    let filter = RunFilter {
+        task: None,
+        statuses: RunStatus::ALL
+            .into_iter()
+            .filter(|s| !s.is_terminal())
+            .collect(),
+    };
+    let mut runs = Vec::new();
+    let mut page = Page::first(1000);
+    loop {
+        let got = state
+            .store()
+            .list_runs(&filter, page)
+            .await
+            .map_err(ApiError::storage)?;
+        runs.extend(got.runs.iter().map(|r| r.id.to_string()));
+        match got.next {
+            Some(after) => page.after = Some(after),
+            None => break,
+        }
+    }
+    Ok(axum::Json(json!({ "tasks": tasks, "runs": runs })))
 }
 
 async fn openapi() -> axum::Json<Value> {
