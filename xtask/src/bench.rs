@@ -37,7 +37,9 @@ pub fn run(root: &Path, args: &[String]) -> Result<()> {
             })
             .collect(),
         Some(rest) if !rest.is_empty() => {
-            bail!("unexpected arguments {rest:?}; only `bench engine --peers DIR` takes any")
+            bail!(
+                "unexpected arguments {rest:?}; only `bench engine` takes any (--peers DIR, --storage BACKEND)"
+            )
         }
         _ => Vec::new(),
     };
@@ -100,8 +102,13 @@ pub fn run(root: &Path, args: &[String]) -> Result<()> {
         }
         let section = String::from_utf8(out.stdout).context("benchmark output is not UTF-8")?;
         print!("{section}");
-        write_section(&root.join("docs/benchmarks.md"), w, &section)?;
-        eprintln!("updated docs/benchmarks.md section `{w}`");
+        // `engine --storage postgres` has a section of its own, beside the default backends'
+        let name = match extra.iter().position(|a| a == "--storage") {
+            Some(i) if w == "engine" => format!("{w}-{}", extra.get(i + 1).map_or("", |s| s)),
+            _ => w.to_string(),
+        };
+        write_section(&root.join("docs/benchmarks.md"), &name, &section)?;
+        eprintln!("updated docs/benchmarks.md section `{name}`");
     }
     Ok(())
 }

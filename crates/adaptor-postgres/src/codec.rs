@@ -8,6 +8,20 @@ use sqlx::Row;
 use sqlx::postgres::PgRow;
 use uuid::Uuid;
 
+/// Statements (and `BEGIN`/`COMMIT`s) this process's stores sent and got an answer to.
+static ROUND_TRIPS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+/// Counts one round trip; returns what it is given (use as `.map(counted)` after an `.await`).
+pub(crate) fn counted<T>(answer: T) -> T {
+    ROUND_TRIPS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    answer
+}
+
+/// The count behind [`crate::round_trips`].
+pub(crate) fn round_trips() -> u64 {
+    ROUND_TRIPS.load(std::sync::atomic::Ordering::Relaxed)
+}
+
 /// Why an operation failed before it became an [`Error`]: a driver error (with what was being
 /// done, so connection failures can be retried and everything can be named) or a contract error.
 #[derive(Debug)]

@@ -33,6 +33,13 @@ use codec::Fail;
 use ops::Db;
 use url::Location;
 
+/// Statements (and transaction commands) that this process's stores sent to PostgreSQL and got
+/// an answer to — every store of the process together. The engine bench divides it by the steps
+/// a worker drove to show the round trips per durable step.
+pub fn round_trips() -> u64 {
+    codec::round_trips()
+}
+
 /// How many times an operation that may safely be repeated is tried when the connection (not
 /// the statement) failed, e.g. while the server restarts.
 const CONNECTION_TRIES: u32 = 4;
@@ -250,6 +257,13 @@ impl PostgresStore {
 
 /// Copying runs in from another store, as they are (`sync-tasks --runs`).
 impl PostgresStore {
+    /// `VACUUM`s the store's tables and returns their size on disk in bytes
+    /// (`pg_total_relation_size`: heap, indexes and TOAST), for benchmarks and capacity planning.
+    pub async fn vacuum_and_measure(&self) -> Result<u64> {
+        let schema = self.inner.loc.schema.clone();
+        attempt!(self, REPEAT, self.inner.db.vacuum_and_measure(&schema))
+    }
+
     /// Copies `run` in as it is — same id, revision, lease and times (for `sync-tasks --runs`):
     /// stored when new, overwritten when the stored copy has a lower revision, else left alone.
     /// Its task version must be stored already, under the number `run.version` names. A run of

@@ -19,8 +19,8 @@ use sqlx::{PgConnection, Row};
 use uuid::Uuid;
 
 use crate::codec::{
-    Doing, Fail, R, json_text, record_from_row, run_cols, run_from_row, signal_from_row, storable,
-    terminal_statuses, uuid, version_from_row,
+    Doing, Fail, R, counted, json_text, record_from_row, run_cols, run_from_row, signal_from_row,
+    storable, terminal_statuses, uuid, version_from_row,
 };
 use crate::errors::is_unique_violation;
 
@@ -71,15 +71,15 @@ fn check_run_text(run: &Run) -> R<()> {
 /// is next used (a dropped sqlx transaction only queues its rollback).
 macro_rules! transaction {
     ($db:expr, $doing:expr, |$tx:ident| $body:block) => {{
-        let mut $tx = $db.pool.begin().await.doing($doing)?;
+        let mut $tx = $db.pool.begin().await.map(counted).doing($doing)?;
         let result: R<_> = async { $body }.await;
         match result {
             Ok(v) => {
-                $tx.commit().await.doing($doing)?;
+                $tx.commit().await.map(counted).doing($doing)?;
                 Ok(v)
             }
             Err(e) => {
-                let _ = $tx.rollback().await;
+                let _ = $tx.rollback().await.map(counted);
                 Err(e)
             }
         }
@@ -109,6 +109,7 @@ impl Db {
             .bind(&hash)
             .fetch_optional(&self.pool)
             .await
+            .map(counted)
             .doing("finding a task version")?;
             if let Some(row) = found {
                 return Ok(PutVersion {
@@ -133,6 +134,7 @@ impl Db {
             .bind(created_at)
             .fetch_optional(&self.pool)
             .await
+            .map(counted)
             .doing("storing a task version")?;
             if let Some(row) = inserted {
                 let version: i64 = row.try_get(0).doing("storing a task version")?;
@@ -162,27 +164,25 @@ impl Db {
         sel: VersionSel,
     ) -> R<TaskVersion> {
         let row = match sel {
-            VersionSel::Latest => {
-                sqlx::query(
-                    "SELECT task, version, hash, code::text AS code, graph::text AS graph, \
+            VersionSel::Latest => sqlx::query(
+                "SELECT task, version, hash, code::text AS code, graph::text AS graph, \
                  config::text AS config, created_at FROM task_versions WHERE task = $1 \
                  ORDER BY version DESC LIMIT 1",
-                )
-                .bind(task.as_str())
-                .fetch_optional(&self.pool)
-                .await
-            }
-            VersionSel::Exact(n) => {
-                sqlx::query(
-                    "SELECT task, version, hash, code::text AS code, graph::text AS graph, \
+            )
+            .bind(task.as_str())
+            .fetch_optional(&self.pool)
+            .await
+            .map(counted),
+            VersionSel::Exact(n) => sqlx::query(
+                "SELECT task, version, hash, code::text AS code, graph::text AS graph, \
                  config::text AS config, created_at FROM task_versions \
                  WHERE task = $1 AND version = $2",
-                )
-                .bind(task.as_str())
-                .bind(i64::from(n))
-                .fetch_optional(&self.pool)
-                .await
-            }
+            )
+            .bind(task.as_str())
+            .bind(i64::from(n))
+            .fetch_optional(&self.pool)
+            .await
+            .map(counted),
         }
         .doing("reading a task version")?;
         match (row, sel) {
@@ -203,6 +203,7 @@ impl Db {
         )
         .fetch_all(&self.pool)
         .await
+        .map(counted)
         .doing("listing tasks")?;
         let mut out = Vec::with_capacity(rows.len());
         for row in rows {
@@ -229,6 +230,7 @@ impl Db {
             .bind(terminal_statuses())
             .fetch_one(&mut *tx)
             .await
+            .map(counted)
             .doing("deleting a task")?;
             let (versions, runs, active): (i64, i64, i64) = (
                 row.try_get(0).doing("deleting a task")?,
@@ -252,6 +254,7 @@ impl Db {
             .bind(task.as_str())
             .execute(&mut *tx)
             .await
+            .map(counted)
             .doing("deleting a task")?;
             Ok(())
         })
@@ -462,6 +465,7 @@ async fn write_leases(conn: &mut PgConnection, runs: &[&Run]) -> R<()> {
         .bind(col(&|r| Some(r.updated_at)))
         .execute(&mut *conn)
         .await
+        .map(counted)
         .doing("writing a run's lease")?;
     Ok(())
 }
@@ -471,6 +475,7 @@ async fn lock_run(conn: &mut PgConnection, id: RunId) -> R<Run> {
         .bind(uuid(id))
         .fetch_optional(&mut *conn)
         .await
+        .map(counted)
         .doing("locking a run")?;
     run_from_row(&row.ok_or_else(|| run_not_found(id))?)
 }
@@ -485,6 +490,7 @@ impl Db {
             let inserted = bind_insert(&run, true)
                 .fetch_optional(&self.pool)
                 .await
+                .map(counted)
                 .doing("storing a run")?;
             if inserted.is_some() {
                 return Ok(Created::Created(run));
@@ -496,6 +502,7 @@ impl Db {
             .bind(i64::from(new.version))
             .fetch_one(&self.pool)
             .await
+            .map(counted)
             .and_then(|r| r.try_get::<bool, _>(0))
             .doing("checking a task version")?;
             if !version_exists {
@@ -509,6 +516,7 @@ impl Db {
                     .bind(key)
                     .fetch_optional(&self.pool)
                     .await
+                    .map(counted)
                     .doing("finding an idempotency key")?;
                 if let Some(row) = existing {
                     return Ok(rules::existing_for_key(run_from_row(&row)?, new)?);
@@ -528,6 +536,7 @@ impl Db {
             if bind_insert(run, false)
                 .fetch_optional(&mut *tx)
                 .await
+                .map(counted)
                 .doing(doing)?
                 .is_some()
             {
@@ -537,6 +546,7 @@ impl Db {
                 .bind(uuid(run.id))
                 .fetch_optional(&mut *tx)
                 .await
+                .map(counted)
                 .doing(doing)?;
             let Some(stored) = stored else {
                 return Err(Fail::Store(Error::conflict(format!(
@@ -558,6 +568,7 @@ impl Db {
             bind_run(OVERWRITE_RUN, run)
                 .execute(&mut *tx)
                 .await
+                .map(counted)
                 .doing(doing)?;
             Ok(crate::Imported::Updated)
         })
@@ -583,11 +594,33 @@ impl Db {
         .bind(signals.iter().map(|s| s.at).collect::<Vec<_>>())
         .execute(&self.pool)
         .await
+            .map(counted)
         .doing("copying signals")?;
         if done.rows_affected() == 0 && !signals.is_empty() {
             self.require_run(run).await?;
         }
         Ok(done.rows_affected())
+    }
+
+    /// `VACUUM`s the tables, then sums `pg_total_relation_size` (table, indexes, TOAST) over
+    /// the tables of `schema`.
+    pub(crate) async fn vacuum_and_measure(&self, schema: &str) -> R<u64> {
+        sqlx::raw_sql("VACUUM task_versions, runs, journal, signals")
+            .execute(&self.pool)
+            .await
+            .map(counted)
+            .doing("vacuuming")?;
+        let bytes: i64 = sqlx::query(
+            "SELECT coalesce(sum(pg_total_relation_size(c.oid)), 0)::bigint FROM pg_class c \
+             JOIN pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = $1 AND c.relkind = 'r'",
+        )
+        .bind(schema)
+        .fetch_one(&self.pool)
+        .await
+        .map(counted)
+        .and_then(|r| r.try_get(0))
+        .doing("measuring the tables")?;
+        Ok(bytes as u64)
     }
 
     /// How many records the run's journal holds (its next seq).
@@ -596,6 +629,7 @@ impl Db {
             .bind(uuid(run))
             .fetch_one(&self.pool)
             .await
+            .map(counted)
             .and_then(|r| r.try_get(0))
             .doing("reading a journal's length")?;
         if n == 0 {
@@ -609,6 +643,7 @@ impl Db {
             .bind(uuid(id))
             .fetch_optional(&self.pool)
             .await
+            .map(counted)
             .doing("reading a run")?;
         run_from_row(&row.ok_or_else(|| run_not_found(id))?)
     }
@@ -623,6 +658,7 @@ impl Db {
             let row = bind_update(UPDATE_RUN, &prepared, new.revision, None)
                 .fetch_optional(&self.pool)
                 .await
+                .map(counted)
                 .doing("updating a run")?;
             if let Some(row) = row {
                 return with_stored_lease(prepared, &row);
@@ -644,6 +680,7 @@ impl Db {
             let row = bind_update(SETTLE_RUN, &prepared, new.revision, Some(token))
                 .fetch_optional(&self.pool)
                 .await
+                .map(counted)
                 .doing("settling a run")?;
             if let Some(row) = row {
                 return with_stored_lease(prepared, &row);
@@ -685,6 +722,7 @@ impl Db {
             .bind(limit as i64 + 1)
             .fetch_all(&self.pool)
             .await
+            .map(counted)
             .doing("listing runs")?;
         let more = rows.len() > limit;
         let mut runs = Vec::with_capacity(rows.len().min(limit));
@@ -757,7 +795,8 @@ impl Db {
                 )
                 .bind(fence_param(fence))
                 .fetch_optional(&self.pool)
-                .await;
+                .await
+                .map(counted);
             match result {
                 Ok(None) => return Err(run_not_found(run)),
                 Ok(Some(row)) => {
@@ -786,6 +825,7 @@ impl Db {
                     .bind(uuid(run))
                     .fetch_optional(&mut *tx)
                     .await
+                    .map(counted)
                     .doing(doing)?
                     .ok_or_else(|| run_not_found(run))?
                     .try_get(0)
@@ -796,6 +836,7 @@ impl Db {
                     .bind(uuid(run))
                     .fetch_one(&mut *tx)
                     .await
+                    .map(counted)
                     .and_then(|r| r.try_get(0))
                     .doing(doing)?;
             let overlap: HashMap<u64, JournalRecord> = match records.first() {
@@ -809,6 +850,7 @@ impl Db {
                     .bind((first.seq + records.len() as u64) as i64)
                     .fetch_all(&mut *tx)
                     .await
+                    .map(counted)
                     .doing(doing)?;
                     let mut map = HashMap::new();
                     for row in &rows {
@@ -832,6 +874,7 @@ impl Db {
                     .bind(new.iter().map(|r| json_text(&r.data)).collect::<Vec<_>>())
                     .execute(&mut *tx)
                     .await
+                    .map(counted)
                     .doing(doing)?;
             }
             Ok(())
@@ -854,6 +897,7 @@ impl Db {
         .bind(limit.min(i64::MAX as usize) as i64)
         .fetch_all(&self.pool)
         .await
+        .map(counted)
         .doing("reading a journal")?;
         if rows.is_empty() {
             self.require_run(run).await?;
@@ -866,6 +910,7 @@ impl Db {
             .bind(uuid(run))
             .fetch_one(&self.pool)
             .await
+            .map(counted)
             .and_then(|r| r.try_get(0))
             .doing("reading a run")?;
         if exists {
@@ -891,6 +936,7 @@ impl Db {
                 .bind(req.limit.min(100_000) as i64)
                 .fetch_all(&mut *tx)
                 .await
+                .map(counted)
                 .doing(doing)?;
             let mut runs = Vec::with_capacity(rows.len());
             for row in &rows {
@@ -979,6 +1025,7 @@ impl Db {
             .bind(now)
             .fetch_one(&mut *tx)
             .await
+            .map(counted)
             .and_then(|r| r.try_get(0))
             .doing(doing)?;
             Ok(seq as u64)
@@ -995,6 +1042,7 @@ impl Db {
         .bind(after)
         .fetch_all(&self.pool)
         .await
+        .map(counted)
         .doing("reading signals")?;
         if rows.is_empty() {
             self.require_run(run).await?;
@@ -1016,6 +1064,7 @@ impl Db {
         .bind(terminal_statuses())
         .fetch_one(&self.pool)
         .await
+        .map(counted)
         .and_then(|r| r.try_get(0))
         .doing("pruning runs")?;
         Ok(n as u64)

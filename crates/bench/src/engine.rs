@@ -1,4 +1,4 @@
-//! `sequential-bench engine [--peers DIR]`: runs of N sequential `fetch()` steps against a
+//! `sequential-bench engine [--peers DIR] [--storage BACKEND]…`: runs of N sequential `fetch()` steps against a
 //! loopback echo server (the peers' Node `echo-server.mjs` in its own process when Node and the
 //! script are found, else an in-process fallback).
 //!
@@ -10,6 +10,11 @@
 //!   in the window (engine, echo server, load clients) is divided by them.
 //! - Ceiling: this machine's CPU per second (cores × 1,000 ms) ÷ the CPU all three processes
 //!   spend per run.
+//! - Storage (`--storage sqlite|folder|postgres`, repeatable; default sqlite and folder):
+//!   PostgreSQL is measured in a fresh schema on `BENCH_DATABASE_URL` (default
+//!   `postgres://postgres@127.0.0.1:5432/test`) with two worker processes, and adds the server's
+//!   CPU per run, the workers' statements per run (the adaptor's counter) and the tables' size
+//!   after `VACUUM`.
 //! - Peers (`--peers DIR`): `DIR/restate/run.sh`, and `DIR/dbos-ts/run.sh` when PostgreSQL
 //!   answers, with `STEP_URL` on the same echo server and `RUNS=1`; their rows are written beside
 //!   ours. Without `--peers` the table says they were not run: no figure is typed in.
@@ -31,12 +36,13 @@ use sequential_tasker_engine::{Engine, EngineConfig, StartOptions, StopHandle};
 use serde_json::{Value, json};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
+use crate::postgres::{PgSchema, postgres_cpu_seconds, postgres_section};
 use crate::{machine_line, percentile};
 
 const CODE: &str = "let last;\nfor (let i = 0; i < input.steps; i++) { last = fetch(`${input.url}/step?i=${i}`); }\n({ steps: input.steps, last: last.i })";
 
 /// Runs kept in flight by the load clients, and the worker's concurrency.
-const IN_FLIGHT: usize = 64;
+pub(crate) const IN_FLIGHT: usize = 64;
 
 /// Where the targets below come from.
 const TARGETS_SOURCE: &str = "issue 10 of this repository's tracker (“Engine 2: correct under concurrency, and half the CPU per step”, its Speed table: SQLite with fsync on, this 2-core machine)";
@@ -176,7 +182,7 @@ fn own_cpu_seconds() -> f64 {
 }
 
 /// User + system CPU of process `pid` so far, in seconds (from `/proc/PID/stat`).
-fn cpu_seconds_of(pid: u32) -> Result<f64> {
+pub(crate) fn cpu_seconds_of(pid: u32) -> Result<f64> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))
         .with_context(|| format!("reading /proc/{pid}/stat"))?;
     let fields: Vec<&str> = stat
@@ -211,29 +217,57 @@ fn dir_size(p: &Path) -> u64 {
 // ---------------------------------------------------------------------------------------------
 // storage
 
-fn open(backend: &str, dir: &Path) -> Result<(Arc<dyn StorageAdapter>, PathBuf)> {
-    let path = store_path(backend, dir);
-    let store: Arc<dyn StorageAdapter> = match backend {
-        "sqlite" => Arc::new(sequential_adaptor_sqlite::SqliteStore::open(&path)?),
-        _ => Arc::new(sequential_adaptor_folder::FolderStore::open(&path)?),
-    };
-    Ok((store, path))
+/// Where a backend's store lives: a path under the run's temp dir, or a PostgreSQL schema.
+struct Location {
+    /// The path, or the URL, as `engine-worker` takes it.
+    at: String,
+    /// For PostgreSQL: the store, to measure its tables, and the schema to drop.
+    postgres: Option<(sequential_adaptor_postgres::PostgresStore, PgSchema)>,
 }
 
-fn store_path(backend: &str, dir: &Path) -> PathBuf {
-    match backend {
+async fn open_at(backend: &str, at: &str) -> Result<Arc<dyn StorageAdapter>> {
+    Ok(match backend {
+        "sqlite" => Arc::new(sequential_adaptor_sqlite::SqliteStore::open(at)?),
+        "postgres" => Arc::new(sequential_adaptor_postgres::PostgresStore::open(at).await?),
+        _ => Arc::new(sequential_adaptor_folder::FolderStore::open(at)?),
+    })
+}
+
+async fn open(backend: &str, dir: &Path) -> Result<(Arc<dyn StorageAdapter>, Location)> {
+    if backend == "postgres" {
+        let schema = PgSchema::new();
+        let url = schema.url();
+        let pg = sequential_adaptor_postgres::PostgresStore::open(&url)
+            .await
+            .with_context(|| {
+                format!("opening PostgreSQL at {} (BENCH_DATABASE_URL)", schema.base)
+            })?;
+        return Ok((
+            Arc::new(pg.clone()),
+            Location {
+                at: url,
+                postgres: Some((pg, schema)),
+            },
+        ));
+    }
+    let path = match backend {
         "sqlite" => dir.join("engine.db"),
         _ => dir.join("tasks"),
-    }
+    };
+    let at = path.to_str().context("a UTF-8 temp path")?.to_string();
+    Ok((
+        open_at(backend, &at).await?,
+        Location { at, postgres: None },
+    ))
 }
 
-/// A store under `dir` holding the benchmark task.
+/// A store for `backend` (under `dir`, or in a fresh schema) holding the benchmark task.
 async fn prepare(
     backend: &str,
     dir: &Path,
     task: &TaskName,
-) -> Result<(Arc<dyn StorageAdapter>, PathBuf)> {
-    let (store, path) = open(backend, dir)?;
+) -> Result<(Arc<dyn StorageAdapter>, Location)> {
+    let (store, location) = open(backend, dir).await?;
     store
         .put_task_version(NewTaskVersion {
             task: task.clone(),
@@ -242,7 +276,7 @@ async fn prepare(
             config: json!({}),
         })
         .await?;
-    Ok((store, path))
+    Ok((store, location))
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -280,20 +314,18 @@ async fn latency(
 // ---------------------------------------------------------------------------------------------
 // throughput: the worker process and the load clients
 
-/// `sequential-bench engine-worker BACKEND PATH`: a worker over the store at PATH, 64 runs at a
-/// time, until its stdin closes. Prints `ready` once it runs.
+/// `sequential-bench engine-worker BACKEND PATH|URL CONCURRENCY`: a worker over that store,
+/// CONCURRENCY runs at a time, until its stdin closes. Prints `ready` once it runs and, for
+/// PostgreSQL, `round-trips N` (the adaptor's statement counter) when it stops.
 pub async fn worker(args: &[String]) -> Result<()> {
-    let [backend, path] = args else {
-        bail!("usage: sequential-bench engine-worker sqlite|folder PATH");
+    let [backend, at, concurrency] = args else {
+        bail!("usage: sequential-bench engine-worker sqlite|folder|postgres PATH|URL CONCURRENCY");
     };
-    let store: Arc<dyn StorageAdapter> = match backend.as_str() {
-        "sqlite" => Arc::new(sequential_adaptor_sqlite::SqliteStore::open(path)?),
-        _ => Arc::new(sequential_adaptor_folder::FolderStore::open(path)?),
-    };
+    let store = open_at(backend, at).await?;
     let engine = Engine::new(
         store,
         EngineConfig {
-            concurrency: IN_FLIGHT,
+            concurrency: concurrency.parse().context("CONCURRENCY")?,
             ..EngineConfig::default()
         },
     )?;
@@ -305,22 +337,32 @@ pub async fn worker(args: &[String]) -> Result<()> {
     });
     println!("ready");
     engine.work_until(&stop).await?;
+    if backend == "postgres" {
+        println!("round-trips {}", sequential_adaptor_postgres::round_trips());
+    }
     Ok(())
 }
 
 /// What the steady stream measured.
-struct Throughput {
-    runs_per_s: f64,
-    /// CPU per run in ms: engine process, echo server (`None`: in this process), load clients.
-    engine_ms: f64,
-    server_ms: Option<f64>,
-    clients_ms: f64,
-    bytes_per_run: f64,
+pub(crate) struct Throughput {
+    pub(crate) runs_per_s: f64,
+    /// CPU per run in ms: engine process(es), echo server (`None`: in this process), load
+    /// clients, and the PostgreSQL server's processes (`None`: no PostgreSQL).
+    pub(crate) engine_ms: f64,
+    pub(crate) server_ms: Option<f64>,
+    pub(crate) clients_ms: f64,
+    pub(crate) database_ms: Option<f64>,
+    pub(crate) bytes_per_run: f64,
+    /// PostgreSQL: the workers' round trips per run (the adaptor's statement counter).
+    pub(crate) trips_per_run: Option<f64>,
 }
 
 impl Throughput {
     fn cpu_ms(&self) -> f64 {
-        self.engine_ms + self.server_ms.unwrap_or(0.0) + self.clients_ms
+        self.engine_ms
+            + self.server_ms.unwrap_or(0.0)
+            + self.clients_ms
+            + self.database_ms.unwrap_or(0.0)
     }
 
     /// This machine's CPU per second divided by the CPU a run costs, in runs per second.
@@ -330,16 +372,18 @@ impl Throughput {
     }
 }
 
-/// One load client: starts a run, waits for its end, starts the next, until `stop`.
+/// One load client: starts a run, waits for its end (asking every `poll`), starts the next,
+/// until `stop`.
 async fn client(
     store: Arc<dyn StorageAdapter>,
     engine: Engine,
     task: TaskName,
     url: String,
+    poll: Duration,
     stop: Arc<AtomicBool>,
     failed: Arc<AtomicUsize>,
 ) -> Result<()> {
-    // sleep about as long as a run takes before asking, then ask every millisecond
+    // sleep about as long as a run takes before asking, then ask every `poll`
     let mut expect = Duration::from_millis(20);
     while !stop.load(Ordering::Relaxed) {
         let t = Instant::now();
@@ -359,7 +403,7 @@ async fn client(
                 }
                 break;
             }
-            tokio::time::sleep(Duration::from_millis(1)).await;
+            tokio::time::sleep(poll).await;
         }
         expect = (expect * 7 + t.elapsed()) / 8;
     }
@@ -383,34 +427,57 @@ async fn all_runs(store: &dyn StorageAdapter) -> Result<Vec<sequential_adaptor::
     }
 }
 
+/// CPU seconds used so far, by process group, at a moment (milliseconds since the epoch).
+struct Snapshot {
+    at: i64,
+    engines: f64,
+    server: Option<f64>,
+    own: f64,
+    database: Option<f64>,
+}
+
+/// Engine worker processes for `backend`: PostgreSQL is shared by two (its point is many
+/// workers on one database), the file backends by one.
+pub(crate) fn workers_for(backend: &str) -> usize {
+    if backend == "postgres" { 2 } else { 1 }
+}
+
 async fn steady(backend: &'static str, server: &Server) -> Result<Throughput> {
     let warmup = Duration::from_secs(env_secs("BENCH_WARMUP_SECS", 3));
     let window = Duration::from_secs(env_secs("BENCH_WINDOW_SECS", 10).max(1));
     let task = TaskName::new("steps")?;
     let dir = tempfile::tempdir()?;
-    let (store, path) = prepare(backend, dir.path(), &task).await?;
-    // the clients only start runs; the engine process drives them
+    let (store, location) = prepare(backend, dir.path(), &task).await?;
+    // the clients only start runs; the engine processes drive them
     let starter = Engine::new(store.clone(), EngineConfig::default())?;
     let exe = std::env::current_exe().context("the benchmark's own path")?;
-    let mut worker = std::process::Command::new(exe)
-        .arg("engine-worker")
-        .arg(backend)
-        .arg(&path)
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .spawn()
-        .context("starting the engine worker process")?;
-    let mut ready = String::new();
-    std::io::BufReader::new(worker.stdout.take().context("worker stdout")?)
-        .read_line(&mut ready)?;
-    if ready.trim() != "ready" {
-        bail!("the engine worker did not start: {ready:?}");
+    let n_workers = workers_for(backend);
+    let mut workers = Vec::new();
+    for _ in 0..n_workers {
+        let mut worker = std::process::Command::new(&exe)
+            .arg("engine-worker")
+            .arg(backend)
+            .arg(&location.at)
+            .arg((IN_FLIGHT / n_workers).to_string())
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .context("starting the engine worker process")?;
+        let mut out = std::io::BufReader::new(worker.stdout.take().context("worker stdout")?);
+        let mut ready = String::new();
+        out.read_line(&mut ready)?;
+        if ready.trim() != "ready" {
+            bail!("the engine worker did not start: {ready:?}");
+        }
+        workers.push((worker, out));
     }
     eprintln!(
-        "{backend}: steady stream, {IN_FLIGHT} in flight: {}s warm-up, {}s window",
+        "{backend}: steady stream, {IN_FLIGHT} in flight, {n_workers} worker process(es): {}s warm-up, {}s window",
         warmup.as_secs(),
         window.as_secs()
     );
+    // PostgreSQL is asked over the network: poll it less often than a local file
+    let poll = Duration::from_millis(if backend == "postgres" { 5 } else { 1 });
     let stop = Arc::new(AtomicBool::new(false));
     let failed = Arc::new(AtomicUsize::new(0));
     let mut clients = Vec::new();
@@ -420,30 +487,46 @@ async fn steady(backend: &'static str, server: &Server) -> Result<Throughput> {
             starter.clone(),
             task.clone(),
             server.url.clone(),
+            poll,
             stop.clone(),
             failed.clone(),
         )));
     }
     tokio::time::sleep(warmup).await;
-    let snapshot = || -> Result<(i64, f64, Option<f64>, f64)> {
-        Ok((
-            now_millis(),
-            cpu_seconds_of(worker.id())?,
-            server.pid().map(cpu_seconds_of).transpose()?,
-            own_cpu_seconds(),
-        ))
+    let database = backend == "postgres";
+    let snapshot = || -> Result<Snapshot> {
+        let mut engines = 0.0;
+        for (w, _) in &workers {
+            engines += cpu_seconds_of(w.id())?;
+        }
+        Ok(Snapshot {
+            at: now_millis(),
+            engines,
+            server: server.pid().map(cpu_seconds_of).transpose()?,
+            own: own_cpu_seconds(),
+            database: database.then(postgres_cpu_seconds),
+        })
     };
-    let (t0, engine0, server0, own0) = snapshot()?;
+    let start = snapshot()?;
     tokio::time::sleep(window).await;
-    let (t1, engine1, server1, own1) = snapshot()?;
+    let end = snapshot()?;
+    let (t0, t1) = (start.at, end.at);
     stop.store(true, Ordering::Relaxed);
     for c in clients {
         c.await??;
     }
-    drop(worker.stdin.take()); // the worker stops (no run is left in hand)
-    let status = worker.wait()?;
-    if !status.success() {
-        bail!("the engine worker exited with {status}");
+    let mut trips = 0u64;
+    for (mut worker, out) in workers {
+        drop(worker.stdin.take()); // the worker stops (no run is left in hand)
+        for line in out.lines() {
+            if let Some(n) = line?.strip_prefix("round-trips ") {
+                trips += n.trim().parse::<u64>().unwrap_or(0);
+            }
+        }
+        let status = worker.wait()?;
+        if !status.success() {
+            bail!("the engine worker exited with {status}");
+        }
     }
     if failed.load(Ordering::Relaxed) > 0 {
         bail!(
@@ -462,41 +545,53 @@ async fn steady(backend: &'static str, server: &Server) -> Result<Throughput> {
     let total = runs.len();
     drop(starter);
     drop(store);
-    // SQLite folds its write-ahead log into the database when its last connection closes
-    // (on the writer thread, after the store is dropped): measure once that has happened
-    let wal = path.with_extension("db-wal");
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while wal.exists() && Instant::now() < deadline {
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
+    let bytes = match &location.postgres {
+        Some((pg, _)) => pg.vacuum_and_measure().await? as f64,
+        None => {
+            // SQLite folds its write-ahead log into the database when its last connection
+            // closes (on the writer thread, after the store is dropped): measure once that
+            // has happened
+            let wal = Path::new(&location.at).with_extension("db-wal");
+            let deadline = Instant::now() + Duration::from_secs(10);
+            while wal.exists() && Instant::now() < deadline {
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+            dir_size(dir.path()) as f64
+        }
+    };
     let seconds = (t1 - t0) as f64 / 1000.0;
     let per_run = |cpu: f64| cpu * 1000.0 / in_window as f64;
     Ok(Throughput {
         runs_per_s: in_window as f64 / seconds,
-        engine_ms: per_run(engine1 - engine0),
-        server_ms: server0.zip(server1).map(|(a, b)| per_run(b - a)),
-        clients_ms: per_run(own1 - own0),
-        bytes_per_run: dir_size(dir.path()) as f64 / total as f64,
+        engine_ms: per_run(end.engines - start.engines),
+        server_ms: start.server.zip(end.server).map(|(a, b)| per_run(b - a)),
+        clients_ms: per_run(end.own - start.own),
+        database_ms: start
+            .database
+            .zip(end.database)
+            .map(|(a, b)| per_run(b - a)),
+        bytes_per_run: bytes / total as f64,
+        trips_per_run: database.then(|| trips as f64 / total as f64),
     })
 }
 
 // ---------------------------------------------------------------------------------------------
 // one backend
 
-struct Row {
+pub(crate) struct Row {
     backend: &'static str,
-    p50_1: f64,
+    pub(crate) p50_1: f64,
     p99_1: f64,
     p50_10: f64,
     p99_10: f64,
-    tp: Throughput,
+    pub(crate) tp: Throughput,
 }
 
 async fn measure(backend: &'static str, server: &Server) -> Result<Row> {
     let n = env_secs("BENCH_LATENCY_RUNS", 200).max(1) as usize;
     let task = TaskName::new("steps")?;
     let dir = tempfile::tempdir()?;
-    let (store, _) = prepare(backend, dir.path(), &task).await?;
+    let (store, _location) = prepare(backend, dir.path(), &task).await?;
     let engine = Engine::new(store, EngineConfig::default())?;
     eprintln!("{backend}: latency, {n} runs after 20 warm-up, one at a time");
     let l1 = latency(&engine, &task, &server.url, 1, n).await?;
@@ -621,26 +716,55 @@ fn run_peers(dir: &Path, server: &Server) -> Result<(Vec<PeerRow>, Vec<String>)>
 // ---------------------------------------------------------------------------------------------
 // the report
 
-fn parse_args(args: &[String]) -> Result<Option<PathBuf>> {
-    match args {
-        [] => Ok(None),
-        [flag, dir] if flag == "--peers" => {
-            let dir = PathBuf::from(dir);
-            if !dir.join("restate/run.sh").is_file() {
-                bail!(
-                    "--peers {}: no restate/run.sh there; expected the peers folder (../shared/bench/peers in this workspace)",
-                    dir.display()
-                );
-            }
-            Ok(Some(dir))
-        }
-        other => {
-            bail!("unexpected arguments {other:?}; usage: sequential-bench engine [--peers DIR]")
-        }
-    }
+/// The benchmark's arguments: `--peers DIR`, and `--storage sqlite|folder|postgres` (repeatable;
+/// default: sqlite and folder).
+#[derive(Debug, PartialEq)]
+struct Args {
+    peers: Option<PathBuf>,
+    backends: Vec<&'static str>,
 }
 
-fn verdict(met: bool) -> &'static str {
+fn parse_args(args: &[String]) -> Result<Args> {
+    let usage = "usage: sequential-bench engine [--peers DIR] [--storage sqlite|folder|postgres]…";
+    let mut out = Args {
+        peers: None,
+        backends: Vec::new(),
+    };
+    let mut it = args.iter();
+    while let Some(flag) = it.next() {
+        let value = it
+            .next()
+            .with_context(|| format!("{flag} needs a value; {usage}"))?;
+        match flag.as_str() {
+            "--peers" => {
+                let dir = PathBuf::from(value);
+                if !dir.join("restate/run.sh").is_file() {
+                    bail!(
+                        "--peers {}: no restate/run.sh there; expected the peers folder (../shared/bench/peers in this workspace)",
+                        dir.display()
+                    );
+                }
+                out.peers = Some(dir);
+            }
+            "--storage" => {
+                let backend = ["sqlite", "folder", "postgres"]
+                    .into_iter()
+                    .find(|b| b == value)
+                    .with_context(|| {
+                        format!("--storage {value:?}: expected sqlite, folder or postgres")
+                    })?;
+                out.backends.push(backend);
+            }
+            other => bail!("unexpected argument {other:?}; {usage}"),
+        }
+    }
+    if out.backends.is_empty() {
+        out.backends = vec!["sqlite", "folder"];
+    }
+    Ok(out)
+}
+
+pub(crate) fn verdict(met: bool) -> &'static str {
     if met { "met" } else { "missed" }
 }
 
@@ -649,10 +773,10 @@ fn ms(v: Option<f64>) -> String {
 }
 
 pub async fn run(args: &[String]) -> Result<()> {
-    let peers = parse_args(args)?;
+    let Args { peers, backends } = parse_args(args)?;
     let server = server(peers.as_deref()).await?;
     let mut rows = Vec::new();
-    for backend in ["sqlite", "folder"] {
+    for backend in backends {
         rows.push(measure(backend, &server).await?);
     }
     let peer_results = match &peers {
@@ -660,7 +784,11 @@ pub async fn run(args: &[String]) -> Result<()> {
         None => None,
     };
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-    let mut md = String::from("## Engine (`cargo xtask bench engine`)\n\n");
+    let invocation = match rows.as_slice() {
+        [only] if only.backend == "postgres" => "cargo xtask bench engine --storage postgres",
+        _ => "cargo xtask bench engine",
+    };
+    let mut md = format!("## Engine (`{invocation}`)\n\n");
     md.push_str(&format!("{}\n\n", machine_line()));
     md.push_str(&format!(
         "Workload: a script-mode task of N sequential `fetch()` calls to a loopback echo server \
@@ -702,6 +830,9 @@ pub async fn run(args: &[String]) -> Result<()> {
     md.push_str(
         "\nOn 2 cores the engine's own CPU per run is the figure to lower: the ceiling moves with it.\n\n",
     );
+    if let Some(pg) = rows.iter().find(|r| r.backend == "postgres") {
+        md.push_str(&postgres_section(pg));
+    }
     if let Some(sqlite) = rows.iter().find(|r| r.backend == "sqlite") {
         let tp = &sqlite.tp;
         md.push_str(&format!(
@@ -824,6 +955,23 @@ mod tests {
     fn a_missing_peers_folder_is_a_clear_error() {
         let err = parse_args(&["--peers".into(), "/nonexistent/peers".into()]).unwrap_err();
         assert!(err.to_string().contains("no restate/run.sh"), "{err}");
-        assert_eq!(parse_args(&[]).unwrap(), None);
+        assert_eq!(
+            parse_args(&[]).unwrap(),
+            Args {
+                peers: None,
+                backends: vec!["sqlite", "folder"]
+            }
+        );
+        assert_eq!(
+            parse_args(&["--storage".into(), "postgres".into()])
+                .unwrap()
+                .backends,
+            vec!["postgres"]
+        );
+        let err = parse_args(&["--storage".into(), "mysql".into()]).unwrap_err();
+        assert!(
+            err.to_string().contains("sqlite, folder or postgres"),
+            "{err}"
+        );
     }
 }

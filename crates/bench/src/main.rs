@@ -2,7 +2,7 @@
 //! (the xtask writes it into `docs/benchmarks.md`) and progress on stderr.
 //!
 //! - `sequential-bench storage`: append and claim speed of the folder and SQLite backends.
-//! - `sequential-bench engine [--peers DIR]`: whole runs of N sequential `fetch()` steps against
+//! - `sequential-bench engine [--peers DIR] [--storage sqlite|folder|postgres]…`: whole runs of N sequential `fetch()` steps against
 //!   a loopback HTTP server: latency, a steady stream with 64 runs in flight (the engine in a
 //!   process of its own, `engine-worker`), CPU per run by process, the machine's ceiling,
 //!   storage per run, verdicts against the targets; the peers side by side with `--peers`.
@@ -11,6 +11,7 @@
 
 mod engine;
 mod machine;
+mod postgres;
 mod storage;
 
 use std::time::Duration;
