@@ -255,7 +255,8 @@ impl PostgresStore {
     }
 }
 
-/// Copying runs in from another store, as they are (`sync-tasks --runs`).
+/// Beyond the trait: copying runs in from another store as they are (`sync-tasks --runs`),
+/// and measuring the tables.
 impl PostgresStore {
     /// `VACUUM`s the store's tables and returns their size on disk in bytes
     /// (`pg_total_relation_size`: heap, indexes and TOAST), for benchmarks and capacity planning.
