@@ -72,8 +72,9 @@ impl Graph {
         Some(g)
     }
 
-    /// The state at a state path (`charge`, `fan#1/checksum`, `each[3]/fetchOne`).
-    pub(crate) fn state_at(&self, path: &str) -> Option<&State> {
+    /// The state at a state path (`charge`, `fan#1/checksum`, `each[3]/fetchOne`), as records,
+    /// actions and snapshots name it.
+    pub fn state_at(&self, path: &str) -> Option<&State> {
         let (prefix, name) = crate::path::split_last(path);
         self.region(prefix)?.state(name)
     }

@@ -248,6 +248,17 @@ impl Snapshot {
     }
 }
 
+impl Snapshot {
+    /// What to do to carry on from this snapshot when no new fact has arrived (a run resumed
+    /// after it waited): start the handlers and child runs in flight, arm every armed timer at
+    /// its `fire_at`, wait for the events of every event wait. Writes nothing: a driver that
+    /// took over from a crashed one steps [`Fact::Recovered`] instead, which restarts the
+    /// handlers with `restart=n` (S7).
+    pub fn pending_actions(&self, graph: &Graph, env: &Env) -> Vec<Action> {
+        derive_actions(graph, env, self, self, true, None, None)
+    }
+}
+
 /// What a snapshot has in flight, for comparing before and after a step.
 #[derive(Default)]
 struct InFlight {

@@ -77,6 +77,9 @@ pub(crate) async fn drive(engine: &Engine, claim: Claim, stop: &mut StopWatch) -
         }
         Err(e) => return Err(e.into()),
     };
+    if version.graph.is_some() {
+        return crate::graph::drive(engine, run, claim.token, &version, stop).await;
+    }
     let mut d = Driver::new(engine, run, claim.token);
     let entries = d.load().await?;
     if d.next_seq == 0 {
@@ -760,7 +763,7 @@ enum Performed {
 }
 
 /// Performs a fetch or a tool call. `Err` carries the error that pauses the run (retries spent).
-async fn perform_slow(
+pub(crate) async fn perform_slow(
     engine: &Engine,
     call: &HostCall,
     key: &str,
@@ -841,7 +844,7 @@ pub(crate) fn child_event(id: &RunId) -> String {
     format!("child:{id}")
 }
 
-fn join_error(e: tokio::task::JoinError) -> Error {
+pub(crate) fn join_error(e: tokio::task::JoinError) -> Error {
     Error::Internal {
         doing: "waiting for an engine task".into(),
         cause: e.to_string(),
@@ -884,7 +887,7 @@ fn vm_error_json(e: &sequential_fetch_vm::Error) -> Value {
     }
 }
 
-fn vm_error_name(e: &sequential_fetch_vm::Error) -> &'static str {
+pub(crate) fn vm_error_name(e: &sequential_fetch_vm::Error) -> &'static str {
     match e {
         sequential_fetch_vm::Error::Timeout { .. } => "Timeout",
         sequential_fetch_vm::Error::NonDeterminism { .. } => "NonDeterminism",
@@ -896,7 +899,7 @@ fn vm_error_name(e: &sequential_fetch_vm::Error) -> &'static str {
 
 /// `n` bytes from the operating system's generator, as lowercase hex. The result is journaled,
 /// so a replay sees the same bytes.
-fn random_hex(n: usize) -> Result<String> {
+pub(crate) fn random_hex(n: usize) -> Result<String> {
     let mut bytes = vec![0u8; n];
     getrandom::fill(&mut bytes).map_err(|e| Error::Internal {
         doing: format!("drawing {n} random bytes from the operating system's generator"),

@@ -16,6 +16,9 @@ pub enum Error {
     /// A task's configuration is malformed.
     #[error("task configuration: {0}")]
     Config(#[from] sequential_http_wrapper::ConfigError),
+    /// A graph.json is invalid, or a graph run's journal does not fit its graph.
+    #[error("graph: {0}")]
+    Graph(#[from] sequential_flow_graph::Error),
     /// A stored journal record could not be understood.
     #[error("run {run}: journal record {seq} is malformed: {reason}")]
     Journal {
@@ -52,7 +55,7 @@ impl Error {
     pub fn is_permanent(&self) -> bool {
         use sequential_fetch_vm::Error as Vm;
         match self {
-            Error::Config(_) | Error::Journal { .. } => true,
+            Error::Config(_) | Error::Journal { .. } | Error::Graph(_) => true,
             Error::Vm(e) => matches!(
                 e,
                 Vm::Invalid { .. } | Vm::CodeMismatch { .. } | Vm::UnsupportedVersion { .. }
@@ -66,6 +69,7 @@ impl Error {
         match self {
             Error::Config(_) => "ConfigError",
             Error::Journal { .. } => "JournalError",
+            Error::Graph(_) => "GraphError",
             Error::Internal { .. } => "InternalError",
             Error::Storage(_) => "StorageError",
             Error::Vm(_) => "VmError",

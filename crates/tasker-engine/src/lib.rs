@@ -4,6 +4,7 @@
 mod driver;
 mod error;
 mod failures;
+pub mod graph;
 pub mod journal;
 mod tools;
 mod worker;
@@ -22,6 +23,8 @@ use serde_json::{Value, json};
 
 pub use error::{Error, Result};
 pub use journal::RecordKind;
+/// The graph core the engine drives graph tasks with (parse, check, step, fold).
+pub use sequential_flow_graph as flow_graph;
 pub use tools::{Tool, ToolCall, ToolRegistry};
 pub use worker::{StopHandle, WorkReport};
 
@@ -95,6 +98,14 @@ pub struct Engine {
     tools: Arc<ToolRegistry>,
     hot: Arc<Mutex<HotSessions>>,
     hot_resumes: Arc<std::sync::atomic::AtomicU64>,
+    snapshots: Arc<Mutex<Snapshots>>,
+}
+
+/// The graph snapshot of each graph run this engine drove lately, least recently used first.
+#[derive(Debug, Default)]
+struct Snapshots {
+    order: VecDeque<RunId>,
+    kept: HashMap<RunId, flow_graph::Snapshot>,
 }
 
 /// Live sessions of waiting runs, least recently used first.
@@ -116,6 +127,7 @@ impl Engine {
             tools: Arc::new(ToolRegistry::new()),
             hot: Arc::default(),
             hot_resumes: Arc::default(),
+            snapshots: Arc::default(),
         })
     }
 
@@ -185,6 +197,36 @@ impl Engine {
                 .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         }
         fresh.then_some(session)
+    }
+
+    /// The graph snapshot this engine holds for graph run `id` (current states, vars, armed
+    /// timers, inbox), kept after every commit: equal, byte for byte, to the fold of the run's
+    /// graph records (S10). `None` for a run it has not driven lately.
+    pub fn graph_snapshot(&self, id: RunId) -> Option<flow_graph::Snapshot> {
+        self.snapshots.lock().ok()?.kept.get(&id).cloned()
+    }
+
+    pub(crate) fn keep_snapshot(&self, run: RunId, snapshot: &flow_graph::Snapshot) {
+        let max = self.config.max_hot_sessions.max(64);
+        let Ok(mut s) = self.snapshots.lock() else {
+            return;
+        };
+        s.order.retain(|r| *r != run);
+        s.order.push_back(run);
+        s.kept.insert(run, snapshot.clone());
+        while s.kept.len() > max {
+            let Some(old) = s.order.pop_front() else {
+                break;
+            };
+            s.kept.remove(&old);
+        }
+    }
+
+    /// The kept snapshot of `run` when it has folded exactly `records` graph records (a cold
+    /// start folds the journal instead).
+    pub(crate) fn cached_snapshot(&self, run: RunId, records: u64) -> Option<flow_graph::Snapshot> {
+        let s = self.snapshots.lock().ok()?;
+        s.kept.get(&run).filter(|x| x.records == records).cloned()
     }
 
     /// The storage.
@@ -290,8 +332,12 @@ impl Engine {
     /// is cancelled at once. A finished run is an `Invalid` error.
     pub async fn cancel(&self, id: RunId, grace: Duration) -> Result<Run> {
         let deadline = std::time::Instant::now() + grace;
+        let mut asked = false;
         loop {
             let mut run = self.store.get_run(id).await?;
+            if asked && run.status == RunStatus::Cancelled {
+                return Ok(run); // its worker wound it down
+            }
             if run.status.is_terminal() {
                 return Err(Error::Invalid {
                     input: format!("run {id}"),
@@ -312,6 +358,7 @@ impl Engine {
                     Err(e) => return Err(e.into()),
                 }
             }
+            asked = true;
             self.store.wait_for_change(Duration::from_millis(100)).await;
         }
     }
@@ -335,17 +382,30 @@ impl Engine {
                 Err(e) => return Err(e.into()),
             }
         };
+        let version = self
+            .store
+            .get_task_version(&run.task, VersionSel::Exact(run.version))
+            .await
+            .ok();
+        if let Some(v) = version.filter(|v| v.graph.is_some()) {
+            // a graph run ends with the records of a cancel (timers, branches, items, inbox)
+            if let Err(e) = graph::kill_records(self, &run, &v).await {
+                tracing::warn!(run = %id, error = %e, "the killed graph run has no run.cancelled record");
+            }
+        } else {
+            let records = self.read_all(id).await?;
+            let next = records.last().map_or(0, |r| r.seq + 1);
+            let rec = JournalRecord {
+                run: id,
+                seq: next,
+                kind: RecordKind::RunCancelled.as_str().into(),
+                at: now_millis(),
+                data: journal::run_ended_with(run.error.as_ref().unwrap_or(&Value::Null)),
+            };
+            // a worker may append concurrently; the cancelled status is what counts
+            let _ = self.store.append(id, &[rec], Fence::None).await;
+        }
         let records = self.read_all(id).await?;
-        let next = records.last().map_or(0, |r| r.seq + 1);
-        let rec = JournalRecord {
-            run: id,
-            seq: next,
-            kind: RecordKind::RunCancelled.as_str().into(),
-            at: now_millis(),
-            data: journal::run_ended_with(run.error.as_ref().unwrap_or(&Value::Null)),
-        };
-        // a worker may append concurrently; the cancelled status is what counts
-        let _ = self.store.append(id, &[rec], Fence::None).await;
         for child in records.iter().map(journal::Record::new) {
             if let Some(c) = child.child_run() {
                 match Box::pin(self.kill(c)).await {
@@ -370,6 +430,11 @@ impl Engine {
     pub async fn rerun(&self, id: RunId, from_seq: u64) -> Result<Run> {
         let old = self.store.get_run(id).await?;
         let records = self.read_all(id).await?;
+        let is_graph = self
+            .store
+            .get_task_version(&old.task, VersionSel::Exact(old.version))
+            .await
+            .is_ok_and(|v| v.graph.is_some());
         if from_seq > records.len() as u64 {
             return Err(Error::Invalid {
                 input: format!("--from-seq {from_seq}"),
@@ -389,6 +454,12 @@ impl Engine {
             journal::Record::new(r)
                 .kind()
                 .is_some_and(RecordKind::settles_run)
+        };
+        // a graph run's journal is cut between commits, never inside a transition (S6)
+        let from_seq = if is_graph {
+            graph::rerun_cut(&records, from_seq)
+        } else {
+            from_seq
         };
         let copy: Vec<JournalRecord> = records
             .into_iter()

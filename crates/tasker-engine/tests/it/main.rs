@@ -4,6 +4,7 @@
 
 mod faults;
 mod fetcher;
+mod graph;
 mod proofs;
 mod randomness;
 

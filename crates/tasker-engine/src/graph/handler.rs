@@ -1,0 +1,347 @@
+//! One handler activation in fetch-vm: the export named by the state, called as
+//! `handler(input, ctx)` in module mode. Its host calls are durable steps of their own: each is
+//! journaled (`call.requested`, `call.completed`, `log`, `timer.armed`) with the state's path and
+//! activation, so a handler started again after a crash replays the calls it completed.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use sequential_adaptor::{RunId, now_millis};
+use sequential_fetch_vm::{
+    CallKind, CallResult, ErrorInfo, HostCall, Mode, Options, Session, Step,
+};
+use sequential_flow_graph::{ErrorValue, HandlerCall};
+use sequential_http_wrapper::RetryPolicy;
+use serde_json::{Value, json};
+
+use super::exports::{DEFAULT_BINDING, Exports};
+use super::store::{HandlerJournal, Key, Writer, key_fields};
+use crate::Engine;
+use crate::driver::{join_error, perform_slow, random_hex, vm_error_name};
+use crate::error::Result;
+use crate::journal::{self, RecordKind};
+
+/// code.js as graph handlers run it.
+#[derive(Debug)]
+pub(crate) struct Code {
+    /// code.js with `export default` (if any) turned into a binding of the same length.
+    source: String,
+    exports: Exports,
+}
+
+impl Code {
+    pub(crate) fn new(code: &str, exports: Exports) -> Code {
+        let mut source = code.to_string();
+        if let Some(at) = exports.default_at {
+            let binding = format!("const {DEFAULT_BINDING} =");
+            source.replace_range(at..at + binding.len(), &binding);
+        }
+        Code { source, exports }
+    }
+
+    /// The module a handler call runs: code.js plus a default export that calls the handler
+    /// with the graph's `ctx` and reports `{output}` or `{outcome, output}`.
+    fn module(&self, call: &HandlerCall) -> std::result::Result<String, ErrorValue> {
+        let target = match &call.code {
+            Some(body) => format!("(async function (input, ctx) {{\n{body}\n}})"),
+            None => match self.exports.names.get(&call.handler) {
+                Some(local) => local.clone(),
+                None => {
+                    return Err(ErrorValue::new(
+                        "ReferenceError",
+                        format!(
+                            "code.js exports no function {:?} for state {}; export one: `export async function {}(input, ctx) {{ … }}`",
+                            call.handler, call.path, call.handler
+                        ),
+                    ));
+                }
+            },
+        };
+        Ok(format!(
+            "{}\n;export default async function (__sqIn, __sqVm) {{\n{WRAPPER_HEAD}  const __sqOut = await ({target})(__sqIn.input, __sqCtx);\n{WRAPPER_TAIL}}}\n",
+            self.source
+        ))
+    }
+}
+
+/// Builds the handler's `ctx` (the VM's durable calls plus the graph's fields and `outcome`).
+const WRAPPER_HEAD: &str = r#"  const __sqCtx = Object.freeze(Object.assign({}, __sqVm, __sqIn.ctx, {
+    outcome(name, value) {
+      return { $sequentialOutcome: String(name), value: value === undefined ? null : value };
+    },
+  }));
+  try {
+"#;
+
+/// Reports the result; gives thrown `Error` subclasses their class name (S1).
+const WRAPPER_TAIL: &str = r#"    if (__sqOut !== null && typeof __sqOut === "object" && typeof __sqOut.$sequentialOutcome === "string") {
+      return { outcome: __sqOut.$sequentialOutcome, output: __sqOut.value };
+    }
+    return { output: __sqOut === undefined ? null : __sqOut };
+  } catch (e) {
+    if (e !== null && typeof e === "object" && e.name === "Error" && typeof e.constructor === "function" && e.constructor !== Error && e.constructor.name) {
+      try { Object.defineProperty(e, "name", { value: e.constructor.name, configurable: true, writable: true }); } catch (_) {}
+    }
+    throw e;
+  }
+"#;
+
+/// How a handler ended.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) enum Ended {
+    /// It returned (`outcome` when it returned `ctx.outcome(name, value)`).
+    Ok {
+        output: Value,
+        outcome: Option<String>,
+    },
+    /// It threw.
+    Err(ErrorValue),
+}
+
+/// What every handler of one run shares.
+#[derive(Debug)]
+pub(crate) struct Shared {
+    pub(crate) engine: Engine,
+    pub(crate) writer: Arc<Writer>,
+    pub(crate) code: Arc<Code>,
+    pub(crate) run: RunId,
+    pub(crate) task: String,
+    pub(crate) retry: RetryPolicy,
+}
+
+/// Runs one handler activation to its end, journaling its calls. `Err` only when the journal
+/// cannot be written (the drive fails).
+pub(crate) async fn run(
+    shared: Arc<Shared>,
+    call: HandlerCall,
+    prior: HandlerJournal,
+) -> Result<Ended> {
+    let key: Key = (call.path.clone(), call.activation);
+    let module = match shared.code.module(&call) {
+        Ok(m) => m,
+        Err(e) => return Ok(Ended::Err(e)),
+    };
+    let mut ctx = call.ctx.clone();
+    ctx["run"]["task"] = json!(shared.task);
+    let input = json!({ "input": call.input, "ctx": ctx });
+    let mut options: Options = shared.engine.config.vm.clone();
+    options.mode = Mode::Module;
+    let HandlerJournal {
+        entries,
+        mut requested,
+        mut timers,
+    } = prior;
+    let started =
+        tokio::task::spawn_blocking(move || Session::start(&module, &input, entries, &options))
+            .await
+            .map_err(join_error)?;
+    let (mut session, mut step) = match started {
+        Ok(s) => s,
+        Err(e) => return Ok(Ended::Err(vm_error(&e))),
+    };
+    loop {
+        let mut buffer = new_entries(&mut session, &key, &requested);
+        let calls = match step {
+            Step::Completed(v) => {
+                shared.writer.append(buffer).await?;
+                session.close();
+                return Ok(result_of(v));
+            }
+            Step::Failed(e) => {
+                shared.writer.append(buffer).await?;
+                return Ok(Ended::Err(vm_error(&e)));
+            }
+            Step::Pending(calls) => calls,
+        };
+        let mut results: BTreeMap<u64, CallResult> = BTreeMap::new();
+        let mut slow: Vec<HostCall> = Vec::new();
+        let mut sleeps: Vec<(u64, i64)> = Vec::new();
+        let now = now_millis();
+        for c in calls {
+            match c.kind {
+                CallKind::Now => {
+                    results.insert(c.seq, CallResult::Ok(json!(now)));
+                }
+                CallKind::Random => {
+                    let n = c.request["bytes"].as_u64().unwrap_or(16).min(65_536) as usize;
+                    results.insert(c.seq, CallResult::Ok(json!(random_hex(n)?)));
+                }
+                CallKind::Emit | CallKind::Log => {
+                    results.insert(c.seq, CallResult::Ok(Value::Null));
+                }
+                CallKind::Sleep => {
+                    let wake = match timers.get(&c.seq) {
+                        Some(w) => *w,
+                        None => {
+                            let ms = c.request["ms"].as_f64().unwrap_or(0.0).max(0.0) as i64;
+                            let w = now + ms;
+                            let mut data = journal::timer_armed(c.seq, w);
+                            extend(&mut data, &key);
+                            buffer.push((RecordKind::TimerArmed.as_str().into(), data));
+                            timers.insert(c.seq, w);
+                            w
+                        }
+                    };
+                    sleeps.push((c.seq, wake));
+                }
+                CallKind::WaitForEvent => {
+                    results.insert(
+                        c.seq,
+                        unsupported("ctx.waitForEvent", "wait for events with a wait state: `{\"type\": \"wait\", \"on\": {\"approved\": \"next\"}}`"),
+                    );
+                }
+                CallKind::Child => {
+                    results.insert(
+                        c.seq,
+                        unsupported("ctx.runTask", "run another task with a task state: `{\"task\": \"other-task\", \"onDone\": \"next\"}`"),
+                    );
+                }
+                CallKind::Tool if c.request["name"] == "task" => {
+                    results.insert(
+                        c.seq,
+                        unsupported("the task tool", "run another task with a task state: `{\"task\": \"other-task\", \"onDone\": \"next\"}`"),
+                    );
+                }
+                CallKind::Fetch | CallKind::Tool => {
+                    if requested.insert(c.seq) {
+                        let mut data = journal::call_requested(c.seq, c.kind, &c.request);
+                        extend(&mut data, &key);
+                        buffer.push((RecordKind::CallRequested.as_str().into(), data));
+                    }
+                    slow.push(c);
+                }
+                _ => {
+                    results.insert(
+                        c.seq,
+                        CallResult::Error(ErrorInfo::new(
+                            "UnsupportedError",
+                            format!("{} calls are not available in this engine", c.kind),
+                        )),
+                    );
+                }
+            }
+        }
+        // the requests and deadlines are durable before the side effects start
+        shared.writer.append(buffer).await?;
+        let mut set = tokio::task::JoinSet::new();
+        for c in slow {
+            let engine = shared.engine.clone();
+            let idempotency = format!("{}:{}:{}:{}", shared.run, key.0, key.1, c.seq);
+            let retry = shared.retry.clone();
+            set.spawn(async move {
+                let r = match perform_slow(&engine, &c, &idempotency, retry).await {
+                    Ok(r) => r,
+                    // in a graph, spent retries are the handler's error: retry/catch decide
+                    Err(e) => CallResult::Error(ErrorInfo::new(
+                        e["name"].as_str().unwrap_or("FetchError"),
+                        e["message"].as_str().unwrap_or_default(),
+                    )),
+                };
+                (c.seq, r)
+            });
+        }
+        for (seq, wake) in sleeps {
+            set.spawn(async move {
+                let left = (wake - now_millis()).max(0) as u64;
+                tokio::time::sleep(std::time::Duration::from_millis(left)).await;
+                (seq, CallResult::Ok(Value::Null))
+            });
+        }
+        while let Some(done) = set.join_next().await {
+            let (seq, r) = done.map_err(join_error)?;
+            results.insert(seq, r);
+        }
+        let (s, last) = tokio::task::spawn_blocking(move || {
+            let mut last = None;
+            for (seq, r) in results {
+                if session.is_ended() {
+                    break;
+                }
+                last = Some(session.complete(seq, r));
+            }
+            (session, last)
+        })
+        .await
+        .map_err(join_error)?;
+        session = s;
+        step = match last {
+            Some(Ok(step)) => step,
+            Some(Err(e)) => return Ok(Ended::Err(vm_error(&e))),
+            None => {
+                return Ok(Ended::Err(ErrorValue::new(
+                    "Error",
+                    "the handler ended before taking the results of its calls",
+                )));
+            }
+        };
+    }
+}
+
+/// The session's new journal entries as records of this activation.
+fn new_entries(
+    session: &mut Session,
+    key: &Key,
+    requested: &std::collections::HashSet<u64>,
+) -> Vec<(String, Value)> {
+    session
+        .take_new_entries()
+        .into_iter()
+        .map(|entry| {
+            let kind = if entry.kind == CallKind::Log {
+                RecordKind::Log
+            } else {
+                RecordKind::CallCompleted
+            };
+            let mut data = serde_json::to_value(&entry).unwrap_or(Value::Null);
+            if let Some(obj) = data.as_object_mut()
+                && requested.contains(&entry.seq)
+            {
+                obj.remove("request"); // already in its call.requested record
+            }
+            extend(&mut data, key);
+            (kind.as_str().to_string(), data)
+        })
+        .collect()
+}
+
+fn extend(data: &mut Value, key: &Key) {
+    if let Value::Object(m) = data {
+        m.extend(key_fields(key));
+    }
+}
+
+fn unsupported(what: &str, instead: &str) -> CallResult {
+    CallResult::Error(ErrorInfo::new(
+        "UnsupportedError",
+        format!("{what} is not available inside a graph handler; {instead}"),
+    ))
+}
+
+/// What the wrapper returned: `{output}` or `{outcome, output}`.
+fn result_of(v: Value) -> Ended {
+    let outcome = v.get("outcome").and_then(Value::as_str).map(str::to_string);
+    let output = v.get("output").cloned().unwrap_or(Value::Null);
+    Ended::Ok { output, outcome }
+}
+
+/// A VM failure as the state's error. A thrown name in the reserved `flow.` space is kept out
+/// of it (S5).
+fn vm_error(e: &sequential_fetch_vm::Error) -> ErrorValue {
+    let (name, message) = match e {
+        sequential_fetch_vm::Error::Js(js) => (js.name.clone(), js.message.clone()),
+        sequential_fetch_vm::Error::NotSerializable { .. } => (
+            sequential_flow_graph::reserved::NOT_SERIALIZABLE.to_string(),
+            e.to_string(),
+        ),
+        other => (vm_error_name(other).to_string(), other.to_string()),
+    };
+    if name.starts_with("flow.") && name != sequential_flow_graph::reserved::NOT_SERIALIZABLE {
+        return ErrorValue::new(
+            "Error",
+            format!(
+                "a handler threw the reserved error name {name:?} (flow.* names belong to the executor): {message}"
+            ),
+        );
+    }
+    ErrorValue::new(name, message)
+}
