@@ -58,6 +58,7 @@ pub(crate) async fn drive(
         }
         None => fold(&task.graph, &loaded.records)?,
     };
+    engine.keep_snapshot(run.id, &snapshot);
     let writer = Arc::new(Writer::new(
         engine.store.clone(),
         run.id,

@@ -5,6 +5,7 @@
 mod faults;
 mod fetcher;
 mod graph;
+mod graph_proofs;
 mod proofs;
 mod randomness;
 
