@@ -180,6 +180,18 @@ impl PostgresStore {
         self.inner.db.pool.close().await;
     }
 
+    /// After a connection failed: closes the pool's idle connections, which are likely dead
+    /// too (the server restarted), so a retry gets a fresh one instead of the next dead one.
+    fn forget_idle_connections(&self) {
+        let pool = &self.inner.db.pool;
+        for _ in 0..pool.num_idle() {
+            match pool.try_acquire() {
+                Some(mut conn) => conn.close_on_drop(),
+                None => break,
+            }
+        }
+    }
+
     fn error(&self, f: Fail) -> Error {
         match f {
             Fail::Store(e) => e,
@@ -200,6 +212,7 @@ macro_rules! attempt {
                     if $repeat && tries < CONNECTION_TRIES && errors::is_connection_error(&e) =>
                 {
                     tracing::warn!(db = %$self.inner.loc.shown, doing, error = %e, try_ = tries, "connection failed; trying again");
+                    $self.forget_idle_connections();
                     tokio::time::sleep(Duration::from_millis(100 << tries)).await;
                     tries += 1;
                 }
@@ -232,6 +245,7 @@ impl PostgresStore {
                     if tries < CONNECTION_TRIES && errors::is_connection_error(&e) =>
                 {
                     tracing::warn!(db = %self.inner.loc.shown, doing, error = %e, "connection failed; checking whether the write committed");
+                    self.forget_idle_connections();
                     tokio::time::sleep(Duration::from_millis(100 << tries)).await;
                     tries += 1;
                     let stored = attempt!(self, REPEAT, self.inner.db.get_run(run.id))?;
@@ -364,6 +378,7 @@ impl StorageAdapter for PostgresStore {
                     if tries < CONNECTION_TRIES && errors::is_connection_error(&e) =>
                 {
                     tries += 1;
+                    self.forget_idle_connections();
                     // did the lost release commit? Then the lease is gone.
                     let stored = attempt!(self, REPEAT, self.inner.db.get_run(run))?;
                     match &stored.lease {
