@@ -406,6 +406,19 @@ impl Drop for Cluster {
 /// Five fetches to the counting server, one path per (run, step), so repeats can be counted.
 const FIVE_FETCHES: &str = "export default async function (input) {\n  let sum = 0;\n  for (let s = 0; s < 5; s++) {\n    const r = await fetch(`${input.base}/step/${input.k * 10 + s}`);\n    sum += (await r.json()).i;\n  }\n  return { k: input.k, sum };\n}\n";
 
+/// Worker processes that are SIGKILLed and reaped if the test ends before stopping them (a
+/// failed assertion), so none outlives the test.
+struct Workers(Vec<std::process::Child>);
+
+impl Drop for Workers {
+    fn drop(&mut self) {
+        for mut w in self.0.drain(..) {
+            let _ = w.kill();
+            let _ = w.wait();
+        }
+    }
+}
+
 fn sigterm(child: &std::process::Child) {
     let status = std::process::Command::new("kill")
         .args(["-TERM", &child.id().to_string()])
@@ -526,13 +539,15 @@ fn workers_ride_out_a_postgres_restart_and_finish_every_run_once() {
         }
         runs
     });
-    let workers: Vec<_> = (0..2)
-        .map(|_| {
-            sb.cmd(&["worker", "--concurrency", "8"])
-                .env("DATABASE_URL", &url)
-                .spawn()
-        })
-        .collect();
+    let mut workers = Workers(
+        (0..2)
+            .map(|_| {
+                sb.cmd(&["worker", "--concurrency", "8"])
+                    .env("DATABASE_URL", &url)
+                    .spawn()
+            })
+            .collect(),
+    );
     let wait_for = |n: usize, what: &str| {
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(180);
         loop {
@@ -552,7 +567,7 @@ fn workers_ride_out_a_postgres_restart_and_finish_every_run_once() {
     cluster.ctl(&["-m", "fast", "restart"]);
     wait_for(RUNS as usize, "after the restart");
     let mut noticed = 0;
-    for w in workers {
+    while let Some(w) = workers.0.pop() {
         sigterm(&w);
         let out = w.wait_with_output().unwrap();
         let stderr = String::from_utf8_lossy(&out.stderr);
@@ -604,7 +619,7 @@ fn three_workers_drain_two_thousand_runs_and_one_sigkill_loses_or_repeats_nothin
             .env("DATABASE_URL", &url)
             .spawn()
     };
-    let mut workers: Vec<_> = (0..3).map(|_| spawn()).collect();
+    let mut workers = Workers((0..3).map(|_| spawn()).collect());
     let wait_for = |n: usize, what: &str| {
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(300);
         loop {
@@ -620,12 +635,12 @@ fn three_workers_drain_two_thousand_runs_and_one_sigkill_loses_or_repeats_nothin
         }
     };
     let halfway = wait_for(RUNS as usize / 2, "before the kill");
-    let mut victim = workers.remove(0);
+    let mut victim = workers.0.remove(0);
     victim.kill().unwrap(); // SIGKILL
     victim.wait().unwrap();
-    workers.push(spawn());
+    workers.0.push(spawn());
     wait_for(RUNS as usize, "after the kill");
-    for w in workers {
+    while let Some(w) = workers.0.pop() {
         sigterm(&w);
         let out = w.wait_with_output().unwrap();
         let stderr = String::from_utf8_lossy(&out.stderr);
