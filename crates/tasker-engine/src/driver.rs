@@ -35,6 +35,9 @@ struct Driver<'a> {
     /// Extra fields written with a call's completion record (e.g. the signal it consumed).
     extra: HashMap<u64, Value>,
     last_renew: Instant,
+    /// The stored journal already ends the run (a worker died after appending the end but
+    /// before settling): the end is settled, never appended twice.
+    ended_in_journal: bool,
 }
 
 /// Drives a claimed run until it settles (ends, waits or pauses), then releases it. When `stop`
@@ -138,6 +141,7 @@ impl<'a> Driver<'a> {
             buffer: Vec::new(),
             extra: HashMap::new(),
             last_renew: Instant::now(),
+            ended_in_journal: false,
         }
     }
 
@@ -197,6 +201,9 @@ impl<'a> Driver<'a> {
                             self.requested.insert(s);
                             requests.insert(s, rec.request().cloned().unwrap_or(Value::Null));
                         }
+                    }
+                    Some(RecordKind::RunSucceeded | RecordKind::RunFailed) => {
+                        self.ended_in_journal = true;
                     }
                     _ => {}
                 }
@@ -304,12 +311,16 @@ impl<'a> Driver<'a> {
             self.persist(&mut session)?;
             let calls = match step {
                 Step::Completed(v) => {
-                    self.push(RecordKind::RunSucceeded, journal::run_succeeded(&v));
+                    if !self.ended_in_journal {
+                        self.push(RecordKind::RunSucceeded, journal::run_succeeded(&v));
+                    }
                     return self.finish(RunStatus::Succeeded, Some(v), None).await;
                 }
                 Step::Failed(e) => {
                     let error = vm_error_json(&e);
-                    self.push(RecordKind::RunFailed, journal::run_ended_with(&error));
+                    if !self.ended_in_journal {
+                        self.push(RecordKind::RunFailed, journal::run_ended_with(&error));
+                    }
                     return self.finish(RunStatus::Failed, None, Some(error)).await;
                 }
                 Step::Pending(calls) => calls,

@@ -752,3 +752,28 @@ async fn oversized_responses_and_unreachable_hosts_are_named_never_crash() {
         "{msg}"
     );
 }
+
+/// A worker killed after appending a run's end but before settling it: the next worker replays
+/// the journal, settles the run, and does not append a second end.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_journal_that_already_ends_the_run_is_settled_without_a_second_end() {
+    for (backend, f) in backends() {
+        let t = task(&f, "ends", "({ done: true })").await;
+        let run = run_to_end(&f, &t, json!({})).await;
+        assert_eq!(run.status, RunStatus::Succeeded, "{backend}");
+        // what a worker that died before settling leaves: the end journaled, the run not settled
+        let mut unsettled = run.clone();
+        unsettled.status = RunStatus::Queued;
+        unsettled.output = None;
+        f.store.update_run(&unsettled).await.unwrap();
+        let again = f.engine.run_until_settled(run.id, None).await.unwrap();
+        assert_eq!(again.status, RunStatus::Succeeded, "{backend}: {again:?}");
+        assert_eq!(again.output, Some(json!({ "done": true })), "{backend}");
+        let ends = kinds(&f, &run)
+            .await
+            .into_iter()
+            .filter(|k| k == "run.succeeded")
+            .count();
+        assert_eq!(ends, 1, "{backend}: the end was appended twice");
+    }
+}
