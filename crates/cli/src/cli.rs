@@ -30,6 +30,12 @@ pub struct Cli {
     #[arg(long, global = true)]
     pub json: bool,
 
+    /// Send run, resume, signal, cancel, kill, rerun, show, history and list to the host API
+    /// at URL (`sequential-ecosystem serve`) instead of the configured storage; the token, if
+    /// the server needs one, comes from SEQUENTIAL_API_TOKEN.
+    #[arg(long, global = true, value_name = "URL", env = "SEQUENTIAL_REMOTE")]
+    pub remote: Option<String>,
+
     #[command(subcommand)]
     pub command: Command,
 }

@@ -30,6 +30,7 @@ mod machine_tool;
 mod output;
 mod progress;
 mod rc;
+mod remote;
 mod runs;
 mod serve;
 mod signals;

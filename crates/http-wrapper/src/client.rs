@@ -304,7 +304,7 @@ impl Client {
 
 /// A uniform number in [0, 1) from the operating system's generator, for jitter (0.5, i.e. half
 /// the delay, in the unlikely case that the generator fails).
-fn unit_random() -> f64 {
+pub(crate) fn unit_random() -> f64 {
     getrandom::u64().map_or(0.5, |x| (x >> 11) as f64 / (1u64 << 53) as f64)
 }
 

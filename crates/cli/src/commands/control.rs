@@ -1,7 +1,7 @@
 //! Controlling runs: `resume`, `signal`, `cancel`, `kill`, `rerun`.
 
 use anyhow::Result;
-use sequential_adaptor::{RunStatus, now_millis};
+use sequential_adaptor::{Run, RunStatus, now_millis};
 use serde::Serialize;
 use serde_json::Value;
 
@@ -23,7 +23,7 @@ async fn storage_for(ctx: &Ctx, raw_run: &str) -> Result<(sequential_adaptor::Ru
 }
 
 /// "already succeeded" / "already failed" / "was cancelled".
-fn ended(status: RunStatus) -> &'static str {
+pub(crate) fn ended(status: RunStatus) -> &'static str {
     match status {
         RunStatus::Succeeded => "already succeeded",
         RunStatus::Failed => "already failed",
@@ -31,14 +31,11 @@ fn ended(status: RunStatus) -> &'static str {
     }
 }
 
-pub async fn resume(ctx: &Ctx, args: ResumeArgs) -> Result<()> {
-    let wait = args
-        .wait
-        .as_deref()
-        .map(|w| runs::duration("--wait", w))
-        .transpose()?;
-    let (id, storage) = storage_for(ctx, &args.run).await?;
-    let run = runs::get_run(&storage, id).await?;
+/// Whether `resume` (with `--retry` when `retry`) may continue `run`: an error naming why not
+/// for a finished run, or a paused one without `--retry`; `true` when the paused run must be
+/// retried first.
+pub(crate) fn resumable(run: &Run, retry: bool) -> Result<bool> {
+    let id = run.id;
     if run.status.is_terminal() {
         return Err(user(
             format!(
@@ -51,15 +48,27 @@ pub async fn resume(ctx: &Ctx, args: ResumeArgs) -> Result<()> {
             ),
         ));
     }
+    if run.status == RunStatus::Paused && !retry {
+        let why = runs::next_step(run).map(|(_, w)| w).unwrap_or_default();
+        return Err(user(
+            format!("run {id} of task {} is paused: {why}", run.task),
+            format!("`sequential-ecosystem resume {id} --retry` performs that call again"),
+        ));
+    }
+    Ok(run.status == RunStatus::Paused)
+}
+
+pub async fn resume(ctx: &Ctx, args: ResumeArgs) -> Result<()> {
+    let wait = args
+        .wait
+        .as_deref()
+        .map(|w| runs::duration("--wait", w))
+        .transpose()?;
+    let (id, storage) = storage_for(ctx, &args.run).await?;
+    let run = runs::get_run(&storage, id).await?;
+    let retry = resumable(&run, args.retry)?;
     let engine = runs::engine(ctx, &storage, None)?;
-    if run.status == RunStatus::Paused {
-        if !args.retry {
-            let why = runs::next_step(&run).map(|(_, w)| w).unwrap_or_default();
-            return Err(user(
-                format!("run {id} of task {} is paused: {why}", run.task),
-                format!("`sequential-ecosystem resume {id} --retry` performs that call again"),
-            ));
-        }
+    if retry {
         engine.retry(id).await.map_err(engine_error)?;
     }
     let after = runs::journal(engine.store(), id)
@@ -82,14 +91,15 @@ pub async fn resume(ctx: &Ctx, args: ResumeArgs) -> Result<()> {
     runs::report_settled(ctx, &settled, &doc)
 }
 
+/// What `signal` prints.
 #[derive(Serialize)]
-struct Signalled {
-    run: String,
-    event: String,
+pub(crate) struct Signalled {
+    pub(crate) run: String,
+    pub(crate) event: String,
     /// The signal's number in the run's inbox (0, 1, 2 …).
-    signal: u64,
+    pub(crate) signal: u64,
     /// The run's status after delivery.
-    status: RunStatus,
+    pub(crate) status: RunStatus,
 }
 
 impl Render for Signalled {
@@ -108,20 +118,24 @@ impl Render for Signalled {
     }
 }
 
-pub async fn signal(ctx: &Ctx, raw_run: &str, event: &str, payload: Option<&str>) -> Result<()> {
+/// `signal`'s event name checked and its payload read (JSON or @FILE; `null` when absent).
+pub(crate) fn signal_payload(event: &str, payload: Option<&str>) -> Result<Value> {
     if event.trim().is_empty() {
         return Err(user(
             "the event name is empty",
             "name the event the task waits for, e.g. `signal <run> approved '{\"by\": \"ann\"}'`",
         ));
     }
-    let payload = match payload {
-        Some(raw) => runs::read_json_arg("the payload", raw)?,
-        None => Value::Null,
-    };
-    let (id, storage) = storage_for(ctx, raw_run).await?;
-    let run = runs::get_run(&storage, id).await?;
+    match payload {
+        Some(raw) => runs::read_json_arg("the payload", raw),
+        None => Ok(Value::Null),
+    }
+}
+
+/// An error naming why `event` cannot reach `run` (it ended).
+pub(crate) fn deliverable(run: &Run, event: &str) -> Result<()> {
     if run.status.is_terminal() {
+        let id = run.id;
         return Err(user(
             format!(
                 "cannot deliver event {event:?}: run {id} of task {} {}",
@@ -131,6 +145,14 @@ pub async fn signal(ctx: &Ctx, raw_run: &str, event: &str, payload: Option<&str>
             format!("`sequential-ecosystem show {id}` shows its result; signals go to active runs"),
         ));
     }
+    Ok(())
+}
+
+pub async fn signal(ctx: &Ctx, raw_run: &str, event: &str, payload: Option<&str>) -> Result<()> {
+    let payload = signal_payload(event, payload)?;
+    let (id, storage) = storage_for(ctx, raw_run).await?;
+    let run = runs::get_run(&storage, id).await?;
+    deliverable(&run, event)?;
     let seq = match storage.adapter.send_signal(id, event, payload).await {
         Ok(seq) => seq,
         Err(sequential_adaptor::Error::Conflict { what }) => {
@@ -153,13 +175,14 @@ pub async fn signal(ctx: &Ctx, raw_run: &str, event: &str, payload: Option<&str>
     })
 }
 
+/// What `cancel` and `kill` print.
 #[derive(Serialize)]
-struct Stopped {
-    run: String,
-    task: String,
-    status: RunStatus,
+pub(crate) struct Stopped {
+    pub(crate) run: String,
+    pub(crate) task: String,
+    pub(crate) status: RunStatus,
     /// The status before the command.
-    was: RunStatus,
+    pub(crate) was: RunStatus,
 }
 
 impl Render for Stopped {
@@ -180,24 +203,27 @@ pub async fn kill(ctx: &Ctx, raw_run: &str) -> Result<()> {
     stop(ctx, raw_run, None).await
 }
 
-async fn stop(ctx: &Ctx, raw_run: &str, grace: Option<std::time::Duration>) -> Result<()> {
-    let (id, storage) = storage_for(ctx, raw_run).await?;
-    let before = runs::get_run(&storage, id).await?;
-    if before.status.is_terminal() {
+/// An error naming why `run` cannot be cancelled (`cancel`) or killed: it ended.
+pub(crate) fn stoppable(run: &Run, cancel: bool) -> Result<()> {
+    if run.status.is_terminal() {
+        let id = run.id;
         return Err(user(
             format!(
                 "run {id} of task {} {}; only an active run can be {}",
-                before.task,
-                ended(before.status),
-                if grace.is_some() {
-                    "cancelled"
-                } else {
-                    "killed"
-                }
+                run.task,
+                ended(run.status),
+                if cancel { "cancelled" } else { "killed" }
             ),
             format!("`sequential-ecosystem show {id}` shows its result"),
         ));
     }
+    Ok(())
+}
+
+async fn stop(ctx: &Ctx, raw_run: &str, grace: Option<std::time::Duration>) -> Result<()> {
+    let (id, storage) = storage_for(ctx, raw_run).await?;
+    let before = runs::get_run(&storage, id).await?;
+    stoppable(&before, grace.is_some())?;
     let engine = runs::engine(ctx, &storage, None)?;
     let run = match grace {
         Some(g) => engine.cancel(id, g).await,
@@ -212,14 +238,15 @@ async fn stop(ctx: &Ctx, raw_run: &str, grace: Option<std::time::Duration>) -> R
     })
 }
 
+/// What `rerun --detach` prints.
 #[derive(Serialize)]
-struct Rerun {
-    run: String,
-    from: String,
-    from_seq: u64,
-    task: String,
-    version: u32,
-    status: RunStatus,
+pub(crate) struct Rerun {
+    pub(crate) run: String,
+    pub(crate) from: String,
+    pub(crate) from_seq: u64,
+    pub(crate) task: String,
+    pub(crate) version: u32,
+    pub(crate) status: RunStatus,
 }
 
 impl Render for Rerun {

@@ -4,7 +4,7 @@ use std::io::Write;
 use std::time::Duration;
 
 use anyhow::Result;
-use sequential_adaptor::{Order, Page, Run, RunFilter, RunStatus};
+use sequential_adaptor::{Order, Page, Run, RunFilter, RunId, RunStatus, TaskName};
 use serde::Serialize;
 
 use super::Ctx;
@@ -76,26 +76,38 @@ impl Render for RunDoc {
     }
 }
 
-pub async fn show(ctx: &Ctx, args: ShowArgs) -> Result<()> {
+/// `show`'s `[TASK] RUN`: the task, when given, and the run id.
+pub(crate) fn show_target(args: &ShowArgs) -> Result<(Option<TaskName>, RunId)> {
     let (task, raw_run) = match args.args.as_slice() {
         [run] => (None, run.as_str()),
         [task, run] => (Some(tasks::task_name(task)?), run.as_str()),
         _ => unreachable!("clap allows 1 or 2 arguments"),
     };
-    let id = runs::run_id(raw_run)?;
-    let storage = match ctx.existing_storage().await? {
-        (_, Some(s)) => s,
-        (choice, None) => return Err(runs::run_not_found(id, &choice.url)),
-    };
-    let run = runs::get_run(&storage, id).await?;
-    if let Some(task) = &task
+    Ok((task, runs::run_id(raw_run)?))
+}
+
+/// An error when `show TASK RUN` names a task the run does not belong to.
+pub(crate) fn check_task(task: Option<&TaskName>, run: &Run) -> Result<()> {
+    if let Some(task) = task
         && task != &run.task
     {
+        let id = run.id;
         return Err(user(
             format!("run {id} belongs to task {}, not {task}", run.task),
             format!("`sequential-ecosystem show {} {id}`", run.task),
         ));
     }
+    Ok(())
+}
+
+pub async fn show(ctx: &Ctx, args: ShowArgs) -> Result<()> {
+    let (task, id) = show_target(&args)?;
+    let storage = match ctx.existing_storage().await? {
+        (_, Some(s)) => s,
+        (choice, None) => return Err(runs::run_not_found(id, &choice.url)),
+    };
+    let run = runs::get_run(&storage, id).await?;
+    check_task(task.as_ref(), &run)?;
     if args.follow && !ctx.json {
         return follow(&storage, run).await;
     }
@@ -115,7 +127,7 @@ pub async fn show(ctx: &Ctx, args: ShowArgs) -> Result<()> {
 
 /// Whether `show --follow` stops: the run ended, is paused, or waits for an event (someone
 /// must act). Through sleeps and child runs it keeps following.
-fn settled(run: &Run) -> bool {
+pub(crate) fn settled(run: &Run) -> bool {
     run.status.is_terminal()
         || run.status == RunStatus::Paused
         || (run.status == RunStatus::Waiting
@@ -171,8 +183,9 @@ async fn follow_quietly(storage: &crate::storage::Opened, mut run: Run) -> Resul
     Ok(run)
 }
 
+/// What `history` prints.
 #[derive(Serialize)]
-struct History {
+pub(crate) struct History {
     task: String,
     storage: String,
     runs: Vec<HistoryRun>,
@@ -264,25 +277,39 @@ pub async fn history(ctx: &Ctx, raw: &str, limit: usize) -> Result<()> {
         Some(p) => (p.runs, p.next.is_some()),
         None => (Vec::new(), false),
     };
-    let runs_out = runs_list
-        .iter()
-        .take(limit.max(1))
-        .map(|r| HistoryRun {
-            run: r.id.to_string(),
-            version: r.version,
-            status: r.status,
-            created_at: rfc3339(r.created_at),
-            ended_at: r.ended_at.map(rfc3339),
-            duration_ms: r.ended_at.map(|e| e - r.created_at),
-            summary: summary(r),
-        })
-        .collect();
-    ctx.out.print(&History {
-        task: name.to_string(),
-        storage: choice.url,
-        runs: runs_out,
-        more,
-    })
+    ctx.out
+        .print(&History::new(&name, choice.url, &runs_list, limit, more))
+}
+
+impl History {
+    /// The newest `limit` of `runs` (newest first) of task `task` in `storage`; `more`: the
+    /// storage has more.
+    pub(crate) fn new(
+        task: &TaskName,
+        storage: String,
+        runs: &[Run],
+        limit: usize,
+        more: bool,
+    ) -> Self {
+        History {
+            task: task.to_string(),
+            storage,
+            runs: runs
+                .iter()
+                .take(limit.max(1))
+                .map(|r| HistoryRun {
+                    run: r.id.to_string(),
+                    version: r.version,
+                    status: r.status,
+                    created_at: rfc3339(r.created_at),
+                    ended_at: r.ended_at.map(rfc3339),
+                    duration_ms: r.ended_at.map(|e| e - r.created_at),
+                    summary: summary(r),
+                })
+                .collect(),
+            more,
+        }
+    }
 }
 
 fn summary(r: &Run) -> String {

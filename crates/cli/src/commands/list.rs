@@ -3,13 +3,16 @@
 use anyhow::Result;
 use serde::Serialize;
 
-use super::{Ctx, SyncState, summary_of};
+use sequential_adaptor::TaskName;
+
+use super::{Ctx, SyncState};
 use crate::files;
 use crate::output::{Render, table};
 use crate::tasks::{TaskFolder, config_summary};
 
+/// What `list` prints.
 #[derive(Serialize)]
-struct ListOutput {
+pub(crate) struct ListOutput {
     tasks_dir: String,
     storage: String,
     tasks: Vec<Entry>,
@@ -62,57 +65,93 @@ impl Render for ListOutput {
     }
 }
 
-pub async fn run(ctx: &Ctx) -> Result<()> {
-    // Read every folder first: a malformed config.json is reported before storage is opened.
-    let folders: Vec<TaskFolder> = ctx
-        .tasks
+/// Every task folder, read first: a malformed config.json is reported before storage is
+/// opened.
+pub(crate) fn folders(ctx: &Ctx) -> Result<Vec<TaskFolder>> {
+    ctx.tasks
         .list()?
         .iter()
         .map(|name| ctx.tasks.read(name))
-        .collect::<Result<_>>()?;
+        .collect()
+}
+
+pub async fn run(ctx: &Ctx) -> Result<()> {
+    let folders = folders(ctx)?;
     let (choice, storage) = ctx.existing_storage().await?;
     let summaries = match &storage {
         Some(s) => s.adapter.list_tasks().await?,
         None => Vec::new(),
     };
-
-    let mut tasks = Vec::new();
-    for folder in &folders {
-        let stored = summary_of(&summaries, &folder.name);
-        tasks.push(Entry {
-            name: folder.name.to_string(),
-            description: folder.description.clone(),
-            inputs: folder.inputs.iter().map(|i| i.name.clone()).collect(),
-            folder: Some(files::show(&folder.dir)),
-            stored_version: stored.map(|s| s.latest_version),
-            state: SyncState::of(Some(folder), stored.map(|s| s.latest_hash.as_str())),
-        });
-    }
+    let mut stored = Vec::new();
     for summary in &summaries {
-        if folders.iter().any(|f| f.name == summary.name) {
-            continue;
-        }
-        let version = match &storage {
-            Some(s) => super::latest_version(s.adapter.as_ref(), &summary.name).await?,
-            None => None,
+        // the config matters only for a task without a folder
+        let config = match &storage {
+            Some(s) if !folders.iter().any(|f| f.name == summary.name) => {
+                super::latest_version(s.adapter.as_ref(), &summary.name)
+                    .await?
+                    .map(|v| v.config)
+            }
+            _ => None,
         };
-        let (description, inputs) = version
-            .as_ref()
-            .map(|v| config_summary(&v.config))
-            .unwrap_or_default();
-        tasks.push(Entry {
-            name: summary.name.to_string(),
-            description,
-            inputs: inputs.into_iter().map(|i| i.name).collect(),
-            folder: None,
-            stored_version: Some(summary.latest_version),
-            state: SyncState::StoredOnly,
+        stored.push(StoredTask {
+            name: summary.name.clone(),
+            version: summary.latest_version,
+            hash: summary.latest_hash.clone(),
+            config,
         });
     }
-    tasks.sort_by(|a, b| a.name.cmp(&b.name));
-    ctx.out.print(&ListOutput {
-        tasks_dir: files::show(ctx.tasks.root()),
-        storage: choice.url,
-        tasks,
-    })
+    ctx.out
+        .print(&ListOutput::new(ctx, &folders, &stored, choice.url))
+}
+
+/// A task's latest stored version, as `list` shows it.
+pub(crate) struct StoredTask {
+    pub(crate) name: TaskName,
+    pub(crate) version: u32,
+    pub(crate) hash: String,
+    /// Its config (for the description and inputs of a task without a folder).
+    pub(crate) config: Option<serde_json::Value>,
+}
+
+impl ListOutput {
+    /// The task folders and the stored tasks of `storage`, by name.
+    pub(crate) fn new(
+        ctx: &Ctx,
+        folders: &[TaskFolder],
+        stored: &[StoredTask],
+        storage: String,
+    ) -> Self {
+        let mut tasks = Vec::new();
+        for folder in folders {
+            let s = stored.iter().find(|s| s.name == folder.name);
+            tasks.push(Entry {
+                name: folder.name.to_string(),
+                description: folder.description.clone(),
+                inputs: folder.inputs.iter().map(|i| i.name.clone()).collect(),
+                folder: Some(files::show(&folder.dir)),
+                stored_version: s.map(|s| s.version),
+                state: SyncState::of(Some(folder), s.map(|s| s.hash.as_str())),
+            });
+        }
+        for s in stored {
+            if folders.iter().any(|f| f.name == s.name) {
+                continue;
+            }
+            let (description, inputs) = s.config.as_ref().map(config_summary).unwrap_or_default();
+            tasks.push(Entry {
+                name: s.name.to_string(),
+                description,
+                inputs: inputs.into_iter().map(|i| i.name).collect(),
+                folder: None,
+                stored_version: Some(s.version),
+                state: SyncState::StoredOnly,
+            });
+        }
+        tasks.sort_by(|a, b| a.name.cmp(&b.name));
+        ListOutput {
+            tasks_dir: files::show(ctx.tasks.root()),
+            storage,
+            tasks,
+        }
+    }
 }

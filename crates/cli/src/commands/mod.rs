@@ -1,21 +1,21 @@
 //! One module per subcommand; [`run`] dispatches and builds the shared [`Ctx`].
 
 mod config;
-mod control;
+pub(crate) mod control;
 mod create_task;
 mod delete;
 mod describe;
 mod init;
-mod inspect;
-mod list;
+pub(crate) mod inspect;
+pub(crate) mod list;
 mod migrate;
-mod run;
+pub(crate) mod run;
 mod sync_tasks;
 mod vm;
 mod worker;
 
 use anyhow::Result;
-use sequential_adaptor::{StorageAdapter, TaskName, TaskSummary, VersionSel};
+use sequential_adaptor::{StorageAdapter, TaskName, VersionSel};
 
 use crate::cli::{Cli, Command};
 pub use crate::ctx::Ctx;
@@ -32,6 +32,9 @@ pub async fn run(cli: Cli) -> Result<()> {
         out: Output::new(cli.json),
         json: cli.json,
     };
+    if let Some(url) = cli.remote.as_deref().filter(|u| !u.trim().is_empty()) {
+        return crate::remote::run(&ctx, url, cli.command).await;
+    }
     match cli.command {
         Command::Init => init::run(&ctx).await,
         Command::CreateTask(args) => create_task::run(&ctx, args).await,
@@ -121,11 +124,6 @@ impl SyncState {
             },
         }
     }
-}
-
-/// The stored summary of `name`, if the storage has a version of it.
-pub fn summary_of<'a>(summaries: &'a [TaskSummary], name: &TaskName) -> Option<&'a TaskSummary> {
-    summaries.iter().find(|s| &s.name == name)
 }
 
 /// The latest stored version of a task, `None` when the storage has none.

@@ -20,18 +20,18 @@ use crate::tasks::{self, CONFIG};
 
 /// What `--dry-run` prints.
 #[derive(Serialize)]
-struct DryRun {
-    task: String,
+pub(crate) struct DryRun {
+    pub(crate) task: String,
     /// `folder` or `storage` (a stored-only task).
-    source: &'static str,
+    pub(crate) source: &'static str,
     /// The version the run would pin, when it is already stored.
-    version: Option<u32>,
+    pub(crate) version: Option<u32>,
     /// Whether running would store a new version first.
-    new_version: bool,
-    hash: String,
-    input: Value,
-    storage: String,
-    idempotency_key: Option<String>,
+    pub(crate) new_version: bool,
+    pub(crate) hash: String,
+    pub(crate) input: Value,
+    pub(crate) storage: String,
+    pub(crate) idempotency_key: Option<String>,
 }
 
 impl Render for DryRun {
@@ -58,12 +58,12 @@ impl Render for DryRun {
 
 /// What `--detach` prints.
 #[derive(Serialize)]
-struct Detached {
-    run: String,
-    task: String,
-    version: u32,
-    status: sequential_adaptor::RunStatus,
-    storage: String,
+pub(crate) struct Detached {
+    pub(crate) run: String,
+    pub(crate) task: String,
+    pub(crate) version: u32,
+    pub(crate) status: sequential_adaptor::RunStatus,
+    pub(crate) storage: String,
 }
 
 impl Render for Detached {
@@ -165,10 +165,7 @@ pub async fn run(ctx: &Ctx, args: RunArgs) -> Result<()> {
         .map_err(|e| match e {
             sequential_tasker_engine::Error::Storage(sequential_adaptor::Error::Conflict {
                 what,
-            }) => user(
-                format!("idempotency key {:?}: {what}", args.idempotency_key.as_deref().unwrap_or("")),
-                "the key was used with another input; use a new key, or the same input to get the existing run",
-            ),
+            }) => key_reused(args.idempotency_key.as_deref(), &what),
             e => engine_error(e),
         })?;
     if args.detach {
@@ -208,6 +205,15 @@ pub async fn run(ctx: &Ctx, args: RunArgs) -> Result<()> {
         journal.as_deref().filter(|_| args.verbose),
     );
     runs::report_settled(ctx, &settled, &doc)
+}
+
+/// The error for an idempotency key used before with another input (`what`: the storage's
+/// or the server's words).
+pub(crate) fn key_reused(key: Option<&str>, what: &str) -> anyhow::Error {
+    user(
+        format!("idempotency key {:?}: {what}", key.unwrap_or("")),
+        "the key was used with another input; use a new key, or the same input to get the existing run",
+    )
 }
 
 async fn dry_run(

@@ -9,6 +9,7 @@ mod help;
 mod machine;
 mod policy;
 mod postgres;
+mod remote;
 mod run_bad_input;
 mod runs;
 mod serve;

@@ -9,7 +9,9 @@ use std::process::{Command, Stdio};
 use serde_json::Value;
 
 /// Environment variables the binary reads; cleared for every command unless a test sets them.
-const CLEARED: [&str; 14] = [
+const CLEARED: [&str; 16] = [
+    "SEQUENTIAL_REMOTE",
+    "SEQUENTIAL_API_TOKEN",
     "DATABASE_URL",
     "SUPABASE_DB_URL",
     "SUPABASE_URL",
