@@ -40,7 +40,7 @@ pub struct Cli {
     pub command: Command,
 }
 
-/// The subcommands. `graph` and `serve` come later.
+/// The subcommands.
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Create `tasks/` and `.sequentialrc.json` in the current directory (idempotent).
@@ -313,6 +313,18 @@ Examples:
 `sequential-machine --help` describes refs, the store location (SEQUENTIAL_MACHINE_DIR,
 SEQUENTIAL_MACHINE_WORK) and exit codes.")]
     Machine(crate::machine::MachineArgs),
+
+    /// Graph tasks (a graph.json beside code.js): check a graph, or draw it (with a run's
+    /// visited and current states marked).
+    #[command(after_help = "\
+Examples:
+  sequential-ecosystem graph check order-graph
+  sequential-ecosystem graph show order-graph --format mermaid
+  sequential-ecosystem graph show order-graph --run 0190c3e2-7a4b-7c00-8000-000000000000
+
+`run`, `show --journal`, `signal`, `cancel`, `rerun` and `worker` work for graph tasks as for
+any other. docs/graphs.md describes the state types.")]
+    Graph(crate::commands::graph::GraphArgs),
 }
 
 /// `run` arguments.

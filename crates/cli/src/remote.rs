@@ -66,6 +66,7 @@ pub async fn run(ctx: &Ctx, url: &str, command: Command) -> Result<()> {
         Command::Prune { .. } => Some("prune"),
         Command::Vm { .. } => Some("vm"),
         Command::Machine(_) => Some("machine"),
+        Command::Graph(_) => Some("graph"),
     };
     if let Some(name) = name {
         return Err(user(

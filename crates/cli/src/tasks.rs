@@ -503,8 +503,10 @@ export default async function (input, ctx) {{
 // Inputs: {inputs}
 //
 // State handlers for graph.json: one exported function per task state. A handler receives
-// the previous state's output (the run input for the initial state) and returns this state's
-// output. Every fetch() is a durable step, recorded in the run's journal.
+// the previous state's output (the run input for the initial state) and ctx (ctx.state,
+// ctx.attempt, ctx.results, ctx.run.input …), and returns this state's output. Every fetch()
+// is a durable step, recorded in the run's journal. Check the graph with
+// `sequential-ecosystem graph check <task>`, draw it with `graph show`.
 
 export async function fetchGreeting(input, ctx) {{
   // A data: URL answers offline; replace it with your API, e.g. https://api.example.com/...
@@ -516,6 +518,12 @@ export async function fetchGreeting(input, ctx) {{
 
 export async function compose(prev, ctx) {{
 {take}  return {result};
+}}
+
+// The error path: fetchGreeting's onError leads here once its retries are spent. The input is
+// the error ({{ name, message }}); what this returns is the run's output.
+export async function handleError(error, ctx) {{
+  return {{ handled: true, error: {{ name: error.name, message: error.message }} }};
 }}
 "#,
             description = self.one_line_description(),
@@ -559,10 +567,15 @@ export async function compose(prev, ctx) {{
     "fetchGreeting": {{
       "description": "Fetch a greeting (a data: URL, so it works offline)",
       "retry": [{{ "errors": ["*"], "maxAttempts": 2, "interval": "1s" }}],
+      "onError": "handleError",
       "onDone": "compose"
     }},
     "compose": {{
       "description": "Combine the greeting with the run input",
+      "onDone": "done"
+    }},
+    "handleError": {{
+      "description": "The error path: reached with the error once the retries are spent",
       "onDone": "done"
     }},
     "done": {{ "type": "final" }}

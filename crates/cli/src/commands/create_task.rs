@@ -49,7 +49,9 @@ pub async fn run(ctx: &Ctx, args: CreateTaskArgs) -> Result<()> {
     };
     let folder = files::show(&ctx.tasks.folder(&name));
     let next = if args.with_graph {
-        format!("edit {folder}/code.js and graph.json (running graph tasks is not built yet)")
+        format!(
+            "`sequential-ecosystem graph check {name}` then `sequential-ecosystem run {name}` (it runs as is), then edit {folder}/code.js and graph.json"
+        )
     } else if scaffold.inputs.is_empty() {
         format!("`sequential-ecosystem run {name}` (it runs as is), then edit {folder}/code.js")
     } else {

@@ -96,18 +96,16 @@ pub async fn run(ctx: &Ctx, args: RunArgs) -> Result<()> {
             &files::show(&ctx.tasks.folder(&name).join(CONFIG)),
         )?;
     }
-    if new_version.as_ref().is_some_and(|v| v.graph.is_some()) {
-        // The graph executor (flow-graph) is not part of this build: refuse before a run that
-        // could only fail is created.
-        return Err(user(
-            format!(
-                "task {name} has a graph.json, and graph execution is not available in this build yet"
-            ),
-            format!(
-                "remove {} to run code.js's default export as a plain task",
-                files::show(&ctx.tasks.folder(&name).join(tasks::GRAPH))
-            ),
-        ));
+    if let Some(v) = &new_version
+        && let Some(graph) = &v.graph
+    {
+        // a graph that fails `graph check` could only fail its run
+        super::graph::refuse_invalid(
+            &name,
+            &v.code,
+            graph,
+            &files::show(&ctx.tasks.folder(&name).join(tasks::GRAPH)),
+        )?;
     }
 
     if args.dry_run {

@@ -102,12 +102,12 @@ fn approval_waits_for_the_event_then_resumes_to_the_decision() {
 #[test]
 fn every_example_passes_a_dry_run_and_syncs() {
     let sb = Sandbox::new().with_examples();
-    for t in ["order-flow", "approval", "fan-out"] {
+    for t in ["order-flow", "approval", "fan-out", "order-graph"] {
         sb.run(&["run", t, "--dry-run"])
             .ok()
             .stdout_has(&format!("would run task {t} v1"));
     }
-    sb.run(&["sync-tasks"]).ok().stdout_has("synced 3 tasks");
+    sb.run(&["sync-tasks"]).ok().stdout_has("synced 4 tasks");
 }
 
 /// A journal without what legitimately differs between two runs: times, run ids, timer

@@ -4,6 +4,7 @@ mod bad_input;
 mod config;
 mod crash;
 mod examples;
+mod graph;
 mod host_api_docs;
 mod help;
 mod machine;

@@ -194,13 +194,14 @@ fn bad_durations_and_flags_exit_2() {
 }
 
 #[test]
-fn a_graph_task_is_refused_before_a_run_is_created() {
+fn a_graph_task_that_fails_graph_check_is_refused_before_a_run_is_created() {
     let sb = crate::util::Sandbox::new();
     sb.run(&["create-task", "g", "--with-graph"]).ok();
+    sb.write("tasks/g/code.js", "export async function compose() {}");
     sb.run(&["run", "g"])
         .usage_error()
-        .stderr_has("task g has a graph.json")
-        .stderr_has("tasks/g/graph.json");
+        .stderr_has("tasks/g/graph.json has")
+        .stderr_has("/states/fetchGreeting");
     assert!(!sb.exists("tasks/g/runs"), "no run was created");
 }
 

@@ -519,10 +519,10 @@ impl GraphDriver<'_> {
     async fn suspend(&mut self) -> Result<Run> {
         let wake_at = self.snapshot.armed_timers().iter().map(|t| t.fire_at).min();
         let events = self.awaited_events();
+        // one name, as `signal` takes it: a child's end, or the first event a wait accepts
         let waiting_for = match self.child_waits.values().next() {
             Some(child) => Some(child_event(child)),
-            None if !events.is_empty() => Some(events.join(", ")),
-            None => None,
+            None => events.into_iter().next(),
         };
         if wake_at.is_none() && waiting_for.is_none() {
             let error = json!({
@@ -593,10 +593,20 @@ impl GraphDriver<'_> {
                 self.finish(RunStatus::Cancelled, None, Some(error)).await
             }
             _ => {
-                let error = s.error.as_ref().map_or_else(
+                let mut error = s.error.as_ref().map_or_else(
                     || json!({"name": "Error", "message": ""}),
                     ErrorValue::to_json,
                 );
+                // a fail state names an error without a message: say what led to it
+                if error["message"].as_str().is_none_or(str::is_empty)
+                    && let Some(name) = error["cause"]["name"].as_str()
+                {
+                    let why = match error["cause"]["message"].as_str().filter(|m| !m.is_empty()) {
+                        Some(m) => format!("{name}: {m}"),
+                        None => name.to_string(),
+                    };
+                    error["message"] = json!(format!("caused by {why}"));
+                }
                 self.finish(RunStatus::Failed, None, Some(error)).await
             }
         }
