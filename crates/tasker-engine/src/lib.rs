@@ -6,6 +6,7 @@ mod error;
 mod failures;
 pub mod graph;
 pub mod journal;
+pub mod machine;
 mod tools;
 mod worker;
 

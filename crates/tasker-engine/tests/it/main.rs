@@ -6,6 +6,7 @@ mod faults;
 mod fetcher;
 mod graph;
 mod graph_proofs;
+mod machine;
 mod proofs;
 mod randomness;
 

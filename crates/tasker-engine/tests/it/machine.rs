@@ -1,0 +1,144 @@
+//! The Machine on a file log: the seed's coremachine Quick Start (START 1, INCREMENT, STOP), a
+//! second process that follows every change the first one makes, and a fork that leaves the
+//! original log unchanged.
+
+use std::io::{BufRead, BufReader};
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use sequential_tasker_engine::flow_graph::{Definition, Machine, MachineLog};
+use sequential_tasker_engine::machine::FileLog;
+use sequential_test_support::child;
+use serde_json::{Value, json};
+
+/// The Quick Start of the coremachine README, as a JSON definition.
+const CUBE: &str = r#"{
+  "initial": "idle",
+  "context": {"running": false, "counter": 0},
+  "states": {
+    "idle": {"on": {"START": {"target": "running", "action": {"assign": {"running": true, "counter": "$.payload"}}}}},
+    "running": {"on": {
+      "INCREMENT": {"target": "running", "action": {"assign": {"counter": {"$add": ["$.context.counter", 1]}}}},
+      "STOP": {"target": "idle", "action": {"assign": {"running": false}}}
+    }}
+  }
+}"#;
+
+fn def() -> Definition {
+    Definition::from_json(CUBE).unwrap()
+}
+
+/// Runs in the child: opens the log at `MACHINE_CHILD`, says `ready`, then prints every change
+/// another process makes as one NDJSON line, until it has seen `MACHINE_CHILD_COUNT` of them.
+#[test]
+fn machine_follower() {
+    let Some(path) = child::role("MACHINE_CHILD") else {
+        return;
+    };
+    let want: usize = std::env::var("MACHINE_CHILD_COUNT")
+        .unwrap()
+        .parse()
+        .unwrap();
+    let mut m = Machine::open(def(), FileLog::open(&path).unwrap()).unwrap();
+    println!("ready at {}", m.seq());
+    let mut seen = 0;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while seen < want && Instant::now() < deadline {
+        for change in m.sync().unwrap() {
+            println!("{}", serde_json::to_string(&change).unwrap());
+            seen += 1;
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+#[test]
+fn the_quick_start_on_a_file_log_is_followed_by_another_process_and_forks_without_truncating() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("cube.ndjson");
+    let log = FileLog::open(&path).unwrap();
+    let mut cube = Machine::open(def(), log.clone()).unwrap();
+    assert!(cube.is_empty());
+
+    let mut follower = child::relaunch(
+        child::test_path(module_path!(), "machine_follower"),
+        "MACHINE_CHILD",
+        path.to_str().unwrap(),
+    )
+    .env("MACHINE_CHILD_COUNT", "3")
+    .stdin(Stdio::null())
+    .stdout(Stdio::piped())
+    .stderr(Stdio::inherit())
+    .spawn()
+    .unwrap();
+    let mut lines = BufReader::new(follower.stdout.take().unwrap()).lines();
+    assert!(
+        lines
+            .by_ref()
+            .map_while(Result::ok)
+            .any(|l| l.ends_with("ready at 0")), // libtest may print the test's name first
+        "the follower never opened the log"
+    );
+
+    let s = cube.action("START", json!(1)).unwrap();
+    assert_eq!(
+        (s.state.as_str(), &s.context),
+        ("running", &json!({"running": true, "counter": 1}))
+    );
+    let s = cube.action("INCREMENT", Value::Null).unwrap();
+    assert_eq!(s.context["counter"], 2);
+    assert_eq!(cube.available_actions(), ["INCREMENT", "STOP"]);
+    // START is not accepted while running: an error listing the accepted events, nothing appended
+    let err = cube.action("START", json!(5)).unwrap_err().to_string();
+    assert!(err.ends_with("accepted: INCREMENT, STOP"), "{err}");
+    assert_eq!(log.last_seq().unwrap(), 2);
+    let s = cube.action("STOP", Value::Null).unwrap();
+    assert_eq!(
+        (s.state.as_str(), &s.context),
+        ("idle", &json!({"running": false, "counter": 2}))
+    );
+
+    // the other process saw each change, in order, with its context
+    let seen: Vec<Value> = lines
+        .map_while(Result::ok)
+        .filter(|l| l.starts_with('{'))
+        .map(|l| serde_json::from_str(&l).unwrap())
+        .collect();
+    assert!(follower.wait().unwrap().success());
+    let events: Vec<(&str, &str, i64)> = seen
+        .iter()
+        .map(|c| {
+            (
+                c["event"].as_str().unwrap(),
+                c["state"].as_str().unwrap(),
+                c["context"]["counter"].as_i64().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        events,
+        [
+            ("START", "running", 1),
+            ("INCREMENT", "running", 2),
+            ("STOP", "idle", 2)
+        ]
+    );
+
+    // reopening reaches the same state; a fork at 2 is a new file, the original is unchanged
+    let before = std::fs::read(&path).unwrap();
+    let again = Machine::open(def(), FileLog::open(&path).unwrap()).unwrap();
+    assert_eq!((again.state(), again.seq()), ("idle", 3));
+    let fork = again
+        .fork(2, FileLog::open(dir.path().join("fork.ndjson")).unwrap())
+        .unwrap();
+    assert_eq!(
+        (fork.state(), fork.context()["counter"].as_i64()),
+        ("running", Some(2))
+    );
+    assert_eq!(
+        std::fs::read(&path).unwrap(),
+        before,
+        "the original log is unchanged"
+    );
+    assert_eq!(again.cursor().at(1).unwrap().context["counter"], 1);
+}
