@@ -1,7 +1,9 @@
-//! Logs for [`Machine`](sequential_flow_graph::Machine) where I/O is allowed: [`FileLog`], an
-//! NDJSON file with one record per line, appended under an exclusive lock and fsynced before
-//! an append returns, read under a shared lock; several processes may open the same file (one
-//! writes at a time, the others follow with `Machine::sync`).
+//! What [`Machine`](sequential_flow_graph::Machine) needs from where I/O and the VM are allowed:
+//! [`FileLog`], an NDJSON file with one record per line, appended under an exclusive lock and
+//! fsynced before an append returns, read under a shared lock (several processes may open the
+//! same file: one writes at a time, the others follow with `Machine::sync`); and
+//! [`js_definition`], a definition written in JavaScript as coremachine's README writes it,
+//! whose guards and actions run deterministically in fetch-vm.
 //!
 //! ```
 //! use sequential_tasker_engine::flow_graph::{Definition, Machine};
@@ -26,9 +28,11 @@ use std::fs::{File, OpenOptions};
 use std::io::{Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 
-use sequential_flow_graph::machine::LogEntry;
-use sequential_flow_graph::{Error, MachineLog, Result};
+use sequential_fetch_vm::{Mode, Options, Session, Step};
+use sequential_flow_graph::machine::{LogEntry, Transition};
+use sequential_flow_graph::{Definition, Error, MachineLog, Result};
 use sequential_support::fs::LockFile;
+use serde_json::{Value, json};
 
 /// A machine log in an NDJSON file (see the module docs). A torn last line (a writer killed
 /// mid-write) is skipped when read and cut off before the next append.
@@ -141,6 +145,159 @@ impl MachineLog for FileLog {
         let (entries, _) = parse(&self.path, &bytes)?;
         Ok(entries.into_iter().filter(|e| e.seq > after).collect())
     }
+}
+
+/// Reads a machine definition written in JavaScript, as the coremachine README writes it:
+///
+/// ```js
+/// import { createMachine } from "coremachine";   // accepted and ignored
+/// export default createMachine({
+///   initial: "idle",
+///   context: { running: false, counter: 0 },
+///   states: {
+///     idle: { on: { START: { target: "running", action: (ctx, counter) => { ctx.running = true; ctx.counter = counter; } } } },
+///     running: { on: { STOP: { target: "idle", guard: (ctx) => ctx.running, action: (ctx) => { ctx.running = false; } } } },
+///   },
+/// });
+/// ```
+///
+/// `createMachine` is a global; the machine is the last one it made (or the default export).
+/// `on.EVENT` is `{target, guard?, action?}` or a target name. `action(context, payload)`
+/// changes the context it is given (or returns a new one); `guard(context, payload)` returns
+/// whether the event is accepted; a `null` payload reaches them as `undefined`. Both run in
+/// fetch-vm and must be deterministic: a host call (`fetch`, `Date.now()`, `Math.random()` …)
+/// rejects the event.
+pub fn js_definition(code: &str) -> Result<Definition> {
+    let module = std::sync::Arc::new(js_module(code)?);
+    let shape = run_js(&module, json!({ "op": "shape" }))?;
+    let invalid = |what: String| {
+        Error::Invalid {
+        input: what,
+        expected: "createMachine({ initial: \"state\", context: {…}, states: { state: { on: { EVENT: { target, guard?, action? } } } } })".into(),
+    }
+    };
+    let initial = shape["initial"]
+        .as_str()
+        .ok_or_else(|| invalid(format!("initial {}", shape["initial"])))?;
+    let mut def = Definition::new(initial, shape["context"].clone());
+    let Some(states) = shape["states"].as_array() else {
+        return Err(invalid(format!("states {}", shape["states"])));
+    };
+    for st in states {
+        let name = st["name"].as_str().unwrap_or_default().to_string();
+        def = def.state(name.clone());
+        for t in st["on"].as_array().into_iter().flatten() {
+            let event = t["event"].as_str().unwrap_or_default().to_string();
+            let target = t["target"].as_str().ok_or_else(|| {
+                invalid(format!("the target of {name}.on.{event}: {}", t["target"]))
+            })?;
+            let mut tr = Transition::to(target);
+            if t["guard"] == true {
+                let (m, s, e) = (module.clone(), name.clone(), event.clone());
+                tr = tr.guard(move |ctx, payload| {
+                    let call = json!({ "op": "guard", "state": s, "event": e, "context": ctx, "payload": payload });
+                    run_js(&m, call).is_ok_and(|v| v == true)
+                });
+            }
+            if t["action"] == true {
+                let (m, s, e) = (module.clone(), name.clone(), event.clone());
+                tr = tr.action(move |ctx, payload| {
+                    let call = json!({ "op": "action", "state": s, "event": e, "context": ctx, "payload": payload });
+                    *ctx = run_js(&m, call).map_err(|e| e.to_string())?;
+                    Ok(())
+                });
+            }
+            def = def.on(name.clone(), event, tr);
+        }
+    }
+    Ok(def)
+}
+
+/// The definition module plus an entry that reports its shape or runs one guard or action.
+fn js_module(code: &str) -> Result<String> {
+    let mut lines: Vec<String> = Vec::new();
+    for line in code.lines() {
+        let t = line.trim_start();
+        if t.starts_with("import ") {
+            if t.contains("\"coremachine\"") || t.contains("'coremachine'") {
+                lines.push(String::new()); // accepted and ignored (keeps line numbers)
+                continue;
+            }
+            return Err(Error::Invalid {
+                input: format!("`{}` in a machine definition", t.trim_end()),
+                expected: "no imports but `import { createMachine } from \"coremachine\"` (createMachine is a global)".into(),
+            });
+        }
+        lines.push(line.to_string());
+    }
+    let mut source = lines.join("\n");
+    let exports = crate::graph::exports(&source);
+    if let Some(at) = exports.default_at {
+        let binding = format!("const {} =", crate::graph::DEFAULT_BINDING);
+        source.replace_range(at..at + binding.len(), &binding);
+    }
+    let default = if exports.default_at.is_some() {
+        crate::graph::DEFAULT_BINDING
+    } else {
+        "undefined"
+    };
+    Ok(format!(
+        "let __sqDef; const createMachine = (d) => (__sqDef = d, d); {source}\n;{JS_ENTRY_HEAD}  const m = __sqDef !== undefined ? __sqDef : {default};\n{JS_ENTRY_TAIL}"
+    ))
+}
+
+const JS_ENTRY_HEAD: &str = "export default async function (__sqIn) {\n";
+
+const JS_ENTRY_TAIL: &str = r#"  if (m === null || typeof m !== "object") {
+    throw new TypeError("the module defines no machine: call createMachine({ initial, context, states })");
+  }
+  const states = m.states && typeof m.states === "object" ? m.states : {};
+  const entry = (t) => (typeof t === "string" ? { target: t } : t || {});
+  if (__sqIn.op === "shape") {
+    return {
+      initial: m.initial,
+      context: m.context === undefined ? {} : m.context,
+      states: Object.keys(states).map((name) => ({
+        name,
+        on: Object.keys((states[name] && states[name].on) || {}).map((event) => {
+          const t = entry(states[name].on[event]);
+          return { event, target: t.target, guard: typeof t.guard === "function", action: typeof t.action === "function" };
+        }),
+      })),
+    };
+  }
+  const t = entry(((states[__sqIn.state] || {}).on || {})[__sqIn.event]);
+  const payload = __sqIn.payload === null ? undefined : __sqIn.payload;
+  const context = __sqIn.context;
+  if (__sqIn.op === "guard") return !!(await t.guard(context, payload));
+  const r = await t.action(context, payload);
+  return r !== undefined && r !== null && typeof r === "object" ? r : context;
+}
+"#;
+
+/// Runs the definition module with `input` to its end; a host call is an error (guards and
+/// actions are deterministic).
+fn run_js(module: &str, input: Value) -> Result<Value> {
+    let options = Options::with_mode(Mode::Module);
+    let fail = |what: String| {
+        Error::Invalid {
+        input: format!("the machine definition: {what}"),
+        expected: "guards and actions that compute from (context, payload) alone, without fetch, timers, Date.now() or Math.random()".into(),
+    }
+    };
+    let (session, step) =
+        Session::start(module, &input, Vec::new(), &options).map_err(|e| fail(e.to_string()))?;
+    let out = match step {
+        Step::Completed(v) => Ok(v),
+        Step::Failed(e) => Err(fail(e.to_string())),
+        Step::Pending(calls) => Err(fail(format!(
+            "it made a host call ({}) while {}",
+            calls.first().map_or("?", |c| c.kind.as_str()),
+            input["op"].as_str().unwrap_or("running")
+        ))),
+    };
+    session.close();
+    out
 }
 
 #[cfg(test)]

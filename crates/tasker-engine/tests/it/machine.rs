@@ -142,3 +142,121 @@ fn the_quick_start_on_a_file_log_is_followed_by_another_process_and_forks_withou
     );
     assert_eq!(again.cursor().at(1).unwrap().context["counter"], 1);
 }
+
+/// The Quick Start's definition as its README writes it.
+const CUBE_JS: &str = r#"import { createMachine } from "coremachine";
+
+// Define your state machine
+const definition = createMachine({
+  initial: "idle",
+  context: {
+    running: false,
+    counter: 0,
+  },
+  states: {
+    idle: {
+      on: {
+        START: {
+          target: "running",
+          action: (ctx, counter) => {
+            ctx.running = true;
+            ctx.counter = counter;
+          },
+        },
+      },
+    },
+    running: {
+      on: {
+        INCREMENT: {
+          target: "running",
+          action: (ctx) => {
+            ctx.counter++;
+          },
+        },
+        STOP: {
+          target: "idle",
+          action: (ctx, finalCount) => {
+            ctx.running = false;
+            if (finalCount !== undefined) {
+              ctx.counter = finalCount;
+            }
+          },
+        },
+      },
+    },
+  },
+});
+"#;
+
+#[test]
+fn a_javascript_definition_gives_the_quick_starts_states_and_contexts() {
+    use sequential_tasker_engine::machine::js_definition;
+    let dir = tempfile::tempdir().unwrap();
+    let js = js_definition(CUBE_JS).unwrap();
+    let log = FileLog::open(dir.path().join("js.ndjson")).unwrap();
+    let mut cube = Machine::open(js.clone(), log.clone()).unwrap();
+    let s = cube.action("START", json!(1)).unwrap();
+    assert_eq!(
+        (s.state.as_str(), &s.context),
+        ("running", &json!({"running": true, "counter": 1}))
+    );
+    cube.action("INCREMENT", Value::Null).unwrap();
+    assert_eq!(cube.context()["counter"], 2);
+    assert_eq!(cube.available_actions(), ["INCREMENT", "STOP"]);
+    let err = cube.action("START", json!(5)).unwrap_err().to_string();
+    assert!(err.ends_with("accepted: INCREMENT, STOP"), "{err}");
+    // STOP without a payload: the action sees `undefined` and keeps the counter
+    let s = cube.action("STOP", Value::Null).unwrap();
+    assert_eq!(
+        (s.state.as_str(), &s.context),
+        ("idle", &json!({"running": false, "counter": 2}))
+    );
+    // replaying the log with the JavaScript definition gives the same machine
+    let again = Machine::open(js, log).unwrap();
+    assert_eq!(
+        (again.state(), again.context()),
+        (cube.state(), cube.context())
+    );
+    // the same machine as JSON reproduces the log the JavaScript one wrote
+    let json_again = Machine::open(def(), FileLog::open(dir.path().join("js.ndjson")).unwrap());
+    assert!(json_again.is_ok(), "{json_again:?}");
+
+    // guards run in the VM too; a host call in an action rejects the event, appending nothing
+    let def = js_definition(
+        r#"export default createMachine({
+  initial: "a",
+  context: { n: 0 },
+  states: {
+    a: { on: { GO: { target: "b", guard: (ctx, p) => p > 2 }, STAMP: { target: "a", action: (ctx) => { ctx.at = Date.now(); } } } },
+    b: { on: { BACK: "a" } },
+  },
+});"#,
+    )
+    .unwrap();
+    let log = FileLog::open(dir.path().join("guard.ndjson")).unwrap();
+    let mut m = Machine::open(def, log.clone()).unwrap();
+    assert!(m.action("GO", json!(1)).is_err(), "the guard rejects 1");
+    let err = m.action("STAMP", Value::Null).unwrap_err().to_string();
+    assert!(err.contains("host call (now)"), "{err}");
+    assert_eq!(log.last_seq().unwrap(), 0, "nothing was appended");
+    m.action("GO", json!(3)).unwrap();
+    m.action("BACK", Value::Null).unwrap();
+    assert_eq!(m.state(), "a");
+
+    // bad definitions name what is wrong
+    let err =
+        js_definition("import x from \"other\";\ncreateMachine({initial: 'a', states: {a: {}}});")
+            .unwrap_err()
+            .to_string();
+    assert!(err.contains("no imports but"), "{err}");
+    let err = js_definition("const x = 1;").unwrap_err().to_string();
+    assert!(err.contains("defines no machine"), "{err}");
+    let def = js_definition("createMachine({ initial: 'nowhere', states: { a: {} } });").unwrap();
+    let err = Machine::open(def, sequential_tasker_engine::flow_graph::MemoryLog::new())
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("nowhere"),
+        "an initial that names no state: {err}"
+    );
+}
