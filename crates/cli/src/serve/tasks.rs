@@ -176,6 +176,26 @@ async fn store_version(
     new: NewTaskVersion,
     status: StatusCode,
 ) -> ApiResult<Response> {
+    if let Some(graph) = &new.graph {
+        // a graph that would fail its runs is refused before it is stored
+        let report = sequential_tasker_engine::graph::check(&new.code, &graph.to_string());
+        if !report.is_ok() {
+            let errors: Vec<Value> = report
+                .errors()
+                .map(|d| json!({ "pointer": d.pointer, "message": d.message, "expected": d.expected }))
+                .collect();
+            let first = &errors[0];
+            return Err(ApiError::unprocessable(format!(
+                "graph.json of task `{}` has {} error(s); the first, at {}: {} (expected {}); nothing was stored",
+                new.task,
+                errors.len(),
+                first["pointer"].as_str().unwrap_or(""),
+                first["message"].as_str().unwrap_or(""),
+                first["expected"].as_str().unwrap_or("")
+            ))
+            .details(json!({ "errors": errors })));
+        }
+    }
     let put = state
         .store()
         .put_task_version(new)

@@ -832,3 +832,50 @@ fn two_hundred_stream_clients_on_one_run_all_receive_every_record() {
         assert_eq!(got, seqs, "client {i} missed or repeated a record");
     }
 }
+
+#[test]
+fn a_graph_that_fails_its_check_is_refused_at_upload_naming_the_json_pointer() {
+    let sb = Sandbox::new();
+    let s = Server::start(&sb, &[], &[]);
+    let graph = json!({
+        "version": 1,
+        "initial": "lookup",
+        "states": {
+            "lookup": { "onDone": "nowhere" },
+            "done": { "type": "final" }
+        }
+    });
+    let code = "export async function lookup(input) { return input; }\n";
+    let (st, e) = s.post(
+        "/api/v1/tasks",
+        json!({ "name": "broken", "code": code, "graph": graph }),
+    );
+    assert_eq!((st, e["code"].as_str()), (422, Some("INVALID")), "{e}");
+    let pointers: Vec<&str> = e["details"]["errors"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|x| x["pointer"].as_str())
+        .collect();
+    assert!(
+        pointers.iter().any(|p| p.starts_with("/states/lookup")),
+        "{e}"
+    );
+    assert_eq!(s.get("/api/v1/tasks/broken").0, 404, "nothing was stored");
+    // the same graph, fixed, is stored and runs over HTTP like any other task
+    let fixed = json!({
+        "version": 1,
+        "initial": "lookup",
+        "states": { "lookup": { "onDone": "done" }, "done": { "type": "final" } }
+    });
+    let (st, v) = s.post(
+        "/api/v1/tasks",
+        json!({ "name": "broken", "code": code, "graph": fixed }),
+    );
+    assert_eq!(st, 201, "{v}");
+    let (_, run) = s.post(
+        "/api/v1/tasks/broken/runs?wait=30s",
+        json!({ "input": { "n": 1 } }),
+    );
+    assert_eq!(run["status"], "succeeded", "{run}\n{}", s.stderr());
+}
