@@ -70,7 +70,7 @@ pub fn run_case<F: Future<Output = ()>>(f: F) {
 /// ([`crash::acknowledged_appends_survive_sigkill`]). `MemoryStore` leaves it out: its storage
 /// dies with its process, so there is nothing to survive a kill.
 ///
-/// ```ignore
+/// ```text
 /// mod conformance {
 ///     sequential_adaptor::conformance_tests!(super::make, durable: super::durable);
 /// }
