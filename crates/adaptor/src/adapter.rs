@@ -56,7 +56,9 @@ pub trait StorageAdapter: Send + Sync + std::fmt::Debug {
     /// Checked by `create_run_with_idempotency_key`, `create_run_needs_an_existing_version`.
     async fn create_run(&self, new: NewRun) -> Result<Created>;
 
-    /// Reads a run; an unknown id is `NotFound`.
+    /// Reads a run exactly as last written; an unknown id is `NotFound`.
+    /// Checked by `create_run_with_idempotency_key`, `create_run_needs_an_existing_version`,
+    /// `journal_is_durable_across_reopen`.
     async fn get_run(&self, id: RunId) -> Result<Run>;
 
     /// Writes `run` if the stored revision is still `run.revision` (compare-and-swap); returns
