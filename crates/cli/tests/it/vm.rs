@@ -84,7 +84,12 @@ fn code_from_stdin_and_errors_exit_1_with_json() {
         .stdin("throw new Error('nope')")
         .run()
         .code(1);
-    assert_eq!(parse(&o.stdout)["error"]["message"], "nope");
+    let failed = parse(&o.stdout);
+    assert_eq!(
+        failed["error"], "nope",
+        "the README's shape: the message string"
+    );
+    assert_eq!(failed["errorInfo"]["name"], "Error");
     let o = sb.cmd(&["vm", "resume"]).stdin("not json").run().code(1);
     assert_eq!(parse(&o.stdout)["status"], "error");
     sb.run(&["vm", "execute", "--code", "missing.js"])

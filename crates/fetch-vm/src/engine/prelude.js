@@ -382,8 +382,10 @@ export default function (native, mode, inputJson, taskName) {
       throw new TypeError(`fetch: the URL must be a string, URL or Request, got ${url === null ? "null" : typeof url}`);
     const m = /^([a-zA-Z][a-zA-Z0-9+.-]*):/.exec(url);
     const scheme = m ? m[1].toLowerCase() : "";
-    if (scheme !== "http" && scheme !== "https" && scheme !== "data")
-      throw new TypeError(`fetch: unsupported URL ${jsonStringify(url)}: only http:, https: and data: URLs can be fetched`);
+    // a relative URL is passed on as written: the host resolves it (external mode against
+    // options.baseUrl, the engine against the task's baseUrl)
+    if (scheme !== "" && scheme !== "http" && scheme !== "https" && scheme !== "data")
+      throw new TypeError(`fetch: unsupported URL ${jsonStringify(url)}: only http:, https:, data: and relative URLs can be fetched`);
     let options = {};
     if (init !== undefined && init !== null) {
       if (typeof init !== "object") throw new TypeError(`fetch: options must be an object, got ${typeof init}`);

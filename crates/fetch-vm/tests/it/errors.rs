@@ -81,15 +81,13 @@ fn fetch_rejects_non_string_urls_and_other_schemes() {
         assert_eq!(js(&e).name, "TypeError", "{code}: {e:?}");
         assert!(js(&e).message.contains("must be a string"), "{e}");
     }
-    for code in [
-        "fetch('file:///etc/passwd')",
-        "fetch('ftp://x.test/a')",
-        "fetch('/relative')",
-    ] {
+    for code in ["fetch('file:///etc/passwd')", "fetch('ftp://x.test/a')"] {
         let e = failure(code);
         assert_eq!(js(&e).name, "TypeError", "{code}");
         assert!(
-            js(&e).message.contains("only http:, https: and data:"),
+            js(&e)
+                .message
+                .contains("only http:, https:, data: and relative"),
             "{e}"
         );
     }
