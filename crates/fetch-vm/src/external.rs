@@ -443,10 +443,10 @@ fn respond(
 /// is returned unchanged, `//host/p`, `/p`, `?q`, `#f` and `p` relative to `base`. `None` when
 /// `base` is not an absolute URL.
 pub fn resolve_url(url: &str, base: &str) -> Option<String> {
-    if has_scheme(url) {
+    if is_absolute_url(url) {
         return Some(url.to_owned());
     }
-    if !has_scheme(base) {
+    if !is_absolute_url(base) {
         return None;
     }
     let base = base.split('#').next().unwrap_or(base);
@@ -491,7 +491,8 @@ pub fn resolve_url(url: &str, base: &str) -> Option<String> {
     Some(format!("{prefix}{}{tail}", remove_dot_segments(&merged)))
 }
 
-fn has_scheme(url: &str) -> bool {
+/// Whether `url` starts with a scheme (`https:`, `data:`, …), so no base URL applies to it.
+pub fn is_absolute_url(url: &str) -> bool {
     let Some((scheme, _)) = url.split_once(':') else {
         return false;
     };

@@ -288,6 +288,7 @@ impl<'a> Driver<'a> {
         stop: &mut StopWatch,
     ) -> Result<Run> {
         let retry = RetryPolicy::from_config(&version.config, &self.engine.config.http.retry)?;
+        let base_url = version.config.get("baseUrl").and_then(Value::as_str);
         let hot = self.engine.take_hot(self.run.id, entries.len());
         let (mut session, mut step) = match hot {
             Some(session) => {
@@ -337,7 +338,7 @@ impl<'a> Driver<'a> {
             if stop.level() > Level::Run {
                 return self.release().await;
             }
-            let results = match self.perform(&calls, &retry, stop).await? {
+            let results = match self.perform(&calls, &retry, base_url, stop).await? {
                 Performed::Results(r) => r,
                 Performed::Wait { wake_at, event } => {
                     let run = self.suspend(wake_at, event).await?;
@@ -412,6 +413,7 @@ impl<'a> Driver<'a> {
         &mut self,
         calls: &[HostCall],
         retry: &RetryPolicy,
+        base_url: Option<&str>,
         stop: &mut StopWatch,
     ) -> Result<Performed> {
         let now = now_millis();
@@ -484,7 +486,12 @@ impl<'a> Driver<'a> {
                         }
                     }
                 }
-                CallKind::Fetch => slow.push(call.clone()),
+                CallKind::Fetch => match with_base_url(call, base_url) {
+                    Ok(call) => slow.push(call),
+                    Err(e) => {
+                        results.insert(call.seq, CallResult::Error(e));
+                    }
+                },
                 CallKind::Tool if call.request["name"] == "task" => {
                     let args = &call.request["args"];
                     let task = args["task"].as_str().or_else(|| args["name"].as_str());
@@ -860,6 +867,42 @@ pub(crate) fn join_error(e: tokio::task::JoinError) -> Error {
         doing: "waiting for an engine task".into(),
         cause: e.to_string(),
     }
+}
+
+/// `call` with its relative URL resolved against the task's `baseUrl` (`config.json`); a
+/// relative URL without one is a `TypeError` naming the URL and how to set `baseUrl`.
+fn with_base_url(
+    call: &HostCall,
+    base_url: Option<&str>,
+) -> std::result::Result<HostCall, ErrorInfo> {
+    let Some(url) = call.request["url"].as_str() else {
+        return Ok(call.clone());
+    };
+    if sequential_fetch_vm::external::is_absolute_url(url) {
+        return Ok(call.clone());
+    }
+    let Some(base) = base_url else {
+        return Err(ErrorInfo::new(
+            "TypeError",
+            format!(
+                "fetch: relative URL {url:?} needs a base URL: set \"baseUrl\" in the task's \
+                 config.json (e.g. {{\"baseUrl\": \"https://api.example.com/\"}}) or fetch an \
+                 absolute URL"
+            ),
+        ));
+    };
+    let Some(resolved) = sequential_fetch_vm::external::resolve_url(url, base) else {
+        return Err(ErrorInfo::new(
+            "TypeError",
+            format!(
+                "fetch: relative URL {url:?} cannot be resolved: the task's config.json \
+                 \"baseUrl\" {base:?} is not an absolute URL (e.g. \"https://api.example.com/\")"
+            ),
+        ));
+    };
+    let mut call = call.clone();
+    call.request["url"] = Value::String(resolved);
+    Ok(call)
 }
 
 fn fetch_request(req: &Value) -> Request {

@@ -131,3 +131,102 @@ async fn spent_retries_reported_by_a_user_fetcher_pause_the_run() {
     assert!(msg.contains("the memory fetcher says it is down"), "{msg}");
     assert_eq!(memory.urls().len(), 1);
 }
+
+/// Stores a version of `name` with `config` (`config.json`).
+async fn task_with_config(
+    f: &crate::Fixture,
+    name: &str,
+    code: &str,
+    config: serde_json::Value,
+) -> sequential_adaptor::TaskName {
+    let t = sequential_adaptor::TaskName::new(name).unwrap();
+    f.store
+        .put_task_version(sequential_adaptor::NewTaskVersion {
+            task: t.clone(),
+            code: code.into(),
+            graph: None,
+            config,
+        })
+        .await
+        .unwrap();
+    t
+}
+
+/// The sequential-flow README's "Multiple Sequential Fetches" example, with relative URLs.
+const README_MULTI: &str = "const user = fetch('api/users/1');\nconst posts = fetch('api/posts?userId=' + user.id);\n({ user: user.name, posts: posts.url })";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn relative_urls_resolve_against_the_tasks_base_url() {
+    let f = fixture("sqlite");
+    let memory = Arc::new(Memory::default());
+    let engine = Engine::new(f.store.clone(), EngineConfig::default())
+        .unwrap()
+        .with_fetcher(memory.clone());
+    let t = task_with_config(
+        &f,
+        "relative",
+        README_MULTI,
+        json!({"baseUrl": "https://api.example.invalid/v1/"}),
+    )
+    .await;
+    let run = engine
+        .start(&t, json!({}), StartOptions::default())
+        .await
+        .unwrap();
+    let done = engine
+        .run_until_settled(run.id, Some(now_millis() + 60_000))
+        .await
+        .unwrap();
+    assert_eq!(done.status, RunStatus::Succeeded, "{done:?}");
+    assert_eq!(
+        memory.urls(),
+        [
+            "https://api.example.invalid/v1/api/users/1",
+            "https://api.example.invalid/v1/api/posts?userId=1"
+        ]
+    );
+    assert_eq!(
+        done.output,
+        Some(
+            json!({"user": "Alice", "posts": "https://api.example.invalid/v1/api/posts?userId=1"})
+        )
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_relative_url_without_base_url_fails_naming_the_url_and_base_url() {
+    let f = fixture("folder");
+    let memory = Arc::new(Memory::default());
+    let engine = Engine::new(f.store.clone(), EngineConfig::default())
+        .unwrap()
+        .with_fetcher(memory.clone());
+    for (name, config, hint) in [
+        (
+            "nobase",
+            json!({}),
+            "set \"baseUrl\" in the task's config.json",
+        ),
+        (
+            "badbase",
+            json!({"baseUrl": "api.example.invalid"}),
+            "is not an absolute URL",
+        ),
+    ] {
+        let t = task_with_config(&f, name, README_MULTI, config).await;
+        let run = engine
+            .start(&t, json!({}), StartOptions::default())
+            .await
+            .unwrap();
+        let done = engine
+            .run_until_settled(run.id, Some(now_millis() + 60_000))
+            .await
+            .unwrap();
+        assert_eq!(done.status, RunStatus::Failed, "{done:?}");
+        let error = done.error.expect("an error");
+        assert_eq!(error["name"], "TypeError", "{error}");
+        let message = error["message"].as_str().unwrap();
+        assert!(message.contains("\"api/users/1\""), "{message}");
+        assert!(message.contains(hint), "{message}");
+    }
+    assert!(memory.urls().is_empty(), "nothing was fetched");
+}
