@@ -728,20 +728,7 @@ impl<'a> Driver<'a> {
             Err(e) => return Err(e.into()),
         };
         self.run = released.clone();
-        if released.status.is_terminal()
-            && let Some(parent) = released.parent
-        {
-            let done = json!({ "run": released.id, "status": released.status });
-            match store
-                .send_signal(parent.run, &child_event(&released.id), done)
-                .await
-            {
-                Ok(_)
-                | Err(sequential_adaptor::Error::Conflict { .. })
-                | Err(sequential_adaptor::Error::NotFound { .. }) => {}
-                Err(e) => return Err(e.into()),
-            }
-        }
+        notify_parent(&**store, &released).await?;
         // A signal may have arrived between our read of the inbox and the write above.
         if released.status == RunStatus::Waiting
             && let Some(name) = released.waiting_for.clone()
@@ -858,6 +845,27 @@ const HOP_BY_HOP: &[&str] = &[
 ];
 
 /// The event a parent waits for until child `id` ends.
+/// When `run` has ended and is a child, tells its parent (the `child:<id>` signal it waits on).
+/// A parent that ended or is gone needs no telling.
+pub(crate) async fn notify_parent(
+    store: &dyn sequential_adaptor::StorageAdapter,
+    run: &Run,
+) -> Result<()> {
+    if let (true, Some(parent)) = (run.status.is_terminal(), run.parent) {
+        let done = json!({ "run": run.id, "status": run.status });
+        match store
+            .send_signal(parent.run, &child_event(&run.id), done)
+            .await
+        {
+            Ok(_)
+            | Err(sequential_adaptor::Error::Conflict { .. })
+            | Err(sequential_adaptor::Error::NotFound { .. }) => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Ok(())
+}
+
 pub(crate) fn child_event(id: &RunId) -> String {
     format!("child:{id}")
 }

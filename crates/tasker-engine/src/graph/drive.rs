@@ -21,7 +21,7 @@ use super::GraphTask;
 use super::handler::{self, Ended, Shared};
 use super::store::{self, Extra, HandlerJournal, Key, Writer, key_fields};
 use crate::Engine;
-use crate::driver::{child_event, join_error};
+use crate::driver::{child_event, join_error, notify_parent};
 use crate::error::{Error, Result};
 use crate::journal::RecordKind;
 use crate::worker::{Level, StopWatch};
@@ -702,20 +702,7 @@ impl GraphDriver<'_> {
             Err(e) => return Err(e.into()),
         };
         self.run = released.clone();
-        if released.status.is_terminal()
-            && let Some(parent) = released.parent
-        {
-            let done = json!({ "run": released.id, "status": released.status });
-            match store
-                .send_signal(parent.run, &child_event(&released.id), done)
-                .await
-            {
-                Ok(_)
-                | Err(sequential_adaptor::Error::Conflict { .. })
-                | Err(sequential_adaptor::Error::NotFound { .. }) => {}
-                Err(e) => return Err(e.into()),
-            }
-        }
+        notify_parent(&*store, &released).await?;
         if released.status == RunStatus::Waiting {
             // a signal may have arrived between our read of the inbox and the write above
             let signals = store.read_signals(released.id, self.last_signal).await?;
