@@ -136,6 +136,7 @@ pub fn router(state: AppState) -> Router {
         .nest("/api/v1", api)
         .fallback(not_found)
         .layer(middleware::from_fn_with_state(state.clone(), authorize))
+        .merge(super::console::routes()) // the web console: a static shell, outside the token check
         .with_state(state)
 }
 

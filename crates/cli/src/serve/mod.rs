@@ -7,6 +7,7 @@
 
 mod api;
 mod compat;
+mod console;
 mod error;
 mod runs;
 mod stream;

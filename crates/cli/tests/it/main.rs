@@ -2,6 +2,7 @@
 
 mod bad_input;
 mod config;
+mod console;
 mod crash;
 mod examples;
 mod graph;

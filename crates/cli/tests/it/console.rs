@@ -1,0 +1,717 @@
+//! The web console in a real browser: headless Chromium driven over the WebDriver protocol
+//! (chromedriver, plain HTTP with reqwest) against the real `serve` binary on 127.0.0.1:0 with
+//! SQLite storage. Without Chromium and chromedriver the tests skip with one line, unless
+//! `REQUIRE_BROWSER=1` (CI sets it). Screenshots go to `target/tmp/console-screenshots/`.
+
+use std::io::{BufRead, BufReader};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use base64::Engine as _;
+use serde_json::{json, Value};
+
+use crate::serve::Server;
+use crate::util::Sandbox;
+
+const ELEMENT: &str = "element-6066-11e4-a52e-4f735a435f8d";
+
+/// `(chromium, chromedriver)` on PATH, or `None` after one line saying why the test skips.
+fn browser() -> Option<(PathBuf, PathBuf)> {
+    let find = |names: &[&str]| {
+        let path = std::env::var_os("PATH")?;
+        std::env::split_paths(&path)
+            .flat_map(|d| names.iter().map(move |n| d.join(n)))
+            .find(|p| p.is_file())
+    };
+    match (
+        find(&["chromium", "chromium-browser", "google-chrome"]),
+        find(&["chromedriver"]),
+    ) {
+        (Some(c), Some(d)) => Some((c, d)),
+        _ if std::env::var("REQUIRE_BROWSER").as_deref() == Ok("1") => {
+            panic!("REQUIRE_BROWSER=1 but chromium or chromedriver is not on PATH (apt-get install chromium chromium-driver)")
+        }
+        _ => {
+            eprintln!("skipping the browser test: chromium and chromedriver are not on PATH (set REQUIRE_BROWSER=1 to fail instead)");
+            None
+        }
+    }
+}
+
+/// One headless Chromium session through chromedriver; both end when dropped.
+struct Browser {
+    driver: Child,
+    base: String,
+    session: String,
+    rt: tokio::runtime::Runtime,
+    http: reqwest::Client,
+}
+
+impl Browser {
+    fn start() -> Option<Browser> {
+        let (chromium, chromedriver) = browser()?;
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let mut driver = Command::new(chromedriver)
+            .arg(format!("--port={port}"))
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("starting chromedriver");
+        // chromedriver says "... started successfully on port N" once it listens
+        let mut out = BufReader::new(driver.stdout.take().unwrap());
+        let mut line = String::new();
+        while out.read_line(&mut line).unwrap_or(0) > 0 && !line.contains("successfully") {
+            line.clear();
+        }
+        std::thread::spawn(move || std::io::copy(&mut out, &mut std::io::sink()));
+        let mut b = Browser {
+            driver,
+            base: format!("http://127.0.0.1:{port}"),
+            session: String::new(),
+            rt: tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap(),
+            http: reqwest::Client::builder()
+                .timeout(Duration::from_secs(90))
+                .build()
+                .unwrap(),
+        };
+        let caps = json!({ "capabilities": { "alwaysMatch": {
+            "browserName": "chrome",
+            "goog:chromeOptions": {
+                "binary": chromium,
+                "args": ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+                         "--window-size=1280,800", "--hide-scrollbars"],
+            },
+            "goog:loggingPrefs": { "browser": "ALL" },
+        }}});
+        let v = b.raw("POST", "/session", Some(caps));
+        b.session = v["sessionId"]
+            .as_str()
+            .unwrap_or_else(|| panic!("no WebDriver session: {v}"))
+            .to_string();
+        b.viewport(1280, 800);
+        Some(b)
+    }
+
+    fn raw(&self, method: &str, path: &str, body: Option<Value>) -> Value {
+        let url = format!("{}{}", self.base, path);
+        let req = match method {
+            "GET" => self.http.get(&url),
+            "DELETE" => self.http.delete(&url),
+            _ => self.http.post(&url),
+        };
+        let req = match body {
+            Some(b) => req
+                .header("content-type", "application/json")
+                .body(b.to_string()),
+            None => req,
+        };
+        let text = self
+            .rt
+            .block_on(async { req.send().await?.text().await })
+            .unwrap_or_else(|e| panic!("WebDriver {method} {path}: {e}"));
+        let v: Value = serde_json::from_str(&text).unwrap_or(Value::Null);
+        if v["value"]["error"].is_string() {
+            panic!(
+                "WebDriver {method} {path}: {}: {}",
+                v["value"]["error"], v["value"]["message"]
+            );
+        }
+        v["value"].clone()
+    }
+
+    fn cmd(&self, method: &str, path: &str, body: Value) -> Value {
+        let body = (method != "GET" && method != "DELETE").then_some(body);
+        self.raw(method, &format!("/session/{}{}", self.session, path), body)
+    }
+
+    /// Sets the viewport (the page's size, not the window's) exactly.
+    fn viewport(&self, width: u32, height: u32) {
+        self.cmd(
+            "POST",
+            "/goog/cdp/execute",
+            json!({ "cmd": "Emulation.setDeviceMetricsOverride",
+                    "params": { "width": width, "height": height, "deviceScaleFactor": 1, "mobile": false } }),
+        );
+    }
+
+    fn goto(&self, url: &str) {
+        self.cmd("POST", "/url", json!({ "url": url }));
+    }
+
+    fn js(&self, script: &str) -> Value {
+        self.cmd(
+            "POST",
+            "/execute/sync",
+            json!({ "script": script, "args": [] }),
+        )
+    }
+
+    /// Polls `expr` (a JavaScript expression) until it is truthy; its value. Fails after 30 s
+    /// with the page's text.
+    fn wait(&self, what: &str, expr: &str) -> Value {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let v = self.js(&format!(
+                "try {{ return ({expr}); }} catch (e) {{ return null; }}"
+            ));
+            let truthy = match &v {
+                Value::Null | Value::Bool(false) => false,
+                Value::String(s) => !s.is_empty(),
+                Value::Number(n) => n.as_f64() != Some(0.0),
+                _ => true,
+            };
+            if truthy {
+                return v;
+            }
+            if Instant::now() > deadline {
+                panic!(
+                    "timed out waiting for {what} ({expr}); at {} the page says:\n{}",
+                    self.js("return location.href"),
+                    self.js("return document.body.innerText")
+                );
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    fn text(&self, css: &str) -> String {
+        self.wait(
+            css,
+            &format!("document.querySelector({}).innerText", json!(css)),
+        )
+        .as_str()
+        .unwrap_or("")
+        .to_string()
+    }
+
+    fn element(&self, css: &str) -> String {
+        self.wait(
+            &format!("{css} to be visible"),
+            &format!(
+                "(() => {{ const e = document.querySelector({}); return e && e.offsetParent !== null; }})()",
+                json!(css)
+            ),
+        );
+        let v = self.cmd(
+            "POST",
+            "/element",
+            json!({ "using": "css selector", "value": css }),
+        );
+        v[ELEMENT].as_str().unwrap().to_string()
+    }
+
+    fn click(&self, css: &str) {
+        let id = self.element(css);
+        self.cmd("POST", &format!("/element/{id}/click"), json!({}));
+    }
+
+    fn fill(&self, css: &str, text: &str) {
+        let id = self.element(css);
+        self.cmd("POST", &format!("/element/{id}/clear"), json!({}));
+        self.cmd(
+            "POST",
+            &format!("/element/{id}/value"),
+            json!({ "text": text }),
+        );
+    }
+
+    fn key(&self, key: &str) {
+        self.cmd(
+            "POST",
+            "/actions",
+            json!({ "actions": [{ "type": "key", "id": "keyboard", "actions": [
+                { "type": "keyDown", "value": key }, { "type": "keyUp", "value": key }] }] }),
+        );
+    }
+
+    /// Writes a PNG of the viewport to target/tmp/console-screenshots/NAME.png.
+    fn screenshot(&self, name: &str) -> PathBuf {
+        let b64 = self.cmd("GET", "/screenshot", Value::Null);
+        let png = base64::engine::general_purpose::STANDARD
+            .decode(b64.as_str().unwrap())
+            .unwrap();
+        let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("console-screenshots");
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join(format!("{name}.png"));
+        std::fs::write(&path, png).unwrap();
+        path
+    }
+
+    /// The browser's console and network log since the last call.
+    fn log(&self) -> Vec<Value> {
+        self.raw(
+            "POST",
+            &format!("/session/{}/se/log", self.session),
+            Some(json!({ "type": "browser" })),
+        )
+        .as_array()
+        .cloned()
+        .unwrap_or_default()
+    }
+
+    /// Fails on any warning or error in the browser's log, except the network entries of
+    /// requests the test provoked on purpose (`expected` substrings).
+    fn assert_quiet(&self, expected: &[&str]) {
+        let bad: Vec<Value> = self
+            .log()
+            .into_iter()
+            .filter(|e| matches!(e["level"].as_str(), Some("WARNING" | "SEVERE")))
+            .filter(|e| {
+                let m = e["message"].as_str().unwrap_or("");
+                !(e["source"] == "network" && expected.iter().any(|x| m.contains(x)))
+            })
+            .collect();
+        assert!(
+            bad.is_empty(),
+            "the browser console has warnings or errors: {bad:#?}"
+        );
+    }
+
+    /// No horizontal scroll at `width`×`height`; a screenshot of each size.
+    fn both_sizes(&self, name: &str) {
+        for (w, h) in [(1280, 800), (390, 844)] {
+            self.viewport(w, h);
+            std::thread::sleep(Duration::from_millis(300));
+            let sizes = self.js(
+                "return [document.documentElement.scrollWidth, document.documentElement.clientWidth]",
+            );
+            assert!(
+                sizes[0].as_u64() <= sizes[1].as_u64(),
+                "{name} scrolls sideways at {w}x{h}: {sizes}"
+            );
+            self.screenshot(&format!("{name}-{w}x{h}"));
+        }
+        self.viewport(1280, 800);
+    }
+
+    /// Every control on the page has an accessible name, and Tab reaches each of them.
+    fn assert_keyboard_reachable(&self, page: &str) {
+        let unnamed = self.js(
+            r#"const sel = 'a[href], button, input, select, textarea, summary, [tabindex]:not([tabindex="-1"])';
+               const visible = (e) => e.offsetParent !== null || e.tagName === 'SUMMARY';
+               const name = (e) => {
+                 if (e.getAttribute('aria-label')) return e.getAttribute('aria-label');
+                 if (e.getAttribute('aria-labelledby')) return document.getElementById(e.getAttribute('aria-labelledby'))?.innerText;
+                 if (e.labels && e.labels.length) return e.labels[0].innerText;
+                 return (e.innerText || e.value || e.title || '').trim();
+               };
+               const all = [...document.querySelectorAll(sel)].filter(visible);
+               all.forEach((e, i) => e.dataset.tabProbe = i);
+               window.__controls = all.length;
+               return all.filter((e) => !name(e)).map((e) => e.outerHTML.slice(0, 120));"#,
+        );
+        assert_eq!(
+            unnamed,
+            json!([]),
+            "{page}: controls without an accessible name"
+        );
+        let total = self.js("return window.__controls").as_u64().unwrap();
+        self.js("document.activeElement && document.activeElement.blur(); window.scrollTo(0, 0); return 1");
+        let mut seen = std::collections::BTreeSet::new();
+        for _ in 0..total + 3 {
+            self.key("\u{E004}");
+            if let Some(i) = self
+                .js("return document.activeElement.dataset.tabProbe ?? null")
+                .as_str()
+            {
+                seen.insert(i.to_string());
+            }
+        }
+        assert_eq!(
+            seen.len() as u64,
+            total,
+            "{page}: Tab reaches {} of {total} controls",
+            seen.len()
+        );
+    }
+}
+
+impl Drop for Browser {
+    fn drop(&mut self) {
+        if !self.session.is_empty() {
+            let url = format!("{}/session/{}", self.base, self.session);
+            let _ = self
+                .rt
+                .block_on(async { self.http.delete(&url).send().await });
+        }
+        let _ = self.driver.kill();
+        let _ = self.driver.wait();
+    }
+}
+
+/// A server over a SQLite file in the sandbox, and the browser.
+fn setup(sb: &Sandbox, envs: &[(&str, &str)]) -> Option<(Server, Browser)> {
+    let browser = Browser::start()?;
+    let db = format!("sqlite:{}", sb.join("console.db").display());
+    let mut all = vec![("DATABASE_URL", db.as_str())];
+    all.extend_from_slice(envs);
+    let server = Server::start(sb, &all, &[]);
+    Some((server, browser))
+}
+
+/// An API request from the test (not the browser).
+fn api(
+    b: &Browser,
+    method: &str,
+    url: &str,
+    token: Option<&str>,
+    body: Option<Value>,
+) -> (u16, Value) {
+    let req = match method {
+        "GET" => b.http.get(url),
+        _ => b.http.post(url),
+    };
+    let req = match token {
+        Some(t) => req.header("authorization", format!("Bearer {t}")),
+        None => req,
+    };
+    let req = match body {
+        Some(v) => req
+            .header("content-type", "application/json")
+            .body(v.to_string()),
+        None => req,
+    };
+    b.rt.block_on(async {
+        let r = req.send().await.unwrap();
+        let status = r.status().as_u16();
+        let text = r.text().await.unwrap();
+        (
+            status,
+            serde_json::from_str(&text).unwrap_or(Value::String(text)),
+        )
+    })
+}
+
+fn upload(b: &Browser, s: &Server, token: Option<&str>, name: &str, code: &str, config: Value) {
+    let (st, v) = api(
+        b,
+        "POST",
+        &format!("{}/api/v1/tasks", s.url),
+        token,
+        Some(json!({ "name": name, "code": code, "config": config })),
+    );
+    assert_eq!(st, 201, "uploading {name}: {v}");
+}
+
+fn example(rel: &str) -> String {
+    std::fs::read_to_string(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../../tasks")
+            .join(rel),
+    )
+    .unwrap()
+}
+
+fn upload_approval(b: &Browser, s: &Server, token: Option<&str>) {
+    let config: Value = serde_json::from_str(&example("approval/config.json")).unwrap();
+    upload(
+        b,
+        s,
+        token,
+        "approval",
+        &example("approval/code.js"),
+        config,
+    );
+}
+
+#[test]
+fn approval_starts_from_the_task_form_waits_and_succeeds_on_an_event_sent_from_the_page() {
+    let sb = Sandbox::new();
+    let Some((s, b)) = setup(&sb, &[]) else {
+        return;
+    };
+    upload_approval(&b, &s, None);
+
+    // the task page: code, inputs from config.json, and the generated start form
+    b.goto(&format!("{}/ui/tasks/approval", s.url));
+    assert!(b.text("#task-code").contains("waitForEvent"));
+    assert!(b.text("main").contains("The amount asked for"));
+    b.both_sizes("task-page");
+    b.assert_keyboard_reachable("task page");
+    // a value of the wrong type is refused under its field, and nothing starts
+    b.fill("#input-1", "a lot");
+    b.click("#start-run");
+    assert!(b.text("#input-1-error").contains("must be a number"));
+    b.fill("#input-1", "1200");
+    b.click("#start-run");
+    let id = b
+        .wait(
+            "the run page",
+            "location.pathname.startsWith('/ui/runs/') && location.pathname.slice(9)",
+        )
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(
+        b.text("#waiting").contains("approved"),
+        "waits for the event"
+    );
+    b.js("window.__same_page = true; return 1");
+
+    // a payload that is not JSON: a message under the field, nothing sent
+    b.click("#action-event");
+    assert_eq!(
+        b.js("return document.querySelector('#event-name').value"),
+        "approved"
+    );
+    b.fill("#event-payload", "{by: ann}");
+    b.click("#event-send");
+    assert!(b.text("#event-payload-error").contains("not JSON"));
+    let (_, run) = api(
+        &b,
+        "GET",
+        &format!("{}/api/v1/runs/{id}", s.url),
+        None,
+        None,
+    );
+    assert_eq!(run["status"], "waiting", "nothing was sent: {run}");
+
+    b.fill("#event-payload", r#"{"by": "ann"}"#);
+    b.click("#event-send");
+    b.click("#confirm-ok");
+    b.wait(
+        "succeeded",
+        "document.querySelector('#run-status').innerText === 'succeeded'",
+    );
+    assert!(b.text("#run-output").contains("ann"), "the output is shown");
+    assert_eq!(
+        b.js("return window.__same_page === true"),
+        true,
+        "no reload"
+    );
+    assert!(b.text("#timeline").contains("waitForEvent"));
+    b.both_sizes("run-page");
+    b.assert_quiet(&[]);
+}
+
+#[test]
+fn a_paused_run_shows_its_failed_call_and_last_error_and_retry_finishes_it() {
+    let sb = Sandbox::new();
+    let Some((s, b)) = setup(&sb, &[]) else {
+        return;
+    };
+    let counting = sequential_test_support::http::CountingServer::start();
+    let code = format!(
+        "export default async function () {{\n  const r = await fetch('{}/down');\n  if (!r.ok) throw new Error('status ' + r.status);\n  return await r.json();\n}}\n",
+        counting.url()
+    );
+    upload(
+        &b,
+        &s,
+        None,
+        "down",
+        &code,
+        json!({ "retry": { "attempts": 1 } }),
+    );
+    let (st, run) = api(
+        &b,
+        "POST",
+        &format!("{}/api/v1/tasks/down/runs", s.url),
+        None,
+        Some(json!({ "input": {} })),
+    );
+    assert_eq!(st, 202, "{run}");
+    let id = run["id"].as_str().unwrap().to_string();
+    let (_, run) = api(
+        &b,
+        "GET",
+        &format!("{}/api/v1/runs/{id}?wait=30s&until=paused", s.url),
+        None,
+        None,
+    );
+    assert_eq!(run["status"], "paused", "{run}");
+
+    b.goto(&format!("{}/ui/runs/{id}", s.url));
+    assert!(b.text("#paused-call").contains("/down"), "the failed call");
+    assert!(!b.text("#paused-error").is_empty(), "its last error");
+    b.screenshot("run-page-paused-1280x800");
+
+    counting.set_down(false);
+    b.click("#action-retry");
+    b.click("#confirm-ok");
+    b.wait(
+        "succeeded",
+        "document.querySelector('#run-status').innerText === 'succeeded'",
+    );
+    assert!(b.text("#run-output").contains("ok"));
+    b.assert_quiet(&[]);
+}
+
+#[test]
+fn the_runs_list_updates_live_when_the_cli_starts_a_run_in_another_process() {
+    let sb = Sandbox::new();
+    sb.write(
+        "tasks/greet/code.js",
+        "export default async function (input) {\n  const r = await fetch('data:application/json,{\"greeting\":\"hello\"}');\n  return { greeting: (await r.json()).greeting, name: input.name ?? null };\n}\n",
+    );
+    let Some((s, b)) = setup(&sb, &[]) else {
+        return;
+    };
+    b.goto(&format!("{}/", s.url));
+    assert!(
+        b.text("#runs-empty").contains("No runs yet"),
+        "an empty state that says what to do"
+    );
+    b.both_sizes("runs-list-empty");
+    // from here on, any layout shift counts
+    b.wait(
+        "the list to follow",
+        "document.querySelector('#live-state').innerText",
+    );
+    b.js("window.__cls = 0; new PerformanceObserver((l) => { for (const e of l.getEntries()) if (!e.hadRecentInput) window.__cls += e.value; }).observe({ type: 'layout-shift' }); return 1");
+
+    let db = format!("sqlite:{}", sb.join("console.db").display());
+    let mut ids = Vec::new();
+    for i in 0..3 {
+        let out = sb
+            .cmd(&[
+                "run",
+                "greet",
+                "--input",
+                &format!(r#"{{"name": "n{i}"}}"#),
+                "--detach",
+                "--json",
+            ])
+            .env("DATABASE_URL", db.clone())
+            .run()
+            .ok()
+            .json();
+        let id = out["run"]
+            .as_str()
+            .or(out["id"].as_str())
+            .unwrap()
+            .to_string();
+        b.wait(
+            "the new run in the list",
+            &format!("document.querySelector('tr[data-run=\"{id}\"]')"),
+        );
+        ids.push(id);
+    }
+    for id in &ids {
+        b.wait(
+            "its status to turn succeeded",
+            &format!(
+                "document.querySelector('tr[data-run=\"{id}\"] .status').innerText === 'succeeded'"
+            ),
+        );
+    }
+    let cls = b.js("return window.__cls").as_f64().unwrap();
+    assert_eq!(cls, 0.0, "live updates shift the layout");
+    b.both_sizes("runs-list");
+    b.assert_keyboard_reachable("runs list");
+
+    // search by run id, and filters
+    b.fill("#search", &ids[1]);
+    b.click("form[role=search] button[type=submit]");
+    b.wait(
+        "one row",
+        "document.querySelectorAll('#runs-body tr').length === 1",
+    );
+    assert!(b.text("#runs-body").contains(&ids[1][..8]));
+    b.assert_quiet(&[]);
+}
+
+#[test]
+fn bad_input_unknown_run_wrong_token_and_a_server_that_went_away() {
+    let sb = Sandbox::new();
+    let token = "console-test-token-0123456789";
+    let Some((s, b)) = setup(&sb, &[("SEQUENTIAL_API_TOKEN", token)]) else {
+        return;
+    };
+    upload_approval(&b, &s, Some(token));
+
+    // the shell needs no token; the data does: the console asks once
+    b.goto(&format!("{}/ui/runs", s.url));
+    b.fill("#token-input", "not-the-token");
+    b.click("dialog button[type=submit]");
+    b.wait("the console to ask again", "document.querySelector('#dialog').open && document.querySelector('#token-hint').innerText.includes('refused')");
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(
+        b.js("return document.querySelectorAll('#dialog form').length"),
+        1,
+        "one prompt, not a loop"
+    );
+    b.fill("#token-input", token);
+    b.click("dialog button[type=submit]");
+    assert!(b.text("#runs-empty").contains("No runs yet"));
+    assert!(
+        !b.js("return location.href")
+            .as_str()
+            .unwrap()
+            .contains(token),
+        "the token is not in the URL"
+    );
+
+    // a run id that does not exist: a not-found view with a link back
+    b.goto(&format!(
+        "{}/ui/runs/0190c3e2-7a4b-7c00-8000-000000000000",
+        s.url
+    ));
+    assert!(b.text("#not-found").contains("No run has the id"));
+    b.click("#not-found a");
+    b.wait(
+        "the runs list",
+        "location.pathname === '/ui/runs' && document.querySelector('#runs-empty')",
+    );
+
+    // the server goes away: a banner; it comes back on the same address: reconnected
+    let port = s.url.rsplit(':').next().unwrap().to_string();
+    drop(s);
+    b.wait("the banner", "!document.querySelector('#banner').hidden && document.querySelector('#banner').innerText.includes('does not answer')");
+    let db = format!("sqlite:{}", sb.join("console.db").display());
+    let mut again = sb
+        .cmd(&["serve", "--bind", &format!("127.0.0.1:{port}")])
+        .env("DATABASE_URL", db)
+        .env("SEQUENTIAL_API_TOKEN", token)
+        .spawn();
+    let mut line = String::new();
+    BufReader::new(again.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    assert!(line.contains(&port), "serve again on port {port}: {line:?}");
+    struct Kill(Child);
+    impl Drop for Kill {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+    let _again = Kill(again);
+    b.wait(
+        "the banner to go",
+        "document.querySelector('#banner').hidden",
+    );
+    let (st, run) = api(
+        &b,
+        "POST",
+        &format!("http://127.0.0.1:{port}/api/v1/tasks/approval/runs"),
+        Some(token),
+        Some(json!({ "input": { "item": "desk", "amount": 5 } })),
+    );
+    assert_eq!(st, 202, "{run}");
+    b.wait(
+        "the list to show the new run",
+        &format!(
+            "document.querySelector('tr[data-run=\"{}\"]')",
+            run["id"].as_str().unwrap()
+        ),
+    );
+    // only the requests provoked on purpose failed: 401s, the 404, the refused connections
+    b.assert_quiet(&[
+        "401",
+        "404",
+        "ERR_CONNECTION_REFUSED",
+        "ERR_EMPTY_RESPONSE",
+        "ERR_INCOMPLETE_CHUNKED_ENCODING",
+        "ERR_CONNECTION_RESET",
+    ]);
+}
