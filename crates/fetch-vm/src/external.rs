@@ -363,6 +363,57 @@ fn decode_state(text: &str) -> Result<StateBody, Error> {
     Ok(state.body)
 }
 
+/// What a valid vmState says about itself, from [`check_vm_state`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct VmStateInfo {
+    /// The id of the task the state was written for.
+    pub task_id: Option<String>,
+    /// The task's name, as `execute` was given it.
+    pub name: Option<String>,
+    /// How many host calls (clock, randomness and fetches included) the state has recorded.
+    pub recorded_calls: usize,
+}
+
+/// Checks `vm_state` without running anything: format, version, checksum (an edited recorded
+/// value fails here), that it belongs to `task_id` (when given) and was recorded for `code`
+/// (when given). A task store calls it before a resume so that bad input stores nothing.
+pub fn check_vm_state(
+    vm_state: &str,
+    task_id: Option<&str>,
+    code: Option<&str>,
+) -> Result<VmStateInfo, Error> {
+    let body = decode_state(vm_state)?;
+    check_task_id(&body, task_id)?;
+    if let Some(code) = code {
+        let given = code_hash(code);
+        if given != body.code_hash {
+            return Err(Error::CodeMismatch {
+                recorded: body.code_hash,
+                given,
+            });
+        }
+    }
+    Ok(VmStateInfo {
+        task_id: body.task_id,
+        name: body.name,
+        recorded_calls: body.journal.len(),
+    })
+}
+
+fn check_task_id(body: &StateBody, task_id: Option<&str>) -> Result<(), Error> {
+    match (task_id, body.task_id.as_deref()) {
+        (Some(given), Some(recorded)) if given != recorded => Err(Error::Invalid {
+            input: format!("taskId {given:?}"),
+            expected: format!(
+                "the id of the task this vmState was written for ({recorded:?}); pass that \
+                 task's own vmState, or its id"
+            ),
+        }),
+        _ => Ok(()),
+    }
+}
+
 fn call_id(seq: u64) -> String {
     format!("call-{seq}")
 }
@@ -616,6 +667,7 @@ pub fn resume(req: &ResumeRequest, limits: &Limits) -> ExternalResponse {
 
 fn resume_inner(req: &ResumeRequest, limits: &Limits) -> Result<(StateBody, Session, Step), Error> {
     let mut body = decode_state(&req.vm_state)?;
+    check_task_id(&body, req.task_id.as_deref())?;
     if let Some(base) = &req.options.base_url {
         body.base_url = Some(base.clone());
     }
