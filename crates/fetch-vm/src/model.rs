@@ -28,6 +28,11 @@ pub enum CallKind {
     Random,
     /// A console line: `{level, message}`. Journaled by the VM itself, never reported as pending.
     Log,
+    /// `ctx.signal`, made the first time the code reads it: `{}`; answered only when the run is
+    /// aborted (killed, or a stop's timeout expired), with the reason `{name, message}`, which
+    /// fires the signal. Hosts without aborts leave it pending (or answer it with an error,
+    /// which leaves the signal inert).
+    Abort,
 }
 
 impl CallKind {
@@ -43,6 +48,7 @@ impl CallKind {
             CallKind::Now => "now",
             CallKind::Random => "random",
             CallKind::Log => "log",
+            CallKind::Abort => "abort",
         }
     }
 
@@ -58,6 +64,7 @@ impl CallKind {
             "now" => CallKind::Now,
             "random" => CallKind::Random,
             "log" => CallKind::Log,
+            "abort" => CallKind::Abort,
             _ => return None,
         })
     }

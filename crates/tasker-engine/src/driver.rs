@@ -14,6 +14,7 @@ use sequential_http_wrapper::{FetchError, Request, RetryPolicy};
 use serde_json::{Value, json};
 
 use crate::Engine;
+use crate::abort::Notice;
 use crate::error::{Error, Result};
 use crate::failures;
 use crate::journal::{self, Record, RecordKind};
@@ -125,6 +126,12 @@ enum Park {
     Pause { seq: u64, error: Value },
     /// The worker is stopping: the run is released once the results in hand are journaled.
     Release,
+    /// The run was killed (or its stop timed out): `ctx.signal` fires once the results in hand
+    /// are journaled, then the run ends `cancelled` (see [`Driver::aborted`]).
+    Abort {
+        reason: Value,
+        done: tokio::sync::oneshot::Sender<()>,
+    },
 }
 
 impl<'a> Driver<'a> {
@@ -289,6 +296,8 @@ impl<'a> Driver<'a> {
     ) -> Result<Run> {
         let retry = RetryPolicy::from_config(&version.config, &self.engine.config.http.retry)?;
         let base_url = version.config.get("baseUrl").and_then(Value::as_str);
+        let mut live = self.engine.live.register(self.run.id);
+        let mut stopping = false;
         let hot = self.engine.take_hot(self.run.id, entries.len());
         let (mut session, mut step) = match hot {
             Some(session) => {
@@ -329,16 +338,37 @@ impl<'a> Driver<'a> {
             match park.take() {
                 Some(Park::Pause { seq, error }) => return self.pause(seq, &error).await,
                 Some(Park::Release) => return self.release().await,
+                Some(Park::Abort { reason, done }) => {
+                    return self.aborted(session, &calls, reason, done).await;
+                }
                 None => {}
             }
+            while let Ok(notice) = live.notices.try_recv() {
+                match notice {
+                    Notice::Stop => stopping = true,
+                    Notice::Abort { reason, done } => {
+                        return self.aborted(session, &calls, reason, done).await;
+                    }
+                }
+            }
             self.renew_if_due().await?;
-            if self.run.status == RunStatus::Stopping {
+            if stopping || self.run.status == RunStatus::Stopping {
                 return self.cancelled("cancelled while running").await;
             }
             if stop.level() > Level::Run {
                 return self.release().await;
             }
-            let results = match self.perform(&calls, &retry, base_url, stop).await? {
+            let performed = self
+                .perform(
+                    &calls,
+                    &retry,
+                    base_url,
+                    stop,
+                    &mut live.notices,
+                    &mut stopping,
+                )
+                .await?;
+            let results = match performed {
                 Performed::Results(r) => r,
                 Performed::Wait { wake_at, event } => {
                     let run = self.suspend(wake_at, event).await?;
@@ -353,6 +383,9 @@ impl<'a> Driver<'a> {
                         return match p {
                             Park::Pause { seq, error } => self.pause(seq, &error).await,
                             Park::Release => self.release().await,
+                            Park::Abort { reason, done } => {
+                                self.aborted(session, &calls, reason, done).await
+                            }
                         };
                     }
                     park = Some(p);
@@ -408,6 +441,66 @@ impl<'a> Driver<'a> {
         self.finish(RunStatus::Cancelled, None, Some(error)).await
     }
 
+    /// The run was killed, or its stop timed out (`reason`: the `AbortError` it fires with):
+    /// answers the code's `ctx.signal` with the reason and its calls in flight (abandoned) with
+    /// an `AbortError`, journals what the code logged about it, ends the run `cancelled` and
+    /// answers `done`. Calls the code makes after the abort are not performed.
+    async fn aborted(
+        &mut self,
+        session: Session,
+        calls: &[HostCall],
+        reason: Value,
+        done: tokio::sync::oneshot::Sender<()>,
+    ) -> Result<Run> {
+        if done.is_closed() {
+            // the kill stopped waiting and cancelled the run in storage itself
+            let _ = self.engine.store.release(self.run.id, self.token).await;
+            return Ok(self.engine.store.get_run(self.run.id).await?);
+        }
+        let message = reason["message"]
+            .as_str()
+            .unwrap_or("the run was aborted")
+            .to_string();
+        let mut answers: Vec<(u64, CallResult)> = calls
+            .iter()
+            .filter(|c| c.kind == CallKind::Abort)
+            .map(|c| (c.seq, CallResult::Ok(reason.clone())))
+            .collect();
+        answers.extend(
+            calls
+                .iter()
+                .filter(|c| matches!(c.kind, CallKind::Fetch | CallKind::Tool))
+                .map(|c| {
+                    let info = ErrorInfo::new("AbortError", message.clone());
+                    (c.seq, CallResult::Error(info))
+                }),
+        );
+        if !answers.is_empty() {
+            let (mut session, last) = tokio::task::spawn_blocking(move || {
+                let mut session = session;
+                let mut last = None;
+                for (seq, result) in answers {
+                    if session.is_ended() {
+                        break;
+                    }
+                    last = Some(session.complete(seq, result));
+                }
+                (session, last)
+            })
+            .await
+            .map_err(join_error)?;
+            if let Some(Err(e)) = last {
+                tracing::debug!(run = %self.run.id, error = %e, "the aborted code failed");
+            }
+            self.persist(&mut session)?;
+        }
+        let error = json!({ "name": "Cancelled", "message": message });
+        self.push(RecordKind::RunCancelled, journal::run_ended_with(&error));
+        let run = self.finish(RunStatus::Cancelled, None, Some(error)).await;
+        let _ = done.send(());
+        run
+    }
+
     /// Performs what can be performed now.
     async fn perform(
         &mut self,
@@ -415,6 +508,8 @@ impl<'a> Driver<'a> {
         retry: &RetryPolicy,
         base_url: Option<&str>,
         stop: &mut StopWatch,
+        notices: &mut tokio::sync::mpsc::UnboundedReceiver<Notice>,
+        stopping: &mut bool,
     ) -> Result<Performed> {
         let now = now_millis();
         let mut results = BTreeMap::new();
@@ -434,6 +529,8 @@ impl<'a> Driver<'a> {
                 CallKind::Emit | CallKind::Log => {
                     results.insert(call.seq, CallResult::Ok(Value::Null));
                 }
+                // `ctx.signal`: answered only when the run is aborted (see `aborted`)
+                CallKind::Abort => {}
                 CallKind::Sleep => {
                     let ms = call.request["ms"].as_f64().unwrap_or(0.0).max(0.0) as i64;
                     let wake = match self.timers.get(&call.seq) {
@@ -561,6 +658,19 @@ impl<'a> Driver<'a> {
                             results: results.into_iter().collect(),
                         });
                     }
+                    Some(notice) = notices.recv() => match notice {
+                        Notice::Stop => {
+                            *stopping = true;
+                            continue;
+                        }
+                        Notice::Abort { reason, done } => {
+                            set.abort_all();
+                            return Ok(Performed::Park {
+                                park: Park::Abort { reason, done },
+                                results: results.into_iter().collect(),
+                            });
+                        }
+                    },
                 };
                 let Some(done) = done else { break };
                 let (seq, outcome) = done.map_err(join_error)?;

@@ -1,6 +1,7 @@
 #![doc = include_str!("../README.md")]
 #![warn(missing_docs)]
 
+mod abort;
 mod driver;
 mod error;
 mod failures;
@@ -81,6 +82,11 @@ impl Default for EngineConfig {
     }
 }
 
+/// How long a kill waits for the driver of this process that holds the run to end it (the
+/// driver may be in a step of JavaScript, bounded by the CPU slice) before cancelling it in
+/// storage regardless.
+const ABORT_WAIT: Duration = Duration::from_secs(5);
+
 /// How [`Engine::start`] starts a run.
 #[derive(Clone, Debug, Default)]
 pub struct StartOptions {
@@ -100,6 +106,8 @@ pub struct Engine {
     hot: Arc<Mutex<HotSessions>>,
     hot_resumes: Arc<std::sync::atomic::AtomicU64>,
     snapshots: Arc<Mutex<Snapshots>>,
+    /// The runs this engine's drivers hold (how a kill fires their `ctx.signal`).
+    live: Arc<abort::Live>,
 }
 
 /// The graph snapshot of each graph run this engine drove lately, least recently used first.
@@ -129,6 +137,7 @@ impl Engine {
             hot: Arc::default(),
             hot_resumes: Arc::default(),
             snapshots: Arc::default(),
+            live: Arc::default(),
         })
     }
 
@@ -349,8 +358,19 @@ impl Engine {
                 .lease
                 .as_ref()
                 .is_some_and(|l| l.expires_at > now_millis());
-            if !held || std::time::Instant::now() >= deadline {
+            if !held {
                 return self.kill(id).await;
+            }
+            if std::time::Instant::now() >= deadline {
+                let why = format!(
+                    "the run did not stop within its {} ms stop timeout",
+                    grace.as_millis()
+                );
+                return self.abort(id, &why).await;
+            }
+            if !asked {
+                // a driver of this process ends the run at its next step boundary
+                let _ = self.live.send(id, abort::Notice::Stop);
             }
             if run.status != RunStatus::Stopping {
                 run.status = RunStatus::Stopping;
@@ -364,8 +384,43 @@ impl Engine {
         }
     }
 
-    /// Ends a run as `cancelled` now, whoever holds it, and kills its children.
+    /// Ends a run as `cancelled` now, whoever holds it, and kills its children. A run driven by
+    /// this engine is aborted by its driver: the calls in flight are abandoned and the code's
+    /// `ctx.signal` fires (its reason journaled) before the run ends.
     pub async fn kill(&self, id: RunId) -> Result<Run> {
+        self.abort(id, "the run was killed").await
+    }
+
+    /// [`Engine::kill`] with `why` as the message of the `AbortError` `ctx.signal` fires with.
+    async fn abort(&self, id: RunId, why: &str) -> Result<Run> {
+        let run = self.store.get_run(id).await?;
+        if run.status.is_terminal() {
+            return Err(Error::Invalid {
+                input: format!("run {id}"),
+                expected: format!("an active run (it already {})", ended_word(run.status)),
+            });
+        }
+        let (done, answered) = tokio::sync::oneshot::channel();
+        let reason = json!({ "name": "AbortError", "message": why });
+        if self
+            .live
+            .send(id, abort::Notice::Abort { reason, done })
+            .is_ok()
+        {
+            // the driver answers once the run has ended; it may be deep in a step of
+            // JavaScript, so it gets a while, then the run is cancelled in storage regardless
+            let _ = tokio::time::timeout(ABORT_WAIT, answered).await;
+            let run = self.store.get_run(id).await?;
+            if run.status == RunStatus::Cancelled {
+                self.kill_children(id).await?;
+                return Ok(run);
+            }
+        }
+        self.kill_in_storage(id).await
+    }
+
+    /// Cancels run `id` in storage (whoever holds it) with a `run.cancelled` record.
+    async fn kill_in_storage(&self, id: RunId) -> Result<Run> {
         let run = loop {
             let mut run = self.store.get_run(id).await?;
             if run.status.is_terminal() {
@@ -406,6 +461,19 @@ impl Engine {
             // a worker may append concurrently; the cancelled status is what counts
             let _ = self.store.append(id, &[rec], Fence::None).await;
         }
+        self.kill_children(id).await?;
+        if let Some(parent) = run.parent {
+            let done = json!({ "run": id, "status": run.status });
+            let _ = self
+                .store
+                .send_signal(parent.run, &driver::child_event(&id), done)
+                .await;
+        }
+        Ok(run)
+    }
+
+    /// Kills the active children run `id` started.
+    async fn kill_children(&self, id: RunId) -> Result<()> {
         let records = self.read_all(id).await?;
         for child in records.iter().map(journal::Record::new) {
             if let Some(c) = child.child_run() {
@@ -415,14 +483,7 @@ impl Engine {
                 }
             }
         }
-        if let Some(parent) = run.parent {
-            let done = json!({ "run": id, "status": run.status });
-            let _ = self
-                .store
-                .send_signal(parent.run, &driver::child_event(&id), done)
-                .await;
-        }
-        Ok(run)
+        Ok(())
     }
 
     /// Starts a new run of the same task version and input whose journal is a copy of the

@@ -357,6 +357,86 @@ export default function (native, mode, inputJson, taskName) {
   maybe("structuredClone", (v) => structuredCloneImpl(v));
   defineGlobal("FetchError", FetchError);
 
+  // ---------------------------------------------------------------- AbortSignal
+  // `ctx.signal` fires when the run is aborted (killed, or a stop's timeout expired): the host
+  // answers its `abort` call, so the abort is a journaled fact a replay meets at the same point.
+  const SIGNAL_KEY = {};
+  function abortError(message) {
+    const e = new OrigError(message);
+    e.name = "AbortError";
+    e.code = 20;
+    return e;
+  }
+  function fireAbort(signal, reason) {
+    if (signal._aborted) return;
+    signal._aborted = true;
+    signal._reason = reason;
+    const event = { type: "abort", target: signal, currentTarget: signal };
+    const listeners = signal._listeners.slice();
+    signal._listeners = signal._listeners.filter((l) => !l.once);
+    const handlers = typeof signal.onabort === "function" ? [signal.onabort] : [];
+    for (const l of listeners) handlers.push(l.fn);
+    for (const fn of handlers) {
+      try {
+        if (typeof fn === "function") fn.call(signal, event);
+        else if (fn && typeof fn.handleEvent === "function") fn.handleEvent(event);
+      } catch (e) {
+        // as in browsers: a listener that throws is reported, the others still run
+        nativeLog("error", `an abort listener threw: ${show(e)}`);
+      }
+    }
+  }
+  const getAbortSignal = lazy("AbortSignal", () => class AbortSignal {
+    constructor(key) {
+      if (key !== SIGNAL_KEY) throw new TypeError("AbortSignal: use new AbortController().signal or ctx.signal");
+      this._aborted = false;
+      this._reason = undefined;
+      this._listeners = [];
+      this.onabort = null;
+    }
+    get aborted() { return this._aborted; }
+    get reason() { return this._reason; }
+    throwIfAborted() { if (this._aborted) throw this._reason; }
+    addEventListener(type, fn, opts) {
+      if (type !== "abort" || fn === null || fn === undefined) return;
+      if (this._listeners.some((l) => l.fn === fn)) return;
+      this._listeners.push({ fn, once: !!(opts && typeof opts === "object" && opts.once) });
+    }
+    removeEventListener(type, fn) {
+      if (type === "abort") this._listeners = this._listeners.filter((l) => l.fn !== fn);
+    }
+    static abort(reason) {
+      const s = new AbortSignal(SIGNAL_KEY);
+      fireAbort(s, reason === undefined ? abortError("This operation was aborted") : reason);
+      return s;
+    }
+  });
+  lazy("AbortController", () => class AbortController {
+    constructor() { this.signal = new (getAbortSignal())(SIGNAL_KEY); }
+    abort(reason) { fireAbort(this.signal, reason === undefined ? abortError("This operation was aborted") : reason); }
+  });
+  let runSignal;
+  function ctxSignal() {
+    if (runSignal === undefined) {
+      runSignal = new (getAbortSignal())(SIGNAL_KEY);
+      const s = runSignal;
+      // a host without aborts answers with an error: the signal then never fires
+      callAsync("abort", {}).then(
+        (why) => fireAbort(s, toError(why && typeof why === "object" ? why : { name: "AbortError", message: "the run was aborted" })),
+        () => {},
+      );
+    }
+    return runSignal;
+  }
+  // The `signal` of fetch options (or of a Request): an AbortSignal, or nothing.
+  function signalOf(input, init) {
+    let s = init !== undefined && init !== null && typeof init === "object" ? init.signal : undefined;
+    if ((s === undefined || s === null) && input !== null && typeof input === "object" && input._init) s = input._init.signal;
+    if (s === undefined || s === null) return null;
+    if (!(s instanceof getAbortSignal())) throw new TypeError("fetch: options.signal must be an AbortSignal (ctx.signal or an AbortController's signal)");
+    return s;
+  }
+
   // ---------------------------------------------------------------- fetch
   const getRequest = lazy("Request", () => class Request {
     constructor(input, init) {
@@ -389,7 +469,8 @@ export default function (native, mode, inputJson, taskName) {
     let options = {};
     if (init !== undefined && init !== null) {
       if (typeof init !== "object") throw new TypeError(`fetch: options must be an object, got ${typeof init}`);
-      options = jsonParse(jsonStringify(init));
+      // the signal stays in JavaScript (see signalOf); only data goes to the host
+      options = jsonParse(jsonStringify(init, function (k, v) { return this === init && k === "signal" ? undefined : v; }));
     }
     return { url, options };
   }
@@ -449,6 +530,8 @@ export default function (native, mode, inputJson, taskName) {
   });
   function syncFetch(input, init) {
     const req = fetchRequest(input, init);
+    const signal = signalOf(input, init);
+    if (signal && signal.aborted) throw signal.reason;
     const r = callSync("fetch", req) || {};
     const data = bodyOf(r);
     const status = typeof r.status === "number" ? r.status : 200;
@@ -459,18 +542,32 @@ export default function (native, mode, inputJson, taskName) {
     return data;
   }
   function asyncFetch(input, init) {
-    let req;
+    let req, signal;
     try {
       req = fetchRequest(input, init);
+      signal = signalOf(input, init);
     } catch (e) {
       return OrigPromise.reject(e);
     }
-    return callAsync("fetch", req).then((r) => new (getResponse())(Object.assign({ url: req.url }, r)));
+    if (signal && signal.aborted) return OrigPromise.reject(signal.reason);
+    const p = callAsync("fetch", req).then((r) => new (getResponse())(Object.assign({ url: req.url }, r)));
+    if (!signal) return p;
+    return new OrigPromise((resolve, reject) => {
+      const onAbort = () => reject(signal.reason);
+      signal.addEventListener("abort", onAbort, { once: true });
+      p.then(
+        (v) => { signal.removeEventListener("abort", onAbort); resolve(v); },
+        (e) => { signal.removeEventListener("abort", onAbort); reject(e); },
+      );
+    });
   }
   defineGlobal("fetch", script ? syncFetch : asyncFetch);
 
   // ---------------------------------------------------------------- ctx
   const ctx = Object.freeze({
+    get signal() {
+      return ctxSignal();
+    },
     sleep(d) {
       const r = call("sleep", { ms: parseDuration(d, "ctx.sleep") });
       return script ? undefined : r.then(() => undefined);

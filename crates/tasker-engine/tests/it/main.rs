@@ -2,6 +2,7 @@
 //! with the shared counting loopback server of `sequential-test-support`. Behaviour that needs
 //! storage outliving a process (kills, restarts) is in `proofs`, on SQLite and folders.
 
+mod abort;
 mod faults;
 mod fetcher;
 mod graph;
