@@ -325,6 +325,19 @@ Examples:
 `run`, `show --journal`, `signal`, `cancel`, `rerun` and `worker` work for graph tasks as for
 any other. docs/graphs.md describes the state types.")]
     Graph(crate::commands::graph::GraphArgs),
+
+    /// Append-only state machines (coremachine done right): create a log with its definition,
+    /// send events, read the state, the accepted events and the history, fork, follow.
+    #[command(after_help = "\
+Examples:
+  sequential-ecosystem fsm init cube.ndjson --definition cube.js
+  sequential-ecosystem fsm send cube.ndjson START 1
+  sequential-ecosystem fsm state cube.ndjson --json
+  sequential-ecosystem fsm follow cube.ndjson --after 0     # in another terminal
+
+A log is a file path or store:NAME (in the configured storage). docs/fsm.md walks through
+coremachine's Quick Start in JavaScript, JSON and Rust.")]
+    Fsm(crate::commands::fsm::FsmArgs),
 }
 
 /// `run` arguments.

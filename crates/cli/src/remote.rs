@@ -67,6 +67,7 @@ pub async fn run(ctx: &Ctx, url: &str, command: Command) -> Result<()> {
         Command::Vm { .. } => Some("vm"),
         Command::Machine(_) => Some("machine"),
         Command::Graph(_) => Some("graph"),
+        Command::Fsm(_) => Some("fsm"),
     };
     if let Some(name) = name {
         return Err(user(

@@ -2,8 +2,11 @@
 //! [`FileLog`], an NDJSON file with one record per line, appended under an exclusive lock and
 //! fsynced before an append returns, read under a shared lock (several processes may open the
 //! same file: one writes at a time, the others follow with `Machine::sync`); and
+//! [`StoreLog`], the same log kept in a `StorageAdapter` as the journal of a run (`store:NAME`
+//! on the command line: any process that opens the same storage follows it);
 //! [`js_definition`], a definition written in JavaScript as coremachine's README writes it,
-//! whose guards and actions run deterministically in fetch-vm.
+//! whose guards and actions run deterministically in fetch-vm; and [`Source`], a definition's
+//! text as `fsm init` keeps it beside its log.
 //!
 //! ```
 //! use sequential_tasker_engine::flow_graph::{Definition, Machine};
@@ -27,6 +30,13 @@
 use std::fs::{File, OpenOptions};
 use std::io::{Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use sequential_adaptor::{
+    Created, Fence, JournalRecord, NewRun, NewTaskVersion, RunId, RunStatus, StorageAdapter,
+    TaskName, VersionSel,
+};
+use serde::{Deserialize, Serialize};
 
 use sequential_fetch_vm::{Mode, Options, Session, Step};
 use sequential_flow_graph::machine::{LogEntry, Transition};
@@ -144,6 +154,327 @@ impl MachineLog for FileLog {
         let bytes = read_all(&self.path, lock.file())?;
         let (entries, _) = parse(&self.path, &bytes)?;
         Ok(entries.into_iter().filter(|e| e.seq > after).collect())
+    }
+}
+
+/// How a machine definition is written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Format {
+    /// JSON: guards as `when` predicates, actions as `assign` templates.
+    Json,
+    /// A JavaScript module calling `createMachine({...})` (see [`js_definition`]).
+    Js,
+}
+
+/// A machine definition's text and how it is written: what `fsm init` keeps beside a log so
+/// that every later command (in any process) replays the log with the same definition.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Source {
+    /// JSON or JavaScript.
+    pub format: Format,
+    /// The definition's text.
+    pub text: String,
+}
+
+impl Source {
+    /// Reads a definition file: `.json` is JSON, `.js` and `.mjs` are JavaScript.
+    pub fn read(path: &Path) -> Result<Source> {
+        let format = match path.extension().and_then(|e| e.to_str()) {
+            Some("json") => Format::Json,
+            Some("js" | "mjs") => Format::Js,
+            _ => {
+                return Err(Error::Invalid {
+                    input: format!("definition file {}", path.display()),
+                    expected: "a .json or .js file".into(),
+                });
+            }
+        };
+        let text = std::fs::read_to_string(path).map_err(|e| io("reading definition", path, e))?;
+        Ok(Source { format, text })
+    }
+
+    /// The definition, validated.
+    pub fn definition(&self) -> Result<Definition> {
+        let def = match self.format {
+            Format::Json => Definition::from_json(&self.text)?,
+            Format::Js => js_definition(&self.text)?,
+        };
+        def.validate()?;
+        Ok(def)
+    }
+}
+
+impl FileLog {
+    /// Where [`FileLog::save_source`] keeps the definition: `<log>.definition.json`.
+    pub fn source_path(&self) -> PathBuf {
+        let mut p = self.path.clone().into_os_string();
+        p.push(".definition.json");
+        PathBuf::from(p)
+    }
+
+    /// Keeps the definition beside the log (written once, atomically and fsynced; a second
+    /// call is a [`Error::Conflict`]).
+    pub fn save_source(&self, source: &Source) -> Result<()> {
+        let path = self.source_path();
+        if path.exists() {
+            return Err(Error::Conflict {
+                what: format!("{} already exists", path.display()),
+            });
+        }
+        let bytes = serde_json::to_vec_pretty(source).map_err(|e| io("encoding", &path, e))?;
+        sequential_support::fs::write_atomic(&path, &bytes)
+            .map_err(|e| io("writing definition", &path, e))
+    }
+
+    /// The definition kept beside the log, if any.
+    pub fn load_source(&self) -> Result<Option<Source>> {
+        let path = self.source_path();
+        let Some(bytes) = sequential_support::fs::read_opt(&path)
+            .map_err(|e| io("reading definition", &path, e))?
+        else {
+            return Ok(None);
+        };
+        serde_json::from_slice(&bytes)
+            .map(Some)
+            .map_err(|e| io("reading definition", &path, e))
+    }
+}
+
+/// The journal record kind of one machine event in a [`StoreLog`].
+pub const STORE_RECORD_KIND: &str = "machine.event";
+
+/// A machine log kept in a [`StorageAdapter`], as the journal of one run.
+///
+/// `store:NAME` is task `fsm-NAME` (its one version holds the definition: `code` is its text,
+/// `config` says `{"machine": {"name", "format"}}`) and one run of it (idempotency key
+/// `machine:NAME`) in status `paused`, which no worker claims. Machine record `seq` n is journal
+/// record n-1, of kind [`STORE_RECORD_KIND`], with data `{event, payload, state,
+/// context_hash, writer}`. The adapter's append contract does the rest: records are durable
+/// when `append` returns, and a record at a seq another writer already used is refused
+/// (`Conflict`), so two processes never both extend the log from the same point.
+///
+/// The constructors are async; the [`MachineLog`] methods block on the runtime they were
+/// called in, so call them from a blocking thread (`tokio::task::spawn_blocking`) or from a
+/// thread outside the runtime.
+#[derive(Debug, Clone)]
+pub struct StoreLog {
+    store: Arc<dyn StorageAdapter>,
+    name: String,
+    run: RunId,
+    rt: tokio::runtime::Handle,
+    writer: String,
+}
+
+impl StoreLog {
+    /// The task that holds machine `name`: `fsm-<name>`.
+    pub fn task_name(name: &str) -> Result<TaskName> {
+        TaskName::new(format!("fsm-{name}")).map_err(|_| Error::Invalid {
+            input: format!("machine name {name:?}"),
+            expected: "1-60 characters of ASCII letters, digits, '-' and '_'".into(),
+        })
+    }
+
+    /// Creates machine `name` with `source` as its definition; an existing one is a
+    /// [`Error::Conflict`] and is left as it was.
+    pub async fn create(
+        store: Arc<dyn StorageAdapter>,
+        name: &str,
+        source: &Source,
+    ) -> Result<StoreLog> {
+        let task = Self::task_name(name)?;
+        let ctx = || format!("creating machine store:{name}");
+        match store.get_task_version(&task, VersionSel::Latest).await {
+            Ok(_) => {
+                return Err(Error::Conflict {
+                    what: format!("machine store:{name} already exists (task {task})"),
+                });
+            }
+            Err(sequential_adaptor::Error::NotFound { .. }) => {}
+            Err(e) => return Err(store_err(ctx(), e)),
+        }
+        let put = store
+            .put_task_version(NewTaskVersion {
+                task: task.clone(),
+                code: source.text.clone(),
+                graph: None,
+                config: json!({ "machine": { "name": name, "format": source.format } }),
+            })
+            .await
+            .map_err(|e| store_err(ctx(), e))?;
+        let run = Self::run_of(&store, name, &task, put.version.version).await?;
+        Ok(StoreLog::with(store, name, run))
+    }
+
+    /// Opens machine `name` and reads its definition; a name never created is an
+    /// [`Error::Invalid`] saying so.
+    pub async fn open(store: Arc<dyn StorageAdapter>, name: &str) -> Result<(StoreLog, Source)> {
+        let task = Self::task_name(name)?;
+        let version = match store.get_task_version(&task, VersionSel::Latest).await {
+            Ok(v) => v,
+            Err(sequential_adaptor::Error::NotFound { .. }) => {
+                return Err(Error::Invalid {
+                    input: format!("machine store:{name} (no task {task} in the storage)"),
+                    expected: format!(
+                        "a machine created with `fsm init store:{name} --definition FILE`"
+                    ),
+                });
+            }
+            Err(e) => return Err(store_err(format!("opening machine store:{name}"), e)),
+        };
+        let format: Format = serde_json::from_value(version.config["machine"]["format"].clone())
+            .map_err(|_| Error::Invalid {
+                input: format!("task {task} (its config.json is not a machine's)"),
+                expected: format!("a machine created with `fsm init store:{name}`"),
+            })?;
+        let source = Source {
+            format,
+            text: version.code.clone(),
+        };
+        let run = Self::run_of(&store, name, &task, version.version).await?;
+        Ok((StoreLog::with(store, name, run), source))
+    }
+
+    /// The run whose journal is the log (created, and parked as `paused`, on first use).
+    async fn run_of(
+        store: &Arc<dyn StorageAdapter>,
+        name: &str,
+        task: &TaskName,
+        version: u32,
+    ) -> Result<RunId> {
+        let ctx = || format!("opening the run of machine store:{name}");
+        let new = NewRun {
+            task: task.clone(),
+            version,
+            input: json!({ "machine": name }),
+            idempotency_key: Some(format!("machine:{name}")),
+            parent: None,
+        };
+        let run = match store
+            .create_run(new)
+            .await
+            .map_err(|e| store_err(ctx(), e))?
+        {
+            Created::Created(r) | Created::Existing(r) => r,
+        };
+        if run.status == RunStatus::Queued {
+            let mut parked = run.clone();
+            parked.status = RunStatus::Paused;
+            parked.waiting_for = Some("machine events (fsm send)".into());
+            store
+                .update_run(&parked)
+                .await
+                .map_err(|e| store_err(ctx(), e))?;
+        }
+        Ok(run.id)
+    }
+
+    fn with(store: Arc<dyn StorageAdapter>, name: &str, run: RunId) -> StoreLog {
+        let mut id = [0u8; 8];
+        // a writer id only tells two writers' records apart; without randomness, the time
+        let writer = match getrandom::fill(&mut id) {
+            Ok(()) => hex::encode(id),
+            Err(_) => format!("{:x}", sequential_adaptor::now_millis()),
+        };
+        StoreLog {
+            store,
+            name: name.to_string(),
+            run,
+            rt: tokio::runtime::Handle::current(),
+            writer,
+        }
+    }
+
+    /// The machine's name (`store:NAME`).
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The run whose journal holds the log.
+    pub fn run(&self) -> RunId {
+        self.run
+    }
+}
+
+fn store_err(context: String, e: sequential_adaptor::Error) -> Error {
+    Error::Log {
+        context,
+        source: Box::new(e),
+    }
+}
+
+impl MachineLog for StoreLog {
+    fn append(&self, entry: &LogEntry) -> Result<()> {
+        let Some(seq) = entry.seq.checked_sub(1) else {
+            return Err(Error::Invalid {
+                input: "machine record seq 0".into(),
+                expected: "seq 1 or more".into(),
+            });
+        };
+        let record = JournalRecord {
+            run: self.run,
+            seq,
+            kind: STORE_RECORD_KIND.into(),
+            at: sequential_adaptor::now_millis(),
+            data: json!({
+                "event": entry.event,
+                "payload": entry.payload,
+                "state": entry.state,
+                "context_hash": entry.context_hash,
+                "writer": self.writer,
+            }),
+        };
+        let res = self
+            .rt
+            .block_on(self.store.append(self.run, &[record], Fence::None));
+        match res {
+            Ok(()) => Ok(()),
+            Err(sequential_adaptor::Error::Conflict { .. }) => Err(Error::Conflict {
+                what: format!(
+                    "append of seq {} to machine store:{}: another writer appended it first (sync and retry)",
+                    entry.seq, self.name
+                ),
+            }),
+            Err(e) => Err(store_err(
+                format!("appending seq {} to machine store:{}", entry.seq, self.name),
+                e,
+            )),
+        }
+    }
+
+    fn read_after(&self, after: u64) -> Result<Vec<LogEntry>> {
+        let mut out = Vec::new();
+        let mut cursor = after.checked_sub(1);
+        loop {
+            let page = self
+                .rt
+                .block_on(self.store.read_journal(self.run, cursor, 1000))
+                .map_err(|e| store_err(format!("reading machine store:{}", self.name), e))?;
+            let Some(last) = page.last() else {
+                return Ok(out);
+            };
+            cursor = Some(last.seq);
+            for r in page {
+                if r.kind != STORE_RECORD_KIND {
+                    return Err(Error::Log {
+                        context: format!("machine store:{} journal seq {}", self.name, r.seq),
+                        source: format!(
+                            "a {:?} record, not a machine event (something other than a Machine wrote to run {})",
+                            r.kind, self.run
+                        )
+                        .into(),
+                    });
+                }
+                let field = |k: &str| r.data[k].as_str().unwrap_or_default().to_string();
+                out.push(LogEntry {
+                    seq: r.seq + 1,
+                    event: field("event"),
+                    payload: r.data["payload"].clone(),
+                    state: field("state"),
+                    context_hash: field("context_hash"),
+                });
+            }
+        }
     }
 }
 

@@ -5,6 +5,7 @@ pub(crate) mod control;
 mod create_task;
 mod delete;
 mod describe;
+pub(crate) mod fsm;
 pub(crate) mod graph;
 mod init;
 pub(crate) mod inspect;
@@ -77,6 +78,7 @@ pub async fn run(cli: Cli) -> Result<()> {
         Command::Prune { older_than } => worker::prune(&ctx, &older_than).await,
         Command::Vm { action } => vm::run(&ctx, action).await,
         Command::Graph(args) => graph::run(&ctx, args).await,
+        Command::Fsm(args) => fsm::run(&ctx, args).await,
         Command::Machine(args) => {
             let json = ctx.json;
             tokio::task::spawn_blocking(move || crate::machine::run(args, json))
