@@ -9,6 +9,7 @@ use sequential_adaptor::{Claim, Run, RunId, now_millis};
 use serde_json::{Value, json};
 
 use crate::Engine;
+use crate::budget;
 use crate::driver;
 use crate::error::{Error, Result};
 use crate::worker::StopWatch;
@@ -34,10 +35,36 @@ pub(crate) async fn drive_claim(
     stop: &mut StopWatch,
 ) -> Result<Driven> {
     let (id, token) = (claim.run.id, claim.token);
-    match driver::drive(engine, claim, stop).await {
+    let driven = match &engine.config.run_timeout {
+        None => driver::drive(engine, claim, stop).await,
+        Some(timeout) => budgeted(engine, claim, stop, timeout).await,
+    };
+    match driven {
         Ok(run) => Ok(Driven::Run(Box::new(run))),
         Err(e) => after_failure(engine, id, token, e).await,
     }
+}
+
+/// Drives a claimed run for what is left of its active-time budget; a run that uses it up
+/// fails with the budget's timeout error.
+async fn budgeted(
+    engine: &Engine,
+    claim: Claim,
+    stop: &mut StopWatch,
+    timeout: &crate::RunTimeout,
+) -> Result<Run> {
+    let (run, token) = (claim.run.clone(), claim.token);
+    let spent = budget::spent(engine, run.id).await?;
+    let left = timeout.limit.saturating_sub(spent);
+    if !left.is_zero() {
+        match tokio::time::timeout(left, driver::drive(engine, claim, stop)).await {
+            Ok(driven) => return driven,
+            // the drive stopped where it was: what it had not journaled is lost with the run
+            Err(_) => tracing::debug!(run = %run.id, "the run used up its active time"),
+        }
+    }
+    let run = engine.store.get_run(run.id).await?;
+    driver::fail(engine, run, token, budget::exceeded(timeout, spent + left)).await
 }
 
 /// Settles a failed drive of run `id` (held with `token`): fails the run when `cause` is

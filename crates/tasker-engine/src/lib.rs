@@ -2,6 +2,7 @@
 #![warn(missing_docs)]
 
 mod abort;
+mod budget;
 mod driver;
 mod error;
 mod failures;
@@ -23,6 +24,7 @@ use sequential_fetch_vm::Session;
 use sequential_http_wrapper::Fetcher;
 use serde_json::{Value, json};
 
+pub use budget::RunTimeout;
 pub use error::{Error, Result};
 pub use journal::RecordKind;
 /// The graph core the engine drives graph tasks with (parse, check, step, fold).
@@ -60,6 +62,10 @@ pub struct EngineConfig {
     /// How long a stopping worker lets the steps in flight finish before it releases the runs
     /// in hand ([`StopHandle::stop`]).
     pub stop_grace: Duration,
+    /// How long each run may be active — driven, not waiting in storage for a timer, an event
+    /// or a child run — before it fails with a `TimeoutError` naming [`RunTimeout::setting`].
+    /// `None`: no bound.
+    pub run_timeout: Option<RunTimeout>,
 }
 
 impl Default for EngineConfig {
@@ -78,6 +84,7 @@ impl Default for EngineConfig {
             max_drive_attempts: 5,
             drive_retry_delay: Duration::from_secs(1),
             stop_grace: Duration::from_secs(10),
+            run_timeout: None,
         }
     }
 }
