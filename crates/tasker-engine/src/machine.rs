@@ -670,3 +670,8 @@ mod tests {
         assert_eq!(text.lines().count(), 2, "{text}");
     }
 }
+
+/// docs/fsm.md, whose Rust example (the coremachine Quick Start) runs as a doc test.
+#[cfg(doctest)]
+#[doc = include_str!("../../../docs/fsm.md")]
+pub struct FsmGuide;

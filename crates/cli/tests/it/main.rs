@@ -5,6 +5,7 @@ mod config;
 mod console;
 mod crash;
 mod examples;
+mod fsm;
 mod graph;
 mod help;
 mod host_api_docs;
