@@ -7,7 +7,7 @@ use std::process::Command;
 
 use anyhow::{Context, Result, bail};
 
-const KNOWN: &[&str] = &["storage", "vm", "engine", "machine"];
+const KNOWN: &[&str] = &["storage", "vm", "engine", "machine", "api"];
 
 pub fn run(root: &Path, args: &[String]) -> Result<()> {
     let which: Vec<&str> = match args.first().map(String::as_str) {
@@ -80,18 +80,41 @@ pub fn run(root: &Path, args: &[String]) -> Result<()> {
                 target.join("release/sequential-machine"),
             ));
         }
-        eprintln!("$ cargo run --release -p sequential-bench -- {w}");
+        // `api` serves with the real binary: built, like the load generator, with the `bench`
+        // profile (release optimizations without the release profile's long fat-LTO link)
+        let profile = if w == "api" {
+            eprintln!(
+                "$ cargo build --profile bench -p sequential-ecosystem --bin sequential-ecosystem"
+            );
+            let st = Command::new(&cargo)
+                .args([
+                    "build",
+                    "--profile",
+                    "bench",
+                    "--quiet",
+                    "-p",
+                    "sequential-ecosystem",
+                    "--bin",
+                    "sequential-ecosystem",
+                ])
+                .current_dir(root)
+                .status()
+                .context("building sequential-ecosystem")?;
+            if !st.success() {
+                bail!("building sequential-ecosystem failed with {st}");
+            }
+            let target = std::env::var_os("CARGO_TARGET_DIR")
+                .map(std::path::PathBuf::from)
+                .unwrap_or_else(|| root.join("target"));
+            extra_env.push(("SEQUENTIAL_BIN", target.join("bench/sequential-ecosystem")));
+            "--profile=bench"
+        } else {
+            "--release"
+        };
+        eprintln!("$ cargo run {profile} -p sequential-bench -- {w}");
         let out = Command::new(&cargo)
             .envs(extra_env)
-            .args([
-                "run",
-                "--release",
-                "--quiet",
-                "-p",
-                "sequential-bench",
-                "--",
-                w,
-            ])
+            .args(["run", profile, "--quiet", "-p", "sequential-bench", "--", w])
             .args(&extra)
             .current_dir(root)
             .stderr(std::process::Stdio::inherit())

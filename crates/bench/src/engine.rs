@@ -136,7 +136,7 @@ async fn server(peers: Option<&Path>) -> Result<Server> {
 }
 
 /// Answers `GET /step?i=N` with `{"i":N,"ok":true}` on one keep-alive connection.
-async fn echo(mut sock: tokio::net::TcpStream) {
+pub(crate) async fn echo(mut sock: tokio::net::TcpStream) {
     let mut buf = Vec::with_capacity(1024);
     let mut chunk = [0u8; 1024];
     loop {
@@ -173,7 +173,7 @@ async fn echo(mut sock: tokio::net::TcpStream) {
 // CPU and disk
 
 /// User + system CPU of this process (every thread), in seconds.
-fn own_cpu_seconds() -> f64 {
+pub(crate) fn own_cpu_seconds() -> f64 {
     // SAFETY: getrusage only writes into the struct we pass.
     let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
     unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut ru) };

@@ -6,9 +6,13 @@
 //!   a loopback HTTP server: latency, a steady stream with 64 runs in flight (the engine in a
 //!   process of its own, `engine-worker`), CPU per run by process, the machine's ceiling,
 //!   storage per run, verdicts against the targets; the peers side by side with `--peers`.
+//! - `sequential-bench api`: the host API of the real `sequential-ecosystem serve` (`$SEQUENTIAL_BIN`)
+//!   on SQLite: `GET /runs/:id` req/s on 64 keep-alive connections, start-and-wait of a one-fetch
+//!   task, idle RSS, journal record → SSE client.
 //! - `sequential-bench machine`: the layer store's workloads W1–W13 on generated trees, with git
 //!   and `tar | zstd` side by side.
 
+mod api;
 mod engine;
 mod machine;
 mod postgres;
@@ -35,9 +39,10 @@ fn main() -> Result<()> {
         .build()?;
     match which.as_str() {
         "storage" => rt.block_on(storage::run()),
+        "api" => rt.block_on(api::run(&args[2..])),
         "engine" => rt.block_on(engine::run(&args[2..])),
         "engine-worker" => rt.block_on(engine::worker(&args[2..])),
-        other => bail!("unknown benchmark {other:?}; expected: storage, engine, machine"),
+        other => bail!("unknown benchmark {other:?}; expected: storage, engine, api, machine"),
     }
 }
 
