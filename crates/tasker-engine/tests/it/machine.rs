@@ -260,3 +260,73 @@ fn a_javascript_definition_gives_the_quick_starts_states_and_contexts() {
         "an initial that names no state: {err}"
     );
 }
+
+/// `store:NAME`: the log as a run's journal in SQLite. Two stores opened on one database file
+/// (as two processes would) share it: the second reaches the same state, follows new records,
+/// and an append from a stale machine is a conflict that writes nothing.
+#[test]
+fn a_store_log_in_sqlite_is_shared_by_two_openers_and_a_stale_append_is_refused() {
+    use sequential_adaptor::{RunStatus, StorageAdapter};
+    use sequential_tasker_engine::machine::{Format, Source, StoreLog};
+    use std::sync::Arc;
+
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("m.db");
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let open_store = || -> Arc<dyn StorageAdapter> {
+        Arc::new(sequential_adaptor_sqlite::SqliteStore::open(&db).unwrap())
+    };
+    let source = Source {
+        format: Format::Json,
+        text: CUBE.into(),
+    };
+    let a_store = open_store();
+    let log = rt
+        .block_on(StoreLog::create(a_store.clone(), "cube", &source))
+        .unwrap();
+    let again = rt.block_on(StoreLog::create(a_store.clone(), "cube", &source));
+    assert!(again.unwrap_err().to_string().contains("already exists"));
+    let mut a = Machine::open(def(), log.clone()).unwrap();
+    a.action("START", json!(1)).unwrap();
+
+    let (b_log, b_source) = rt.block_on(StoreLog::open(open_store(), "cube")).unwrap();
+    assert_eq!(b_source, source);
+    assert_eq!(b_log.run(), log.run());
+    let mut b = Machine::open(b_source.definition().unwrap(), b_log).unwrap();
+    assert_eq!(
+        (b.seq(), b.state(), b.context()),
+        (1, "running", &json!({"running": true, "counter": 1}))
+    );
+    // the run holding the log is parked where no worker claims it
+    let run = rt.block_on(a_store.get_run(log.run())).unwrap();
+    assert_eq!(run.status, RunStatus::Paused);
+
+    a.action("INCREMENT", Value::Null).unwrap();
+    let seen = b.sync().unwrap();
+    assert_eq!(seen.len(), 1);
+    assert_eq!(
+        (seen[0].seq, seen[0].context.clone()),
+        (2, json!({"running": true, "counter": 2}))
+    );
+    // a is now behind b: its STOP at seq 3 races b's and loses, appending nothing
+    b.action("STOP", Value::Null).unwrap();
+    let err = a.action("INCREMENT", Value::Null).unwrap_err();
+    assert!(
+        matches!(
+            err,
+            sequential_tasker_engine::flow_graph::Error::Conflict { .. }
+        ),
+        "{err}"
+    );
+    assert_eq!(log.last_seq().unwrap(), 3);
+    assert_eq!(a.sync().unwrap().len(), 1);
+    assert_eq!(a.state(), "idle");
+    // a name that was never created says how to create it
+    let missing = rt
+        .block_on(StoreLog::open(open_store(), "nope"))
+        .unwrap_err();
+    assert!(
+        missing.to_string().contains("fsm init store:nope"),
+        "{missing}"
+    );
+}
