@@ -3,6 +3,8 @@
 //! JavaScript half (`index.js`) validates arguments, parses the JSON and talks to storage
 //! objects; store URLs are opened here ([`NativeStore`], sequential-flow-store).
 
+mod store;
+
 use napi::bindgen_prelude::AsyncTask;
 use napi::{Env, Task};
 use napi_derive::napi;
