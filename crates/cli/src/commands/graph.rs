@@ -370,6 +370,17 @@ async fn pinned(ctx: &Ctx, name: &TaskName, id: RunId) -> Result<(Value, Option<
         })?
         .graph;
     let journal = runs::journal(&storage.adapter, id).await?;
+    let marks = run_marks(&graph, &run, &journal)?;
+    Ok((graph_value, Some(marks)))
+}
+
+/// The states run `run` visited (its `state.entered` records) and the ones it is in.
+fn run_marks(
+    graph: &Graph,
+    run: &sequential_adaptor::Run,
+    journal: &[sequential_adaptor::JournalRecord],
+) -> Result<RunMarks> {
+    let id = run.id;
     let records: Vec<Record> = journal
         .iter()
         .filter_map(|r| Record::from_parts(&r.kind, &r.data).ok().flatten())
@@ -382,7 +393,7 @@ async fn pinned(ctx: &Ctx, name: &TaskName, id: RunId) -> Result<(Value, Option<
             visited.insert(collapse(p));
         }
     }
-    let snapshot = flow_graph::fold(&graph, &records).map_err(|e| {
+    let snapshot = flow_graph::fold(graph, &records).map_err(|e| {
         user(
             format!("the journal of run {id} does not fit its graph: {e}"),
             "start a new run",
@@ -397,15 +408,50 @@ async fn pinned(ctx: &Ctx, name: &TaskName, id: RunId) -> Result<(Value, Option<
         flow_graph::RunStatus::Running => run.status.to_string(),
         s => s.as_str().to_string(),
     };
-    Ok((
-        graph_value,
-        Some(RunMarks {
-            id: id.to_string(),
-            status,
-            visited: visited.into_iter().collect(),
-            current: current.into_iter().collect(),
-        }),
-    ))
+    Ok(RunMarks {
+        id: id.to_string(),
+        status,
+        visited: visited.into_iter().collect(),
+        current: current.into_iter().collect(),
+    })
+}
+
+/// A stored graph as `graph show` draws it, for the host API's `GET /tasks/:name/graph`:
+/// Mermaid or dot text, or the JSON document; with a run (and its journal), the states it
+/// visited and is in are marked. The error is the message of an invalid graph or journal.
+pub(crate) fn render_stored(
+    task: &TaskName,
+    graph_value: &Value,
+    run: Option<(&sequential_adaptor::Run, &[sequential_adaptor::JournalRecord])>,
+    format: Format,
+) -> std::result::Result<String, String> {
+    let graph = Graph::parse(&graph_value.to_string())
+        .map_err(|e| format!("the stored graph of task {task} is invalid: {e}"))?
+        .graph;
+    let marks = run
+        .map(|(run, journal)| run_marks(&graph, run, journal))
+        .transpose()
+        .map_err(|e| e.to_string())?;
+    let (visited, current) = marks
+        .as_ref()
+        .map(|m| {
+            (
+                m.visited.iter().cloned().collect::<BTreeSet<_>>(),
+                m.current.iter().cloned().collect::<BTreeSet<_>>(),
+            )
+        })
+        .unwrap_or_default();
+    let out = ShowOutput {
+        task: task.to_string(),
+        initial: graph.main().initial().to_string(),
+        states: nodes(graph.main(), "", &visited, &current),
+        run: marks,
+        format: Some(format),
+    };
+    Ok(match format {
+        Format::Json => serde_json::to_string_pretty(&out).expect("the graph serializes"),
+        _ => out.text(),
+    })
 }
 
 /// A run's state path as the diagram names it: map items collapsed (`each[3]/x` → `each[]/x`).

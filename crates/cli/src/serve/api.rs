@@ -13,7 +13,7 @@ use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
 
 use super::error::{ApiError, ApiResult};
-use super::{AppState, compat, runs, stream, tasks};
+use super::{AppState, compat, host_events, host_log, runs, stream, tasks};
 
 /// One operation of the API, as registered and as the OpenAPI document lists it.
 #[derive(Debug, Clone, Copy)]
@@ -80,10 +80,14 @@ fn api() -> (Router<AppState>, Vec<Op>) {
     .at("GET", "/config", "The public configuration: storage kind, limits, whether a token is needed", config)
     .at("GET", "/openapi.json", "This document", openapi)
     .at("GET", "/entities", "Every task's name and the ids of the runs that have not ended", entities)
+    .at("GET", "/log", "The host's log: its recent lines and the requests it answered, then new ones (NDJSON, or text with Accept: text/plain)", host_log::log)
+    .at("GET", "/audit", "NDJSON of the API requests answered and, from now on, every run's lifecycle records (run.*)", host_log::audit)
+    .at("GET", "/events", "Every run's journal as one live stream (NDJSON or SSE) with run.created; ?task=, ?kinds=run.*; resumable with ?after=CURSOR or Last-Event-ID (?after=0: every stored run)", host_events::host_events)
     .tag("tasks")
     .at("GET", "/tasks", "Every task's latest version (paged)", tasks::list)
     .at("POST", "/tasks", "Create a task from JSON {name, code, graph?, config?} or a tar.gz of its folder; 409 if it exists", tasks::create)
     .at("GET", "/tasks/{name}", "A version's metadata, code, graph and config, and every version", tasks::get)
+    .at("GET", "/tasks/{name}/graph", "The graph as graph show draws it: ?format=json|mermaid|dot, ?run=ID marks the states that run visited and is in", tasks::graph)
     .at("PUT", "/tasks/{name}", "Store a new version; running runs stay on theirs", tasks::replace)
     .at("DELETE", "/tasks/{name}", "Delete a task and its finished runs; 409 with active runs unless ?force=true", tasks::delete)
     .at("POST", "/tasks/{name}/runs", "Start a run: idempotent by Idempotency-Key, ?wait=30s answers once it ended", runs::start)
@@ -97,10 +101,13 @@ fn api() -> (Router<AppState>, Vec<Op>) {
     .at("GET", "/runs/{id}/output", "200 the output once succeeded; 409 failed or cancelled; 202 the run until then", runs::output)
     .at("GET", "/runs/{id}/health", "Status, pause point, lease owner and expiry", runs::health)
     .at("GET", "/runs/{id}/event/{name}", "The last event of that name the run emitted", runs::last_event)
+    .at("GET", "/runs/{id}/events/{name}", "The events of that name the run emits (ctx.emit) as a stream, from ?after=SEQ, ending with the run", stream::named_events)
+    .at("DELETE", "/runs/{id}", "Delete an ended run with its journal; 409 while it runs", runs::delete)
     .at("GET", "/runs/{id}/once/{name}", "The first event of that name after ?after=SEQ (race-free); 204 on timeout", runs::once)
     .at("POST", "/runs/{id}/_event", "Send an event {eventName, message} into the run's inbox", runs::send_event)
     .at("POST", "/runs/{id}/_stop", "Stop: the step in flight may finish within {timeout} ms; ends cancelled", runs::stop)
     .at("POST", "/runs/{id}/_kill", "End the run now (cancelled)", runs::kill)
+    .at("POST", "/runs/{id}/_redrive", "Re-enter a failed run's failed step with fresh retries; 409 unless failed", runs::redrive)
     .at("POST", "/runs/{id}/_retry", "Continue a paused run", runs::retry)
     .at("POST", "/runs/{id}/_fork", "A new run with the first {from_seq} journal records of this one", runs::fork)
     .tag("sth")
@@ -116,6 +123,7 @@ fn api() -> (Router<AppState>, Vec<Op>) {
     .at("POST", "/instance/{id}/_stop", "STH: stop ([code, {timeout}])", runs::stop)
     .at("POST", "/instance/{id}/_kill", "STH: kill", runs::kill)
     .at("GET", "/instance/{id}/once/{name}", "STH: the next event of that name", runs::once)
+    .at("GET", "/instance/{id}/events/{name}", "STH: the events of that name as a stream", stream::named_events)
     .at("GET", "/instance/{id}/event/{name}", "STH: the last event of that name", runs::last_event)
     .at("GET", "/instance/{id}/health", "STH: the run's health", runs::health)
     .at("GET", "/instance/{id}/output", "STH: the output as one NDJSON line once ended", compat::output)
@@ -132,10 +140,16 @@ fn api() -> (Router<AppState>, Vec<Op>) {
 /// The host API's routes, for `serve` and for tests that mount it in-process.
 pub fn router(state: AppState) -> Router {
     let (api, _) = api();
+    let api = api.layer(middleware::from_fn_with_state(
+        state.clone(),
+        host_log::record,
+    ));
     Router::new()
         .nest("/api/v1", api)
         .fallback(not_found)
         .layer(middleware::from_fn_with_state(state.clone(), authorize))
+        // outside the token check, so refused requests are in the audit trail too
+        .layer(middleware::from_fn_with_state(state.clone(), host_log::record))
         .merge(super::console::routes()) // the web console: a static shell, outside the token check
         .with_state(state)
 }

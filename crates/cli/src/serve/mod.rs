@@ -9,6 +9,8 @@ mod api;
 mod compat;
 mod console;
 mod error;
+mod host_events;
+mod host_log;
 mod runs;
 mod stream;
 mod tasks;
@@ -85,6 +87,8 @@ pub struct Inner {
     /// Becomes `true` when the server shuts down: open streams end, so shutdown never waits
     /// on a consumer that would listen forever.
     pub stopping: tokio::sync::watch::Sender<bool>,
+    /// The host's recent log lines and requests (`/log`, `/audit`).
+    pub log: host_log::HostLog,
 }
 
 impl std::ops::Deref for AppState {
@@ -105,6 +109,7 @@ impl AppState {
             hashes: Mutex::new(HashMap::new()),
             streams: std::sync::atomic::AtomicUsize::new(0),
             stopping: tokio::sync::watch::Sender::new(false),
+            log: host_log::HostLog::default(),
         }))
     }
 
@@ -197,6 +202,20 @@ pub async fn serve(ctx: &Ctx, args: ServeArgs) -> Result<()> {
             runs::drive(&state, id);
         }
     }
+    state.log.add(
+        "host",
+        "info",
+        format!(
+            "listening on http://{local}; storage {}; worker {}",
+            state.store().scheme(),
+            if args.no_worker {
+                "off".to_string()
+            } else {
+                format!("on, {} at once", args.concurrency)
+            }
+        ),
+        serde_json::json!({}),
+    );
     // one line on stdout that scripts (and tests) read for the address
     println!("listening on http://{local}");
     eprintln!(
@@ -219,6 +238,12 @@ pub async fn serve(ctx: &Ctx, args: ServeArgs) -> Result<()> {
                 "serve: {first}: no new requests; in-flight steps finish (signal again to stop now)"
             );
             stop.stop();
+            state.log.add(
+                "host",
+                "info",
+                format!("{first}: shutting down"),
+                serde_json::json!({}),
+            );
             state.stopping.send_replace(true);
             tokio::spawn(async move {
                 let second = signals.next().await;

@@ -72,10 +72,16 @@ pub fn drive(state: &AppState, id: RunId) {
     if !state.worker {
         return;
     }
-    let engine = state.engine.clone();
+    let st = state.clone();
     tokio::spawn(async move {
-        if let Err(e) = engine.run_until_settled(id, None).await {
+        if let Err(e) = st.engine.run_until_settled(id, None).await {
             tracing::warn!(run = %id, error = %e, "driving a run");
+            st.log.add(
+                "run",
+                "warn",
+                format!("driving run {id}: {e}"),
+                json!({ "run": id.to_string() }),
+            );
         }
     });
 }
@@ -667,4 +673,60 @@ pub async fn fork(
     })?;
     drive(&state, run.id);
     Ok((StatusCode::CREATED, axum::Json(view(&state, &run).await?)).into_response())
+}
+
+/// `DELETE /runs/:id`: 409 while the run has not ended. Deleting one ended run needs a storage
+/// operation the adaptor contract does not have yet (it deletes a task's runs, or every run
+/// ended before a time), so an ended run is answered 501 naming those two.
+pub async fn delete(State(state): State<AppState>, Path(id): Path<String>) -> ApiResult<Response> {
+    let id = run_id(&id)?;
+    let run = load(&state, id).await?;
+    if !run.status.is_terminal() {
+        return Err(ApiError::conflict(
+            "RUN_ACTIVE",
+            format!(
+                "run {id} is {}; only an ended run can be deleted (POST /api/v1/runs/{id}/_kill ends it)",
+                run.status
+            ),
+        )
+        .details(json!({ "status": run.status })));
+    }
+    Err(ApiError::new(
+        StatusCode::NOT_IMPLEMENTED,
+        "NOT_IMPLEMENTED",
+        format!(
+            "run {id} cannot be deleted on its own: the storage contract deletes runs only with their task (DELETE /api/v1/tasks/{}) or by age (`sequential-ecosystem prune`)",
+            run.task
+        ),
+    ))
+}
+
+/// `POST /runs/:id/_redrive`: 409 unless the run failed. Re-entering the failed step of a
+/// failed run under the same id needs engine support not built yet, so a failed run is
+/// answered 501 naming `_fork`, which continues its journal under a new id.
+pub async fn redrive(State(state): State<AppState>, Path(id): Path<String>) -> ApiResult<Response> {
+    let id = run_id(&id)?;
+    let run = load(&state, id).await?;
+    if run.status != RunStatus::Failed {
+        return Err(ApiError::conflict(
+            "RUN_NOT_FAILED",
+            format!(
+                "run {id} is {}; only a failed run can be redriven{}",
+                run.status,
+                if run.status == RunStatus::Paused {
+                    " (a paused run continues with POST …/_retry)"
+                } else {
+                    ""
+                }
+            ),
+        )
+        .details(json!({ "status": run.status })));
+    }
+    Err(ApiError::new(
+        StatusCode::NOT_IMPLEMENTED,
+        "NOT_IMPLEMENTED",
+        format!(
+            "redriving failed run {id} under its own id is not available yet; POST /api/v1/runs/{id}/_fork {{\"from_seq\": N}} continues its first N journal records as a new run"
+        ),
+    ))
 }

@@ -47,9 +47,9 @@ impl EventsQuery {
 }
 
 /// A response body fed by a channel; it holds one of the server's stream slots while it lives.
-struct ChannelBody {
-    rx: mpsc::Receiver<Bytes>,
-    _slot: Slot,
+pub(super) struct ChannelBody {
+    pub(super) rx: mpsc::Receiver<Bytes>,
+    pub(super) _slot: Slot,
 }
 
 impl http_body::Body for ChannelBody {
@@ -65,7 +65,7 @@ impl http_body::Body for ChannelBody {
 }
 
 /// One open stream, counted against [`super::Limits::streams`].
-struct Slot(AppState);
+pub(super) struct Slot(AppState);
 
 impl Drop for Slot {
     fn drop(&mut self) {
@@ -73,7 +73,7 @@ impl Drop for Slot {
     }
 }
 
-fn slot(state: &AppState) -> ApiResult<Slot> {
+pub(super) fn slot(state: &AppState) -> ApiResult<Slot> {
     let open = state.streams.fetch_add(1, Ordering::Relaxed);
     let slot = Slot(state.clone());
     if open >= state.limits.streams {
@@ -90,16 +90,26 @@ fn slot(state: &AppState) -> ApiResult<Slot> {
 }
 
 #[derive(Clone, Copy, PartialEq)]
-enum Encoding {
+pub(super) enum Encoding {
     Ndjson,
     Sse,
 }
 
 /// Which records a consumer wants: every kind, or those named (`run.*` is a prefix).
-struct Kinds(Option<Vec<String>>);
+pub(super) struct Kinds(pub(super) Option<Vec<String>>);
 
 impl Kinds {
-    fn wants(&self, kind: &str) -> bool {
+    /// `?kinds=a,b,run.*`; none: every kind.
+    pub(super) fn parse(kinds: Option<&str>) -> Self {
+        Kinds(kinds.map(|k| {
+            k.split(',')
+                .map(|s| s.trim().to_string())
+                .filter(|s| !s.is_empty())
+                .collect()
+        }))
+    }
+
+    pub(super) fn wants(&self, kind: &str) -> bool {
         self.0.as_ref().is_none_or(|ks| {
             ks.iter().any(|k| match k.strip_suffix('*') {
                 Some(prefix) => kind.starts_with(prefix),
@@ -130,45 +140,67 @@ pub async fn run_events(
 ) -> ApiResult<Response> {
     let id = run_id(&id)?;
     load(&state, id).await?;
-    let accept = headers
-        .get(header::ACCEPT)
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("");
-    let enc = match q.format.as_deref() {
-        Some("sse") => Encoding::Sse,
-        Some("ndjson") | None if !accept.contains("text/event-stream") => Encoding::Ndjson,
-        None => Encoding::Sse,
-        Some(f) => {
-            return Err(ApiError::bad_request(format!(
-                "?format={f}: expected ndjson or sse"
-            )));
-        }
-    };
-    let last_event_id = headers
-        .get("last-event-id")
-        .and_then(|v| v.to_str().ok())
+    let enc = encoding(q.format.as_deref(), &headers)?;
+    let last_event_id = last_event_id(&headers)?
         .map(|v| {
-            v.trim().parse::<u64>().map_err(|_| {
+            v.parse::<u64>().map_err(|_| {
                 ApiError::bad_request(format!("Last-Event-ID {v:?}: expected a journal seq"))
             })
         })
         .transpose()?;
     let after = q.after.or(last_event_id);
-    let ping = match (enc, q.ping) {
-        (Encoding::Ndjson, Some(0)) => None,
-        (_, Some(ms)) if ms > 0 => Some(Duration::from_millis(ms)),
-        _ => Some(state.limits.ping),
-    };
-    let kinds = Kinds(q.kinds.map(|k| {
-        k.split(',')
-            .map(|s| s.trim().to_string())
-            .filter(|s| !s.is_empty())
-            .collect()
-    }));
+    let ping = ping_every(&state, enc, q.ping);
+    let kinds = Kinds::parse(q.kinds.as_deref());
     let slot = slot(&state)?;
     let (tx, rx) = mpsc::channel(64);
     let follow = q.follow.unwrap_or(true);
     tokio::spawn(pump(state.clone(), id, after, follow, enc, kinds, ping, tx));
+    Ok(response(enc, rx, slot))
+}
+
+/// The encoding a consumer asked for: `?format=ndjson|sse`, else SSE when `Accept` names
+/// `text/event-stream`, else NDJSON.
+pub(super) fn encoding(format: Option<&str>, headers: &HeaderMap) -> ApiResult<Encoding> {
+    let accept = headers
+        .get(header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    match format {
+        Some("sse") => Ok(Encoding::Sse),
+        Some("ndjson") => Ok(Encoding::Ndjson),
+        None if accept.contains("text/event-stream") => Ok(Encoding::Sse),
+        None => Ok(Encoding::Ndjson),
+        Some(f) => Err(ApiError::bad_request(format!(
+            "?format={f}: expected ndjson or sse"
+        ))),
+    }
+}
+
+/// SSE's `Last-Event-ID` header, trimmed.
+pub(super) fn last_event_id(headers: &HeaderMap) -> ApiResult<Option<String>> {
+    headers
+        .get("last-event-id")
+        .map(|v| {
+            v.to_str().map(|s| s.trim().to_string()).map_err(|_| {
+                ApiError::bad_request(
+                    "Last-Event-ID is not text: expected the id of a record this stream sent",
+                )
+            })
+        })
+        .transpose()
+}
+
+/// How often to ping: `?ping=MS`, `?ping=0` (NDJSON only) for never, else the server's default.
+pub(super) fn ping_every(state: &AppState, enc: Encoding, ping: Option<u64>) -> Option<Duration> {
+    match (enc, ping) {
+        (Encoding::Ndjson, Some(0)) => None,
+        (_, Some(ms)) if ms > 0 => Some(Duration::from_millis(ms)),
+        _ => Some(state.limits.ping),
+    }
+}
+
+/// The streaming response over `rx`.
+pub(super) fn response(enc: Encoding, rx: mpsc::Receiver<Bytes>, slot: Slot) -> Response {
     let content_type = match enc {
         Encoding::Ndjson => "application/x-ndjson",
         Encoding::Sse => "text/event-stream",
@@ -178,7 +210,15 @@ pub async fn run_events(
         .insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
     resp.headers_mut()
         .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
-    Ok(resp)
+    resp
+}
+
+/// The keep-alive line of an encoding.
+pub(super) fn ping_line(enc: Encoding) -> Bytes {
+    Bytes::from_static(match enc {
+        Encoding::Ndjson => b"{\"kind\":\"ping\"}\n",
+        Encoding::Sse => b": ping\n\n",
+    })
 }
 
 /// Feeds one consumer: history from storage, then live records as storage changes.
@@ -240,11 +280,7 @@ async fn pump(
         if let Some(p) = ping
             && last_sent.elapsed() >= p
         {
-            let line: &'static [u8] = match enc {
-                Encoding::Ndjson => b"{\"kind\":\"ping\"}\n",
-                Encoding::Sse => b": ping\n\n",
-            };
-            if tx.send(Bytes::from_static(line)).await.is_err() {
+            if tx.send(ping_line(enc)).await.is_err() {
                 return;
             }
             last_sent = Instant::now();
@@ -258,4 +294,103 @@ async fn pump(
             _ = stopping.changed() => return,
         }
     }
+}
+
+#[derive(Deserialize, Default)]
+pub struct NamedQuery {
+    after: Option<u64>,
+    follow: Option<bool>,
+    format: Option<String>,
+    ping: Option<u64>,
+}
+
+/// `GET /runs/:id/events/:name` (and STH's `/instance/:id/events/:name`): every event of that
+/// name the run emits with `ctx.emit`, one `{seq, name, data, eventName, message}` per line (SSE:
+/// `id:` = seq), from `?after=SEQ` or `Last-Event-ID`; ends when the run does.
+pub async fn named_events(
+    State(state): State<AppState>,
+    Path((id, name)): Path<(String, String)>,
+    Query(q): Query<NamedQuery>,
+    headers: HeaderMap,
+) -> ApiResult<Response> {
+    let id = run_id(&id)?;
+    load(&state, id).await?;
+    let enc = encoding(q.format.as_deref(), &headers)?;
+    let last = last_event_id(&headers)?
+        .map(|v| {
+            v.parse::<u64>().map_err(|_| {
+                ApiError::bad_request(format!("Last-Event-ID {v:?}: expected a journal seq"))
+            })
+        })
+        .transpose()?;
+    let mut after = q.after.or(last);
+    let ping = ping_every(&state, enc, q.ping);
+    let follow = q.follow.unwrap_or(true);
+    let slot = slot(&state)?;
+    let (tx, rx) = mpsc::channel(64);
+    let st = state.clone();
+    tokio::spawn(async move {
+        let mut stopping = st.stopping.subscribe();
+        let mut last_sent = Instant::now();
+        loop {
+            let page = match st.store().read_journal(id, after, 512).await {
+                Ok(p) => p,
+                Err(e) => {
+                    let err = serde_json::json!({ "kind": "stream.error", "error": e.to_string(), "resume_after": after });
+                    let _ = tx.send(Bytes::from(err.to_string() + "\n")).await;
+                    return;
+                }
+            };
+            let full = page.len() == 512;
+            for r in &page {
+                after = Some(r.seq);
+                if let Some((seq, n, data)) = super::view::emitted(r)
+                    && n == name
+                {
+                    let doc = serde_json::json!({ "seq": seq, "name": n, "data": data, "eventName": n, "message": data });
+                    let bytes = match enc {
+                        Encoding::Ndjson => Bytes::from(doc.to_string() + "\n"),
+                        Encoding::Sse => {
+                            Bytes::from(format!("id: {seq}\nevent: {n}\ndata: {doc}\n\n"))
+                        }
+                    };
+                    if tx.send(bytes).await.is_err() {
+                        return;
+                    }
+                    last_sent = Instant::now();
+                }
+                if ends_stream(r) {
+                    if enc == Encoding::Sse {
+                        let _ = tx
+                            .send(Bytes::from_static(b"event: end\ndata: {}\n\n"))
+                            .await;
+                    }
+                    return;
+                }
+            }
+            if full {
+                continue;
+            }
+            if !follow || *stopping.borrow() {
+                return;
+            }
+            if let Some(p) = ping
+                && last_sent.elapsed() >= p
+            {
+                if tx.send(ping_line(enc)).await.is_err() {
+                    return;
+                }
+                last_sent = Instant::now();
+            }
+            let nap = ping.map_or(Duration::from_millis(250), |p| {
+                p.min(Duration::from_millis(250))
+            });
+            tokio::select! {
+                _ = st.store().wait_for_change(nap) => {}
+                _ = tx.closed() => return,
+                _ = stopping.changed() => return,
+            }
+        }
+    });
+    Ok(response(enc, rx, slot))
 }

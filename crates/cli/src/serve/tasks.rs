@@ -366,3 +366,90 @@ pub async fn delete(
         .map_err(ApiError::storage)?;
     Ok(axum::Json(json!({ "name": task })))
 }
+
+#[derive(Deserialize)]
+pub struct GraphQuery {
+    format: Option<String>,
+    run: Option<String>,
+    version: Option<u32>,
+}
+
+/// `GET /tasks/:name/graph?format=json|mermaid|dot&run=ID`: the graph as `graph show` draws
+/// it (latest version, `?version=N`, or with `run` the version that run is pinned to, its
+/// visited and current states marked); 404 for a task without graph.json.
+pub async fn graph(
+    State(state): State<AppState>,
+    Path(name): Path<String>,
+    Query(q): Query<GraphQuery>,
+) -> ApiResult<Response> {
+    use crate::commands::graph::{Format, render_stored};
+    let task = task_name(&name)?;
+    let format = match q.format.as_deref() {
+        None | Some("json") => Format::Json,
+        Some("mermaid") => Format::Mermaid,
+        Some("dot") => Format::Dot,
+        Some(f) => {
+            return Err(ApiError::bad_request(format!(
+                "?format={f}: expected json, mermaid or dot"
+            )));
+        }
+    };
+    let newest = latest(&state, &task).await?;
+    let run = match q.run.as_deref() {
+        None => None,
+        Some(raw) => {
+            let id = super::runs::run_id(raw)?;
+            let run = super::runs::load(&state, id).await?;
+            if run.task != task {
+                return Err(ApiError::bad_request(format!(
+                    "?run={id} is a run of task `{}`, not of `{task}`",
+                    run.task
+                ))
+                .details(json!({ "run": id.to_string(), "task": run.task })));
+            }
+            let journal = state.engine.read_all(id).await.map_err(ApiError::engine)?;
+            Some((run, journal))
+        }
+    };
+    let version = match (&run, q.version) {
+        (Some((r, _)), _) => Some(r.version),
+        (None, v) => v,
+    };
+    let v = match version {
+        None => newest,
+        Some(n) => state
+            .store()
+            .get_task_version(&task, VersionSel::Exact(n))
+            .await
+            .map_err(|_| {
+                ApiError::new(
+                    StatusCode::NOT_FOUND,
+                    "VERSION_NOT_FOUND",
+                    format!("task `{task}` has no version {n} (any more)"),
+                )
+            })?,
+    };
+    let Some(graph) = v.graph.as_ref() else {
+        return Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            "GRAPH_NOT_FOUND",
+            format!(
+                "task `{task}` v{} has no graph.json: it is an implicit task (its code is the whole task)",
+                v.version
+            ),
+        ));
+    };
+    let text = render_stored(
+        &task,
+        graph,
+        run.as_ref().map(|(r, j)| (r, j.as_slice())),
+        format,
+    )
+    .map_err(ApiError::unprocessable)?;
+    let content_type = match format {
+        Format::Json => "application/json",
+        Format::Mermaid => "text/vnd.mermaid; charset=utf-8",
+        Format::Dot => "text/vnd.graphviz; charset=utf-8",
+    };
+    Ok(([(header::CONTENT_TYPE, content_type)], text).into_response())
+}

@@ -16,6 +16,7 @@ mod remote;
 mod run_bad_input;
 mod runs;
 mod serve;
+mod serve_events;
 mod sync;
 mod tasks;
 mod util;

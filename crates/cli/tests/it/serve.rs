@@ -72,7 +72,7 @@ impl Server {
     }
 
     /// A request; returns the status and the body (JSON when it parses, else a string).
-    fn call(
+    pub fn call(
         &self,
         method: &str,
         path: &str,
@@ -99,11 +99,11 @@ impl Server {
         })
     }
 
-    fn get(&self, path: &str) -> (u16, Value) {
+    pub fn get(&self, path: &str) -> (u16, Value) {
         self.call("GET", path, &[], None)
     }
 
-    fn post(&self, path: &str, body: Value) -> (u16, Value) {
+    pub fn post(&self, path: &str, body: Value) -> (u16, Value) {
         self.call(
             "POST",
             path,
@@ -124,11 +124,11 @@ impl Drop for Server {
     }
 }
 
-const HELLO: &str = "export default async function (input) {\n  const r = await fetch('data:application/json,{\"greeting\":\"hello\"}');\n  return { greeting: (await r.json()).greeting, name: input.name ?? null };\n}\n";
+pub const HELLO: &str = "export default async function (input) {\n  const r = await fetch('data:application/json,{\"greeting\":\"hello\"}');\n  return { greeting: (await r.json()).greeting, name: input.name ?? null };\n}\n";
 
-const APPROVAL: &str = "export default async function (input, ctx) {\n  await ctx.emit('asked', { item: input.item });\n  const ok = await ctx.waitForEvent('approved', { timeout: '1d' });\n  await ctx.emit('decided', { ok: ok !== null });\n  return { item: input.item, by: ok && ok.by };\n}\n";
+pub const APPROVAL: &str = "export default async function (input, ctx) {\n  await ctx.emit('asked', { item: input.item });\n  const ok = await ctx.waitForEvent('approved', { timeout: '1d' });\n  await ctx.emit('decided', { ok: ok !== null });\n  return { item: input.item, by: ok && ok.by };\n}\n";
 
-fn upload(s: &Server, name: &str, code: &str) {
+pub fn upload(s: &Server, name: &str, code: &str) {
     let (status, body) = s.post("/api/v1/tasks", json!({ "name": name, "code": code }));
     assert_eq!(status, 201, "{body}");
 }
@@ -661,13 +661,13 @@ const say = (k, v) => console.log(JSON.stringify({ [k]: v }));
 
 impl Server {
     /// `kill -9`.
-    fn kill9(&mut self) {
+    pub fn kill9(&mut self) {
         self.child.kill().unwrap();
         self.child.wait().unwrap();
     }
 
     /// The first `n` lines of a run's NDJSON event stream (then the connection is dropped).
-    fn first_lines(&self, path: &str, n: usize) -> Vec<Value> {
+    pub fn first_lines(&self, path: &str, n: usize) -> Vec<Value> {
         let url = format!("{}{path}", self.url);
         self.rt.block_on(async {
             let mut resp = self.http.get(&url).send().await.unwrap();
@@ -689,7 +689,7 @@ impl Server {
     }
 }
 
-fn ndjson(v: &Value) -> Vec<Value> {
+pub fn ndjson(v: &Value) -> Vec<Value> {
     v.as_str()
         .unwrap_or_else(|| panic!("not a stream: {v}"))
         .lines()
