@@ -210,9 +210,9 @@ impl FlowStore {
                 return Err(self.expired(&id, t.expires_at));
             }
             Some(Record::Task(t)) => Some(t),
-            Some(Record::Gone(g)) => return Err(self.gone_error(g)),
-            None if input.vm_state.is_some() => None,
-            None => {
+            Some(Record::Gone(g)) if g.forget_at > now => return Err(self.gone_error(g)),
+            Some(Record::Gone(_)) | None if input.vm_state.is_some() => None,
+            Some(Record::Gone(_)) | None => {
                 return Err(Error::NotFound {
                     id,
                     store: self.url().into(),

@@ -33,17 +33,27 @@
 #![warn(missing_docs)]
 
 mod backend;
+#[cfg(feature = "conformance")]
+pub mod conformance;
 mod error;
 mod flow;
+mod folder;
 mod memory;
 mod open;
+mod postgres;
+mod redis;
+mod sqlite;
 mod task;
 
 pub use backend::TaskStore;
 pub use error::{Error, Result};
 pub use flow::{Clock, DEFAULT_TTL, FlowStore, ResumeInput, SaveOptions};
+pub use folder::FolderTaskStore;
 pub use memory::MemoryTaskStore;
 pub use open::{FORMS, Location, open_backend, parse_url, redact};
+pub use postgres::{DEFAULT_PG_SCHEMA, PostgresTaskStore};
+pub use redis::{DEFAULT_REDIS_PREFIX, RedisTaskStore};
+pub use sqlite::{SQLITE_SCHEMA_VERSION, SqliteTaskStore};
 pub use task::{
     Gone, GoneReason, RECORD_FORMAT, RECORD_VERSION, Record, TOMBSTONE_RETENTION_MS, Task,
 };

@@ -4,7 +4,11 @@ use std::sync::Arc;
 
 use crate::backend::TaskStore;
 use crate::error::{Error, Result};
+use crate::folder::{FolderTaskStore, blocking};
 use crate::memory::MemoryTaskStore;
+use crate::postgres::PostgresTaskStore;
+use crate::redis::RedisTaskStore;
+use crate::sqlite::SqliteTaskStore;
 
 /// The URL forms [`crate::FlowStore::open`] takes, for messages.
 pub const FORMS: &str = "memory: (in this process only), a folder path (./flow-tasks or \
@@ -108,12 +112,16 @@ pub fn redact(url: &str) -> String {
 pub async fn open_backend(url: &str) -> Result<Arc<dyn TaskStore>> {
     Ok(match parse_url(url)? {
         Location::Memory => Arc::new(MemoryTaskStore::new()),
-        Location::Folder(_) | Location::Sqlite(_) | Location::Postgres(_) | Location::Redis(_) => {
-            return Err(Error::InvalidUrl {
-                url: redact(url),
-                expected: "memory: (this backend is not built yet)".into(),
-            });
+        Location::Folder(path) => {
+            let p = path.clone();
+            Arc::new(blocking(url, move || FolderTaskStore::open(&p)).await?)
         }
+        Location::Sqlite(path) => {
+            let p = path.clone();
+            Arc::new(blocking(url, move || SqliteTaskStore::open(&p)).await?)
+        }
+        Location::Postgres(u) => Arc::new(PostgresTaskStore::open(&u).await?),
+        Location::Redis(u) => Arc::new(RedisTaskStore::open(&u).await?),
     })
 }
 

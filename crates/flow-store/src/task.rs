@@ -146,6 +146,7 @@ impl Gone {
 
 /// What a backend stores under one id: a task or its tombstone.
 #[derive(Debug, Clone, PartialEq)]
+#[allow(clippy::large_enum_variant)] // short-lived values, matched by callers: no box
 pub enum Record {
     /// A task (possibly past its `expires_at`, until purged).
     Task(Task),
@@ -163,6 +164,7 @@ struct Envelope<T> {
 
 #[derive(Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
+#[allow(clippy::large_enum_variant)]
 enum Body {
     Task(Task),
     Gone(Gone),
