@@ -6,7 +6,7 @@ const assert = require('node:assert/strict');
 const { setTimeout: tick } = require('node:timers/promises');
 const { SequentialFlow } = require('..');
 const { RedisStorage } = require('../storage');
-const { connect } = require('./support/resp');
+const { connect } = require('../test-support/resp');
 
 async function client(t) {
   try {

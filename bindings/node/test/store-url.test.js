@@ -11,7 +11,7 @@ const { execFile } = require('node:child_process');
 const { setTimeout: tick } = require('node:timers/promises');
 const { SequentialFlow } = require('..');
 
-const CLI = path.join(__dirname, 'support', 'flow-cli.js');
+const CLI = path.join(__dirname, '..', 'test-support', 'flow-cli.js');
 
 function scratch(t) {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'sequential-flow-store-'));

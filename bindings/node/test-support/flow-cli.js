@@ -1,7 +1,7 @@
 'use strict';
 // One SequentialFlow call in a process of its own: node flow-cli.js STORE_URL execute|resume|get JSON
 // prints the resulting task as JSON (or {"error": {code, message}}).
-const { SequentialFlow } = require('../..');
+const { SequentialFlow } = require('..');
 
 const [store, call, arg] = process.argv.slice(2);
 SequentialFlow.setDefaultStorage(store);
