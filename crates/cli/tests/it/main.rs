@@ -17,6 +17,7 @@ mod run_bad_input;
 mod runs;
 mod serve;
 mod serve_events;
+mod serve_graph;
 mod serve_signal;
 mod sync;
 mod tasks;
