@@ -498,7 +498,8 @@ fn short(s: &str, max: usize) -> String {
 fn summary(r: &JournalRecord) -> String {
     let rec = Record::new(r);
     let Some(kind) = rec.kind() else {
-        return short_json(&r.data, 100);
+        return crate::commands::graph::journal_text(&r.kind, &r.data)
+            .unwrap_or_else(|| short_json(&r.data, 100));
     };
     match kind {
         RecordKind::RunStarted => match rec.started() {

@@ -687,3 +687,110 @@ mod tests {
         assert_eq!(mermaid_id("fan#1/each[]/x"), "fanb1_eachi__x");
     }
 }
+
+// ------------------------------------------------------------------------------ journal
+
+/// A graph record of a run's journal as `show --journal` prints it (`None`: not a graph record
+/// this knows, printed as its JSON). The state's path leads; times are RFC 3339.
+pub(crate) fn journal_text(kind: &str, data: &Value) -> Option<String> {
+    let path = data["path"].as_str().unwrap_or("?");
+    let num = |k: &str| {
+        data[k]
+            .as_u64()
+            .map_or_else(|| "?".into(), |n| n.to_string())
+    };
+    let json = |k: &str| runs::short_json(&data[k], 80);
+    let error = |v: &Value| {
+        let msg = v["message"].as_str().unwrap_or_default();
+        let name = v["name"].as_str().unwrap_or("Error");
+        if msg.is_empty() {
+            name.to_string()
+        } else {
+            format!(
+                "{name}: {}",
+                runs::short_json(&Value::String(msg.into()), 80).trim_matches('"')
+            )
+        }
+    };
+    let at = |k: &str| {
+        data[k]
+            .as_i64()
+            .map_or_else(|| "?".into(), crate::time::rfc3339)
+    };
+    Some(match kind {
+        "state.entered" => {
+            let restart = data["restart"]
+                .as_u64()
+                .map_or(String::new(), |r| format!(" (restart {r})"));
+            format!(
+                "{path} attempt {}{restart} input {}",
+                num("attempt"),
+                json("input")
+            )
+        }
+        "state.succeeded" => {
+            let vars = data
+                .get("vars")
+                .filter(|v| !v.is_null())
+                .map_or(String::new(), |v| {
+                    format!(" vars {}", runs::short_json(v, 60))
+                });
+            format!("{path} → {}{vars}", json("output"))
+        }
+        "state.failed" => format!(
+            "{path} attempt {} threw {}",
+            num("attempt"),
+            error(&data["error"])
+        ),
+        "retry.scheduled" => format!(
+            "{path} attempt {} in {} (at {})",
+            num("attempt"),
+            runs::human_ms(data["delay_ms"].as_i64().unwrap_or(0)),
+            at("fire_at")
+        ),
+        "timer.scheduled" => format!(
+            "{path} timer {} fires at {}",
+            data["timer"].as_str().unwrap_or("?"),
+            at("fire_at")
+        ),
+        "timer.fired" | "timer.cancelled" => {
+            format!("{path} timer {}", data["timer"].as_str().unwrap_or("?"))
+        }
+        "transition" => format!(
+            "{} → {} ({})",
+            data["path"]
+                .as_str()
+                .or(data["from"].as_str())
+                .unwrap_or("?"),
+            data["to"].as_str().unwrap_or("?"),
+            data["via"].as_str().unwrap_or("?")
+        ),
+        "event.received" => format!(
+            "event {:?} {}",
+            data["name"].as_str().unwrap_or("?"),
+            json("message")
+        ),
+        "event.consumed" => format!(
+            "{path} {} event {:?}",
+            if data["discarded"] == true {
+                "discarded"
+            } else {
+                "took"
+            },
+            data["name"].as_str().unwrap_or("?")
+        ),
+        "item.started" => format!("{path}[{}] item {}", num("index"), json("item")),
+        "item.succeeded" => format!("{path}[{}] → {}", num("index"), json("output")),
+        "item.failed" => format!("{path}[{}] threw {}", num("index"), error(&data["error"])),
+        "item.cancelled" => format!("{path}[{}] cancelled", num("index")),
+        "branch.started" => format!("{path}#{} started", num("branch")),
+        "branch.succeeded" => format!("{path}#{} → {}", num("branch"), json("output")),
+        "branch.failed" => format!("{path}#{} threw {}", num("branch"), error(&data["error"])),
+        "branch.cancelled" => format!("{path}#{} cancelled", num("branch")),
+        "run.recovered" => format!(
+            "taken over from {}",
+            data["previous_owner"].as_str().unwrap_or("?")
+        ),
+        _ => return None,
+    })
+}

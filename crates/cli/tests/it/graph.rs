@@ -492,3 +492,101 @@ fn the_order_graph_example_runs_offline_waits_for_big_orders_and_rejects_missing
     .code(1)
     .stderr_has("OrderRejected: caused by OutOfStock: not in stock: unobtainium");
 }
+
+#[test]
+fn show_journal_prints_graph_records_as_sentences() {
+    let sb = Sandbox::new();
+    approval(&sb, "approve");
+    let id = run_of(&sb.run(&["run", "approve", "--json"]).code(3).json());
+    sb.run(&["signal", &id, "approved", r#"{"by": "ann"}"#])
+        .ok();
+    sb.run(&["resume", &id]).ok();
+    let out = sb.run(&["show", &id, "--journal"]).ok().stdout;
+    for line in [
+        "state.entered   prepare attempt 1 input {}",
+        r#"state.succeeded prepare → {"item":"laptop","ticket":"T-1"}"#,
+        "transition      prepare → approval (done)",
+        "timer.scheduled approval timer ",
+        r#"event.received  event "approved" {"by":"ann"}"#,
+        r#"event.consumed  approval took event "approved""#,
+        "timer.cancelled approval timer ",
+        "transition      approval → ship (event:approved)",
+    ] {
+        assert!(out.contains(line), "{line:?} missing from:\n{out}");
+    }
+    // no graph record is printed as raw JSON
+    for l in out
+        .lines()
+        .filter(|l| l.contains("state.") || l.contains("transition"))
+    {
+        assert!(!l.contains("\"path\""), "{l}");
+    }
+}
+
+#[test]
+fn a_fetch_that_spends_its_retries_in_a_graph_handler_pauses_the_run_and_resume_retry_continues() {
+    let server = sequential_test_support::http::CountingServer::start();
+    let sb = Sandbox::new();
+    sb.write(
+        "tasks/flaky/graph.json",
+        r#"{"version": 1, "initial": "first", "states": {
+            "first": {"onDone": "call"},
+            "call": {"onDone": "done", "catch": [{"errors": ["*"], "target": "caught"}]},
+            "caught": {"type": "fail", "error": "Caught"},
+            "done": {"type": "final"}}}"#,
+    );
+    sb.write(
+        "tasks/flaky/code.js",
+        &format!(
+            r#"export async function first() {{ return {{ n: 1 }}; }}
+export async function call(input) {{
+  const r = await fetch("{}/down");
+  return {{ ...input, status: r.status, body: await r.json() }};
+}}
+"#,
+            server.url()
+        ),
+    );
+    let o = sb
+        .cmd(&["run", "flaky", "--json"])
+        .env("TASK_MAX_RETRIES", "1")
+        .run()
+        .code(3);
+    let doc = o.json();
+    assert_eq!(doc["status"], "paused", "{doc}");
+    assert_eq!(server.count("/down"), 2, "one try and one retry");
+    let id = run_of(&doc);
+    let journal = sb
+        .run(&["show", &id, "--journal"])
+        .ok()
+        .stdout_has("run.paused")
+        .stdout;
+    assert!(
+        !journal.contains("state.failed"),
+        "the catch did not take it:\n{journal}"
+    );
+    // like an implicit task's: resume alone says to add --retry
+    sb.run(&["resume", &id]).code(2).stderr_has("--retry");
+    server.set_down(false);
+    let doc = sb
+        .cmd(&["resume", &id, "--retry", "--json"])
+        .env("TASK_MAX_RETRIES", "1")
+        .run()
+        .ok()
+        .json();
+    assert_eq!(doc["status"], "succeeded", "{doc}");
+    assert_eq!(
+        doc["output"],
+        json!({"n": 1, "status": 200, "body": {"ok": true}})
+    );
+    assert_eq!(server.count("/down"), 3);
+    // the first state ran once: its success is in the journal, never repeated
+    let doc = sb.run(&["show", &id, "--journal", "--json"]).ok().json();
+    let entered_first = doc["journal"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|r| r["kind"] == "state.succeeded" && r["data"]["path"] == "first")
+        .count();
+    assert_eq!(entered_first, 1);
+}

@@ -98,6 +98,7 @@ pub(crate) async fn drive(
         ready: VecDeque::new(),
         stopping: false,
         draining: false,
+        paused: None,
         last_renew: Instant::now(),
         last_status: Instant::now(),
     };
@@ -136,6 +137,8 @@ struct GraphDriver<'a> {
     stopping: bool,
     /// The worker is stopping: no new handler starts; the run is released.
     draining: bool,
+    /// A handler's fetch spent its retries: the run pauses (activation, call seq, error).
+    paused: Option<(Key, u64, Value)>,
     last_renew: Instant,
     last_status: Instant,
 }
@@ -185,6 +188,9 @@ impl GraphDriver<'_> {
         loop {
             if self.snapshot.status != GraphStatus::Running {
                 return self.ended().await;
+            }
+            if let Some((key, seq, error)) = self.paused.take() {
+                return self.pause(key, seq, error).await;
             }
             self.draining = stop.level() > Level::Run;
             if let Some(run) = self.keep_lease().await? {
@@ -281,6 +287,12 @@ impl GraphDriver<'_> {
                 activation,
                 error,
             },
+            Ended::Paused { seq, error } => {
+                if self.paused.is_none() {
+                    self.paused = Some(((path, activation), seq, error));
+                }
+                return Ok(());
+            }
         };
         let actions = self.commit(fact, None).await?;
         self.perform(actions).await
@@ -648,6 +660,23 @@ impl GraphDriver<'_> {
             .await?;
         self.finish(RunStatus::Failed, None, Some(error.to_json()))
             .await
+    }
+
+    /// A handler's fetch spent its retries: the run pauses as an implicit task's does (`run.paused`
+    /// naming the call and the state's path); `resume --retry` queues it, and the next drive
+    /// runs the state's handler again, replaying its journaled calls and performing that fetch
+    /// again. Other handlers in flight are stopped; their unfinished calls run again then.
+    async fn pause(&mut self, key: Key, seq: u64, error: Value) -> Result<Run> {
+        self.set.abort_all();
+        self.running.clear();
+        let mut info = crate::journal::run_paused(seq, &error);
+        if let Value::Object(m) = &mut info {
+            m.insert("path".into(), key.0.into());
+        }
+        self.writer
+            .append(vec![(RecordKind::RunPaused.as_str().into(), info.clone())])
+            .await?;
+        self.finish(RunStatus::Paused, None, Some(info)).await
     }
 
     /// Hands the run back unsettled (the worker is stopping).

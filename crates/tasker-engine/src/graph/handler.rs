@@ -65,7 +65,9 @@ impl Code {
 }
 
 /// Builds the handler's `ctx` (the VM's durable calls plus the graph's fields and `outcome`).
-const WRAPPER_HEAD: &str = r#"  const __sqCtx = Object.freeze(Object.assign({}, __sqVm, __sqIn.ctx, {
+/// The VM's properties are copied as descriptors, so a getter (`ctx.signal`) stays lazy: only a
+/// handler that reads it makes its host call.
+const WRAPPER_HEAD: &str = r#"  const __sqCtx = Object.freeze(Object.assign(Object.defineProperties({}, Object.getOwnPropertyDescriptors(__sqVm)), __sqIn.ctx, {
     outcome(name, value) {
       return { $sequentialOutcome: String(name), value: value === undefined ? null : value };
     },
@@ -96,6 +98,9 @@ pub(crate) enum Ended {
     },
     /// It threw.
     Err(ErrorValue),
+    /// Call `seq` (a fetch) spent its retries: the run pauses as an implicit task's does, and
+    /// `resume --retry` performs the call again (the handler replays up to it).
+    Paused { seq: u64, error: Value },
 }
 
 /// What every handler of one run shares.
@@ -229,27 +234,34 @@ pub(crate) async fn run(
             let idempotency = format!("{}:{}:{}:{}", shared.run, key.0, key.1, c.seq);
             let retry = shared.retry.clone();
             set.spawn(async move {
-                let r = match perform_slow(&engine, &c, &idempotency, retry).await {
-                    Ok(r) => r,
-                    // in a graph, spent retries are the handler's error: retry/catch decide
-                    Err(e) => CallResult::Error(ErrorInfo::new(
-                        e["name"].as_str().unwrap_or("FetchError"),
-                        e["message"].as_str().unwrap_or_default(),
-                    )),
-                };
-                (c.seq, r)
+                // spent retries (Err) pause the run, as in an implicit task
+                (c.seq, perform_slow(&engine, &c, &idempotency, retry).await)
             });
         }
         for (seq, wake) in sleeps {
             set.spawn(async move {
                 let left = (wake - now_millis()).max(0) as u64;
                 tokio::time::sleep(std::time::Duration::from_millis(left)).await;
-                (seq, CallResult::Ok(Value::Null))
+                (seq, Ok(CallResult::Ok(Value::Null)))
             });
         }
+        let mut spent: Option<(u64, Value)> = None;
         while let Some(done) = set.join_next().await {
-            let (seq, r) = done.map_err(join_error)?;
-            results.insert(seq, r);
+            match done.map_err(join_error)? {
+                (seq, Ok(r)) => {
+                    results.insert(seq, r);
+                }
+                (seq, Err(error)) => {
+                    if spent.as_ref().is_none_or(|(s, _)| seq < *s) {
+                        spent = Some((seq, error));
+                    }
+                }
+            }
+        }
+        if let Some((seq, error)) = spent {
+            // the calls that came back are performed again on resume (at least once)
+            session.close();
+            return Ok(Ended::Paused { seq, error });
         }
         let (s, last) = tokio::task::spawn_blocking(move || {
             let mut last = None;
