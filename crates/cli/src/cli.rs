@@ -13,11 +13,14 @@ Examples:
   sequential-ecosystem history order-flow
   sequential-ecosystem machine run \"npm install\"     # also the binary `sequential-machine`
 
-Storage: DATABASE_URL (folder:PATH or a plain path, sqlite:PATH, sqlite::memory:,
+Storage: DATABASE_URL (folder:PATH or a plain path, sqlite:PATH or a path ending in .db,
+.sqlite or .sqlite3, sqlite::memory:,
 postgres://USER@HOST/DB — alias SUPABASE_DB_URL; see `migrate --help`) wins over
 \"adaptor\" in .sequentialrc.json, which wins over folder storage under SEQUENTIAL_TASKS_DIR
-(default ./tasks). Runs: TASK_TIMEOUT (ms per fetch attempt, default 300000), TASK_MAX_RETRIES
-(default 3), TASK_CPU_SLICE_MS (JavaScript time between host calls, default 1000).
+(default ./tasks). Runs: TASK_TIMEOUT (ms a run may be active; waits do not count),
+TASK_FETCH_TIMEOUT (ms per fetch attempt, default 300000), TASK_MAX_RETRIES (default 3),
+TASK_CPU_SLICE_MS (JavaScript time between host calls, default 1000); each also engine.<name>
+in .sequentialrc.json. A .env file in the working directory is read (set variables win).
 Logs: RUST_LOG=debug or DEBUG=1 (stderr). Progress: on a terminal only (NO_PROGRESS=1: off).
 
 Exit codes: 0 ok, 1 a run failed, 2 usage or configuration error, 3 a run is waiting or paused.";
@@ -89,8 +92,9 @@ Examples:
 Examples:
   sequential-ecosystem config show
   sequential-ecosystem config set adaptor sqlite:./sequential.db
-  sequential-ecosystem config set defaults.timeout 600000
-  sequential-ecosystem config get defaults.timeout")]
+  sequential-ecosystem config set engine.timeout 600000     # TASK_TIMEOUT
+  sequential-ecosystem config set defaults.userId john      # input userId when a run omits it
+  sequential-ecosystem config get engine.timeout")]
     Config {
         #[command(subcommand)]
         action: ConfigAction,
@@ -136,11 +140,13 @@ Examples:
   sequential-ecosystem run order-flow --input '{\"customerId\": 7}' --json
   sequential-ecosystem run order-flow --input @input.json --save=result.json
   sequential-ecosystem run approval --detach          # prints the queued run's id
-  sequential-ecosystem run nap --wait 10s             # keeps going through timers due within 10s
+  sequential-ecosystem run nap                        # keeps going through timers due within 60s
+  sequential-ecosystem run nap --wait 0               # exit 3 at the first wait
   sequential-ecosystem run approval --wait 10m        # …and waits up to 10m for `signal`
+  sequential-ecosystem run order-flow --dry-run       # compile and check; run nothing
 
 --input: JSON, or @FILE; default {}. Inputs declared in config.json must be present (or have a
-\"default\"). --verbose prints each journal record on stderr as it is written. --save writes the
+\"default\", or a defaults.<input> in .sequentialrc.json). --verbose prints each journal record on stderr as it is written. --save writes the
 run (status, output or error, journal) as JSON to FILE (default ./<task>-<run>.json).
 Exit codes: 0 succeeded (the output is printed), 1 failed or cancelled, 2 usage or configuration
 error, 3 waiting or paused (stderr says for what and how to continue).")]
@@ -355,10 +361,12 @@ pub struct RunArgs {
     #[arg(long, conflicts_with_all = ["wait", "dry_run", "save"])]
     pub detach: bool,
     /// Keep going for up to DUR (250ms, 2s, 5m, 1h, 7d): through timers that fire within it,
-    /// and waiting for events (a `signal` from elsewhere) and child runs.
+    /// and waiting for events (a `signal` from elsewhere) and child runs. Without it: through
+    /// timers due within 60s only; --wait 0 stops (exit 3) at the first wait.
     #[arg(long, value_name = "DUR")]
     pub wait: Option<String>,
-    /// Check the task and the input and print what would run; store and start nothing.
+    /// Compile the code (a syntax error: exit 2 with file:line:column), check the config, graph
+    /// and input, and print what would run; run, store and start nothing.
     #[arg(long, conflicts_with_all = ["wait", "save"])]
     pub dry_run: bool,
     /// Write the run (status, output or error, journal) as JSON to FILE (default
@@ -476,19 +484,20 @@ pub enum ConfigAction {
     #[command(after_help = "Example:\n  sequential-ecosystem config show --json")]
     Show,
     /// Print one value.
-    #[command(after_help = "Example:\n  sequential-ecosystem config get defaults.timeout")]
+    #[command(after_help = "Example:\n  sequential-ecosystem config get engine.timeout")]
     Get {
-        /// Dotted key, e.g. `defaults.timeout`.
+        /// Dotted key, e.g. `engine.timeout` or `defaults.userId`.
         key: String,
     },
     /// Set one value (parsed as JSON when it parses, else stored as a string).
     #[command(after_help = "\
 Examples:
   sequential-ecosystem config set adaptor sqlite:./sequential.db
-  sequential-ecosystem config set defaults.maxRetries 5
+  sequential-ecosystem config set engine.maxRetries 5
+  sequential-ecosystem config set defaults.userId john
   sequential-ecosystem config set owner '{\"team\": \"payments\"}'")]
     Set {
-        /// Dotted key, e.g. `defaults.timeout`.
+        /// Dotted key, e.g. `engine.timeout` or `defaults.userId`.
         key: String,
         /// The value.
         value: String,

@@ -53,7 +53,12 @@ pub fn main_ecosystem() -> ExitCode {
         // Usage errors exit 2, `--help` and `--version` exit 0 (clap's convention).
         Err(e) => e.exit(),
     };
+    // before anything reads the environment (logging included), while one thread runs
+    let dotenv = load_dotenv();
     init_tracing();
+    if let Err(err) = dotenv {
+        return ExitCode::from(error::report(&err));
+    }
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -81,6 +86,29 @@ pub fn main_machine() -> ExitCode {
     match machine::run(cli.args, cli.json) {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => ExitCode::from(error::report(&err)),
+    }
+}
+
+/// The `.env` file of the working directory: each `NAME=value` line sets `NAME` unless the
+/// environment already has it (set variables win). No file is not an error; a malformed one
+/// is (exit 2, naming the file and line).
+fn load_dotenv() -> anyhow::Result<()> {
+    let path = std::path::Path::new(".env");
+    match dotenvy::from_path(path) {
+        Ok(()) => Ok(()),
+        Err(dotenvy::Error::Io(e)) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(dotenvy::Error::LineParse(line, at)) => Err(error::user(
+            format!(
+                "cannot read .env in the working directory: line {:?} is not NAME=value (error at character {})",
+                line,
+                at + 1
+            ),
+            "each line of .env is NAME=value, # comment or empty; quote values with spaces",
+        )),
+        Err(e) => Err(error::user(
+            format!("cannot read .env in the working directory: {e}"),
+            "each line of .env is NAME=value, # comment or empty; remove or fix the file",
+        )),
     }
 }
 

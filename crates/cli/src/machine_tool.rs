@@ -76,8 +76,18 @@ fn env_arg(args: &Value) -> Result<Vec<(String, String)>, ErrorInfo> {
 
 fn store_error(e: StoreError) -> ErrorInfo {
     let mut info = ErrorInfo::new("MachineError", e.to_string());
-    if let StoreError::CommandFailed { code, .. } = &e {
-        info.details = Some(json!({ "code": code }));
+    if let StoreError::CommandFailed {
+        code,
+        stdout_tail,
+        stderr_tail,
+        ..
+    } = &e
+    {
+        info.details = Some(json!({
+            "code": code,
+            "stdoutTail": stdout_tail,
+            "stderrTail": stderr_tail,
+        }));
     }
     info
 }

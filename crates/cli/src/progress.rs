@@ -30,8 +30,21 @@ pub async fn drive(
     after: Option<u64>,
     watch: Watch,
 ) -> Result<Run> {
+    drive_with(engine, id, wait_until, true, after, watch).await
+}
+
+/// [`drive`], through timers due before `wait_until` and, when `events`, also waiting for
+/// events and child runs driven elsewhere until then.
+pub async fn drive_with(
+    engine: &Engine,
+    id: RunId,
+    wait_until: Option<i64>,
+    events: bool,
+    after: Option<u64>,
+    watch: Watch,
+) -> Result<Run> {
     if !watch.verbose && !watch.spinner {
-        return settle(engine, id, wait_until).await;
+        return settle(engine, id, wait_until, events).await;
     }
     let bar = if watch.spinner {
         let bar = ProgressBar::with_draw_target(None, ProgressDrawTarget::stderr());
@@ -75,7 +88,7 @@ pub async fn drive(
         }
         watcher_bar.finish_and_clear();
     });
-    let result = settle(engine, id, wait_until).await;
+    let result = settle(engine, id, wait_until, events).await;
     let _ = done_tx.send(true);
     let _ = watcher.await;
     bar.finish_and_clear();
@@ -85,14 +98,14 @@ pub async fn drive(
 /// `run_until_settled`, and until `wait_until` also through waits the engine does not sleep
 /// for: an event (a `signal` from another process makes the run due) or a child run that
 /// another process drives. Polls the run while it waits.
-async fn settle(engine: &Engine, id: RunId, wait_until: Option<i64>) -> Result<Run> {
+async fn settle(engine: &Engine, id: RunId, wait_until: Option<i64>, events: bool) -> Result<Run> {
     loop {
         let run = engine
             .run_until_settled(id, wait_until)
             .await
             .map_err(engine_error)?;
         let left = wait_until.map_or(0, |limit| limit - now_millis());
-        if run.status != RunStatus::Waiting || left <= 0 {
+        if run.status != RunStatus::Waiting || left <= 0 || !events {
             return Ok(run);
         }
         let pause = Duration::from_millis(left.clamp(1, 200) as u64);

@@ -144,12 +144,53 @@ impl RcFile {
     }
 }
 
+/// The engine settings that once lived under `defaults.*` and now live under `engine.*`:
+/// `(name, environment variable)`. `defaults.<name>` is still read, with a warning.
+pub const ENGINE_SETTINGS: [(&str, &str); 4] = [
+    ("timeout", "TASK_TIMEOUT"),
+    ("fetchTimeout", "TASK_FETCH_TIMEOUT"),
+    ("maxRetries", "TASK_MAX_RETRIES"),
+    ("cpuSliceMs", "TASK_CPU_SLICE_MS"),
+];
+
+/// The names `defaults.<name>` may hold for the engine in files written before `engine.*`.
+const LEGACY_ENGINE: [&str; 3] = ["timeout", "maxRetries", "cpuSliceMs"];
+
+impl RcFile {
+    /// The engine setting `engine.<name>`, else the legacy `defaults.<name>` (the caller warns):
+    /// the value and the key it came from.
+    pub fn engine_setting(&self, name: &str) -> Option<(&Value, String)> {
+        let key = format!("engine.{name}");
+        if let Some(v) = self.get(&key).ok().flatten() {
+            return Some((v, key));
+        }
+        if LEGACY_ENGINE.contains(&name) {
+            let key = format!("defaults.{name}");
+            return self.get(&key).ok().flatten().map(|v| (v, key));
+        }
+        None
+    }
+
+    /// The run input defaults, `defaults.<input>`: every key of `defaults` except the legacy
+    /// engine settings (`timeout`, `maxRetries`, `cpuSliceMs`) unless `declared` names an input
+    /// of that name.
+    pub fn input_defaults(&self, declared: &[String]) -> Map<String, Value> {
+        let Some(Value::Object(all)) = self.get("defaults").ok().flatten() else {
+            return Map::new();
+        };
+        all.iter()
+            .filter(|(k, _)| !LEGACY_ENGINE.contains(&k.as_str()) || declared.contains(k))
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect()
+    }
+}
+
 /// The default content `init` writes.
 pub fn default_content() -> Value {
     serde_json::json!({
         "version": FORMAT_VERSION,
         "adaptor": "folder",
-        "defaults": { "timeout": 300000, "maxRetries": 3 }
+        "engine": { "timeout": 300000, "maxRetries": 3 }
     })
 }
 
@@ -157,7 +198,7 @@ fn split_key(key: &str) -> Result<Vec<&str>> {
     let parts: Vec<&str> = key.split('.').collect();
     if parts.iter().any(|p| p.is_empty()) {
         return Err(UserError::new(format!(
-            "invalid key {key:?}: expected dot-separated non-empty names such as defaults.timeout"
+            "invalid key {key:?}: expected dot-separated non-empty names such as engine.timeout"
         ))
         .hint("`sequential-ecosystem config show` prints the keys that are set")
         .into());

@@ -32,22 +32,25 @@ pub fn engine(ctx: &Ctx, storage: &Opened, concurrency: Option<usize>) -> Result
     engine_with(storage, config)
 }
 
-/// The engine's settings: HTTP defaults from `TASK_TIMEOUT`/`TASK_MAX_RETRIES` and the
-/// JavaScript CPU slice from `TASK_CPU_SLICE_MS` (else `defaults.timeout`,
-/// `defaults.maxRetries`, `defaults.cpuSliceMs` in `.sequentialrc.json`), and how often a run's
-/// drive may fail before the run fails (`engine.maxDriveAttempts`, default 5).
+/// The engine's settings, each from its environment variable, else `engine.<name>` in
+/// `.sequentialrc.json` (else, with a warning, the legacy `defaults.<name>`): the run's
+/// active-time bound from `TASK_TIMEOUT` (`engine.timeout`), the HTTP defaults from
+/// `TASK_FETCH_TIMEOUT` (`engine.fetchTimeout`) and `TASK_MAX_RETRIES` (`engine.maxRetries`),
+/// the JavaScript CPU slice from `TASK_CPU_SLICE_MS` (`engine.cpuSliceMs`), and how often a
+/// run's drive may fail before the run fails (`engine.maxDriveAttempts`, default 5).
 pub fn engine_config(ctx: &Ctx) -> Result<EngineConfig> {
     let rc = ctx.rc()?;
-    let from_rc = |key: &str| -> Option<(String, String)> {
-        let dotted = match key {
-            "TASK_TIMEOUT" => "defaults.timeout",
-            "TASK_MAX_RETRIES" => "defaults.maxRetries",
-            "TASK_CPU_SLICE_MS" => "defaults.cpuSliceMs",
-            _ => return None,
-        };
-        let v = rc.get(dotted).ok().flatten()?;
+    let from_rc = |var: &str| -> Option<(String, String)> {
+        let (name, _) = crate::rc::ENGINE_SETTINGS.iter().find(|(_, v)| *v == var)?;
+        let (v, key) = rc.engine_setting(name)?;
+        if key.starts_with("defaults.") {
+            eprintln!(
+                "warning: {key} in .sequentialrc.json is read as engine.{name} ({var}); \
+                 `sequential-ecosystem config set engine.{name} {v}` moves it"
+            );
+        }
         let text = v.as_str().map_or_else(|| v.to_string(), str::to_string);
-        Some((text, format!("{dotted} in .sequentialrc.json")))
+        Some((text, format!("{key} in .sequentialrc.json")))
     };
     let setting = |key: &str| -> Option<(String, String)> {
         std::env::var(key)
@@ -56,21 +59,52 @@ pub fn engine_config(ctx: &Ctx) -> Result<EngineConfig> {
             .map(|v| (v, key.to_string()))
             .or_else(|| from_rc(key))
     };
-    let http = sequential_http_wrapper::ClientConfig::from_env(|k| setting(k).map(|(v, _)| v))
+    // the HTTP client reads its per-attempt timeout under the name TASK_TIMEOUT
+    fn http_var(k: &str) -> &str {
+        if k == "TASK_TIMEOUT" {
+            "TASK_FETCH_TIMEOUT"
+        } else {
+            k
+        }
+    }
+    let http = sequential_http_wrapper::ClientConfig::from_env(|k| setting(http_var(k)).map(|(v, _)| v))
         .map_err(|e| {
-            let source = setting(&e.key).map_or_else(|| e.key.clone(), |(_, s)| s);
+            let var = http_var(&e.key);
+            let source = setting(var).map_or_else(|| var.to_string(), |(_, s)| s);
             user(
                 format!(
-                    "invalid {source} {:?}: expected {} ({})",
-                    e.value, e.expected, e.key
+                    "invalid {source} {:?}: expected {} ({var})",
+                    e.value, e.expected
                 ),
-                "TASK_TIMEOUT is milliseconds (default 300000); TASK_MAX_RETRIES a whole number (default 3)",
+                "TASK_FETCH_TIMEOUT is milliseconds per fetch attempt (default 300000); TASK_MAX_RETRIES a whole number (default 3)",
             )
         })?;
     let mut config = EngineConfig {
         http,
         ..EngineConfig::default()
     };
+    if let Some((raw, source)) = setting("TASK_TIMEOUT") {
+        let ms = raw
+            .trim()
+            .parse::<u64>()
+            .ok()
+            .filter(|ms| *ms >= 1)
+            .ok_or_else(|| {
+                user(
+                    format!("invalid {source} {raw:?}: expected milliseconds, e.g. 300000 (5 minutes)"),
+                    "TASK_TIMEOUT bounds how long a run may be active (waits for timers and events do not count); unset means no bound",
+                )
+            })?;
+        let setting = source
+            .strip_suffix(" in .sequentialrc.json")
+            .map_or(source.clone(), |key| {
+                format!("{key} in .sequentialrc.json (TASK_TIMEOUT)")
+            });
+        config.run_timeout = Some(sequential_tasker_engine::RunTimeout {
+            limit: Duration::from_millis(ms),
+            setting,
+        });
+    }
     if let Some((raw, source)) = setting("TASK_CPU_SLICE_MS") {
         let ms = raw
             .trim()

@@ -22,7 +22,8 @@ use crate::rc::RcFile;
 pub const DEFAULT_SQLITE_URL: &str = "sqlite:./sequential.db";
 
 /// The URL forms accepted, for messages.
-const FORMS: &str = "folder:PATH (or a plain path), sqlite:PATH, sqlite::memory:, \
+const FORMS: &str = "folder:PATH (or a plain path), sqlite:PATH (or a plain path ending in .db, .sqlite or \
+     .sqlite3), sqlite::memory:, \
      postgres://USER@HOST[:PORT]/DATABASE (or postgresql://), memory: (lives as long as the process)";
 
 /// The environment the policy reads, captured once per process.
@@ -281,9 +282,19 @@ fn normalize(env: &Env, spec: &str) -> Result<String> {
         _ => {}
     }
     match scheme_of(spec).as_deref() {
+        None if is_sqlite_file(spec) => Ok(format!("sqlite:{spec}")),
         None => Ok(format!("folder:{spec}")),
         Some(_) => Ok(spec.to_string()),
     }
+}
+
+/// A plain path naming a SQLite file: it ends in `.db`, `.sqlite` or `.sqlite3`
+/// (`DATABASE_URL=./workflow.db`). Any other plain path is a folder.
+fn is_sqlite_file(path: &str) -> bool {
+    let ext = Path::new(path)
+        .extension()
+        .map(|e| e.to_string_lossy().to_ascii_lowercase());
+    matches!(ext.as_deref(), Some("db" | "sqlite" | "sqlite3"))
 }
 
 /// `folder:tasks` → `folder:./tasks`: a relative folder path gets an explicit `./` so the
@@ -305,9 +316,24 @@ fn anchored(url: &str) -> String {
 pub fn location_exists(choice: &Choice) -> bool {
     let rest = sequential_adaptor::strip_scheme(&choice.url);
     match scheme_of(&choice.url).as_deref() {
-        Some("folder") => Path::new(rest).exists(),
+        Some("folder") => folder_store_exists(Path::new(rest)),
         Some("sqlite") => rest == ":memory:" || Path::new(rest).exists(),
         Some("memory") => true,
         _ => true,
     }
+}
+
+/// Whether folder storage at `root` holds anything: its bookkeeping (`.sequential/`) or a
+/// task's stored versions or runs (a copied folder). A tasks directory with only task folders
+/// (code.js, config.json) stores nothing yet, and opening it would create `.sequential/`.
+fn folder_store_exists(root: &Path) -> bool {
+    if root.join(".sequential").exists() {
+        return true;
+    }
+    let Ok(entries) = std::fs::read_dir(root) else {
+        return false;
+    };
+    entries
+        .filter_map(|e| e.ok())
+        .any(|e| e.path().join("versions").is_dir() || e.path().join("runs").is_dir())
 }

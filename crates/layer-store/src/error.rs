@@ -99,6 +99,14 @@ pub enum Error {
         instruction: String,
         /// Its exit code (128 + signal number when killed by a signal).
         code: i32,
+        /// The end of its standard output (at most [`OUTPUT_TAIL`] bytes), when captured.
+        ///
+        /// [`OUTPUT_TAIL`]: crate::OUTPUT_TAIL
+        stdout_tail: Option<String>,
+        /// The end of its standard error (at most [`OUTPUT_TAIL`] bytes), when captured.
+        ///
+        /// [`OUTPUT_TAIL`]: crate::OUTPUT_TAIL
+        stderr_tail: Option<String>,
     },
     /// The work dir vanished.
     #[error("work dir {} does not exist; `rebuild` recreates it from the layers", path.display())]

@@ -22,3 +22,6 @@ pub use model::{
 };
 pub use progress::{Phase, Progress};
 pub use store::{CheckoutOptions, FORMAT_VERSION, Output, ResetMode, RunOptions, Store};
+
+/// Most bytes of a failing command's captured output kept in [`Error::CommandFailed`] (its end).
+pub const OUTPUT_TAIL: usize = 4096;

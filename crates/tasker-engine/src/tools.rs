@@ -13,7 +13,7 @@ use sequential_http_wrapper::{Fetcher, Request};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use crate::error::{Error, Result};
+use crate::error::Result;
 
 /// One tool invocation.
 #[derive(Debug)]
@@ -44,6 +44,8 @@ pub trait Tool: Send + Sync + std::fmt::Debug {
 #[derive(Debug, Clone, Default)]
 pub struct ToolRegistry {
     tools: BTreeMap<String, Arc<dyn Tool>>,
+    /// Invalid tool files: `(name, why)`.
+    broken: Vec<(String, String)>,
 }
 
 impl ToolRegistry {
@@ -77,7 +79,10 @@ impl ToolRegistry {
     /// `{"name": "weather", "description": "…", "request": {"method": "GET",
     /// "url": "https://api.example.com/weather?city={{city}}", "headers": {…}, "body": …}}`.
     /// `{{key}}` is replaced by the argument `key` (URL-encoded inside `url`). Returns how many
-    /// were loaded; a malformed file is an error naming it.
+    /// were loaded. A file that cannot be read or is not such a service does not stop the
+    /// others: it is registered under its `name` (else its file stem) as a tool whose every call
+    /// fails with an error naming the file and what is wrong (e.g. the missing field); see
+    /// [`ToolRegistry::broken`].
     pub fn load_dir(&mut self, dir: &Path) -> Result<usize> {
         let Ok(entries) = std::fs::read_dir(dir) else {
             return Ok(0);
@@ -88,20 +93,62 @@ impl ToolRegistry {
             .collect();
         paths.sort();
         for path in &paths {
-            let text = std::fs::read_to_string(path).map_err(|e| Error::Invalid {
-                input: path.display().to_string(),
-                expected: format!("a readable tool file ({e})"),
-            })?;
-            let spec: ServiceSpec = serde_json::from_str(&text).map_err(|e| Error::Invalid {
-                input: format!("{} (line {}, column {})", path.display(), e.line(), e.column()),
-                expected: format!(
-                    "{{\"name\": …, \"request\": {{\"method\", \"url\", \"headers\", \"body\"}}}} ({e})"
-                ),
-            })?;
-            let name = spec.name.clone();
-            self.register(&name, spec);
+            let text = match std::fs::read_to_string(path) {
+                Ok(t) => t,
+                Err(e) => {
+                    self.register_broken(path, None, format!("cannot be read ({e})"));
+                    continue;
+                }
+            };
+            match serde_json::from_str::<ServiceSpec>(&text) {
+                Ok(spec) => {
+                    let name = spec.name.clone();
+                    self.register(&name, spec);
+                }
+                Err(e) => {
+                    let name = serde_json::from_str::<Value>(&text)
+                        .ok()
+                        .and_then(|v| v["name"].as_str().map(str::to_string));
+                    self.register_broken(path, name, format!("is not a tool definition: {e}"));
+                }
+            }
         }
         Ok(paths.len())
+    }
+
+    /// The tools of `tools/*.json` files that are invalid: `(name, why)`, sorted by name.
+    pub fn broken(&self) -> Vec<(String, String)> {
+        self.broken.clone()
+    }
+
+    fn register_broken(&mut self, path: &Path, name: Option<String>, why: String) {
+        let name = name.unwrap_or_else(|| {
+            path.file_stem()
+                .map_or_else(String::new, |s| s.to_string_lossy().into_owned())
+        });
+        let why = format!(
+            "{} {why}; expected {{\"name\": …, \"request\": {{\"method\", \"url\", \"headers\", \"body\"}}}}",
+            path.display()
+        );
+        self.broken.push((name.clone(), why.clone()));
+        self.broken.sort();
+        self.register(&name, BrokenTool { why });
+    }
+}
+
+/// A `tools/*.json` file that is invalid: every call fails, naming the file and the problem.
+#[derive(Debug)]
+struct BrokenTool {
+    why: String,
+}
+
+#[async_trait]
+impl Tool for BrokenTool {
+    async fn call(&self, call: ToolCall<'_>) -> std::result::Result<Value, ErrorInfo> {
+        Err(ErrorInfo::new(
+            "ToolConfigError",
+            format!("tool {:?} cannot be called: {}", call.name, self.why),
+        ))
     }
 }
 
@@ -325,7 +372,14 @@ mod tests {
         assert_eq!(r.load_dir(dir.path()).unwrap(), 1);
         assert!(r.get("weather").is_some());
         std::fs::write(dir.path().join("bad.json"), "{\"name\": 1}").unwrap();
-        let err = r.load_dir(dir.path()).unwrap_err().to_string();
-        assert!(err.contains("bad.json") && err.contains("line 1"), "{err}");
+        assert_eq!(r.load_dir(dir.path()).unwrap(), 2);
+        assert!(r.get("weather").is_some(), "the valid file still loads");
+        let broken = r.broken();
+        assert_eq!(broken.len(), 1);
+        assert_eq!(broken[0].0, "bad");
+        assert!(
+            broken[0].1.contains("bad.json") && broken[0].1.contains("line 1"),
+            "{broken:?}"
+        );
     }
 }

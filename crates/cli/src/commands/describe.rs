@@ -14,6 +14,9 @@ struct DescribeOutput {
     name: String,
     description: Option<String>,
     inputs: Vec<InputSpec>,
+    /// The input defaults of `.sequentialrc.json` (`defaults.<input>`) a run of this task gets
+    /// when it does not give the input.
+    defaults: serde_json::Map<String, serde_json::Value>,
     /// The folder, when the task has one.
     folder: Option<String>,
     /// The files present in the folder.
@@ -54,7 +57,25 @@ impl Render for DescribeOutput {
             if !input.description.is_empty() {
                 line.push_str(&format!(" - {}", input.description));
             }
+            if let Some(v) = self.defaults.get(&input.name) {
+                line.push_str(&format!(
+                    " [default {v} from defaults.{} in .sequentialrc.json]",
+                    input.name
+                ));
+            }
             rows.push((if i == 0 { "inputs" } else { "" }, line));
+        }
+        let undeclared: Vec<String> = self
+            .defaults
+            .iter()
+            .filter(|(k, _)| !self.inputs.iter().any(|i| &i.name == *k))
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect();
+        if !undeclared.is_empty() {
+            rows.push((
+                "defaults",
+                format!("{} (.sequentialrc.json)", undeclared.join(", ")),
+            ));
         }
         if let Some(created) = self.meta.as_ref().and_then(|m| m.created.clone()) {
             rows.push(("created", created));
@@ -129,10 +150,13 @@ pub async fn run(ctx: &Ctx, raw: &str) -> Result<()> {
                 .collect()
         })
         .unwrap_or_default();
+    let declared: Vec<String> = inputs.iter().map(|i| i.name.clone()).collect();
+    let defaults = ctx.rc()?.input_defaults(&declared);
     ctx.out.print(&DescribeOutput {
         name: name.to_string(),
         description,
         inputs,
+        defaults,
         folder: folder.as_ref().map(|f| files::show(&f.dir)),
         files: files_present,
         meta: folder.as_ref().and_then(|f| f.meta.clone()),

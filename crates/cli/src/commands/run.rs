@@ -18,6 +18,43 @@ use crate::progress::{self, Watch};
 use crate::runs::{self, RunDoc, engine_error};
 use crate::tasks::{self, CONFIG};
 
+/// How far ahead `run` without `--wait` keeps going through timers (not events): the retry
+/// with `setTimeout` of the original's examples completes in one `run`.
+const DEFAULT_TIMER_WINDOW: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// The thrown value that stops the guarded code of [`check_syntax`] before its first statement.
+const SYNTAX_GUARD: &str = "throw 0;";
+
+/// Compiles task code without running it: the code is parsed whole (a script or a module)
+/// before its first statement runs, and that first statement is a `throw` put before it, so
+/// nothing of the task executes. A syntax error is a usage error naming `file`, the line and
+/// the column.
+fn check_syntax(code: &str, file: &str) -> Result<()> {
+    use sequential_fetch_vm::{Options, Session, Step};
+    let guarded = format!("{SYNTAX_GUARD}{code}");
+    let (session, step) = Session::start(&guarded, &json!({}), Vec::new(), &Options::default())
+        .map_err(|e| anyhow::anyhow!("cannot start the JavaScript VM to compile {file}: {e}"))?;
+    session.close();
+    let e = match step {
+        Step::Failed(sequential_fetch_vm::Error::Js(e)) if e.name == "SyntaxError" => e,
+        _ => return Ok(()),
+    };
+    let at = match (e.line, e.column) {
+        // the guard shifts the first line only
+        (Some(1), Some(col)) => format!(
+            "{file}:1:{}",
+            col.saturating_sub(SYNTAX_GUARD.len() as u32).max(1)
+        ),
+        (Some(line), Some(col)) => format!("{file}:{line}:{col}"),
+        (Some(line), None) => format!("{file}:{line}"),
+        _ => file.to_string(),
+    };
+    Err(user(
+        format!("{at}: SyntaxError: {}", e.message),
+        "fix the code and run `sequential-ecosystem run <task> --dry-run` again; nothing was stored or started",
+    ))
+}
+
 /// What `--dry-run` prints.
 #[derive(Serialize)]
 pub(crate) struct DryRun {
@@ -109,6 +146,12 @@ pub async fn run(ctx: &Ctx, args: RunArgs) -> Result<()> {
     }
 
     if args.dry_run {
+        if let Some(v) = &new_version {
+            check_syntax(
+                &v.code,
+                &files::show(&ctx.tasks.folder(&name).join(tasks::CODE)),
+            )?;
+        }
         return dry_run(ctx, &name, new_version, input, &args).await;
     }
 
@@ -133,6 +176,7 @@ pub async fn run(ctx: &Ctx, args: RunArgs) -> Result<()> {
         }
     };
     runs::check_retry(&config, &declared_in)?;
+    let input = with_rc_defaults(ctx, &config, input)?;
     let input = validate_input(&name, &config, &declared_in, input)?;
     let version = match new_version {
         Some(new) => {
@@ -175,13 +219,16 @@ pub async fn run(ctx: &Ctx, args: RunArgs) -> Result<()> {
             storage: storage.choice.url.clone(),
         });
     }
-    let wait_until = wait.map(|d| now_millis() + d.as_millis() as i64);
+    // without --wait: on through timers due within a minute, but not waiting for events
+    let events = wait.is_some();
+    let wait_until = now_millis() + wait.unwrap_or(DEFAULT_TIMER_WINDOW).as_millis() as i64;
+    let wait_until = (wait_until > now_millis()).then_some(wait_until);
     let watch = Watch {
         verbose: args.verbose && !ctx.json,
         spinner: runs::progress_enabled(),
         start: run.created_at,
     };
-    let settled = progress::drive(&engine, run.id, wait_until, None, watch).await?;
+    let settled = progress::drive_with(&engine, run.id, wait_until, events, None, watch).await?;
     let journal = if args.verbose || args.save.is_some() {
         Some(runs::journal(engine.store(), settled.id).await?)
     } else {
@@ -226,6 +273,7 @@ async fn dry_run(
     let out = match new_version {
         Some(new) => {
             let config_path = files::show(&ctx.tasks.folder(name).join(CONFIG));
+            let input = with_rc_defaults(ctx, &new.config, input)?;
             let input = validate_input(name, &new.config, &config_path, input)?;
             let hash = new.content_hash();
             let (version, fresh) = match &adapter {
@@ -260,6 +308,11 @@ async fn dry_run(
                 return Err(tasks::not_found(name, ctx.tasks.root()));
             };
             runs::check_retry(&v.config, &format!("the config of stored task {name}"))?;
+            check_syntax(
+                &v.code,
+                &format!("the code of stored task {name} v{}", v.version),
+            )?;
+            let input = with_rc_defaults(ctx, &v.config, input)?;
             let input = validate_input(
                 name,
                 &v.config,
@@ -279,6 +332,31 @@ async fn dry_run(
         }
     };
     ctx.out.print(&out)
+}
+
+/// `input` with the input defaults of `.sequentialrc.json` (`defaults.<input>`) added where
+/// the run does not give them; `config` declares the task's inputs. Those defaults win over a
+/// `default` in `config.json` (they are this project's settings); the run's `--input` wins over
+/// both.
+pub(crate) fn with_rc_defaults(ctx: &Ctx, config: &Value, input: Value) -> Result<Value> {
+    let Value::Object(mut obj) = input else {
+        return Ok(input);
+    };
+    let specs = tasks::config_summary(config).1;
+    let declared: Vec<String> = specs.iter().map(|i| i.name.clone()).collect();
+    for (name, value) in ctx.rc()?.input_defaults(&declared) {
+        if obj.get(&name).is_none_or(Value::is_null) {
+            // `config set defaults.userId 123` stores a number; a string input takes its text
+            let string = specs.iter().any(|i| i.name == name && i.ty == "string");
+            let value = match value {
+                Value::Number(n) if string => Value::String(n.to_string()),
+                Value::Bool(b) if string => Value::String(b.to_string()),
+                v => v,
+            };
+            obj.insert(name, value);
+        }
+    }
+    Ok(Value::Object(obj))
 }
 
 /// The latest stored version, `None` when there is none.

@@ -73,6 +73,22 @@ pub fn run(args: MachineArgs, json: bool) -> Result<()> {
             let opts = run_options(&env, streams, capture_failed)?;
             let r = store.run(&instruction, &opts);
             progress.finish();
+            if json
+                && let Err(StoreError::CommandFailed {
+                    instruction,
+                    code,
+                    stdout_tail,
+                    stderr_tail,
+                }) = &r
+            {
+                // the JSON document says what failed; stderr says it in words
+                out.print(&Failed {
+                    instruction: instruction.clone(),
+                    exit_code: *code,
+                    stdout_tail: stdout_tail.clone(),
+                    stderr_tail: stderr_tail.clone(),
+                })?;
+            }
             out.print(&r.map_err(store_error)?)
         }
         MachineCmd::Exec { instruction, env } => {
@@ -209,6 +225,25 @@ pub fn run(args: MachineArgs, json: bool) -> Result<()> {
             }
             Ok(())
         }
+    }
+}
+
+/// What `run --json` prints for a command that failed (no layer was created unless
+/// `--capture-failed`).
+#[derive(serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+struct Failed {
+    instruction: String,
+    exit_code: i32,
+    /// The end of the command's stdout (at most 4 KiB).
+    stdout_tail: Option<String>,
+    /// The end of the command's stderr (at most 4 KiB).
+    stderr_tail: Option<String>,
+}
+
+impl crate::output::Render for Failed {
+    fn text(&self) -> String {
+        String::new()
     }
 }
 

@@ -14,7 +14,7 @@ use serde_json::{json, Value};
 use crate::serve::Server;
 use crate::util::Sandbox;
 
-const ELEMENT: &str = "element-6066-11e4-a52e-4f735466cecf";
+const ELEMENT: &str = "element-6066-11e4-a52e-4f735a435f8d";
 
 /// `(chromium, chromedriver)` on PATH, or `None` after one line saying why the test skips.
 fn browser() -> Option<(PathBuf, PathBuf)> {
@@ -102,11 +102,6 @@ impl Browser {
     }
 
     fn raw(&self, method: &str, path: &str, body: Option<Value>) -> Value {
-        self.try_raw(method, path, body)
-            .unwrap_or_else(|e| panic!("WebDriver {method} {path}: {e}"))
-    }
-
-    fn try_raw(&self, method: &str, path: &str, body: Option<Value>) -> Result<Value, String> {
         let url = format!("{}{}", self.base, path);
         let req = match method {
             "GET" => self.http.get(&url),
@@ -122,15 +117,15 @@ impl Browser {
         let text = self
             .rt
             .block_on(async { req.send().await?.text().await })
-            .map_err(|e| e.to_string())?;
+            .unwrap_or_else(|e| panic!("WebDriver {method} {path}: {e}"));
         let v: Value = serde_json::from_str(&text).unwrap_or(Value::Null);
         if v["value"]["error"].is_string() {
-            return Err(format!(
-                "{}: {}",
+            panic!(
+                "WebDriver {method} {path}: {}: {}",
                 v["value"]["error"], v["value"]["message"]
-            ));
+            );
         }
-        Ok(v["value"].clone())
+        v["value"].clone()
     }
 
     fn cmd(&self, method: &str, path: &str, body: Value) -> Value {
@@ -211,25 +206,12 @@ impl Browser {
             "/element",
             json!({ "using": "css selector", "value": css }),
         );
-        v[ELEMENT]
-            .as_str()
-            .unwrap_or_else(|| panic!("finding {css}: {v}"))
-            .to_string()
+        v[ELEMENT].as_str().unwrap().to_string()
     }
 
-    /// Clicks `css`; an element re-rendered between finding and clicking is found again.
     fn click(&self, css: &str) {
-        for attempt in 0.. {
-            let id = self.element(css);
-            let path = format!("/session/{}/element/{id}/click", self.session);
-            match self.try_raw("POST", &path, Some(json!({}))) {
-                Ok(_) => return,
-                Err(e) if attempt < 20 && (e.contains("stale") || e.contains("intercepted")) => {
-                    std::thread::sleep(Duration::from_millis(150))
-                }
-                Err(e) => panic!("clicking {css}: {e}"),
-            }
-        }
+        let id = self.element(css);
+        self.cmd("POST", &format!("/element/{id}/click"), json!({}));
     }
 
     fn fill(&self, css: &str, text: &str) {
@@ -304,8 +286,7 @@ impl Browser {
             );
             assert!(
                 sizes[0].as_u64() <= sizes[1].as_u64(),
-                "{name} scrolls sideways at {w}x{h}: {sizes}; too wide: {}",
-                self.js("const w = document.documentElement.clientWidth; return [...document.querySelectorAll('body *')].filter((e) => e.getBoundingClientRect().right > w + 1).slice(0, 5).map((e) => e.tagName + '.' + e.className + ' ' + Math.round(e.getBoundingClientRect().right))")
+                "{name} scrolls sideways at {w}x{h}: {sizes}"
             );
             self.screenshot(&format!("{name}-{w}x{h}"));
         }
@@ -316,7 +297,7 @@ impl Browser {
     fn assert_keyboard_reachable(&self, page: &str) {
         let unnamed = self.js(
             r#"const sel = 'a[href], button, input, select, textarea, summary, [tabindex]:not([tabindex="-1"])';
-               const visible = (e) => !e.disabled && (e.offsetParent !== null || e.tagName === 'SUMMARY');
+               const visible = (e) => e.offsetParent !== null || e.tagName === 'SUMMARY';
                const name = (e) => {
                  if (e.getAttribute('aria-label')) return e.getAttribute('aria-label');
                  if (e.getAttribute('aria-labelledby')) return document.getElementById(e.getAttribute('aria-labelledby'))?.innerText;

@@ -1,6 +1,7 @@
 //! Integration tests: the real `sequential-ecosystem` binary in a temporary directory.
 
 mod bad_input;
+mod cli_reference;
 mod config;
 mod console;
 mod crash;

@@ -199,7 +199,7 @@ const NAP: &str = "export default async function (input, ctx) {\n  await ctx.sle
 #[test]
 fn a_sleeping_run_exits_3_and_wait_drives_it_through_the_timer() {
     let sb = task("nap", NAP, None);
-    let o = sb.run(&["run", "nap", "--json"]).code(3);
+    let o = sb.run(&["run", "nap", "--json", "--wait", "0"]).code(3);
     let doc = o.json();
     assert_eq!(doc["status"], "waiting");
     assert!(doc["wake_at"].is_string(), "{doc}");

@@ -9,7 +9,7 @@ use std::process::{Command, Stdio};
 use serde_json::Value;
 
 /// Environment variables the binary reads; cleared for every command unless a test sets them.
-const CLEARED: [&str; 16] = [
+const CLEARED: [&str; 17] = [
     "SEQUENTIAL_REMOTE",
     "SEQUENTIAL_API_TOKEN",
     "DATABASE_URL",
@@ -21,6 +21,7 @@ const CLEARED: [&str; 16] = [
     "DEBUG",
     "NO_COLOR",
     "TASK_TIMEOUT",
+    "TASK_FETCH_TIMEOUT",
     "TASK_MAX_RETRIES",
     "TASK_CPU_SLICE_MS",
     "NO_PROGRESS",

@@ -168,10 +168,7 @@ impl Store {
         }
         let ran = self.execute(instruction, opts)?;
         if ran.code != 0 && !opts.capture_failed {
-            return Err(Error::CommandFailed {
-                instruction: instruction.into(),
-                code: ran.code,
-            });
+            return Err(failed(instruction, &ran));
         }
         let base = match base {
             Some(b) => b,
@@ -180,10 +177,7 @@ impl Store {
         let key = (!dirty && ran.code == 0).then_some(key);
         let state = self.capture(head, &base, instruction, key, pack, current)?;
         if ran.code != 0 {
-            return Err(Error::CommandFailed {
-                instruction: instruction.into(),
-                code: ran.code,
-            });
+            return Err(failed(instruction, &ran));
         }
         Ok(outcome(state, false, instruction, head, Some(ran)))
     }
@@ -275,7 +269,9 @@ impl Store {
         for (index, i) in instructions.iter().enumerate() {
             match self.run(i.as_ref(), opts) {
                 Ok(r) => results.push(r),
-                Err(Error::CommandFailed { instruction, code }) => {
+                Err(Error::CommandFailed {
+                    instruction, code, ..
+                }) => {
                     return Ok(BatchOutcome {
                         results,
                         failed: Some(BatchFailure {
@@ -369,4 +365,23 @@ fn now_ms() -> i64 {
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_millis() as i64)
         .unwrap_or(0)
+}
+
+/// The error of a command that exited with `ran.code`, with the tails of its captured output.
+fn failed(instruction: &str, ran: &ExecOutcome) -> Error {
+    Error::CommandFailed {
+        instruction: instruction.into(),
+        code: ran.code,
+        stdout_tail: ran.stdout.as_deref().map(tail),
+        stderr_tail: ran.stderr.as_deref().map(tail),
+    }
+}
+
+/// The last [`crate::OUTPUT_TAIL`] bytes of `text` (cut at a character boundary).
+fn tail(text: &str) -> String {
+    let mut start = text.len().saturating_sub(crate::OUTPUT_TAIL);
+    while !text.is_char_boundary(start) {
+        start += 1;
+    }
+    text[start..].to_string()
 }

@@ -472,7 +472,9 @@ fn a_failing_command_creates_no_layer_and_passes_its_exit_code() {
     f.run("echo 1 > a");
     let head = f.store.head().unwrap();
     match f.store.run("echo partial > p; exit 7", &quiet()) {
-        Err(Error::CommandFailed { code, instruction }) => {
+        Err(Error::CommandFailed {
+            code, instruction, ..
+        }) => {
             assert_eq!(code, 7);
             assert_eq!(instruction, "echo partial > p; exit 7");
         }
