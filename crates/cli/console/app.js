@@ -32,6 +32,12 @@ function append(el, children) {
   return el;
 }
 
+// Replaces an element's children; null, false and nested arrays are skipped (unlike the DOM's).
+function fill(el, ...children) {
+  el.replaceChildren();
+  return append(el, children);
+}
+
 function svg(tag, attrs, ...children) {
   const el = document.createElementNS("http://www.w3.org/2000/svg", tag);
   for (const [k, v] of Object.entries(attrs || {})) if (v !== null && v !== undefined) el.setAttribute(k, String(v));
@@ -188,7 +194,7 @@ function askToken(refused) {
       resolve();
     });
     const dialog = document.getElementById("dialog");
-    dialog.replaceChildren(form);
+    fill(dialog, form);
     dialog.oncancel = (ev) => ev.preventDefault();
     dialog.showModal();
     input.focus();
@@ -285,7 +291,7 @@ function route() {
   page.stop();
   const path = location.pathname.replace(/\/+$/, "");
   const m = main();
-  m.replaceChildren();
+  fill(m);
   const parts = path.split("/").filter(Boolean).map(decodeURIComponent);
   if (parts[0] === "ui") parts.shift();
   let section = "runs";
@@ -301,7 +307,7 @@ function route() {
 
 function notFound(what, back = "/ui/runs", backText = "Back to the runs") {
   document.title = "Not found · sequential-ecosystem";
-  main().replaceChildren(
+  fill(main(), 
     h("h1", {}, "Not found"),
     h("div", { class: "empty", id: "not-found" }, h("p", {}, what), h("p", {}, link(back, backText))));
   return { stop() {} };
@@ -331,7 +337,7 @@ function confirmDialog(title, text, action, danger) {
     form.addEventListener("submit", (ev) => { ev.preventDefault(); done(true); });
     cancel.addEventListener("click", () => done(false));
     dialog.oncancel = () => done(false);
-    dialog.replaceChildren(form);
+    fill(dialog, form);
     dialog.showModal();
     ok.focus();
   });
@@ -403,7 +409,7 @@ function runsPage() {
   const empty = h("div", { class: "empty", id: "runs-empty", hidden: true });
   const error = h("p", { class: "message err", role: "alert" });
 
-  main().replaceChildren(
+  fill(main(), 
     h("h1", {}, "Runs"),
     h("form", { class: "toolbar", role: "search", onsubmit: (ev) => { ev.preventDefault(); apply(); } },
       h("div", {}, h("label", { for: "filter-task" }, "Task"), taskSel),
@@ -471,7 +477,7 @@ function runsPage() {
     count.textContent = state.items.length ? `${state.items.length} on this page` : "";
     const filtered = state.task || state.status || state.q;
     if (state.items.length === 0) {
-      empty.replaceChildren(...(filtered
+      fill(empty, ...(filtered
         ? [h("p", {}, "No run matches these filters."), h("p", {}, link("/ui/runs", "Show every run"))]
         : [h("p", {}, "No runs yet."), h("p", {}, "Start one from a ", link("/ui/tasks", "task's page"), ", or from a shell: ", h("code", {}, "sequential-ecosystem run hello"))]));
       empty.hidden = false;
@@ -488,10 +494,10 @@ function runsPage() {
       tr.dataset.sig = sig(run);
       tr.dataset.run = run.id;
       const cells = tr.cells;
-      cells[0].replaceChildren(h("a", { href: "/ui/runs/" + run.id, class: "mono", title: run.id, "aria-label": "Run " + run.id }, shortId(run.id)));
-      cells[1].replaceChildren(badge(run.status));
+      fill(cells[0], h("a", { href: "/ui/runs/" + run.id, class: "mono", title: run.id, "aria-label": "Run " + run.id }, shortId(run.id)));
+      fill(cells[1], badge(run.status));
       cells[1].className = "status";
-      cells[2].replaceChildren(h("a", { href: "/ui/tasks/" + encodeURIComponent(run.task.name) }, run.task.name));
+      fill(cells[2], h("a", { href: "/ui/tasks/" + encodeURIComponent(run.task.name) }, run.task.name));
       cells[3].textContent = "v" + run.task.version; cells[3].className = "wide";
       cells[4].textContent = when(run.started_at || run.created_at); cells[4].className = "wide";
       cells[5].textContent = duration(runDuration(run));
@@ -573,7 +579,7 @@ function runPage(id) {
   const timeline = h("ol", { class: "timeline", id: "timeline", "aria-label": "Journal" });
   const tlHint = h("p", { class: "hint" }, "Each call is a bar from requested to completed. Open a record for its request and response; pick one to rerun from it.");
 
-  main().replaceChildren(
+  fill(main(), 
     h("p", {}, link("/ui/runs", "← Runs")),
     head, attention, actions, message, eventForm, io, graph,
     h("h2", {}, "Journal"), tlHint, timeline);
@@ -600,7 +606,7 @@ function runPage(id) {
   function renderRun() {
     const run = st.run;
     const err = errorOf(run.error);
-    head.replaceChildren(
+    fill(head, 
       h("h1", {}, "Run ", h("span", { class: "mono" }, run.id)),
       h("dl", { class: "facts" },
         fact("Status", h("span", { id: "run-status" }, badge(run.status))),
@@ -612,9 +618,12 @@ function runPage(id) {
         run.idempotency_key ? fact("Idempotency key", h("code", {}, run.idempotency_key)) : null,
         run.parent ? fact("Parent", link("/ui/runs/" + run.parent.run, shortId(run.parent.run))) : null,
         fact("Attempt", String(run.attempt ?? "—"))));
+    const key = JSON.stringify([run.status, run.waiting, run.state, run.attempt, run.updated_at, st.selected]);
+    if (key === st.renderedKey) return;
+    st.renderedKey = key;
     renderAttention(run, err);
     renderActions(run);
-    io.replaceChildren(
+    fill(io, 
       h("h2", {}, "Input"), jsonView(run.input),
       run.status === "succeeded" ? [h("h2", {}, "Output"), h("div", { id: "run-output" }, jsonView(run.output))] : null,
       err && run.status !== "paused" ? [h("h2", {}, "Error"), errorView(err)] : null);
@@ -637,22 +646,22 @@ function runPage(id) {
     const w = run.waiting || {};
     if (run.status === "waiting" && w.kind === "event") {
       const left = h("span", { class: "muted" });
-      attention.replaceChildren(h("div", { class: "panel attention", id: "waiting" },
+      fill(attention, h("div", { class: "panel attention", id: "waiting" },
         h("p", {}, "Waiting for the event ", h("code", {}, w.name), w.until ? [" until ", when(w.until), " ", left] : null)));
       if (w.until) tick(left, w.until);
     } else if (run.status === "waiting" && w.kind === "timer") {
       const left = h("span", { id: "timer-left" });
-      attention.replaceChildren(h("div", { class: "panel attention", id: "waiting" },
+      fill(attention, h("div", { class: "panel attention", id: "waiting" },
         h("p", {}, "Sleeping until ", when(w.until), ": ", left)));
       tick(left, w.until);
     } else if (run.status === "paused") {
       const call = pausedCall();
-      attention.replaceChildren(h("div", { class: "panel problem", id: "paused" },
+      fill(attention, h("div", { class: "panel problem", id: "paused" },
         h("p", {}, h("strong", {}, "Paused"), ": a call spent its retries. Retry it once what it calls is back."),
         call ? h("p", {}, "Failed call: ", h("code", { id: "paused-call" }, call)) : null,
         err ? h("p", {}, "Last error: ", h("code", { id: "paused-error" }, `${err.name}: ${err.message}`)) : null));
     } else {
-      attention.replaceChildren();
+      fill(attention);
     }
   }
 
@@ -674,13 +683,13 @@ function runPage(id) {
   function renderActions(run) {
     const active = !TERMINAL.includes(run.status);
     const btn = (idv, label, onclick, cls) => h("button", { type: "button", id: idv, class: cls, onclick }, label);
-    actions.replaceChildren(
+    fill(actions, 
       active ? btn("action-event", "Send event…", () => openEventForm()) : null,
       run.status === "paused" ? btn("action-retry", "Retry", () => act("Retry this run?", "The failed call runs again with fresh retries.", "Retry", "_retry", {}), "primary") : null,
       active ? btn("action-cancel", "Cancel", () => act("Cancel this run?", "The step in flight may finish within 7 s; then the run ends cancelled.", "Cancel the run", "_stop", { timeout: 7000 }, true)) : null,
       active ? btn("action-kill", "Kill", () => act("Kill this run now?", "The run ends cancelled at once; the step in flight is aborted.", "Kill", "_kill", {}, true), "danger") : null,
       btn("action-rerun", st.selected === null ? "Rerun from start" : `Rerun from record #${st.selected}`, () => rerun()));
-    if (!active) eventForm.replaceChildren();
+    if (!active) fill(eventForm);
   }
 
   async function act(title, text, action, verb, body, danger) {
@@ -725,7 +734,7 @@ function runPage(id) {
       h("label", { for: "event-payload" }, "Payload (JSON)"), payload, payloadErr,
       h("div", { class: "actions" },
         h("button", { type: "submit", class: "primary", id: "event-send" }, "Send event"),
-        h("button", { type: "button", id: "event-close", onclick: () => eventForm.replaceChildren() }, "Close")));
+        h("button", { type: "button", id: "event-close", onclick: () => fill(eventForm) }, "Close")));
     form.addEventListener("submit", async (ev) => {
       ev.preventDefault();
       nameErr.textContent = "";
@@ -744,12 +753,12 @@ function runPage(id) {
       try {
         const r = await api(`/runs/${encodeURIComponent(id)}/_event`, { method: "POST", json: { eventName: n, message } });
         msg(r.consumed ? `Event “${n}” sent; the run took it.` : `Event “${n}” sent; it waits in the run's inbox.`, "ok");
-        eventForm.replaceChildren();
+        fill(eventForm);
       } catch (e) {
         payloadErr.textContent = e.message;
       }
     });
-    eventForm.replaceChildren(form);
+    fill(eventForm, form);
     (name.value ? payload : name).focus();
   }
 
@@ -786,13 +795,14 @@ function runPage(id) {
         continue;
       }
       const row = { li: h("li", { "data-seq": rec.seq }), rec, complete: null };
-      if (rec.kind === "call.requested") rows.set(d.seq, row);
+      if ((rec.kind === "call.requested" || rec.kind === "timer.armed") && d.seq !== undefined && !rows.has(d.seq)) rows.set(d.seq, row);
       rowList.push(row);
       buildRow(row);
       frag.append(row.li);
     }
     timeline.append(frag);
     placeBars();
+    if (st.run && st.run.status === "paused") renderAttention(st.run, errorOf(st.run.error));
     if (st.graphTask) drawGraph();
   }
 
@@ -814,13 +824,14 @@ function runPage(id) {
 
   function buildRow(row) {
     const { li, rec, complete } = row;
-    const isCall = rec.kind === "call.requested";
+    const isCall = rec.kind === "call.requested" || rec.kind === "timer.armed" || rec.kind === "call.completed";
     const threw = complete && complete.data && complete.data.result && complete.data.result.error;
-    const open = isCall && !complete;
+    const open = isCall && !complete && rec.kind !== "call.completed";
     row.bar = isCall ? h("div", { class: "bar" + (threw ? " bad" : open ? " open" : "") }) : null;
     const track = h("div", { class: "track", "aria-hidden": "true" }, row.bar);
-    const what = h("span", { class: "what" }, marks(rec, complete), describe(rec));
-    const dur = isCall ? (complete ? duration(ms(complete.at) - ms(rec.at)) : "open") : "";
+    const what = h("span", { class: "what" }, marks(rec, complete),
+      rec.kind === "timer.armed" && complete ? describeCall(complete.data || {}) : describe(rec));
+    const dur = isCall ? (complete ? duration(ms(complete.at) - ms(rec.at)) : open ? "open" : "") : "";
     const summaryEl = h("summary", { class: "rec", "aria-label": `Record ${rec.seq}: ${what.textContent} ${dur}` },
       h("span", { class: "seq" }, rec.seq), what, track, h("span", { class: "dur" }, dur));
     const det = li.firstChild;
@@ -829,7 +840,7 @@ function runPage(id) {
     const details = h("details", { open: wasOpen }, summaryEl, body);
     details.addEventListener("toggle", () => { if (details.open && !body.firstChild) fillBody(body, rec, row.complete); });
     if (wasOpen) fillBody(body, rec, complete);
-    li.replaceChildren(details);
+    fill(li, details);
   }
 
   function marks(rec, complete) {
@@ -853,9 +864,9 @@ function runPage(id) {
     switch (rec.kind) {
       case "run.started": return `run started (v${d.version ?? "?"})`;
       case "call.requested": return describeCall(d);
-      case "call.completed": return `completed ${d.kind || "call"} #${d.seq}`;
+      case "call.completed": return describeCall(d) + " — completed";
       case "log": return `${(d.request && d.request.level) || "log"}: ${oneLine(d.request && d.request.message, 200)}`;
-      case "timer.armed": return `timer until ${when(d.wakeAt)}`;
+      case "timer.armed": return `waiting (timer until ${when(d.wakeAt)})`;
       case "child.started": return [`child run `, link("/ui/runs/" + d.run, shortId(d.run))];
       case "run.paused": return `paused: ${(errorOf(d.error) || {}).message || ""}`;
       case "run.succeeded": return "run succeeded";
@@ -899,11 +910,11 @@ function runPage(id) {
   }
 
   function responseView(ok) {
-    if (ok && typeof ok === "object" && ("status" in ok) && ("headers" in ok || "body" in ok)) {
+    if (ok && typeof ok === "object" && ("status" in ok) && ("headers" in ok || "body" in ok || "data" in ok)) {
       return h("div", {},
         h("p", {}, h("code", {}, `${ok.status} ${ok.statusText || ""}`)),
         ok.headers ? [h("p", { class: "muted" }, "Headers"), bodyView(ok.headers)] : null,
-        [h("p", { class: "muted" }, "Body"), bodyView(ok.body)]);
+        [h("p", { class: "muted" }, "Body"), bodyView(ok.body !== undefined ? ok.body : ok.data)]);
     }
     return bodyView(ok);
   }
@@ -940,7 +951,7 @@ function runPage(id) {
     }
     if (TERMINAL.includes(st.run.status)) current = null;
     else if (st.run.state && st.graphTask.states && st.graphTask.states[st.run.state]) current = st.run.state;
-    graph.replaceChildren(h("h2", {}, "Graph"), graphSvg(st.graphTask, visited, current));
+    fill(graph, h("h2", {}, "Graph"), graphSvg(st.graphTask, visited, current));
   }
 
   // ---- live: the journal stream, and the run by long-poll
@@ -1143,7 +1154,7 @@ function tasksPage() {
     h("p", {}, "No tasks yet."),
     h("p", {}, "Upload one: ", h("code", {}, "curl -X POST $API/tasks -H 'content-type: application/octet-stream' --data-binary @task.tar.gz"), " (see docs/host-api.md)."));
   const error = h("p", { class: "message err", role: "alert" });
-  main().replaceChildren(h("h1", {}, "Tasks"), error, empty, table);
+  fill(main(), h("h1", {}, "Tasks"), error, empty, table);
   let stopped = false;
   const load = async () => {
     try {
@@ -1152,7 +1163,7 @@ function tasksPage() {
       const items = doc.items || [];
       empty.hidden = items.length > 0;
       table.hidden = items.length === 0;
-      body.replaceChildren(...items.map((t) => h("tr", {},
+      fill(body, ...items.map((t) => h("tr", {},
         h("td", {}, link("/ui/tasks/" + encodeURIComponent(t.name), t.name)),
         h("td", {}, "v" + t.version),
         h("td", { class: "wide" }, t.kind),
@@ -1169,7 +1180,7 @@ function taskPage(name) {
   document.title = name + " · sequential-ecosystem";
   let stopped = false;
   const params = new URLSearchParams(location.search);
-  main().replaceChildren(h("p", {}, link("/ui/tasks", "← Tasks")), h("h1", {}, name));
+  fill(main(), h("p", {}, link("/ui/tasks", "← Tasks")), h("h1", {}, name));
   (async () => {
     let t;
     try {

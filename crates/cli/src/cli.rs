@@ -295,13 +295,19 @@ Examples:
         older_than: String,
     },
 
-    /// The external-mode JSON contract of fetch-vm: run JS until its first fetch, hand the
-    /// request out, resume with the response.
+    /// sequential-flow's external mode: run JS until its first fetch, hand the request out
+    /// (you perform it), resume with the response; tasks are kept in a task store with a TTL.
     #[command(after_help = "\
 Examples:
-  sequential-ecosystem vm execute --code task.js --input '{\"userId\": 1}' > step1.json
-  jq '{taskId: .id, vmState, originalCode: .code, fetchResponse: {data: {id: 1, name: \"Alice\"}, status: 200}}' \\
-      step1.json | sequential-ecosystem vm resume")]
+  sequential-ecosystem vm execute --code task.js --id t1     # paused: prints fetchRequest
+  sequential-ecosystem vm resume --task t1 --response '{\"data\": {\"id\": 1, \"name\": \"Alice\"}}'
+  sequential-ecosystem vm get t1
+  sequential-ecosystem vm list
+  sequential-ecosystem vm delete t1
+
+The task store is .sequential-flow.db in the working directory unless --store or
+SEQUENTIAL_FLOW_STORE names another (a folder, sqlite:, postgres://, redis://, memory:).
+Tasks expire after their TTL (2h unless --ttl says otherwise). See docs/sequential-flow.md.")]
     Vm {
         #[command(subcommand)]
         action: VmAction,
@@ -431,14 +437,18 @@ pub struct ShowArgs {
 /// `vm` subcommands.
 #[derive(Debug, Subcommand)]
 pub enum VmAction {
-    /// Run code until it completes, fails or needs a fetch; prints one JSON object.
+    /// Run code until it completes, fails or needs a fetch; saves the task in the task store
+    /// and prints it as one JSON object.
     #[command(after_help = "\
 Examples:
-  sequential-ecosystem vm execute --code task.js --input '{\"userId\": 1}'
+  sequential-ecosystem vm execute --code task.js --id task-1 --input '{\"userId\": 1}'
   echo 'fetch(\"https://api.example.com/x\").id' | sequential-ecosystem vm execute --code -
+  sequential-ecosystem vm execute --code task.js --base-url https://api.example.com --ttl 30m
+  sequential-ecosystem vm execute --code task.js --store memory:     # keep nothing
 
-Prints {id, code, status: paused|completed|error, fetchRequest?, pending?, vmState?, result?,
-error?}. Exit 0 for paused and completed, 1 for error.")]
+Prints {id, name?, code, status: paused|completed|error, fetchRequest?, pending?, vmState?,
+result?, error?, errorInfo?, ttl, createdAt, updatedAt, expiresAt} (times in Unix ms).
+Exit 0 for paused and completed, 1 for error, 2 for bad input or an unreachable store.")]
     Execute {
         /// The JavaScript file, or - for stdin.
         #[arg(long, value_name = "FILE|-")]
@@ -446,18 +456,99 @@ error?}. Exit 0 for paused and completed, 1 for error.")]
         /// The input: JSON or @FILE (default null).
         #[arg(long, value_name = "JSON|@FILE")]
         input: Option<String>,
-        /// An id echoed back (`id`, later `taskId`).
+        /// The task id (`id`, later `taskId`); a UUID v7 is generated when left out.
         #[arg(long)]
         id: Option<String>,
+        /// The task's name, kept with it and echoed back.
+        #[arg(long)]
+        name: Option<String>,
+        /// Resolves relative fetch URLs in `fetchRequest.url` (without it they are handed out
+        /// as the code wrote them).
+        #[arg(long, value_name = "URL")]
+        base_url: Option<String>,
+        #[command(flatten)]
+        store: VmStoreArgs,
+        /// How long the saved task lives (250ms, 90s, 30m, 2h, 7d; default 2h).
+        #[arg(long, value_name = "DUR")]
+        ttl: Option<String>,
     },
-    /// Continue a paused execution: reads {taskId, vmState, originalCode, fetchResponse:
-    /// {data, status, statusText, headers?}, responses?} on stdin; prints one JSON object.
+    /// Continue a paused task: `--task ID --response JSON` loads it from the task store, or
+    /// a request {taskId, vmState?, originalCode?, fetchResponse, responses?} on stdin.
+    #[command(after_help = "\
+Examples:
+  sequential-ecosystem vm resume --task task-1 --response '{\"data\": {\"id\": 1, \"name\": \"Alice\"}}'
+  sequential-ecosystem vm resume --task task-1 --response @response.json --ttl 10m
+  sequential-ecosystem vm resume < resume-request.json    # {taskId, vmState, originalCode, fetchResponse}
+
+--response is the fetch's answer: {data, status?, statusText?, headers?} (status 200 when
+left out). The stored task is replaced by the new state; its TTL starts again (the same
+length unless --ttl says otherwise). Exit 0 for paused and completed, 1 for error, 2 for bad
+input (unknown, expired or deleted task, edited vmState, another task's vmState).")]
+    Resume {
+        /// The stored task to continue (instead of a request on stdin).
+        #[arg(long, value_name = "ID")]
+        task: Option<String>,
+        /// The paused fetch's response, with --task: JSON or @FILE.
+        #[arg(long, value_name = "JSON|@FILE", requires = "task")]
+        response: Option<String>,
+        #[command(flatten)]
+        store: VmStoreArgs,
+        /// How long the saved task lives from now (default: the TTL it was saved with).
+        #[arg(long, value_name = "DUR")]
+        ttl: Option<String>,
+    },
+    /// Show one stored task (status, pending fetch, result or error, times).
+    #[command(after_help = "\
+Examples:
+  sequential-ecosystem vm get task-1
+  sequential-ecosystem vm get task-1 --json | jq .vmState
+
+Exit 2 when the task is unknown, expired (says when) or deleted.")]
+    Get {
+        /// The task id.
+        id: String,
+        #[command(flatten)]
+        store: VmStoreArgs,
+    },
+    /// Delete a stored task; a later resume of it says it was deleted.
     #[command(after_help = "\
 Example:
-  sequential-ecosystem vm resume < resume-request.json
+  sequential-ecosystem vm delete task-1
 
-Exit 0 for paused and completed, 1 for error.")]
-    Resume,
+Exit 2 when no live task has that id.")]
+    Delete {
+        /// The task id.
+        id: String,
+        #[command(flatten)]
+        store: VmStoreArgs,
+    },
+    /// List the live stored tasks, most recently updated first (expired ones are purged).
+    #[command(after_help = "\
+Examples:
+  sequential-ecosystem vm list
+  sequential-ecosystem vm list --store redis://127.0.0.1:6379 --json")]
+    List {
+        #[command(flatten)]
+        store: VmStoreArgs,
+        /// At most this many tasks.
+        #[arg(long, default_value_t = 100)]
+        limit: usize,
+    },
+}
+
+/// `--store` of the `vm` commands.
+#[derive(Debug, Args)]
+pub struct VmStoreArgs {
+    /// The task store: .sequential-flow.db (SQLite in the working directory, the default),
+    /// a folder path, sqlite:PATH or any *.db path, postgres://USER@HOST/DB[?schema=NAME],
+    /// redis://HOST[:PORT][/DB], or memory: (kept only while the command runs).
+    #[arg(
+        long,
+        value_name = "URL",
+        env = "SEQUENTIAL_FLOW_STORE",
+        default_value = ".sequential-flow.db"
+    )]
+    pub store: String,
 }
 
 /// `create-task` arguments.

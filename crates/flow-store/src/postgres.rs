@@ -3,8 +3,8 @@
 //! b-tree on `due_at`.
 
 use async_trait::async_trait;
-use sqlx::AssertSqlSafe;
 use sqlx::postgres::{PgPool, PgPoolOptions};
+use sqlx::{AssertSqlSafe, Connection};
 use tokio::sync::OnceCell;
 
 use crate::backend::TaskStore;
@@ -73,15 +73,25 @@ impl PostgresTaskStore {
     pub async fn open(url: &str) -> Result<PostgresTaskStore> {
         let (conn_url, schema) = split_schema(url)?;
         let shown = redact(url);
+        let unreachable = |detail: String| Error::Unreachable {
+            url: shown.clone(),
+            detail,
+        };
+        // one direct connection first: the pool would only say that it timed out
+        let probe = tokio::time::timeout(
+            std::time::Duration::from_secs(5),
+            sqlx::PgConnection::connect(&conn_url),
+        )
+        .await
+        .map_err(|_| unreachable("no answer within 5 s".into()))?
+        .map_err(|e| unreachable(e.to_string()))?;
+        let _ = probe.close().await;
         let pool = PgPoolOptions::new()
             .max_connections(4)
             .acquire_timeout(std::time::Duration::from_secs(5))
             .connect(&conn_url)
             .await
-            .map_err(|e| Error::Unreachable {
-                url: shown.clone(),
-                detail: e.to_string(),
-            })?;
+            .map_err(|e| unreachable(e.to_string()))?;
         Ok(PostgresTaskStore {
             pool,
             schema,

@@ -14,7 +14,7 @@ use serde_json::{json, Value};
 use crate::serve::Server;
 use crate::util::Sandbox;
 
-const ELEMENT: &str = "element-6066-11e4-a52e-4f735a435f8d";
+const ELEMENT: &str = "element-6066-11e4-a52e-4f735466cecf";
 
 /// `(chromium, chromedriver)` on PATH, or `None` after one line saying why the test skips.
 fn browser() -> Option<(PathBuf, PathBuf)> {
@@ -102,6 +102,11 @@ impl Browser {
     }
 
     fn raw(&self, method: &str, path: &str, body: Option<Value>) -> Value {
+        self.try_raw(method, path, body)
+            .unwrap_or_else(|e| panic!("WebDriver {method} {path}: {e}"))
+    }
+
+    fn try_raw(&self, method: &str, path: &str, body: Option<Value>) -> Result<Value, String> {
         let url = format!("{}{}", self.base, path);
         let req = match method {
             "GET" => self.http.get(&url),
@@ -117,15 +122,15 @@ impl Browser {
         let text = self
             .rt
             .block_on(async { req.send().await?.text().await })
-            .unwrap_or_else(|e| panic!("WebDriver {method} {path}: {e}"));
+            .map_err(|e| e.to_string())?;
         let v: Value = serde_json::from_str(&text).unwrap_or(Value::Null);
         if v["value"]["error"].is_string() {
-            panic!(
-                "WebDriver {method} {path}: {}: {}",
+            return Err(format!(
+                "{}: {}",
                 v["value"]["error"], v["value"]["message"]
-            );
+            ));
         }
-        v["value"].clone()
+        Ok(v["value"].clone())
     }
 
     fn cmd(&self, method: &str, path: &str, body: Value) -> Value {
@@ -206,12 +211,25 @@ impl Browser {
             "/element",
             json!({ "using": "css selector", "value": css }),
         );
-        v[ELEMENT].as_str().unwrap().to_string()
+        v[ELEMENT]
+            .as_str()
+            .unwrap_or_else(|| panic!("finding {css}: {v}"))
+            .to_string()
     }
 
+    /// Clicks `css`; an element re-rendered between finding and clicking is found again.
     fn click(&self, css: &str) {
-        let id = self.element(css);
-        self.cmd("POST", &format!("/element/{id}/click"), json!({}));
+        for attempt in 0.. {
+            let id = self.element(css);
+            let path = format!("/session/{}/element/{id}/click", self.session);
+            match self.try_raw("POST", &path, Some(json!({}))) {
+                Ok(_) => return,
+                Err(e) if attempt < 20 && (e.contains("stale") || e.contains("intercepted")) => {
+                    std::thread::sleep(Duration::from_millis(150))
+                }
+                Err(e) => panic!("clicking {css}: {e}"),
+            }
+        }
     }
 
     fn fill(&self, css: &str, text: &str) {
@@ -286,7 +304,8 @@ impl Browser {
             );
             assert!(
                 sizes[0].as_u64() <= sizes[1].as_u64(),
-                "{name} scrolls sideways at {w}x{h}: {sizes}"
+                "{name} scrolls sideways at {w}x{h}: {sizes}; too wide: {}",
+                self.js("const w = document.documentElement.clientWidth; return [...document.querySelectorAll('body *')].filter((e) => e.getBoundingClientRect().right > w + 1).slice(0, 5).map((e) => e.tagName + '.' + e.className + ' ' + Math.round(e.getBoundingClientRect().right))")
             );
             self.screenshot(&format!("{name}-{w}x{h}"));
         }
@@ -297,7 +316,7 @@ impl Browser {
     fn assert_keyboard_reachable(&self, page: &str) {
         let unnamed = self.js(
             r#"const sel = 'a[href], button, input, select, textarea, summary, [tabindex]:not([tabindex="-1"])';
-               const visible = (e) => e.offsetParent !== null || e.tagName === 'SUMMARY';
+               const visible = (e) => !e.disabled && (e.offsetParent !== null || e.tagName === 'SUMMARY');
                const name = (e) => {
                  if (e.getAttribute('aria-label')) return e.getAttribute('aria-label');
                  if (e.getAttribute('aria-labelledby')) return document.getElementById(e.getAttribute('aria-labelledby'))?.innerText;
