@@ -63,6 +63,11 @@ pub use sequential_fetch_vm::external::{
     CallResponse, ExecuteRequest, ExternalOptions, FetchResponse, Status,
 };
 
+/// The examples of `docs/sequential-flow.md`, run as doc tests.
+#[doc = include_str!("../../../docs/sequential-flow.md")]
+#[cfg(doctest)]
+pub struct GuideDoctests;
+
 /// Opens the store at `url`: shorthand for [`FlowStore::open`].
 pub async fn open(url: &str) -> Result<FlowStore> {
     FlowStore::open(url).await
