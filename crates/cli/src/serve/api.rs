@@ -147,9 +147,13 @@ pub fn router(state: AppState) -> Router {
     Router::new()
         .nest("/api/v1", api)
         .fallback(not_found)
+        .layer(middleware::from_fn(error_shape))
         .layer(middleware::from_fn_with_state(state.clone(), authorize))
         // outside the token check, so refused requests are in the audit trail too
-        .layer(middleware::from_fn_with_state(state.clone(), host_log::record))
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            host_log::record,
+        ))
         .merge(super::console::routes()) // the web console: a static shell, outside the token check
         .with_state(state)
 }
@@ -255,6 +259,80 @@ async fn not_found(req: Request) -> ApiError {
             req.uri().path()
         ),
     )
+}
+
+/// Gives every error the documented shape, also those the framework answers itself (a query
+/// string or path that does not parse, a method the route does not have).
+async fn error_shape(req: Request, next: Next) -> Response {
+    let method = req.method().clone();
+    let path = req.uri().path().to_string();
+    let resp = next.run(req).await;
+    let status = resp.status();
+    let is_json = resp
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|ct| ct.starts_with("application/json"));
+    if status.as_u16() < 400 || is_json {
+        return resp;
+    }
+    let allow = resp
+        .headers()
+        .get(header::ALLOW)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string)
+        .or_else(|| (status == StatusCode::METHOD_NOT_ALLOWED).then(|| allowed(&path)));
+    let text = axum::body::to_bytes(resp.into_body(), 64 << 10)
+        .await
+        .map(|b| String::from_utf8_lossy(&b).trim().to_string())
+        .unwrap_or_default();
+    let (code, message) = match status {
+        StatusCode::METHOD_NOT_ALLOWED => (
+            "METHOD_NOT_ALLOWED",
+            format!(
+                "{method} is not served at {path}; this path takes {}",
+                allow.as_deref().unwrap_or("other methods")
+            ),
+        ),
+        StatusCode::BAD_REQUEST => (
+            "BAD_REQUEST",
+            format!("{method} {path}: {text} (see GET /api/v1/openapi.json for the parameters)"),
+        ),
+        StatusCode::PAYLOAD_TOO_LARGE => ("BODY_TOO_LARGE", format!("{method} {path}: {text}")),
+        StatusCode::UNSUPPORTED_MEDIA_TYPE => {
+            ("UNSUPPORTED_MEDIA_TYPE", format!("{method} {path}: {text}"))
+        }
+        StatusCode::UNPROCESSABLE_ENTITY => ("INVALID", format!("{method} {path}: {text}")),
+        StatusCode::NOT_FOUND => ("NOT_FOUND", format!("{method} {path}: {text}")),
+        _ => ("ERROR", format!("{method} {path}: {text}")),
+    };
+    let mut out = ApiError::new(status, code, message).into_response();
+    if let Some(a) = allow.and_then(|a| header::HeaderValue::from_str(&a).ok()) {
+        out.headers_mut().insert(header::ALLOW, a);
+    }
+    out
+}
+
+/// The methods registered for `path` (`/api/v1/runs/…`), comma-separated.
+fn allowed(path: &str) -> String {
+    static OPS: std::sync::OnceLock<Vec<Op>> = std::sync::OnceLock::new();
+    let ops = OPS.get_or_init(|| api().1);
+    let rel = path.strip_prefix("/api/v1").unwrap_or(path);
+    let segs: Vec<&str> = rel.split('/').collect();
+    let mut methods: Vec<&str> = ops
+        .iter()
+        .filter(|op| {
+            let t: Vec<&str> = op.path.split('/').collect();
+            t.len() == segs.len()
+                && t.iter()
+                    .zip(&segs)
+                    .all(|(t, s)| t.starts_with('{') || t == s)
+        })
+        .map(|op| op.method)
+        .collect();
+    methods.sort_unstable();
+    methods.dedup();
+    methods.join(", ")
 }
 
 /// With a token configured, every request needs `Authorization: Bearer <token>`; the

@@ -403,3 +403,216 @@ fn named_events_log_audit_and_what_delete_and_redrive_refuse() {
     let (st, e) = s.get("/api/v1/log?format=xml");
     assert_eq!((st, e["code"].as_str()), (400, Some("BAD_REQUEST")), "{e}");
 }
+
+/// Issue 13's bad input, each answered in the documented `{error, code, details?}` shape with
+/// nothing changed: malformed JSON (naming the position), unknown ids (named), content type,
+/// size, token, verbs that do not fit the run's state, uploads that leave their folder, odd
+/// path parameters, query strings that do not parse and methods a path does not take.
+#[test]
+fn bad_input_of_every_kind_gets_the_documented_error_shape() {
+    let sb = Sandbox::new();
+    let s = Server::start(&sb, &[], &[]);
+    upload(&s, "hello", HELLO);
+    let shape = |(st, e): (u16, Value), want: u16, code: &str| -> String {
+        assert_eq!(st, want, "{e}");
+        assert_eq!(e["code"].as_str(), Some(code), "{e}");
+        let msg = e["error"]
+            .as_str()
+            .unwrap_or_else(|| panic!("no error message: {e}"));
+        assert!(msg.len() > 10, "{e}");
+        msg.to_string()
+    };
+    // malformed JSON names line and column
+    let (st, e) = s.call(
+        "POST",
+        "/api/v1/tasks/hello/runs",
+        &[("content-type", "application/json")],
+        Some(b"{\n  \"input\": {\"a\": 1,}\n}".to_vec()),
+    );
+    let msg = shape((st, e.clone()), 400, "BAD_REQUEST");
+    assert!(msg.contains("line 2"), "{msg}");
+    assert_eq!(e["details"]["line"], 2, "{e}");
+    // unknown ids are named
+    let ghost = "0190c3e2-7a4b-7c00-8000-000000000000";
+    for path in [
+        format!("/api/v1/runs/{ghost}"),
+        format!("/api/v1/runs/{ghost}/events"),
+        format!("/api/v1/runs/{ghost}/events/x"),
+        format!("/api/v1/runs/{ghost}/once/x?timeout=1ms"),
+    ] {
+        let msg = shape(s.get(&path), 404, "RUN_NOT_FOUND");
+        assert!(msg.contains(ghost), "{path}: {msg}");
+    }
+    for (method, path) in [
+        ("DELETE", format!("/api/v1/runs/{ghost}")),
+        ("POST", format!("/api/v1/runs/{ghost}/_redrive")),
+    ] {
+        shape(s.call(method, &path, &[], None), 404, "RUN_NOT_FOUND");
+    }
+    let msg = shape(
+        s.post("/api/v1/tasks/ghost/runs", json!({})),
+        404,
+        "TASK_NOT_FOUND",
+    );
+    assert!(msg.contains("ghost"), "{msg}");
+    shape(s.get("/api/v1/tasks/ghost/graph"), 404, "TASK_NOT_FOUND");
+    // content type and size
+    shape(
+        s.call(
+            "POST",
+            &format!("/api/v1/runs/{ghost}/_event"),
+            &[("content-type", "text/plain")],
+            Some(b"hi".to_vec()),
+        ),
+        415,
+        "UNSUPPORTED_MEDIA_TYPE",
+    );
+    let big = format!(
+        "{{\"eventName\": \"x\", \"message\": \"{}\"}}",
+        "x".repeat((1 << 20) + 10)
+    );
+    shape(
+        s.call(
+            "POST",
+            &format!("/api/v1/runs/{ghost}/_event"),
+            &[
+                ("content-type", "application/json"),
+                ("connection", "close"),
+            ],
+            Some(big.into_bytes()),
+        ),
+        413,
+        "BODY_TOO_LARGE",
+    );
+    // verbs that do not fit the run's state
+    let (_, done) = s.post("/api/v1/tasks/hello/runs?wait=30s", json!({ "input": {} }));
+    let id = done["id"].as_str().unwrap().to_string();
+    assert_eq!(done["status"], "succeeded", "{done}");
+    shape(
+        s.post(
+            &format!("/api/v1/runs/{id}/_event"),
+            json!({ "eventName": "x" }),
+        ),
+        409,
+        "RUN_FINISHED",
+    );
+    shape(
+        s.post(&format!("/api/v1/runs/{id}/_redrive"), json!({})),
+        409,
+        "RUN_NOT_FAILED",
+    );
+    shape(
+        s.post(&format!("/api/v1/runs/{id}/_retry"), json!({})),
+        409,
+        "RUN_NOT_PAUSED",
+    );
+    shape(
+        s.post(&format!("/api/v1/runs/{id}/_kill"), json!({})),
+        409,
+        "RUN_FINISHED",
+    );
+    let (_, journal) = s.get(&format!("/api/v1/runs/{id}/journal"));
+    let (_, after) = s.get(&format!("/api/v1/runs/{id}"));
+    assert_eq!(after["status"], "succeeded", "nothing changed: {after}");
+    // uploads with a symlink or a hard link leaving the folder: 422, nothing stored
+    for (kind, name) in [
+        (tar::EntryType::Symlink, "sneaky"),
+        (tar::EntryType::Link, "linked"),
+    ] {
+        let mut tar = tar::Builder::new(flate2::write::GzEncoder::new(
+            Vec::new(),
+            flate2::Compression::fast(),
+        ));
+        let mut h = tar::Header::new_gnu();
+        h.set_size(HELLO.len() as u64);
+        h.set_mode(0o644);
+        h.set_cksum();
+        tar.append_data(&mut h, format!("{name}/code.js"), HELLO.as_bytes())
+            .unwrap();
+        let mut l = tar::Header::new_gnu();
+        l.set_entry_type(kind);
+        l.set_size(0);
+        l.set_mode(0o644);
+        tar.append_link(&mut l, format!("{name}/config.json"), "../../../etc/passwd")
+            .unwrap();
+        let gz = tar.into_inner().unwrap().finish().unwrap();
+        let msg = shape(
+            s.call(
+                "POST",
+                "/api/v1/tasks",
+                &[("content-type", "application/octet-stream")],
+                Some(gz),
+            ),
+            422,
+            "INVALID",
+        );
+        assert!(msg.contains("link"), "{msg}");
+        assert_eq!(
+            s.get(&format!("/api/v1/tasks/{name}")).0,
+            404,
+            "nothing was stored"
+        );
+    }
+    // odd path parameters: refused or not found, never a crash, always the shape
+    let long = "a".repeat(5000);
+    for (path, want) in [
+        ("/api/v1/runs/%00".to_string(), 400),
+        // the client resolves `..` (also spelled %2E%2E) itself: GET /api/v1/
+        ("/api/v1/runs/..".to_string(), 404),
+        ("/api/v1/runs/%20%20".to_string(), 400),
+        (format!("/api/v1/runs/{long}"), 400),
+        ("/api/v1/runs/%C3%BC".to_string(), 400),
+        ("/api/v1/tasks/a%2Fb".to_string(), 400),
+        ("/api/v1/tasks/%00".to_string(), 400),
+        ("/api/v1/tasks/x%20y/graph".to_string(), 400),
+        (format!("/api/v1/tasks/{long}"), 400),
+        (format!("/api/v1/runs/{id}/event/%00%2F..%2F"), 404),
+        (format!("/api/v1/runs/{id}/once/%E2%9C%93?timeout=1ms"), 204),
+        (format!("/api/v1/runs/{id}/events/%2F..?follow=false"), 200),
+    ] {
+        let (st, e) = s.get(&path);
+        assert_eq!(st, want, "{path}: {e}");
+        if st >= 400 {
+            assert!(
+                e["error"].is_string() && e["code"].is_string(),
+                "{path}: {e}"
+            );
+        }
+    }
+    // query strings that do not parse, and a method a path does not take
+    for path in [
+        format!("/api/v1/runs/{id}/events?after=abc"),
+        format!("/api/v1/runs/{id}/journal?limit=-1"),
+        "/api/v1/events?follow=perhaps".to_string(),
+        "/api/v1/log?after=x".to_string(),
+    ] {
+        let msg = shape(s.get(&path), 400, "BAD_REQUEST");
+        assert!(msg.contains("GET /api/v1/"), "{path}: {msg}");
+    }
+    let (st, e) = s.call("PATCH", "/api/v1/runs", &[], None);
+    let msg = shape((st, e), 405, "METHOD_NOT_ALLOWED");
+    assert!(msg.contains("PATCH") && msg.contains("GET"), "{msg}");
+    // nothing above changed the run
+    let (_, journal_after) = s.get(&format!("/api/v1/runs/{id}/journal"));
+    assert_eq!(journal, journal_after);
+    // without the token the host stream is refused too, and the token never appears
+    drop(s);
+    let s = Server::start(
+        &sb,
+        &[("SEQUENTIAL_API_TOKEN", "t0ken-t0ken-t0ken-123")],
+        &[],
+    );
+    for path in [
+        "/api/v1/events",
+        "/api/v1/log",
+        "/api/v1/audit",
+        "/api/v1/tasks/hello/graph",
+    ] {
+        let (st, e) = s.get(path);
+        let msg = shape((st, e.clone()), 401, "UNAUTHORIZED");
+        assert!(
+            !e.to_string().contains("t0ken") && !msg.contains("t0ken"),
+            "{e}"
+        );
+    }
+}
