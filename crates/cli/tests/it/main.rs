@@ -19,6 +19,7 @@ mod runs;
 mod serve;
 mod serve_events;
 mod serve_graph;
+mod serve_postgres;
 mod serve_signal;
 mod sync;
 mod tasks;

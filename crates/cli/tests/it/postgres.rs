@@ -19,14 +19,14 @@ fn block_on<F: std::future::Future>(f: F) -> F::Output {
 }
 
 /// A fresh schema on the test server, dropped with the guard.
-struct Schema {
+pub(crate) struct Schema {
     base: String,
     name: String,
 }
 
 impl Schema {
     /// `None` (after one skip line) when no server answers, unless `REQUIRE_POSTGRES=1`.
-    fn fresh() -> Option<Schema> {
+    pub(crate) fn fresh() -> Option<Schema> {
         let base = std::env::var("DATABASE_URL_TEST")
             .ok()
             .filter(|u| !u.trim().is_empty())
@@ -60,7 +60,7 @@ impl Schema {
     }
 
     /// The DATABASE_URL naming this schema.
-    fn url(&self) -> String {
+    pub(crate) fn url(&self) -> String {
         let sep = if self.base.contains('?') { '&' } else { '?' };
         format!("{}{sep}schema={}&pool_size=4", self.base, self.name)
     }
