@@ -9,11 +9,11 @@ export class CustomStorage implements Storage {
   delete(taskId: string): Promise<boolean | void>;
 }
 
-/** The part of a node-redis client RedisStorage uses. */
+/** The part of a node-redis client RedisStorage uses: set(key, value, {PX}), get(key), del(key). */
 export interface RedisClientLike {
-  set(key: string, value: string, options: { PX: number }): Promise<unknown>;
-  get(key: string): Promise<string | null>;
-  del(key: string): Promise<number>;
+  set(...args: any[]): Promise<unknown>;
+  get(...args: any[]): Promise<unknown>;
+  del(...args: any[]): Promise<unknown>;
 }
 
 /** Tasks in Redis, one JSON string per task expiring with it. */
