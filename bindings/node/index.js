@@ -130,7 +130,8 @@ class InMemoryStorage {
   }
 
   async save(task) {
-    this.tasks.set(task.id, task);
+    // Shallow copies in and out: a caller changing the task it got back changes no stored one.
+    this.tasks.set(task.id, { ...task });
     const now = Date.now();
     if (now >= this.nextSweep) {
       this.nextSweep = now + 60_000;
@@ -139,7 +140,8 @@ class InMemoryStorage {
   }
 
   async load(id) {
-    return this.tasks.get(id) ?? null;
+    const task = this.tasks.get(id);
+    return task === undefined ? null : { ...task };
   }
 
   async delete(id) {
