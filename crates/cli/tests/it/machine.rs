@@ -158,9 +158,10 @@ fn a_failing_command_passes_its_exit_code_through_and_creates_no_layer() {
         .stderr_has("error: command \"echo partial > p; exit 42\" failed with exit code 42")
         .stderr_has("no layer was created")
         .stderr_has("hint: ");
-    sb.machine(&["run", "exit 3", "--json"])
-        .code(3)
-        .check("nothing on stdout", |o| o.stdout.is_empty());
+    // --json: the document says what failed (exit code and output tails), stderr in words
+    let failed = sb.machine(&["run", "exit 3", "--json"]).code(3).json();
+    assert_eq!(failed["exitCode"], 3, "{failed}");
+    assert_eq!(failed["stdoutTail"], "");
     assert_eq!(history_len(&sb), 1);
     assert_eq!(head(&sb), first["hash"]);
     // --capture-failed keeps the change and still reports the code
