@@ -208,8 +208,11 @@ Examples:
 Examples:
   sequential-ecosystem rerun 0190c3e2-7a4b-7c00-8000-000000000000 --from-seq 0    # from scratch
   sequential-ecosystem rerun 0190c3e2-7a4b-7c00-8000-000000000000 --from-seq 4 --verbose
+  sequential-ecosystem rerun 0190c3e2-7a4b-7c00-8000-000000000000 --redrive       # graph run: from the state that failed
+  sequential-ecosystem rerun 0190c3e2-7a4b-7c00-8000-000000000000 --from-state charge
 
-`show <run> --journal` lists the seqs. Exit codes as for `run`.")]
+`show <run> --journal` lists the seqs (and a graph run's states). A graph run is cut between
+transitions, never inside one. Exit codes as for `run`.")]
     Rerun(RerunArgs),
 
     /// Show a run: status, input, output or error, what it waits for; with --journal every record.
@@ -406,8 +409,16 @@ pub struct RerunArgs {
     /// The run to copy.
     pub run: String,
     /// How many journal records to keep (0 = start over).
-    #[arg(long, value_name = "N")]
-    pub from_seq: u64,
+    #[arg(long, value_name = "N", required_unless_present_any = ["from_state", "redrive"], conflicts_with_all = ["from_state", "redrive"])]
+    pub from_seq: Option<u64>,
+    /// Graph runs: keep the journal up to the last entry of this state (its path, as
+    /// `show --journal` prints it); the new run enters it again with fresh retries.
+    #[arg(long, value_name = "STATE", conflicts_with = "redrive")]
+    pub from_state: Option<String>,
+    /// Graph runs: copy a failed run up to the entry of the state that failed, and run it
+    /// again from there with fresh retries (the failed run is left as it is).
+    #[arg(long)]
+    pub redrive: bool,
     /// Only create the new run and print its id.
     #[arg(long, conflicts_with = "wait")]
     pub detach: bool,

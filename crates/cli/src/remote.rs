@@ -513,11 +513,17 @@ impl Remote {
             .map(|w| runs::duration("--wait", w))
             .transpose()?;
         let id = runs::run_id(&args.run)?;
+        let Some(from_seq) = args.from_seq else {
+            return Err(user(
+                "rerun --from-state / --redrive of a graph run works on this machine only",
+                "drop --remote (unset SEQUENTIAL_REMOTE), or copy the run with --from-seq N",
+            ));
+        };
         self.get(id).await?;
         let new = self
             .host
             .run(&id.to_string())
-            .fork(args.from_seq)
+            .fork(from_seq)
             .await
             .map_err(|e| match &e {
                 HostError::Api {
@@ -535,7 +541,7 @@ impl Remote {
             return ctx.out.print(&Rerun {
                 run: local.id.to_string(),
                 from: id.to_string(),
-                from_seq: args.from_seq,
+                from_seq,
                 task: local.task.to_string(),
                 version: local.version,
                 status: local.status,
@@ -543,8 +549,8 @@ impl Remote {
         }
         if !ctx.json {
             eprintln!(
-                "rerun of {id} from seq {}: new run {}",
-                args.from_seq, local.id
+                "rerun of {id} from seq {from_seq}: new run {}",
+                local.id
             );
         }
         let worker = self.worker().await?;

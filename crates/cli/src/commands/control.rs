@@ -264,15 +264,24 @@ pub async fn rerun(ctx: &Ctx, args: RerunArgs) -> Result<()> {
     let (id, storage) = storage_for(ctx, &args.run).await?;
     runs::get_run(&storage, id).await?;
     let engine = runs::engine(ctx, &storage, None)?;
-    let new = engine
-        .rerun(id, args.from_seq)
-        .await
-        .map_err(engine_error)?;
+    let graph_from = match (&args.from_state, args.redrive) {
+        (Some(state), _) => Some(sequential_tasker_engine::graph::RerunFrom::State(state.clone())),
+        (None, true) => Some(sequential_tasker_engine::graph::RerunFrom::Failed),
+        (None, false) => None,
+    };
+    let (new, from_seq) = match graph_from {
+        Some(from) => engine.rerun_graph(id, &from).await,
+        None => {
+            let n = args.from_seq.unwrap_or(0);
+            engine.rerun(id, n).await.map(|r| (r, n))
+        }
+    }
+    .map_err(engine_error)?;
     if args.detach {
         return ctx.out.print(&Rerun {
             run: new.id.to_string(),
             from: id.to_string(),
-            from_seq: args.from_seq,
+            from_seq,
             task: new.task.to_string(),
             version: new.version,
             status: new.status,
@@ -280,8 +289,8 @@ pub async fn rerun(ctx: &Ctx, args: RerunArgs) -> Result<()> {
     }
     if !ctx.json {
         eprintln!(
-            "rerun of {id} from seq {}: new run {}",
-            args.from_seq, new.id
+            "rerun of {id} from seq {from_seq}: new run {}",
+            new.id
         );
     }
     let watch = Watch {

@@ -590,3 +590,100 @@ export async function call(input) {{
         .count();
     assert_eq!(entered_first, 1);
 }
+
+#[test]
+fn rerun_redrive_reenters_the_failed_state_and_from_state_forks_at_a_states_entry() {
+    let server = sequential_test_support::http::CountingServer::start();
+    let sb = Sandbox::new();
+    sb.write(
+        "tasks/pay/graph.json",
+        r#"{"version": 1, "initial": "first", "states": {
+            "first": {"onDone": "charge"},
+            "charge": {"retry": [{"errors": ["Declined"], "maxAttempts": 1, "interval": "10ms"}], "onDone": "done"},
+            "done": {"type": "final"}}}"#,
+    );
+    sb.write(
+        "tasks/pay/code.js",
+        &format!(
+            r#"class Declined extends Error {{}}
+export async function first() {{ const r = await fetch("{url}/step/1"); return await r.json(); }}
+export async function charge(input, ctx) {{
+  const r = await fetch("{url}/status/422");
+  throw new Declined(`attempt ${{ctx.attempt}}: ${{r.status}}`);
+}}
+"#,
+            url = server.url()
+        ),
+    );
+    let doc = sb.run(&["run", "pay", "--json"]).code(1).json();
+    let id = run_of(&doc);
+    assert_eq!(doc["error"]["name"], "Declined", "{doc}");
+    assert_eq!(
+        (server.count("/step/1"), server.count("/status/422")),
+        (1, 2)
+    );
+    let before = sb.run(&["show", &id, "--journal", "--json"]).ok().json()["journal"].clone();
+
+    // redrive: the copy keeps `first` and re-enters `charge` with fresh retries
+    let doc = sb
+        .run(&[
+            "rerun",
+            &id,
+            "--redrive",
+            "--wait",
+            "30s",
+            "--json",
+            "--verbose",
+        ])
+        .code(1)
+        .json();
+    assert_ne!(run_of(&doc), id);
+    assert_eq!(
+        (server.count("/step/1"), server.count("/status/422")),
+        (1, 4),
+        "first is not run again; charge gets one try and one retry again"
+    );
+    let kinds = graph_kinds(&doc);
+    let entered_charge: Vec<&String> = kinds
+        .iter()
+        .filter(|k| *k == "state.entered charge")
+        .collect();
+    assert_eq!(entered_charge.len(), 2, "{kinds:?}");
+    let attempts: Vec<u64> = doc["journal"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|r| r["kind"] == "state.entered" && r["data"]["path"] == "charge")
+        .map(|r| r["data"]["attempt"].as_u64().unwrap())
+        .collect();
+    assert_eq!(attempts, [1, 2], "fresh retry counters");
+    // the failed run is left as it was
+    assert_eq!(
+        sb.run(&["show", &id, "--journal", "--json"]).ok().json()["journal"],
+        before
+    );
+
+    // --from-state: the copy ends before the entry of `first`, which runs again
+    let doc = sb
+        .run(&["rerun", &id, "--from-state", "first", "--detach", "--json"])
+        .ok()
+        .json();
+    assert_eq!(doc["from_seq"], 0, "{doc}");
+    let doc = sb
+        .run(&["rerun", &id, "--from-state", "charge", "--detach", "--json"])
+        .ok()
+        .json();
+    assert!(doc["from_seq"].as_u64().unwrap() > 0, "{doc}");
+
+    // what cannot be redriven or forked says what can
+    sb.run(&["rerun", &id, "--from-state", "nope"])
+        .code(2)
+        .stderr_has("never entered it")
+        .stderr_has("first, charge");
+    approval(&sb, "approve");
+    let waiting = run_of(&sb.run(&["run", "approve", "--json"]).code(3).json());
+    sb.run(&["rerun", &waiting, "--redrive"])
+        .code(2)
+        .stderr_has("a failed run");
+    sb.run(&["rerun", &id]).code(2).stderr_has("--from-seq");
+}

@@ -89,3 +89,109 @@ pub fn check(code: &str, graph_json: &str) -> Report {
 pub fn graph_hash(graph: &Value) -> String {
     sequential_fetch_vm::code_hash(&canonical_json(graph))
 }
+
+/// Where [`Engine::rerun_graph`] starts the copy of a graph run (GRAPHS.md S15).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RerunFrom {
+    /// Keep the journal up to the commit that last entered this state (its path as the journal
+    /// writes it: `charge`, `price[1]/priceLine`, `checks#0/stock`); the new run enters it
+    /// again, with fresh retry counters.
+    State(String),
+    /// Redrive a failed run: as `State` of the state whose failure ended it (the last
+    /// `state.failed`).
+    Failed,
+}
+
+impl crate::Engine {
+    /// A new run of a graph run's task that copies its journal up to the entry of a state
+    /// (S15: history is never truncated in place; the run itself is unchanged). Returns the
+    /// new run (queued, for a driver to take) and how many records it kept. A run that is not
+    /// a graph run, a state the run never entered, or — with [`RerunFrom::Failed`] — a run that
+    /// did not fail in a state, is [`crate::Error::Invalid`] naming what would be valid.
+    pub async fn rerun_graph(
+        &self,
+        id: sequential_adaptor::RunId,
+        from: &RerunFrom,
+    ) -> Result<(sequential_adaptor::Run, u64)> {
+        let run = self.store.get_run(id).await?;
+        let version = self
+            .store
+            .get_task_version(
+                &run.task,
+                sequential_adaptor::VersionSel::Exact(run.version),
+            )
+            .await?;
+        let invalid = |input: String, expected: String| crate::Error::Invalid { input, expected };
+        if version.graph.is_none() {
+            return Err(invalid(
+                format!("run {id} of task {} (an implicit task)", run.task),
+                "a run of a graph task; an implicit run is copied with --from-seq".into(),
+            ));
+        }
+        let records = self.read_all(id).await?;
+        let state = match from {
+            RerunFrom::State(s) => s.clone(),
+            RerunFrom::Failed => {
+                if run.status != sequential_adaptor::RunStatus::Failed {
+                    return Err(invalid(
+                        format!("redrive of run {id} ({})", run.status),
+                        "a failed run (redrive re-enters the state that failed)".into(),
+                    ));
+                }
+                records
+                    .iter()
+                    .rev()
+                    .find(|r| r.kind == "state.failed")
+                    .and_then(|r| r.data["path"].as_str())
+                    .map(str::to_string)
+                    .ok_or_else(|| {
+                        invalid(
+                            format!("redrive of run {id}: no state failed in it (it ended with {})", run.error.as_ref().map_or("no error".into(), |e| e["name"].to_string())),
+                            "a run that failed in a task state; copy it with --from-state STATE or --from-seq N".into(),
+                        )
+                    })?
+            }
+        };
+        let Some(cut) = entry_cut(&records, &state) else {
+            let mut entered: Vec<&str> = records
+                .iter()
+                .filter(|r| r.kind == "state.entered")
+                .filter_map(|r| r.data["path"].as_str())
+                .collect();
+            entered.dedup();
+            let mut seen = std::collections::BTreeSet::new();
+            entered.retain(|p| seen.insert(*p));
+            return Err(invalid(
+                format!("state {state:?} (run {id} never entered it)"),
+                format!("a state the run entered: {}", entered.join(", ")),
+            ));
+        };
+        let new = self.rerun(id, cut).await?;
+        Ok((new, cut))
+    }
+}
+
+/// The first seq of the commit that last entered `path` afresh (a `state.entered` record with
+/// that path and attempt 1), or `None` when the journal never entered it.
+fn entry_cut(records: &[sequential_adaptor::JournalRecord], path: &str) -> Option<u64> {
+    let entered = records
+        .iter()
+        .rev()
+        .find(|r| {
+            // a retry enters the state again with attempt 2, 3 …: the visit began at attempt 1
+            r.kind == "state.entered"
+                && r.data["path"].as_str() == Some(path)
+                && r.data["attempt"].as_u64().unwrap_or(1) <= 1
+        })?
+        .seq;
+    // the commit holding it starts at a record carrying `batch` (its length)
+    let mut start = entered;
+    for r in records.iter().filter(|r| r.seq <= entered) {
+        if let Some(n) = r.data.get("batch").and_then(Value::as_u64)
+            && r.seq + n > entered
+        {
+            start = r.seq;
+        }
+    }
+    Some(start)
+}
