@@ -38,6 +38,10 @@ function fill(el, ...children) {
   return append(el, children);
 }
 
+function appendTo(el, ...children) {
+  return append(el, children);
+}
+
 function svg(tag, attrs, ...children) {
   const el = document.createElementNS("http://www.w3.org/2000/svg", tag);
   for (const [k, v] of Object.entries(attrs || {})) if (v !== null && v !== undefined) el.setAttribute(k, String(v));
@@ -253,10 +257,16 @@ async function ndjson(path, onRecord, signal) {
     }
     if (chunk.done) break;
     buf += dec.decode(chunk.value, { stream: true });
-    let nl;
-    while ((nl = buf.indexOf("\n")) >= 0) {
-      const line = buf.slice(0, nl).trim();
-      buf = buf.slice(nl + 1);
+    // one pass over the chunk: slicing the rest off after every line is quadratic
+    let from = 0, nl;
+    const lines = [];
+    while ((nl = buf.indexOf("\n", from)) >= 0) {
+      lines.push(buf.slice(from, nl));
+      from = nl + 1;
+    }
+    buf = buf.slice(from);
+    for (const raw of lines) {
+      const line = raw.trim();
       if (!line) continue;
       let rec;
       try { rec = JSON.parse(line); } catch { continue; }
@@ -772,6 +782,7 @@ function runPage(id) {
   let frame = null;
   function addRecord(rec) {
     if (st.bySeq.has(rec.seq)) return;
+    if (!st.records.length) performance.mark("journal-first-record");
     st.bySeq.set(rec.seq, rec);
     st.records.push(rec);
     st.lastSeq = rec.seq;
@@ -788,20 +799,21 @@ function runPage(id) {
     const frag = document.createDocumentFragment();
     for (const rec of batch) {
       const d = rec.data || {};
-      if (rec.kind === "call.completed" && rows.has(d.seq)) {
-        const row = rows.get(d.seq);
+      if (rec.kind === "call.completed" && rows.has(callKey(d))) {
+        const row = rows.get(callKey(d));
         row.complete = rec;
         buildRow(row);
         continue;
       }
       const row = { li: h("li", { "data-seq": rec.seq }), rec, complete: null };
-      if ((rec.kind === "call.requested" || rec.kind === "timer.armed") && d.seq !== undefined && !rows.has(d.seq)) rows.set(d.seq, row);
+      if ((rec.kind === "call.requested" || rec.kind === "timer.armed") && d.seq !== undefined && !rows.has(callKey(d))) rows.set(callKey(d), row);
       rowList.push(row);
       buildRow(row);
       frag.append(row.li);
     }
     timeline.append(frag);
     placeBars();
+    performance.mark("journal-rendered");
     if (st.run && st.run.status === "paused") renderAttention(st.run, errorOf(st.run.error));
     if (st.graphTask) drawGraph();
   }
@@ -856,6 +868,8 @@ function runPage(id) {
     if (rec.kind === "timer.armed") m("timer");
     if (rec.kind === "child.started") m("child");
     if (rec.kind === "run.paused") m("paused");
+    if (rec.kind === "retry.scheduled" || (rec.kind === "state.entered" && d.attempt > 1)) m("retry");
+    if (rec.kind === "event.received") m("event");
     return out;
   }
 
@@ -872,7 +886,13 @@ function runPage(id) {
       case "run.succeeded": return "run succeeded";
       case "run.failed": return `run failed: ${(errorOf(d.error) || {}).name || ""}: ${(errorOf(d.error) || {}).message || ""}`;
       case "run.cancelled": return `run cancelled${d.error && d.error.message ? ": " + d.error.message : ""}`;
-      default: return rec.kind + (d.state ? " " + d.state : "");
+      case "state.entered": return `entered ${d.path}${d.attempt > 1 ? " (attempt " + d.attempt + ")" : ""}`;
+      case "state.succeeded": return `${d.path} succeeded → ${oneLine(d.output, 80)}`;
+      case "state.failed": return `${d.path} failed: ${(errorOf(d.error) || {}).message || ""}`;
+      case "transition": return `${d.from} → ${d.to} (${d.via})`;
+      case "retry.scheduled": return `retry of ${d.path} at ${when(d.at || d.until)}`;
+      case "event.received": return `event “${d.name || d.eventName}” received`;
+      default: return rec.kind + (d.path ? " " + d.path : d.state ? " " + d.state : "");
     }
   }
 
@@ -931,27 +951,23 @@ function runPage(id) {
     if (b) b.textContent = st.selected === null ? "Rerun from start" : `Rerun from record #${st.selected}`;
   });
 
-  // ---- graph tasks: the graph with visited states and the current one
+  // ---- graph tasks: the graph with visited states and the current one (the API's overlay)
   async function loadGraph() {
     try {
       const t = await api(`/tasks/${encodeURIComponent(st.run.task.name)}?version=${st.run.task.version}`);
-      if (t && t.graph) { st.graphTask = t.graph; drawGraph(); }
+      if (t && t.graph) { st.graphTask = true; drawGraph(); }
     } catch { /* the version may be gone: no graph */ }
   }
 
-  function drawGraph() {
-    const visited = new Set();
-    let current = null;
-    for (const r of st.records) {
-      const s = (r.data && (r.data.state || r.data.name)) || null;
-      if (typeof s === "string" && st.graphTask.states && st.graphTask.states[s]) {
-        visited.add(s);
-        if (/entered|started|requested/.test(r.kind)) current = s;
-      }
-    }
-    if (TERMINAL.includes(st.run.status)) current = null;
-    else if (st.run.state && st.graphTask.states && st.graphTask.states[st.run.state]) current = st.run.state;
-    fill(graph, h("h2", {}, "Graph"), graphSvg(st.graphTask, visited, current));
+  let graphBusy = false, graphAgain = false;
+  async function drawGraph() {
+    if (graphBusy) { graphAgain = true; return; }
+    graphBusy = true;
+    try {
+      const doc = await api(`/tasks/${encodeURIComponent(st.run.task.name)}/graph?format=json&run=${encodeURIComponent(id)}`);
+      if (!stopped) fill(graph, h("h2", {}, "Graph"), graphSvg(doc));
+    } catch { /* drawn next time */ } finally { graphBusy = false; }
+    if (graphAgain && !stopped) { graphAgain = false; drawGraph(); }
   }
 
   // ---- live: the journal stream, and the run by long-poll
@@ -1027,6 +1043,11 @@ function runPage(id) {
   };
 }
 
+// Calls pair by their seq within an activation (a graph state's handler run) or the run.
+function callKey(d) {
+  return `${d.activation ?? ""}:${d.seq}`;
+}
+
 function describeCall(d) {
   const r = d.request || {};
   switch (d.kind) {
@@ -1045,32 +1066,29 @@ function describeCall(d) {
 
 // ------------------------------------------------------------------ graphs (own layered layout)
 
-// The edges of a graph.json: onDone, default, on{event: target}, choices/catch targets.
-function graphEdges(graph) {
+// The top-level states of `GET /tasks/:name/graph?format=json` (a map's or parallel's inside
+// is one box), their edges, and a run's visited and current states.
+function graphModel(doc) {
+  const nodes = (doc.states || []).map((st) => ({ id: st.path, label: st.name || st.path, type: st.type }));
+  const ids = new Set(nodes.map((n) => n.id));
+  const top = (p) => String(p || "").split(/[#/[]/)[0];
   const edges = [];
-  const states = graph.states || {};
-  for (const [name, s] of Object.entries(states)) {
-    const add = (to, label) => { if (typeof to === "string" && states[to]) edges.push({ from: name, to, label }); };
-    add(s.onDone, "");
-    add(s.next, "");
-    add(s.default, "default");
-    add(s.onTimeout, "timeout");
-    add(s.onError, "error");
-    for (const [ev, to] of Object.entries(s.on || {})) add(typeof to === "string" ? to : to && to.target, ev);
-    for (const c of s.choices || []) add(c.target, "when");
-    for (const c of s.catch || []) add(c.target, "catch");
+  for (const st of doc.states || []) {
+    for (const e of st.edges || []) if (ids.has(e.to)) edges.push({ from: st.path, to: e.to, label: e.via === "done" ? "" : e.via });
   }
-  return edges;
+  const run = doc.run || {};
+  const visited = new Set((run.visited || []).map(top));
+  const current = new Set((run.current || []).map((c) => top(typeof c === "string" ? c : c.path)));
+  return { initial: doc.initial, nodes, edges, visited, current };
 }
 
 // Layers by longest path from the initial state (back edges ignored), then ordered in a layer
 // by the mean position of their predecessors: a simple layered layout, no library.
-function layout(graph) {
-  const names = Object.keys(graph.states || {});
-  const edges = graphEdges(graph);
+function layout(model) {
+  const names = model.nodes.map((n) => n.id);
+  const edges = model.edges;
   const out = new Map(names.map((n) => [n, []]));
   for (const e of edges) out.get(e.from).push(e.to);
-  const layer = new Map();
   const order = [];
   const seen = new Set();
   const visit = (n, stack) => {
@@ -1081,11 +1099,10 @@ function layout(graph) {
     stack.delete(n);
     order.unshift(n);
   };
-  const start = graph.initial && out.has(graph.initial) ? graph.initial : names[0];
-  if (start) visit(start, new Set());
+  if (model.initial && out.has(model.initial)) visit(model.initial, new Set());
   for (const n of names) visit(n, new Set());
   const pos = new Map(order.map((n, i) => [n, i]));
-  for (const n of order) layer.set(n, 0);
+  const layer = new Map(order.map((n) => [n, 0]));
   for (const n of order) for (const m of out.get(n)) if (pos.get(m) > pos.get(n)) layer.set(m, Math.max(layer.get(m), layer.get(n) + 1));
   const layers = [];
   for (const n of order) (layers[layer.get(n)] ||= []).push(n);
@@ -1101,41 +1118,42 @@ function layout(graph) {
       layers[l].forEach((n, i) => x.set(n, i));
     }
   }
-  return { layers, layer, x, edges };
+  return { layers, layer, x };
 }
 
-function graphSvg(graph, visited, current) {
-  const { layers, layer, x, edges } = layout(graph);
+function graphSvg(doc) {
+  const model = graphModel(doc);
+  const { layers, layer, x } = layout(model);
   const W = 150, H = 40, GX = 30, GY = 46;
   const widest = Math.max(1, ...layers.map((l) => l.length));
-  const width = widest * (W + GX) + GX;
+  const width = widest * (W + GX) + GX + 60;
   const height = layers.length * (H + GY) + GY;
   const pos = (n) => {
     const count = layers[layer.get(n)].length;
-    const offset = (width - count * (W + GX) + GX) / 2;
+    const offset = (width - 60 - count * (W + GX) + GX) / 2;
     return { x: offset + x.get(n) * (W + GX), y: GY / 2 + layer.get(n) * (H + GY) };
   };
-  const root = svg("svg", { viewBox: `0 0 ${width} ${height}`, width, role: "img", "aria-label": `Graph of ${graph.id || "the task"}: ${Object.keys(graph.states || {}).length} states` },
+  const root = svg("svg", { viewBox: `0 0 ${width} ${height}`, width, role: "img", "aria-label": `Graph of ${doc.task || "the task"}: ${model.nodes.length} states${model.current.size ? ", current " + [...model.current].join(", ") : ""}` },
     svg("defs", {}, svg("marker", { id: "arrow", viewBox: "0 0 10 10", refX: 9, refY: 5, markerWidth: 7, markerHeight: 7, orient: "auto-start-reverse" }, svg("path", { d: "M0,0 L10,5 L0,10 z" }))));
-  for (const e of edges) {
+  for (const e of model.edges) {
     const a = pos(e.from), b = pos(e.to);
     const down = b.y > a.y;
-    const x1 = a.x + W / 2, y1 = down ? a.y + H : a.y, x2 = b.x + W / 2, y2 = down ? b.y : b.y + H;
+    const x1 = a.x + W / 2, y1 = a.y + H, x2 = b.x + W / 2, y2 = b.y;
     const d = down
       ? `M${x1},${y1} C${x1},${y1 + GY / 2} ${x2},${y2 - GY / 2} ${x2},${y2}`
-      : `M${a.x + W},${a.y + H / 2} C${a.x + W + 40},${a.y + H / 2} ${b.x + W + 40},${b.y + H / 2} ${b.x + W},${b.y + H / 2}`;
+      : `M${a.x + W},${a.y + H / 2} C${a.x + W + 50},${a.y + H / 2} ${b.x + W + 50},${b.y + H / 2} ${b.x + W},${b.y + H / 2}`;
     root.append(svg("path", { class: "edge", d, "marker-end": "url(#arrow)" }));
-    if (e.label) root.append(svg("text", { class: "edge-label", x: (x1 + x2) / 2 + 4, y: (y1 + y2) / 2 }, e.label));
+    if (e.label) root.append(svg("text", { class: "edge-label", x: down ? (x1 + x2) / 2 + 4 : a.x + W + 8, y: down ? (y1 + y2) / 2 + 3 : (a.y + b.y) / 2 + H / 2 }, e.label));
   }
-  for (const [name, s] of Object.entries(graph.states || {})) {
-    const p = pos(name);
-    const cls = "node" + (name === current ? " current" : visited.has(name) ? " visited" : "");
-    const label = name.length > 20 ? name.slice(0, 19) + "…" : name;
-    root.append(svg("g", { class: cls, "data-state": name },
-      svg("title", {}, `${name}${s.type ? " (" + s.type + ")" : ""}${name === current ? ": current" : visited.has(name) ? ": visited" : ""}`),
-      svg("rect", { x: p.x, y: p.y, width: W, height: H, rx: s.type === "final" ? 18 : 6 }),
-      svg("text", { x: p.x + W / 2, y: p.y + (s.type ? 17 : 24), "text-anchor": "middle" }, label),
-      s.type ? svg("text", { class: "kind", x: p.x + W / 2, y: p.y + 31, "text-anchor": "middle" }, s.type) : null));
+  for (const n of model.nodes) {
+    const p = pos(n.id);
+    const cur = model.current.has(n.id), vis = model.visited.has(n.id);
+    const label = n.label.length > 20 ? n.label.slice(0, 19) + "…" : n.label;
+    root.append(svg("g", { class: "node" + (cur ? " current" : vis ? " visited" : ""), "data-state": n.id },
+      svg("title", {}, `${n.id}${n.type ? " (" + n.type + ")" : ""}${cur ? ": current" : vis ? ": visited" : ""}`),
+      svg("rect", { x: p.x, y: p.y, width: W, height: H, rx: n.type === "final" ? 18 : 6 }),
+      svg("text", { x: p.x + W / 2, y: p.y + (n.type ? 17 : 24), "text-anchor": "middle" }, label),
+      n.type ? svg("text", { class: "kind", x: p.x + W / 2, y: p.y + 31, "text-anchor": "middle" }, n.type + (cur ? " · current" : "")) : null));
   }
   return h("div", { class: "graph", id: "graph" }, root);
 }
@@ -1188,12 +1206,12 @@ function taskPage(name) {
     } catch (e) {
       if (stopped) return;
       if (e.status === 404 || e.status === 400) { page = notFound(e.message, "/ui/tasks", "Back to the tasks"); return; }
-      main().append(h("p", { class: "message err", role: "alert" }, e.message));
+      appendTo(main(), h("p", { class: "message err", role: "alert" }, e.message));
       return;
     }
     if (stopped) return;
     const inputs = Array.isArray(t.inputs) ? t.inputs : (t.config && Array.isArray(t.config.inputs) ? t.config.inputs : []);
-    main().append(
+    appendTo(main(), 
       t.description ? h("p", {}, t.description) : null,
       h("dl", { class: "facts" },
         h("div", {}, h("dt", {}, "Version"), h("dd", {}, "v" + t.version)),
@@ -1202,12 +1220,18 @@ function taskPage(name) {
         h("div", {}, h("dt", {}, "Runs"), h("dd", {}, link("/ui/runs?task=" + encodeURIComponent(name), "this task's runs")))),
       h("h2", {}, "Start a run"), startForm(name, t.version, inputs),
       h("h2", {}, "Inputs"), inputsTable(inputs),
-      t.graph ? [h("h2", {}, "Graph"), graphSvg(t.graph, new Set(), null)] : null,
+      t.graph ? [h("h2", {}, "Graph"), h("div", { id: "task-graph" })] : null,
       h("h2", {}, "Code"), h("pre", { id: "task-code", tabindex: "0", "aria-label": "Code of " + name }, h("code", {}, t.code || "")),
       h("h2", {}, "Versions"),
       h("ul", {}, (t.versions || []).map((v) => h("li", {},
         link(`/ui/tasks/${encodeURIComponent(name)}?version=${v.version}`, "v" + v.version), " ",
         h("span", { class: "mono muted" }, v.hash || ""), " ", h("span", { class: "muted" }, when(v.created_at))))));
+    if (t.graph) {
+      try {
+        const g = await api(`/tasks/${encodeURIComponent(name)}/graph?format=json&version=${t.version}`);
+        if (!stopped) fill(document.getElementById("task-graph"), graphSvg(g));
+      } catch (e) { /* shown without a graph */ }
+    }
   })();
   return { stop() { stopped = true; } };
 }
@@ -1242,17 +1266,17 @@ function startForm(name, version, inputs) {
     const err = h("p", { class: "field-error", id: idv + "-error" });
     control.setAttribute("aria-describedby", idv + "-error");
     fields.push({ inp, type, control, err });
-    form.append(h("label", { for: idv }, inp.name, h("span", { class: "muted" }, ` (${type}${inp.required ? ", required" : ""})`)),
+    appendTo(form, h("label", { for: idv }, inp.name, h("span", { class: "muted" }, ` (${type}${inp.required ? ", required" : ""})`)),
       inp.description ? h("p", { class: "hint" }, inp.description) : null, control, err);
   });
   let raw = null;
   if (!inputs.length) {
     raw = h("textarea", { id: "input-json", spellcheck: "false", "aria-describedby": "input-json-error" }, "{}");
-    form.append(h("label", { for: "input-json" }, "Input (JSON)"), raw, h("p", { class: "field-error", id: "input-json-error" }));
+    appendTo(form, h("label", { for: "input-json" }, "Input (JSON)"), raw, h("p", { class: "field-error", id: "input-json-error" }));
   }
   const key = h("input", { id: "idempotency-key", type: "text", autocomplete: "off" });
   const out = h("p", { class: "message", role: "alert" });
-  form.append(h("label", { for: "idempotency-key" }, "Idempotency key ", h("span", { class: "muted" }, "(optional: the same key starts a run only once)")), key,
+  appendTo(form, h("label", { for: "idempotency-key" }, "Idempotency key ", h("span", { class: "muted" }, "(optional: the same key starts a run only once)")), key,
     h("div", { class: "actions" }, h("button", { type: "submit", class: "primary", id: "start-run" }, `Start ${name} v${version}`)), out);
   form.addEventListener("submit", async (ev) => {
     ev.preventDefault();

@@ -734,3 +734,112 @@ fn bad_input_unknown_run_wrong_token_and_a_server_that_went_away() {
         "ERR_CONNECTION_RESET",
     ]);
 }
+
+#[test]
+fn a_graph_run_shows_its_graph_with_the_visited_states_and_the_current_one() {
+    let sb = Sandbox::new();
+    let Some((s, b)) = setup(&sb, &[]) else {
+        return;
+    };
+    let graph: Value = serde_json::from_str(&example("order-graph/graph.json")).unwrap();
+    let config: Value = serde_json::from_str(&example("order-graph/config.json")).unwrap();
+    let (st, v) = api(
+        &b,
+        "POST",
+        &format!("{}/api/v1/tasks", s.url),
+        None,
+        Some(
+            json!({ "name": "order-graph", "code": example("order-graph/code.js"), "graph": graph, "config": config }),
+        ),
+    );
+    assert_eq!(st, 201, "{v}");
+    // a cart over 100 waits for a person's approval
+    let input = json!({ "customerId": 7, "items": [{ "sku": "tv", "qty": 1, "price": 500 }] });
+    let (st, run) = api(
+        &b,
+        "POST",
+        &format!("{}/api/v1/tasks/order-graph/runs", s.url),
+        None,
+        Some(json!({ "input": input })),
+    );
+    assert_eq!(st, 202, "{run}");
+    let id = run["id"].as_str().unwrap().to_string();
+    let (_, run) = api(
+        &b,
+        "GET",
+        &format!("{}/api/v1/runs/{id}?wait=30s&until=waiting", s.url),
+        None,
+        None,
+    );
+    assert_eq!(run["status"], "waiting", "{run}");
+
+    b.goto(&format!("{}/ui/runs/{id}", s.url));
+    b.wait(
+        "the current state",
+        "document.querySelector('#graph g.current[data-state=\"approval\"]')",
+    );
+    b.wait(
+        "a visited state",
+        "document.querySelector('#graph g.visited[data-state=\"lookup\"]')",
+    );
+    assert_eq!(
+        b.js("return document.querySelectorAll('#graph g.node').length"),
+        json!(graph["states"].as_object().unwrap().len())
+    );
+    assert!(
+        b.text("#timeline").contains("lookup → price"),
+        "graph records as sentences"
+    );
+    b.both_sizes("run-page-graph");
+
+    // the task page draws the same graph, nothing marked
+    b.goto(&format!("{}/ui/tasks/order-graph", s.url));
+    b.wait(
+        "the task's graph",
+        "document.querySelectorAll('#task-graph g.node').length > 3",
+    );
+    assert_eq!(b.js("return document.querySelectorAll('#task-graph g.visited, #task-graph g.current').length"), json!(0));
+    b.assert_quiet(&[]);
+}
+
+#[test]
+fn a_2000_record_journal_renders_every_record() {
+    let sb = Sandbox::new();
+    let Some((s, b)) = setup(&sb, &[]) else {
+        return;
+    };
+    let code = "export default async function () {\n  for (let i = 0; i < 1999; i++) console.log(`line ${i}`);\n  return { lines: 1999 };\n}\n";
+    upload(&b, &s, None, "chatty", code, json!({}));
+    let (st, run) = api(
+        &b,
+        "POST",
+        &format!("{}/api/v1/tasks/chatty/runs?wait=60s", s.url),
+        None,
+        Some(json!({ "input": {} })),
+    );
+    assert_eq!((st, &run["status"]), (200, &json!("succeeded")), "{run}");
+    let records = run["journal"]["last_seq"].as_u64().unwrap() + 1;
+    assert!(records >= 2000, "{records} records");
+    b.goto(&format!(
+        "{}/ui/runs/{}",
+        s.url,
+        run["id"].as_str().unwrap()
+    ));
+    let at = b.wait(
+        "every record in the timeline",
+        &format!(
+            "document.querySelectorAll('#timeline > li').length === {records} && performance.now()"
+        ),
+    );
+    // a measurement for docs/console.md, not an assertion: from navigation start (the shell,
+    // the script, the run and its whole journal over the stream) to the last row in the page
+    let marks = b.js("const m = (n) => performance.getEntriesByName(n).map((e) => e.startTime); const r = m('journal-rendered'); return [m('journal-first-record')[0], r[r.length - 1], r.length]");
+    eprintln!(
+        "console: a {records}-record journal: in the page {:.0} ms after navigation started; first record at {:.0} ms, last row at {:.0} ms ({} frames)",
+        at.as_f64().unwrap(),
+        marks[0].as_f64().unwrap(),
+        marks[1].as_f64().unwrap(),
+        marks[2]
+    );
+    b.assert_quiet(&[]);
+}
