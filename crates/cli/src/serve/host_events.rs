@@ -355,8 +355,8 @@ impl Feed {
                 Err(e) => return Ok(Err(e)),
             };
             for run in &got.runs {
-                if !cursor.runs.contains_key(&run.id) {
-                    cursor.runs.insert(run.id, (0, false));
+                if let std::collections::btree_map::Entry::Vacant(e) = cursor.runs.entry(run.id) {
+                    e.insert((0, false));
                     self.emit(cursor, Self::created(run)).await?;
                 }
             }

@@ -181,8 +181,24 @@ fn the_host_stream_carries_every_run_live_and_resumes_from_any_cursor_exactly() 
 
 #[test]
 fn a_host_stream_cut_by_kill_9_resumes_on_the_restarted_server_without_gap_or_duplicate() {
+    host_stream_across_kill_9(&[]);
+}
+
+#[test]
+fn a_host_stream_cut_by_kill_9_resumes_on_sqlite_too() {
+    host_stream_across_kill_9(&[("DATABASE_URL", "sqlite:./serve.db")]);
+}
+
+fn host_stream_across_kill_9(envs: &[(&str, &str)]) {
     let sb = Sandbox::new();
-    let mut s = Server::start(&sb, &[], &[]);
+    let mut s = Server::start(&sb, envs, &[]);
+    if let Some((_, url)) = envs.iter().find(|(k, _)| *k == "DATABASE_URL") {
+        let (_, health) = s.get("/api/v1/health");
+        assert!(
+            url.starts_with(health["storage"]["adapter"].as_str().unwrap()),
+            "{health}"
+        );
+    }
     upload(&s, "approval", APPROVAL);
     upload(&s, "hello", HELLO);
     let (_, waiting) = s.post(
@@ -204,7 +220,7 @@ fn a_host_stream_cut_by_kill_9_resumes_on_the_restarted_server_without_gap_or_du
     .unwrap();
     assert!(ended(&seen, &done), "{seen:?}");
     s.kill9();
-    let s = Server::start(&sb, &[], &[]);
+    let s = Server::start(&sb, envs, &[]);
     let (st, sent) = s.post(
         &format!("/api/v1/runs/{waiting}/_event"),
         json!({ "eventName": "approved", "message": { "by": "ann" } }),
