@@ -616,3 +616,60 @@ fn bad_input_of_every_kind_gets_the_documented_error_shape() {
         );
     }
 }
+
+/// Every operation of the OpenAPI document outside the STH aliases has a curl example in
+/// docs/host-api.md (which `host_api_docs` runs), with its method.
+#[test]
+fn every_route_has_a_curl_example_in_the_host_api_doc() {
+    let sb = Sandbox::new();
+    let s = Server::start(&sb, &[], &[]);
+    let (_, doc) = s.get("/api/v1/openapi.json");
+    let text = std::fs::read_to_string(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../docs/host-api.md"),
+    )
+    .unwrap();
+    // (method, path) of every `curl … "$API/…"` line of the doc's sh blocks
+    let mut examples: Vec<(String, Vec<String>)> = Vec::new();
+    for line in text
+        .lines()
+        .filter(|l| l.contains("curl ") && l.contains("$API/"))
+    {
+        let method = line
+            .split_whitespace()
+            .skip_while(|w| *w != "-X")
+            .nth(1)
+            .unwrap_or("GET")
+            .to_string();
+        let at = line.find("$API/").unwrap() + 4;
+        let path: String = line[at..]
+            .chars()
+            .take_while(|c| !matches!(c, '"' | '?' | ' ' | '\''))
+            .collect();
+        examples.push((method, path.split('/').map(str::to_string).collect()));
+    }
+    let mut missing = Vec::new();
+    for (path, ops) in doc["paths"].as_object().unwrap() {
+        let template: Vec<&str> = path.strip_prefix("/api/v1").unwrap().split('/').collect();
+        for (method, op) in ops.as_object().unwrap() {
+            if op["tags"][0] == "sth" {
+                continue;
+            }
+            let method = method.to_ascii_uppercase();
+            let found = examples.iter().any(|(m, segs)| {
+                *m == method
+                    && segs.len() == template.len()
+                    && template
+                        .iter()
+                        .zip(segs)
+                        .all(|(t, s)| t.starts_with('{') || t == s)
+            });
+            if !found {
+                missing.push(format!("{method} {path}"));
+            }
+        }
+    }
+    assert!(
+        missing.is_empty(),
+        "no curl example in docs/host-api.md for: {missing:#?}"
+    );
+}
