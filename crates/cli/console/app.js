@@ -395,6 +395,7 @@ function bodyView(body, limit = 4000) {
 function runsPage() {
   document.title = "Runs · sequential-ecosystem";
   const params = new URLSearchParams(location.search);
+  const limit = Math.min(Math.max(Number(params.get("limit")) || PAGE, 1), 200);
   const state = { task: params.get("task") || "", status: params.get("status") || "", q: params.get("q") || "", cursors: [null], items: [], next: null };
   const ctl = new AbortController();
   let stopped = false;
@@ -447,6 +448,7 @@ function runsPage() {
     if (state.task) p.set("task", state.task);
     if (state.status) p.set("status", state.status);
     if (state.q) p.set("q", state.q);
+    if (limit !== PAGE) p.set("limit", limit);
     history.replaceState(null, "", "/ui/runs" + (p.toString() ? "?" + p : ""));
     load();
   }
@@ -457,7 +459,7 @@ function runsPage() {
       const got = await api("/runs/" + encodeURIComponent(q), { accept: [404, 400], withStatus: true });
       return { items: got.status === 200 ? [got.doc] : [], next_cursor: null };
     }
-    const p = new URLSearchParams({ limit: String(PAGE) });
+    const p = new URLSearchParams({ limit: String(limit) });
     if (state.task) p.set("task", state.task);
     if (state.status) p.set("status", state.status);
     if (q) p.set("idempotency_key", q);

@@ -450,8 +450,20 @@ fn approval_starts_from_the_task_form_waits_and_succeeds_on_an_event_sent_from_t
     };
     upload_approval(&b, &s, None);
 
+    // the tasks list: versions and hashes
+    b.goto(&format!("{}/ui/tasks", s.url));
+    let row = b.text("#tasks-body");
+    assert!(row.contains("approval") && row.contains("v1"), "{row}");
+    let hash = b.js("return document.querySelector('#tasks-body td.mono').title");
+    assert!(hash.as_str().is_some_and(|h| h.len() >= 32), "{hash}");
+    b.both_sizes("tasks-list");
+    b.click("#tasks-body a");
+
     // the task page: code, inputs from config.json, and the generated start form
-    b.goto(&format!("{}/ui/tasks/approval", s.url));
+    b.wait(
+        "the task page",
+        "location.pathname === '/ui/tasks/approval'",
+    );
     assert!(b.text("#task-code").contains("waitForEvent"));
     assert!(b.text("main").contains("The amount asked for"));
     b.both_sizes("task-page");
@@ -550,7 +562,10 @@ fn a_paused_run_shows_its_failed_call_and_last_error_and_retry_finishes_it() {
     assert_eq!(run["status"], "paused", "{run}");
 
     b.goto(&format!("{}/ui/runs/{id}", s.url));
-    assert!(b.text("#paused-call").contains("/down"), "the failed call");
+    b.wait(
+        "the failed call",
+        "document.querySelector('#paused-call').innerText.includes('/down')",
+    );
     assert!(!b.text("#paused-error").is_empty(), "its last error");
     b.screenshot("run-page-paused-1280x800");
 
@@ -562,6 +577,29 @@ fn a_paused_run_shows_its_failed_call_and_last_error_and_retry_finishes_it() {
         "document.querySelector('#run-status').innerText === 'succeeded'",
     );
     assert!(b.text("#run-output").contains("ok"));
+
+    // rerun from a record picked in the timeline: a new run with that journal prefix
+    b.click("#timeline li[data-seq=\"1\"] summary");
+    assert_eq!(b.text("#action-rerun"), "Rerun from record #1");
+    b.click("#action-rerun");
+    b.click("#confirm-ok");
+    let fork = b
+        .wait("the new run's page", &format!("location.pathname.startsWith('/ui/runs/') && !location.pathname.endsWith('{id}') && location.pathname.slice(9)"))
+        .as_str()
+        .unwrap()
+        .to_string();
+    b.wait(
+        "the new run to succeed",
+        "document.querySelector('#run-status').innerText === 'succeeded'",
+    );
+    let (_, forked) = api(
+        &b,
+        "GET",
+        &format!("{}/api/v1/runs/{fork}", s.url),
+        None,
+        None,
+    );
+    assert_eq!(forked["output"], json!({ "ok": true }), "{forked}");
     b.assert_quiet(&[]);
 }
 
@@ -627,6 +665,28 @@ fn the_runs_list_updates_live_when_the_cli_starts_a_run_in_another_process() {
     assert_eq!(cls, 0.0, "live updates shift the layout");
     b.both_sizes("runs-list");
     b.assert_keyboard_reachable("runs list");
+
+    // paging: two a page
+    b.goto(&format!("{}/ui/runs?limit=2", s.url));
+    b.wait(
+        "a first page of two",
+        "document.querySelectorAll('#runs-body tr').length === 2",
+    );
+    assert!(b.text("#runs-body").contains(&ids[2][..8]), "newest first");
+    b.click("#next-page");
+    b.wait(
+        "the older page",
+        "document.querySelectorAll('#runs-body tr').length === 1",
+    );
+    assert!(b.text("#runs-body").contains(&ids[0][..8]));
+    b.click("#prev-page");
+    b.wait(
+        "back to the first page",
+        "document.querySelectorAll('#runs-body tr').length === 2",
+    );
+    // a filter that matches nothing says so
+    b.goto(&format!("{}/ui/runs?status=failed", s.url));
+    assert!(b.text("#runs-empty").contains("No run matches"));
 
     // search by run id, and filters
     b.fill("#search", &ids[1]);
