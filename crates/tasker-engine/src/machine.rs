@@ -112,6 +112,40 @@ fn read_all(path: &Path, mut file: &File) -> Result<Vec<u8>> {
     Ok(bytes)
 }
 
+/// The last whole entry of a log file, the length of its whole lines and the file's length,
+/// reading only its tail (the whole file when the last line is longer than the window).
+fn last_entry(path: &Path, mut file: &File) -> Result<(Option<LogEntry>, u64, u64)> {
+    const WINDOW: u64 = 64 * 1024;
+    let len = file
+        .metadata()
+        .map_err(|e| io("reading machine log", path, e))?
+        .len();
+    let start = len.saturating_sub(WINDOW);
+    let mut tail = Vec::with_capacity((len - start) as usize);
+    file.seek(SeekFrom::Start(start))
+        .and_then(|_| file.read_to_end(&mut tail))
+        .map_err(|e| io("reading machine log", path, e))?;
+    let whole_in_tail = tail.iter().rposition(|b| *b == b'\n').map(|i| i + 1);
+    if let Some(end) = whole_in_tail {
+        let body = &tail[..end - 1];
+        let line_start = body.iter().rposition(|b| *b == b'\n').map(|i| i + 1);
+        let line = &body[line_start.unwrap_or(0)..];
+        if (line_start.is_some() || start == 0) && !line.iter().all(u8::is_ascii_whitespace) {
+            let entry: LogEntry = serde_json::from_slice(line).map_err(|e| Error::Log {
+                context: format!("machine log {} (its last line)", path.display()),
+                source: Box::new(e),
+            })?;
+            return Ok((Some(entry), start + end as u64, len));
+        }
+    } else if start == 0 {
+        return Ok((None, 0, len)); // empty, or one torn line
+    }
+    // a last line longer than the window, or blank lines: read it all
+    let bytes = read_all(path, file)?;
+    let (entries, whole) = parse(path, &bytes)?;
+    Ok((entries.into_iter().last(), whole as u64, len))
+}
+
 fn io(what: &str, path: &Path, e: impl std::error::Error + Send + Sync + 'static) -> Error {
     Error::Log {
         context: format!("{what} {}", path.display()),
@@ -123,9 +157,8 @@ impl MachineLog for FileLog {
     fn append(&self, entry: &LogEntry) -> Result<()> {
         let lock = self.lock(true)?;
         let mut file = lock.file();
-        let bytes = read_all(&self.path, file)?;
-        let (entries, whole) = parse(&self.path, &bytes)?;
-        let next = entries.last().map_or(1, |e| e.seq + 1);
+        let (last, whole, len) = last_entry(&self.path, file)?;
+        let next = last.map_or(1, |e| e.seq + 1);
         if entry.seq != next {
             return Err(Error::Conflict {
                 what: format!(
@@ -139,10 +172,10 @@ impl MachineLog for FileLog {
             serde_json::to_vec(entry).map_err(|e| io("encoding a record for", &self.path, e))?;
         line.push(b'\n');
         (|| {
-            if whole < bytes.len() {
-                file.set_len(whole as u64)?; // a torn last line is cut off
+            if whole < len {
+                file.set_len(whole)?; // a torn last line is cut off
             }
-            file.seek(SeekFrom::Start(whole as u64))?;
+            file.seek(SeekFrom::Start(whole))?;
             file.write_all(&line)?;
             file.sync_data()
         })()
@@ -668,6 +701,13 @@ mod tests {
         assert_eq!(log.last_seq().unwrap(), 2);
         let text = std::fs::read_to_string(&path).unwrap();
         assert_eq!(text.lines().count(), 2, "{text}");
+        // a last line longer than the tail window that appends read
+        let mut big = entry(3);
+        big.payload = json!("x".repeat(100_000));
+        log.append(&big).unwrap();
+        log.append(&entry(4)).unwrap();
+        assert!(log.append(&entry(4)).is_err());
+        assert_eq!(log.read_after(2).unwrap(), [big, entry(4)]);
     }
 }
 
