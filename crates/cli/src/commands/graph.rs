@@ -422,7 +422,10 @@ fn run_marks(
 pub(crate) fn render_stored(
     task: &TaskName,
     graph_value: &Value,
-    run: Option<(&sequential_adaptor::Run, &[sequential_adaptor::JournalRecord])>,
+    run: Option<(
+        &sequential_adaptor::Run,
+        &[sequential_adaptor::JournalRecord],
+    )>,
     format: Format,
 ) -> std::result::Result<String, String> {
     let graph = Graph::parse(&graph_value.to_string())
@@ -675,19 +678,6 @@ fn quote(s: &str) -> String {
     serde_json::to_string(s).unwrap_or_else(|_| format!("\"{s}\""))
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn map_items_collapse_to_the_iterator() {
-        assert_eq!(collapse("each[12]/fetchOne"), "each[]/fetchOne");
-        assert_eq!(collapse("fan#1/each[3]/x"), "fan#1/each[]/x");
-        assert_eq!(collapse("charge"), "charge");
-        assert_eq!(mermaid_id("fan#1/each[]/x"), "fanb1_eachi__x");
-    }
-}
-
 // ------------------------------------------------------------------------------ journal
 
 /// A graph record of a run's journal as `show --journal` prints it (`None`: not a graph record
@@ -793,4 +783,17 @@ pub(crate) fn journal_text(kind: &str, data: &Value) -> Option<String> {
         ),
         _ => return None,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn map_items_collapse_to_the_iterator() {
+        assert_eq!(collapse("each[12]/fetchOne"), "each[]/fetchOne");
+        assert_eq!(collapse("fan#1/each[3]/x"), "fan#1/each[]/x");
+        assert_eq!(collapse("charge"), "charge");
+        assert_eq!(mermaid_id("fan#1/each[]/x"), "fanb1_eachi__x");
+    }
 }
