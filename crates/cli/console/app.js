@@ -807,6 +807,12 @@ function runPage(id) {
         buildRow(row);
         continue;
       }
+      if (rec.kind === "run.paused" && rows.has(callKey(d)) && !rows.get(callKey(d)).complete) {
+        // the call that spent its retries ends here, failed
+        const call = rows.get(callKey(d));
+        call.complete = { at: rec.at, data: { result: { error: d.error } } };
+        buildRow(call);
+      }
       const row = { li: h("li", { "data-seq": rec.seq }), rec, complete: null };
       if ((rec.kind === "call.requested" || rec.kind === "timer.armed") && d.seq !== undefined && !rows.has(callKey(d))) rows.set(callKey(d), row);
       rowList.push(row);
@@ -1076,7 +1082,14 @@ function graphModel(doc) {
   const top = (p) => String(p || "").split(/[#/[]/)[0];
   const edges = [];
   for (const st of doc.states || []) {
-    for (const e of st.edges || []) if (ids.has(e.to)) edges.push({ from: st.path, to: e.to, label: e.via === "done" ? "" : e.via });
+    for (const e of st.edges || []) {
+      if (!ids.has(e.to)) continue;
+      const label = e.via === "done" ? "" : e.via;
+      // two ways from one state to another: one arrow, both labels
+      const same = edges.find((x) => x.from === st.path && x.to === e.to);
+      if (same) same.label = [same.label, label].filter(Boolean).join(", ");
+      else edges.push({ from: st.path, to: e.to, label });
+    }
   }
   const run = doc.run || {};
   const visited = new Set((run.visited || []).map(top));
@@ -1128,24 +1141,32 @@ function graphSvg(doc) {
   const { layers, layer, x } = layout(model);
   const W = 150, H = 40, GX = 30, GY = 46;
   const widest = Math.max(1, ...layers.map((l) => l.length));
-  const width = widest * (W + GX) + GX + 60;
+  const width = widest * (W + GX) + GX + 160;
   const height = layers.length * (H + GY) + GY;
   const pos = (n) => {
     const count = layers[layer.get(n)].length;
-    const offset = (width - 60 - count * (W + GX) + GX) / 2;
+    const offset = (width - 160 - count * (W + GX) + GX) / 2;
     return { x: offset + x.get(n) * (W + GX), y: GY / 2 + layer.get(n) * (H + GY) };
   };
   const root = svg("svg", { viewBox: `0 0 ${width} ${height}`, width, role: "img", "aria-label": `Graph of ${doc.task || "the task"}: ${model.nodes.length} states${model.current.size ? ", current " + [...model.current].join(", ") : ""}` },
     svg("defs", {}, svg("marker", { id: "arrow", viewBox: "0 0 10 10", refX: 9, refY: 5, markerWidth: 7, markerHeight: 7, orient: "auto-start-reverse" }, svg("path", { d: "M0,0 L10,5 L0,10 z" }))));
+  let bows = 0;
   for (const e of model.edges) {
     const a = pos(e.from), b = pos(e.to);
-    const down = b.y > a.y;
+    const span = layer.get(e.to) - layer.get(e.from);
     const x1 = a.x + W / 2, y1 = a.y + H, x2 = b.x + W / 2, y2 = b.y;
-    const d = down
-      ? `M${x1},${y1} C${x1},${y1 + GY / 2} ${x2},${y2 - GY / 2} ${x2},${y2}`
-      : `M${a.x + W},${a.y + H / 2} C${a.x + W + 50},${a.y + H / 2} ${b.x + W + 50},${b.y + H / 2} ${b.x + W},${b.y + H / 2}`;
+    let d, lx, ly;
+    if (span === 1) {
+      d = `M${x1},${y1} C${x1},${y1 + GY / 2} ${x2},${y2 - GY / 2} ${x2},${y2}`;
+      lx = (x1 + x2) / 2 + 4; ly = (y1 + y2) / 2 + 3;
+    } else {
+      // a long or backward edge bows out to the right of both boxes, each a little further
+      const bow = Math.max(a.x, b.x) + W + 24 + 16 * (bows++ % 4);
+      d = `M${a.x + W},${a.y + H / 2} C${bow},${a.y + H / 2} ${bow},${b.y + H / 2} ${b.x + W},${b.y + H / 2}`;
+      lx = bow - 14; ly = (a.y + b.y) / 2 + H / 2;
+    }
     root.append(svg("path", { class: "edge", d, "marker-end": "url(#arrow)" }));
-    if (e.label) root.append(svg("text", { class: "edge-label", x: down ? (x1 + x2) / 2 + 4 : a.x + W + 8, y: down ? (y1 + y2) / 2 + 3 : (a.y + b.y) / 2 + H / 2 }, e.label));
+    if (e.label) root.append(svg("text", { class: "edge-label", x: lx, y: ly }, e.label));
   }
   for (const n of model.nodes) {
     const p = pos(n.id);

@@ -264,6 +264,20 @@ impl Browser {
         path
     }
 
+    /// Writes a PNG of one element (scrolled into view) next to the page screenshots.
+    fn screenshot_of(&self, css: &str, name: &str) -> PathBuf {
+        let id = self.element(css);
+        let b64 = self.cmd("GET", &format!("/element/{id}/screenshot"), Value::Null);
+        let png = base64::engine::general_purpose::STANDARD
+            .decode(b64.as_str().unwrap())
+            .unwrap();
+        let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("console-screenshots");
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join(format!("{name}.png"));
+        std::fs::write(&path, png).unwrap();
+        path
+    }
+
     /// The browser's console and network log since the last call.
     fn log(&self) -> Vec<Value> {
         self.raw(
@@ -851,6 +865,9 @@ fn a_graph_run_shows_its_graph_with_the_visited_states_and_the_current_one() {
         "graph records as sentences"
     );
     b.both_sizes("run-page-graph");
+    b.viewport(1280, 2000);
+    b.screenshot_of("#graph", "graph-of-a-waiting-run");
+    b.viewport(1280, 800);
 
     // the task page draws the same graph, nothing marked
     b.goto(&format!("{}/ui/tasks/order-graph", s.url));
