@@ -920,3 +920,93 @@ fn a_2000_record_journal_renders_every_record() {
     );
     b.assert_quiet(&[]);
 }
+
+#[test]
+fn errors_timers_child_runs_large_bodies_and_kill_are_shown() {
+    let sb = Sandbox::new();
+    let Some((s, b)) = setup(&sb, &[]) else {
+        return;
+    };
+    let code = r#"export default async function (input, ctx) {
+  if (input.mode === "fail") throw new TypeError("no such order: " + input.id);
+  if (input.mode === "child") return await ctx.runTask("various", { mode: "big" });
+  if (input.mode === "sleep") { await ctx.sleep("1h"); return { slept: true }; }
+  const r = await fetch("data:application/json," + encodeURIComponent(JSON.stringify({ blob: "x".repeat(10000) })));
+  return { size: (await r.json()).blob.length };
+}
+"#;
+    upload(&b, &s, None, "various", code, json!({}));
+    let start = |input: Value, wait: &str| {
+        let (st, run) = api(
+            &b,
+            "POST",
+            &format!("{}/api/v1/tasks/various/runs?wait={wait}", s.url),
+            None,
+            Some(json!({ "input": input })),
+        );
+        assert!(st == 200 || st == 202, "{run}");
+        run["id"].as_str().unwrap().to_string()
+    };
+
+    // a failed run: the error's name, message and stack
+    let failed = start(json!({ "mode": "fail", "id": 7 }), "30s");
+    b.goto(&format!("{}/ui/runs/{failed}", s.url));
+    let err = b.text("#run-error");
+    assert!(
+        err.contains("TypeError") && err.contains("no such order: 7"),
+        "{err}"
+    );
+
+    // a child run is marked and links to its page; the child's large body is cut, with a download
+    let parent = start(json!({ "mode": "child" }), "30s");
+    b.goto(&format!("{}/ui/runs/{parent}", s.url));
+    b.wait(
+        "succeeded",
+        "document.querySelector('#run-status').innerText === 'succeeded'",
+    );
+    b.click("#timeline a[href^='/ui/runs/']");
+    b.wait(
+        "the child's page",
+        &format!(
+            "location.pathname.startsWith('/ui/runs/') && !location.pathname.endsWith('{parent}')"
+        ),
+    );
+    assert!(
+        b.text("#run-head").contains(&parent[..8]),
+        "the child names its parent"
+    );
+    b.click("#timeline li[data-seq='1'] summary");
+    let body = b.text("#timeline li[data-seq='1'] .body");
+    assert!(body.contains("Download the whole body"), "{body}");
+    assert!(b.js("return document.querySelector('#timeline li[data-seq=\"1\"] a[download]').href.startsWith('blob:')") == json!(true));
+
+    // a sleeping run: the timer with a countdown; kill ends it, after a confirmation
+    let sleeping = start(json!({ "mode": "sleep" }), "1s");
+    b.goto(&format!("{}/ui/runs/{sleeping}", s.url));
+    assert!(b.text("#waiting").contains("Sleeping until"));
+    b.wait(
+        "a countdown",
+        "document.querySelector('#timer-left').innerText.includes('left')",
+    );
+    b.click("#action-kill");
+    b.click("#confirm-cancel");
+    std::thread::sleep(Duration::from_millis(300));
+    let (_, run) = api(
+        &b,
+        "GET",
+        &format!("{}/api/v1/runs/{sleeping}", s.url),
+        None,
+        None,
+    );
+    assert_eq!(
+        run["status"], "waiting",
+        "cancelled in the dialog: nothing sent"
+    );
+    b.click("#action-kill");
+    b.click("#confirm-ok");
+    b.wait(
+        "cancelled",
+        "document.querySelector('#run-status').innerText === 'cancelled'",
+    );
+    b.assert_quiet(&[]);
+}
