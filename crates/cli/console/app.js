@@ -635,10 +635,15 @@ function runPage(id) {
     st.renderedKey = key;
     renderAttention(run, err);
     renderActions(run);
-    fill(io, 
-      h("h2", {}, "Input"), jsonView(run.input),
-      run.status === "succeeded" ? [h("h2", {}, "Output"), h("div", { id: "run-output" }, jsonView(run.output))] : null,
-      err && run.status !== "paused" ? [h("h2", {}, "Error"), errorView(err)] : null);
+    // input and output side by side in boxes of a fixed height: the output arriving moves nothing
+    const result = run.status === "succeeded"
+      ? h("div", { id: "run-output", class: "box" }, jsonView(run.output))
+      : err && run.status !== "paused" && run.status !== "waiting"
+        ? h("div", { class: "box" }, errorView(err))
+        : h("div", { class: "box" }, h("p", { class: "muted" }, "The output appears here when the run succeeds."));
+    fill(io, h("div", { class: "io" },
+      h("section", { "aria-labelledby": "h-input" }, h("h2", { id: "h-input" }, "Input"), h("div", { class: "box" }, jsonView(run.input))),
+      h("section", { "aria-labelledby": "h-output" }, h("h2", { id: "h-output" }, run.status === "failed" || run.status === "cancelled" ? "Error" : "Output"), result)));
     placeBars();
   }
 
@@ -659,12 +664,12 @@ function runPage(id) {
     if (run.status === "waiting" && w.kind === "event") {
       const left = h("span", { class: "muted" });
       fill(attention, h("div", { class: "panel attention", id: "waiting" },
-        h("p", {}, "Waiting for the event ", h("code", {}, w.name), w.until ? [" until ", when(w.until), " ", left] : null)));
+        h("p", { class: "one-line" }, "Waiting for the event ", h("code", {}, w.name), w.until ? [" until ", when(w.until), " ", left] : null)));
       if (w.until) tick(left, w.until);
     } else if (run.status === "waiting" && w.kind === "timer") {
       const left = h("span", { id: "timer-left" });
       fill(attention, h("div", { class: "panel attention", id: "waiting" },
-        h("p", {}, "Sleeping until ", when(w.until), ": ", left)));
+        h("p", { class: "one-line" }, "Sleeping until ", when(w.until), ": ", left)));
       tick(left, w.until);
     } else if (run.status === "paused") {
       const call = pausedCall();
@@ -673,7 +678,16 @@ function runPage(id) {
         call ? h("p", {}, "Failed call: ", h("code", { id: "paused-call" }, call)) : null,
         err ? h("p", {}, "Last error: ", h("code", { id: "paused-error" }, `${err.name}: ${err.message}`)) : null));
     } else {
-      fill(attention);
+      // one line in the same box for every other status, so a change of status moves nothing
+      const text = {
+        queued: "Queued: a worker picks it up next.",
+        running: `Running${run.state ? " at " + run.state : ""}.`,
+        stopping: "Stopping: the step in flight may finish, then the run ends cancelled.",
+        succeeded: `Succeeded after ${duration(runDuration(run))}.`,
+        failed: `Failed${err ? ": " + err.name + ": " + err.message : ""}.`,
+        cancelled: `Cancelled${err && err.message ? ": " + err.message : ""}.`,
+      }[run.status] || run.status;
+      fill(attention, h("div", { class: "panel", id: "run-line" }, h("p", { class: "one-line" }, text)));
     }
   }
 
@@ -696,11 +710,11 @@ function runPage(id) {
     const active = !TERMINAL.includes(run.status);
     const btn = (idv, label, onclick, cls) => h("button", { type: "button", id: idv, class: cls, onclick }, label);
     fill(actions, 
+      btn("action-rerun", st.selected === null ? "Rerun from start" : `Rerun from record #${st.selected}`, () => rerun()),
       active ? btn("action-event", "Send event…", () => openEventForm()) : null,
       run.status === "paused" ? btn("action-retry", "Retry", () => act("Retry this run?", "The failed call runs again with fresh retries.", "Retry", "_retry", {}), "primary") : null,
       active ? btn("action-cancel", "Cancel", () => act("Cancel this run?", "The step in flight may finish within 7 s; then the run ends cancelled.", "Cancel the run", "_stop", { timeout: 7000 }, true)) : null,
-      active ? btn("action-kill", "Kill", () => act("Kill this run now?", "The run ends cancelled at once; the step in flight is aborted.", "Kill", "_kill", {}, true), "danger") : null,
-      btn("action-rerun", st.selected === null ? "Rerun from start" : `Rerun from record #${st.selected}`, () => rerun()));
+      active ? btn("action-kill", "Kill", () => act("Kill this run now?", "The run ends cancelled at once; the step in flight is aborted.", "Kill", "_kill", {}, true), "danger") : null);
     if (!active) fill(eventForm);
   }
 

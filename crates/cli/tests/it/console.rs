@@ -677,6 +677,14 @@ fn the_runs_list_updates_live_when_the_cli_starts_a_run_in_another_process() {
     }
     let cls = b.js("return window.__cls").as_f64().unwrap();
     assert_eq!(cls, 0.0, "live updates shift the layout");
+    // the probe itself sees a shift when there is one
+    b.js("document.querySelector('main').prepend(Object.assign(document.createElement('div'), { style: 'height: 120px' })); return 1");
+    b.wait("the probe to count a shift", "window.__cls > 0");
+    b.goto(&format!("{}/ui/runs", s.url));
+    b.wait(
+        "the list",
+        "document.querySelectorAll('#runs-body tr').length === 3",
+    );
     b.both_sizes("runs-list");
     b.assert_keyboard_reachable("runs list");
 
@@ -865,6 +873,30 @@ fn a_graph_run_shows_its_graph_with_the_visited_states_and_the_current_one() {
         "graph records as sentences"
     );
     b.both_sizes("run-page-graph");
+
+    // the event arrives from elsewhere: the page follows the run to its end without moving
+    std::thread::sleep(Duration::from_millis(500));
+    b.js("window.__cls = 0; new PerformanceObserver((l) => { for (const e of l.getEntries()) if (!e.hadRecentInput) window.__cls += e.value; }).observe({ type: 'layout-shift' }); return 1");
+    let (st, sent) = api(
+        &b,
+        "POST",
+        &format!("{}/api/v1/runs/{id}/_event", s.url),
+        None,
+        Some(json!({ "eventName": "approved", "message": { "by": "ann" } })),
+    );
+    assert_eq!(st, 202, "{sent}");
+    b.wait(
+        "succeeded",
+        "document.querySelector('#run-status').innerText === 'succeeded'",
+    );
+    b.wait(
+        "the graph's end",
+        "document.querySelector('#graph g.visited[data-state=\"done\"]')",
+    );
+    std::thread::sleep(Duration::from_millis(500));
+    let cls = b.js("return window.__cls").as_f64().unwrap();
+    assert_eq!(cls, 0.0, "live updates of a run page shift its layout");
+    b.screenshot("run-page-graph-succeeded-1280x800");
     b.viewport(1280, 2000);
     b.screenshot_of("#graph", "graph-of-a-waiting-run");
     b.viewport(1280, 800);
