@@ -535,6 +535,20 @@ fn approval_starts_from_the_task_form_waits_and_succeeds_on_an_event_sent_from_t
     );
     assert!(b.text("#timeline").contains("waitForEvent"));
     b.both_sizes("run-page");
+    // dark when the system is dark
+    b.cmd(
+        "POST",
+        "/goog/cdp/execute",
+        json!({ "cmd": "Emulation.setEmulatedMedia", "params": { "features": [{ "name": "prefers-color-scheme", "value": "dark" }] } }),
+    );
+    let bg = b.js("return getComputedStyle(document.body).backgroundColor");
+    assert_eq!(bg, "rgb(20, 22, 26)", "the dark palette");
+    b.screenshot("run-page-dark-1280x800");
+    b.cmd(
+        "POST",
+        "/goog/cdp/execute",
+        json!({ "cmd": "Emulation.setEmulatedMedia", "params": { "features": [{ "name": "prefers-color-scheme", "value": "light" }] } }),
+    );
     b.assert_quiet(&[]);
 }
 
