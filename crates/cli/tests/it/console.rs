@@ -535,6 +535,7 @@ fn approval_starts_from_the_task_form_waits_and_succeeds_on_an_event_sent_from_t
     );
     assert!(b.text("#timeline").contains("waitForEvent"));
     b.both_sizes("run-page");
+    b.assert_keyboard_reachable("run page");
     // dark when the system is dark
     b.cmd(
         "POST",
@@ -606,6 +607,22 @@ fn a_paused_run_shows_its_failed_call_and_last_error_and_retry_finishes_it() {
     );
     assert!(b.text("#run-output").contains("ok"));
 
+    // a rerun step the server no longer has (the page is stale): the API's error as it is
+    b.js("const li = document.querySelector('#timeline li[data-seq=\"2\"]'); li.dataset.seq = '999'; return 1");
+    b.click("#timeline li[data-seq=\"999\"] summary");
+    b.click("#action-rerun");
+    b.click("#confirm-ok");
+    let (_, refused) = api(
+        &b,
+        "POST",
+        &format!("{}/api/v1/runs/{id}/_fork", s.url),
+        None,
+        Some(json!({ "from_seq": 999 })),
+    );
+    let shown = b.text("#action-message");
+    assert_eq!(Some(shown.as_str()), refused["error"].as_str(), "{refused}");
+    b.click("#timeline li[data-seq=\"999\"] summary");
+
     // rerun from a record picked in the timeline: a new run with that journal prefix
     b.click("#timeline li[data-seq=\"1\"] summary");
     assert_eq!(b.text("#action-rerun"), "Rerun from record #1");
@@ -628,7 +645,7 @@ fn a_paused_run_shows_its_failed_call_and_last_error_and_retry_finishes_it() {
         None,
     );
     assert_eq!(forked["output"], json!({ "ok": true }), "{forked}");
-    b.assert_quiet(&[]);
+    b.assert_quiet(&["_fork"]);
 }
 
 #[test]
