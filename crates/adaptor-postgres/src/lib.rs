@@ -6,6 +6,7 @@
 #![doc = include_str!("../README.md")]
 #![warn(missing_docs)]
 
+mod batch;
 mod codec;
 mod errors;
 mod listen;
@@ -26,6 +27,7 @@ use serde_json::Value;
 use sqlx::Connection;
 use sqlx::postgres::{PgConnection, PgPoolOptions};
 
+pub use batch::AppendStats;
 pub use schema::{MigrationReport, SCHEMA_VERSION};
 pub use url::{DEFAULT_POOL_SIZE, DEFAULT_SCHEMA};
 
@@ -148,12 +150,18 @@ impl PostgresStore {
             .connect_lazy_with(loc.options.clone());
         Ok(PostgresStore {
             inner: Arc::new(Inner {
-                db: Db { pool },
+                db: Db::new(pool),
                 loc,
                 changes: Arc::new(listen::Changes::default()),
                 listener: Mutex::new(None),
             }),
         })
+    }
+
+    /// How many batch statements this store's appends went out in, and how many appends they
+    /// carried (`appends / statements` of them shared one commit on average).
+    pub fn append_stats(&self) -> AppendStats {
+        self.inner.db.appends.stats()
     }
 
     /// The schema holding the tables.

@@ -1,11 +1,13 @@
 //! The storage operations in SQL; every decision comes from `sequential_adaptor::rules`.
 //!
 //! Hot paths are one statement (one round trip, one commit): `append` (fence checked under the
-//! run's row lock in the same statement), `update_run`, `settle_run`, `create_run`. Claims and
+//! run's row lock in the same statement; the appends of many runs offered together share one
+//! statement, see `batch`), `update_run`, `settle_run`, `create_run`. Claims and
 //! the other lease operations lock their rows, apply the rules in Rust and write back, in one
 //! transaction.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
 use sequential_adaptor::rules;
 use sequential_adaptor::{
@@ -18,6 +20,7 @@ use sqlx::postgres::{PgPool, PgRow};
 use sqlx::{PgConnection, Row};
 use uuid::Uuid;
 
+use crate::batch::{Appends, Offer, Outcome};
 use crate::codec::{
     Doing, Fail, R, counted, json_text, record_from_row, run_cols, run_from_row, signal_from_row,
     storable, terminal_statuses, uuid, version_from_row,
@@ -90,6 +93,17 @@ macro_rules! transaction {
 #[derive(Debug, Clone)]
 pub(crate) struct Db {
     pub(crate) pool: PgPool,
+    /// Group commit of the appends of many runs.
+    pub(crate) appends: Arc<Appends>,
+}
+
+impl Db {
+    pub(crate) fn new(pool: PgPool) -> Self {
+        Db {
+            appends: Arc::new(Appends::new(pool.clone())),
+            pool,
+        }
+    }
 }
 
 // ---------------------------------------------------------------- task versions
@@ -781,36 +795,59 @@ impl Db {
             .first()
             .is_some_and(|first| rules::plan_append(run, first.seq, records, |_| Ok(None)).is_ok());
         if well_formed {
-            let first = records[0].seq;
-            let result = sqlx::query(APPEND_FAST)
-                .bind(uuid(run))
-                .bind(first as i64)
-                .bind(records.iter().map(|r| r.kind.as_str()).collect::<Vec<_>>())
-                .bind(records.iter().map(|r| r.at).collect::<Vec<_>>())
-                .bind(
-                    records
-                        .iter()
-                        .map(|r| json_text(&r.data))
-                        .collect::<Vec<_>>(),
-                )
-                .bind(fence_param(fence))
-                .fetch_optional(&self.pool)
-                .await
-                .map(counted);
-            match result {
-                Ok(None) => return Err(run_not_found(run)),
-                Ok(Some(row)) => {
-                    let inserted: i64 = row.try_get("inserted").doing("appending")?;
-                    if inserted as usize == records.len() {
-                        return Ok(());
-                    }
-                    let current: i64 = row.try_get("fence").doing("appending")?;
+            // shared with the appends of other runs offered meanwhile: one statement, one commit
+            let offer = Offer {
+                run,
+                first: records[0].seq,
+                kinds: records.iter().map(|r| r.kind.clone()).collect(),
+                ats: records.iter().map(|r| r.at).collect(),
+                data: records.iter().map(|r| json_text(&r.data)).collect(),
+                fence: fence_param(fence),
+            };
+            match self.appends.offer(offer).await {
+                Outcome::Written => return Ok(()),
+                Outcome::NoRun => return Err(run_not_found(run)),
+                Outcome::NotInserted { fence: current } => {
                     rules::check_fence(&probe(run, current as u64, None), fence)?;
                 }
-                // a concurrent append of the same seqs won: compare with what it wrote
-                Err(e) if is_unique_violation(&e) => {}
-                Err(e) => return Err(Fail::Sql("appending to a journal", e)),
+                Outcome::Failed => return self.append_one(run, records, fence).await,
             }
+        }
+        self.append_checked(run, records, fence).await
+    }
+
+    /// The one-run path (when a batch failed as a whole): [`APPEND_FAST`], else
+    /// [`Db::append_checked`].
+    async fn append_one(&self, run: RunId, records: &[JournalRecord], fence: Fence) -> R<()> {
+        let first = records[0].seq;
+        let result = sqlx::query(APPEND_FAST)
+            .bind(uuid(run))
+            .bind(first as i64)
+            .bind(records.iter().map(|r| r.kind.as_str()).collect::<Vec<_>>())
+            .bind(records.iter().map(|r| r.at).collect::<Vec<_>>())
+            .bind(
+                records
+                    .iter()
+                    .map(|r| json_text(&r.data))
+                    .collect::<Vec<_>>(),
+            )
+            .bind(fence_param(fence))
+            .fetch_optional(&self.pool)
+            .await
+            .map(counted);
+        match result {
+            Ok(None) => return Err(run_not_found(run)),
+            Ok(Some(row)) => {
+                let inserted: i64 = row.try_get("inserted").doing("appending")?;
+                if inserted as usize == records.len() {
+                    return Ok(());
+                }
+                let current: i64 = row.try_get("fence").doing("appending")?;
+                rules::check_fence(&probe(run, current as u64, None), fence)?;
+            }
+            // a concurrent append of the same seqs won: compare with what it wrote
+            Err(e) if is_unique_violation(&e) => {}
+            Err(e) => return Err(Fail::Sql("appending to a journal", e)),
         }
         self.append_checked(run, records, fence).await
     }

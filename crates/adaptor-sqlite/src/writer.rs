@@ -110,12 +110,15 @@ pub struct WriterStats {
     pub transactions: u64,
     /// Requests run in them.
     pub requests: u64,
+    /// Requests handed to the writer thread (run or still queued).
+    pub submitted: u64,
 }
 
 #[derive(Default)]
 struct Counters {
     transactions: AtomicU64,
     requests: AtomicU64,
+    submitted: AtomicU64,
 }
 
 /// The handle to the writer thread. Dropping it lets the thread finish the queue and exit.
@@ -151,6 +154,7 @@ impl Writer {
         WriterStats {
             transactions: self.counters.transactions.load(Ordering::Relaxed),
             requests: self.counters.requests.load(Ordering::Relaxed),
+            submitted: self.counters.submitted.load(Ordering::Relaxed),
         }
     }
 
@@ -180,6 +184,7 @@ impl Writer {
             .ok_or_else(gone)?
             .send(job)
             .map_err(|_| gone())?;
+        self.counters.submitted.fetch_add(1, Ordering::Relaxed);
         answer.await.map_err(|_| gone())?
     }
 }

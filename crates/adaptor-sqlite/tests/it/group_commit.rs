@@ -1,9 +1,12 @@
-//! Requests that share one group-commit transaction succeed or fail on their own.
+//! Requests that share one group-commit transaction succeed or fail on their own: a gap, or a
+//! stale fencing token, rejects only its own request, and the rest of the batch is durable.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use sequential_adaptor::{
-    Error, Fence, JournalRecord, NewRun, NewTaskVersion, RunId, StorageAdapter, TaskName,
+    ClaimRequest, Error, Fence, JournalRecord, NewRun, NewTaskVersion, RunId, StorageAdapter,
+    Takeover, TaskName, now_millis,
 };
 use sequential_adaptor_sqlite::SqliteStore;
 use serde_json::json;
@@ -78,6 +81,123 @@ async fn a_failing_request_does_not_fail_its_batch() {
             vec![rec(run, 0)]
         } else {
             vec![]
+        };
+        assert_eq!(journal, want, "run {i}");
+    }
+}
+
+/// 64 appends with fencing tokens share a transaction with others while the database is held
+/// by another connection; the one whose token a takeover made stale is `Fenced`, alone, and all
+/// the others are durable.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_stale_append_is_fenced_alone_in_a_shared_transaction() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("fenced.db");
+    let store = Arc::new(SqliteStore::open(&path).unwrap());
+    let task = TaskName::new("fenced").unwrap();
+    let v = NewTaskVersion {
+        task: task.clone(),
+        code: "1".into(),
+        graph: None,
+        config: json!({}),
+    };
+    let version = store.put_task_version(v).await.unwrap().version.version;
+    let mut runs = Vec::new();
+    for i in 0..65 {
+        runs.push(
+            store
+                .create_run(NewRun::new(task.clone(), version, json!(i)))
+                .await
+                .unwrap()
+                .into_run()
+                .id,
+        );
+    }
+    let req = ClaimRequest {
+        worker: "test".into(),
+        now: now_millis(),
+        lease_ms: 60_000,
+        limit: 65,
+    };
+    let tokens: HashMap<RunId, u64> = store
+        .claim(&req)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|c| (c.run.id, c.token))
+        .collect();
+    assert_eq!(tokens.len(), 65);
+    // runs[0] is the blocker, runs[1] the stale one
+    let stale = runs[1];
+    store
+        .claim_run(stale, &req, Takeover::Steal)
+        .await
+        .unwrap()
+        .expect("stolen");
+
+    // another connection holds the write lock: the writer thread waits at its BEGIN while the
+    // requests queue up
+    let holder = rusqlite::Connection::open(&path).unwrap();
+    holder.execute_batch("BEGIN IMMEDIATE").unwrap();
+    let before = store.writer_stats();
+    let append = |run: RunId| {
+        let store = store.clone();
+        let token = tokens[&run];
+        tokio::spawn(async move {
+            store
+                .append(run, &[rec(run, 0), rec(run, 1)], Fence::Token(token))
+                .await
+        })
+    };
+    let submitted_since = |n: u64| {
+        let store = store.clone();
+        async move {
+            for _ in 0..6000 {
+                if store.writer_stats().submitted - before.submitted >= n {
+                    return;
+                }
+                tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+            }
+            panic!("the requests never reached the writer thread");
+        }
+    };
+    // the blocker first, alone; then the other 64, stale one first: it shares a transaction
+    // with the blocker or with the rest, never stands alone
+    let mut tasks = vec![append(runs[0])];
+    submitted_since(1).await;
+    tasks.extend(runs[1..].iter().map(|&run| append(run)));
+    submitted_since(65).await;
+    holder.execute_batch("COMMIT").unwrap();
+
+    let mut results = Vec::new();
+    for t in tasks {
+        results.push(t.await.unwrap());
+    }
+    let after = store.writer_stats();
+    assert_eq!(after.requests - before.requests, 65);
+    assert!(
+        after.transactions - before.transactions <= 2,
+        "65 queued requests should share at most 2 transactions, took {}",
+        after.transactions - before.transactions
+    );
+    for (i, result) in results.iter().enumerate() {
+        if i == 1 {
+            assert!(
+                matches!(result, Err(Error::Fenced { .. })),
+                "run {i}: {result:?}"
+            );
+        } else {
+            assert!(result.is_ok(), "run {i}: {result:?}");
+        }
+    }
+    drop(store);
+    let reopened = SqliteStore::open(&path).unwrap();
+    for (i, &run) in runs.iter().enumerate() {
+        let journal = reopened.read_journal(run, None, 10).await.unwrap();
+        let want = if i == 1 {
+            vec![]
+        } else {
+            vec![rec(run, 0), rec(run, 1)]
         };
         assert_eq!(journal, want, "run {i}");
     }
