@@ -2,6 +2,7 @@
 //! (the xtask writes it into `docs/benchmarks.md`) and progress on stderr.
 //!
 //! - `sequential-bench storage`: append and claim speed of the folder and SQLite backends.
+//! - `sequential-bench flow`: the flow task store per backend: save, load, resume, expiry cost.
 //! - `sequential-bench engine [--peers DIR] [--storage sqlite|folder|postgres]…`: whole runs of N sequential `fetch()` steps against
 //!   a loopback HTTP server: latency, a steady stream with 64 runs in flight (the engine in a
 //!   process of its own, `engine-worker`), CPU per run by process, the machine's ceiling,
@@ -14,6 +15,7 @@
 
 mod api;
 mod engine;
+mod flow;
 mod machine;
 mod postgres;
 mod storage;
@@ -39,6 +41,7 @@ fn main() -> Result<()> {
         .build()?;
     match which.as_str() {
         "storage" => rt.block_on(storage::run()),
+        "flow" => rt.block_on(flow::run()),
         "api" => rt.block_on(api::run(&args[2..])),
         "engine" => rt.block_on(engine::run(&args[2..])),
         "engine-worker" => rt.block_on(engine::worker(&args[2..])),
