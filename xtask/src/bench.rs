@@ -106,7 +106,13 @@ pub fn run(root: &Path, args: &[String]) -> Result<()> {
             let target = std::env::var_os("CARGO_TARGET_DIR")
                 .map(std::path::PathBuf::from)
                 .unwrap_or_else(|| root.join("target"));
-            extra_env.push(("SEQUENTIAL_BIN", target.join("bench/sequential-ecosystem")));
+            // the `bench` profile builds into target/release, where a `--release` build may
+            // replace the binary: the benchmark serves with a copy of its own
+            let copy = target.join("bench-api/sequential-ecosystem");
+            fs::create_dir_all(target.join("bench-api"))?;
+            fs::copy(target.join("release/sequential-ecosystem"), &copy)
+                .context("copying target/release/sequential-ecosystem")?;
+            extra_env.push(("SEQUENTIAL_BIN", copy));
             "--profile=bench"
         } else {
             "--release"

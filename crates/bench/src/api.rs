@@ -374,7 +374,8 @@ fn median_f(v: &[f64]) -> f64 {
 
 pub async fn run(_args: &[String]) -> Result<()> {
     let bin: PathBuf = std::env::var_os("SEQUENTIAL_BIN")
-        .map(PathBuf::from)
+        .map(|p| std::path::absolute(PathBuf::from(p)))
+        .transpose()?
         .context("SEQUENTIAL_BIN is not set: the sequential-ecosystem binary to serve (`cargo xtask bench api` builds it and sets it)")?;
     let secs = std::env::var("API_BENCH_SECS")
         .ok()
