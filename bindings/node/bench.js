@@ -83,14 +83,17 @@ async function main() {
 
   const cpu = os.cpus()[0] ? os.cpus()[0].model.trim() : 'unknown CPU';
   const when = new Date().toISOString().replace('T', ' ').slice(0, 16) + ' UTC';
+  const load = os.loadavg()[0].toFixed(1);
+  const busy = os.loadavg()[0] > os.cpus().length / 2 ? ' (a busy machine: the means and p99s carry scheduling delays)' : '';
   const fmt = (ms) => `${ms.toFixed(3)} ms`;
   const lines = [
     '## Node package (`node bindings/node/bench.js`)',
     '',
-    `Measured ${when} on ${os.cpus().length} cores (${cpu}), release addon (\`node build.js --release\`), Node ${process.version}.`,
+    `Measured ${when} on ${os.cpus().length} cores (${cpu}), release addon (\`node build.js --release\`), Node ${process.version}; load average ${load} at the end${busy}.`,
     '',
     `Each call awaited on its own, as a request handler would, ${N} times after ${N / 10} warm-up calls; time from the call to its promise settling. ` +
-      "The resume is of a task paused at its one fetch after a `Date.now()` (a two-entry journal replayed): only `taskId` and the response are given, so vmState and code are loaded from the storage, and the completed task is saved back.",
+      "The resume is of a task paused at its one fetch after a `Date.now()` (a two-entry journal replayed): only `taskId` and the response are given, so vmState and code are loaded from the storage, and the completed task is saved back. " +
+      'The targets are for the typical call (p50).',
     '',
     '| measure | mean | p50 | p99 | target |',
     '|---|---:|---:|---:|---|',
