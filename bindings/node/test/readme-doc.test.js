@@ -29,9 +29,10 @@ async function run(...headings) {
   // A block that continues an earlier one (as the README's do) gets its require.
   if (!code.includes("require('sequential-flow')")) code = "const { SequentialFlow } = require('sequential-flow');\n" + code;
   const asserted = (code.match(/assert\.deepStrictEqual/g) || []).length;
+  // The package's own name resolves here (Node's self-reference through package.json
+  // "exports"), so the examples' require calls go through the exports map as a user's would.
   const localRequire = (name) => {
-    if (name === 'sequential-flow') return require(root);
-    if (name === 'sequential-flow/storage') return require(path.join(root, 'storage'));
+    if (name === 'sequential-flow' || name === 'sequential-flow/storage') return require(name);
     throw new Error(`README example requires ${name}, which this test does not provide`);
   };
   await new AsyncFunction('require', 'assert', code)(localRequire, assert);
@@ -62,7 +63,8 @@ test('README: Storage with TTL (in a scratch folder)', async (t) => {
   process.chdir(dir);
   t.after(() => {
     process.chdir(cwd);
-    require(root).SequentialFlow.setDefaultStorage(new (require(root).InMemoryStorage)());
+    const { SequentialFlow, InMemoryStorage } = require('sequential-flow');
+    SequentialFlow.setDefaultStorage(new InMemoryStorage());
     fs.rmSync(dir, { recursive: true, force: true });
   });
   assert.equal(await run('Storage with TTL'), 1);
