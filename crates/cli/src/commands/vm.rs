@@ -64,10 +64,7 @@ pub async fn run(ctx: &Ctx, action: VmAction) -> Result<()> {
                 Some(id) => {
                     let mut input = ResumeInput::default();
                     input.task_id = Some(id);
-                    input.fetch_response = response
-                        .as_deref()
-                        .map(|raw| read_response(raw))
-                        .transpose()?;
+                    input.fetch_response = response.as_deref().map(read_response).transpose()?;
                     input
                 }
                 None => {
