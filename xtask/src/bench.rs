@@ -7,7 +7,7 @@ use std::process::Command;
 
 use anyhow::{Context, Result, bail};
 
-const KNOWN: &[&str] = &["storage", "vm", "engine", "machine", "api", "flow"];
+const KNOWN: &[&str] = &["storage", "vm", "engine", "machine", "api", "graph", "flow"];
 
 pub fn run(root: &Path, args: &[String]) -> Result<()> {
     let which: Vec<&str> = match args.first().map(String::as_str) {

@@ -10,11 +10,15 @@
 //! - `sequential-bench api`: the host API of the real `sequential-ecosystem serve` (`$SEQUENTIAL_BIN`)
 //!   on SQLite: `GET /runs/:id` req/s on 64 keep-alive connections, start-and-wait of a one-fetch
 //!   task, idle RSS, journal record → SSE client.
+//! - `sequential-bench graph`: a 10-state graph run end to end on SQLite, validation of a
+//!   1,000-state graph, `Machine::action` per definition kind and log, follow latency across
+//!   processes (`graph-follow-child`).
 //! - `sequential-bench machine`: the layer store's workloads W1–W13 on generated trees, with git
 //!   and `tar | zstd` side by side.
 
 mod api;
 mod engine;
+mod graph;
 mod flow;
 mod machine;
 mod postgres;
@@ -33,6 +37,7 @@ fn main() -> Result<()> {
             return Ok(());
         }
         "machine-child" => return machine::child(&args[2..]),
+        "graph-follow-child" => return graph::follow_child(&args[2..]),
         _ => {}
     }
     let rt = tokio::runtime::Builder::new_multi_thread()
@@ -41,6 +46,7 @@ fn main() -> Result<()> {
         .build()?;
     match which.as_str() {
         "storage" => rt.block_on(storage::run()),
+        "graph" => rt.block_on(graph::run()).map(|md| print!("{md}")),
         "flow" => rt.block_on(flow::run()),
         "api" => rt.block_on(api::run(&args[2..])),
         "engine" => rt.block_on(engine::run(&args[2..])),
