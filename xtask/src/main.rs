@@ -3,7 +3,7 @@
 //! - `cargo xtask ci`: what `.ci/run` runs — fmt check, clippy with `-D warnings`, tidy, and the
 //!   README's test command (`cargo test --workspace`).
 //! - `cargo xtask tidy`: repository rules no compiler checks (also run as a test).
-//! - `cargo xtask bench <storage|vm|engine|machine|api|flow|all>`: benchmarks in release mode; results
+//! - `cargo xtask bench <storage|vm|engine|machine|api|graph|flow|all>`: benchmarks in release mode; results
 //!   are written into `docs/benchmarks.md`.
 
 mod bench;
@@ -21,7 +21,7 @@ commands:
   ci                 fmt --check, clippy -D warnings, tidy, cargo test --workspace
   tidy               check repository rules (lib.rs docs, no anyhow in libraries, versions only in the root manifest)
   bench <which>      run benchmarks in release mode and update docs/benchmarks.md
-                     which: storage | vm | engine | machine | api | flow | all
+                     which: storage | vm | engine | machine | api | graph | flow | all
                      (engine --peers DIR: also the peers in DIR, e.g. ../shared/bench/peers)
 
 example:
