@@ -49,6 +49,10 @@ use serde_json::{Value, json};
 #[derive(Debug, Clone)]
 pub struct FileLog {
     path: PathBuf,
+    /// The last seq read and the offset just past its line: a reader that asks for what
+    /// follows it (a follower's `sync`) reads only the new bytes. The file only grows past a
+    /// whole line (a torn tail is cut, never a whole record), so the offset stays valid.
+    read_to: Arc<std::sync::Mutex<(u64, u64)>>,
 }
 
 impl FileLog {
@@ -68,7 +72,10 @@ impl FileLog {
             sequential_support::fs::sync_dir(&dir)
                 .map_err(|e| io("syncing the log's directory", &dir, e))?;
         }
-        Ok(FileLog { path })
+        Ok(FileLog {
+            path,
+            read_to: Arc::default(),
+        })
     }
 
     /// The file.
@@ -184,8 +191,27 @@ impl MachineLog for FileLog {
 
     fn read_after(&self, after: u64) -> Result<Vec<LogEntry>> {
         let lock = self.lock(false)?;
-        let bytes = read_all(&self.path, lock.file())?;
-        let (entries, _) = parse(&self.path, &bytes)?;
+        let mut file = lock.file();
+        let (seen, offset) = *self.read_to.lock().unwrap_or_else(|p| p.into_inner());
+        let len = file
+            .metadata()
+            .map_err(|e| io("reading machine log", &self.path, e))?
+            .len();
+        // (a file shorter than the offset was replaced: read it whole)
+        let from = if seen == after && after > 0 && offset <= len {
+            offset
+        } else {
+            0
+        };
+        let mut bytes = Vec::new();
+        file.seek(SeekFrom::Start(from))
+            .and_then(|_| file.read_to_end(&mut bytes))
+            .map_err(|e| io("reading machine log", &self.path, e))?;
+        let (entries, whole) = parse(&self.path, &bytes)?;
+        if let Some(last) = entries.last() {
+            *self.read_to.lock().unwrap_or_else(|p| p.into_inner()) =
+                (last.seq, from + whole as u64);
+        }
         Ok(entries.into_iter().filter(|e| e.seq > after).collect())
     }
 }
@@ -708,6 +734,24 @@ mod tests {
         log.append(&entry(4)).unwrap();
         assert!(log.append(&entry(4)).is_err());
         assert_eq!(log.read_after(2).unwrap(), [big, entry(4)]);
+    }
+
+    #[test]
+    fn a_follower_reads_only_what_was_appended_since_its_last_read() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("log.ndjson");
+        let writer = FileLog::open(&path).unwrap();
+        let reader = FileLog::open(&path).unwrap();
+        writer.append(&entry(1)).unwrap();
+        assert_eq!(reader.read_after(0).unwrap(), [entry(1)]);
+        let len = std::fs::metadata(&path).unwrap().len();
+        assert_eq!(*reader.read_to.lock().unwrap(), (1, len));
+        writer.append(&entry(2)).unwrap();
+        writer.append(&entry(3)).unwrap();
+        assert_eq!(reader.read_after(1).unwrap(), [entry(2), entry(3)]);
+        assert_eq!(reader.read_after(3).unwrap(), []);
+        // asking for something else reads the whole file
+        assert_eq!(reader.read_after(1).unwrap(), [entry(2), entry(3)]);
     }
 }
 
