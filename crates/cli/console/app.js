@@ -810,6 +810,7 @@ function runPage(id) {
   const rowList = [];
   function flush() {
     frame = null;
+    const began = performance.now();
     const batch = pending;
     pending = [];
     const frag = document.createDocumentFragment();
@@ -835,6 +836,7 @@ function runPage(id) {
     }
     timeline.append(frag);
     placeBars();
+    performance.measure("journal-render", { start: began, end: performance.now() });
     performance.mark("journal-rendered");
     if (st.run && st.run.status === "paused") renderAttention(st.run, errorOf(st.run.error));
     if (st.graphTask) drawGraph();
