@@ -307,11 +307,13 @@ pub const STORE_RECORD_KIND: &str = "machine.event";
 ///
 /// `store:NAME` is task `fsm-NAME` (its one version holds the definition: `code` is its text,
 /// `config` says `{"machine": {"name", "format"}}`) and one run of it (idempotency key
-/// `machine:NAME`) in status `paused`, which no worker claims. Machine record `seq` n is journal
-/// record n-1, of kind [`STORE_RECORD_KIND`], with data `{event, payload, state,
-/// context_hash, writer}`. The adapter's append contract does the rest: records are durable
-/// when `append` returns, and a record at a seq another writer already used is refused
-/// (`Conflict`), so two processes never both extend the log from the same point.
+/// `machine:NAME`) in status `paused`, which no worker claims. Machine record `seq` n is the
+/// n-th journal record of kind [`STORE_RECORD_KIND`], with data `{event, payload, state,
+/// context_hash, writer}`; records of other kinds (the engine's, should someone resume or
+/// cancel the holding run by hand) are skipped. The adapter's append contract does the rest:
+/// records are durable when `append` returns, and a record at a journal seq another writer
+/// already used is refused (`Conflict`), so two processes never both extend the log from the
+/// same point.
 ///
 /// The constructors are async; the [`MachineLog`] methods block on the runtime they were
 /// called in, so call them from a blocking thread (`tokio::task::spawn_blocking`) or from a
@@ -323,6 +325,8 @@ pub struct StoreLog {
     run: RunId,
     rt: tokio::runtime::Handle,
     writer: String,
+    /// Machine records read so far and the journal's next seq.
+    read_to: Arc<std::sync::Mutex<(u64, u64)>>,
 }
 
 impl StoreLog {
@@ -441,6 +445,7 @@ impl StoreLog {
             run,
             rt: tokio::runtime::Handle::current(),
             writer,
+            read_to: Arc::default(),
         }
     }
 
@@ -462,17 +467,65 @@ fn store_err(context: String, e: sequential_adaptor::Error) -> Error {
     }
 }
 
+impl StoreLog {
+    /// The machine records after `after` (numbered 1, 2 … in journal order; records of other
+    /// kinds are skipped), the number of machine records, and the journal's next seq.
+    fn scan(&self, after: u64) -> Result<(Vec<LogEntry>, u64, u64)> {
+        let (seen, next) = *self.read_to.lock().unwrap_or_else(|p| p.into_inner());
+        // continue from where the last read ended when it is not past `after`
+        let (mut count, mut next, mut cursor) = if seen <= after && next > 0 {
+            (seen, next, Some(next - 1))
+        } else {
+            (0, 0, None)
+        };
+        let mut out = Vec::new();
+        loop {
+            let page = self
+                .rt
+                .block_on(self.store.read_journal(self.run, cursor, 1000))
+                .map_err(|e| store_err(format!("reading machine store:{}", self.name), e))?;
+            let Some(last) = page.last() else { break };
+            cursor = Some(last.seq);
+            next = last.seq + 1;
+            for r in page {
+                if r.kind != STORE_RECORD_KIND {
+                    continue; // an engine record (the holding run resumed or cancelled by hand)
+                }
+                count += 1;
+                if count > after {
+                    let field = |k: &str| r.data[k].as_str().unwrap_or_default().to_string();
+                    out.push(LogEntry {
+                        seq: count,
+                        event: field("event"),
+                        payload: r.data["payload"].clone(),
+                        state: field("state"),
+                        context_hash: field("context_hash"),
+                    });
+                }
+            }
+        }
+        *self.read_to.lock().unwrap_or_else(|p| p.into_inner()) = (count, next);
+        Ok((out, count, next))
+    }
+}
+
 impl MachineLog for StoreLog {
     fn append(&self, entry: &LogEntry) -> Result<()> {
-        let Some(seq) = entry.seq.checked_sub(1) else {
-            return Err(Error::Invalid {
-                input: "machine record seq 0".into(),
-                expected: "seq 1 or more".into(),
+        let seen = self.read_to.lock().unwrap_or_else(|p| p.into_inner()).0;
+        let (_, count, next) = self.scan(seen)?;
+        if entry.seq != count + 1 {
+            return Err(Error::Conflict {
+                what: format!(
+                    "append of seq {} to machine store:{}, whose next seq is {} (another writer appended first; sync and retry)",
+                    entry.seq,
+                    self.name,
+                    count + 1
+                ),
             });
-        };
+        }
         let record = JournalRecord {
             run: self.run,
-            seq,
+            seq: next,
             kind: STORE_RECORD_KIND.into(),
             at: sequential_adaptor::now_millis(),
             data: json!({
@@ -487,10 +540,16 @@ impl MachineLog for StoreLog {
             .rt
             .block_on(self.store.append(self.run, &[record], Fence::None));
         match res {
-            Ok(()) => Ok(()),
-            Err(sequential_adaptor::Error::Conflict { .. }) => Err(Error::Conflict {
+            Ok(()) => {
+                *self.read_to.lock().unwrap_or_else(|p| p.into_inner()) = (entry.seq, next + 1);
+                Ok(())
+            }
+            Err(
+                sequential_adaptor::Error::Conflict { .. }
+                | sequential_adaptor::Error::Invalid { .. },
+            ) => Err(Error::Conflict {
                 what: format!(
-                    "append of seq {} to machine store:{}: another writer appended it first (sync and retry)",
+                    "append of seq {} to machine store:{}: another writer appended first (sync and retry)",
                     entry.seq, self.name
                 ),
             }),
@@ -502,38 +561,12 @@ impl MachineLog for StoreLog {
     }
 
     fn read_after(&self, after: u64) -> Result<Vec<LogEntry>> {
-        let mut out = Vec::new();
-        let mut cursor = after.checked_sub(1);
-        loop {
-            let page = self
-                .rt
-                .block_on(self.store.read_journal(self.run, cursor, 1000))
-                .map_err(|e| store_err(format!("reading machine store:{}", self.name), e))?;
-            let Some(last) = page.last() else {
-                return Ok(out);
-            };
-            cursor = Some(last.seq);
-            for r in page {
-                if r.kind != STORE_RECORD_KIND {
-                    return Err(Error::Log {
-                        context: format!("machine store:{} journal seq {}", self.name, r.seq),
-                        source: format!(
-                            "a {:?} record, not a machine event (something other than a Machine wrote to run {})",
-                            r.kind, self.run
-                        )
-                        .into(),
-                    });
-                }
-                let field = |k: &str| r.data[k].as_str().unwrap_or_default().to_string();
-                out.push(LogEntry {
-                    seq: r.seq + 1,
-                    event: field("event"),
-                    payload: r.data["payload"].clone(),
-                    state: field("state"),
-                    context_hash: field("context_hash"),
-                });
-            }
-        }
+        Ok(self.scan(after)?.0)
+    }
+
+    fn last_seq(&self) -> Result<u64> {
+        let seen = self.read_to.lock().unwrap_or_else(|p| p.into_inner()).0;
+        Ok(self.scan(seen)?.1)
     }
 }
 

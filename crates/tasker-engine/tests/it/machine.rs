@@ -321,6 +321,25 @@ fn a_store_log_in_sqlite_is_shared_by_two_openers_and_a_stale_append_is_refused(
     assert_eq!(log.last_seq().unwrap(), 3);
     assert_eq!(a.sync().unwrap().len(), 1);
     assert_eq!(a.state(), "idle");
+    // a record of another kind in the journal (the holding run resumed by hand) is skipped
+    let stray = sequential_adaptor::JournalRecord {
+        run: log.run(),
+        seq: 3,
+        kind: "run.started".into(),
+        at: 0,
+        data: json!({}),
+    };
+    rt.block_on(a_store.append(log.run(), &[stray], sequential_adaptor::Fence::None))
+        .unwrap();
+    a.action("START", json!(7)).unwrap();
+    assert_eq!(b.sync().unwrap()[0].seq, 4);
+    assert_eq!(b.context(), &json!({"running": true, "counter": 7}));
+    let again = Machine::open(
+        def(),
+        rt.block_on(StoreLog::open(open_store(), "cube")).unwrap().0,
+    )
+    .unwrap();
+    assert_eq!((again.seq(), again.state()), (4, "running"));
     // a name that was never created says how to create it
     let missing = rt
         .block_on(StoreLog::open(open_store(), "nope"))
