@@ -90,7 +90,8 @@ function when(at) {
 }
 
 function shortId(id) {
-  return id ? id.slice(0, 8) + "…" + id.slice(-4) : "";
+  // a UUID v7 starts with its creation time: the tail is what tells runs apart
+  return id ? id.slice(0, 4) + "…" + id.slice(-8) : "";
 }
 
 function oneLine(v, max = 120) {

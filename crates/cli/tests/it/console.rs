@@ -725,13 +725,13 @@ fn the_runs_list_updates_live_when_the_cli_starts_a_run_in_another_process() {
         "a first page of two",
         "document.querySelectorAll('#runs-body tr').length === 2",
     );
-    assert!(b.text("#runs-body").contains(&ids[2][..8]), "newest first");
+    assert!(b.text("#runs-body").contains(&ids[2][28..]), "newest first");
     b.click("#next-page");
     b.wait(
         "the older page",
         "document.querySelectorAll('#runs-body tr').length === 1",
     );
-    assert!(b.text("#runs-body").contains(&ids[0][..8]));
+    assert!(b.text("#runs-body").contains(&ids[0][28..]));
     b.click("#prev-page");
     b.wait(
         "back to the first page",
@@ -748,7 +748,7 @@ fn the_runs_list_updates_live_when_the_cli_starts_a_run_in_another_process() {
         "one row",
         "document.querySelectorAll('#runs-body tr').length === 1",
     );
-    assert!(b.text("#runs-body").contains(&ids[1][..8]));
+    assert!(b.text("#runs-body").contains(&ids[1][28..]));
     b.assert_quiet(&[]);
 }
 
