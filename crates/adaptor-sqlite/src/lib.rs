@@ -133,32 +133,22 @@ impl SqliteStore {
                 .await;
         };
         let inner = self.inner.clone();
-        let task = tokio::task::spawn_blocking(move || {
-            let db = &*inner.db;
-            let pooled = inner.readers.lock().map(|mut r| r.pop()).unwrap_or(None);
-            let mut conn = match pooled {
-                Some(c) => c,
-                None => schema::open_reader(&path, db)?,
-            };
-            let result = (|| {
-                let tx = conn
-                    .transaction()
-                    .map_err(|e| schema::db_err(db, "starting a read", e))?;
-                let out = work(&Ctx { conn: &tx, db })?;
-                tx.commit()
-                    .map_err(|e| schema::db_err(db, "ending a read", e))?;
-                Ok(out)
-            })();
-            if let Ok(mut idle) = inner.readers.lock()
-                && idle.len() < IDLE_READERS
-                && conn.is_autocommit()
-            {
-                idle.push(conn);
-            }
-            result
-        });
+        let task = tokio::task::spawn_blocking(move || read_now(&inner, &path, work));
         task.await
             .map_err(|e| Error::backend(format!("SQLite {}: read task", self.inner.db), e))?
+    }
+
+    /// A read whose cost is bounded and small (one row by primary key), done on the calling
+    /// thread: handing it to the blocking pool and back costs more than the read itself.
+    async fn read_point<T, F>(&self, work: F) -> Result<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Ctx<'_>) -> Result<T> + Send + 'static,
+    {
+        match &self.inner.path {
+            Some(path) => read_now(&self.inner, path, work),
+            None => self.read(work).await,
+        }
     }
 }
 
@@ -192,7 +182,7 @@ impl StorageAdapter for SqliteStore {
     }
 
     async fn get_run(&self, id: RunId) -> Result<Run> {
-        self.read(move |c| ops::load_run(c, id)).await
+        self.read_point(move |c| ops::load_run(c, id)).await
     }
 
     async fn list_runs(&self, filter: &RunFilter, page: Page) -> Result<RunPage> {
@@ -327,4 +317,30 @@ impl AdapterFactory for SqliteFactory {
             .map_err(|e| Error::backend("opening a SQLite database", e))??;
         Ok(Arc::new(store))
     }
+}
+
+/// Runs `work` in a read transaction on a pooled reader connection (opened when none is idle).
+fn read_now<T>(inner: &Inner, path: &Path, work: impl FnOnce(&Ctx<'_>) -> Result<T>) -> Result<T> {
+    let db = &*inner.db;
+    let pooled = inner.readers.lock().map(|mut r| r.pop()).unwrap_or(None);
+    let mut conn = match pooled {
+        Some(c) => c,
+        None => schema::open_reader(path, db)?,
+    };
+    let result = (|| {
+        let tx = conn
+            .transaction()
+            .map_err(|e| schema::db_err(db, "starting a read", e))?;
+        let out = work(&Ctx { conn: &tx, db })?;
+        tx.commit()
+            .map_err(|e| schema::db_err(db, "ending a read", e))?;
+        Ok(out)
+    })();
+    if let Ok(mut idle) = inner.readers.lock()
+        && idle.len() < IDLE_READERS
+        && conn.is_autocommit()
+    {
+        idle.push(conn);
+    }
+    result
 }

@@ -578,14 +578,17 @@ impl Engine {
 
     /// The whole journal of a run.
     pub async fn read_all(&self, id: RunId) -> Result<Vec<JournalRecord>> {
+        const PAGE: usize = 1000;
         let mut all = Vec::new();
         loop {
             let after = all.last().map(|r: &JournalRecord| r.seq);
-            let page = self.store.read_journal(id, after, 1000).await?;
-            if page.is_empty() {
+            let page = self.store.read_journal(id, after, PAGE).await?;
+            let last = page.len() < PAGE;
+            all.extend(page);
+            // a short page is the end: no second read to find an empty one
+            if last {
                 return Ok(all);
             }
-            all.extend(page);
         }
     }
 
