@@ -9,18 +9,22 @@
 //! commit. An append the batch did not write ([`Outcome::NotInserted`]) or a batch that failed as
 //! a whole ([`Outcome::Failed`], e.g. a concurrent writer of the same seqs) is finished by the
 //! caller on the one-run path, which compares overlaps and names the error.
+//!
+//! Settles (`settle_run`) batch the same way: each run's compare-and-swap and lease token are
+//! checked on its own row, and a settle the batch did not write is explained (or retried) by the
+//! caller from the stored run.
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use sequential_adaptor::RunId;
+use sequential_adaptor::{Run, RunId};
 use sqlx::Row;
 use sqlx::postgres::PgPool;
 use tokio::sync::{mpsc, oneshot};
 use uuid::Uuid;
 
-use crate::codec::{counted, uuid};
+use crate::codec::{counted, json_text, run_id, uuid};
 
 /// The most appends one statement carries.
 const MAX_BATCH: usize = 256;
@@ -51,17 +55,33 @@ pub(crate) enum Outcome {
     Failed,
 }
 
-struct Job {
-    offer: Offer,
-    reply: oneshot::Sender<Outcome>,
+/// A kind of write that batches: its offers, what each is answered, and the one statement that
+/// writes a batch of them (offers of distinct runs).
+pub(crate) trait Kind: Send + Sync + 'static {
+    type Offer: Send + 'static;
+    type Answer: Send + Copy + std::fmt::Debug + 'static;
+    /// The run an offer writes (a batch holds one offer per run).
+    fn run(offer: &Self::Offer) -> RunId;
+    /// The answer when the batch statement failed as a whole.
+    fn failed() -> Self::Answer;
+    /// Writes the batch in one statement; one answer per offer, in order.
+    fn write(
+        pool: &PgPool,
+        batch: &[Self::Offer],
+    ) -> impl std::future::Future<Output = Vec<Self::Answer>> + Send;
 }
 
-/// Counts for measurements: `appends / statements` is how many appends shared one commit.
+struct Job<K: Kind> {
+    offer: K::Offer,
+    reply: oneshot::Sender<K::Answer>,
+}
+
+/// Counts for measurements: `writes / statements` is how many writes shared one commit.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct AppendStats {
     /// Statements the batcher sent (each one round trip and one commit).
     pub statements: u64,
-    /// Appends they carried.
+    /// Appends (or settles, in [`crate::PostgresStore::settle_stats`]) they carried.
     pub appends: u64,
 }
 
@@ -71,17 +91,22 @@ struct Counters {
     appends: AtomicU64,
 }
 
-/// The handle to the batcher task (started on first use, on the caller's runtime, and again if
+/// The handle to a batcher task (started on first use, on the caller's runtime, and again if
 /// that runtime went away). Dropping it lets the task finish its queue and end.
-pub(crate) struct Appends {
+pub(crate) struct Batcher<K: Kind> {
     pool: PgPool,
-    sender: Mutex<Option<mpsc::UnboundedSender<Job>>>,
+    sender: Mutex<Option<mpsc::UnboundedSender<Job<K>>>>,
     counters: std::sync::Arc<Counters>,
 }
 
-impl Appends {
+/// Group commit of appends.
+pub(crate) type Appends = Batcher<AppendKind>;
+/// Group commit of settles.
+pub(crate) type Settles = Batcher<SettleKind>;
+
+impl<K: Kind> Batcher<K> {
     pub(crate) fn new(pool: PgPool) -> Self {
-        Appends {
+        Batcher {
             pool,
             sender: Mutex::new(None),
             counters: std::sync::Arc::default(),
@@ -95,21 +120,21 @@ impl Appends {
         }
     }
 
-    /// Queues `offer` for the next statement and waits for its outcome (after the commit).
+    /// Queues `offer` for the next statement and waits for its answer (after the commit).
     /// The offer is queued before the first `.await`.
-    pub(crate) async fn offer(&self, offer: Offer) -> Outcome {
+    pub(crate) async fn offer(&self, offer: K::Offer) -> K::Answer {
         let (reply, answer) = oneshot::channel();
         let Some(sender) = self.sender() else {
-            return Outcome::Failed;
+            return K::failed();
         };
         if sender.send(Job { offer, reply }).is_err() {
-            return Outcome::Failed;
+            return K::failed();
         }
         // the task ended before answering (its runtime shut down): finish on the one-run path
-        answer.await.unwrap_or(Outcome::Failed)
+        answer.await.unwrap_or_else(|_| K::failed())
     }
 
-    fn sender(&self) -> Option<mpsc::UnboundedSender<Job>> {
+    fn sender(&self) -> Option<mpsc::UnboundedSender<Job<K>>> {
         let mut slot = self.sender.lock().ok()?;
         if let Some(s) = slot.as_ref()
             && !s.is_closed()
@@ -118,25 +143,37 @@ impl Appends {
         }
         let runtime = tokio::runtime::Handle::try_current().ok()?;
         let (sender, receiver) = mpsc::unbounded_channel();
-        runtime.spawn(batcher(self.pool.clone(), receiver, self.counters.clone()));
+        runtime.spawn(batcher::<K>(
+            self.pool.clone(),
+            receiver,
+            self.counters.clone(),
+        ));
         *slot = Some(sender.clone());
         Some(sender)
     }
 }
 
-async fn batcher(
+impl<K: Kind> std::fmt::Debug for Batcher<K> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Batcher")
+            .field("stats", &self.stats())
+            .finish_non_exhaustive()
+    }
+}
+
+async fn batcher<K: Kind>(
     pool: PgPool,
-    mut receiver: mpsc::UnboundedReceiver<Job>,
+    mut receiver: mpsc::UnboundedReceiver<Job<K>>,
     counters: std::sync::Arc<Counters>,
 ) {
-    // appends to a run already in the batch, kept in order for the next one
-    let mut later: VecDeque<Job> = VecDeque::new();
+    // offers for a run already in the batch, kept in order for the next one
+    let mut later: VecDeque<Job<K>> = VecDeque::new();
     loop {
-        let mut batch: Vec<Job> = Vec::new();
+        let mut batch: Vec<Job<K>> = Vec::new();
         let mut runs: HashSet<RunId> = HashSet::new();
         let mut next_later = VecDeque::new();
         for job in later.drain(..) {
-            if batch.len() < MAX_BATCH && runs.insert(job.offer.run) {
+            if batch.len() < MAX_BATCH && runs.insert(K::run(&job.offer)) {
                 batch.push(job);
             } else {
                 next_later.push_back(job);
@@ -146,7 +183,7 @@ async fn batcher(
         if batch.is_empty() {
             match receiver.recv().await {
                 Some(job) => {
-                    runs.insert(job.offer.run);
+                    runs.insert(K::run(&job.offer));
                     batch.push(job);
                 }
                 None => return,
@@ -154,29 +191,51 @@ async fn batcher(
         }
         while batch.len() < MAX_BATCH {
             match receiver.try_recv() {
-                Ok(job) if runs.insert(job.offer.run) => batch.push(job),
+                Ok(job) if runs.insert(K::run(&job.offer)) => batch.push(job),
                 Ok(job) => later.push_back(job),
                 Err(_) => break,
             }
         }
-        let outcomes = write(&pool, &batch).await;
+        let (offers, replies): (Vec<K::Offer>, Vec<_>) =
+            batch.into_iter().map(|j| (j.offer, j.reply)).unzip();
+        let answers = K::write(&pool, &offers).await;
         counters.statements.fetch_add(1, Ordering::Relaxed);
         counters
             .appends
-            .fetch_add(batch.len() as u64, Ordering::Relaxed);
-        for job in batch {
-            let outcome = match &outcomes {
-                Some(found) => match found.get(&job.offer.run) {
-                    None => Outcome::NoRun,
-                    Some(&(_, inserted)) if inserted as usize == job.offer.kinds.len() => {
-                        Outcome::Written
-                    }
-                    Some(&(fence, _)) => Outcome::NotInserted { fence },
-                },
-                None => Outcome::Failed,
-            };
-            let _ = job.reply.send(outcome);
+            .fetch_add(offers.len() as u64, Ordering::Relaxed);
+        for (i, reply) in replies.into_iter().enumerate() {
+            let _ = reply.send(answers.get(i).copied().unwrap_or_else(K::failed));
         }
+    }
+}
+
+/// Appends (see the module's text).
+pub(crate) struct AppendKind;
+
+impl Kind for AppendKind {
+    type Offer = Offer;
+    type Answer = Outcome;
+
+    fn run(offer: &Offer) -> RunId {
+        offer.run
+    }
+
+    fn failed() -> Outcome {
+        Outcome::Failed
+    }
+
+    async fn write(pool: &PgPool, batch: &[Offer]) -> Vec<Outcome> {
+        let Some(found) = write_appends(pool, batch).await else {
+            return vec![Outcome::Failed; batch.len()];
+        };
+        batch
+            .iter()
+            .map(|o| match found.get(&o.run) {
+                None => Outcome::NoRun,
+                Some(&(_, inserted)) if inserted as usize == o.kinds.len() => Outcome::Written,
+                Some(&(fence, _)) => Outcome::NotInserted { fence },
+            })
+            .collect()
     }
 }
 
@@ -201,11 +260,11 @@ const APPEND_MANY: &str = "WITH a AS ( \
      SELECT r.id, r.fence, (SELECT count(*) FROM ins WHERE ins.run = r.id) AS inserted FROM r";
 
 /// Runs the batch statement; per run: (fence, records inserted). `None` when it failed.
-async fn write(pool: &PgPool, batch: &[Job]) -> Option<HashMap<RunId, (i64, i64)>> {
-    let ids: Vec<Uuid> = batch.iter().map(|j| uuid(j.offer.run)).collect();
-    let firsts: Vec<i64> = batch.iter().map(|j| j.offer.first as i64).collect();
-    let fences: Vec<Option<i64>> = batch.iter().map(|j| j.offer.fence).collect();
-    let total: usize = batch.iter().map(|j| j.offer.kinds.len()).sum();
+async fn write_appends(pool: &PgPool, batch: &[Offer]) -> Option<HashMap<RunId, (i64, i64)>> {
+    let ids: Vec<Uuid> = batch.iter().map(|o| uuid(o.run)).collect();
+    let firsts: Vec<i64> = batch.iter().map(|o| o.first as i64).collect();
+    let fences: Vec<Option<i64>> = batch.iter().map(|o| o.fence).collect();
+    let total: usize = batch.iter().map(|o| o.kinds.len()).sum();
     let (mut runs, mut seqs, mut kinds, mut ats, mut data) = (
         Vec::with_capacity(total),
         Vec::with_capacity(total),
@@ -213,8 +272,7 @@ async fn write(pool: &PgPool, batch: &[Job]) -> Option<HashMap<RunId, (i64, i64)
         Vec::with_capacity(total),
         Vec::with_capacity(total),
     );
-    for job in batch {
-        let o = &job.offer;
+    for o in batch {
         for i in 0..o.kinds.len() {
             runs.push(uuid(o.run));
             seqs.push((o.first + i as u64) as i64);
@@ -254,10 +312,140 @@ async fn write(pool: &PgPool, batch: &[Job]) -> Option<HashMap<RunId, (i64, i64)
     Some(out)
 }
 
-impl std::fmt::Debug for Appends {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Appends")
-            .field("stats", &self.stats())
-            .finish_non_exhaustive()
+/// One run's settle: the run as it will be stored (`rules::prepare_settle`), the revision it
+/// must find, and the lease token it drops.
+pub(crate) struct SettleOffer {
+    pub(crate) prepared: Run,
+    pub(crate) expected: u64,
+    pub(crate) token: u64,
+}
+
+/// What the shared statement did with one settle.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Settled {
+    /// Stored and the lease dropped; `fence` is the run's fence.
+    Written { fence: i64 },
+    /// Nothing written: the revision, the identity or the token did not match.
+    NotWritten,
+    /// The statement failed as a whole: the caller takes the one-run path.
+    Failed,
+}
+
+/// Settles (`settle_run`): each run's compare-and-swap and token check on its own row, in one
+/// statement; the rows not written are explained by the caller from the stored run.
+pub(crate) struct SettleKind;
+
+const SETTLE_MANY: &str = "UPDATE runs AS r SET version = u.version, status = u.status, \
+     input = CASE WHEN r.input::text = u.input THEN r.input ELSE u.input::json END, \
+     output = u.output::json, error = u.error::json, parent_run = u.parent_run, \
+     parent_seq = u.parent_seq, idempotency_key = u.idempotency_key, wake_at = u.wake_at, \
+     waiting_for = u.waiting_for, attempt = u.attempt, revision = u.revision, \
+     updated_at = u.updated_at, ended_at = u.ended_at, expires_at = u.expires_at, \
+     lease_owner = NULL, lease_token = NULL, lease_expires = NULL \
+     FROM unnest($1::uuid[], $2::bigint[], $3::text[], $4::bigint[], $5::bigint[], $6::text[], \
+                 $7::text[], $8::text[], $9::text[], $10::uuid[], $11::bigint[], $12::text[], \
+                 $13::bigint[], $14::text[], $15::bigint[], $16::bigint[], $17::bigint[], \
+                 $18::bigint[], $19::bigint[], $20::bigint[]) \
+          AS u(id, expected, task, created_at, version, status, input, output, error, parent_run, \
+               parent_seq, idempotency_key, wake_at, waiting_for, attempt, revision, updated_at, \
+               ended_at, expires_at, token) \
+     WHERE r.id = u.id AND r.revision = u.expected AND r.task = u.task \
+       AND r.created_at = u.created_at AND r.lease_token = u.token \
+     RETURNING r.id, r.fence";
+
+impl Kind for SettleKind {
+    type Offer = SettleOffer;
+    type Answer = Settled;
+
+    fn run(offer: &SettleOffer) -> RunId {
+        offer.prepared.id
+    }
+
+    fn failed() -> Settled {
+        Settled::Failed
+    }
+
+    async fn write(pool: &PgPool, batch: &[SettleOffer]) -> Vec<Settled> {
+        let runs: Vec<&Run> = batch.iter().map(|o| &o.prepared).collect();
+        let rows = sqlx::query(SETTLE_MANY)
+            .bind(runs.iter().map(|r| uuid(r.id)).collect::<Vec<_>>())
+            .bind(batch.iter().map(|o| o.expected as i64).collect::<Vec<_>>())
+            .bind(runs.iter().map(|r| r.task.as_str()).collect::<Vec<_>>())
+            .bind(runs.iter().map(|r| r.created_at).collect::<Vec<_>>())
+            .bind(
+                runs.iter()
+                    .map(|r| i64::from(r.version))
+                    .collect::<Vec<_>>(),
+            )
+            .bind(runs.iter().map(|r| r.status.as_str()).collect::<Vec<_>>())
+            .bind(runs.iter().map(|r| json_text(&r.input)).collect::<Vec<_>>())
+            .bind(
+                runs.iter()
+                    .map(|r| r.output.as_ref().map(json_text))
+                    .collect::<Vec<_>>(),
+            )
+            .bind(
+                runs.iter()
+                    .map(|r| r.error.as_ref().map(json_text))
+                    .collect::<Vec<_>>(),
+            )
+            .bind(
+                runs.iter()
+                    .map(|r| r.parent.map(|p| uuid(p.run)))
+                    .collect::<Vec<_>>(),
+            )
+            .bind(
+                runs.iter()
+                    .map(|r| r.parent.map(|p| p.seq as i64))
+                    .collect::<Vec<_>>(),
+            )
+            .bind(
+                runs.iter()
+                    .map(|r| r.idempotency_key.as_deref())
+                    .collect::<Vec<_>>(),
+            )
+            .bind(runs.iter().map(|r| r.wake_at).collect::<Vec<_>>())
+            .bind(
+                runs.iter()
+                    .map(|r| r.waiting_for.as_deref())
+                    .collect::<Vec<_>>(),
+            )
+            .bind(
+                runs.iter()
+                    .map(|r| i64::from(r.attempt))
+                    .collect::<Vec<_>>(),
+            )
+            .bind(runs.iter().map(|r| r.revision as i64).collect::<Vec<_>>())
+            .bind(runs.iter().map(|r| r.updated_at).collect::<Vec<_>>())
+            .bind(runs.iter().map(|r| r.ended_at).collect::<Vec<_>>())
+            .bind(runs.iter().map(|r| r.expires_at).collect::<Vec<_>>())
+            .bind(batch.iter().map(|o| o.token as i64).collect::<Vec<_>>())
+            .fetch_all(pool)
+            .await
+            .map(counted);
+        let rows = match rows {
+            Ok(rows) => rows,
+            Err(e) => {
+                tracing::debug!(error = %e, settles = batch.len(), "batched settle failed; finishing each on its own");
+                return vec![Settled::Failed; batch.len()];
+            }
+        };
+        let mut written = HashMap::with_capacity(rows.len());
+        for row in rows {
+            match (row.try_get::<Uuid, _>(0), row.try_get::<i64, _>(1)) {
+                (Ok(id), Ok(fence)) => {
+                    written.insert(run_id(id), fence);
+                }
+                // committed, but unreadable: the one-run path finds the run settled
+                _ => return vec![Settled::Failed; batch.len()],
+            }
+        }
+        batch
+            .iter()
+            .map(|o| match written.get(&o.prepared.id) {
+                Some(&fence) => Settled::Written { fence },
+                None => Settled::NotWritten,
+            })
+            .collect()
     }
 }

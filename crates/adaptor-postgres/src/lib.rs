@@ -164,6 +164,11 @@ impl PostgresStore {
         self.inner.db.appends.stats()
     }
 
+    /// The same for `settle_run`: batch statements, and the settles they carried (as `appends`).
+    pub fn settle_stats(&self) -> AppendStats {
+        self.inner.db.settles.stats()
+    }
+
     /// The schema holding the tables.
     pub fn schema(&self) -> &str {
         &self.inner.loc.schema

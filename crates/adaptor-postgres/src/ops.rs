@@ -20,7 +20,7 @@ use sqlx::postgres::{PgPool, PgRow};
 use sqlx::{PgConnection, Row};
 use uuid::Uuid;
 
-use crate::batch::{Appends, Offer, Outcome};
+use crate::batch::{Appends, Offer, Outcome, SettleOffer, Settled, Settles};
 use crate::codec::{
     Doing, Fail, R, counted, json_text, record_from_row, run_cols, run_from_row, signal_from_row,
     storable, terminal_statuses, uuid, version_from_row,
@@ -95,12 +95,15 @@ pub(crate) struct Db {
     pub(crate) pool: PgPool,
     /// Group commit of the appends of many runs.
     pub(crate) appends: Arc<Appends>,
+    /// Group commit of the settles of many runs.
+    pub(crate) settles: Arc<Settles>,
 }
 
 impl Db {
     pub(crate) fn new(pool: PgPool) -> Self {
         Db {
             appends: Arc::new(Appends::new(pool.clone())),
+            settles: Arc::new(Settles::new(pool.clone())),
             pool,
         }
     }
@@ -686,11 +689,32 @@ impl Db {
 
     pub(crate) async fn settle_run(&self, new: &Run, token: u64) -> R<Run> {
         check_run_text(new)?;
-        for _ in 0..RACES {
+        for attempt in 0..RACES {
             let now = now_millis();
             let mut assumed = new.clone();
             assumed.lease = probe(new.id, new.fence, Some(token)).lease;
-            let prepared = rules::prepare_settle(&assumed, new, token, now)?;
+            let mut prepared = rules::prepare_settle(&assumed, new, token, now)?;
+            if attempt == 0 {
+                // shared with the settles of other runs offered meanwhile
+                let offer = SettleOffer {
+                    prepared: prepared.clone(),
+                    expected: new.revision,
+                    token,
+                };
+                match self.settles.offer(offer).await {
+                    Settled::Written { fence } => {
+                        prepared.lease = None;
+                        prepared.fence = fence as u64;
+                        return Ok(prepared);
+                    }
+                    Settled::NotWritten => {
+                        let stored = self.get_run(new.id).await?;
+                        rules::prepare_settle(&stored, new, token, now)?;
+                        continue;
+                    }
+                    Settled::Failed => {}
+                }
+            }
             let row = bind_update(SETTLE_RUN, &prepared, new.revision, Some(token))
                 .fetch_optional(&self.pool)
                 .await

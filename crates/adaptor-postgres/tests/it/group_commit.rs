@@ -192,3 +192,102 @@ async fn appends_to_one_run_offered_together_keep_their_order() {
     assert_eq!(journal, want);
     store.close().await;
 }
+
+/// Settles of many runs share one statement too; a stale revision and a stale token are refused
+/// alone, and the others are stored with their leases dropped.
+#[tokio::test]
+async fn settles_share_a_statement_and_fail_alone() {
+    let Some(base) = support::server().await else {
+        return;
+    };
+    let (url, _guard) = support::fresh_schema(&base);
+    let store = Arc::new(PostgresStore::open(&url).await.unwrap());
+    let task = TaskName::new("settle").unwrap();
+    let version = store
+        .put_task_version(NewTaskVersion {
+            task: task.clone(),
+            code: "1".into(),
+            graph: None,
+            config: json!({}),
+        })
+        .await
+        .unwrap()
+        .version
+        .version;
+    for i in 0..RUNS {
+        store
+            .create_run(NewRun::new(task.clone(), version, json!(i)))
+            .await
+            .unwrap();
+    }
+    let req = ClaimRequest {
+        worker: "test".into(),
+        now: now_millis(),
+        lease_ms: 60_000,
+        limit: RUNS,
+    };
+    let mut claims = store.claim(&req).await.unwrap();
+    assert_eq!(claims.len(), RUNS);
+    claims.sort_by_key(|c| c.run.id);
+    // CONFLICTING's stored revision moves on; STALE is taken over
+    let moved = store.update_run(&claims[CONFLICTING].run).await.unwrap();
+    assert!(moved.revision > claims[CONFLICTING].run.revision);
+    store
+        .claim_run(claims[STALE].run.id, &req, Takeover::Steal)
+        .await
+        .unwrap()
+        .expect("stolen");
+
+    let before = store.settle_stats();
+    let settles: Vec<_> = claims
+        .iter()
+        .map(|c| {
+            let store = store.clone();
+            let mut run = c.run.clone();
+            let token = c.token;
+            run.status = sequential_adaptor::RunStatus::Succeeded;
+            run.output = Some(json!({ "done": run.input }));
+            run.ended_at = Some(now_millis());
+            tokio::spawn(async move { store.settle_run(&run, token).await })
+        })
+        .collect();
+    let mut results = Vec::new();
+    for s in settles {
+        results.push(s.await.unwrap());
+    }
+    let after = store.settle_stats();
+    assert_eq!(
+        (
+            after.statements - before.statements,
+            after.appends - before.appends
+        ),
+        (1, RUNS as u64),
+        "the {RUNS} settles offered together should share one statement"
+    );
+    let reader = PostgresStore::open(&url).await.unwrap();
+    for (i, result) in results.iter().enumerate() {
+        let stored = reader.get_run(claims[i].run.id).await.unwrap();
+        match i {
+            STALE | CONFLICTING => {
+                assert!(
+                    matches!(result, Err(Error::Fenced { .. } | Error::Conflict { .. })),
+                    "run {i}: {result:?}"
+                );
+                assert_eq!(
+                    stored.status,
+                    sequential_adaptor::RunStatus::Running,
+                    "run {i}"
+                );
+                assert!(stored.lease.is_some(), "run {i}");
+            }
+            _ => {
+                let settled = result.as_ref().unwrap_or_else(|e| panic!("run {i}: {e}"));
+                assert_eq!(&stored, settled, "run {i}");
+                assert_eq!(stored.status, sequential_adaptor::RunStatus::Succeeded);
+                assert!(stored.lease.is_none(), "run {i}");
+            }
+        }
+    }
+    reader.close().await;
+    store.close().await;
+}
