@@ -487,6 +487,7 @@ fn approval_starts_from_the_task_form_waits_and_succeeds_on_an_event_sent_from_t
     b.click("#start-run");
     assert!(b.text("#input-1-error").contains("must be a number"));
     b.fill("#input-1", "1200");
+    b.fill("#idempotency-key", "console-order-17");
     b.click("#start-run");
     let id = b
         .wait(
@@ -535,6 +536,23 @@ fn approval_starts_from_the_task_form_waits_and_succeeds_on_an_event_sent_from_t
     );
     assert!(b.text("#timeline").contains("waitForEvent"));
     b.both_sizes("run-page");
+    // the run is found by its idempotency key, and by task and status
+    b.goto(&format!("{}/ui/runs?q=console-order-17", s.url));
+    b.wait("one run by its key", &format!("document.querySelectorAll('#runs-body tr').length === 1 && document.querySelector('#runs-body').innerText.includes('{}')", &id[28..]));
+    b.goto(&format!("{}/ui/runs?task=approval&status=succeeded", s.url));
+    b.wait(
+        "one run by task and status",
+        "document.querySelectorAll('#runs-body tr').length === 1",
+    );
+    assert_eq!(
+        b.js("return document.querySelector('#filter-status').value"),
+        "succeeded"
+    );
+    b.goto(&format!("{}/ui/runs/{id}", s.url));
+    b.wait(
+        "the run page again",
+        "document.querySelector('#run-status').innerText === 'succeeded'",
+    );
     b.assert_keyboard_reachable("run page");
     // dark when the system is dark
     b.cmd(
