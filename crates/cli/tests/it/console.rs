@@ -1004,7 +1004,7 @@ fn a_2000_record_journal_renders_every_record() {
 }
 
 #[test]
-fn errors_timers_child_runs_large_bodies_and_kill_are_shown() {
+fn errors_timers_child_runs_large_bodies_kill_and_cancel_are_shown() {
     let sb = Sandbox::new();
     let Some((s, b)) = setup(&sb, &[]) else {
         return;
@@ -1085,6 +1085,16 @@ fn errors_timers_child_runs_large_bodies_and_kill_are_shown() {
         "cancelled in the dialog: nothing sent"
     );
     b.click("#action-kill");
+    b.click("#confirm-ok");
+    b.wait(
+        "cancelled",
+        "document.querySelector('#run-status').innerText === 'cancelled'",
+    );
+
+    // cancel (a graceful stop) of another sleeping run
+    let other = start(json!({ "mode": "sleep" }), "1s");
+    b.goto(&format!("{}/ui/runs/{other}", s.url));
+    b.click("#action-cancel");
     b.click("#confirm-ok");
     b.wait(
         "cancelled",
