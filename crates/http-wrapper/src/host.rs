@@ -6,6 +6,7 @@
 //! server's `{error, code, details}`.
 
 mod events;
+mod feed;
 mod model;
 
 use std::time::Duration;
@@ -16,6 +17,7 @@ use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
 
 pub use events::EventStream;
+pub use feed::{HostEventStream, HostEvents, HostRecord};
 pub use model::{
     EventAccepted, Health, JournalInfo, Page, Record, Run, RunFilter, RunOutput, RunParent,
     RunStatus, RunTask, StartOptions, StorageHealth, Task, TaskSummary, TaskVersionInfo, Uploaded,
@@ -354,6 +356,13 @@ impl HostClient {
         self.send(Method::POST, path, &[], &[], Body::Json(body), None)
             .await?
             .json()
+    }
+
+    /// `GET /events`: every run's records (each run announced by `run.created`), from the
+    /// cursor in `what.after` (or now), live and without end. When the connection drops, the
+    /// stream reconnects after the last cursor by itself: no record is lost or repeated.
+    pub fn events(&self, what: HostEvents) -> HostEventStream {
+        HostEventStream::new(self.clone(), what)
     }
 
     /// `GET /version`.

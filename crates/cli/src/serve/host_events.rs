@@ -187,11 +187,11 @@ pub async fn host_events(
         tx,
     };
     // "now" is fixed before the answer, so whatever happens after it is in the stream
-    let cursor = match cursor {
-        Some(c) => c,
-        None => feed.start_now().await.map_err(ApiError::storage)?,
+    let (cursor, fresh) = match cursor {
+        Some(c) => (c, false),
+        None => (feed.start_now().await.map_err(ApiError::storage)?, true),
     };
-    tokio::spawn(feed.pump(cursor, q.follow.unwrap_or(true), ping));
+    tokio::spawn(feed.pump(cursor, fresh, q.follow.unwrap_or(true), ping));
     Ok(response(enc, rx, slot))
 }
 
@@ -206,7 +206,7 @@ pub fn spawn_lifecycle(state: &AppState, tx: mpsc::Sender<Bytes>) {
     };
     tokio::spawn(async move {
         match feed.start_now().await {
-            Ok(c) => feed.pump(c, true, None).await,
+            Ok(c) => feed.pump(c, false, true, None).await,
             Err(e) => feed.fail(e, &Cursor::default()).await,
         }
     });
@@ -236,11 +236,17 @@ impl Feed {
     }
 
     /// Sends one record with the cursor that resumes after it.
-    async fn emit(&self, cursor: &Cursor, mut record: Value) -> Result<(), Gone> {
-        let kind = record["kind"].as_str().unwrap_or("").to_string();
-        if !self.kinds.wants(&kind) {
+    async fn emit(&self, cursor: &Cursor, record: Value) -> Result<(), Gone> {
+        let kind = record["kind"].as_str().unwrap_or("");
+        if !self.kinds.wants(kind) {
             return Ok(());
         }
+        self.emit_any(cursor, record).await
+    }
+
+    /// [`Feed::emit`] whatever `?kinds=` asked for.
+    async fn emit_any(&self, cursor: &Cursor, mut record: Value) -> Result<(), Gone> {
+        let kind = record["kind"].as_str().unwrap_or("").to_string();
         let c = cursor.encode();
         record["cursor"] = Value::String(c.clone());
         let json = record.to_string();
@@ -443,7 +449,9 @@ impl Feed {
         Ok(Ok(()))
     }
 
-    async fn pump(self, mut cursor: Cursor, follow: bool, ping: Option<Duration>) {
+    /// Feeds the consumer; a `fresh` one (no cursor given) first gets `stream.start` with the
+    /// cursor of "now", so even a reconnect before any record loses nothing.
+    async fn pump(self, mut cursor: Cursor, fresh: bool, follow: bool, ping: Option<Duration>) {
         let mut stopping = self.state.stopping.subscribe();
         if self.enc == Encoding::Sse
             && self
@@ -451,6 +459,10 @@ impl Feed {
                 .await
                 .is_err()
         {
+            return;
+        }
+        let start = json!({ "kind": "stream.start", "at": now_millis() });
+        if fresh && self.emit_any(&cursor, start).await.is_err() {
             return;
         }
         let mut last_sent = Instant::now();

@@ -21,7 +21,12 @@ pub struct Server {
 
 impl Server {
     pub fn start(sb: &Sandbox, envs: &[(&str, &str)], extra: &[&str]) -> Server {
-        let mut args = vec!["serve", "--bind", "127.0.0.1:0"];
+        Server::start_on(sb, "127.0.0.1:0", envs, extra)
+    }
+
+    /// [`Server::start`] on `bind` (a restarted server on its predecessor's port).
+    pub fn start_on(sb: &Sandbox, bind: &str, envs: &[(&str, &str)], extra: &[&str]) -> Server {
+        let mut args = vec!["serve", "--bind", bind];
         args.extend_from_slice(extra);
         let mut cmd = sb.cmd(&args);
         for (k, v) in envs {
