@@ -23,7 +23,7 @@ use crate::model::{
 ///    file, with nothing underneath).
 /// 2. **What tools need to administer a store** — [`list_tasks`](Self::list_tasks),
 ///    [`delete_task`](Self::delete_task), [`list_runs`](Self::list_runs),
-///    [`prune`](Self::prune): provided methods that answer [`Unsupported`](crate::Error::Unsupported) until a
+///    [`prune`](Self::prune), [`delete_run`](Self::delete_run): provided methods that answer [`Unsupported`](crate::Error::Unsupported) until a
 ///    backend overrides them; plus hints with sensible defaults
 ///    ([`wait_for_change`](Self::wait_for_change), [`health`](Self::health)).
 ///
@@ -166,6 +166,19 @@ pub trait StorageAdapter: Send + Sync + std::fmt::Debug {
     async fn prune(&self, older_than: UnixMillis) -> Result<u64> {
         let _ = older_than;
         Err(unsupported(self.scheme(), "pruning runs"))
+    }
+
+    /// Deletes one run in a terminal state with its journal, its signals and its idempotency
+    /// key (the key can start a new run afterwards), all or nothing. An active run is a
+    /// `Conflict` ([`crate::rules::check_deletable`]: cancel it first), and so is a finished
+    /// child whose parent is still active (the parent reads the child when it resumes). Deleting
+    /// a parent leaves its children, whose `parent` then names a run that is gone (as after
+    /// `prune`). An unknown run is `NotFound`.
+    /// Checked by `delete_run_removes_an_ended_run_and_refuses_an_active_one`.
+    /// Default: `Unsupported`.
+    async fn delete_run(&self, id: RunId) -> Result<()> {
+        let _ = id;
+        Err(unsupported(self.scheme(), "deleting runs"))
     }
 
     /// Waits until something may have changed (a hint, not a guarantee) or `timeout` passes.

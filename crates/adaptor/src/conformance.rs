@@ -116,6 +116,7 @@ macro_rules! conformance_tests {
             list_runs_pages_without_gaps_or_repeats_while_adding,
             prune_removes_only_old_finished_runs,
             delete_task_with_active_runs_needs_force,
+            delete_run_removes_an_ended_run_and_refuses_an_active_one,
             large_payload_and_non_ascii_round_trip,
         );
     };
@@ -1107,6 +1108,82 @@ pub async fn delete_task_with_active_runs_needs_force(h: Harness) {
     );
     // the name is free again and numbers from 1
     assert_eq!(task_with_version(s, "busy").await, 1);
+}
+
+/// `delete_run` removes an ended run with its journal, signals and idempotency key; an active
+/// run (or a finished child of an active parent) is a `Conflict` and stays; an unknown run is
+/// `NotFound`; deleting a parent leaves its children.
+pub async fn delete_run_removes_an_ended_run_and_refuses_an_active_one(h: Harness) {
+    let s = &*h.store;
+    let v = task_with_version(s, "d").await;
+    let mut keyed = NewRun::new(name("d"), v, json!({"n": 1}));
+    keyed.idempotency_key = Some("delete-me".into());
+    let run = s.create_run(keyed.clone()).await.unwrap().into_run();
+    s.append(run.id, &[rec(run.id, 0, "log", json!(0))], Fence::None)
+        .await
+        .unwrap();
+    s.send_signal(run.id, "poke", json!({})).await.unwrap();
+    let err = s.delete_run(run.id).await;
+    if let Err(Error::Unsupported { what }) = &err {
+        println!("skipped delete_run: {what}");
+        return;
+    }
+    assert!(matches!(err, Err(Error::Conflict { .. })), "{err:?}");
+    assert_eq!(s.get_run(run.id).await.unwrap(), run, "nothing deleted");
+    assert_eq!(s.read_journal(run.id, None, 10).await.unwrap().len(), 1);
+    // a finished child of an active parent stays until the parent ends
+    let mut new_child = NewRun::new(name("d"), v, json!({"n": 2}));
+    new_child.parent = Some(crate::ParentRef {
+        run: run.id,
+        seq: 0,
+    });
+    let mut child = s.create_run(new_child).await.unwrap().into_run();
+    child.status = RunStatus::Failed;
+    let child = s.update_run(&child).await.unwrap();
+    let err = s.delete_run(child.id).await;
+    assert!(matches!(err, Err(Error::Conflict { .. })), "{err:?}");
+    assert!(s.get_run(child.id).await.is_ok());
+    // ended: the run, its journal and its signals go; the key is free again
+    let mut done = run.clone();
+    done.status = RunStatus::Succeeded;
+    s.update_run(&done).await.unwrap();
+    s.delete_run(run.id).await.unwrap();
+    assert!(matches!(
+        s.get_run(run.id).await,
+        Err(Error::NotFound { .. })
+    ));
+    assert!(matches!(
+        s.read_journal(run.id, None, 10).await,
+        Err(Error::NotFound { .. })
+    ));
+    assert!(
+        s.read_signals(run.id, None)
+            .await
+            .unwrap_or_default()
+            .is_empty()
+    );
+    let again = s.delete_run(run.id).await;
+    assert!(matches!(again, Err(Error::NotFound { .. })), "{again:?}");
+    keyed.input = json!({"n": "other input, same key"});
+    let Created::Created(fresh) = s.create_run(keyed).await.unwrap() else {
+        panic!("the deleted run's idempotency key still maps to it");
+    };
+    assert_ne!(fresh.id, run.id);
+    // the child outlives its parent, and can be deleted now that the parent is gone
+    let s = h.reopened().await;
+    assert!(matches!(
+        s.get_run(run.id).await,
+        Err(Error::NotFound { .. })
+    ));
+    assert_eq!(s.get_run(child.id).await.unwrap(), child);
+    s.delete_run(child.id).await.unwrap();
+    assert!(matches!(
+        s.get_run(child.id).await,
+        Err(Error::NotFound { .. })
+    ));
+    let ghost = s.delete_run(RunId::new()).await;
+    assert!(matches!(ghost, Err(Error::NotFound { .. })), "{ghost:?}");
+    assert!(s.get_run(fresh.id).await.is_ok(), "other runs stay");
 }
 
 /// A 1 MiB payload and non-ASCII text come back unchanged.

@@ -402,6 +402,16 @@ impl StorageAdapter for MemoryStore {
         })
     }
 
+    async fn delete_run(&self, id: RunId) -> Result<()> {
+        self.write(|s| {
+            let run = s.run(id)?;
+            let parent = run.parent.and_then(|p| s.runs.get(&p.run));
+            rules::check_deletable(run, parent)?;
+            s.remove_run(id);
+            Ok(())
+        })
+    }
+
     async fn wait_for_change(&self, timeout: Duration) {
         let _ = tokio::time::timeout(timeout, self.changed.notified()).await;
     }

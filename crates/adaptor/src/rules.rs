@@ -199,6 +199,28 @@ pub fn signal_target(mut run: Run, name: &str, now: UnixMillis) -> Result<Run> {
     Ok(run)
 }
 
+/// Whether `delete_run` may remove `run`: only a run in a terminal state (an active run →
+/// `Conflict`: cancel it first), and not a child whose parent is still active — the parent
+/// reads its child's outcome when it resumes (`parent` is the stored parent run, `None` when
+/// the run has no parent or the parent is gone). Deleting a parent leaves its children; their
+/// [`crate::Run::parent`] then names a run that no longer exists, as after `prune`.
+pub fn check_deletable(run: &Run, parent: Option<&Run>) -> Result<()> {
+    if !run.status.is_terminal() {
+        return Err(Error::conflict(format!(
+            "run {} is {}; only a finished run (succeeded, failed or cancelled) can be deleted: \
+             cancel it first",
+            run.id, run.status
+        )));
+    }
+    if let Some(p) = parent.filter(|p| !p.status.is_terminal()) {
+        return Err(Error::conflict(format!(
+            "run {} is a child of run {}, which is {}; delete it after its parent ends",
+            run.id, p.id, p.status
+        )));
+    }
+    Ok(())
+}
+
 /// `true` when `prune(older_than)` removes `run`.
 pub fn is_prunable(run: &Run, older_than: UnixMillis) -> bool {
     run.status.is_terminal() && run.ended_at.unwrap_or(run.updated_at) < older_than
