@@ -174,6 +174,10 @@ impl StorageAdapter for FolderStore {
         self.blocking(move |s| s.read_signals(run, after_seq)).await
     }
 
+    async fn delete_run(&self, id: RunId) -> Result<()> {
+        self.blocking(move |s| s.delete_run(id)).await
+    }
+
     async fn prune(&self, older_than: UnixMillis) -> Result<u64> {
         self.blocking(move |s| s.prune(older_than)).await
     }

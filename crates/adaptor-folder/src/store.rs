@@ -944,6 +944,28 @@ impl Inner {
         Ok(())
     }
 
+    /// Deletes one finished run ([`rules::check_deletable`]) under its exclusive lock: the run
+    /// file goes first, so no reader sees a half-deleted run (as in `prune`).
+    pub(crate) fn delete_run(&self, id: RunId) -> Result<()> {
+        let t = self.task_of(id)?;
+        let markers = self.markers_by_run()?;
+        let rl = self.lock_run(&t, id, true)?;
+        let run = self.read_run(&t, id)?;
+        let parent = match run.parent {
+            Some(p) => match self.get_run(p.run) {
+                Ok(parent) => Some(parent),
+                Err(Error::NotFound { .. }) => None,
+                Err(e) => return Err(e),
+            },
+            None => None,
+        };
+        rules::check_deletable(&run, parent.as_ref())?;
+        self.delete_run_files(&t, id, Some(&run), &rl, &markers)?;
+        sync_dir(&self.runs_dir(&t))?;
+        self.changed.notify_waiters();
+        Ok(())
+    }
+
     pub(crate) fn prune(&self, older_than: UnixMillis) -> Result<u64> {
         let markers = self.markers_by_run()?;
         let mut removed = 0;
