@@ -252,6 +252,10 @@ impl StorageAdapter for SqliteStore {
             .await
     }
 
+    async fn delete_run(&self, id: RunId) -> Result<()> {
+        self.write(move |c| ops::delete_run(c, id)).await
+    }
+
     async fn prune(&self, older_than: UnixMillis) -> Result<u64> {
         self.write(move |c| ops::prune(c, older_than)).await
     }

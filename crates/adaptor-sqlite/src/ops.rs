@@ -666,6 +666,26 @@ pub(crate) fn read_signals(c: &Ctx<'_>, id: RunId, after_seq: Option<u64>) -> Re
     Ok(out)
 }
 
+/// Deletes one finished run ([`rules::check_deletable`]); its journal and signals go with it
+/// (`ON DELETE CASCADE`) and so does its idempotency key (a column of the row), in the write's
+/// transaction.
+pub(crate) fn delete_run(c: &Ctx<'_>, id: RunId) -> Result<()> {
+    let run = load_run(c, id)?;
+    let parent = match run.parent {
+        Some(p) => match load_run(c, p.run) {
+            Ok(parent) => Some(parent),
+            Err(Error::NotFound { .. }) => None,
+            Err(e) => return Err(e),
+        },
+        None => None,
+    };
+    rules::check_deletable(&run, parent.as_ref())?;
+    c.conn
+        .execute("DELETE FROM runs WHERE id = ?1", [id.as_bytes()])
+        .map_err(c.err("deleting a run"))?;
+    Ok(())
+}
+
 /// Removes finished runs that ended before `older_than` (`rules::is_prunable`, in SQL).
 pub(crate) fn prune(c: &Ctx<'_>, older_than: UnixMillis) -> Result<u64> {
     let terminal: Vec<&str> = RunStatus::ALL
