@@ -427,6 +427,10 @@ impl StorageAdapter for PostgresStore {
         attempt!(self, REPEAT, self.inner.db.list_runs(filter, page))
     }
 
+    async fn delete_run(&self, id: RunId) -> Result<()> {
+        attempt!(self, ONCE, self.inner.db.delete_run(id))
+    }
+
     async fn prune(&self, older_than: UnixMillis) -> Result<u64> {
         attempt!(self, REPEAT, self.inner.db.prune(older_than))
     }

@@ -1111,6 +1111,38 @@ impl Db {
         rows.iter().map(|row| signal_from_row(run, row)).collect()
     }
 
+    /// Deletes one finished run ([`rules::check_deletable`]) with its journal and signals (its
+    /// idempotency key is a column of the row), in one transaction holding the run's row lock.
+    pub(crate) async fn delete_run(&self, id: RunId) -> R<()> {
+        let doing = "deleting a run";
+        transaction!(self, doing, |tx| {
+            let run = lock_run(&mut tx, id).await?;
+            let parent = match run.parent {
+                Some(p) => sqlx::query(SELECT_RUN)
+                    .bind(uuid(p.run))
+                    .fetch_optional(&mut *tx)
+                    .await
+                    .map(counted)
+                    .doing(doing)?
+                    .map(|row| run_from_row(&row))
+                    .transpose()?,
+                None => None,
+            };
+            rules::check_deletable(&run, parent.as_ref())?;
+            sqlx::query(
+                "WITH gone AS (DELETE FROM runs WHERE id = $1 RETURNING id), \
+                  j AS (DELETE FROM journal WHERE run IN (SELECT id FROM gone)) \
+             DELETE FROM signals WHERE run IN (SELECT id FROM gone)",
+            )
+            .bind(uuid(id))
+            .execute(&mut *tx)
+            .await
+            .map(counted)
+            .doing(doing)?;
+            Ok(())
+        })
+    }
+
     /// Removes finished runs that ended before `older_than` ([`rules::is_prunable`] in SQL),
     /// with their journals and signals, in one statement.
     pub(crate) async fn prune(&self, older_than: UnixMillis) -> R<u64> {
