@@ -701,6 +701,17 @@ impl RunClient {
             .await
     }
 
+    /// `DELETE /runs/:id`: deletes an ended run with its journal, events and idempotency key.
+    /// A run that has not ended is a 409 `RUN_ACTIVE` error (kill it first); an unknown run
+    /// 404 `RUN_NOT_FOUND`.
+    pub async fn delete(&self) -> Result<(), HostError> {
+        self.host
+            .send(Method::DELETE, &self.path(), &[], &[], Body::None, None)
+            .await?
+            .json::<Value>()
+            .map(|_| ())
+    }
+
     /// `POST /runs/:id/_retry`: continues a paused run (409 `RUN_NOT_PAUSED` otherwise).
     pub async fn retry(&self) -> Result<Run, HostError> {
         self.host

@@ -102,7 +102,7 @@ fn api() -> (Router<AppState>, Vec<Op>) {
     .at("GET", "/runs/{id}/health", "Status, pause point, lease owner and expiry", runs::health)
     .at("GET", "/runs/{id}/event/{name}", "The last event of that name the run emitted", runs::last_event)
     .at("GET", "/runs/{id}/events/{name}", "The events of that name the run emits (ctx.emit) as a stream, from ?after=SEQ, ending with the run", stream::named_events)
-    .at("DELETE", "/runs/{id}", "Delete an ended run with its journal; 409 while it runs", runs::delete)
+    .at("DELETE", "/runs/{id}", "Delete an ended run with its journal, signals and idempotency key; 409 while it runs, 404 unknown", runs::delete)
     .at("GET", "/runs/{id}/once/{name}", "The first event of that name after ?after=SEQ (race-free); 204 on timeout", runs::once)
     .at("POST", "/runs/{id}/_event", "Send an event {eventName, message} into the run's inbox", runs::send_event)
     .at("POST", "/runs/{id}/_stop", "Stop: the step in flight may finish within {timeout} ms; ends cancelled", runs::stop)

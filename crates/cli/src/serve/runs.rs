@@ -675,10 +675,13 @@ pub async fn fork(
     Ok((StatusCode::CREATED, axum::Json(view(&state, &run).await?)).into_response())
 }
 
-/// `DELETE /runs/:id`: 409 while the run has not ended. Deleting one ended run needs a storage
-/// operation the adaptor contract does not have yet (it deletes a task's runs, or every run
-/// ended before a time), so an ended run is answered 501 naming those two.
-pub async fn delete(State(state): State<AppState>, Path(id): Path<String>) -> ApiResult<Response> {
+/// `DELETE /runs/:id`: deletes an ended run with its journal, signals and idempotency key
+/// (200 `{id}`); 409 `RUN_ACTIVE` while it has not ended, 409 `CONFLICT` for an ended child
+/// whose parent is still active (the parent reads it when it resumes), 404 for an unknown run.
+pub async fn delete(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> ApiResult<axum::Json<Value>> {
     let id = run_id(&id)?;
     let run = load(&state, id).await?;
     if !run.status.is_terminal() {
@@ -691,14 +694,12 @@ pub async fn delete(State(state): State<AppState>, Path(id): Path<String>) -> Ap
         )
         .details(json!({ "status": run.status })));
     }
-    Err(ApiError::new(
-        StatusCode::NOT_IMPLEMENTED,
-        "NOT_IMPLEMENTED",
-        format!(
-            "run {id} cannot be deleted on its own: the storage contract deletes runs only with their task (DELETE /api/v1/tasks/{}) or by age (`sequential-ecosystem prune`)",
-            run.task
-        ),
-    ))
+    state
+        .store()
+        .delete_run(id)
+        .await
+        .map_err(ApiError::storage)?;
+    Ok(axum::Json(json!({ "id": id })))
 }
 
 /// `POST /runs/:id/_redrive`: 409 unless the run failed. Re-entering the failed step of a

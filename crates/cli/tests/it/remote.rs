@@ -280,6 +280,20 @@ fn the_typed_client_uploads_starts_idempotently_pages_controls_and_streams() {
             (Some(409), Some("RUN_NOT_PAUSED")),
             "{e}"
         );
+        // delete: refused while active, then the ended run is gone
+        let e = host.run(&first.id).delete().await.unwrap_err();
+        assert_eq!(
+            (e.status(), e.code()),
+            (Some(409), Some("RUN_ACTIVE")),
+            "{e}"
+        );
+        host.run(&other.id).delete().await.unwrap();
+        let e = host.run(&other.id).get().await.unwrap_err();
+        assert_eq!(
+            (e.status(), e.code()),
+            (Some(404), Some("RUN_NOT_FOUND")),
+            "{e}"
+        );
         let forked = host.run(&done.id).fork(0).await.unwrap();
         assert_ne!(forked.id, done.id);
         let forked = host

@@ -343,13 +343,17 @@ fn named_events_log_audit_and_what_delete_and_redrive_refuse() {
     assert_eq!(ndjson(&asked)[0]["data"], json!({ "item": "lamp" }));
     let (_, sth) = s.get(&format!("/api/v1/instance/{id}/events/asked?follow=false"));
     assert_eq!(ndjson(&sth).len(), 1);
-    // an ended run: deleting it alone is not available on this storage contract (501, saying so)
+    // an ended run is deleted with its journal and events: 200 {id}, then 404
+    let (_, ended) = s.get(&format!("/api/v1/runs/{id}?wait=30s&until=terminal"));
+    assert_eq!(ended["status"], "succeeded", "{ended}");
     let (st, e) = s.call("DELETE", &format!("/api/v1/runs/{id}"), &[], None);
-    assert_eq!(
-        (st, e["code"].as_str()),
-        (501, Some("NOT_IMPLEMENTED")),
-        "{e}"
-    );
+    assert_eq!((st, &e), (200, &json!({ "id": id })), "{e}");
+    let (st, e) = s.get(&format!("/api/v1/runs/{id}"));
+    assert_eq!((st, e["code"].as_str()), (404, Some("RUN_NOT_FOUND")), "{e}");
+    let (st, e) = s.get(&format!("/api/v1/runs/{id}/events/asked?follow=false"));
+    assert_eq!(st, 404, "{e}");
+    let (st, e) = s.call("DELETE", &format!("/api/v1/runs/{id}"), &[], None);
+    assert_eq!((st, e["code"].as_str()), (404, Some("RUN_NOT_FOUND")), "{e}");
     // the host log: the start line and the requests, as NDJSON and as text
     let (st, log) = s.get("/api/v1/log?follow=false");
     assert_eq!(st, 200);
