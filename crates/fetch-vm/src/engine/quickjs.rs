@@ -1,8 +1,10 @@
 //! The QuickJS-NG backend through rquickjs: the only module of the crate that names rquickjs.
 
 use std::cell::RefCell;
+use std::collections::HashMap;
 use std::rc::Rc;
-use std::sync::{Arc, OnceLock};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
 
 use rquickjs::context::EvalOptions;
 use rquickjs::module::WriteOptions;
@@ -121,7 +123,7 @@ fn run_in<'js>(
             finish.call((value,))?
         }
         Kind::Module => {
-            let module = Module::declare(ctx.clone(), TASK_FILE, job.code)?;
+            let module = declare_task(ctx, job.code)?;
             let (module, evaluated) = module.eval()?;
             let namespace = module.namespace()?;
             let run_module: Function<'js> = api.get("runModule")?;
@@ -202,6 +204,45 @@ fn load_prelude<'js>(ctx: &Ctx<'js>) -> rquickjs::Result<Function<'js>> {
     let module = unsafe { Module::load(ctx.clone(), bytecode)? };
     let (module, _evaluated) = module.eval()?;
     module.get("default")
+}
+
+/// Task modules compiled in this process, by source text: a graph runs the same handler module
+/// for every activation and a JavaScript machine definition the same module for every guard and
+/// action, so each is parsed once and later contexts load its bytecode (a fresh context still
+/// evaluates it, so every run starts from fresh globals and module state, exactly as if parsed).
+/// The bytes are leaked, because `Module::load` borrows them for the module's lifetime (it reads
+/// with ROM data); the cache is therefore bounded and stops taking entries once full.
+static TASK_BYTECODE: Mutex<Option<HashMap<String, &'static [u8]>>> = Mutex::new(None);
+/// Most bytes (source plus bytecode) the task cache holds; past it, modules are parsed each time.
+const TASK_CACHE_BYTES: usize = 32 << 20;
+static TASK_CACHE_USED: AtomicUsize = AtomicUsize::new(0);
+
+/// Declares the task module `code`: from cached bytecode when this process compiled the same
+/// text before, else by parsing it (and caching the result).
+fn declare_task<'js>(ctx: &Ctx<'js>, code: &str) -> rquickjs::Result<Module<'js>> {
+    let cached = TASK_BYTECODE
+        .lock()
+        .ok()
+        .and_then(|m| m.as_ref().and_then(|m| m.get(code).copied()));
+    if let Some(bytes) = cached {
+        // SAFETY: the bytes were produced by `Module::write` of this same QuickJS build in this
+        // process (below) and are never freed.
+        return unsafe { Module::load(ctx.clone(), bytes) };
+    }
+    let module = Module::declare(ctx.clone(), TASK_FILE, code)?;
+    let cost = code.len() * 2;
+    if TASK_CACHE_USED.load(Ordering::Relaxed) + cost <= TASK_CACHE_BYTES
+        && let Ok(bytes) = module.write(WriteOptions::default())
+        && let Ok(mut guard) = TASK_BYTECODE.lock()
+    {
+        let map = guard.get_or_insert_with(HashMap::new);
+        let used = TASK_CACHE_USED.load(Ordering::Relaxed) + code.len() + bytes.len();
+        if !map.contains_key(code) && used <= TASK_CACHE_BYTES {
+            TASK_CACHE_USED.store(used, Ordering::Relaxed);
+            map.insert(code.to_string(), Vec::leak(bytes));
+        }
+    }
+    Ok(module)
 }
 
 /// Sloppy global-code evaluation under `filename`.

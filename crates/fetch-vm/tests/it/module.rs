@@ -310,3 +310,28 @@ export default async function () {
         assert_eq!(applied, want, "{order:?}");
     }
 }
+
+#[test]
+fn a_module_run_again_starts_from_fresh_state_with_the_same_stack() {
+    // the second and later runs load the module's cached bytecode: module bindings, globals and
+    // the source text (toString) must be as fresh and whole as on the first, parsed run
+    let code = r#"let calls = 0;
+globalThis.seen = (globalThis.seen ?? 0) + 1;
+function where() { return new Error("here").stack; }
+export default async function (input) {
+  calls += 1;
+  const r = await fetch(`https://api.example.com/users/${input.id}`);
+  return { calls, seen: globalThis.seen, name: (await r.json()).name, stack: where(), text: where.toString() };
+}"#;
+    for _ in 0..3 {
+        let v = value(&both(code, json!({"id": "1"})));
+        assert_eq!((&v["calls"], &v["seen"]), (&json!(1), &json!(1)), "{v}");
+        assert_eq!(v["name"], "Alice");
+        let stack = v["stack"].as_str().unwrap_or_default();
+        assert!(stack.contains("task.js:3"), "{stack}");
+        assert_eq!(
+            v["text"],
+            r#"function where() { return new Error("here").stack; }"#
+        );
+    }
+}
