@@ -719,7 +719,8 @@ fn run_js(module: &str, input: Value) -> Result<Value> {
             input["op"].as_str().unwrap_or("running")
         ))),
     };
-    session.close();
+    // dropped, not closed: the runtime's teardown happens on its thread, off the action's path
+    drop(session);
     out
 }
 

@@ -18,13 +18,16 @@ use serde_json::{Value, json};
 use tokio::task::{AbortHandle, JoinSet};
 
 use super::GraphTask;
-use super::handler::{self, Ended, Shared};
+use super::handler::{self, Ended, Records, Shared};
 use super::store::{self, Extra, HandlerJournal, Key, Writer, key_fields};
 use crate::Engine;
 use crate::driver::{child_event, join_error, notify_parent};
 use crate::error::{Error, Result};
 use crate::journal::RecordKind;
 use crate::worker::{Level, StopWatch};
+
+/// How a handler ended, and its last journal records (see [`handler::run`]).
+type Handled = (Ended, Records);
 
 /// How often a driver with handlers in flight looks at its inbox, its child runs and whether it
 /// was asked to stop.
@@ -130,7 +133,7 @@ struct GraphDriver<'a> {
     last_owner: Option<String>,
     /// Handlers in flight.
     running: HashMap<Key, AbortHandle>,
-    set: JoinSet<(Key, Result<Ended>)>,
+    set: JoinSet<(Key, Result<Handled>)>,
     /// Facts waiting to be stepped (children that had already ended).
     ready: VecDeque<Fact>,
     /// A cancel reached the run: no new state is entered; it ends once its handlers finish.
@@ -262,7 +265,10 @@ impl GraphDriver<'_> {
     /// A handler task ended.
     async fn handler_done(
         &mut self,
-        done: std::result::Result<(tokio::task::Id, (Key, Result<Ended>)), tokio::task::JoinError>,
+        done: std::result::Result<
+            (tokio::task::Id, (Key, Result<Handled>)),
+            tokio::task::JoinError,
+        >,
     ) -> Result<()> {
         let (key, ended) = match done {
             Ok((_, (key, ended))) => (key, ended),
@@ -270,9 +276,11 @@ impl GraphDriver<'_> {
             Err(e) => return Err(join_error(e)),
         };
         self.running.remove(&key);
-        let ended = ended?;
+        let (ended, tail) = ended?;
         if self.stopping {
-            return Ok(()); // cancelled meanwhile: no new state is entered (S14)
+            // cancelled meanwhile: no new state is entered (S14); the handler's last records
+            // are kept all the same
+            return self.writer.append(tail).await;
         }
         let (path, activation) = key;
         let fact = match ended {
@@ -288,34 +296,49 @@ impl GraphDriver<'_> {
                 error,
             },
             Ended::Paused { seq, error } => {
+                self.writer.append(tail).await?;
                 if self.paused.is_none() {
                     self.paused = Some(((path, activation), seq, error));
                 }
                 return Ok(());
             }
         };
-        let actions = self.commit(fact, None).await?;
+        // the handler's last journal records (the completion of its last call) go in the same
+        // append as the transition its result makes (one durable write instead of two)
+        let actions = self.commit_after(tail, fact, None).await?;
         self.perform(actions).await
     }
 
     /// Steps `fact` and commits its records in one append (S6); returns the actions to
     /// perform now that they are durable (S7). A stale fact changes nothing.
     async fn commit(&mut self, fact: Fact, signal: Option<u64>) -> Result<Vec<Action>> {
+        self.commit_after(Vec::new(), fact, signal).await
+    }
+
+    /// [`Self::commit`], with `tail` (an ended handler's last journal records, which belong to
+    /// no transition) first in the same append. Journaled even when the fact is stale.
+    async fn commit_after(
+        &mut self,
+        tail: Records,
+        fact: Fact,
+        signal: Option<u64>,
+    ) -> Result<Vec<Action>> {
         let env = self.env()?;
         let step = self.snapshot.step(&self.task.graph, fact, &env)?;
         if let Some(why) = &step.ignored {
             tracing::debug!(run = %self.run.id, why, "stale fact ignored");
         }
         if step.records.is_empty() {
+            self.writer.append(tail).await?;
             return Ok(step.actions);
         }
         let extra = Extra {
             signal,
             ..self.extra.clone()
         };
-        self.writer
-            .append(store::stored(&step.records, &extra))
-            .await?;
+        let mut records = tail;
+        records.extend(store::stored(&step.records, &extra));
+        self.writer.append(records).await?;
         self.records.extend(step.records);
         self.snapshot = step.snapshot;
         debug_assert_eq!(

@@ -114,17 +114,24 @@ pub(crate) struct Shared {
     pub(crate) retry: RetryPolicy,
 }
 
-/// Runs one handler activation to its end, journaling its calls. `Err` only when the journal
-/// cannot be written (the drive fails).
+/// Journal records as `(kind, data)`, for [`Writer::append`].
+pub(crate) type Records = Vec<(String, Value)>;
+
+/// Runs one handler activation to its end, journaling its calls. Returns how it ended and its
+/// last records (the completions it took after its last durable write), which the caller
+/// appends with the transition the result makes: a crash before that append only loses
+/// completions that replay would have skipped, so the handler runs again and performs those
+/// calls again (the same idempotency key; at-least-once, as a crash between a call and its
+/// `call.completed` always did). `Err` only when the journal cannot be written (the drive fails).
 pub(crate) async fn run(
     shared: Arc<Shared>,
     call: HandlerCall,
     prior: HandlerJournal,
-) -> Result<Ended> {
+) -> Result<(Ended, Records)> {
     let key: Key = (call.path.clone(), call.activation);
     let module = match shared.code.module(&call) {
         Ok(m) => m,
-        Err(e) => return Ok(Ended::Err(e)),
+        Err(e) => return Ok((Ended::Err(e), Vec::new())),
     };
     let mut ctx = call.ctx.clone();
     ctx["run"]["task"] = json!(shared.task);
@@ -142,20 +149,18 @@ pub(crate) async fn run(
             .map_err(join_error)?;
     let (mut session, mut step) = match started {
         Ok(s) => s,
-        Err(e) => return Ok(Ended::Err(vm_error(&e))),
+        Err(e) => return Ok((Ended::Err(vm_error(&e)), Vec::new())),
     };
     loop {
         let mut buffer = new_entries(&mut session, &key, &requested);
         let calls = match step {
             Step::Completed(v) => {
-                shared.writer.append(buffer).await?;
-                session.close();
-                return Ok(result_of(v));
+                // dropped, not closed: the runtime's teardown happens on its thread, off the
+                // run's path
+                drop(session);
+                return Ok((result_of(v), buffer));
             }
-            Step::Failed(e) => {
-                shared.writer.append(buffer).await?;
-                return Ok(Ended::Err(vm_error(&e)));
-            }
+            Step::Failed(e) => return Ok((Ended::Err(vm_error(&e)), buffer)),
             Step::Pending(calls) => calls,
         };
         let mut results: BTreeMap<u64, CallResult> = BTreeMap::new();
@@ -261,7 +266,7 @@ pub(crate) async fn run(
         if let Some((seq, error)) = spent {
             // the calls that came back are performed again on resume (at least once)
             session.close();
-            return Ok(Ended::Paused { seq, error });
+            return Ok((Ended::Paused { seq, error }, Vec::new()));
         }
         let (s, last) = tokio::task::spawn_blocking(move || {
             let mut last = None;
@@ -278,12 +283,13 @@ pub(crate) async fn run(
         session = s;
         step = match last {
             Some(Ok(step)) => step,
-            Some(Err(e)) => return Ok(Ended::Err(vm_error(&e))),
+            Some(Err(e)) => return Ok((Ended::Err(vm_error(&e)), Vec::new())),
             None => {
-                return Ok(Ended::Err(ErrorValue::new(
+                let ended = Ended::Err(ErrorValue::new(
                     "Error",
                     "the handler ended before taking the results of its calls",
-                )));
+                ));
+                return Ok((ended, Vec::new()));
             }
         };
     }
