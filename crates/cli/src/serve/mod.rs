@@ -23,12 +23,13 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
-use sequential_adaptor::{StorageAdapter, TaskName, VersionSel};
+use sequential_adaptor::{Run, RunId, StorageAdapter, TaskName, VersionSel};
 use sequential_tasker_engine::{Engine, StopHandle};
 
 use crate::ctx::Ctx;
 use crate::error::user;
 use crate::runs as cli_runs;
+use view::JournalSummary;
 
 pub use api::router;
 
@@ -89,7 +90,15 @@ pub struct Inner {
     pub stopping: tokio::sync::watch::Sender<bool>,
     /// The host's recent log lines and requests (`/log`, `/audit`).
     pub log: host_log::HostLog,
+    /// (run, revision) → the journal summary of an ended run whose journal ends with its
+    /// `run.succeeded`/`failed`/`cancelled` record. Such a journal never changes again (an
+    /// append after that record conflicts; anything that reopens a run bumps its revision), so
+    /// a `GET` of a finished run reads no journal. Bounded: emptied when it reaches [`ENDED_SUMMARIES`] entries.
+    ended: Mutex<HashMap<RunId, (u64, Arc<JournalSummary>)>>,
 }
+
+/// How many ended runs' journal summaries a server keeps in memory.
+const ENDED_SUMMARIES: usize = 4096;
 
 impl std::ops::Deref for AppState {
     type Target = Inner;
@@ -110,11 +119,30 @@ impl AppState {
             streams: std::sync::atomic::AtomicUsize::new(0),
             stopping: tokio::sync::watch::Sender::new(false),
             log: host_log::HostLog::default(),
+            ended: Mutex::new(HashMap::new()),
         }))
     }
 
     pub fn store(&self) -> &Arc<dyn StorageAdapter> {
         self.engine.store()
+    }
+
+    /// The summary of an ended run's journal, if this server has read it at this revision.
+    pub fn ended_summary(&self, run: &Run) -> Option<Arc<JournalSummary>> {
+        let cache = self.ended.lock().unwrap();
+        match cache.get(&run.id) {
+            Some((rev, summary)) if *rev == run.revision => Some(summary.clone()),
+            _ => None,
+        }
+    }
+
+    /// Keeps the summary of an ended run's journal (see [`Inner::ended`]).
+    pub fn keep_ended_summary(&self, run: &Run, summary: Arc<JournalSummary>) {
+        let mut cache = self.ended.lock().unwrap();
+        if cache.len() >= ENDED_SUMMARIES {
+            cache.clear();
+        }
+        cache.insert(run.id, (run.revision, summary));
     }
 
     /// The content hash of a task version (cached; `None` when the version is gone).

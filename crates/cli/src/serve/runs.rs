@@ -53,17 +53,25 @@ pub async fn load(state: &AppState, id: RunId) -> ApiResult<Run> {
 
 /// The Run object of `run` (reads its journal for the pause point and last seq).
 pub async fn view(state: &AppState, run: &Run) -> ApiResult<Value> {
-    let records = state
-        .engine
-        .read_all(run.id)
-        .await
-        .map_err(ApiError::engine)?;
+    let summary = match state.ended_summary(run) {
+        Some(summary) => summary,
+        None => {
+            let records = state
+                .engine
+                .read_all(run.id)
+                .await
+                .map_err(ApiError::engine)?;
+            let summary = std::sync::Arc::new(JournalSummary::of(&records));
+            // Kept only once the journal's last record ends the run: a kill flips the status
+            // before it appends `run.cancelled`, and nothing can be appended after that record.
+            if run.status.is_terminal() && records.last().is_some_and(view::ends_stream) {
+                state.keep_ended_summary(run, summary.clone());
+            }
+            summary
+        }
+    };
     let hash = state.hash_of(&run.task, run.version).await;
-    Ok(view::run_json(
-        run,
-        hash.as_deref(),
-        &JournalSummary::of(&records),
-    ))
+    Ok(view::run_json(run, hash.as_deref(), &summary))
 }
 
 /// Drives run `id` now, in this process, when the embedded worker is on (rather than at the
