@@ -18,8 +18,8 @@
 
 mod api;
 mod engine;
-mod graph;
 mod flow;
+mod graph;
 mod machine;
 mod postgres;
 mod storage;

@@ -548,10 +548,7 @@ impl Remote {
             });
         }
         if !ctx.json {
-            eprintln!(
-                "rerun of {id} from seq {from_seq}: new run {}",
-                local.id
-            );
+            eprintln!("rerun of {id} from seq {from_seq}: new run {}", local.id);
         }
         let worker = self.worker().await?;
         let verbose = args.verbose && !ctx.json;

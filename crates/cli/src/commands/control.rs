@@ -265,7 +265,9 @@ pub async fn rerun(ctx: &Ctx, args: RerunArgs) -> Result<()> {
     runs::get_run(&storage, id).await?;
     let engine = runs::engine(ctx, &storage, None)?;
     let graph_from = match (&args.from_state, args.redrive) {
-        (Some(state), _) => Some(sequential_tasker_engine::graph::RerunFrom::State(state.clone())),
+        (Some(state), _) => Some(sequential_tasker_engine::graph::RerunFrom::State(
+            state.clone(),
+        )),
         (None, true) => Some(sequential_tasker_engine::graph::RerunFrom::Failed),
         (None, false) => None,
     };
@@ -288,10 +290,7 @@ pub async fn rerun(ctx: &Ctx, args: RerunArgs) -> Result<()> {
         });
     }
     if !ctx.json {
-        eprintln!(
-            "rerun of {id} from seq {from_seq}: new run {}",
-            new.id
-        );
+        eprintln!("rerun of {id} from seq {from_seq}: new run {}", new.id);
     }
     let watch = Watch {
         verbose: args.verbose && !ctx.json,

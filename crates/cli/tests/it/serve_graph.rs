@@ -349,11 +349,19 @@ fn named_events_log_audit_and_what_delete_and_redrive_refuse() {
     let (st, e) = s.call("DELETE", &format!("/api/v1/runs/{id}"), &[], None);
     assert_eq!((st, &e), (200, &json!({ "id": id })), "{e}");
     let (st, e) = s.get(&format!("/api/v1/runs/{id}"));
-    assert_eq!((st, e["code"].as_str()), (404, Some("RUN_NOT_FOUND")), "{e}");
+    assert_eq!(
+        (st, e["code"].as_str()),
+        (404, Some("RUN_NOT_FOUND")),
+        "{e}"
+    );
     let (st, e) = s.get(&format!("/api/v1/runs/{id}/events/asked?follow=false"));
     assert_eq!(st, 404, "{e}");
     let (st, e) = s.call("DELETE", &format!("/api/v1/runs/{id}"), &[], None);
-    assert_eq!((st, e["code"].as_str()), (404, Some("RUN_NOT_FOUND")), "{e}");
+    assert_eq!(
+        (st, e["code"].as_str()),
+        (404, Some("RUN_NOT_FOUND")),
+        "{e}"
+    );
     // the host log: the start line and the requests, as NDJSON and as text
     let (st, log) = s.get("/api/v1/log?follow=false");
     assert_eq!(st, 200);
