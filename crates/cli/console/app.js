@@ -617,6 +617,10 @@ function runPage(id) {
   }
 
   function renderRun() {
+    // nothing is redrawn unless the run changed: a keyboard user's focus stays where it is
+    const key = JSON.stringify([st.run.status, st.run.waiting, st.run.state, st.run.attempt, st.run.updated_at, st.run.ended_at]);
+    if (key === st.renderedKey) { placeBars(); return; }
+    st.renderedKey = key;
     const run = st.run;
     const err = errorOf(run.error);
     fill(head, 
@@ -631,9 +635,6 @@ function runPage(id) {
         run.idempotency_key ? fact("Idempotency key", h("code", {}, run.idempotency_key)) : null,
         run.parent ? fact("Parent", link("/ui/runs/" + run.parent.run, shortId(run.parent.run))) : null,
         fact("Attempt", String(run.attempt ?? "—"))));
-    const key = JSON.stringify([run.status, run.waiting, run.state, run.attempt, run.updated_at, st.selected]);
-    if (key === st.renderedKey) return;
-    st.renderedKey = key;
     renderAttention(run, err);
     renderActions(run);
     // input and output side by side in boxes of a fixed height: the output arriving moves nothing

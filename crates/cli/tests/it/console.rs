@@ -328,6 +328,8 @@ impl Browser {
 
     /// Every control on the page has an accessible name, and Tab reaches each of them.
     fn assert_keyboard_reachable(&self, page: &str) {
+        // let the page finish drawing what it loaded
+        std::thread::sleep(Duration::from_millis(800));
         let unnamed = self.js(
             r#"const sel = 'a[href], button, input, select, textarea, summary, [tabindex]:not([tabindex="-1"])';
                const visible = (e) => !e.disabled && (e.offsetParent !== null || e.tagName === 'SUMMARY');
