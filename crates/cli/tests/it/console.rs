@@ -9,7 +9,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use base64::Engine as _;
-use serde_json::{json, Value};
+use serde_json::{Value, json};
 
 use crate::serve::Server;
 use crate::util::Sandbox;
@@ -30,10 +30,14 @@ fn browser() -> Option<(PathBuf, PathBuf)> {
     ) {
         (Some(c), Some(d)) => Some((c, d)),
         _ if std::env::var("REQUIRE_BROWSER").as_deref() == Ok("1") => {
-            panic!("REQUIRE_BROWSER=1 but chromium or chromedriver is not on PATH (apt-get install chromium chromium-driver)")
+            panic!(
+                "REQUIRE_BROWSER=1 but chromium or chromedriver is not on PATH (apt-get install chromium chromium-driver)"
+            )
         }
         _ => {
-            eprintln!("skipping the browser test: chromium and chromedriver are not on PATH (set REQUIRE_BROWSER=1 to fail instead)");
+            eprintln!(
+                "skipping the browser test: chromium and chromedriver are not on PATH (set REQUIRE_BROWSER=1 to fail instead)"
+            );
             None
         }
     }
