@@ -26,5 +26,5 @@ pub use record::{ErrorValue, Record, RecordData, RecordKind};
 pub use snapshot::{
     Active, ArmedTimer, Fanout, InboxEvent, Phase, Region, RegionStatus, RunStatus, Snapshot, fold,
 };
-pub use step::{Action, Env, Fact, HandlerCall, Step, step};
+pub use step::{Action, Env, Fact, HandlerCall, Step, redrive_point, step};
 pub use template::{Selector, Template};

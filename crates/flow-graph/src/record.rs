@@ -259,6 +259,11 @@ pub enum RecordData {
     /// The run was cancelled.
     #[serde(rename = "run.cancelled")]
     RunCancelled {},
+    /// Addition (S15, redrive in place): a failed run carries on; `path` is the top-level
+    /// state it enters again (with attempt 1, in the same commit). The `run.failed` before it
+    /// stays in the history.
+    #[serde(rename = "run.redriven")]
+    RunRedriven {},
 }
 
 /// The kind of a [`Record`], as stored.
@@ -311,11 +316,13 @@ pub enum RecordKind {
     RunFailed,
     /// `run.cancelled`
     RunCancelled,
+    /// `run.redriven`
+    RunRedriven,
 }
 
 impl RecordKind {
     /// Every kind, in the order of §3.0.
-    pub const ALL: [RecordKind; 23] = [
+    pub const ALL: [RecordKind; 24] = [
         RecordKind::RunStarted,
         RecordKind::StateEntered,
         RecordKind::StateSucceeded,
@@ -339,6 +346,7 @@ impl RecordKind {
         RecordKind::RunSucceeded,
         RecordKind::RunFailed,
         RecordKind::RunCancelled,
+        RecordKind::RunRedriven,
     ];
 
     /// The stored string (`state.entered`).
@@ -367,6 +375,7 @@ impl RecordKind {
             RecordKind::RunSucceeded => "run.succeeded",
             RecordKind::RunFailed => "run.failed",
             RecordKind::RunCancelled => "run.cancelled",
+            RecordKind::RunRedriven => "run.redriven",
         }
     }
 }
@@ -423,6 +432,7 @@ impl RecordData {
             RecordData::RunSucceeded { .. } => RecordKind::RunSucceeded,
             RecordData::RunFailed { .. } => RecordKind::RunFailed,
             RecordData::RunCancelled { .. } => RecordKind::RunCancelled,
+            RecordData::RunRedriven { .. } => RecordKind::RunRedriven,
         }
     }
 }

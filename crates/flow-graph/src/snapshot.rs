@@ -412,7 +412,10 @@ impl Snapshot {
         let path = record.path.as_deref();
         let need_path = || path.ok_or_else(|| bad("it has no path".into()));
         if self.status != RunStatus::Running
-            && !matches!(record.data, RecordData::RunStarted { .. })
+            && !matches!(
+                record.data,
+                RecordData::RunStarted { .. } | RecordData::RunRedriven {}
+            )
         {
             return Err(bad(format!("the run is {}", self.status.as_str())));
         }
@@ -691,6 +694,25 @@ impl Snapshot {
             RecordData::RunCancelled {} => {
                 self.status = RunStatus::Cancelled;
                 self.end_root(RegionStatus::Cancelled);
+            }
+            RecordData::RunRedriven {} => {
+                let p = need_path()?;
+                if self.status != RunStatus::Failed {
+                    return Err(bad(format!(
+                        "the run is {}, not failed",
+                        self.status.as_str()
+                    )));
+                }
+                if p.contains('/') || graph.state_at(p).is_none() {
+                    return Err(bad(format!("{p} is not a state of the main graph")));
+                }
+                // the failure is history: the main graph runs again from the state at `path`
+                // (its `state.entered`, attempt 1, follows in the same commit)
+                self.status = RunStatus::Running;
+                self.error = None;
+                self.root.status = RegionStatus::Running;
+                self.root.current = None;
+                self.root.carry = None;
             }
         }
         self.records += 1;

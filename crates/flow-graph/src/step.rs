@@ -95,6 +95,44 @@ pub enum Fact {
     },
     /// Cancel the run now: handlers are aborted, timers cancelled (S14).
     Cancel,
+    /// Redrive a failed run in place (S15): `run.redriven` and the `state.entered` (attempt 1,
+    /// fresh retry counters) of the main-graph state `state` with `input`, in one commit. The
+    /// states that succeeded before keep their results and are not run again. See
+    /// [`redrive_point`] for where a failed journal is redriven from.
+    Redrive {
+        /// The main-graph state to enter again.
+        state: String,
+        /// Its input (as its last `state.entered` recorded it).
+        input: Value,
+    },
+}
+
+/// Where a failed run is redriven from: the main-graph state whose failure ended it (for a
+/// failure inside a parallel branch or map item, the parallel or map state holding it) and the
+/// input it was last entered with. `None` when the run did not fail in a state.
+pub fn redrive_point(records: &[Record]) -> Option<(String, Value)> {
+    use crate::record::RecordData;
+    let failed = records
+        .iter()
+        .rev()
+        .find_map(|r| match (&r.data, &r.path) {
+            (RecordData::RunFailed { .. }, Some(p)) => Some(p.clone()),
+            (RecordData::RunFailed { .. }, None) => {
+                records.iter().rev().find_map(|r| match r.data {
+                    RecordData::StateFailed { .. } => r.path.clone(),
+                    _ => None,
+                })
+            }
+            _ => None,
+        })?;
+    let top = path::segments(&failed).next()?.ok()?.name.to_string();
+    let input = records.iter().rev().find_map(|r| match &r.data {
+        RecordData::StateEntered { input, .. } if r.path.as_deref() == Some(top.as_str()) => {
+            Some(input.clone())
+        }
+        _ => None,
+    })?;
+    Some((top, input))
 }
 
 /// A handler to run: `export async function <handler>(input, ctx)`.

@@ -203,6 +203,31 @@ impl Stepper<'_> {
             });
             return Ok(None);
         }
+        if let Fact::Redrive { state, input } = fact {
+            if self.snap.status != RunStatus::Failed {
+                return Err(Error::invalid(
+                    format!("redrive of a run that is {}", self.snap.status.as_str()),
+                    "a failed run",
+                ));
+            }
+            if state.contains('/') || self.g.state_at(&state).is_none() {
+                return Err(Error::invalid(
+                    format!("redrive from state {state:?}"),
+                    "a state of the main graph",
+                ));
+            }
+            self.emit(Some(&state), RecordData::RunRedriven {})?;
+            self.emit(
+                Some(&state),
+                RecordData::StateEntered {
+                    attempt: 1,
+                    restart: None,
+                    input,
+                },
+            )?;
+            self.setup(&state)?;
+            return Ok(None);
+        }
         if self.snap.status != RunStatus::Running {
             let status = self.snap.status.as_str().to_string();
             return match fact {
@@ -222,7 +247,7 @@ impl Stepper<'_> {
             };
         }
         match fact {
-            Fact::RunStarted { .. } => unreachable!("handled above"),
+            Fact::RunStarted { .. } | Fact::Redrive { .. } => unreachable!("handled above"),
             Fact::HandlerSucceeded {
                 path,
                 activation,

@@ -170,7 +170,9 @@ impl GraphDriver<'_> {
             let pending = self
                 .snapshot
                 .pending_actions(&self.task.graph, &self.env()?);
-            if pending.iter().any(|a| matches!(a, Action::RunHandler(_))) {
+            if pending.iter().any(|a| matches!(a, Action::RunHandler(_)))
+                && !super::redriven_last(&self.records)
+            {
                 // handlers were running when the previous driver stopped: a takeover (S7)
                 let previous_owner = self.last_owner.clone().unwrap_or_else(|| "unknown".into());
                 self.commit(Fact::Recovered { previous_owner }, None)

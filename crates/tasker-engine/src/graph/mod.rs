@@ -171,6 +171,115 @@ impl crate::Engine {
     }
 }
 
+impl crate::Engine {
+    /// Redrives failed graph run `id` in place (GRAPHS.md S15, Step Functions redrive): one
+    /// commit appends `run.redriven` and the `state.entered` (attempt 1, fresh retry counters)
+    /// of the main-graph state whose failure ended the run — for a failure inside a branch or
+    /// item, the parallel or map state holding it — then the run is `queued` again under the
+    /// same id for a worker to drive. The journal continues: `run.failed` stays in it, and the
+    /// states that succeeded before keep their results and are not run again.
+    ///
+    /// A run that is not failed, an implicit run (its code replays to the same exception: copy
+    /// it with `rerun --from-seq` instead), or a run that did not fail in a state is
+    /// [`crate::Error::Invalid`] naming what would be valid.
+    pub async fn redrive(&self, id: sequential_adaptor::RunId) -> Result<sequential_adaptor::Run> {
+        use sequential_adaptor::{Fence, JournalRecord, RunStatus, now_millis};
+        use sequential_flow_graph::{Env, Fact, RunStatus as GraphStatus, fold, redrive_point};
+        let invalid = |input: String, expected: String| crate::Error::Invalid { input, expected };
+        let mut run = self.store.get_run(id).await?;
+        if run.status != RunStatus::Failed {
+            return Err(invalid(
+                format!("redrive of run {id} ({})", run.status),
+                "a failed run (redrive re-enters the state whose failure ended it)".into(),
+            ));
+        }
+        let version = self
+            .store
+            .get_task_version(
+                &run.task,
+                sequential_adaptor::VersionSel::Exact(run.version),
+            )
+            .await?;
+        let Some(graph) = &version.graph else {
+            return Err(invalid(
+                format!("redrive of run {id} of task {} (an implicit task)", run.task),
+                "a failed run of a graph task: an implicit run replays to the same exception, so copy it up to a record before the failure with `rerun --from-seq N` (POST /api/v1/runs/ID/_fork)".into(),
+            ));
+        };
+        let task = GraphTask::new(&version.code, graph)?;
+        let loaded = store::load(self.store.as_ref(), id).await?;
+        let snapshot = fold(&task.graph, &loaded.records)?;
+        match snapshot.status {
+            GraphStatus::Failed => {
+                let Some((state, input)) = redrive_point(&loaded.records) else {
+                    return Err(invalid(
+                        format!("redrive of run {id}: no state failed in it"),
+                        "a run that failed in a state; copy it with `rerun --from-seq N`".into(),
+                    ));
+                };
+                let env = Env {
+                    now: now_millis(),
+                    run_id: id.to_string(),
+                    draw: 0.0,
+                };
+                let step = snapshot.step(&task.graph, Fact::Redrive { state, input }, &env)?;
+                let at = now_millis();
+                let records: Vec<JournalRecord> =
+                    store::stored(&step.records, &store::Extra::default())
+                        .into_iter()
+                        .enumerate()
+                        .map(|(i, (kind, data))| JournalRecord {
+                            run: id,
+                            seq: loaded.next_seq + i as u64,
+                            kind,
+                            at,
+                            data,
+                        })
+                        .collect();
+                // one all-or-nothing append (S6); a concurrent redrive loses on the seq
+                self.store.append(id, &records, Fence::None).await?;
+                self.keep_snapshot(id, &step.snapshot);
+            }
+            // an earlier redrive appended its records and lost the status write: finish it
+            GraphStatus::Running if redriven_last(&loaded.records) => {
+                self.keep_snapshot(id, &snapshot);
+            }
+            other => {
+                return Err(invalid(
+                    format!(
+                        "redrive of run {id}: its journal says the run is {}",
+                        other.as_str()
+                    ),
+                    "a run whose journal ends with run.failed".into(),
+                ));
+            }
+        }
+        run.status = RunStatus::Queued;
+        run.error = None;
+        run.output = None;
+        run.ended_at = None;
+        run.wake_at = None;
+        run.waiting_for = None;
+        Ok(self.store.update_run(&run).await?)
+    }
+}
+
+/// `true` when the last commit of graph records is a redrive's (`run.redriven`, the
+/// `state.entered` of attempt 1 and what entering armed): its state has not run yet, so a
+/// driver picking the run up starts it as new rather than as a takeover (S7).
+pub(crate) fn redriven_last(records: &[sequential_flow_graph::Record]) -> bool {
+    use sequential_flow_graph::RecordData;
+    let mut tail = records.iter().rev();
+    for r in tail.by_ref() {
+        match r.data {
+            RecordData::RunRedriven {} => return true,
+            RecordData::StateEntered { restart: None, .. } | RecordData::TimerScheduled { .. } => {}
+            _ => return false,
+        }
+    }
+    false
+}
+
 /// The first seq of the commit that last entered `path` afresh (a `state.entered` record with
 /// that path and attempt 1), or `None` when the journal never entered it.
 fn entry_cut(records: &[sequential_adaptor::JournalRecord], path: &str) -> Option<u64> {
