@@ -989,7 +989,7 @@ pub(crate) fn join_error(e: tokio::task::JoinError) -> Error {
 
 /// `call` with its relative URL resolved against the task's `baseUrl` (`config.json`); a
 /// relative URL without one is a `TypeError` naming the URL and how to set `baseUrl`.
-fn with_base_url(
+pub(crate) fn with_base_url(
     call: &HostCall,
     base_url: Option<&str>,
 ) -> std::result::Result<HostCall, ErrorInfo> {

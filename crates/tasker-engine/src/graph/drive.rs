@@ -75,6 +75,11 @@ pub(crate) async fn drive(
         run: run.id,
         task: run.task.to_string(),
         retry,
+        base_url: version
+            .config
+            .get("baseUrl")
+            .and_then(serde_json::Value::as_str)
+            .map(str::to_string),
     });
     let mut d = GraphDriver {
         engine,

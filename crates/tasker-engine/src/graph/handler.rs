@@ -112,6 +112,8 @@ pub(crate) struct Shared {
     pub(crate) run: RunId,
     pub(crate) task: String,
     pub(crate) retry: RetryPolicy,
+    /// The task's `config.json` `baseUrl`, against which a relative fetch URL resolves.
+    pub(crate) base_url: Option<String>,
 }
 
 /// Journal records as `(kind, data)`, for [`Writer::append`].
@@ -213,6 +215,17 @@ pub(crate) async fn run(
                     );
                 }
                 CallKind::Fetch | CallKind::Tool => {
+                    let c = if c.kind == CallKind::Fetch {
+                        match crate::driver::with_base_url(&c, shared.base_url.as_deref()) {
+                            Ok(c) => c,
+                            Err(e) => {
+                                results.insert(c.seq, CallResult::Error(e));
+                                continue;
+                            }
+                        }
+                    } else {
+                        c
+                    };
                     if requested.insert(c.seq) {
                         let mut data = journal::call_requested(c.seq, c.kind, &c.request);
                         extend(&mut data, &key);

@@ -230,3 +230,63 @@ async fn a_relative_url_without_base_url_fails_naming_the_url_and_base_url() {
     }
     assert!(memory.urls().is_empty(), "nothing was fetched");
 }
+
+/// A graph handler's relative fetch URL resolves against `baseUrl` as an implicit task's does,
+/// and without one fails with the same `TypeError` naming the URL and `baseUrl`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_graph_handlers_relative_url_resolves_against_base_url_or_names_it() {
+    let f = fixture("memory");
+    let memory = Arc::new(Memory::default());
+    let engine = Engine::new(f.store.clone(), EngineConfig::default())
+        .unwrap()
+        .with_fetcher(memory.clone());
+    let graph = json!({
+        "version": 1,
+        "initial": "lookup",
+        "states": {
+            "lookup": { "onDone": "done" },
+            "done": { "type": "final" }
+        }
+    });
+    let code = "export async function lookup() {\n  const r = await fetch('api/users/1');\n  return (await r.json()).name;\n}\n";
+    for (name, config) in [
+        (
+            "graph-base",
+            json!({"baseUrl": "https://api.example.invalid/v1/"}),
+        ),
+        ("graph-nobase", json!({})),
+    ] {
+        let t = sequential_adaptor::TaskName::new(name).unwrap();
+        f.store
+            .put_task_version(sequential_adaptor::NewTaskVersion {
+                task: t.clone(),
+                code: code.into(),
+                graph: Some(graph.clone()),
+                config,
+            })
+            .await
+            .unwrap();
+        let run = engine
+            .start(&t, json!({}), StartOptions::default())
+            .await
+            .unwrap();
+        let done = engine
+            .run_until_settled(run.id, Some(now_millis() + 60_000))
+            .await
+            .unwrap();
+        if name == "graph-base" {
+            assert_eq!(done.status, RunStatus::Succeeded, "{done:?}");
+            assert_eq!(
+                memory.urls(),
+                ["https://api.example.invalid/v1/api/users/1"]
+            );
+        } else {
+            assert_eq!(done.status, RunStatus::Failed, "{done:?}");
+            let error = done.error.expect("an error").to_string();
+            assert!(error.contains("TypeError"), "{error}");
+            assert!(error.contains("api/users/1"), "{error}");
+            assert!(error.contains("baseUrl"), "{error}");
+            assert_eq!(memory.urls().len(), 1, "nothing more was fetched");
+        }
+    }
+}
