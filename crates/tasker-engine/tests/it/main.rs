@@ -7,6 +7,7 @@ mod faults;
 mod fetcher;
 mod graph;
 mod graph_proofs;
+mod graph_redrive;
 mod machine;
 mod proofs;
 mod randomness;
