@@ -710,9 +710,10 @@ pub async fn delete(
     Ok(axum::Json(json!({ "id": id })))
 }
 
-/// `POST /runs/:id/_redrive`: 409 unless the run failed. Re-entering the failed step of a
-/// failed run under the same id needs engine support not built yet, so a failed run is
-/// answered 501 naming `_fork`, which continues its journal under a new id.
+/// `POST /runs/:id/_redrive`: 409 unless the run failed. A failed graph run re-enters the
+/// main-graph state whose failure ended it with fresh retry counters, under the same id (its
+/// journal continues, GRAPHS.md S15): 202 with the run, queued again. A failed implicit run is
+/// 409 `NOT_A_GRAPH_RUN`: its code would replay to the same exception, so `_fork` is the way.
 pub async fn redrive(State(state): State<AppState>, Path(id): Path<String>) -> ApiResult<Response> {
     let id = run_id(&id)?;
     let run = load(&state, id).await?;
@@ -731,11 +732,25 @@ pub async fn redrive(State(state): State<AppState>, Path(id): Path<String>) -> A
         )
         .details(json!({ "status": run.status })));
     }
-    Err(ApiError::new(
-        StatusCode::NOT_IMPLEMENTED,
-        "NOT_IMPLEMENTED",
-        format!(
-            "redriving failed run {id} under its own id is not available yet; POST /api/v1/runs/{id}/_fork {{\"from_seq\": N}} continues its first N journal records as a new run"
-        ),
-    ))
+    let version = state
+        .engine
+        .store()
+        .get_task_version(
+            &run.task,
+            sequential_adaptor::VersionSel::Exact(run.version),
+        )
+        .await
+        .map_err(|e| ApiError::engine(e.into()))?;
+    if version.graph.is_none() {
+        return Err(ApiError::conflict(
+            "NOT_A_GRAPH_RUN",
+            format!(
+                "run {id} of task {} is an implicit run: redrive re-enters the failed state of a graph run, and an implicit run's code would replay to the same exception; POST /api/v1/runs/{id}/_fork {{\"from_seq\": N}} continues its first N journal records as a new run",
+                run.task
+            ),
+        ));
+    }
+    let run = state.engine.redrive(id).await.map_err(ApiError::engine)?;
+    drive(&state, id);
+    Ok((StatusCode::ACCEPTED, axum::Json(view(&state, &run).await?)).into_response())
 }

@@ -685,3 +685,69 @@ fn every_route_has_a_curl_example_in_the_host_api_doc() {
         "no curl example in docs/host-api.md for: {missing:#?}"
     );
 }
+
+/// `_redrive` of a failed graph run: 202 with the same run queued again; it re-enters the state
+/// that failed (attempt 1) and not the one before it, and succeeds once the dependency is
+/// there. A failed implicit run is 409 `NOT_A_GRAPH_RUN`, naming `_fork`.
+#[test]
+fn redrive_continues_a_failed_graph_run_under_its_id_and_refuses_an_implicit_one() {
+    let sb = Sandbox::new();
+    let s = Server::start(&sb, &[], &[]);
+    let code = format!(
+        "export async function fetchOrder(i) {{ return {{ id: i.orderId }}; }}\nexport async function charge(o, ctx) {{\n  const r = await fetch('{}/api/v1/tasks/gate');\n  if (!r.ok) throw new Error(`gate answered ${{r.status}}`);\n  return {{ ...o, attempt: ctx.attempt }};\n}}\n",
+        s.url
+    );
+    let graph = json!({"version": 1, "initial": "fetchOrder", "states": {
+        "fetchOrder": {"onDone": "charge"}, "charge": {"onDone": "done"}, "done": {"type": "final"}}});
+    let (st, v) = s.post(
+        "/api/v1/tasks",
+        json!({"name": "gated", "code": code, "graph": graph}),
+    );
+    assert_eq!(st, 201, "{v}");
+    let (_, run) = s.post(
+        "/api/v1/tasks/gated/runs?wait=30s",
+        json!({"input": {"orderId": 8}}),
+    );
+    let id = run["id"].as_str().unwrap().to_string();
+    assert_eq!(run["status"], "failed", "{run}");
+    upload(&s, "gate", HELLO);
+    let (st, again) = s.post(&format!("/api/v1/runs/{id}/_redrive"), json!({}));
+    assert_eq!(st, 202, "{again}");
+    assert_eq!(again["id"], id.as_str());
+    assert!(
+        again["status"] == "queued" || again["status"] == "running",
+        "{again}"
+    );
+    let (_, done) = s.get(&format!("/api/v1/runs/{id}?wait=30s&until=terminal"));
+    assert_eq!(done["status"], "succeeded", "{done}");
+    assert_eq!(done["output"], json!({"id": 8, "attempt": 1}), "{done}");
+    let (_, journal) = s.get(&format!("/api/v1/runs/{id}/journal"));
+    let entered: Vec<&str> = journal["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|r| r["kind"] == "state.entered")
+        .map(|r| r["data"]["path"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        entered,
+        ["fetchOrder", "charge", "charge", "done"],
+        "{journal}"
+    );
+    // an implicit run that failed
+    upload(
+        &s,
+        "boom",
+        "export default async function () { throw new Error('boom'); }\n",
+    );
+    let (_, failed) = s.post("/api/v1/tasks/boom/runs?wait=30s", json!({"input": {}}));
+    assert_eq!(failed["status"], "failed", "{failed}");
+    let fid = failed["id"].as_str().unwrap();
+    let (st, e) = s.post(&format!("/api/v1/runs/{fid}/_redrive"), json!({}));
+    assert_eq!(
+        (st, e["code"].as_str()),
+        (409, Some("NOT_A_GRAPH_RUN")),
+        "{e}"
+    );
+    assert!(e["error"].as_str().unwrap().contains("_fork"), "{e}");
+}
