@@ -416,7 +416,8 @@ pub struct RerunArgs {
     #[arg(long, value_name = "STATE", conflicts_with = "redrive")]
     pub from_state: Option<String>,
     /// Graph runs: copy a failed run up to the entry of the state that failed, and run it
-    /// again from there with fresh retries (the failed run is left as it is).
+    /// again from there with fresh retries (the failed run is left as it is; to continue it
+    /// under its own id instead, `POST /api/v1/runs/ID/_redrive` on `serve`).
     #[arg(long)]
     pub redrive: bool,
     /// Only create the new run and print its id.

@@ -9,5 +9,6 @@ mod e1;
 mod e2;
 mod harness;
 mod machine;
+mod redrive;
 mod retry;
 mod states;
