@@ -530,9 +530,19 @@ impl Engine {
         } else {
             from_seq
         };
+        // a graph run's `run.failed` that a redrive carried on from stays (the fold needs it)
+        let last_redrive = records
+            .iter()
+            .filter(|r| is_graph && r.seq < from_seq && r.kind == "run.redriven")
+            .map(|r| r.seq)
+            .max();
         let copy: Vec<JournalRecord> = records
             .into_iter()
-            .filter(|r| r.seq < from_seq && !settles(r))
+            .filter(|r| {
+                r.seq < from_seq
+                    && (!settles(r)
+                        || (r.kind == "run.failed" && last_redrive.is_some_and(|s| s > r.seq)))
+            })
             .enumerate()
             .map(|(i, r)| JournalRecord {
                 run: new.id,

@@ -281,26 +281,35 @@ pub(crate) fn redriven_last(records: &[sequential_flow_graph::Record]) -> bool {
 }
 
 /// The first seq of the commit that last entered `path` afresh (a `state.entered` record with
-/// that path and attempt 1), or `None` when the journal never entered it.
+/// that path and attempt 1, not one of a redrive, whose commit follows a failure), or `None`
+/// when the journal never entered it.
 fn entry_cut(records: &[sequential_adaptor::JournalRecord], path: &str) -> Option<u64> {
-    let entered = records
+    // the commit holding seq `at` starts at a record carrying `batch` (its length)
+    let commit_start = |at: u64| {
+        let mut start = at;
+        for r in records.iter().filter(|r| r.seq <= at) {
+            if let Some(n) = r.data.get("batch").and_then(Value::as_u64)
+                && r.seq + n > at
+            {
+                start = r.seq;
+            }
+        }
+        start
+    };
+    records
         .iter()
         .rev()
-        .find(|r| {
+        .filter(|r| {
             // a retry enters the state again with attempt 2, 3 …: the visit began at attempt 1
             r.kind == "state.entered"
                 && r.data["path"].as_str() == Some(path)
                 && r.data["attempt"].as_u64().unwrap_or(1) <= 1
-        })?
-        .seq;
-    // the commit holding it starts at a record carrying `batch` (its length)
-    let mut start = entered;
-    for r in records.iter().filter(|r| r.seq <= entered) {
-        if let Some(n) = r.data.get("batch").and_then(Value::as_u64)
-            && r.seq + n > entered
-        {
-            start = r.seq;
-        }
-    }
-    Some(start)
+        })
+        .map(|r| commit_start(r.seq))
+        .find(|start| {
+            records
+                .iter()
+                .find(|r| r.seq == *start)
+                .is_none_or(|r| r.kind != "run.redriven")
+        })
 }

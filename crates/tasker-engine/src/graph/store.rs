@@ -233,8 +233,8 @@ pub(crate) async fn load(store: &dyn StorageAdapter, run: RunId) -> Result<Loade
 }
 
 /// Where a rerun may cut the journal of a graph run: `from_seq` itself, unless that falls
-/// inside one commit of graph records, or after the commit that ended the run, then that
-/// commit's first seq (a partial transition is never copied, S6).
+/// inside one commit of graph records, or after the commit that ended the run (and before any
+/// redrive of it), then that commit's first seq (a partial transition is never copied, S6).
 pub(crate) fn cut(records: &[JournalRecord], from_seq: u64) -> u64 {
     let mut cut = from_seq;
     let mut i = 0;
@@ -251,7 +251,12 @@ pub(crate) fn cut(records: &[JournalRecord], from_seq: u64) -> u64 {
                 "run.succeeded" | "run.failed" | "run.cancelled"
             )
         });
-        if start < cut && (cut < end || ends_run) {
+        // a redrive after it (before the cut) carried the run on: the copy keeps both
+        let redriven = ends_run
+            && records
+                .iter()
+                .any(|r| r.kind == "run.redriven" && r.seq >= end && r.seq < cut);
+        if start < cut && (cut < end || (ends_run && !redriven)) {
             cut = start;
         }
         i += n.max(1) as usize;

@@ -5,6 +5,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use sequential_adaptor::{RunStatus, now_millis};
+use sequential_tasker_engine::graph::RerunFrom;
 use sequential_tasker_engine::{Error, StartOptions};
 use sequential_test_support::http::CountingServer;
 use serde_json::json;
@@ -168,6 +169,46 @@ async fn a_failed_graph_run_is_redriven_in_place_from_the_state_that_failed() {
             "{backend}: {err}"
         );
         assert_eq!(journal(f.store.as_ref(), run.id).await.len(), len);
+
+        // forks of the redriven run: from charge's first entry, and from right after the last
+        // redrive (the failures before it are copied too: the copy folds)
+        let (fork, _) = f
+            .engine
+            .rerun_graph(run.id, &RerunFrom::State("charge".into()))
+            .await
+            .unwrap();
+        let copied = graph_records(&journal(f.store.as_ref(), fork.id).await);
+        assert!(
+            !copied.iter().any(
+                |r| r.kind().as_str().starts_with("run.") && r.kind().as_str() != "run.started"
+            ),
+            "{backend}: the copy stops at charge's first entry\n{}",
+            show(&copied)
+        );
+        let after_redrive = j.iter().rfind(|r| r.kind == "run.redriven").unwrap().seq + 2;
+        let fork2 = f.engine.rerun(run.id, after_redrive).await.unwrap();
+        let copied2 = graph_records(&journal(f.store.as_ref(), fork2.id).await);
+        assert_eq!(
+            copied2.last().unwrap().kind().as_str(),
+            "state.entered",
+            "{backend}: {}",
+            show(&copied2)
+        );
+        for id in [fork.id, fork2.id] {
+            let done = f.engine.run_until_settled(id, until).await.unwrap();
+            assert_eq!(done.status, RunStatus::Succeeded, "{backend}: {done:?}");
+            assert_eq!(
+                done.output,
+                Some(json!({"notified": 7, "chargedOnAttempt": 1}))
+            );
+            assert_fold_matches(&f.engine, id).await;
+        }
+        assert_eq!(
+            server.count("/step/1"),
+            1,
+            "{backend}: forks replay fetchOrder"
+        );
+        assert_eq!(server.count("/gate"), 7, "{backend}");
     }
 }
 
