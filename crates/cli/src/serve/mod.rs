@@ -91,9 +91,9 @@ pub struct Inner {
     /// The host's recent log lines and requests (`/log`, `/audit`).
     pub log: host_log::HostLog,
     /// (run, revision) → the journal summary of an ended run whose journal ends with its
-    /// `run.succeeded`/`failed`/`cancelled` record. Such a journal never changes again (an
-    /// append after that record conflicts; anything that reopens a run bumps its revision), so
-    /// a `GET` of a finished run reads no journal. Bounded: emptied when it reaches [`ENDED_SUMMARIES`] entries.
+    /// `run.succeeded`/`failed`/`cancelled` record. Such a journal changes again only when a
+    /// redrive reopens the run, which bumps its revision, so a `GET` of a finished run reads no
+    /// journal. Bounded: emptied when it reaches [`ENDED_SUMMARIES`] entries.
     ended: Mutex<HashMap<RunId, (u64, Arc<JournalSummary>)>>,
 }
 

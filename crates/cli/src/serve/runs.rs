@@ -63,7 +63,8 @@ pub async fn view(state: &AppState, run: &Run) -> ApiResult<Value> {
                 .map_err(ApiError::engine)?;
             let summary = std::sync::Arc::new(JournalSummary::of(&records));
             // Kept only once the journal's last record ends the run: a kill flips the status
-            // before it appends `run.cancelled`, and nothing can be appended after that record.
+            // before it appends `run.cancelled`. Only a redrive appends after such a record, and
+            // it then bumps the run's revision, which the cache is keyed by.
             if run.status.is_terminal() && records.last().is_some_and(view::ends_stream) {
                 state.keep_ended_summary(run, summary.clone());
             }

@@ -222,6 +222,27 @@ pub(super) fn ping_line(enc: Encoding) -> Bytes {
 }
 
 /// Feeds one consumer: history from storage, then live records as storage changes.
+/// `true` when `page[i]` ends the run's stream: a `run.succeeded`/`failed`/`cancelled` record
+/// that no record follows. A failed graph run that was redriven continues its journal after its
+/// `run.failed` (`run.redriven`, …), so its stream goes on there.
+async fn ends_here(inner: &Inner, id: RunId, page: &[JournalRecord], i: usize) -> bool {
+    if !ends_stream(&page[i]) {
+        return false;
+    }
+    if i + 1 < page.len() {
+        return false;
+    }
+    match inner
+        .engine
+        .store()
+        .read_journal(id, Some(page[i].seq), 1)
+        .await
+    {
+        Ok(more) => more.is_empty(),
+        Err(_) => true,
+    }
+}
+
 #[allow(clippy::too_many_arguments)]
 async fn pump(
     state: AppState,
@@ -254,7 +275,7 @@ async fn pump(
             }
         };
         let full = page.len() == 512;
-        for r in &page {
+        for (i, r) in page.iter().enumerate() {
             after = Some(r.seq);
             if kinds.wants(&r.kind) {
                 if tx.send(encode(enc, r)).await.is_err() {
@@ -262,7 +283,7 @@ async fn pump(
                 }
                 last_sent = Instant::now();
             }
-            if ends_stream(r) {
+            if ends_here(inner, id, &page, i).await {
                 if enc == Encoding::Sse {
                     let _ = tx
                         .send(Bytes::from_static(b"event: end\ndata: {}\n\n"))
@@ -342,7 +363,7 @@ pub async fn named_events(
                 }
             };
             let full = page.len() == 512;
-            for r in &page {
+            for (i, r) in page.iter().enumerate() {
                 after = Some(r.seq);
                 if let Some((seq, n, data)) = super::view::emitted(r)
                     && n == name
@@ -359,7 +380,7 @@ pub async fn named_events(
                     }
                     last_sent = Instant::now();
                 }
-                if ends_stream(r) {
+                if ends_here(&st, id, &page, i).await {
                     if enc == Encoding::Sse {
                         let _ = tx
                             .send(Bytes::from_static(b"event: end\ndata: {}\n\n"))

@@ -734,6 +734,20 @@ fn redrive_continues_a_failed_graph_run_under_its_id_and_refuses_an_implicit_one
         ["fetchOrder", "charge", "charge", "done"],
         "{journal}"
     );
+    // its event stream read from the start goes on past the first run.failed to the end
+    let (st, events) = s.get(&format!("/api/v1/runs/{id}/events"));
+    assert_eq!(st, 200);
+    let run_kinds: Vec<String> = ndjson(&events)
+        .iter()
+        .filter_map(|r| r["kind"].as_str())
+        .filter(|k| k.starts_with("run."))
+        .map(str::to_string)
+        .collect();
+    assert_eq!(
+        run_kinds,
+        ["run.started", "run.failed", "run.redriven", "run.succeeded"],
+        "{events}"
+    );
     // an implicit run that failed
     upload(
         &s,
