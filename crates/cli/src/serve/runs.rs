@@ -432,7 +432,7 @@ async fn emitted(
     state: &AppState,
     id: RunId,
     after: Option<u64>,
-) -> ApiResult<Vec<(u64, String, Value)>> {
+) -> ApiResult<(Vec<(u64, String, Value)>, Option<u64>)> {
     let mut out = Vec::new();
     let mut from = after;
     loop {
@@ -442,7 +442,7 @@ async fn emitted(
             .await
             .map_err(ApiError::storage)?;
         let Some(last) = page.last() else {
-            return Ok(out);
+            return Ok((out, from));
         };
         from = Some(last.seq);
         out.extend(page.iter().filter_map(view::emitted));
@@ -463,6 +463,7 @@ pub async fn last_event(
     load(&state, id).await?;
     match emitted(&state, id, None)
         .await?
+        .0
         .into_iter()
         .rev()
         .find(|e| e.1 == name)
@@ -497,23 +498,18 @@ pub async fn once(
     let deadline = Instant::now() + timeout;
     let mut after = q.after;
     loop {
-        let found = emitted(&state, id, after).await?;
+        // read the run first: a run that ended before this read has every record it will
+        // ever have in the journal read next, so the event is not missed
+        let run = load(&state, id).await?;
+        let (found, read_to) = emitted(&state, id, after).await?;
         if let Some((seq, name, data)) = found.into_iter().find(|e| e.1 == name) {
             return Ok(axum::Json(event_doc(seq, &name, data)).into_response());
         }
-        let run = load(&state, id).await?;
         if run.status.is_terminal() || Instant::now() >= deadline {
             return Ok(StatusCode::NO_CONTENT.into_response());
         }
-        if let Some(last) = state
-            .store()
-            .read_journal(id, after, usize::MAX)
-            .await
-            .map_err(ApiError::storage)?
-            .last()
-        {
-            after = Some(last.seq);
-        }
+        // the next round reads on from the last record this one looked at, never past it
+        after = read_to;
         let left = deadline.saturating_duration_since(Instant::now());
         state
             .store()
