@@ -643,8 +643,18 @@ fn a_paused_run_shows_its_failed_call_and_last_error_and_retry_finishes_it() {
         None,
         Some(json!({ "from_seq": 999 })),
     );
-    let shown = b.text("#action-message");
-    assert_eq!(Some(shown.as_str()), refused["error"].as_str(), "{refused}");
+    let expected = refused["error"]
+        .as_str()
+        .expect("the API's error")
+        .to_string();
+    // the page shows it once the refused POST returns (the message said "Retry: done." before)
+    b.wait(
+        "the API's error shown as it is",
+        &format!(
+            "document.querySelector('#action-message').innerText === {}",
+            serde_json::to_string(&expected).unwrap()
+        ),
+    );
     b.click("#timeline li[data-seq=\"999\"] summary");
 
     // rerun from a record picked in the timeline: a new run with that journal prefix
