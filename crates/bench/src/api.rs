@@ -485,6 +485,29 @@ pub async fn run(_args: &[String]) -> Result<()> {
     eprintln!("api: GET /api/v1/runs/:id on {CONNECTIONS} connections for {secs} s");
     let rate = get_rate(&server.addr, &id, server.pid(), secs).await?;
 
+    // an active run: its journal is read on every GET (only an ended run's summary is kept)
+    let (st, waiting) = c
+        .json(
+            "POST",
+            "/api/v1/tasks/ticker/runs",
+            Some(&json!({ "input": { "n": 1 } })),
+        )
+        .await?;
+    let waiting_id = waiting["id"]
+        .as_str()
+        .with_context(|| format!("a waiting run ({st}): {waiting}"))?
+        .to_string();
+    let (_, w) = c
+        .json(
+            "GET",
+            &format!("/api/v1/runs/{waiting_id}?wait=10s&until=waiting"),
+            None,
+        )
+        .await?;
+    let journal_len = w["journal"]["last_seq"].as_u64().map_or(0, |s| s + 1);
+    eprintln!("api: GET of a waiting run ({journal_len} records) for {secs} s");
+    let active = get_rate(&server.addr, &waiting_id, server.pid(), secs).await?;
+
     eprintln!("api: journal record → SSE client");
     let sse = sse_delivery(&server.addr, 300).await?;
     eprintln!("api: the first page of the runs list with {LIST_RUNS} runs stored");
@@ -506,13 +529,23 @@ pub async fn run(_args: &[String]) -> Result<()> {
     ));
     md.push_str("| measure | measured | target | verdict |\n|---|---:|---|---|\n");
     md.push_str(&format!(
-        "| `GET /api/v1/runs/:id`, {CONNECTIONS} keep-alive connections, {:.1} s | {:.0} req/s ({} errors); load generator {:.0}% of a core, server {:.0}% | ≥ 20,000 req/s | {} |\n",
+        "| `GET /api/v1/runs/:id` of a succeeded run, {CONNECTIONS} keep-alive connections, {:.1} s | {:.0} req/s ({} errors); load generator {:.0}% of a core, server {:.0}% | ≥ 20,000 req/s | {} |\n",
         rate.secs,
         rate.per_sec,
         rate.errors,
         rate.client_cpu * 100.0,
         rate.server_cpu * 100.0,
         verdict(rate.per_sec >= 20_000.0 && rate.errors == 0)
+    ));
+    md.push_str(&format!(
+        "| the same, of a run waiting for an event ({} journal records; each GET reads the run and the journal after the last record the server has seen, whereas an ended run's summary is kept per revision), {:.1} s | {:.0} req/s ({} errors); load generator {:.0}% of a core, server {:.0}% | ≥ 20,000 req/s | {} |\n",
+        journal_len,
+        active.secs,
+        active.per_sec,
+        active.errors,
+        active.client_cpu * 100.0,
+        active.server_cpu * 100.0,
+        verdict(active.per_sec >= 20_000.0 && active.errors == 0)
     ));
     md.push_str(&format!(
         "| start-and-wait of a 1-fetch task (`POST …/runs?wait=30s`, one connection, {} runs) | p50 {:.2} ms, p90 {:.2} ms, p99 {:.2} ms | p50 ≤ 3 ms | {} |\n",

@@ -23,7 +23,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
-use sequential_adaptor::{Run, RunId, StorageAdapter, TaskName, VersionSel};
+use sequential_adaptor::{RunId, StorageAdapter, TaskName, VersionSel};
 use sequential_tasker_engine::{Engine, StopHandle};
 
 use crate::ctx::Ctx;
@@ -90,15 +90,24 @@ pub struct Inner {
     pub stopping: tokio::sync::watch::Sender<bool>,
     /// The host's recent log lines and requests (`/log`, `/audit`).
     pub log: host_log::HostLog,
-    /// (run, revision) → the journal summary of an ended run whose journal ends with its
-    /// `run.succeeded`/`failed`/`cancelled` record. Such a journal changes again only when a
-    /// redrive reopens the run, which bumps its revision, so a `GET` of a finished run reads no
-    /// journal. Bounded: emptied when it reaches [`ENDED_SUMMARIES`] entries.
-    ended: Mutex<HashMap<RunId, (u64, Arc<JournalSummary>)>>,
+    /// Run → the summary of its journal as far as this server has read it, and the revision
+    /// at which the run had ended with its journal's last record ending it. A journal only
+    /// grows, so a `GET` reads just the records appended since; an ended run's journal changes
+    /// again only when a redrive reopens the run, which bumps its revision, so a `GET` of a
+    /// finished run reads no journal. Bounded: emptied at [`SUMMARIES`] runs.
+    summaries: Mutex<HashMap<RunId, KeptSummary>>,
 }
 
-/// How many ended runs' journal summaries a server keeps in memory.
-const ENDED_SUMMARIES: usize = 4096;
+/// How many runs' journal summaries a server keeps in memory.
+const SUMMARIES: usize = 4096;
+
+/// A run's journal summary kept between requests (see `Inner::summaries`).
+#[derive(Debug, Clone, Default)]
+pub struct KeptSummary {
+    pub summary: JournalSummary,
+    /// The run's revision when it was seen ended with nothing more to read.
+    pub ended_at_revision: Option<u64>,
+}
 
 impl std::ops::Deref for AppState {
     type Target = Inner;
@@ -119,7 +128,7 @@ impl AppState {
             streams: std::sync::atomic::AtomicUsize::new(0),
             stopping: tokio::sync::watch::Sender::new(false),
             log: host_log::HostLog::default(),
-            ended: Mutex::new(HashMap::new()),
+            summaries: Mutex::new(HashMap::new()),
         }))
     }
 
@@ -127,22 +136,29 @@ impl AppState {
         self.engine.store()
     }
 
-    /// The summary of an ended run's journal, if this server has read it at this revision.
-    pub fn ended_summary(&self, run: &Run) -> Option<Arc<JournalSummary>> {
-        let cache = self.ended.lock().unwrap();
-        match cache.get(&run.id) {
-            Some((rev, summary)) if *rev == run.revision => Some(summary.clone()),
-            _ => None,
-        }
+    /// What this server has kept of run `id`'s journal (a default one when nothing).
+    pub fn kept_summary(&self, id: RunId) -> KeptSummary {
+        self.summaries
+            .lock()
+            .unwrap()
+            .get(&id)
+            .cloned()
+            .unwrap_or_default()
     }
 
-    /// Keeps the summary of an ended run's journal (see [`Inner::ended`]).
-    pub fn keep_ended_summary(&self, run: &Run, summary: Arc<JournalSummary>) {
-        let mut cache = self.ended.lock().unwrap();
-        if cache.len() >= ENDED_SUMMARIES {
+    /// Keeps `kept` for run `id` unless a request that read further already kept more.
+    pub fn keep_summary(&self, id: RunId, kept: KeptSummary) {
+        let mut cache = self.summaries.lock().unwrap();
+        if cache
+            .get(&id)
+            .is_some_and(|k| k.summary.last_seq > kept.summary.last_seq)
+        {
+            return;
+        }
+        if cache.len() >= SUMMARIES {
             cache.clear();
         }
-        cache.insert(run.id, (run.revision, summary));
+        cache.insert(id, kept);
     }
 
     /// The content hash of a task version (cached; `None` when the version is gone).

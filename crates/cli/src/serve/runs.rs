@@ -16,7 +16,7 @@ use serde_json::{Value, json};
 
 use super::api::{expect_json, parse_json, read_body};
 use super::error::{ApiError, ApiResult};
-use super::view::{self, JournalSummary};
+use super::view;
 use super::{AppState, tasks};
 
 /// The longest a request may wait (`?wait=`).
@@ -53,26 +53,30 @@ pub async fn load(state: &AppState, id: RunId) -> ApiResult<Run> {
 
 /// The Run object of `run` (reads its journal for the pause point and last seq).
 pub async fn view(state: &AppState, run: &Run) -> ApiResult<Value> {
-    let summary = match state.ended_summary(run) {
-        Some(summary) => summary,
-        None => {
-            let records = state
-                .engine
-                .read_all(run.id)
+    let mut kept = state.kept_summary(run.id);
+    if kept.ended_at_revision != Some(run.revision) {
+        // the records appended since this server last looked, in small pages
+        const PAGE: usize = 64;
+        loop {
+            let page = state
+                .store()
+                .read_journal(run.id, kept.summary.last_seq, PAGE)
                 .await
-                .map_err(ApiError::engine)?;
-            let summary = std::sync::Arc::new(JournalSummary::of(&records));
-            // Kept only once the journal's last record ends the run: a kill flips the status
-            // before it appends `run.cancelled`. Only a redrive appends after such a record, and
-            // it then bumps the run's revision, which the cache is keyed by.
-            if run.status.is_terminal() && records.last().is_some_and(view::ends_stream) {
-                state.keep_ended_summary(run, summary.clone());
+                .map_err(ApiError::storage)?;
+            kept.summary.apply(&page);
+            if page.len() < PAGE {
+                break;
             }
-            summary
         }
-    };
+        // An ended run whose journal ends with its ending record is done: a kill flips the
+        // status before it appends `run.cancelled`, so both are checked.
+        if run.status.is_terminal() && kept.summary.ended {
+            kept.ended_at_revision = Some(run.revision);
+        }
+        state.keep_summary(run.id, kept.clone());
+    }
     let hash = state.hash_of(&run.task, run.version).await;
-    Ok(view::run_json(run, hash.as_deref(), &summary))
+    Ok(view::run_json(run, hash.as_deref(), &kept.summary))
 }
 
 /// Drives run `id` now, in this process, when the embedded worker is on (rather than at the

@@ -6,40 +6,49 @@ use sequential_support::time::rfc3339_millis;
 use sequential_tasker_engine::journal::{CallRequest, Record, RecordKind};
 use serde_json::{Value, json};
 
-/// What of the journal a Run view shows: the last seq and the pause point.
-#[derive(Debug, Default)]
+/// What of the journal a Run view shows: the last seq and the pause point. Built record by
+/// record ([`JournalSummary::apply`]), so a server can keep one per run and read only the
+/// records appended since.
+#[derive(Debug, Default, Clone)]
 pub struct JournalSummary {
     pub last_seq: Option<u64>,
-    /// `fetch#3`: the kind and call seq of the last call requested and not yet completed.
-    pub state: Option<String>,
+    /// The kind and call seq of the last call requested and not yet completed.
+    open: Option<(u64, String)>,
     /// When the run started (its `run.started` record).
     pub started_at: Option<i64>,
+    /// The last record applied ends the run (`run.succeeded`/`failed`/`cancelled`).
+    pub ended: bool,
 }
 
 impl JournalSummary {
-    pub fn of(records: &[JournalRecord]) -> Self {
-        let mut open: Option<(u64, String)> = None;
-        let mut started_at = None;
+    /// Takes in records that follow the ones already applied.
+    pub fn apply(&mut self, records: &[JournalRecord]) {
         for r in records {
             let rec = Record::new(r);
             match rec.kind() {
-                Some(RecordKind::RunStarted) => started_at = started_at.or(Some(r.at)),
+                Some(RecordKind::RunStarted) => self.started_at = self.started_at.or(Some(r.at)),
                 Some(RecordKind::CallRequested) => {
                     if let (Some(seq), Some(kind)) = (rec.call_seq(), rec.call_kind()) {
-                        open = Some((seq, kind.as_str().to_string()));
+                        self.open = Some((seq, kind.as_str().to_string()));
                     }
                 }
-                Some(RecordKind::CallCompleted) if rec.call_seq() == open.as_ref().map(|o| o.0) => {
-                    open = None;
+                Some(RecordKind::CallCompleted)
+                    if rec.call_seq() == self.open.as_ref().map(|o| o.0) =>
+                {
+                    self.open = None;
                 }
                 _ => {}
             }
+            self.last_seq = Some(r.seq);
+            self.ended = ends_stream(r);
         }
-        JournalSummary {
-            last_seq: records.last().map(|r| r.seq),
-            state: open.map(|(seq, kind)| format!("{kind}#{seq}")),
-            started_at,
-        }
+    }
+
+    /// `fetch#3`: the call the run is paused in, if any.
+    pub fn state(&self) -> Option<String> {
+        self.open
+            .as_ref()
+            .map(|(seq, kind)| format!("{kind}#{seq}"))
     }
 }
 
@@ -63,7 +72,7 @@ pub fn run_json(run: &Run, hash: Option<&str>, journal: &JournalSummary) -> Valu
         "id": id,
         "task": { "name": run.task, "version": run.version, "hash": hash },
         "status": run.status,
-        "state": journal.state,
+        "state": journal.state(),
         "attempt": run.attempt,
         "waiting": waiting,
         "input": run.input,
