@@ -3,15 +3,14 @@
 //! run does not hold up the others, a pause keeps its siblings' results, and a stopping worker
 //! hands its runs back at once.
 
+use crate::hooked::{Hooked, Hooks};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use sequential_adaptor::{
-    Claim, ClaimRequest, Created, Fence, JournalRecord, NewRun, NewTaskVersion, PutVersion, Run,
-    RunId, RunStatus, Signal, StorageAdapter, Takeover, TaskName, TaskVersion, UnixMillis,
-    VersionSel, now_millis,
+    Fence, JournalRecord, NewTaskVersion, RunStatus, TaskName, VersionSel, now_millis,
 };
 use sequential_http_wrapper::{FetchError, Fetcher, Request, Response};
 use sequential_tasker_engine::{Engine, EngineConfig, RecordKind, StartOptions, StopHandle};
@@ -122,54 +121,24 @@ async fn an_undecodable_journal_fails_the_run_naming_the_record() {
     }
 }
 
-/// A store whose appends fail while `failing` is above zero (each failure counts it down), and
-/// that counts how often a drive began (each reads the task version).
-#[derive(Debug)]
+/// Appends fail while `failing` is above zero (each failure counts it down); `drives` counts how
+/// often a drive began (each reads its exact task version).
+#[derive(Debug, Default)]
 struct Flaky {
-    inner: Arc<dyn StorageAdapter>,
     failing: AtomicUsize,
     drives: AtomicUsize,
 }
 
-#[async_trait]
-impl StorageAdapter for Flaky {
-    fn scheme(&self) -> &'static str {
-        "flaky"
+impl Hooks for Flaky {
+    fn scheme(&self) -> Option<&'static str> {
+        Some("flaky")
     }
-    async fn put_task_version(
-        &self,
-        new: NewTaskVersion,
-    ) -> sequential_adaptor::Result<PutVersion> {
-        self.inner.put_task_version(new).await
-    }
-    async fn get_task_version(
-        &self,
-        task: &TaskName,
-        sel: VersionSel,
-    ) -> sequential_adaptor::Result<TaskVersion> {
+    fn on_get_task_version(&self, sel: &VersionSel) {
         if matches!(sel, VersionSel::Exact(_)) {
             self.drives.fetch_add(1, Ordering::SeqCst);
         }
-        self.inner.get_task_version(task, sel).await
     }
-    async fn create_run(&self, new: NewRun) -> sequential_adaptor::Result<Created> {
-        self.inner.create_run(new).await
-    }
-    async fn get_run(&self, id: RunId) -> sequential_adaptor::Result<Run> {
-        self.inner.get_run(id).await
-    }
-    async fn update_run(&self, run: &Run) -> sequential_adaptor::Result<Run> {
-        self.inner.update_run(run).await
-    }
-    async fn settle_run(&self, run: &Run, token: u64) -> sequential_adaptor::Result<Run> {
-        self.inner.settle_run(run, token).await
-    }
-    async fn append(
-        &self,
-        run: RunId,
-        records: &[JournalRecord],
-        fence: Fence,
-    ) -> sequential_adaptor::Result<()> {
+    fn before_append(&self) -> sequential_adaptor::Result<()> {
         let fail = self
             .failing
             .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
@@ -180,63 +149,16 @@ impl StorageAdapter for Flaky {
                 "disk on fire (injected)",
             ));
         }
-        self.inner.append(run, records, fence).await
-    }
-    async fn read_journal(
-        &self,
-        run: RunId,
-        after_seq: Option<u64>,
-        limit: usize,
-    ) -> sequential_adaptor::Result<Vec<JournalRecord>> {
-        self.inner.read_journal(run, after_seq, limit).await
-    }
-    async fn claim(&self, req: &ClaimRequest) -> sequential_adaptor::Result<Vec<Claim>> {
-        self.inner.claim(req).await
-    }
-    async fn claim_run(
-        &self,
-        id: RunId,
-        req: &ClaimRequest,
-        takeover: Takeover,
-    ) -> sequential_adaptor::Result<Option<Claim>> {
-        self.inner.claim_run(id, req, takeover).await
-    }
-    async fn renew(
-        &self,
-        run: RunId,
-        token: u64,
-        now: UnixMillis,
-        lease_ms: u64,
-    ) -> sequential_adaptor::Result<Run> {
-        self.inner.renew(run, token, now, lease_ms).await
-    }
-    async fn release(&self, run: RunId, token: u64) -> sequential_adaptor::Result<Run> {
-        self.inner.release(run, token).await
-    }
-    async fn send_signal(
-        &self,
-        run: RunId,
-        name: &str,
-        payload: Value,
-    ) -> sequential_adaptor::Result<u64> {
-        self.inner.send_signal(run, name, payload).await
-    }
-    async fn read_signals(
-        &self,
-        run: RunId,
-        after_seq: Option<u64>,
-    ) -> sequential_adaptor::Result<Vec<Signal>> {
-        self.inner.read_signals(run, after_seq).await
+        Ok(())
     }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn failing_drives_are_retried_with_backoff_then_fail_the_run_with_the_cause() {
     for (backend, f) in backends() {
-        let flaky = Arc::new(Flaky {
+        let flaky = Arc::new(Hooked {
             inner: f.store.clone(),
-            failing: AtomicUsize::new(0),
-            drives: AtomicUsize::new(0),
+            hooks: Flaky::default(),
         });
         let config = EngineConfig {
             max_drive_attempts: 3,
@@ -246,7 +168,7 @@ async fn failing_drives_are_retried_with_backoff_then_fail_the_run_with_the_caus
         let engine = Engine::new(flaky.clone(), config).unwrap();
         let t = task(&f, "wobbly", "6 * 7").await;
         // two failed drives, then the third goes through
-        flaky.failing.store(2, Ordering::SeqCst);
+        flaky.hooks.failing.store(2, Ordering::SeqCst);
         let run = engine
             .start(&t, json!({}), StartOptions::default())
             .await
@@ -258,10 +180,10 @@ async fn failing_drives_are_retried_with_backoff_then_fail_the_run_with_the_caus
             done.error, None,
             "{backend}: the failed drives are forgotten"
         );
-        assert_eq!(flaky.drives.load(Ordering::SeqCst), 3, "{backend}");
+        assert_eq!(flaky.hooks.drives.load(Ordering::SeqCst), 3, "{backend}");
         // every drive fails: after 3 the run fails, naming the cause
-        flaky.drives.store(0, Ordering::SeqCst);
-        flaky.failing.store(usize::MAX, Ordering::SeqCst);
+        flaky.hooks.drives.store(0, Ordering::SeqCst);
+        flaky.hooks.failing.store(usize::MAX, Ordering::SeqCst);
         let run = engine
             .start(&t, json!({"n": 2}), StartOptions::default())
             .await
@@ -276,7 +198,7 @@ async fn failing_drives_are_retried_with_backoff_then_fail_the_run_with_the_caus
             msg.contains("failed 3 time(s)") && msg.contains("disk on fire"),
             "{backend}: {msg}"
         );
-        assert_eq!(flaky.drives.load(Ordering::SeqCst), 3, "{backend}");
+        assert_eq!(flaky.hooks.drives.load(Ordering::SeqCst), 3, "{backend}");
         assert!(done.lease.is_none(), "{backend}");
     }
 }

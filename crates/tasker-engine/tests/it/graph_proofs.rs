@@ -3,6 +3,7 @@
 //! child stops it dead after its n-th append and says so) or once a timer is armed, then
 //! finishes the run in another engine over the reopened store.
 
+use crate::hooked::{Hooked, Hooks};
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Stdio};
@@ -11,15 +12,11 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
-use sequential_adaptor::{
-    Claim, ClaimRequest, Created, DeleteMode, Fence, JournalRecord, NewRun, NewTaskVersion, Page,
-    PutVersion, Run, RunFilter, RunId, RunPage, RunStatus, Signal, StorageAdapter, Takeover,
-    TaskName, TaskSummary, TaskVersion, UnixMillis, VersionSel, now_millis,
-};
+use sequential_adaptor::{JournalRecord, RunId, RunStatus, StorageAdapter, now_millis};
 use sequential_tasker_engine::{Engine, EngineConfig, StartOptions};
 use sequential_test_support::child;
 use sequential_test_support::http::CountingServer;
-use serde_json::{Value, json};
+use serde_json::json;
 
 use crate::graph::{
     E1_TRACE, assert_fold_matches, assert_trace, e1_code, e1_graph, e1_steps, graph_records,
@@ -40,124 +37,22 @@ fn store_path(dir: &Path, backend: &str) -> PathBuf {
     }
 }
 
-/// A store that, after its `trip`-th append, prints `tripped` and never returns: the process
-/// stands still with exactly those appends durable, until it is killed.
+/// After its `trip`-th append, prints `tripped` and never returns: the process stands still
+/// with exactly those appends durable, until it is killed.
 #[derive(Debug)]
 struct Tripwire {
-    inner: Arc<dyn StorageAdapter>,
     appends: AtomicU64,
     trip: u64,
 }
 
 #[async_trait]
-impl StorageAdapter for Tripwire {
-    fn scheme(&self) -> &'static str {
-        self.inner.scheme()
-    }
-    async fn put_task_version(
-        &self,
-        new: NewTaskVersion,
-    ) -> sequential_adaptor::Result<PutVersion> {
-        self.inner.put_task_version(new).await
-    }
-    async fn get_task_version(
-        &self,
-        task: &TaskName,
-        sel: VersionSel,
-    ) -> sequential_adaptor::Result<TaskVersion> {
-        self.inner.get_task_version(task, sel).await
-    }
-    async fn create_run(&self, new: NewRun) -> sequential_adaptor::Result<Created> {
-        self.inner.create_run(new).await
-    }
-    async fn get_run(&self, id: RunId) -> sequential_adaptor::Result<Run> {
-        self.inner.get_run(id).await
-    }
-    async fn update_run(&self, run: &Run) -> sequential_adaptor::Result<Run> {
-        self.inner.update_run(run).await
-    }
-    async fn settle_run(&self, run: &Run, token: u64) -> sequential_adaptor::Result<Run> {
-        self.inner.settle_run(run, token).await
-    }
-    async fn append(
-        &self,
-        run: RunId,
-        records: &[JournalRecord],
-        fence: Fence,
-    ) -> sequential_adaptor::Result<()> {
-        self.inner.append(run, records, fence).await?;
+impl Hooks for Tripwire {
+    async fn after_append(&self) {
         let n = self.appends.fetch_add(1, Ordering::SeqCst) + 1;
         if n == self.trip {
             println!("tripped after append {n}");
             std::future::pending::<()>().await;
         }
-        Ok(())
-    }
-    async fn read_journal(
-        &self,
-        run: RunId,
-        after_seq: Option<u64>,
-        limit: usize,
-    ) -> sequential_adaptor::Result<Vec<JournalRecord>> {
-        self.inner.read_journal(run, after_seq, limit).await
-    }
-    async fn claim(&self, req: &ClaimRequest) -> sequential_adaptor::Result<Vec<Claim>> {
-        self.inner.claim(req).await
-    }
-    async fn claim_run(
-        &self,
-        id: RunId,
-        req: &ClaimRequest,
-        takeover: Takeover,
-    ) -> sequential_adaptor::Result<Option<Claim>> {
-        self.inner.claim_run(id, req, takeover).await
-    }
-    async fn renew(
-        &self,
-        run: RunId,
-        token: u64,
-        now: UnixMillis,
-        lease_ms: u64,
-    ) -> sequential_adaptor::Result<Run> {
-        self.inner.renew(run, token, now, lease_ms).await
-    }
-    async fn release(&self, run: RunId, token: u64) -> sequential_adaptor::Result<Run> {
-        self.inner.release(run, token).await
-    }
-    async fn send_signal(
-        &self,
-        run: RunId,
-        name: &str,
-        payload: Value,
-    ) -> sequential_adaptor::Result<u64> {
-        self.inner.send_signal(run, name, payload).await
-    }
-    async fn read_signals(
-        &self,
-        run: RunId,
-        after_seq: Option<u64>,
-    ) -> sequential_adaptor::Result<Vec<Signal>> {
-        self.inner.read_signals(run, after_seq).await
-    }
-    async fn list_tasks(&self) -> sequential_adaptor::Result<Vec<TaskSummary>> {
-        self.inner.list_tasks().await
-    }
-    async fn delete_task(
-        &self,
-        task: &TaskName,
-        mode: DeleteMode,
-    ) -> sequential_adaptor::Result<()> {
-        self.inner.delete_task(task, mode).await
-    }
-    async fn list_runs(
-        &self,
-        filter: &RunFilter,
-        page: Page,
-    ) -> sequential_adaptor::Result<RunPage> {
-        self.inner.list_runs(filter, page).await
-    }
-    async fn wait_for_change(&self, timeout: Duration) {
-        self.inner.wait_for_change(timeout).await
     }
 }
 
@@ -182,10 +77,12 @@ fn graph_child() {
     rt.block_on(async {
         let mut store = open(&backend, Path::new(&path));
         if let Some(trip) = trip {
-            store = Arc::new(Tripwire {
+            store = Arc::new(Hooked {
                 inner: store,
-                appends: AtomicU64::new(0),
-                trip,
+                hooks: Tripwire {
+                    appends: AtomicU64::new(0),
+                    trip,
+                },
             });
         }
         let engine = Engine::new(store, EngineConfig::default()).unwrap();

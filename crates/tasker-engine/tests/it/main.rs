@@ -8,6 +8,7 @@ mod fetcher;
 mod graph;
 mod graph_proofs;
 mod graph_redrive;
+mod hooked;
 mod machine;
 mod proofs;
 mod randomness;
