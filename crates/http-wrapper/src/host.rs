@@ -8,6 +8,7 @@
 mod events;
 mod feed;
 mod model;
+mod resuming;
 
 use std::time::Duration;
 

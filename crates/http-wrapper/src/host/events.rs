@@ -1,23 +1,16 @@
 //! [`EventStream`]: a run's journal records over NDJSON, reconnecting with `?after=<last seq>`
 //! whenever the connection drops, until the terminal record.
 
-use std::future::Future;
 use std::pin::Pin;
 use std::task::{Context, Poll};
+#[cfg(test)]
 use std::time::Duration;
 
 use futures_core::Stream;
-use reqwest::Method;
 use serde_json::Value;
 
-use super::{HostClient, HostError, Record, chain, segment};
-use crate::client::unit_random;
-
-/// No byte for this long means the connection is dead: the server sends a ping line every
-/// 15 s on an idle stream.
-const IDLE: Duration = Duration::from_secs(45);
-
-type Step = Pin<Box<dyn Future<Output = (Box<Reader>, Option<Result<Record, HostError>>)> + Send>>;
+use super::resuming::{Feed, Line, Resuming};
+use super::{HostClient, HostError, Record, segment};
 
 /// A run's records, in seq order, each once: the history after the seq the stream was opened
 /// with, then live records, ending after `run.succeeded`, `run.failed` or `run.cancelled`.
@@ -29,17 +22,15 @@ type Step = Pin<Box<dyn Future<Output = (Box<Reader>, Option<Result<Record, Host
 ///
 /// Use it as a [`Stream`] or through [`EventStream::next`].
 pub struct EventStream {
-    reader: Option<Box<Reader>>,
-    step: Option<Step>,
+    inner: Resuming<RunFeed>,
     last_seq: Option<u64>,
-    reconnects: u32,
 }
 
 impl std::fmt::Debug for EventStream {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("EventStream")
             .field("last_seq", &self.last_seq)
-            .field("reconnects", &self.reconnects)
+            .field("reconnects", &self.inner.reconnects())
             .finish_non_exhaustive()
     }
 }
@@ -47,20 +38,8 @@ impl std::fmt::Debug for EventStream {
 impl EventStream {
     pub(super) fn new(host: HostClient, run: String, after: Option<u64>) -> Self {
         EventStream {
-            reader: Some(Box::new(Reader {
-                host,
-                run,
-                after,
-                resp: None,
-                buf: Vec::new(),
-                done: false,
-                failures: 0,
-                connections: 0,
-                last_failure: String::new(),
-            })),
-            step: None,
+            inner: Resuming::new(host, RunFeed { run, after }),
             last_seq: after,
-            reconnects: 0,
         }
     }
 
@@ -77,7 +56,7 @@ impl EventStream {
 
     /// How many times the stream reconnected so far.
     pub fn reconnects(&self) -> u32 {
-        self.reconnects
+        self.inner.reconnects()
     }
 }
 
@@ -85,181 +64,62 @@ impl Stream for EventStream {
     type Item = Result<Record, HostError>;
 
     fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
-        if self.step.is_none() {
-            let Some(mut reader) = self.reader.take() else {
-                return Poll::Ready(None);
-            };
-            self.step = Some(Box::pin(async move {
-                let item = reader.next().await;
-                (reader, item)
-            }));
+        let item = std::task::ready!(Pin::new(&mut self.inner).poll_next(cx));
+        if let Some(Ok(r)) = &item {
+            self.last_seq = Some(r.seq);
         }
-        let step = self.step.as_mut().expect("set above");
-        match step.as_mut().poll(cx) {
-            Poll::Pending => Poll::Pending,
-            Poll::Ready((reader, item)) => {
-                self.step = None;
-                self.reconnects = reader.connections.saturating_sub(1);
-                if let Some(Ok(r)) = &item {
-                    self.last_seq = Some(r.seq);
-                }
-                self.reader = Some(reader);
-                Poll::Ready(item)
-            }
-        }
+        Poll::Ready(item)
     }
 }
 
-/// The state behind the stream.
-struct Reader {
-    host: HostClient,
+/// One run's journal, resumed after the last seq seen.
+struct RunFeed {
     run: String,
-    /// The last seq yielded.
     after: Option<u64>,
-    resp: Option<reqwest::Response>,
-    buf: Vec<u8>,
-    done: bool,
-    /// Connections in a row that yielded no record.
-    failures: u32,
-    /// Connections opened so far.
-    connections: u32,
-    /// Why the last connection failed or ended.
-    last_failure: String,
 }
 
-impl Reader {
-    async fn next(&mut self) -> Option<Result<Record, HostError>> {
-        loop {
-            if self.done {
-                return None;
-            }
-            if let Some(end) = self.buf.iter().position(|b| *b == b'\n') {
-                let line: Vec<u8> = self.buf.drain(..=end).collect();
-                match self.line(&line) {
-                    Some(item) => return Some(item),
-                    None => continue,
-                }
-            }
-            let Some(resp) = self.resp.as_mut() else {
-                if let Err(e) = self.connect().await {
-                    self.done = true;
-                    return Some(Err(e));
-                }
-                continue;
-            };
-            match tokio::time::timeout(IDLE, resp.chunk()).await {
-                Ok(Ok(Some(bytes))) => self.buf.extend_from_slice(&bytes),
-                Ok(Ok(None)) => self.dropped("the server closed the stream".to_string()),
-                Ok(Err(e)) => self.dropped(chain(&e)),
-                Err(_) => self.dropped(format!(
-                    "nothing received for {}",
-                    sequential_support::duration::format(IDLE)
-                )),
-            }
-        }
+impl Feed for RunFeed {
+    type Item = Record;
+
+    fn request(&self) -> (String, Vec<(&'static str, String)>) {
+        let path = format!("/runs/{}/events", segment(&self.run));
+        (
+            path,
+            self.after
+                .map(|a| ("after", a.to_string()))
+                .into_iter()
+                .collect(),
+        )
     }
 
-    /// One NDJSON line: a record to yield, or `None` for a ping, a duplicate or a resume hint.
-    fn line(&mut self, line: &[u8]) -> Option<Result<Record, HostError>> {
-        let text = String::from_utf8_lossy(line);
-        let text = text.trim();
-        if text.is_empty() {
-            return None;
-        }
-        let Ok(doc) = serde_json::from_str::<Value>(text) else {
-            // a line cut by a dropped connection: the reconnect reads it again whole
-            return None;
-        };
+    /// A record to yield, or a ping, a duplicate or a resume hint to skip.
+    fn line(&mut self, doc: Value, text: &str) -> Line<Record> {
         match doc["kind"].as_str() {
-            Some("ping") => return None,
+            Some("ping") => return Line::Skip,
             Some("stream.lagged" | "stream.error") => {
                 if let Some(seq) = doc["resume_after"].as_u64() {
                     self.after = self.after.max(Some(seq));
                 }
-                self.dropped(format!("the server ended the stream: {text}"));
-                return None;
+                return Line::Ended(format!("the server ended the stream: {text}"));
             }
             _ => {}
         }
-        let record: Record = match serde_json::from_value(doc) {
-            Ok(r) => r,
-            Err(_) => return None,
+        let Ok(record) = serde_json::from_value::<Record>(doc) else {
+            return Line::Skip;
         };
         if self.after.is_some_and(|a| record.seq <= a) {
-            return None;
+            return Line::Skip;
         }
         self.after = Some(record.seq);
-        self.failures = 0;
         if record.is_terminal() {
-            self.done = true;
-            self.resp = None;
+            Line::Last(record)
+        } else {
+            Line::Yield(record)
         }
-        Some(Ok(record))
     }
 
-    /// The connection is gone: the next read reconnects.
-    fn dropped(&mut self, why: String) {
-        tracing::debug!(run = %self.run, after = ?self.after, %why, "event stream dropped; resuming");
-        self.resp = None;
-        self.buf.clear();
-        self.failures += 1;
-        self.last_failure = why;
-    }
-
-    /// Opens the stream after `self.after`, waiting out the reconnect policy's delay first
-    /// when connections keep failing.
-    async fn connect(&mut self) -> Result<(), HostError> {
-        let policy = &self.host.reconnect;
-        loop {
-            if self.failures >= policy.attempts.max(1) {
-                return Err(HostError::StreamBroken {
-                    run: self.run.clone(),
-                    attempts: self.failures,
-                    last: std::mem::take(&mut self.last_failure),
-                });
-            }
-            if self.failures > 0 {
-                tokio::time::sleep(policy.delay(self.failures, unit_random())).await;
-            }
-            let url = self
-                .host
-                .url(&format!("/runs/{}/events", segment(&self.run)));
-            let mut req = self
-                .host
-                .request(Method::GET, &url, None)
-                .header(reqwest::header::ACCEPT, "application/x-ndjson");
-            if let Some(a) = self.after {
-                req = req.query(&[("after", a)]);
-            }
-            self.connections += 1;
-            match req.send().await {
-                Ok(resp) if resp.status().is_success() => {
-                    self.resp = Some(resp);
-                    return Ok(());
-                }
-                Ok(resp) => {
-                    let status = resp.status().as_u16();
-                    let body = resp.bytes().await.map(|b| b.to_vec()).unwrap_or_default();
-                    let answer = super::Answer {
-                        method: Method::GET,
-                        url,
-                        status,
-                        body,
-                    };
-                    // overloaded or restarting: try again; anything else will not change
-                    if matches!(status, 502..=504 | 429) {
-                        self.failures += 1;
-                        self.last_failure = answer.error().to_string();
-                        continue;
-                    }
-                    return Err(answer.error());
-                }
-                Err(e) => {
-                    self.failures += 1;
-                    self.last_failure = chain(&e);
-                }
-            }
-        }
+    fn name(&self) -> String {
+        self.run.clone()
     }
 }
 
