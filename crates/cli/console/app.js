@@ -207,7 +207,22 @@ function askToken(refused) {
   return conn.tokenPrompt;
 }
 
+// Requests for documents (not streams) in flight: the page says it is busy while any are.
+let loading = 0;
+
 async function api(path, opts = {}) {
+  if (opts.raw) return request(path, opts);
+  loading += 1;
+  document.body.setAttribute("aria-busy", "true");
+  try {
+    return await request(path, opts);
+  } finally {
+    loading -= 1;
+    if (loading === 0) document.body.setAttribute("aria-busy", "false");
+  }
+}
+
+async function request(path, opts) {
   const headers = Object.assign({ Accept: "application/json" }, opts.headers || {}, authHeaders());
   let body = opts.body;
   if (opts.json !== undefined) {

@@ -316,7 +316,10 @@ impl Browser {
     fn both_sizes(&self, name: &str) {
         for (w, h) in [(1280, 800), (390, 844)] {
             self.viewport(w, h);
-            std::thread::sleep(Duration::from_millis(300));
+            self.wait(
+                "the new window size",
+                &format!("window.innerWidth === {w} && window.innerHeight === {h}"),
+            );
             let sizes = self.js(
                 "return [document.documentElement.scrollWidth, document.documentElement.clientWidth]",
             );
@@ -332,8 +335,11 @@ impl Browser {
 
     /// Every control on the page has an accessible name, and Tab reaches each of them.
     fn assert_keyboard_reachable(&self, page: &str) {
-        // let the page finish drawing what it loaded
-        std::thread::sleep(Duration::from_millis(800));
+        // the page has drawn what it loaded: no document request is in flight
+        self.wait(
+            "the page to finish loading",
+            "document.readyState === 'complete' && document.body.getAttribute('aria-busy') !== 'true'",
+        );
         let unnamed = self.js(
             r#"const sel = 'a[href], button, input, select, textarea, summary, [tabindex]:not([tabindex="-1"])';
                const visible = (e) => !e.disabled && (e.offsetParent !== null || e.tagName === 'SUMMARY');
@@ -800,6 +806,7 @@ fn bad_input_unknown_run_wrong_token_and_a_server_that_went_away() {
     b.fill("#token-input", "not-the-token");
     b.click("dialog button[type=submit]");
     b.wait("the console to ask again", "document.querySelector('#dialog').open && document.querySelector('#token-hint').innerText.includes('refused')");
+    // an observation window, not a wait: a console that looped would ask again within it
     std::thread::sleep(Duration::from_millis(500));
     assert_eq!(
         b.js("return document.querySelectorAll('#dialog form').length"),
@@ -940,7 +947,10 @@ fn a_graph_run_shows_its_graph_with_the_visited_states_and_the_current_one() {
     b.both_sizes("run-page-graph");
 
     // the event arrives from elsewhere: the page follows the run to its end without moving
-    std::thread::sleep(Duration::from_millis(500));
+    b.wait(
+        "the page to finish loading",
+        "document.body.getAttribute('aria-busy') !== 'true'",
+    );
     b.js("window.__cls = 0; new PerformanceObserver((l) => { for (const e of l.getEntries()) if (!e.hadRecentInput) window.__cls += e.value; }).observe({ type: 'layout-shift' }); return 1");
     let (st, sent) = api(
         &b,
@@ -958,6 +968,7 @@ fn a_graph_run_shows_its_graph_with_the_visited_states_and_the_current_one() {
         "the graph's end",
         "document.querySelector('#graph g.visited[data-state=\"done\"]')",
     );
+    // layout-shift entries are reported after the frame that shifted: a window to collect them
     std::thread::sleep(Duration::from_millis(500));
     let cls = b.js("return window.__cls").as_f64().unwrap();
     assert_eq!(cls, 0.0, "live updates of a run page shift its layout");
@@ -1088,6 +1099,7 @@ fn errors_timers_child_runs_large_bodies_kill_and_cancel_are_shown() {
     );
     b.click("#action-kill");
     b.click("#confirm-cancel");
+    // an observation window, not a wait: a kill sent anyway would have landed within it
     std::thread::sleep(Duration::from_millis(300));
     let (_, run) = api(
         &b,
