@@ -154,7 +154,19 @@ pub async fn run_events(
     let slot = slot(&state)?;
     let (tx, rx) = mpsc::channel(64);
     let follow = q.follow.unwrap_or(true);
-    tokio::spawn(pump(state.clone(), id, after, follow, enc, kinds, ping, tx));
+    let st = state.clone();
+    tokio::spawn(async move {
+        if enc == Encoding::Sse
+            && tx
+                .send(Bytes::from_static(b"retry: 2000\n\n"))
+                .await
+                .is_err()
+        {
+            return;
+        }
+        let render = move |r: &JournalRecord| kinds.wants(&r.kind).then(|| encode(enc, r));
+        pump(st, id, after, follow, enc, ping, tx, render).await;
+    });
     Ok(response(enc, rx, slot))
 }
 
@@ -243,6 +255,10 @@ async fn ends_here(inner: &Inner, id: RunId, page: &[JournalRecord], i: usize) -
     }
 }
 
+/// Streams run `id`'s journal after `after` into `tx`: the bytes `render` makes of each record
+/// (records it answers `None` for are skipped), a ping line when idle for `ping`, and after the
+/// record that ends the run, `event: end` (SSE) and the end of the stream; with `follow`, live
+/// records as they are appended.
 #[allow(clippy::too_many_arguments)]
 async fn pump(
     state: AppState,
@@ -250,20 +266,12 @@ async fn pump(
     mut after: Option<u64>,
     follow: bool,
     enc: Encoding,
-    kinds: Kinds,
     ping: Option<Duration>,
     tx: mpsc::Sender<Bytes>,
+    render: impl Fn(&JournalRecord) -> Option<Bytes>,
 ) {
     let inner: &Inner = &state;
     let mut stopping = inner.stopping.subscribe();
-    if enc == Encoding::Sse
-        && tx
-            .send(Bytes::from_static(b"retry: 2000\n\n"))
-            .await
-            .is_err()
-    {
-        return;
-    }
     let mut last_sent = Instant::now();
     loop {
         let page = match inner.engine.store().read_journal(id, after, 512).await {
@@ -277,8 +285,8 @@ async fn pump(
         let full = page.len() == 512;
         for (i, r) in page.iter().enumerate() {
             after = Some(r.seq);
-            if kinds.wants(&r.kind) {
-                if tx.send(encode(enc, r)).await.is_err() {
+            if let Some(bytes) = render(r) {
+                if tx.send(bytes).await.is_err() {
                     return;
                 }
                 last_sent = Instant::now();
@@ -344,74 +352,31 @@ pub async fn named_events(
             })
         })
         .transpose()?;
-    let mut after = q.after.or(last);
+    let after = q.after.or(last);
     let ping = ping_every(&state, enc, q.ping);
     let follow = q.follow.unwrap_or(true);
     let slot = slot(&state)?;
     let (tx, rx) = mpsc::channel(64);
-    let st = state.clone();
-    tokio::spawn(async move {
-        let mut stopping = st.stopping.subscribe();
-        let mut last_sent = Instant::now();
-        loop {
-            let page = match st.store().read_journal(id, after, 512).await {
-                Ok(p) => p,
-                Err(e) => {
-                    let err = serde_json::json!({ "kind": "stream.error", "error": e.to_string(), "resume_after": after });
-                    let _ = tx.send(Bytes::from(err.to_string() + "\n")).await;
-                    return;
-                }
-            };
-            let full = page.len() == 512;
-            for (i, r) in page.iter().enumerate() {
-                after = Some(r.seq);
-                if let Some((seq, n, data)) = super::view::emitted(r)
-                    && n == name
-                {
-                    let doc = serde_json::json!({ "seq": seq, "name": n, "data": data, "eventName": n, "message": data });
-                    let bytes = match enc {
-                        Encoding::Ndjson => Bytes::from(doc.to_string() + "\n"),
-                        Encoding::Sse => {
-                            Bytes::from(format!("id: {seq}\nevent: {n}\ndata: {doc}\n\n"))
-                        }
-                    };
-                    if tx.send(bytes).await.is_err() {
-                        return;
-                    }
-                    last_sent = Instant::now();
-                }
-                if ends_here(&st, id, &page, i).await {
-                    if enc == Encoding::Sse {
-                        let _ = tx
-                            .send(Bytes::from_static(b"event: end\ndata: {}\n\n"))
-                            .await;
-                    }
-                    return;
-                }
-            }
-            if full {
-                continue;
-            }
-            if !follow || *stopping.borrow() {
-                return;
-            }
-            if let Some(p) = ping
-                && last_sent.elapsed() >= p
-            {
-                if tx.send(ping_line(enc)).await.is_err() {
-                    return;
-                }
-                last_sent = Instant::now();
-            }
-            let nap = ping.map_or(Duration::from_millis(250), |p| {
-                p.min(Duration::from_millis(250))
-            });
-            tokio::select! {
-                _ = st.store().wait_for_change(nap) => {}
-                _ = tx.closed() => return,
-                _ = stopping.changed() => return,
-            }
+    let render = move |r: &JournalRecord| {
+        let (seq, n, data) = super::view::emitted(r)?;
+        if n != name {
+            return None;
         }
-    });
+        let doc = serde_json::json!({ "seq": seq, "name": n, "data": data, "eventName": n, "message": data });
+        Some(match enc {
+            Encoding::Ndjson => Bytes::from(doc.to_string() + "\n"),
+            Encoding::Sse => Bytes::from(format!("id: {seq}\nevent: {n}\ndata: {doc}\n\n")),
+        })
+    };
+    tokio::spawn(pump(
+        state.clone(),
+        id,
+        after,
+        follow,
+        enc,
+        ping,
+        tx,
+        render,
+    ));
     Ok(response(enc, rx, slot))
 }
