@@ -3,6 +3,7 @@
 
 mod ops;
 mod schema;
+mod stamp;
 mod writer;
 
 use std::path::{Path, PathBuf};
@@ -20,6 +21,7 @@ use serde_json::Value;
 use tokio::sync::Notify;
 
 pub use schema::SCHEMA_VERSION;
+pub use stamp::ChangeStamp;
 pub use writer::WriterStats;
 
 use ops::Ctx;
