@@ -10,6 +10,8 @@ use sequential_adaptor::{
 };
 use serde_json::Value;
 
+use crate::schema::codec;
+
 /// Turns driver errors into [`Error::Backend`] naming the database and the operation.
 pub(crate) struct Ctx<'a> {
     pub(crate) conn: &'a Connection,
@@ -30,6 +32,12 @@ fn json_text(v: &Value) -> String {
 fn parse_json(db: &str, what: &str, text: &str) -> Result<Value> {
     serde_json::from_str(text)
         .map_err(|e| Error::backend(format!("SQLite {db}: decoding {what}"), e))
+}
+
+/// A stored value (journal record data, run body, signal payload): the binary form
+/// ([`codec`]), or JSON text written by an earlier version.
+fn stored_value(db: &str, what: &str, v: rusqlite::types::ValueRef<'_>) -> Result<Value> {
+    codec::decode_stored(v).map_err(|e| Error::backend(format!("SQLite {db}: decoding {what}"), e))
 }
 
 fn run_not_found(id: RunId) -> Error {
@@ -226,25 +234,34 @@ pub(crate) fn delete_task(c: &Ctx<'_>, task: &TaskName, mode: DeleteMode) -> Res
 
 // ---------------------------------------------------------------- runs
 
-fn decode_run(db: &str, body: &str) -> Result<Run> {
-    serde_json::from_str(body)
+/// A run's stored body (column `col` of `row`).
+fn run_from_row(db: &str, row: &Row<'_>, col: usize) -> Result<Run> {
+    let body = row
+        .get_ref(col)
+        .map_err(|e| crate::schema::db_err(db, "reading a run", e))?;
+    if let rusqlite::types::ValueRef::Text(text) = body {
+        // written by an earlier version
+        return serde_json::from_slice(text)
+            .map_err(|e| Error::backend(format!("SQLite {db}: decoding a run"), e));
+    }
+    serde_json::from_value(stored_value(db, "a run", body)?)
         .map_err(|e| Error::backend(format!("SQLite {db}: decoding a run"), e))
 }
 
-fn encode_run(db: &str, run: &Run) -> Result<String> {
-    serde_json::to_string(run)
-        .map_err(|e| Error::backend(format!("SQLite {db}: encoding run {}", run.id), e))
+fn encode_run(db: &str, run: &Run) -> Result<Vec<u8>> {
+    let v = serde_json::to_value(run)
+        .map_err(|e| Error::backend(format!("SQLite {db}: encoding run {}", run.id), e))?;
+    Ok(codec::encode(&v))
 }
 
 pub(crate) fn load_run(c: &Ctx<'_>, id: RunId) -> Result<Run> {
-    let body: Option<String> = c
-        .conn
+    c.conn
         .prepare_cached("SELECT body FROM runs WHERE id = ?1")
         .map_err(c.err("reading a run"))?
-        .query_row([id.as_bytes()], |r| r.get(0))
+        .query_row([id.as_bytes()], |r| Ok(run_from_row(c.db, r, 0)))
         .optional()
-        .map_err(c.err("reading a run"))?;
-    decode_run(c.db, &body.ok_or_else(|| run_not_found(id))?)
+        .map_err(c.err("reading a run"))?
+        .unwrap_or_else(|| Err(run_not_found(id)))
 }
 
 fn insert_run(c: &Ctx<'_>, run: &Run) -> Result<()> {
@@ -304,15 +321,15 @@ fn write_run(c: &Ctx<'_>, run: &Run) -> Result<()> {
 
 pub(crate) fn create_run(c: &Ctx<'_>, new: NewRun) -> Result<Created> {
     if let Some(key) = &new.idempotency_key {
-        let body: Option<String> = c
+        let existing = c
             .conn
             .prepare_cached("SELECT body FROM runs WHERE idempotency_key = ?1")
             .map_err(c.err("finding an idempotency key"))?
-            .query_row([key], |r| r.get(0))
+            .query_row([key], |r| Ok(run_from_row(c.db, r, 0)))
             .optional()
             .map_err(c.err("finding an idempotency key"))?;
-        if let Some(body) = body {
-            return rules::existing_for_key(decode_run(c.db, &body)?, &new);
+        if let Some(run) = existing {
+            return rules::existing_for_key(run?, &new);
         }
     }
     let exists: bool = c
@@ -374,7 +391,7 @@ pub(crate) fn list_runs(c: &Ctx<'_>, filter: &RunFilter, page: Page) -> Result<R
     sql.push_str(&format!(" ORDER BY id {dir} LIMIT ?{}", args.len()));
     let mut stmt = c.conn.prepare_cached(&sql).map_err(c.err("listing runs"))?;
     let rows = stmt
-        .query_map(params_from_iter(args), |r| r.get::<_, String>(0))
+        .query_map(params_from_iter(args), |r| Ok(run_from_row(c.db, r, 0)))
         .map_err(c.err("listing runs"))?;
     let mut runs = Vec::new();
     let mut more = false;
@@ -383,7 +400,7 @@ pub(crate) fn list_runs(c: &Ctx<'_>, filter: &RunFilter, page: Page) -> Result<R
             more = true;
             break;
         }
-        runs.push(decode_run(c.db, &row.map_err(c.err("listing runs"))?)?);
+        runs.push(row.map_err(c.err("listing runs"))??);
     }
     let next = if more {
         runs.last().map(|r| r.id)
@@ -425,13 +442,12 @@ fn fence_and_len(c: &Ctx<'_>, id: RunId) -> Result<(u64, u64)> {
 
 fn record_from_row(db: &str, run: RunId, row: &Row<'_>) -> Result<JournalRecord> {
     let get = |e: rusqlite::Error| crate::schema::db_err(db, "reading a journal record", e);
-    let data: String = row.get(3).map_err(get)?;
     Ok(JournalRecord {
         run,
         seq: row.get::<_, i64>(0).map_err(get)? as u64,
         kind: row.get(1).map_err(get)?,
         at: row.get(2).map_err(get)?,
-        data: parse_json(db, "a journal record", &data)?,
+        data: stored_value(db, "a journal record", row.get_ref(3).map_err(get)?)?,
     })
 }
 
@@ -482,7 +498,7 @@ pub(crate) fn append(
             r.seq as i64,
             r.kind,
             r.at,
-            json_text(&r.data)
+            codec::encode(&r.data)
         ])
         .map_err(c.err("appending to a journal"))?;
     }
@@ -623,7 +639,7 @@ pub(crate) fn send_signal(c: &Ctx<'_>, id: RunId, name: &str, payload: &Value) -
             id.as_bytes(),
             seq,
             name,
-            json_text(payload),
+            codec::encode(payload),
             now_millis()
         ])
         .map_err(c.err("storing a signal"))?;
@@ -647,7 +663,7 @@ pub(crate) fn read_signals(c: &Ctx<'_>, id: RunId, after_seq: Option<u64>) -> Re
             Ok((
                 r.get::<_, i64>(0)?,
                 r.get::<_, String>(1)?,
-                r.get::<_, String>(2)?,
+                stored_value(c.db, "a signal payload", r.get_ref(2)?),
                 r.get::<_, i64>(3)?,
             ))
         })
@@ -658,7 +674,7 @@ pub(crate) fn read_signals(c: &Ctx<'_>, id: RunId, after_seq: Option<u64>) -> Re
         out.push(Signal {
             run: id,
             name,
-            payload: parse_json(c.db, "a signal payload", &payload)?,
+            payload: payload?,
             seq: seq as u64,
             at,
         });

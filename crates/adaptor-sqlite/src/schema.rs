@@ -1,4 +1,7 @@
-//! Opening a database: identity and version checks, connection settings, schema migrations.
+//! Opening a database: identity and version checks, connection settings, schema migrations,
+//! and how stored values are encoded ([`codec`]).
+
+pub(crate) mod codec;
 
 use std::path::Path;
 use std::time::Duration;
