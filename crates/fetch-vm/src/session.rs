@@ -1,11 +1,12 @@
 //! A live run: the session thread that owns the JavaScript engine, and the handle that steps it.
 
 use std::cell::RefCell;
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::rc::Rc;
-use std::sync::Arc;
-use std::sync::Mutex;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc::{Receiver, Sender, channel};
+use std::sync::{Arc, Condvar, Mutex};
+use std::task::{Poll, Waker};
 
 use serde_json::{Value, json};
 
@@ -30,6 +31,100 @@ struct Event {
     step: Step,
 }
 
+/// The session thread's side of the event channel: what it sends, the handle reads by blocking
+/// ([`Inbox::recv`]) or by awaiting ([`Inbox::recv_async`]), so an async caller steps a session
+/// without parking a thread of its own. Dropping it closes the channel.
+#[derive(Debug)]
+struct Outbox(Arc<Shared>);
+
+/// The handle's side of the event channel.
+#[derive(Debug)]
+struct Inbox(Arc<Shared>);
+
+#[derive(Debug, Default)]
+struct Shared {
+    state: Mutex<Queue>,
+    ready: Condvar,
+}
+
+#[derive(Debug, Default)]
+struct Queue {
+    events: VecDeque<Event>,
+    closed: bool,
+    waker: Option<Waker>,
+}
+
+fn event_channel() -> (Outbox, Inbox) {
+    let shared = Arc::new(Shared::default());
+    (Outbox(shared.clone()), Inbox(shared))
+}
+
+impl Shared {
+    fn queue(&self) -> std::sync::MutexGuard<'_, Queue> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn wake(&self, mut q: std::sync::MutexGuard<'_, Queue>) {
+        let waker = q.waker.take();
+        drop(q);
+        self.ready.notify_one();
+        if let Some(w) = waker {
+            w.wake();
+        }
+    }
+}
+
+impl Outbox {
+    fn send(&self, event: Event) {
+        let mut q = self.0.queue();
+        q.events.push_back(event);
+        self.0.wake(q);
+    }
+}
+
+impl Drop for Outbox {
+    fn drop(&mut self) {
+        let mut q = self.0.queue();
+        q.closed = true;
+        self.0.wake(q);
+    }
+}
+
+impl Inbox {
+    /// The next event, blocking until one comes; `None` once the thread has closed the channel.
+    fn recv(&self) -> Option<Event> {
+        let mut q = self.0.queue();
+        loop {
+            if let Some(e) = q.events.pop_front() {
+                return Some(e);
+            }
+            if q.closed {
+                return None;
+            }
+            q = self.0.ready.wait(q).unwrap_or_else(|p| p.into_inner());
+        }
+    }
+
+    /// The next event, awaited.
+    async fn recv_async(&self) -> Option<Event> {
+        std::future::poll_fn(|cx| {
+            let mut q = self.0.queue();
+            if let Some(e) = q.events.pop_front() {
+                return Poll::Ready(Some(e));
+            }
+            if q.closed {
+                return Poll::Ready(None);
+            }
+            match &q.waker {
+                Some(w) if w.will_wake(cx.waker()) => {}
+                _ => q.waker = Some(cx.waker().clone()),
+            }
+            Poll::Pending
+        })
+        .await
+    }
+}
+
 /// A run of JavaScript paused at its host calls.
 ///
 /// [`Session::start`] replays the given journal (recorded results are handed to the code without
@@ -40,11 +135,13 @@ struct Event {
 ///
 /// The JavaScript runs on a thread of its own while the session lives, so that script-mode
 /// `fetch` can block; dropping the session ends the code there (it cannot catch that) and the
-/// thread, with its JavaScript runtime, goes back to a small idle pool.
+/// thread, with its JavaScript runtime, goes back to a pool of idle threads (see
+/// [`keep_idle_sessions`]). [`Session::start_async`] and [`Session::complete_async`] step it from
+/// async code: the caller's task waits for the session thread without blocking a thread.
 #[derive(Debug)]
 pub struct Session {
     tx: Option<Sender<Command>>,
-    rx: Receiver<Event>,
+    rx: Inbox,
     journal: Journal,
     new_from: usize,
     pending: Vec<HostCall>,
@@ -62,8 +159,32 @@ impl Session {
         journal: Journal,
         options: &Options,
     ) -> Result<(Session, Step), Error> {
+        let mut session = Self::launch(code, input, journal, options)?;
+        let step = session.next_step();
+        Ok((session, step))
+    }
+
+    /// [`Session::start`] for async callers: waits for the first step without blocking.
+    pub async fn start_async(
+        code: &str,
+        input: &Value,
+        journal: Journal,
+        options: &Options,
+    ) -> Result<(Session, Step), Error> {
+        let mut session = Self::launch(code, input, journal, options)?;
+        let step = session.next_step_async().await;
+        Ok((session, step))
+    }
+
+    /// Hands the session to a session thread (an idle one, or a new one).
+    fn launch(
+        code: &str,
+        input: &Value,
+        journal: Journal,
+        options: &Options,
+    ) -> Result<Session, Error> {
         let (tx, thread_rx) = channel::<Command>();
-        let (thread_tx, rx) = channel::<Event>();
+        let (thread_tx, rx) = event_channel();
         let code = code.to_owned();
         let input_json = serde_json::to_string(input).map_err(|e| Error::Invalid {
             input: "input".into(),
@@ -77,16 +198,14 @@ impl Session {
             tx: thread_tx,
             rx: thread_rx,
         })?;
-        let mut session = Session {
+        Ok(Session {
             tx: Some(tx),
             rx,
             new_from: journal.len(),
             journal,
             pending: Vec::new(),
             ended: false,
-        };
-        let step = session.next_step();
-        Ok((session, step))
+        })
     }
 
     /// Hands the result of pending call `seq` to the code and runs to the next step.
@@ -94,6 +213,23 @@ impl Session {
     /// Errors when `seq` is not pending ([`Error::NotPending`], naming the pending seqs) or the
     /// session has ended ([`Error::Ended`]); the session is unchanged then.
     pub fn complete(&mut self, seq: u64, result: CallResult) -> Result<Step, Error> {
+        if let Some(step) = self.hand(seq, result)? {
+            return Ok(step);
+        }
+        Ok(self.next_step())
+    }
+
+    /// [`Session::complete`] for async callers: waits for the next step without blocking.
+    pub async fn complete_async(&mut self, seq: u64, result: CallResult) -> Result<Step, Error> {
+        if let Some(step) = self.hand(seq, result)? {
+            return Ok(step);
+        }
+        Ok(self.next_step_async().await)
+    }
+
+    /// Sends a result to the session thread; `Some` is the step to report at once (the thread
+    /// is gone).
+    fn hand(&mut self, seq: u64, result: CallResult) -> Result<Option<Step>, Error> {
         if self.ended {
             return Err(Error::Ended);
         }
@@ -110,11 +246,11 @@ impl Session {
             .unwrap_or(false);
         if !sent {
             self.ended = true;
-            return Ok(Step::Failed(Error::Engine(
+            return Ok(Some(Step::Failed(Error::Engine(
                 "the session thread has stopped".into(),
-            )));
+            ))));
         }
-        Ok(self.next_step())
+        Ok(None)
     }
 
     /// The whole journal: the entries the session started with, then those appended since.
@@ -140,8 +276,18 @@ impl Session {
     }
 
     fn next_step(&mut self) -> Step {
-        match self.rx.recv() {
-            Ok(event) => {
+        let event = self.rx.recv();
+        self.take(event)
+    }
+
+    async fn next_step_async(&mut self) -> Step {
+        let event = self.rx.recv_async().await;
+        self.take(event)
+    }
+
+    fn take(&mut self, event: Option<Event>) -> Step {
+        match event {
+            Some(event) => {
                 self.journal.extend(event.entries);
                 match &event.step {
                     Step::Pending(calls) => self.pending = calls.clone(),
@@ -152,7 +298,7 @@ impl Session {
                 }
                 event.step
             }
-            Err(_) => {
+            None => {
                 self.pending.clear();
                 self.ended = true;
                 Step::Failed(Error::Engine(
@@ -169,7 +315,7 @@ impl Session {
     pub fn close(mut self) {
         self.tx.take();
         // The thread drops its end of the channel once the runtime is torn down.
-        while self.rx.recv().is_ok() {}
+        while self.rx.recv().is_some() {}
     }
 }
 
@@ -189,7 +335,7 @@ struct Assignment {
     input_json: String,
     journal: Journal,
     options: Options,
-    tx: Sender<Event>,
+    tx: Outbox,
     rx: Receiver<Command>,
 }
 
@@ -197,7 +343,15 @@ struct Assignment {
 static IDLE: Mutex<Vec<(usize, Sender<Assignment>)>> = Mutex::new(Vec::new());
 
 /// How many idle session threads (each keeping a warm JavaScript runtime) are kept.
-const MAX_IDLE: usize = 8;
+static MAX_IDLE: AtomicUsize = AtomicUsize::new(8);
+
+/// Keeps up to `n` idle session threads (each with a warm JavaScript runtime) instead of the
+/// default 8, so that a worker running `n` sessions at once reuses threads rather than
+/// spawning one per session; only ever raises the number. Threads are made on demand: an
+/// idle process holds none.
+pub fn keep_idle_sessions(n: usize) {
+    MAX_IDLE.fetch_max(n, Ordering::Relaxed);
+}
 
 fn idle() -> std::sync::MutexGuard<'static, Vec<(usize, Sender<Assignment>)>> {
     IDLE.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
@@ -235,7 +389,7 @@ fn session_thread(stack: usize, first: Assignment) {
         let (tx, rx) = channel();
         {
             let mut idle = idle();
-            if idle.len() >= MAX_IDLE {
+            if idle.len() >= MAX_IDLE.load(Ordering::Relaxed) {
                 return;
             }
             idle.push((stack, tx));
@@ -301,7 +455,7 @@ fn session_main(assignment: Assignment, engine: &mut QuickJs) {
         let step = d.final_step(outcome, &guard, limits);
         let entries = std::mem::take(&mut d.fresh);
         if let Some((tx, _)) = d.link.take() {
-            let _ = tx.send(Event { entries, step });
+            tx.send(Event { entries, step });
         }
     };
     engine.run(&job, driver.clone(), guard.clone(), &mut report);
@@ -326,7 +480,7 @@ struct Driver {
     limits: Limits,
     guard: Arc<Guard>,
     /// The channels to the handle; `None` once the session is over.
-    link: Option<(Sender<Event>, Receiver<Command>)>,
+    link: Option<(Outbox, Receiver<Command>)>,
     abort: Option<Error>,
     evicted: bool,
 }
@@ -336,7 +490,7 @@ impl Driver {
         journal: Journal,
         limits: Limits,
         guard: Arc<Guard>,
-        tx: Sender<Event>,
+        tx: Outbox,
         rx: Receiver<Command>,
     ) -> Self {
         let recorded = journal
@@ -519,8 +673,11 @@ impl Host for Driver {
             step: Step::Pending(self.issued.values().cloned().collect()),
         };
         let command = match &self.link {
-            Some((tx, rx)) if tx.send(event).is_ok() => rx.recv().ok(),
-            _ => None,
+            Some((tx, rx)) => {
+                tx.send(event);
+                rx.recv().ok()
+            }
+            None => None,
         };
         let Some(Command::Complete(seq, result)) = command else {
             self.evicted = true;

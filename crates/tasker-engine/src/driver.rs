@@ -307,13 +307,7 @@ impl<'a> Driver<'a> {
             None => {
                 let mut options: Options = self.engine.config.vm.clone();
                 options.task_name = Some(version.task.to_string());
-                let code = version.code.clone();
-                let input = self.run.input.clone();
-                tokio::task::spawn_blocking(move || {
-                    Session::start(&code, &input, entries, &options)
-                })
-                .await
-                .map_err(join_error)??
+                Session::start_async(&version.code, &self.run.input, entries, &options).await?
             }
         };
         let mut park: Option<Park> = None;
@@ -392,19 +386,14 @@ impl<'a> Driver<'a> {
                     results
                 }
             };
-            let (s, st) = tokio::task::spawn_blocking(move || {
-                let mut last = None;
-                for (seq, result) in results {
-                    if session.is_ended() {
-                        break;
-                    }
-                    last = Some(session.complete(seq, result));
+            // the session thread runs the code on to its next step while this task waits
+            let mut st = None;
+            for (seq, result) in results {
+                if session.is_ended() {
+                    break;
                 }
-                (session, last)
-            })
-            .await
-            .map_err(join_error)?;
-            session = s;
+                st = Some(session.complete_async(seq, result).await);
+            }
             step = match st {
                 Some(r) => r?,
                 None => {
@@ -476,19 +465,14 @@ impl<'a> Driver<'a> {
                 }),
         );
         if !answers.is_empty() {
-            let (mut session, last) = tokio::task::spawn_blocking(move || {
-                let mut session = session;
-                let mut last = None;
-                for (seq, result) in answers {
-                    if session.is_ended() {
-                        break;
-                    }
-                    last = Some(session.complete(seq, result));
+            let mut session = session;
+            let mut last = None;
+            for (seq, result) in answers {
+                if session.is_ended() {
+                    break;
                 }
-                (session, last)
-            })
-            .await
-            .map_err(join_error)?;
+                last = Some(session.complete_async(seq, result).await);
+            }
             if let Some(Err(e)) = last {
                 tracing::debug!(run = %self.run.id, error = %e, "the aborted code failed");
             }

@@ -149,6 +149,9 @@ async fn script_task_with_five_fetches_succeeds_with_idempotency_keys() {
     }
 }
 
+/// The fan-out's results come back, the run waits for an event, and a fresh engine (a new
+/// process: no live session to resume) finishes it by replaying the journal from its start:
+/// no fetch is sent again, the console line is not written twice, the output is the same.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn module_fan_out_performs_all_fetches_and_replays_cold() {
     let server = CountingServer::start();
@@ -156,13 +159,46 @@ async fn module_fan_out_performs_all_fetches_and_replays_cold() {
     for (backend, f) in backends() {
         server.clear();
         let code = format!(
-            "export default async function (input, ctx) {{\n  const rs = await Promise.all(input.ids.map(i => fetch(`{url}/step/${{i}}`)));\n  const bodies = await Promise.all(rs.map(r => r.json()));\n  console.log('fetched', bodies.length);\n  return bodies.map(b => b.i);\n}}"
+            "export default async function (input, ctx) {{\n  const rs = await Promise.all(input.ids.map(i => fetch(`{url}/step/${{i}}`)));\n  const bodies = await Promise.all(rs.map(r => r.json()));\n  console.log('fetched', bodies.length);\n  const go = await ctx.waitForEvent('go');\n  return {{ ids: bodies.map(b => b.i), go }};\n}}"
         );
         let t = task(&f, "fan", &code).await;
-        let run = run_to_end(&f, &t, json!({"ids": [3, 1, 2]})).await;
-        assert_eq!(run.output, Some(json!([3, 1, 2])), "{backend}: {run:?}");
+        let run = f
+            .engine
+            .start(&t, json!({"ids": [3, 1, 2]}), StartOptions::default())
+            .await
+            .unwrap();
+        let waiting = f.engine.run_until_settled(run.id, None).await.unwrap();
+        assert_eq!(waiting.status, RunStatus::Waiting, "{backend}: {waiting:?}");
         assert_eq!(hits(&server).len(), 3, "{backend}");
-        let k = kinds(&f, &run).await;
+
+        let cold = Engine::new(f.store.clone(), EngineConfig::default()).unwrap();
+        assert_eq!(
+            cold.hot_sessions(),
+            0,
+            "{backend}: a new engine has no live session"
+        );
+        f.store.send_signal(run.id, "go", json!(7)).await.unwrap();
+        let done = cold
+            .run_until_settled(run.id, Some(now_millis() + 60_000))
+            .await
+            .unwrap();
+        assert_eq!(done.status, RunStatus::Succeeded, "{backend}: {done:?}");
+        assert_eq!(
+            done.output,
+            Some(json!({"ids": [3, 1, 2], "go": 7})),
+            "{backend}"
+        );
+        assert_eq!(
+            cold.hot_resumes(),
+            0,
+            "{backend}: resumed by replay, not hot"
+        );
+        assert_eq!(
+            hits(&server).len(),
+            3,
+            "{backend}: replay sent no fetch again"
+        );
+        let k = kinds(&f, &done).await;
         assert_eq!(
             k.iter().filter(|k| *k == "log").count(),
             1,
