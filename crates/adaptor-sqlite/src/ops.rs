@@ -1,6 +1,6 @@
 //! The storage operations as plain functions on a connection; semantics come from `rules`.
 
-use rusqlite::types::Value as SqlValue;
+use rusqlite::types::{ToSqlOutput, Value as SqlValue, ValueRef};
 use rusqlite::{Connection, OptionalExtension, Row, params, params_from_iter};
 use sequential_adaptor::rules;
 use sequential_adaptor::{
@@ -442,10 +442,21 @@ fn fence_and_len(c: &Ctx<'_>, id: RunId) -> Result<(u64, u64)> {
 
 fn record_from_row(db: &str, run: RunId, row: &Row<'_>) -> Result<JournalRecord> {
     let get = |e: rusqlite::Error| crate::schema::db_err(db, "reading a journal record", e);
+    let kind = match row.get_ref(1).map_err(get)? {
+        rusqlite::types::ValueRef::Integer(code) => codec::kind_name(code)
+            .ok_or_else(|| {
+                Error::backend(
+                    format!("SQLite {db}: decoding a journal record"),
+                    std::io::Error::other(format!("unknown record kind code {code}")),
+                )
+            })?
+            .to_string(),
+        _ => row.get(1).map_err(get)?,
+    };
     Ok(JournalRecord {
         run,
         seq: row.get::<_, i64>(0).map_err(get)? as u64,
-        kind: row.get(1).map_err(get)?,
+        kind,
         at: row.get(2).map_err(get)?,
         data: stored_value(db, "a journal record", row.get_ref(3).map_err(get)?)?,
     })
@@ -493,10 +504,15 @@ pub(crate) fn append(
         )
         .map_err(c.err("appending to a journal"))?;
     for r in &records[first_new..] {
+        // a known kind as its integer (migration 2), any other as text
+        let kind = match codec::kind_code(&r.kind) {
+            Some(code) => ToSqlOutput::Owned(SqlValue::Integer(code)),
+            None => ToSqlOutput::Borrowed(ValueRef::Text(r.kind.as_bytes())),
+        };
         stmt.execute(params![
             run.as_bytes(),
             r.seq as i64,
-            r.kind,
+            kind,
             r.at,
             codec::encode(&r.data)
         ])
@@ -540,9 +556,10 @@ pub(crate) fn read_journal(
 /// is the UUID v7 timestamp), so that claims go in deadline order.
 const CANDIDATES: [&str; 3] = [
     "SELECT id, NULL FROM runs WHERE status = 'queued' ORDER BY id LIMIT ?2",
-    "SELECT id, wake_at FROM runs WHERE status = 'waiting' AND wake_at <= ?1 \
-     ORDER BY wake_at, id LIMIT ?2",
-    "SELECT id, lease_expires FROM runs WHERE status IN ('running', 'stopping') \
+    "SELECT id, wake_at FROM runs INDEXED BY runs_by_wake WHERE status = 'waiting' \
+     AND wake_at <= ?1 ORDER BY wake_at, id LIMIT ?2",
+    "SELECT id, lease_expires FROM runs INDEXED BY runs_by_lease \
+     WHERE status IN ('running', 'stopping') \
      AND (lease_expires IS NULL OR lease_expires <= ?1) ORDER BY lease_expires, id LIMIT ?2",
 ];
 

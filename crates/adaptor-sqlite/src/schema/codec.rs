@@ -177,6 +177,35 @@ const DICTIONARY: [&str; 128] = [
     "",
 ];
 
+/// Journal record kinds stored as the integer `index + 1` (schema version 2); any other kind
+/// is stored as its text. Append-only: a code never changes meaning (migration 2 writes these
+/// codes too).
+pub(crate) const KINDS: [&str; 10] = [
+    "run.started",
+    "call.requested",
+    "call.completed",
+    "log",
+    "timer.armed",
+    "child.started",
+    "run.paused",
+    "run.succeeded",
+    "run.failed",
+    "run.cancelled",
+];
+
+/// The integer a record kind is stored as, when it has one.
+pub(crate) fn kind_code(kind: &str) -> Option<i64> {
+    KINDS.iter().position(|k| *k == kind).map(|i| i as i64 + 1)
+}
+
+/// The kind stored as `code`.
+pub(crate) fn kind_name(code: i64) -> Option<&'static str> {
+    usize::try_from(code - 1)
+        .ok()
+        .and_then(|i| KINDS.get(i))
+        .copied()
+}
+
 const NULL: u8 = 0x00;
 const FALSE: u8 = 0x01;
 const TRUE: u8 = 0x02;

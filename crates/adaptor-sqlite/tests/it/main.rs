@@ -6,4 +6,5 @@ mod conformance_file;
 mod conformance_memory;
 mod factory;
 mod group_commit;
+mod migration;
 mod processes;
