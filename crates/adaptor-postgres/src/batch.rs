@@ -33,9 +33,9 @@ const MAX_BATCH: usize = 256;
 pub(crate) struct Offer {
     pub(crate) run: RunId,
     pub(crate) first: u64,
-    pub(crate) kinds: Vec<String>,
     pub(crate) ats: Vec<i64>,
-    pub(crate) data: Vec<String>,
+    /// Each record's kind and data, packed (`codec::pack`).
+    pub(crate) packed: Vec<Vec<u8>>,
     /// `None` for [`sequential_adaptor::Fence::None`].
     pub(crate) fence: Option<i64>,
 }
@@ -232,7 +232,7 @@ impl Kind for AppendKind {
             .iter()
             .map(|o| match found.get(&o.run) {
                 None => Outcome::NoRun,
-                Some(&(_, inserted)) if inserted as usize == o.kinds.len() => Outcome::Written,
+                Some(&(_, inserted)) if inserted as usize == o.ats.len() => Outcome::Written,
                 Some(&(fence, _)) => Outcome::NotInserted { fence },
             })
             .collect()
@@ -251,10 +251,10 @@ const APPEND_MANY: &str = "WITH a AS ( \
          SELECT a.run FROM a JOIN r ON r.id = a.run \
          WHERE r.len = a.first AND (a.fence IS NULL OR (r.fence = a.fence AND r.fence > 0))), \
      ins AS ( \
-         INSERT INTO journal (run, seq, kind, at, data) \
-         SELECT s.run, s.seq, s.kind, s.at, s.data::json \
-         FROM unnest($4::uuid[], $5::bigint[], $6::text[], $7::bigint[], $8::text[]) \
-              AS s(run, seq, kind, at, data) \
+         INSERT INTO journal (run, seq, at, packed) \
+         SELECT s.run, s.seq, s.at, s.packed \
+         FROM unnest($4::uuid[], $5::bigint[], $6::bigint[], $7::bytea[]) \
+              AS s(run, seq, at, packed) \
          WHERE s.run IN (SELECT run FROM ok) \
          RETURNING run) \
      SELECT r.id, r.fence, (SELECT count(*) FROM ins WHERE ins.run = r.id) AS inserted FROM r";
@@ -264,21 +264,19 @@ async fn write_appends(pool: &PgPool, batch: &[Offer]) -> Option<HashMap<RunId, 
     let ids: Vec<Uuid> = batch.iter().map(|o| uuid(o.run)).collect();
     let firsts: Vec<i64> = batch.iter().map(|o| o.first as i64).collect();
     let fences: Vec<Option<i64>> = batch.iter().map(|o| o.fence).collect();
-    let total: usize = batch.iter().map(|o| o.kinds.len()).sum();
-    let (mut runs, mut seqs, mut kinds, mut ats, mut data) = (
-        Vec::with_capacity(total),
+    let total: usize = batch.iter().map(|o| o.ats.len()).sum();
+    let (mut runs, mut seqs, mut ats, mut packed) = (
         Vec::with_capacity(total),
         Vec::with_capacity(total),
         Vec::with_capacity(total),
         Vec::with_capacity(total),
     );
     for o in batch {
-        for i in 0..o.kinds.len() {
+        for i in 0..o.ats.len() {
             runs.push(uuid(o.run));
             seqs.push((o.first + i as u64) as i64);
-            kinds.push(o.kinds[i].as_str());
             ats.push(o.ats[i]);
-            data.push(o.data[i].as_str());
+            packed.push(o.packed[i].as_slice());
         }
     }
     let rows = sqlx::query(APPEND_MANY)
@@ -287,9 +285,8 @@ async fn write_appends(pool: &PgPool, batch: &[Offer]) -> Option<HashMap<RunId, 
         .bind(fences)
         .bind(runs)
         .bind(seqs)
-        .bind(kinds)
         .bind(ats)
-        .bind(data)
+        .bind(packed)
         .fetch_all(pool)
         .await
         .map(counted);

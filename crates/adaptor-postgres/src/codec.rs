@@ -185,14 +185,30 @@ pub(crate) fn version_from_row(row: &PgRow) -> R<TaskVersion> {
     })
 }
 
-/// `SELECT seq, kind, at, data::text`.
+/// The columns of a journal record, for [`record_from_row`].
+macro_rules! record_cols {
+    () => {
+        "seq, kind, at, data::text AS data, packed"
+    };
+}
+pub(crate) use record_cols;
+
+/// `SELECT seq, kind, at, data::text AS data, packed` (`record_cols!`): a packed record, or
+/// one written before packing.
 pub(crate) fn record_from_row(run: RunId, row: &PgRow) -> R<JournalRecord> {
+    let (kind, data) = match get::<Option<Vec<u8>>>(row, "packed")? {
+        Some(packed) => unpack(&packed)?,
+        None => (
+            get(row, "kind")?,
+            decode_json("a journal record", &get::<String>(row, "data")?)?,
+        ),
+    };
     Ok(JournalRecord {
         run,
         seq: get::<i64>(row, "seq")? as u64,
-        kind: get(row, "kind")?,
+        kind,
         at: get(row, "at")?,
-        data: decode_json("a journal record", &get::<String>(row, "data")?)?,
+        data,
     })
 }
 
@@ -214,4 +230,176 @@ pub(crate) fn terminal_statuses() -> Vec<&'static str> {
         .filter(|s| s.is_terminal())
         .map(|s| s.as_str())
         .collect()
+}
+
+// ---------------------------------------------------------------- packed journal records
+
+/// How a journal record's kind and data are stored since schema version 2: one `bytea`, its
+/// first byte the format. Format 1: a zstd frame (its 4 magic bytes left off) of
+/// `kind NUL data-as-JSON-text`, compressed with [`DICTIONARY_V1`] as a raw-content
+/// dictionary. Records written before version 2 keep their `kind` and `data` columns.
+const PACKED_V1: u8 = 1;
+
+/// Text that journal records share (the engine's record kinds and the shapes of its records),
+/// which a record's compression refers back to instead of repeating. Frozen: records written
+/// with it are read with it; a different dictionary is a new format byte.
+const DICTIONARY_V1: &[u8] = br#"log child.started timer.armed run.paused run.cancelled run.failed
+{"error":{"message":"","name":"Error","stack":""}}{"level":"info","message":""}
+{"seq":0,"wakeAt":0}{"childRun":"","seq":0}"status":404,"statusText":"Not Found""content-length":"
+"text/plain; charset=utf-8""application/x-www-form-urlencoded""method":"POST","body":"
+run.started{"hash":"","input":{"steps":10,"url":"http://127.0.0.1:"},"task":"","version":1}
+run.succeeded{"output":{"last":9,"steps":10}}
+call.requested{"kind":"fetch","request":{"options":{},"url":"https://localhost:8080/step?i=1"},"seq":1}
+call.completed{"kind":"fetch","result":{"ok":{"data":{"i":0,"ok":true},"headers":{"content-type":"application/json","date":"Sat, 05 Dec 2026 22:09:07 GMT"},"status":200,"statusText":"OK"}},"seq":0}
+"#;
+
+const ZSTD_MAGIC: [u8; 4] = 0xFD2F_B528_u32.to_le_bytes();
+
+/// zstd level: records are small, so a higher level costs little and finds more matches.
+const LEVEL: i32 = 6;
+
+fn dictionaries() -> &'static (
+    zstd::dict::EncoderDictionary<'static>,
+    zstd::dict::DecoderDictionary<'static>,
+) {
+    static DICTS: std::sync::OnceLock<(
+        zstd::dict::EncoderDictionary<'static>,
+        zstd::dict::DecoderDictionary<'static>,
+    )> = std::sync::OnceLock::new();
+    DICTS.get_or_init(|| {
+        (
+            zstd::dict::EncoderDictionary::copy(DICTIONARY_V1, LEVEL),
+            zstd::dict::DecoderDictionary::copy(DICTIONARY_V1),
+        )
+    })
+}
+
+thread_local! {
+    // one context per thread: making one costs more than compressing a record
+    static COMPRESSOR: std::cell::RefCell<Option<zstd::bulk::Compressor<'static>>> =
+        const { std::cell::RefCell::new(None) };
+    static DECOMPRESSOR: std::cell::RefCell<Option<zstd::bulk::Decompressor<'static>>> =
+        const { std::cell::RefCell::new(None) };
+}
+
+fn packing_err(doing: &str, e: impl std::fmt::Display) -> Fail {
+    Fail::Store(Error::backend(
+        format!("{doing} a journal record"),
+        e.to_string(),
+    ))
+}
+
+/// A record's kind (no NUL: see [`storable`]) and data, packed (format 1).
+pub(crate) fn pack(kind: &str, data: &Value) -> R<Vec<u8>> {
+    let mut plain = Vec::with_capacity(kind.len() + 64);
+    plain.extend_from_slice(kind.as_bytes());
+    plain.push(0);
+    serde_json::to_writer(&mut plain, data).map_err(|e| packing_err("encoding", e))?;
+    let frame = COMPRESSOR.with(|c| {
+        let mut c = c.borrow_mut();
+        if c.is_none() {
+            *c = Some(zstd::bulk::Compressor::with_prepared_dictionary(
+                &dictionaries().0,
+            )?);
+        }
+        c.as_mut().expect("made above").compress(&plain)
+    });
+    let frame = frame.map_err(|e| packing_err("compressing", e))?;
+    let body = frame
+        .strip_prefix(&ZSTD_MAGIC[..])
+        .ok_or_else(|| packing_err("compressing", "a zstd frame without its magic number"))?;
+    let mut out = Vec::with_capacity(body.len() + 1);
+    out.push(PACKED_V1);
+    out.extend_from_slice(body);
+    Ok(out)
+}
+
+/// The kind and data of a packed record.
+pub(crate) fn unpack(packed: &[u8]) -> R<(String, Value)> {
+    let Some((&PACKED_V1, body)) = packed.split_first() else {
+        return Err(packing_err(
+            "reading",
+            format!(
+                "unknown format {:?} (written by a newer sequential-ecosystem?)",
+                packed.first()
+            ),
+        ));
+    };
+    let mut frame = Vec::with_capacity(body.len() + 4);
+    frame.extend_from_slice(&ZSTD_MAGIC);
+    frame.extend_from_slice(body);
+    let size = zstd::zstd_safe::get_frame_content_size(&frame)
+        .ok()
+        .flatten()
+        .ok_or_else(|| packing_err("reading", "a zstd frame without its size"))?;
+    let plain = DECOMPRESSOR.with(|d| {
+        let mut d = d.borrow_mut();
+        if d.is_none() {
+            *d = Some(zstd::bulk::Decompressor::with_prepared_dictionary(
+                &dictionaries().1,
+            )?);
+        }
+        d.as_mut()
+            .expect("made above")
+            .decompress(&frame, size as usize)
+    });
+    let plain = plain.map_err(|e| packing_err("decompressing", e))?;
+    let nul = plain
+        .iter()
+        .position(|&b| b == 0)
+        .ok_or_else(|| packing_err("reading", "no end to the record kind"))?;
+    let kind = std::str::from_utf8(&plain[..nul])
+        .map_err(|e| packing_err("reading", e))?
+        .to_string();
+    let data = serde_json::from_slice(&plain[nul + 1..]).map_err(|e| packing_err("reading", e))?;
+    Ok((kind, data))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn packed_records_read_back_as_written() {
+        let cases = [
+            (
+                "call.completed",
+                json!({"kind":"fetch","result":{"ok":{"data":{"i":3,"ok":true},"headers":{"content-type":"application/json","date":"Sun, 06 Dec 2026 10:00:00 GMT"},"status":200,"statusText":"OK"}},"seq":3}),
+            ),
+            (
+                "call.requested",
+                json!({"kind":"fetch","request":{"options":{},"url":"http://127.0.0.1:41234/step?i=7"},"seq":7}),
+            ),
+            (
+                "x\u{1F600}",
+                json!({"nul":"a\u{0000}b","big":12345678901234567890u64,"f":1.5,"neg":-3}),
+            ),
+            ("", json!(null)),
+            ("k", json!("x".repeat(100_000))),
+        ];
+        for (kind, data) in cases {
+            let packed = pack(kind, &data).unwrap();
+            assert_eq!(packed[0], PACKED_V1);
+            assert_eq!(unpack(&packed).unwrap(), (kind.to_string(), data));
+        }
+        assert!(unpack(&[9, 1, 2]).is_err());
+        assert!(unpack(&[]).is_err());
+    }
+
+    #[test]
+    fn an_engine_step_packs_small() {
+        let done = json!({"kind":"fetch","result":{"ok":{"data":{"i":3,"ok":true},"headers":{"content-type":"application/json","date":"Sun, 06 Dec 2026 10:00:00 GMT"},"status":200,"statusText":"OK"}},"seq":3});
+        let asked = json!({"kind":"fetch","request":{"options":{},"url":"http://127.0.0.1:41234/step?i=7"},"seq":7});
+        let (a, b) = (
+            pack("call.completed", &done).unwrap().len(),
+            pack("call.requested", &asked).unwrap().len(),
+        );
+        println!(
+            "call.completed {} → {a} bytes, call.requested {} → {b}",
+            done.to_string().len(),
+            asked.to_string().len()
+        );
+        assert!(a < 80 && b < 60, "{a} {b}");
+    }
 }

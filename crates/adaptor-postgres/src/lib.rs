@@ -28,6 +28,7 @@ use sqlx::Connection;
 use sqlx::postgres::{PgConnection, PgPoolOptions};
 
 pub use batch::AppendStats;
+pub use listen::EndWatch;
 pub use schema::{MigrationReport, SCHEMA_VERSION};
 pub use url::{DEFAULT_POOL_SIZE, DEFAULT_SCHEMA};
 
@@ -127,6 +128,17 @@ impl PostgresStore {
         report
     }
 
+    /// Applies the schema migrations at `url` up to `version` only — for tests that build a
+    /// schema as an older release left it, then upgrade it.
+    #[doc(hidden)]
+    pub async fn migrate_to(url: &str, version: i64) -> Result<MigrationReport> {
+        let loc = Location::parse(url)?;
+        let mut conn = connect(&loc).await?;
+        let report = schema::migrate_to(&mut conn, &loc, version).await;
+        let _ = conn.close().await;
+        report
+    }
+
     async fn open_as(url: &str, mode: Schema) -> Result<PostgresStore> {
         let loc = Location::parse(url)?;
         let mut conn = connect(&loc).await?;
@@ -183,6 +195,27 @@ impl PostgresStore {
     /// before its first call has connected, and while reconnecting).
     pub fn is_listening(&self) -> bool {
         self.inner.changes.is_listening()
+    }
+
+    /// Watches run `id` for its end (its status becoming succeeded, failed or cancelled, in
+    /// any process): [`EndWatch::wait`] wakes when that is notified, from now on. Unlike
+    /// [`StorageAdapter::wait_for_change`], which wakes every waiter on every change, an end
+    /// wakes only the watchers of its own run — for callers each waiting for their own run.
+    pub fn watch_end(&self, id: RunId) -> EndWatch {
+        self.start_listening();
+        self.inner.changes.watch_end(id)
+    }
+
+    /// Starts the listening task unless it runs.
+    fn start_listening(&self) {
+        if let Ok(mut listener) = self.inner.listener.lock()
+            && listener.is_none()
+        {
+            *listener = Some(listen::spawn(
+                self.inner.loc.clone(),
+                self.inner.changes.clone(),
+            ));
+        }
     }
 
     /// Closes the pool's connections (the store is unusable afterwards).
@@ -439,14 +472,7 @@ impl StorageAdapter for PostgresStore {
     /// or brought forward, a lease dropped — in any process) for up to `timeout`; polls every
     /// 200 ms while the listening connection is not established.
     async fn wait_for_change(&self, timeout: Duration) {
-        if let Ok(mut listener) = self.inner.listener.lock()
-            && listener.is_none()
-        {
-            *listener = Some(listen::spawn(
-                self.inner.loc.clone(),
-                self.inner.changes.clone(),
-            ));
-        }
+        self.start_listening();
         self.inner.changes.wait(timeout).await;
     }
 

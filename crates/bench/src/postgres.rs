@@ -86,10 +86,13 @@ pub(crate) fn postgres_section(pg: &Row) -> String {
     let trips = tp.trips_per_run.unwrap_or(f64::NAN);
     let mut md = format!(
         "PostgreSQL ({}, a fresh schema, `pool_size=24`): the steady stream is driven by {} \
-         worker processes ({} runs each at a time) on the one database; the load clients ask \
-         for each run's state every 5 ms. Beside the table's columns: the PostgreSQL server's \
-         processes used {} of CPU per run (serving the workers, and the load clients' starts and \
-         polls alike), and the workers sent {:.1} statements per ten-step \
+         worker processes ({} runs each at a time) on the one database; each load client waits \
+         for its run's end notification (LISTEN, `PostgresStore::watch_end`: an end wakes only \
+         the client of that run), then reads the run once — it used to ask for the run's state \
+         every 5 ms, which cost the server as much CPU as the workers' writes. Beside the \
+         table's columns: the PostgreSQL server's processes used {} of CPU per run (serving the \
+         workers, and the load clients' starts and reads alike), and the workers sent {:.1} \
+         statements per ten-step \
          run (the adaptor's statement counter: `BEGIN` and `COMMIT` included, and the claims of \
          idle moments), {:.2} per step. Storage: `pg_total_relation_size` of the tables after \
          `VACUUM`, per run. On 2 cores the workers, PostgreSQL, the echo server and the load \
