@@ -22,6 +22,7 @@ mod flow;
 mod graph;
 mod machine;
 mod postgres;
+mod resume;
 mod storage;
 
 use std::time::Duration;
