@@ -47,6 +47,9 @@ struct Inner {
     path: Option<PathBuf>,
     readers: Mutex<Vec<Connection>>,
     changed: Arc<Notify>,
+    /// Sees commits by other processes (see [`SqliteStore::wait_for_change`]); opened on
+    /// first use, file databases only.
+    stamp: std::sync::OnceLock<Option<ChangeStamp>>,
     writer: Writer,
 }
 
@@ -91,6 +94,7 @@ impl SqliteStore {
                 path,
                 readers: Mutex::new(Vec::new()),
                 changed,
+                stamp: std::sync::OnceLock::new(),
                 writer,
             }),
         })
@@ -262,11 +266,36 @@ impl StorageAdapter for SqliteStore {
         self.write(move |c| ops::prune(c, older_than)).await
     }
 
-    /// Wakes on a commit of this store (an in-process notification), and at least every
-    /// 200 ms so that writes by other processes are noticed too.
+    /// Returns at a commit of this process's writer (at once), or of another process (seen
+    /// by polling `PRAGMA data_version`, first after 1 ms, then at doubling intervals up to
+    /// 25 ms), or after `timeout` (at most 200 ms).
     async fn wait_for_change(&self, timeout: Duration) {
+        let limit = timeout.min(Duration::from_millis(200));
         let notified = self.inner.changed.notified();
-        let _ = tokio::time::timeout(timeout.min(Duration::from_millis(200)), notified).await;
+        let stamp = self.inner.path.as_ref().and_then(|path| {
+            self.inner
+                .stamp
+                .get_or_init(|| ChangeStamp::open(path).ok())
+                .as_ref()
+        });
+        let Some(stamp) = stamp else {
+            let _ = tokio::time::timeout(limit, notified).await;
+            return;
+        };
+        tokio::pin!(notified);
+        let before = stamp.now().ok();
+        let deadline = tokio::time::Instant::now() + limit;
+        let mut every = Duration::from_millis(1);
+        loop {
+            let nap = every.min(deadline - tokio::time::Instant::now());
+            if tokio::time::timeout(nap, &mut notified).await.is_ok() {
+                return;
+            }
+            if tokio::time::Instant::now() >= deadline || stamp.now().ok() != before {
+                return;
+            }
+            every = (every * 2).min(Duration::from_millis(25));
+        }
     }
 
     async fn health(&self) -> Result<()> {
