@@ -36,7 +36,7 @@ fn parse_json(db: &str, what: &str, text: &str) -> Result<Value> {
 
 /// A stored value (journal record data, run body, signal payload): the binary form
 /// ([`codec`]), or JSON text written by an earlier version.
-fn stored_value(db: &str, what: &str, v: rusqlite::types::ValueRef<'_>) -> Result<Value> {
+fn stored_value(db: &str, what: &str, v: ValueRef<'_>) -> Result<Value> {
     codec::decode_stored(v).map_err(|e| Error::backend(format!("SQLite {db}: decoding {what}"), e))
 }
 
@@ -239,7 +239,7 @@ fn run_from_row(db: &str, row: &Row<'_>, col: usize) -> Result<Run> {
     let body = row
         .get_ref(col)
         .map_err(|e| crate::schema::db_err(db, "reading a run", e))?;
-    if let rusqlite::types::ValueRef::Text(text) = body {
+    if let ValueRef::Text(text) = body {
         // written by an earlier version
         return serde_json::from_slice(text)
             .map_err(|e| Error::backend(format!("SQLite {db}: decoding a run"), e));
@@ -443,7 +443,7 @@ fn fence_and_len(c: &Ctx<'_>, id: RunId) -> Result<(u64, u64)> {
 fn record_from_row(db: &str, run: RunId, row: &Row<'_>) -> Result<JournalRecord> {
     let get = |e: rusqlite::Error| crate::schema::db_err(db, "reading a journal record", e);
     let kind = match row.get_ref(1).map_err(get)? {
-        rusqlite::types::ValueRef::Integer(code) => codec::kind_name(code)
+        ValueRef::Integer(code) => codec::kind_name(code)
             .ok_or_else(|| {
                 Error::backend(
                     format!("SQLite {db}: decoding a journal record"),

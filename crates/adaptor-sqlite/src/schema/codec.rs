@@ -384,8 +384,32 @@ fn put_str(out: &mut Vec<u8>, s: &str) {
     }
 }
 
+/// FNV-1a: the dictionary's words are short, and SipHash costs more than the lookup saves.
+#[derive(Default)]
+struct Fnv(u64);
+
+impl std::hash::Hasher for Fnv {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        let mut h = if self.0 == 0 {
+            0xcbf2_9ce4_8422_2325
+        } else {
+            self.0
+        };
+        for b in bytes {
+            h = (h ^ u64::from(*b)).wrapping_mul(0x0100_0000_01b3);
+        }
+        self.0 = h;
+    }
+}
+
+type WordIndex = HashMap<&'static str, usize, std::hash::BuildHasherDefault<Fnv>>;
+
 fn word_index(s: &str) -> Option<usize> {
-    static INDEX: LazyLock<HashMap<&'static str, usize>> = LazyLock::new(|| {
+    static INDEX: LazyLock<WordIndex> = LazyLock::new(|| {
         DICTIONARY
             .iter()
             .enumerate()
@@ -440,8 +464,9 @@ fn uuid_bytes(s: &str) -> Option<[u8; 16]> {
     Some(out)
 }
 
+const HEXES: &[u8; 16] = b"0123456789abcdef";
+
 fn uuid_text(b: &[u8; 16]) -> String {
-    const HEXES: &[u8; 16] = b"0123456789abcdef";
     let mut s = String::with_capacity(36);
     for (i, byte) in b.iter().enumerate() {
         if matches!(i, 4 | 6 | 8 | 10) {
@@ -499,16 +524,27 @@ fn http_date(secs: u64) -> Option<String> {
     if y > 9999 {
         return None;
     }
-    Some(format!(
-        "{}, {:02} {} {:04} {:02}:{:02}:{:02} GMT",
-        WEEKDAYS[(days % 7) as usize],
-        d,
-        MONTHS[(m - 1) as usize],
-        y,
-        rem / 3600,
-        rem / 60 % 60,
-        rem % 60
-    ))
+    let mut s = String::with_capacity(29);
+    let digits = |s: &mut String, n: u64, width: u32| {
+        for p in (0..width).rev() {
+            s.push(char::from(b'0' + (n / 10u64.pow(p) % 10) as u8));
+        }
+    };
+    s.push_str(WEEKDAYS[(days % 7) as usize]);
+    s.push_str(", ");
+    digits(&mut s, d as u64, 2);
+    s.push(' ');
+    s.push_str(MONTHS[(m - 1) as usize]);
+    s.push(' ');
+    digits(&mut s, y as u64, 4);
+    s.push(' ');
+    digits(&mut s, rem / 3600, 2);
+    s.push(':');
+    digits(&mut s, rem / 60 % 60, 2);
+    s.push(':');
+    digits(&mut s, rem % 60, 2);
+    s.push_str(" GMT");
+    Some(s)
 }
 
 /// The seconds of `s` when it is exactly the HTTP date those seconds print as.
@@ -619,7 +655,8 @@ impl Reader<'_> {
                 let n = self.len()?;
                 let mut s = String::with_capacity(2 * n);
                 for b in self.take(n)? {
-                    s.push_str(&format!("{b:02x}"));
+                    s.push(HEXES[(b >> 4) as usize] as char);
+                    s.push(HEXES[(b & 15) as usize] as char);
                 }
                 s
             }
