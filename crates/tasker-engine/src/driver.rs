@@ -1,7 +1,7 @@
 //! Drives one claimed run: replay, perform host calls, journal, settle.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use sequential_adaptor::{
     Claim, Fence, JournalRecord, NewRun, ParentRef, Run, RunId, RunStatus, Signal, TaskName,
@@ -39,6 +39,8 @@ struct Driver<'a> {
     /// The stored journal already ends the run (a worker died after appending the end but
     /// before settling): the end is settled, never appended twice.
     ended_in_journal: bool,
+    /// The journal of a session parked while its calls were out (see [`Driver::revive`]).
+    parked: Option<Journal>,
 }
 
 /// Drives a claimed run until it settles (ends, waits or pauses), then releases it. When `stop`
@@ -149,6 +151,7 @@ impl<'a> Driver<'a> {
             extra: HashMap::new(),
             last_renew: Instant::now(),
             ended_in_journal: false,
+            parked: None,
         }
     }
 
@@ -248,25 +251,31 @@ impl<'a> Driver<'a> {
     /// Buffers the VM's new journal entries (completed calls and console lines).
     fn persist(&mut self, session: &mut Session) -> Result<()> {
         for entry in session.take_new_entries() {
-            let kind = if entry.kind == CallKind::Log {
-                RecordKind::Log
-            } else {
-                RecordKind::CallCompleted
-            };
-            let mut data = serde_json::to_value(&entry).map_err(|e| Error::Internal {
-                doing: format!("encoding journal entry {}", entry.seq),
-                cause: e.to_string(),
-            })?;
-            if let Some(obj) = data.as_object_mut() {
-                if self.requested.contains(&entry.seq) {
-                    obj.remove("request"); // already in its call.requested record
-                }
-                if let Some(Value::Object(map)) = self.extra.remove(&entry.seq) {
-                    obj.extend(map);
-                }
-            }
-            self.push(kind, data);
+            self.record(entry)?;
         }
+        Ok(())
+    }
+
+    /// Buffers one VM journal entry as its record.
+    fn record(&mut self, entry: JournalEntry) -> Result<()> {
+        let kind = if entry.kind == CallKind::Log {
+            RecordKind::Log
+        } else {
+            RecordKind::CallCompleted
+        };
+        let mut data = serde_json::to_value(&entry).map_err(|e| Error::Internal {
+            doing: format!("encoding journal entry {}", entry.seq),
+            cause: e.to_string(),
+        })?;
+        if let Some(obj) = data.as_object_mut() {
+            if self.requested.contains(&entry.seq) {
+                obj.remove("request"); // already in its call.requested record
+            }
+            if let Some(Value::Object(map)) = self.extra.remove(&entry.seq) {
+                obj.extend(map);
+            }
+        }
+        self.push(kind, data);
         Ok(())
     }
 
@@ -299,16 +308,14 @@ impl<'a> Driver<'a> {
         let mut live = self.engine.live.register(self.run.id);
         let mut stopping = false;
         let hot = self.engine.take_hot(self.run.id, entries.len());
+        let mut options: Options = self.engine.config.vm.clone();
+        options.task_name = Some(version.task.to_string());
         let (mut session, mut step) = match hot {
             Some(session) => {
                 let step = Step::Pending(session.pending().to_vec());
                 (session, step)
             }
-            None => {
-                let mut options: Options = self.engine.config.vm.clone();
-                options.task_name = Some(version.task.to_string());
-                Session::start_async(&version.code, &self.run.input, entries, &options).await?
-            }
+            None => Session::start_async(&version.code, &self.run.input, entries, &options).await?,
         };
         let mut park: Option<Park> = None;
         loop {
@@ -352,17 +359,35 @@ impl<'a> Driver<'a> {
             if stop.level() > Level::Run {
                 return self.release().await;
             }
+            let mut held = Some(session);
             let performed = self
                 .perform(
                     &calls,
-                    &retry,
-                    base_url,
+                    (&retry, base_url),
                     stop,
                     &mut live.notices,
                     &mut stopping,
+                    &mut held,
                 )
                 .await?;
-            let results = match performed {
+            // a session parked while its calls were out is rebuilt by replay, taking the first
+            // result that came back as its last journal entry
+            let mut revived = None;
+            session = match held {
+                Some(s) => s,
+                None => {
+                    let first = match &performed {
+                        Performed::Results(r) | Performed::Park { results: r, .. } => {
+                            r.first().cloned()
+                        }
+                        Performed::Wait { .. } => None,
+                    };
+                    let (s, st) = self.revive(version, &options, &calls, first).await?;
+                    revived = Some(st);
+                    s
+                }
+            };
+            let mut results = match performed {
                 Performed::Results(r) => r,
                 Performed::Wait { wake_at, event } => {
                     let run = self.suspend(wake_at, event).await?;
@@ -388,6 +413,10 @@ impl<'a> Driver<'a> {
             };
             // the session thread runs the code on to its next step while this task waits
             let mut st = None;
+            if let Some(step) = revived {
+                results.remove(0);
+                st = Some(Ok(step));
+            }
             for (seq, result) in results {
                 if session.is_ended() {
                     break;
@@ -404,6 +433,38 @@ impl<'a> Driver<'a> {
                 }
             };
         }
+    }
+
+    /// Rebuilds the session parked in [`Driver::perform`] by replaying the run's journal (as a
+    /// cold resume does), with `first` — the first result that came back while it was parked —
+    /// as its last entry; that entry is journaled here, since the new session reports only what
+    /// follows it.
+    async fn revive(
+        &mut self,
+        version: &TaskVersion,
+        options: &Options,
+        calls: &[HostCall],
+        first: Option<(u64, CallResult)>,
+    ) -> Result<(Session, Step)> {
+        let mut journal = self.parked.take().unwrap_or_default();
+        if let Some((seq, result)) = first {
+            let call = calls
+                .iter()
+                .find(|c| c.seq == seq)
+                .ok_or_else(|| Error::Internal {
+                    doing: "resuming a parked session".into(),
+                    cause: format!("call {seq} came back but was not pending"),
+                })?;
+            let entry = JournalEntry {
+                seq,
+                kind: call.kind,
+                request: call.request.clone(),
+                result,
+            };
+            self.record(entry.clone())?;
+            journal.push(entry);
+        }
+        Ok(Session::start_async(&version.code, &self.run.input, journal, options).await?)
     }
 
     /// Pauses the run at call `seq`, whose retries were spent with `error`.
@@ -489,11 +550,11 @@ impl<'a> Driver<'a> {
     async fn perform(
         &mut self,
         calls: &[HostCall],
-        retry: &RetryPolicy,
-        base_url: Option<&str>,
+        (retry, base_url): (&RetryPolicy, Option<&str>),
         stop: &mut StopWatch,
         notices: &mut tokio::sync::mpsc::UnboundedReceiver<Notice>,
         stopping: &mut bool,
+        held: &mut Option<Session>,
     ) -> Result<Performed> {
         let now = now_millis();
         let mut results = BTreeMap::new();
@@ -628,9 +689,20 @@ impl<'a> Driver<'a> {
             // A call that spent its retries pauses the run, but only once its siblings are
             // back (each bounded by its own timeout), so none of their results is lost.
             let mut pause: Option<(u64, Value)> = None;
+            // a session whose calls are out longer than `park_after` gives back its thread and
+            // runtime; `execute` rebuilds it by replay when the results are in
+            let park_after = self.engine.config.park_after;
+            let park_at = tokio::time::Instant::now() + park_after.unwrap_or(Duration::ZERO);
             loop {
                 let done = tokio::select! {
                     done = set.join_next() => done,
+                    _ = tokio::time::sleep_until(park_at), if park_after.is_some() && held.is_some() => {
+                        if let Some(session) = held.take() {
+                            self.parked = Some(session.journal().clone());
+                            self.engine.count_park();
+                        }
+                        continue;
+                    }
                     _ = tokio::time::sleep(lease / 3) => {
                         self.renew_if_due().await?;
                         continue;

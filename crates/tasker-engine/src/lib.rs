@@ -50,6 +50,12 @@ pub struct EngineConfig {
     /// Live sessions kept in memory between steps of waiting runs (a hot resume needs no
     /// replay); the least recently used are dropped beyond this.
     pub max_hot_sessions: usize,
+    /// A run whose calls (fetches, tools) are out longer than this parks its JavaScript
+    /// session as data: the session's thread and runtime are freed, and the session is rebuilt
+    /// by replaying the journal when the results are in (a cold resume, ~1 ms for a hundred
+    /// recorded calls). So a thousand runs waiting on slow calls hold their journals, not a
+    /// thousand JavaScript runtimes. `None` keeps every session live until its run settles.
+    pub park_after: Option<Duration>,
     /// Drives of one run that may fail (a storage error, an engine task that panicked) before
     /// the run is failed with the last cause; each retry waits [`drive_retry_delay`]
     /// doubling (at most a minute). An error that retrying cannot cure (a malformed `retry`
@@ -81,6 +87,7 @@ impl Default for EngineConfig {
             vm: sequential_fetch_vm::Options::default(),
             concurrency: 16,
             max_hot_sessions: 64,
+            park_after: Some(Duration::from_millis(200)),
             max_drive_attempts: 5,
             drive_retry_delay: Duration::from_secs(1),
             stop_grace: Duration::from_secs(10),
@@ -112,6 +119,7 @@ pub struct Engine {
     tools: Arc<ToolRegistry>,
     hot: Arc<Mutex<HotSessions>>,
     hot_resumes: Arc<std::sync::atomic::AtomicU64>,
+    parks: Arc<std::sync::atomic::AtomicU64>,
     snapshots: Arc<Mutex<Snapshots>>,
     /// The runs this engine's drivers hold (how a kill fires their `ctx.signal`).
     live: Arc<abort::Live>,
@@ -143,6 +151,7 @@ impl Engine {
             tools: Arc::new(ToolRegistry::new()),
             hot: Arc::default(),
             hot_resumes: Arc::default(),
+            parks: Arc::default(),
             snapshots: Arc::default(),
             live: Arc::default(),
         })
@@ -183,6 +192,17 @@ impl Engine {
     /// How many times a run continued in a live session instead of replaying its journal.
     pub fn hot_resumes(&self) -> u64 {
         self.hot_resumes.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// How many times a session was parked as data while its calls were out (see
+    /// [`EngineConfig::park_after`]).
+    pub fn parked_sessions(&self) -> u64 {
+        self.parks.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    pub(crate) fn count_park(&self) {
+        self.parks
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     }
 
     pub(crate) fn keep_hot(&self, run: RunId, session: Session) {

@@ -207,6 +207,54 @@ async fn module_fan_out_performs_all_fetches_and_replays_cold() {
     }
 }
 
+/// A run whose fetches are out longer than `park_after` gives back its JavaScript session and
+/// is rebuilt by replay when they come back: same output, no fetch sent twice, each console
+/// line journaled once — in module and in script mode.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_session_parked_during_a_slow_fetch_resumes_by_replay() {
+    let server = CountingServer::start();
+    let url = server.url();
+    let module = format!(
+        "export default async function () {{\n  console.log('before');\n  const [a, b] = await Promise.all([fetch(`{url}/slow/300/1`), fetch(`{url}/step/2`)]);\n  console.log('between');\n  const c = await fetch(`{url}/slow/250/3`);\n  const out = [(await a.json()).i, (await b.json()).i, (await c.json()).i];\n  console.log('after', out.join());\n  return out;\n}}"
+    );
+    let script = format!(
+        "console.log('before');\nconst a = fetch(`{url}/slow/300/1`).i;\nconsole.log('between');\nconst b = fetch(`{url}/step/2`).i;\nconst c = fetch(`{url}/slow/250/3`).i;\nconsole.log('after');\n[a, b, c]"
+    );
+    for (mode, code) in [("module", module), ("script", script)] {
+        for (backend, mut f) in backends() {
+            server.clear();
+            let config = EngineConfig {
+                park_after: Some(Duration::from_millis(50)),
+                ..EngineConfig::default()
+            };
+            f.engine = Engine::new(f.store.clone(), config).unwrap();
+            let t = task(&f, "parks", &code).await;
+            let run = run_to_end(&f, &t, json!({})).await;
+            assert_eq!(
+                run.status,
+                RunStatus::Succeeded,
+                "{mode} {backend}: {run:?}"
+            );
+            assert_eq!(run.output, Some(json!([1, 2, 3])), "{mode} {backend}");
+            assert!(
+                f.engine.parked_sessions() >= 2,
+                "{mode} {backend}: parked {} times",
+                f.engine.parked_sessions()
+            );
+            assert_eq!(
+                hits(&server).len(),
+                3,
+                "{mode} {backend}: {:?}",
+                hits(&server)
+            );
+            let k = kinds(&f, &run).await;
+            let count = |kind: &str| k.iter().filter(|x| *x == kind).count();
+            assert_eq!(count("log"), 3, "{mode} {backend}: {k:?}");
+            assert_eq!(count("call.completed"), 3, "{mode} {backend}: {k:?}");
+        }
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn durable_sleep_waits_in_storage_then_finishes() {
     for (backend, f) in backends() {
