@@ -5,7 +5,10 @@
 //! host through three native functions (`request`, `wait`, `log`) whose Rust side is [`Host`],
 //! and reads durations through a fourth, pure one (`duration`, see [`duration_ms`]).
 //! A V8 backend would implement [`Engine::run`] the same way: create an isolate with the limits,
-//! expose the four natives, evaluate `prelude.js`, then the task, and drive the job queue.
+//! expose the four natives, evaluate `prelude.js` and call it, call its `begin` with the run's
+//! mode and input, evaluate the task, and drive the job queue. Everything before `begin` knows
+//! nothing of the run, so a backend may do it ahead of time, in a fresh context per run (the
+//! QuickJS backend does it after the previous run on the same thread has reported).
 
 pub(crate) mod quickjs;
 

@@ -1,10 +1,14 @@
 // fetch-vm JavaScript glue, shared by every engine backend. Evaluated before the task code.
 // An ES module whose default export receives four natives (request, wait, log, duration) and
-// returns the helpers the backend calls. Backends may compile it once and reuse the bytecode.
-export default function (native, mode, inputJson, taskName) {
+// returns the helpers the backend calls. Backends may compile it once and reuse the bytecode,
+// and may call it before the run is known (ahead of time, in a context no code has run in):
+// nothing here depends on the run until `begin(mode, inputJson, taskName)`, which the backend
+// calls once, right before the task code.
+export default function (native) {
   "use strict";
   const G = globalThis;
-  const script = mode === "script";
+  // set by begin()
+  let script = false, taskName = "", input;
   const request = native.request, wait = native.wait, nativeLog = native.log, nativeDuration = native.duration;
   const jsonParse = JSON.parse, jsonStringify = JSON.stringify;
   const OrigDate = Date, OrigPromise = Promise, OrigMap = Map, OrigError = Error, OrigFunction = Function;
@@ -87,7 +91,7 @@ export default function (native, mode, inputJson, taskName) {
     const seq = request(kind, enc(req));
     return new OrigPromise((resolve, reject) => pending.set(seq, { resolve, reject }));
   }
-  const call = script ? callSync : callAsync;
+  let call = callAsync;
 
   // ---------------------------------------------------------------- clock and randomness
   function randomBytes(n) {
@@ -561,7 +565,6 @@ export default function (native, mode, inputJson, taskName) {
       );
     });
   }
-  defineGlobal("fetch", script ? syncFetch : asyncFetch);
 
   // ---------------------------------------------------------------- ctx
   const ctx = Object.freeze({
@@ -597,8 +600,15 @@ export default function (native, mode, inputJson, taskName) {
   defineGlobal("__callHostTool__", (service, method, args) =>
     call("tool", { name: `${service}.${method}`, service: String(service), method: String(method), args: args === undefined ? null : args }),
   );
-  const input = jsonParse(inputJson);
-  defineGlobal("input", input);
+  // The run: script or module mode, its input (a global), its task name (for pickEntry).
+  function begin(mode, inputJson, name) {
+    script = mode === "script";
+    call = script ? callSync : callAsync;
+    taskName = name;
+    defineGlobal("fetch", script ? syncFetch : asyncFetch);
+    input = jsonParse(inputJson);
+    defineGlobal("input", input);
+  }
 
   // ---------------------------------------------------------------- helpers for the backend
   function pickEntry(ns) {
@@ -650,5 +660,5 @@ export default function (native, mode, inputJson, taskName) {
       return false;
     }
   }
-  return { deliver, runModule, finish, toJson, isObjectTail };
+  return { begin, deliver, runModule, finish, toJson, isObjectTail };
 }

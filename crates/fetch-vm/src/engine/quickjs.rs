@@ -10,7 +10,9 @@ use rquickjs::context::EvalOptions;
 use rquickjs::module::WriteOptions;
 use rquickjs::prelude::List;
 use rquickjs::promise::PromiseState;
-use rquickjs::{Context, Ctx, Exception, Function, Module, Object, Promise, Runtime, Value};
+use rquickjs::{
+    Context, Ctx, Exception, Function, Module, Object, Persistent, Promise, Runtime, Value,
+};
 
 use super::{Engine, Guard, Host, Job, Kind, Outcome, PRELUDE};
 use crate::JsError;
@@ -20,17 +22,62 @@ const TASK_FILE: &str = "task.js";
 /// The module name of the prelude.
 const PRELUDE_NAME: &str = "fetch-vm:prelude";
 
-/// Runs jobs on QuickJS-NG: a fresh context per run, in a runtime reused across runs of the same
-/// thread until a run ends abnormally (limit, interrupt), which discards it.
+/// The host the natives of a prepared context call: filled for the length of one run.
+type HostSlot = Rc<RefCell<Option<Rc<RefCell<dyn Host>>>>>;
+
+/// A fresh context made ready ahead of its run: the prelude evaluated and called with natives
+/// that reach whatever host is in `slot`, and nothing else ever run in it. It serves exactly one
+/// run; only `begin` (the run's mode, input and task name) and the task code are left to do when
+/// the run starts.
+struct Prepared {
+    /// The prelude's helpers (`begin`, `deliver`, …); declared first so that it is dropped
+    /// before the context.
+    api: Persistent<Object<'static>>,
+    context: Context,
+    slot: HostSlot,
+}
+
+impl Prepared {
+    /// A new context in `runtime` (or in a new runtime), with the prelude set up.
+    fn new(runtime: Option<Runtime>) -> Result<Prepared, String> {
+        let rt = match runtime {
+            Some(rt) => rt,
+            None => Runtime::new().map_err(|e| format!("cannot create a QuickJS runtime: {e}"))?,
+        };
+        let context =
+            Context::full(&rt).map_err(|e| format!("cannot create a QuickJS context: {e}"))?;
+        let slot: HostSlot = Rc::new(RefCell::new(None));
+        let api = context.with(|ctx| {
+            let set_up = || -> rquickjs::Result<Object<'_>> {
+                let native = natives(&ctx, slot.clone())?;
+                load_prelude(&ctx)?.call((native,))
+            };
+            match set_up() {
+                Ok(api) => Ok(Persistent::save(&ctx, api)),
+                Err(e) if e.is_exception() => Err(format!(
+                    "the prelude failed: {}",
+                    describe(&ctx.catch()).message
+                )),
+                Err(e) => Err(format!("the prelude failed: {e}")),
+            }
+        })?;
+        Ok(Prepared { api, context, slot })
+    }
+}
+
+/// Runs jobs on QuickJS-NG, each in a fresh context that no other code has run in. The context
+/// of the next run is prepared after a run has reported its outcome (off the caller's path): a
+/// new context, in the same runtime when the previous context was really freed (else in a new
+/// runtime, as after a run that ended abnormally: limit, interrupt).
 #[derive(Default)]
 pub(crate) struct QuickJs {
-    runtime: Option<Runtime>,
+    next: Option<Prepared>,
 }
 
 impl std::fmt::Debug for QuickJs {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("QuickJs")
-            .field("warm", &self.runtime.is_some())
+            .field("prepared", &self.next.is_some())
             .finish()
     }
 }
@@ -43,65 +90,66 @@ impl Engine for QuickJs {
         guard: Arc<Guard>,
         report: &mut dyn FnMut(Outcome),
     ) {
-        let baseline = Rc::strong_count(&host);
-        let rt = match self.runtime.take().map_or_else(Runtime::new, Ok) {
-            Ok(rt) => rt,
-            Err(e) => {
-                return report(Outcome::Failed(format!(
-                    "cannot create a QuickJS runtime: {e}"
-                )));
-            }
+        let prepared = match self.next.take().map_or_else(|| Prepared::new(None), Ok) {
+            Ok(p) => p,
+            Err(msg) => return report(Outcome::Failed(msg)),
         };
+        let Prepared { api, context, slot } = prepared;
+        let rt = context.runtime().clone();
         rt.set_memory_limit(job.limits.memory_bytes);
         rt.set_max_stack_size(job.limits.stack_bytes);
         let g = guard.clone();
         rt.set_interrupt_handler(Some(Box::new(move || g.should_interrupt())));
-        let context = match Context::full(&rt) {
-            Ok(c) => c,
-            Err(e) => {
-                return report(Outcome::Failed(format!(
-                    "cannot create a QuickJS context: {e}"
-                )));
+        *slot.borrow_mut() = Some(host.clone());
+        let outcome = context.with(|ctx| {
+            let ran = api
+                .restore(&ctx)
+                .and_then(|api| run_in(&ctx, job, api, host, &guard));
+            match ran {
+                Ok(outcome) => outcome,
+                Err(e) => caught(&ctx, e),
             }
-        };
-        let outcome = context.with(|ctx| match run_in(&ctx, job, host.clone(), &guard) {
-            Ok(outcome) => outcome,
-            Err(e) => caught(&ctx, e),
         });
         let reusable = matches!(
             outcome,
             Outcome::Value(_) | Outcome::Thrown(_) | Outcome::NotSerializable(_)
         ) && !guard.stopped();
         report(outcome);
-        // Teardown happens after the caller has its answer.
+        // Teardown and the next run's context happen after the caller has its answer.
+        slot.borrow_mut().take();
         drop(context);
+        rt.set_interrupt_handler(None);
+        rt.set_memory_limit(0);
+        let mut keep = None;
         if reusable {
-            rt.set_interrupt_handler(None);
             rt.run_gc();
-            // Only reuse a runtime whose context was really freed (its natives are gone);
-            // otherwise whatever was kept alive goes with the runtime.
-            if Rc::strong_count(&host) == baseline {
-                self.runtime = Some(rt);
+            // Only reuse a runtime whose context was really freed (its natives are gone) and
+            // that has no job left; otherwise whatever was kept alive goes with the runtime.
+            if Rc::strong_count(&slot) == 1 && !rt.is_job_pending() {
+                keep = Some(rt);
             }
+        } else {
+            drop(rt);
         }
+        self.next = Prepared::new(keep).ok();
     }
 }
 
-/// Evaluates the prelude and the task, then drives the job queue until the main promise settles.
+/// Starts the run in a prepared context (`api` is its prelude's helpers): evaluates the task,
+/// then drives the job queue until the main promise settles.
 fn run_in<'js>(
     ctx: &Ctx<'js>,
     job: &Job<'_>,
+    api: Object<'js>,
     host: Rc<RefCell<dyn Host>>,
     guard: &Guard,
 ) -> rquickjs::Result<Outcome> {
-    let native = natives(ctx, host.clone())?;
-    let prelude = load_prelude(ctx)?;
     let mode = match job.kind {
         Kind::Script => "script",
         Kind::Module => "module",
     };
-    let api: Object<'js> =
-        prelude.call((native, mode, job.input_json, job.task_name.unwrap_or("")))?;
+    let begin: Function<'js> = api.get("begin")?;
+    begin.call::<_, ()>((mode, job.input_json, job.task_name.unwrap_or("")))?;
     let deliver: Function<'js> = api.get("deliver")?;
     let to_json: Function<'js> = api.get("toJson")?;
 
@@ -254,28 +302,35 @@ fn eval_options(filename: &str) -> EvalOptions {
     options
 }
 
-/// The natives the prelude builds on: three that reach the host, and `duration`.
-fn natives<'js>(ctx: &Ctx<'js>, host: Rc<RefCell<dyn Host>>) -> rquickjs::Result<Object<'js>> {
+/// The host in `slot`, or the message thrown when there is none (the run is over).
+fn host_in(slot: &HostSlot) -> Result<Rc<RefCell<dyn Host>>, String> {
+    slot.borrow()
+        .clone()
+        .ok_or_else(|| "the session was closed".to_string())
+}
+
+/// The natives the prelude builds on: three that reach the host in `slot`, and `duration`.
+fn natives<'js>(ctx: &Ctx<'js>, slot: HostSlot) -> rquickjs::Result<Object<'js>> {
     let native = Object::new(ctx.clone())?;
-    let h = host.clone();
+    let h = slot.clone();
     native.set(
         "request",
         Function::new(
             ctx.clone(),
             move |ctx: Ctx<'js>, kind: String, request: String| -> rquickjs::Result<f64> {
-                let r = h.borrow_mut().request(&kind, &request);
+                let r = host_in(&h).and_then(|h| h.borrow_mut().request(&kind, &request));
                 r.map(|seq| seq as f64)
                     .map_err(|msg| Exception::throw_internal(&ctx, &msg))
             },
         )?,
     )?;
-    let h = host.clone();
+    let h = slot.clone();
     native.set(
         "wait",
         Function::new(
             ctx.clone(),
             move |ctx: Ctx<'js>| -> rquickjs::Result<List<(f64, bool, String)>> {
-                let r = h.borrow_mut().wait();
+                let r = host_in(&h).and_then(|h| h.borrow_mut().wait());
                 r.map(|d| List((d.seq as f64, d.ok, d.json)))
                     .map_err(|msg| Exception::throw_internal(&ctx, &msg))
             },
@@ -286,7 +341,7 @@ fn natives<'js>(ctx: &Ctx<'js>, host: Rc<RefCell<dyn Host>>) -> rquickjs::Result
         Function::new(
             ctx.clone(),
             move |ctx: Ctx<'js>, level: String, message: String| -> rquickjs::Result<()> {
-                let r = host.borrow_mut().log(&level, &message);
+                let r = host_in(&slot).and_then(|h| h.borrow_mut().log(&level, &message));
                 r.map_err(|msg| Exception::throw_internal(&ctx, &msg))
             },
         )?,

@@ -5,6 +5,7 @@ mod durations;
 mod errors;
 mod external;
 mod harness;
+mod isolation;
 mod module;
 mod pool;
 mod script;
