@@ -8,3 +8,4 @@ mod factory;
 mod group_commit;
 mod migration;
 mod processes;
+mod stamp;
