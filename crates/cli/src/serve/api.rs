@@ -140,16 +140,13 @@ fn api() -> (Router<AppState>, Vec<Op>) {
 /// The host API's routes, for `serve` and for tests that mount it in-process.
 pub fn router(state: AppState) -> Router {
     let (api, _) = api();
-    let api = api.layer(middleware::from_fn_with_state(
-        state.clone(),
-        host_log::record,
-    ));
     Router::new()
         .nest("/api/v1", api)
         .fallback(not_found)
         .layer(middleware::from_fn(error_shape))
         .layer(middleware::from_fn_with_state(state.clone(), authorize))
-        // outside the token check, so refused requests are in the audit trail too
+        // outside the token check, so refused requests are in the audit trail too; once per
+        // request, with the path as asked (`/api/v1/…`)
         .layer(middleware::from_fn_with_state(
             state.clone(),
             host_log::record,

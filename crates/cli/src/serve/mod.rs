@@ -23,7 +23,9 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
+use axum::body::Bytes;
 use sequential_adaptor::{RunId, StorageAdapter, TaskName, VersionSel};
+use sequential_adaptor_sqlite::ChangeStamp;
 use sequential_tasker_engine::{Engine, StopHandle};
 
 use crate::ctx::Ctx;
@@ -96,6 +98,14 @@ pub struct Inner {
     /// again only when a redrive reopens the run, which bumps its revision, so a `GET` of a
     /// finished run reads no journal. Bounded: emptied at [`SUMMARIES`] runs.
     summaries: Mutex<HashMap<RunId, KeptSummary>>,
+    /// `PRAGMA data_version` of the SQLite database file (`None` on other storage): moves
+    /// whenever anyone — this server's writer or another process — commits.
+    stamp: Option<ChangeStamp>,
+    /// Run → the Run object a plain `GET /runs/:id` answered, and the stamp read *before* the
+    /// reads it was rendered from: while the stamp still reads the same, nothing was committed
+    /// since those reads, so the same bytes are the stored state now. Bounded like
+    /// `summaries`.
+    rendered: Mutex<HashMap<RunId, (u64, Bytes)>>,
 }
 
 /// How many runs' journal summaries a server keeps in memory.
@@ -117,7 +127,12 @@ impl std::ops::Deref for AppState {
 }
 
 impl AppState {
-    pub fn new(engine: Engine, token: Option<String>, worker: bool) -> Self {
+    pub fn new(
+        engine: Engine,
+        token: Option<String>,
+        worker: bool,
+        stamp: Option<ChangeStamp>,
+    ) -> Self {
         AppState(Arc::new(Inner {
             engine,
             token,
@@ -129,6 +144,8 @@ impl AppState {
             stopping: tokio::sync::watch::Sender::new(false),
             log: host_log::HostLog::default(),
             summaries: Mutex::new(HashMap::new()),
+            stamp,
+            rendered: Mutex::new(HashMap::new()),
         }))
     }
 
@@ -159,6 +176,39 @@ impl AppState {
             cache.clear();
         }
         cache.insert(id, kept);
+    }
+
+    /// The database's change stamp now; `None` without one (or when it cannot be read: then
+    /// nothing is answered from memory).
+    pub fn stamp_now(&self) -> Option<u64> {
+        let stamp = self.stamp.as_ref()?;
+        match stamp.now() {
+            Ok(v) => Some(v),
+            Err(e) => {
+                tracing::warn!(error = %e, "reading the storage's change stamp");
+                None
+            }
+        }
+    }
+
+    /// The Run object of run `id` rendered at change stamp `stamp`, if that is what was kept.
+    pub fn rendered(&self, id: RunId, stamp: u64) -> Option<Bytes> {
+        match self.rendered.lock().unwrap().get(&id) {
+            Some((at, body)) if *at == stamp => Some(body.clone()),
+            _ => None,
+        }
+    }
+
+    /// Keeps `body`, rendered from reads begun after the change stamp read `stamp`.
+    pub fn keep_rendered(&self, id: RunId, stamp: u64, body: Bytes) {
+        let mut cache = self.rendered.lock().unwrap();
+        if cache.get(&id).is_some_and(|(at, _)| *at > stamp) {
+            return;
+        }
+        if cache.len() >= SUMMARIES {
+            cache.clear();
+        }
+        cache.insert(id, (stamp, body));
     }
 
     /// The content hash of a task version (cached; `None` when the version is gone).
@@ -197,6 +247,21 @@ fn token(args: &ServeArgs) -> Result<Option<String>> {
         .filter(|t| !t.is_empty()))
 }
 
+/// A change stamp on the SQLite database file `url` names (`None` for other storage, for an
+/// in-memory database — no other connection can write it — and when it cannot be opened).
+fn change_stamp(url: &str) -> Option<ChangeStamp> {
+    if sequential_adaptor::scheme_of(url).as_deref() != Some("sqlite") {
+        return None;
+    }
+    let path = sequential_adaptor::strip_scheme(url);
+    if path.is_empty() || path == ":memory:" {
+        return None;
+    }
+    ChangeStamp::open(path)
+        .map_err(|e| tracing::warn!(error = %e, "opening the storage's change stamp"))
+        .ok()
+}
+
 /// Runs the server until SIGINT/SIGTERM; a second signal stops the worker at once.
 pub async fn serve(ctx: &Ctx, args: ServeArgs) -> Result<()> {
     let addr: SocketAddr = args.bind.parse().map_err(|_| {
@@ -226,7 +291,12 @@ pub async fn serve(ctx: &Ctx, args: ServeArgs) -> Result<()> {
     config.concurrency = args.concurrency;
     config.stop_grace = grace;
     let engine = cli_runs::engine_with(&storage, config)?;
-    let state = AppState::new(engine.clone(), token, !args.no_worker);
+    let state = AppState::new(
+        engine.clone(),
+        token,
+        !args.no_worker,
+        change_stamp(&storage.choice.url),
+    );
     let listener = tokio::net::TcpListener::bind(addr).await.map_err(|e| {
         user(
             format!("cannot listen on {addr}: {e}"),

@@ -3,7 +3,7 @@
 
 use std::time::{Duration, Instant};
 
-use axum::body::Body;
+use axum::body::{Body, Bytes};
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -315,56 +315,89 @@ pub async fn get(
     State(state): State<AppState>,
     Path(id): Path<String>,
     Query(q): Query<GetQuery>,
-) -> ApiResult<axum::Json<Value>> {
+) -> ApiResult<Response> {
     let id = run_id(&id)?;
+    let Some(w) = wait_param(q.wait.as_deref())? else {
+        return get_now(&state, id).await;
+    };
     let first = load(&state, id).await?;
-    let run = match wait_param(q.wait.as_deref())? {
-        None => first,
-        Some(w) => {
-            let deadline = Instant::now() + w;
-            match q.until.as_deref() {
-                None | Some("terminal") => {
-                    wait_until(&state, id, deadline, |r| r.status.is_terminal()).await?
+    let deadline = Instant::now() + w;
+    let run = match q.until.as_deref() {
+        None | Some("terminal") => {
+            wait_until(&state, id, deadline, |r| r.status.is_terminal()).await?
+        }
+        Some("change") => {
+            // `change`: the status differs from the first read, or (with `after`) the
+            // journal has a record past `after`
+            let mut r = first.clone();
+            loop {
+                let moved = r.status != first.status
+                    || match q.after {
+                        Some(a) => !state
+                            .store()
+                            .read_journal(id, Some(a), 1)
+                            .await
+                            .map_err(ApiError::storage)?
+                            .is_empty(),
+                        None => false,
+                    };
+                if moved || Instant::now() >= deadline || r.status.is_terminal() {
+                    break r;
                 }
-                Some("change") => {
-                    // `change`: the status differs from the first read, or (with `after`) the
-                    // journal has a record past `after`
-                    let mut r = first.clone();
-                    loop {
-                        let moved = r.status != first.status
-                            || match q.after {
-                                Some(a) => !state
-                                    .store()
-                                    .read_journal(id, Some(a), 1)
-                                    .await
-                                    .map_err(ApiError::storage)?
-                                    .is_empty(),
-                                None => false,
-                            };
-                        if moved || Instant::now() >= deadline || r.status.is_terminal() {
-                            break r;
-                        }
-                        let revision = r.revision;
-                        r = wait_until(&state, id, deadline, |x| x.revision != revision).await?;
-                    }
-                }
-                Some(u) => match u.parse::<RunStatus>() {
-                    Ok(want) => {
-                        wait_until(&state, id, deadline, |r| {
-                            r.status == want || r.status.is_terminal()
-                        })
-                        .await?
-                    }
-                    Err(_) => {
-                        return Err(ApiError::bad_request(format!(
-                            "?until={u}: expected terminal, change, or a status (queued, running, waiting, paused, stopping, succeeded, failed, cancelled)"
-                        )));
-                    }
-                },
+                let revision = r.revision;
+                r = wait_until(&state, id, deadline, |x| x.revision != revision).await?;
             }
         }
+        Some(u) => match u.parse::<RunStatus>() {
+            Ok(want) => {
+                wait_until(&state, id, deadline, |r| {
+                    r.status == want || r.status.is_terminal()
+                })
+                .await?
+            }
+            Err(_) => {
+                return Err(ApiError::bad_request(format!(
+                    "?until={u}: expected terminal, change, or a status (queued, running, waiting, paused, stopping, succeeded, failed, cancelled)"
+                )));
+            }
+        },
     };
-    Ok(axum::Json(view(&state, &run).await?))
+    Ok(axum::Json(view(&state, &run).await?).into_response())
+}
+
+/// A plain `GET /runs/:id`: the Run object as stored now. With a change stamp (SQLite), the
+/// stamp is read first; if nothing was committed since the Run object was last rendered, the
+/// same bytes are answered without reading storage, else it is read and rendered anew.
+async fn get_now(state: &AppState, id: RunId) -> ApiResult<Response> {
+    let stamp = state.stamp_now();
+    if let Some(body) = stamp.and_then(|s| state.rendered(id, s)) {
+        return Ok(json_body(body));
+    }
+    let run = load(state, id).await?;
+    let doc = view(state, &run).await?;
+    let body = Bytes::from(serde_json::to_vec(&doc).map_err(|e| {
+        ApiError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "INTERNAL",
+            format!("rendering run {id}: {e}"),
+        )
+    })?);
+    if let Some(s) = stamp {
+        state.keep_rendered(id, s, body.clone());
+    }
+    Ok(json_body(body))
+}
+
+/// A 200 with a JSON body already serialized.
+fn json_body(body: Bytes) -> Response {
+    (
+        [(
+            axum::http::header::CONTENT_TYPE,
+            axum::http::HeaderValue::from_static("application/json"),
+        )],
+        body,
+    )
+        .into_response()
 }
 
 #[derive(Deserialize)]

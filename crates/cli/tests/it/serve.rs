@@ -884,3 +884,73 @@ fn a_graph_that_fails_its_check_is_refused_at_upload_naming_the_json_pointer() {
     );
     assert_eq!(run["status"], "succeeded", "{run}\n{}", s.stderr());
 }
+
+/// A plain `GET /runs/:id` on SQLite may answer the Run object it rendered before, but only
+/// while nothing was committed since: here another process (the CLI's `kill`, on the same
+/// database file, never talking to the server) ends a waiting run between two GETs that the
+/// server could otherwise answer from memory, and the second GET must show the ended run.
+#[test]
+fn a_get_never_answers_a_run_that_another_process_changed_since() {
+    let sb = Sandbox::new();
+    let db = ("DATABASE_URL", "sqlite:./serve.db");
+    let s = Server::start(&sb, &[db], &[]);
+    upload(&s, "approval", APPROVAL);
+    let (st, run) = s.post(
+        "/api/v1/tasks/approval/runs",
+        json!({ "input": { "item": "desk" } }),
+    );
+    assert_eq!(st, 202, "{run}");
+    let id = run["id"].as_str().unwrap().to_string();
+    let (st, waiting) = s.get(&format!("/api/v1/runs/{id}?wait=20s&until=waiting"));
+    assert_eq!(
+        (st, waiting["status"].as_str()),
+        (200, Some("waiting")),
+        "{waiting}"
+    );
+    // the same answer while nothing changes (the later ones may come from memory)
+    for _ in 0..3 {
+        let (st, again) = s.get(&format!("/api/v1/runs/{id}"));
+        assert_eq!((st, &again), (200, &waiting));
+    }
+    let killed = sb
+        .cmd(&["kill", &id, "--json"])
+        .env(db.0, db.1)
+        .run()
+        .ok()
+        .json();
+    assert_eq!(killed["status"], "cancelled", "{killed}");
+    let (st, now) = s.get(&format!("/api/v1/runs/{id}"));
+    assert_eq!(
+        (st, now["status"].as_str()),
+        (200, Some("cancelled")),
+        "a stale Run object after another process ended the run: {now}"
+    );
+    assert!(
+        now["journal"]["last_seq"].as_u64() > waiting["journal"]["last_seq"].as_u64(),
+        "the journal the other process appended to is not in the answer: {now}"
+    );
+    assert!(now["ended_at"].is_string(), "{now}");
+    let (_, still) = s.get(&format!("/api/v1/runs/{id}"));
+    assert_eq!(still, now);
+}
+
+/// Each request is in the host log and the audit trail once, with the path as asked.
+#[test]
+fn each_request_is_logged_once_with_its_full_path() {
+    let sb = Sandbox::new();
+    let s = Server::start(&sb, &[], &[]);
+    for _ in 0..3 {
+        assert_eq!(s.get("/api/v1/version").0, 200);
+    }
+    let (st, audit) = s.get("/api/v1/audit?follow=false");
+    assert_eq!(st, 200);
+    let version: Vec<Value> = ndjson(&audit)
+        .into_iter()
+        .filter(|l| l["path"].as_str().is_some_and(|p| p.ends_with("/version")))
+        .collect();
+    assert_eq!(version.len(), 3, "{version:?}");
+    assert!(
+        version.iter().all(|l| l["path"] == "/api/v1/version"),
+        "{version:?}"
+    );
+}
