@@ -10,7 +10,9 @@
 //! how long a journal record takes to reach an SSE client of `GET /api/v1/runs/:id/events`.
 //!
 //! The server binary is `$SEQUENTIAL_BIN` (`cargo xtask bench api` builds it with the `bench`
-//! profile and sets it). `API_BENCH_SECS` (default 10) is the length of the req/s window.
+//! profile and sets it). `API_BENCH_SECS` (default 10) is the length of the req/s window;
+//! `API_BENCH_ONLY=get` measures only the two `GET /api/v1/runs/:id` rates and prints them to
+//! stderr (no section), for profiling the server while it serves them.
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -237,11 +239,11 @@ struct Rate {
 
 /// `GET /api/v1/runs/:id` on [`CONNECTIONS`] keep-alive connections for `secs` (after a
 /// second of warm-up).
-async fn get_rate(addr: &str, id: &str, server_pid: u32, secs: u64) -> Result<Rate> {
+async fn get_rate(addr: &str, path: &str, server_pid: u32, secs: u64) -> Result<Rate> {
     let ok = Arc::new(AtomicU64::new(0));
     let bad = Arc::new(AtomicU64::new(0));
     let stop = Arc::new(AtomicBool::new(false));
-    let req = Arc::new(Conn::request("GET", &format!("/api/v1/runs/{id}"), None));
+    let req = Arc::new(Conn::request("GET", path, None));
     let mut tasks = Vec::new();
     for _ in 0..CONNECTIONS {
         let mut c = Conn::open(addr).await?;
@@ -483,7 +485,13 @@ pub async fn run(_args: &[String]) -> Result<()> {
         .to_string();
 
     eprintln!("api: GET /api/v1/runs/:id on {CONNECTIONS} connections for {secs} s");
-    let rate = get_rate(&server.addr, &id, server.pid(), secs).await?;
+    let rate = get_rate(
+        &server.addr,
+        &format!("/api/v1/runs/{id}"),
+        server.pid(),
+        secs,
+    )
+    .await?;
 
     // an active run: its journal is read on every GET (only an ended run's summary is kept)
     let (st, waiting) = c
@@ -506,8 +514,41 @@ pub async fn run(_args: &[String]) -> Result<()> {
         .await?;
     let journal_len = w["journal"]["last_seq"].as_u64().map_or(0, |s| s + 1);
     eprintln!("api: GET of a waiting run ({journal_len} records) for {secs} s");
-    let active = get_rate(&server.addr, &waiting_id, server.pid(), secs).await?;
+    let active = get_rate(
+        &server.addr,
+        &format!("/api/v1/runs/{waiting_id}"),
+        server.pid(),
+        secs,
+    )
+    .await?;
+    // `?wait=0s` takes the long-poll path, which always reads the run and its journal: what
+    // every plain GET costs when something was committed since the last one
+    eprintln!("api: GET ?wait=0s of the waiting run for {secs} s");
+    let uncached = get_rate(
+        &server.addr,
+        &format!("/api/v1/runs/{waiting_id}?wait=0s"),
+        server.pid(),
+        secs,
+    )
+    .await?;
 
+    if std::env::var("API_BENCH_ONLY").as_deref() == Ok("get") {
+        // a quick look at the two GET rates alone (for profiling), no section written
+        for (what, r) in [
+            ("ended", &rate),
+            ("active", &active),
+            ("active, ?wait=0s", &uncached),
+        ] {
+            eprintln!(
+                "api: GET of the {what} run: {:.0} req/s ({} errors); load generator {:.0}%, server {:.0}%",
+                r.per_sec,
+                r.errors,
+                r.client_cpu * 100.0,
+                r.server_cpu * 100.0
+            );
+        }
+        return Ok(());
+    }
     eprintln!("api: journal record → SSE client");
     let sse = sse_delivery(&server.addr, 300).await?;
     eprintln!("api: the first page of the runs list with {LIST_RUNS} runs stored");
@@ -538,7 +579,7 @@ pub async fn run(_args: &[String]) -> Result<()> {
         verdict(rate.per_sec >= 20_000.0 && rate.errors == 0)
     ));
     md.push_str(&format!(
-        "| the same, of a run waiting for an event ({} journal records; each GET reads the run and the journal after the last record the server has seen, whereas an ended run's summary is kept per revision), {:.1} s | {:.0} req/s ({} errors); load generator {:.0}% of a core, server {:.0}% | ≥ 20,000 req/s | {} |\n",
+        "| the same, of a run waiting for an event ({} journal records), {:.1} s | {:.0} req/s ({} errors); load generator {:.0}% of a core, server {:.0}% | ≥ 20,000 req/s | {} |\n",
         journal_len,
         active.secs,
         active.per_sec,
@@ -546,6 +587,14 @@ pub async fn run(_args: &[String]) -> Result<()> {
         active.client_cpu * 100.0,
         active.server_cpu * 100.0,
         verdict(active.per_sec >= 20_000.0 && active.errors == 0)
+    ));
+    md.push_str(&format!(
+        "| the same with `?wait=0s` (the long-poll path: reads the run and its journal on every GET, as a plain GET does after any commit), {:.1} s | {:.0} req/s ({} errors); load generator {:.0}% of a core, server {:.0}% | (reference) | |\n",
+        uncached.secs,
+        uncached.per_sec,
+        uncached.errors,
+        uncached.client_cpu * 100.0,
+        uncached.server_cpu * 100.0,
     ));
     md.push_str(&format!(
         "| start-and-wait of a 1-fetch task (`POST …/runs?wait=30s`, one connection, {} runs) | p50 {:.2} ms, p90 {:.2} ms, p99 {:.2} ms | p50 ≤ 3 ms | {} |\n",
@@ -576,6 +625,14 @@ pub async fn run(_args: &[String]) -> Result<()> {
             verdict(p50 <= 150.0)
         ));
     }
+    md.push_str(
+        "\nA plain `GET /runs/:id` on SQLite first reads the database's `PRAGMA data_version` (on \
+         a connection of its own; it moves on any commit, by this server or another process): \
+         when nothing was committed since the Run object was last rendered, those bytes are the \
+         answer; otherwise the run and the journal after the last record the server has seen are \
+         read (an ended run's journal summary is kept per revision) and the object rendered \
+         anew — the `?wait=0s` row measures that path.\n",
+    );
     md.push_str(&format!(
         "\nRecord → SSE client is the client's clock when the `data:` line arrives minus the \
          record's `at` (the server's clock, same host, in whole milliseconds, taken just before \
