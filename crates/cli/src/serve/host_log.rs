@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use axum::body::Bytes;
 use axum::extract::{Query, Request, State};
-use axum::http::{HeaderMap, header};
+use axum::http::{HeaderMap, Method, header};
 use axum::middleware::Next;
 use axum::response::Response;
 use sequential_adaptor::now_millis;
@@ -32,31 +32,101 @@ pub const KEEP: usize = 1000;
 /// The ring of recent lines; `seq` counts every line ever added.
 #[derive(Debug, Default)]
 pub struct HostLog {
-    lines: Mutex<(u64, VecDeque<(u64, Value)>)>,
+    lines: Mutex<(u64, VecDeque<Line>)>,
     added: Notify,
 }
 
-impl HostLog {
-    /// Adds a line `{seq, at, kind, level, msg, …extra}`.
-    pub fn add(&self, kind: &str, level: &str, msg: impl Into<String>, extra: Value) {
-        let mut g = self.lines.lock().unwrap();
-        let seq = g.0;
-        g.0 += 1;
+/// A kept line as it was added; rendered to its JSON form only when read (a request adds one
+/// line, and the ring drops one, on every request, while the lines are seldom read).
+#[derive(Debug)]
+struct Line {
+    seq: u64,
+    at: i64,
+    kind: &'static str,
+    level: &'static str,
+    what: What,
+}
+
+#[derive(Debug)]
+enum What {
+    /// A message with fields of its own.
+    Said { msg: String, extra: Value },
+    /// An API request answered.
+    Request {
+        method: Method,
+        path: String,
+        status: u16,
+        ms: f64,
+    },
+}
+
+impl Line {
+    /// `{seq, at, kind, level, msg, …extra}`.
+    fn render(&self) -> Value {
+        let (msg, extra) = match &self.what {
+            What::Said { msg, extra } => (msg.clone(), extra.clone()),
+            What::Request {
+                method,
+                path,
+                status,
+                ms,
+            } => (
+                format!("{method} {path} {status}"),
+                json!({ "method": method.as_str(), "path": path, "status": status, "ms": ms }),
+            ),
+        };
         let mut line = json!({
-            "seq": seq,
-            "at": rfc3339_millis(now_millis()),
-            "kind": kind,
-            "level": level,
-            "msg": msg.into(),
+            "seq": self.seq,
+            "at": rfc3339_millis(self.at),
+            "kind": self.kind,
+            "level": self.level,
+            "msg": msg,
         });
         if let (Some(l), Value::Object(x)) = (line.as_object_mut(), extra) {
             l.extend(x);
         }
-        g.1.push_back((seq, line));
-        if g.1.len() > KEEP {
-            g.1.pop_front();
-        }
+        line
+    }
+}
+
+impl HostLog {
+    /// Adds a line `{seq, at, kind, level, msg, …extra}`.
+    pub fn add(
+        &self,
+        kind: &'static str,
+        level: &'static str,
+        msg: impl Into<String>,
+        extra: Value,
+    ) {
+        self.push(
+            kind,
+            level,
+            What::Said {
+                msg: msg.into(),
+                extra,
+            },
+        );
+    }
+
+    fn push(&self, kind: &'static str, level: &'static str, what: What) {
+        let at = now_millis();
+        let mut g = self.lines.lock().unwrap();
+        let seq = g.0;
+        g.0 += 1;
+        let dropped = if g.1.len() >= KEEP {
+            g.1.pop_front()
+        } else {
+            None
+        };
+        g.1.push_back(Line {
+            seq,
+            at,
+            kind,
+            level,
+            what,
+        });
         drop(g);
+        drop(dropped);
         self.added.notify_waiters();
     }
 
@@ -64,8 +134,8 @@ impl HostLog {
     fn after(&self, after: Option<u64>) -> Vec<(u64, Value)> {
         let g = self.lines.lock().unwrap();
         g.1.iter()
-            .filter(|(s, _)| after.is_none_or(|a| *s > a))
-            .cloned()
+            .filter(|l| after.is_none_or(|a| l.seq > a))
+            .map(|l| (l.seq, l.render()))
             .collect()
     }
 }
@@ -73,20 +143,19 @@ impl HostLog {
 /// Records every request in the host log (kind `request`) once its response head is ready.
 pub async fn record(State(state): State<AppState>, req: Request, next: Next) -> Response {
     let started = Instant::now();
-    let method = req.method().to_string();
+    let method = req.method().clone();
     let path = req.uri().path().to_string();
     let resp = next.run(req).await;
     let status = resp.status().as_u16();
-    state.log.add(
+    state.log.push(
         "request",
         if status >= 500 { "error" } else { "info" },
-        format!("{method} {path} {status}"),
-        json!({
-            "method": method,
-            "path": path,
-            "status": status,
-            "ms": started.elapsed().as_secs_f64() * 1000.0,
-        }),
+        What::Request {
+            method,
+            path,
+            status,
+            ms: started.elapsed().as_secs_f64() * 1000.0,
+        },
     );
     resp
 }
