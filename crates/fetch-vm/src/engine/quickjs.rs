@@ -38,12 +38,9 @@ struct Prepared {
 }
 
 impl Prepared {
-    /// A new context in `runtime` (or in a new runtime), with the prelude set up.
-    fn new(runtime: Option<Runtime>) -> Result<Prepared, String> {
-        let rt = match runtime {
-            Some(rt) => rt,
-            None => Runtime::new().map_err(|e| format!("cannot create a QuickJS runtime: {e}"))?,
-        };
+    /// A new context in a new runtime, with the prelude set up.
+    fn new() -> Result<Prepared, String> {
+        let rt = Runtime::new().map_err(|e| format!("cannot create a QuickJS runtime: {e}"))?;
         let context =
             Context::full(&rt).map_err(|e| format!("cannot create a QuickJS context: {e}"))?;
         let slot: HostSlot = Rc::new(RefCell::new(None));
@@ -65,10 +62,8 @@ impl Prepared {
     }
 }
 
-/// Runs jobs on QuickJS-NG, each in a fresh context that no other code has run in. The context
-/// of the next run is prepared after a run has reported its outcome (off the caller's path): a
-/// new context, in the same runtime when the previous context was really freed (else in a new
-/// runtime, as after a run that ended abnormally: limit, interrupt).
+/// Runs jobs on QuickJS-NG, each in a fresh runtime and context that no other code has run in.
+/// The next run's are prepared after a run has reported its outcome (off the caller's path).
 #[derive(Default)]
 pub(crate) struct QuickJs {
     next: Option<Prepared>,
@@ -90,7 +85,7 @@ impl Engine for QuickJs {
         guard: Arc<Guard>,
         report: &mut dyn FnMut(Outcome),
     ) {
-        let prepared = match self.next.take().map_or_else(|| Prepared::new(None), Ok) {
+        let prepared = match self.next.take().map_or_else(Prepared::new, Ok) {
             Ok(p) => p,
             Err(msg) => return report(Outcome::Failed(msg)),
         };
@@ -110,28 +105,15 @@ impl Engine for QuickJs {
                 Err(e) => caught(&ctx, e),
             }
         });
-        let reusable = matches!(
-            outcome,
-            Outcome::Value(_) | Outcome::Thrown(_) | Outcome::NotSerializable(_)
-        ) && !guard.stopped();
         report(outcome);
-        // Teardown and the next run's context happen after the caller has its answer.
+        // Teardown and the next run's context happen after the caller has its answer. The
+        // runtime goes with the context: dropping a context that ran the prelude does not free
+        // it (its natives stay alive until the runtime goes, even after a GC), and freeing the
+        // whole runtime costs less than the GC that reusing it would need.
         slot.borrow_mut().take();
         drop(context);
-        rt.set_interrupt_handler(None);
-        rt.set_memory_limit(0);
-        let mut keep = None;
-        if reusable {
-            rt.run_gc();
-            // Only reuse a runtime whose context was really freed (its natives are gone) and
-            // that has no job left; otherwise whatever was kept alive goes with the runtime.
-            if Rc::strong_count(&slot) == 1 && !rt.is_job_pending() {
-                keep = Some(rt);
-            }
-        } else {
-            drop(rt);
-        }
-        self.next = Prepared::new(keep).ok();
+        drop(rt);
+        self.next = Prepared::new().ok();
     }
 }
 
