@@ -2,9 +2,12 @@
 //!
 //! Hot paths are one statement (one round trip, one commit): `append` (fence checked under the
 //! run's row lock in the same statement; the appends of many runs offered together share one
-//! statement, see `batch`), `update_run`, `settle_run`, `create_run`. Claims and
-//! the other lease operations lock their rows, apply the rules in Rust and write back, in one
-//! transaction.
+//! statement, see `batch`), `update_run`, `settle_run`, `create_run`, `claim` and `claim_run`
+//! (the claim written in SQL, then recomputed by `rules::claim_run` from the row as the
+//! statement found it: a disagreement is an error, never a silent claim), `renew` and `release`
+//! while the token holds, `read_journal`. The rarer operations (signals, deletes, a fenced
+//! renew or release to explain) lock their rows, apply the rules in Rust and write back, in
+//! one transaction.
 
 use std::collections::HashMap;
 use std::sync::Arc;

@@ -132,18 +132,27 @@ CREATE TRIGGER signals_inserted AFTER INSERT ON signals
         description: "journal records packed; run ends notified; idempotency keys indexed only where set",
         sql: r#"
 ALTER TABLE journal ALTER COLUMN kind DROP NOT NULL, ALTER COLUMN data DROP NOT NULL,
-    ADD COLUMN packed bytea,
-    ADD CONSTRAINT journal_record CHECK (packed IS NOT NULL OR (kind IS NOT NULL AND data IS NOT NULL));
-CREATE FUNCTION notify_ended() RETURNS trigger LANGUAGE plpgsql AS $$
+    ADD COLUMN packed bytea;
+-- one trigger for both notifications of an update: every UPDATE statement on runs prepares
+-- each trigger's WHEN clause anew
+CREATE FUNCTION notify_run_update() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
-    PERFORM pg_notify('sequential_ended', TG_TABLE_SCHEMA || ' ' || NEW.id::text);
+    IF NEW.ready_at IS NOT NULL AND (OLD.ready_at IS NULL OR NEW.ready_at < OLD.ready_at) THEN
+        PERFORM pg_notify('sequential_changes', TG_TABLE_SCHEMA);
+    END IF;
+    IF NEW.status IN ('succeeded', 'failed', 'cancelled')
+       AND OLD.status NOT IN ('succeeded', 'failed', 'cancelled') THEN
+        PERFORM pg_notify('sequential_ended', TG_TABLE_SCHEMA || ' ' || NEW.id::text);
+    END IF;
     RETURN NULL;
 END
 $$;
-CREATE TRIGGER runs_ended AFTER UPDATE ON runs FOR EACH ROW
-    WHEN (NEW.status IN ('succeeded', 'failed', 'cancelled')
-          AND OLD.status NOT IN ('succeeded', 'failed', 'cancelled'))
-    EXECUTE FUNCTION notify_ended();
+DROP TRIGGER runs_runnable_sooner ON runs;
+CREATE TRIGGER runs_updated AFTER UPDATE ON runs FOR EACH ROW
+    WHEN ((NEW.ready_at IS NOT NULL AND (OLD.ready_at IS NULL OR NEW.ready_at < OLD.ready_at))
+          OR (NEW.status IN ('succeeded', 'failed', 'cancelled')
+              AND OLD.status NOT IN ('succeeded', 'failed', 'cancelled')))
+    EXECUTE FUNCTION notify_run_update();
 ALTER TABLE runs DROP CONSTRAINT runs_idempotency_key_key;
 CREATE UNIQUE INDEX runs_by_key ON runs (idempotency_key) WHERE idempotency_key IS NOT NULL;
 "#,

@@ -172,7 +172,12 @@ impl Location {
         };
         let user = options.get_username().to_string();
         let database = options.get_database().unwrap_or(&user).to_string();
-        let options = options.application_name("sequential-ecosystem").options([
+        // the URL's application_name when it gives one (as the README promises)
+        let options = match options.get_application_name() {
+            Some(_) => options,
+            None => options.application_name("sequential-ecosystem"),
+        };
+        let options = options.options([
             ("search_path", schema.as_str()),
             ("statement_timeout", statement_timeout.as_str()),
         ]);

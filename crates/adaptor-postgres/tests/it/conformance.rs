@@ -30,16 +30,48 @@ async fn make() -> Option<Harness> {
     })
 }
 
+/// Opens the crash case's store once the schema's other sessions are idle. A SIGKILLed
+/// client's last statement runs on in its server process and may commit after the kill (the
+/// server notices the dead client only when it answers): the parent would read the journal
+/// before that commit, append the next record itself, and then meet a batch it did not see.
+/// The sessions are found by `application_name`, which `durable` sets to the schema.
+async fn open_quiesced(url: String) -> Arc<dyn StorageAdapter> {
+    let base = url.split('?').next().expect("a URL").to_string();
+    let app = url
+        .split(['?', '&'])
+        .find_map(|kv| kv.strip_prefix("application_name="))
+        .expect("the crash case's URL names its sessions")
+        .to_string();
+    let mut conn = support::connect(&base).await;
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        let busy: i64 = sqlx::query_scalar(
+            "SELECT count(*) FROM pg_stat_activity WHERE application_name = $1 \
+             AND state <> 'idle' AND pid <> pg_backend_pid()",
+        )
+        .bind(&app)
+        .fetch_one(&mut conn)
+        .await
+        .expect("reading pg_stat_activity");
+        if busy == 0 || std::time::Instant::now() > deadline {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    }
+    open(url).await
+}
+
 fn durable() -> Durable {
     Durable {
         create: || {
             Box::pin(async {
                 let base = support::server().await?;
                 let (url, guard) = support::fresh_schema(&base);
+                let url = format!("{url}&application_name={}", guard.schema);
                 Some((url, Box::new(guard) as Box<dyn std::any::Any + Send>))
             })
         },
-        open: |url| Box::pin(open(url)),
+        open: |url| Box::pin(open_quiesced(url)),
         kills: 50,
         check: None,
     }

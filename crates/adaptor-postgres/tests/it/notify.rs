@@ -94,3 +94,87 @@ async fn another_stores_new_run_signal_and_timer_wake_a_waiter() {
         "a timer brought forward wakes the waiter"
     );
 }
+
+/// `watch_end` wakes on its own run's end (in another store, settled by its worker or cancelled
+/// by an update), not on another run's end nor on its own run's other changes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_end_wakes_the_watchers_of_that_run_only() {
+    use sequential_adaptor::ClaimRequest;
+
+    let Some(base) = support::server().await else {
+        return;
+    };
+    let (url, _guard) = support::fresh_schema(&base);
+    let watcher = PostgresStore::open(&url).await.unwrap();
+    let writer = PostgresStore::open(&url).await.unwrap();
+    let task = TaskName::new("t").unwrap();
+    let v = writer
+        .put_task_version(NewTaskVersion {
+            task: task.clone(),
+            code: "1".into(),
+            graph: None,
+            config: json!({}),
+        })
+        .await
+        .unwrap()
+        .version
+        .version;
+    let start = || writer.create_run(NewRun::new(task.clone(), v, json!(1)));
+    let (a, b) = (
+        start().await.unwrap().into_run(),
+        start().await.unwrap().into_run(),
+    );
+    let (watch_a, watch_b) = (watcher.watch_end(a.id), watcher.watch_end(b.id));
+    let ready = Instant::now();
+    while !watcher.is_listening() && ready.elapsed() < Duration::from_secs(10) {
+        watcher.wait_for_change(Duration::from_millis(50)).await;
+    }
+    assert!(
+        watcher.is_listening(),
+        "the LISTEN connection never came up"
+    );
+    // let the wake-ups of coming up (which may have ended something unseen) pass
+    watch_a.wait(Duration::from_millis(50)).await;
+    watch_b.wait(Duration::from_millis(50)).await;
+
+    let claims = writer
+        .claim(&ClaimRequest {
+            worker: "w".into(),
+            now: sequential_adaptor::now_millis(),
+            lease_ms: 60_000,
+            limit: 2,
+        })
+        .await
+        .unwrap();
+    assert_eq!(claims.len(), 2);
+    let long = Duration::from_secs(30);
+    // a claim is not an end
+    assert!(
+        tokio::time::timeout(Duration::from_millis(300), watch_a.wait(long))
+            .await
+            .is_err(),
+        "a claim woke the end watcher"
+    );
+    let claim_a = claims.iter().find(|c| c.run.id == a.id).unwrap();
+    let mut done = claim_a.run.clone();
+    done.status = RunStatus::Succeeded;
+    done.output = Some(json!("ok"));
+    done.ended_at = Some(done.updated_at);
+    writer.settle_run(&done, claim_a.token).await.unwrap();
+    tokio::time::timeout(long, watch_a.wait(long))
+        .await
+        .expect("a's end wakes a's watcher");
+    assert!(
+        tokio::time::timeout(Duration::from_millis(300), watch_b.wait(long))
+            .await
+            .is_err(),
+        "a's end woke b's watcher"
+    );
+    let mut cancelled = writer.get_run(b.id).await.unwrap();
+    cancelled.status = RunStatus::Cancelled;
+    cancelled.ended_at = Some(cancelled.updated_at);
+    writer.update_run(&cancelled).await.unwrap();
+    tokio::time::timeout(long, watch_b.wait(long))
+        .await
+        .expect("b's end wakes b's watcher");
+}
