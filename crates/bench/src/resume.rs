@@ -30,6 +30,9 @@ const PAUSED_SCRIPT: &str = "const r = fetch(`${input.url}/hang`);\nr.status";
 /// Live runs held for the memory case.
 const PAUSED: usize = 1000;
 
+/// How long after the last paused run reached its fetch the RSS is read.
+const SETTLE: Duration = Duration::from_secs(3);
+
 /// What the resume and memory cases measured.
 pub(crate) struct Report {
     pub(crate) runs: usize,
@@ -45,8 +48,9 @@ impl Report {
     pub(crate) fn section(&self) -> String {
         let mib = |b: u64| b as f64 / (1024.0 * 1024.0);
         let mut md = format!(
-            "Resume and memory (SQLite): a module task that makes ten fetches, then waits for an event; the event is sent and the run resumed {} times each way, one at a time. *Hot*: the engine that parked the run still holds its live session. *Cold*: another engine resumes it (as after a restart, or on another worker): the session is rebuilt by replaying the ten recorded fetches from the journal (checked: that engine made no hot resume). Memory: RSS of an `engine-worker` process (concurrency {PAUSED}) when idle, and holding {PAUSED} live runs paused at a fetch to a loopback server that never answers.\n\n",
-            self.runs
+            "Resume and memory (SQLite): a module task that makes ten fetches, then waits for an event; the event is sent and the run resumed {} times each way, one at a time. *Hot*: the engine that parked the run still holds its live session. *Cold*: another engine resumes it (as after a restart, or on another worker): the session is rebuilt by replaying the ten recorded fetches from the journal (checked: that engine made no hot resume). Memory: RSS of an `engine-worker` process (concurrency {PAUSED}) when idle, and holding {PAUSED} live runs paused at a fetch to a loopback server that never answers, read {} s after the last of them reached its fetch (a run whose calls are out longer than the engine's `park_after`, 200 ms, holds its journal instead of a JavaScript session; its session is rebuilt by replay when the fetch returns).\n\n",
+            self.runs,
+            SETTLE.as_secs()
         );
         md.push_str("| measure | p50 | p99 |\n|---|---:|---:|\n");
         for (what, d) in [
@@ -232,7 +236,8 @@ async fn paused_rss(dir: &Path, name: &str, code: &str) -> Result<(u64, u64)> {
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
-        tokio::time::sleep(Duration::from_millis(500)).await;
+        // paused runs stay paused: read the RSS once the worker has settled into holding them
+        tokio::time::sleep(SETTLE).await;
         Ok((idle, rss_of(worker.id())?))
     }
     .await;

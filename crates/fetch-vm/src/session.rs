@@ -340,7 +340,18 @@ struct Assignment {
 }
 
 /// Idle session threads (with the stack size they were built for), most recent last.
-static IDLE: Mutex<Vec<(usize, Sender<Assignment>)>> = Mutex::new(Vec::new());
+static IDLE: Mutex<Vec<Idle>> = Mutex::new(Vec::new());
+
+/// An idle session thread: the stack size it was built for, a number naming it, and where to
+/// send its next session.
+type Idle = (usize, u64, Sender<Assignment>);
+
+/// Numbers idle threads, so one that times out can find (and take) its own entry.
+static NEXT_IDLE: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+/// How long a session thread waits in the idle pool before it ends (freeing its stack and
+/// warm runtime): a burst of sessions does not keep its threads forever.
+const IDLE_FOR: std::time::Duration = std::time::Duration::from_secs(2);
 
 /// How many idle session threads (each keeping a warm JavaScript runtime) are kept.
 static MAX_IDLE: AtomicUsize = AtomicUsize::new(8);
@@ -353,7 +364,7 @@ pub fn keep_idle_sessions(n: usize) {
     MAX_IDLE.fetch_max(n, Ordering::Relaxed);
 }
 
-fn idle() -> std::sync::MutexGuard<'static, Vec<(usize, Sender<Assignment>)>> {
+fn idle() -> std::sync::MutexGuard<'static, Vec<Idle>> {
     IDLE.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
@@ -363,10 +374,10 @@ fn dispatch(mut assignment: Assignment) -> Result<(), Error> {
     loop {
         let worker = {
             let mut idle = idle();
-            let found = idle.iter().rposition(|(s, _)| *s >= stack);
+            let found = idle.iter().rposition(|(s, _, _)| *s >= stack);
             found.map(|i| idle.swap_remove(i))
         };
-        let Some((_, worker)) = worker else { break };
+        let Some((_, _, worker)) = worker else { break };
         match worker.send(assignment) {
             Ok(()) => return Ok(()),
             Err(returned) => assignment = returned.0,
@@ -387,14 +398,33 @@ fn session_thread(stack: usize, first: Assignment) {
     loop {
         session_main(next, &mut engine);
         let (tx, rx) = channel();
+        let me = NEXT_IDLE.fetch_add(1, Ordering::Relaxed);
         {
             let mut idle = idle();
             if idle.len() >= MAX_IDLE.load(Ordering::Relaxed) {
                 return;
             }
-            idle.push((stack, tx));
+            idle.push((stack, me, tx));
         }
-        match rx.recv() {
+        let assignment = match rx.recv_timeout(IDLE_FOR) {
+            Ok(a) => Ok(a),
+            Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {
+                // leave the pool, unless a session is already on its way to this thread
+                let mut idle = idle();
+                match idle.iter().position(|(_, id, _)| *id == me) {
+                    Some(i) => {
+                        idle.swap_remove(i);
+                        return;
+                    }
+                    None => {
+                        drop(idle);
+                        rx.recv()
+                    }
+                }
+            }
+            Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => return,
+        };
+        match assignment {
             Ok(assignment) => next = assignment,
             Err(_) => return,
         }

@@ -9,6 +9,7 @@ mod failures;
 pub mod graph;
 pub mod journal;
 pub mod machine;
+mod memory;
 mod tools;
 mod worker;
 
@@ -203,6 +204,7 @@ impl Engine {
     pub(crate) fn count_park(&self) {
         self.parks
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        memory::release_after_park();
     }
 
     pub(crate) fn keep_hot(&self, run: RunId, session: Session) {
