@@ -145,10 +145,8 @@ pub(crate) async fn run(
         mut requested,
         mut timers,
     } = prior;
-    let started =
-        tokio::task::spawn_blocking(move || Session::start(&module, &input, entries, &options))
-            .await
-            .map_err(join_error)?;
+    // stepped from this task: the session thread fills an awaitable inbox (no blocking-pool hop)
+    let started = Session::start_async(&module, &input, entries, &options).await;
     let (mut session, mut step) = match started {
         Ok(s) => s,
         Err(e) => return Ok((Ended::Err(vm_error(&e)), Vec::new())),
@@ -281,19 +279,13 @@ pub(crate) async fn run(
             session.close();
             return Ok((Ended::Paused { seq, error }, Vec::new()));
         }
-        let (s, last) = tokio::task::spawn_blocking(move || {
-            let mut last = None;
-            for (seq, r) in results {
-                if session.is_ended() {
-                    break;
-                }
-                last = Some(session.complete(seq, r));
+        let mut last = None;
+        for (seq, r) in results {
+            if session.is_ended() {
+                break;
             }
-            (session, last)
-        })
-        .await
-        .map_err(join_error)?;
-        session = s;
+            last = Some(session.complete_async(seq, r).await);
+        }
         step = match last {
             Some(Ok(step)) => step,
             Some(Err(e)) => return Ok((Ended::Err(vm_error(&e)), Vec::new())),
