@@ -395,11 +395,12 @@ mod tests {
             pack("call.completed", &done).unwrap().len(),
             pack("call.requested", &asked).unwrap().len(),
         );
-        println!(
+        // measured: 183 → 38 and 89 → 32 bytes
+        assert!(
+            a < 80 && b < 60,
             "call.completed {} → {a} bytes, call.requested {} → {b}",
             done.to_string().len(),
             asked.to_string().len()
         );
-        assert!(a < 80 && b < 60, "{a} {b}");
     }
 }
