@@ -689,10 +689,14 @@ impl<'a> Driver<'a> {
             // A call that spent its retries pauses the run, but only once its siblings are
             // back (each bounded by its own timeout), so none of their results is lost.
             let mut pause: Option<(u64, Value)> = None;
-            // a session whose calls are out longer than `park_after` gives back its thread and
-            // runtime; `execute` rebuilds it by replay when the results are in
+            // a session whose calls are out longer than `park_after` (and a millisecond more
+            // per journal entry, so that the replay stays a small fraction of the wait) gives
+            // back its thread and runtime; `execute` rebuilds it by replay when the results are in
             let park_after = self.engine.config.park_after;
-            let park_at = tokio::time::Instant::now() + park_after.unwrap_or(Duration::ZERO);
+            let entries = held.as_ref().map_or(0, |s| s.journal().len()) as u32;
+            let park_at = tokio::time::Instant::now()
+                + park_after.unwrap_or(Duration::ZERO)
+                + Duration::from_millis(1) * entries;
             loop {
                 let done = tokio::select! {
                     done = set.join_next() => done,

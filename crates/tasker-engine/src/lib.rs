@@ -51,8 +51,9 @@ pub struct EngineConfig {
     /// Live sessions kept in memory between steps of waiting runs (a hot resume needs no
     /// replay); the least recently used are dropped beyond this.
     pub max_hot_sessions: usize,
-    /// A run whose calls (fetches, tools) are out longer than this parks its JavaScript
-    /// session as data: the session's thread and runtime are freed, and the session is rebuilt
+    /// A run whose calls (fetches, tools) are out longer than this (plus a millisecond per
+    /// entry of its journal, so that replaying it stays a small fraction of the wait) parks its
+    /// JavaScript session as data: the session's thread and runtime are freed, and the session is rebuilt
     /// by replaying the journal when the results are in (a cold resume, ~1 ms for a hundred
     /// recorded calls). So a thousand runs waiting on slow calls hold their journals, not a
     /// thousand JavaScript runtimes. `None` keeps every session live until its run settles.
