@@ -800,6 +800,13 @@ pub async fn run(args: &[String]) -> Result<()> {
     for backend in backends {
         rows.push(measure(backend, &server).await?);
     }
+    // the resume and memory cases run beside SQLite's row
+    let resume = if rows.iter().any(|r| r.backend == "sqlite") {
+        let n = env_secs("BENCH_LATENCY_RUNS", 200).clamp(1, 100) as usize;
+        Some(crate::resume::measure(&server.url, n).await?)
+    } else {
+        None
+    };
     let peer_results = match &peers {
         Some(dir) => Some(run_peers(dir, &server)?),
         None => None,
@@ -901,9 +908,23 @@ pub async fn run(args: &[String]) -> Result<()> {
         for (what, target, got, v) in lines {
             md.push_str(&format!("| {what} | {target} | {got} | {v} |\n"));
         }
-        md.push_str(
-            "| 1,000 live runs paused at a fetch; idle worker RSS | ≤ 100 MiB; ≤ 12 MiB | not measured by this benchmark | — |\n",
-        );
+        if let Some(r) = &resume {
+            let mib = |b: u64| b as f64 / (1024.0 * 1024.0);
+            md.push_str(&format!(
+                "| 1,000 live runs paused at a fetch, module mode (worker RSS) | ≤ 100 MiB | {:.1} MiB | {} |\n",
+                mib(r.paused[0]),
+                verdict(mib(r.paused[0]) <= 100.0)
+            ));
+            md.push_str(&format!(
+                "| idle worker RSS | ≤ 12 MiB | {:.1} MiB | {} |\n",
+                mib(r.idle_rss),
+                verdict(mib(r.idle_rss) <= 12.0)
+            ));
+        }
+    }
+    if let Some(r) = &resume {
+        md.push('\n');
+        md.push_str(&r.section());
     }
     md.push('\n');
     match peer_results {
