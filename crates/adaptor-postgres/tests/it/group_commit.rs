@@ -4,8 +4,7 @@
 use std::sync::Arc;
 
 use sequential_adaptor::{
-    ClaimRequest, Error, Fence, JournalRecord, NewRun, NewTaskVersion, RunId, StorageAdapter,
-    Takeover, TaskName, now_millis,
+    ClaimRequest, Error, Fence, JournalRecord, NewRun, RunId, StorageAdapter, Takeover, now_millis,
 };
 use sequential_adaptor_postgres::PostgresStore;
 use serde_json::json;
@@ -39,18 +38,7 @@ async fn one_stale_or_conflicting_append_fails_alone_in_a_shared_statement() {
     };
     let (url, _guard) = support::fresh_schema(&base);
     let store = Arc::new(PostgresStore::open(&url).await.unwrap());
-    let task = TaskName::new("group").unwrap();
-    let version = store
-        .put_task_version(NewTaskVersion {
-            task: task.clone(),
-            code: "1".into(),
-            graph: None,
-            config: json!({}),
-        })
-        .await
-        .unwrap()
-        .version
-        .version;
+    let (task, version) = support::task_version(&*store, "group").await;
     let mut runs = Vec::new();
     for i in 0..RUNS {
         let run = store
@@ -160,18 +148,7 @@ async fn appends_to_one_run_offered_together_keep_their_order() {
     };
     let (url, _guard) = support::fresh_schema(&base);
     let store = Arc::new(PostgresStore::open(&url).await.unwrap());
-    let task = TaskName::new("order").unwrap();
-    let version = store
-        .put_task_version(NewTaskVersion {
-            task: task.clone(),
-            code: "1".into(),
-            graph: None,
-            config: json!({}),
-        })
-        .await
-        .unwrap()
-        .version
-        .version;
+    let (task, version) = support::task_version(&*store, "order").await;
     let run = store
         .create_run(NewRun::new(task, version, json!(0)))
         .await
@@ -202,18 +179,7 @@ async fn settles_share_a_statement_and_fail_alone() {
     };
     let (url, _guard) = support::fresh_schema(&base);
     let store = Arc::new(PostgresStore::open(&url).await.unwrap());
-    let task = TaskName::new("settle").unwrap();
-    let version = store
-        .put_task_version(NewTaskVersion {
-            task: task.clone(),
-            code: "1".into(),
-            graph: None,
-            config: json!({}),
-        })
-        .await
-        .unwrap()
-        .version
-        .version;
+    let (task, version) = support::task_version(&*store, "settle").await;
     for i in 0..RUNS {
         store
             .create_run(NewRun::new(task.clone(), version, json!(i)))

@@ -3,7 +3,7 @@
 
 use std::time::{Duration, Instant};
 
-use sequential_adaptor::{NewRun, NewTaskVersion, RunStatus, StorageAdapter, TaskName};
+use sequential_adaptor::{NewRun, RunStatus, StorageAdapter};
 use sequential_adaptor_postgres::PostgresStore;
 use serde_json::json;
 
@@ -44,18 +44,7 @@ async fn another_stores_new_run_signal_and_timer_wake_a_waiter() {
     let (url, _guard) = support::fresh_schema(&base);
     let waiter = PostgresStore::open(&url).await.unwrap();
     let writer = PostgresStore::open(&url).await.unwrap();
-    let task = TaskName::new("t").unwrap();
-    let v = writer
-        .put_task_version(NewTaskVersion {
-            task: task.clone(),
-            code: "1".into(),
-            graph: None,
-            config: json!({}),
-        })
-        .await
-        .unwrap()
-        .version
-        .version;
+    let (task, v) = support::task_version(&writer, "t").await;
     let mut created = None;
     assert!(
         woken(&waiter, async {
@@ -107,18 +96,7 @@ async fn an_end_wakes_the_watchers_of_that_run_only() {
     let (url, _guard) = support::fresh_schema(&base);
     let watcher = PostgresStore::open(&url).await.unwrap();
     let writer = PostgresStore::open(&url).await.unwrap();
-    let task = TaskName::new("t").unwrap();
-    let v = writer
-        .put_task_version(NewTaskVersion {
-            task: task.clone(),
-            code: "1".into(),
-            graph: None,
-            config: json!({}),
-        })
-        .await
-        .unwrap()
-        .version
-        .version;
+    let (task, v) = support::task_version(&writer, "t").await;
     let start = || writer.create_run(NewRun::new(task.clone(), v, json!(1)));
     let (a, b) = (
         start().await.unwrap().into_run(),

@@ -94,3 +94,21 @@ pub async fn connect(base: &str) -> PgConnection {
         .await
         .expect("connecting to the test server")
 }
+
+/// Stores a version of task `name` (code `1`) and returns the task and the version number.
+pub async fn task_version(
+    store: &dyn sequential_adaptor::StorageAdapter,
+    name: &str,
+) -> (sequential_adaptor::TaskName, u32) {
+    let task = sequential_adaptor::TaskName::new(name).unwrap();
+    let stored = store
+        .put_task_version(sequential_adaptor::NewTaskVersion {
+            task: task.clone(),
+            code: "1".into(),
+            graph: None,
+            config: serde_json::json!({}),
+        })
+        .await
+        .unwrap();
+    (task, stored.version.version)
+}
