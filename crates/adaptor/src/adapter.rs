@@ -73,6 +73,24 @@ pub trait StorageAdapter: Send + Sync + std::fmt::Debug {
     /// worker settles the run it drove. Checked by `settle_run_updates_and_releases_in_one_step`.
     async fn settle_run(&self, run: &Run, token: u64) -> Result<Run>;
 
+    /// Appends `records` with [`Fence::Token`]`(token)` (as [`StorageAdapter::append`]), then
+    /// settles `run` (as [`StorageAdapter::settle_run`]): how a worker writes a run's last
+    /// records and its end together. Backends that can (SQLite, PostgreSQL) do both in one
+    /// durable write, one commit instead of two; the default makes the two calls. When the
+    /// settle fails (`Conflict`, `Fenced`) the records may have been appended; appending them
+    /// again is an idempotent retry. Checked by `append_and_settle_writes_records_then_run`.
+    async fn append_and_settle(
+        &self,
+        run: &Run,
+        records: &[JournalRecord],
+        token: u64,
+    ) -> Result<Run> {
+        if !records.is_empty() {
+            self.append(run.id, records, Fence::Token(token)).await?;
+        }
+        self.settle_run(run, token).await
+    }
+
     /// Appends records to a run's journal ([`crate::rules::plan_append`]): the first record's seq must
     /// be at most the next seq (a gap → `Invalid`); records at stored seqs are compared —
     /// identical → skipped (an idempotent retry), different → `Conflict`; a record of another

@@ -107,6 +107,7 @@ macro_rules! conformance_tests {
             claim_bumps_fencing_token_and_stale_appends_are_fenced,
             renew_and_release_need_the_current_token,
             settle_run_updates_and_releases_in_one_step,
+            append_and_settle_writes_records_then_run,
             claim_run_takes_one_run_and_steals_only_when_asked,
             overdue_timers_are_claimed_in_deadline_order,
             concurrent_claimers_claim_each_run_exactly_once,
@@ -767,6 +768,61 @@ pub async fn settle_run_updates_and_releases_in_one_step(h: Harness) {
         matches!(again, Err(Error::Fenced { .. })),
         "the lease is gone: {again:?}"
     );
+}
+
+/// `append_and_settle` leaves the records in the journal and the run settled and released; a
+/// stale token writes nothing; after a `Conflict` the same call with the current run succeeds
+/// (the records, if already appended, are skipped as an idempotent retry).
+pub async fn append_and_settle_writes_records_then_run(h: Harness) {
+    let s = &*h.store;
+    let now = now_millis();
+    let run = queued_run(s, "t", json!({})).await;
+    let c = s
+        .claim(&claim_req("w", now, 60_000, 1))
+        .await
+        .unwrap()
+        .remove(0);
+    let records = vec![
+        rec(run.id, 0, "log", json!({"n": 0})),
+        rec(run.id, 1, "log", json!({"n": 1})),
+    ];
+    let mut done = c.run.clone();
+    done.status = RunStatus::Succeeded;
+    done.output = Some(json!("ok"));
+
+    let stale = s.append_and_settle(&done, &records, c.token + 1).await;
+    assert!(matches!(stale, Err(Error::Fenced { .. })), "{stale:?}");
+    assert!(s.read_journal(run.id, None, 10).await.unwrap().is_empty());
+
+    let mut old = run.clone();
+    old.status = RunStatus::Failed;
+    let conflict = s.append_and_settle(&old, &records, c.token).await;
+    assert!(
+        matches!(conflict, Err(Error::Conflict { .. })),
+        "{conflict:?}"
+    );
+    assert_eq!(s.get_run(run.id).await.unwrap().status, RunStatus::Running);
+
+    let settled = s.append_and_settle(&done, &records, c.token).await.unwrap();
+    assert!(settled.lease.is_none());
+    assert_eq!(settled.status, RunStatus::Succeeded);
+    assert_eq!(settled.output, Some(json!("ok")));
+    assert_eq!(s.get_run(run.id).await.unwrap(), settled);
+    let journal = s.read_journal(run.id, None, 10).await.unwrap();
+    assert_eq!(journal, records);
+
+    let empty = queued_run(s, "t", json!({})).await;
+    let c = s
+        .claim(&claim_req("w", now, 60_000, 1))
+        .await
+        .unwrap()
+        .remove(0);
+    assert_eq!(c.run.id, empty.id);
+    let mut waiting = c.run.clone();
+    waiting.status = RunStatus::Waiting;
+    let settled = s.append_and_settle(&waiting, &[], c.token).await.unwrap();
+    assert_eq!(settled.status, RunStatus::Waiting);
+    assert!(s.read_journal(empty.id, None, 10).await.unwrap().is_empty());
 }
 
 /// Eight concurrent claimers over 1,000 queued runs claim each exactly once.
