@@ -866,9 +866,10 @@ impl<'a> Driver<'a> {
 
     /// Stores the settled run, releases the lease, and tells a parent that its child ended.
     async fn write(&mut self, run: Run) -> Result<Run> {
-        self.flush().await?;
+        // the last records and the settled run: one durable write where the backend can
+        let records = std::mem::take(&mut self.buffer);
         let store = &self.engine.store;
-        let released = match store.settle_run(&run, self.token).await {
+        let released = match store.append_and_settle(&run, &records, self.token).await {
             Ok(r) => r,
             Err(sequential_adaptor::Error::Conflict { .. }) => {
                 // Something else touched the run: a signal, a cancel or a kill.
@@ -893,7 +894,10 @@ impl<'a> Driver<'a> {
                     // a cancel arrived: the run becomes runnable so a worker winds it down
                     fresh.status = RunStatus::Stopping;
                 }
-                store.settle_run(&fresh, self.token).await?
+                // the records may already be in: appending them again is skipped
+                store
+                    .append_and_settle(&fresh, &records, self.token)
+                    .await?
             }
             Err(e) => return Err(e.into()),
         };
