@@ -1,9 +1,13 @@
 //! The retrying client.
 
+use std::sync::Arc;
 use std::time::{Duration, SystemTime};
+
+use reqwest::header::{HeaderName, HeaderValue};
 
 use crate::data_url;
 use crate::error::{Failure, FetchError};
+use crate::h1;
 use crate::policy::{ClientConfig, RetryPolicy};
 
 /// One request, as a task's `fetch(url, options)` describes it.
@@ -116,11 +120,22 @@ pub fn is_retryable_status(status: u16) -> bool {
 
 /// The HTTP client that performs fetches: timeouts, retries with backoff and jitter,
 /// `Retry-After`, `Idempotency-Key`, a response size cap, and local `data:` URLs.
+///
+/// Plain `http:` requests take a lean HTTP/1.1 path with its own keep-alive pool (unless a
+/// proxy is configured in the environment, or the request carries credentials in its URL or a
+/// header that changes framing); `https:` and the rest go through reqwest (rustls). Both send
+/// the same request and follow redirects the same way.
 #[derive(Clone, Debug)]
 pub struct Client {
     http: reqwest::Client,
+    /// Follows a redirect answered on the lean path, with one redirect fewer to go.
+    follow: reqwest::Client,
+    lean: Option<Arc<h1::Pool>>,
     config: ClientConfig,
 }
+
+/// Redirects reqwest follows by default; the lean path's first hop counts as one.
+const MAX_REDIRECTS: usize = 10;
 
 enum AttemptError {
     /// Stop at once (the request itself is wrong, or the body is too large).
@@ -132,15 +147,31 @@ enum AttemptError {
 impl Client {
     /// A client with `config`.
     pub fn new(config: ClientConfig) -> Result<Self, FetchError> {
-        let http = reqwest::Client::builder()
-            .connect_timeout(config.connect_timeout)
-            .user_agent(config.user_agent.clone())
-            .build()
-            .map_err(|e| FetchError::InvalidRequest {
-                option: "client".into(),
-                reason: e.to_string(),
-            })?;
-        Ok(Client { http, config })
+        let build = |redirects: usize| {
+            reqwest::Client::builder()
+                .connect_timeout(config.connect_timeout)
+                .user_agent(config.user_agent.clone())
+                .redirect(reqwest::redirect::Policy::limited(redirects))
+                .build()
+                .map_err(|e| FetchError::InvalidRequest {
+                    option: "client".into(),
+                    reason: e.to_string(),
+                })
+        };
+        let http = build(MAX_REDIRECTS)?;
+        let follow = build(MAX_REDIRECTS - 1)?;
+        let lean = (!h1::proxy_configured()).then(|| {
+            Arc::new(h1::Pool::new(
+                config.connect_timeout,
+                config.user_agent.clone(),
+            ))
+        });
+        Ok(Client {
+            http,
+            follow,
+            lean,
+            config,
+        })
     }
 
     /// The client's configuration.
@@ -244,16 +275,25 @@ impl Client {
                 reason: e.to_string(),
             })
         })?;
-        let mut builder = self.http.request(method, url);
+        let mut headers = Vec::with_capacity(req.headers.len());
         for (k, v) in &req.headers {
-            let name = reqwest::header::HeaderName::from_bytes(k.as_bytes())
+            let name = HeaderName::from_bytes(k.as_bytes())
                 .map_err(|_| fatal(&format!("headers[{k:?}]"), "not a valid header name".into()))?;
-            let value = reqwest::header::HeaderValue::from_str(v).map_err(|_| {
+            let value = HeaderValue::from_str(v).map_err(|_| {
                 fatal(
                     &format!("headers[{k:?}]"),
                     "not a valid header value".into(),
                 )
             })?;
+            headers.push((name, value));
+        }
+        if let Some(lean) = &self.lean
+            && h1::eligible(&url, &headers)
+        {
+            return self.lean(lean, req, method, url, headers).await;
+        }
+        let mut builder = self.http.request(method, url);
+        for (name, value) in headers {
             builder = builder.header(name, value);
         }
         if let Some(key) = &req.idempotency_key {
@@ -262,6 +302,15 @@ impl Client {
         if let Some(body) = &req.body {
             builder = builder.body(body.clone());
         }
+        self.send(builder, req).await
+    }
+
+    /// Sends a request built for reqwest and reads its response.
+    async fn send(
+        &self,
+        builder: reqwest::RequestBuilder,
+        req: &Request,
+    ) -> Result<Response, AttemptError> {
         let mut resp = builder.send().await.map_err(classify)?;
         let limit = self.config.max_response_bytes;
         if resp.content_length().is_some_and(|n| n as usize > limit) {
@@ -299,6 +348,127 @@ impl Client {
             body,
             attempts: 1,
         })
+    }
+
+    /// One attempt on the lean path; a redirect it answers is followed through reqwest as
+    /// reqwest would have followed it (method and body per status, credentials dropped across
+    /// hosts, `Referer`), with one redirect fewer to go.
+    async fn lean(
+        &self,
+        pool: &h1::Pool,
+        req: &Request,
+        method: reqwest::Method,
+        url: reqwest::Url,
+        headers: Vec<(HeaderName, HeaderValue)>,
+    ) -> Result<Response, AttemptError> {
+        let limit = self.config.max_response_bytes;
+        let too_large = || {
+            AttemptError::Fatal(FetchError::TooLarge {
+                url: req.url.clone(),
+                limit,
+            })
+        };
+        let out = h1::Outgoing {
+            method: &method,
+            url: &url,
+            headers: &headers,
+            idempotency_key: req.idempotency_key.as_deref(),
+            body: req.body.as_deref().filter(|b| !b.is_empty()),
+        };
+        let answer = match pool.send(&out, limit).await {
+            Ok(a) => a,
+            Err(h1::LeanError::TooLarge) => return Err(too_large()),
+            Err(h1::LeanError::Failed(f)) => return Err(AttemptError::Retry(f, None)),
+        };
+        if let Some(builder) = self.redirect(&answer, req, method, &url, headers) {
+            return self.send(builder, req).await;
+        }
+        let status = reqwest::StatusCode::from_u16(answer.status).map_err(|e| {
+            AttemptError::Retry(Failure::Other(format!("invalid status: {e}")), None)
+        })?;
+        Ok(Response {
+            url: req.url.clone(),
+            status: answer.status,
+            status_text: status.canonical_reason().unwrap_or("").to_string(),
+            headers: answer.headers,
+            body: answer.body,
+            attempts: 1,
+        })
+    }
+
+    /// The request that follows `answer` when it is a redirect reqwest follows.
+    fn redirect(
+        &self,
+        answer: &h1::Answer,
+        req: &Request,
+        mut method: reqwest::Method,
+        url: &reqwest::Url,
+        mut headers: Vec<(HeaderName, HeaderValue)>,
+    ) -> Option<reqwest::RequestBuilder> {
+        use reqwest::Method;
+        use reqwest::header::{
+            AUTHORIZATION, CONTENT_ENCODING, CONTENT_LENGTH, CONTENT_TYPE, COOKIE,
+            PROXY_AUTHORIZATION, TRANSFER_ENCODING, WWW_AUTHENTICATE,
+        };
+        let mut body = req.body.clone();
+        let drop_payload = |h: &mut Vec<(HeaderName, HeaderValue)>| {
+            h.retain(|(k, _)| {
+                ![
+                    CONTENT_TYPE,
+                    CONTENT_LENGTH,
+                    CONTENT_ENCODING,
+                    TRANSFER_ENCODING,
+                ]
+                .contains(k)
+            });
+        };
+        match answer.status {
+            301 | 302 => {
+                if method == Method::POST {
+                    method = Method::GET;
+                    body = None;
+                    drop_payload(&mut headers);
+                }
+            }
+            303 => {
+                if method != Method::HEAD {
+                    method = Method::GET;
+                }
+                body = None;
+                drop_payload(&mut headers);
+            }
+            307 | 308 => {}
+            _ => return None,
+        }
+        let location = answer
+            .headers
+            .iter()
+            .find(|(k, _)| k == "location")
+            .map(|(_, v)| v.as_str())?;
+        let next = url.join(location).ok()?;
+        let cross_host = next.host_str() != url.host_str()
+            || next.port_or_known_default() != url.port_or_known_default();
+        if cross_host {
+            headers.retain(|(k, _)| {
+                ![AUTHORIZATION, COOKIE, PROXY_AUTHORIZATION, WWW_AUTHENTICATE].contains(k)
+                    && k.as_str() != "cookie2"
+            });
+        }
+        let mut builder = self.follow.request(method, next);
+        for (name, value) in headers {
+            builder = builder.header(name, value);
+        }
+        if let Some(key) = &req.idempotency_key {
+            builder = builder.header("idempotency-key", key);
+        }
+        // the lean path takes `http:` URLs only, so the referer is never an `https:` one
+        let mut referer = url.clone();
+        referer.set_fragment(None);
+        builder = builder.header(reqwest::header::REFERER, referer.as_str());
+        if let Some(body) = body {
+            builder = builder.body(body);
+        }
+        Some(builder)
     }
 }
 

@@ -12,6 +12,7 @@
 
 mod client;
 mod data_url;
+mod h1;
 mod error;
 mod fetcher;
 pub mod host;

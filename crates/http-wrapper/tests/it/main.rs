@@ -30,7 +30,17 @@ fn server() -> CountingServer {
                 async move { retry_after(n) }
             }),
         )
-        .route("/big/{mode}", any(big));
+        .route("/big/{mode}", any(big))
+        .route(
+            "/moved/{code}",
+            any(|Path(code): Path<u16>| async move {
+                (
+                    StatusCode::from_u16(code).unwrap(),
+                    [("location", "/echo")],
+                    "see there",
+                )
+            }),
+        );
     CountingServer::start_with(extra)
 }
 
@@ -337,4 +347,138 @@ async fn a_wrapping_fetcher_adds_headers_and_keeps_the_clients_retries() {
         assert_eq!(h.headers.get("x-tenant").map(String::as_str), Some("acme"));
         assert_eq!(h.key.as_deref(), Some("run-1:7"));
     }
+}
+
+fn post_echo_via(server: &CountingServer, code: u16) -> Request {
+    Request {
+        url: format!("{}/moved/{code}#frag", server.url()),
+        method: "POST".into(),
+        headers: vec![
+            ("content-type".into(), "application/json".into()),
+            ("authorization".into(), "Bearer x".into()),
+        ],
+        body: Some(br#"{"a":1}"#.to_vec()),
+        idempotency_key: Some("r:2".into()),
+        retry: None,
+    }
+}
+
+#[tokio::test]
+async fn redirects_are_followed_as_reqwest_follows_them() {
+    let server = server();
+    // 301: a POST becomes a GET without its body or payload headers; same host keeps the rest
+    let resp = client(1).fetch(&post_echo_via(&server, 301)).await.unwrap();
+    let v = resp.data();
+    assert_eq!((resp.status, v["method"].as_str()), (200, Some("GET")));
+    assert_eq!(v["body"], "");
+    assert_eq!(v["headers"].get("content-type"), None);
+    assert_eq!(v["headers"]["authorization"], "Bearer x");
+    assert_eq!(v["headers"]["idempotency-key"], "r:2");
+    let referer = format!("{}/moved/301", server.url());
+    assert_eq!(v["headers"]["referer"].as_str(), Some(referer.as_str()));
+    // 307: method, body and headers stay
+    let resp = client(1).fetch(&post_echo_via(&server, 307)).await.unwrap();
+    let v = resp.data();
+    assert_eq!(v["method"], "POST");
+    assert_eq!(v["body"], json!({"a": 1}));
+    assert_eq!(v["headers"]["content-type"], "application/json");
+    // every hop was sent once
+    assert_eq!(server.count("/moved/301"), 1);
+    assert_eq!(server.count("/moved/307"), 1);
+    assert_eq!(server.count("/echo"), 2);
+    // a redirect without a location is an answer
+    let resp = client(1)
+        .fetch(&Request::get(format!("{}/status/302", server.url())))
+        .await
+        .unwrap();
+    assert_eq!(resp.status, 302);
+}
+
+/// A raw HTTP/1.1 server on loopback: answers every request on a connection with `answer`,
+/// closing the connection after one answer when `close_after_one`. Returns its URL and the
+/// count of connections it accepted.
+async fn raw_server(answer: &'static [u8], close_after_one: bool) -> (String, Arc<AtomicUsize>) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let accepted = Arc::new(AtomicUsize::new(0));
+    let count = accepted.clone();
+    tokio::spawn(async move {
+        while let Ok((mut sock, _)) = listener.accept().await {
+            count.fetch_add(1, Ordering::SeqCst);
+            tokio::spawn(async move {
+                let mut buf = Vec::new();
+                loop {
+                    let mut chunk = [0u8; 1024];
+                    while !buf.windows(4).any(|w| w == b"\r\n\r\n") {
+                        match sock.read(&mut chunk).await {
+                            Ok(0) | Err(_) => return,
+                            Ok(n) => buf.extend_from_slice(&chunk[..n]),
+                        }
+                    }
+                    buf.clear();
+                    if sock.write_all(answer).await.is_err() || close_after_one {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    (url, accepted)
+}
+
+#[tokio::test]
+async fn connections_are_kept_alive_and_replaced_when_the_server_closed_them() {
+    let answer = b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok";
+    let (url, accepted) = raw_server(answer, false).await;
+    let c = client(1);
+    for _ in 0..5 {
+        assert_eq!(c.fetch(&Request::get(&url)).await.unwrap().text(), "ok");
+    }
+    assert_eq!(accepted.load(Ordering::SeqCst), 1, "one connection, reused");
+    // a server that closes after each answer (without saying so): every later request finds
+    // its pooled connection closed and goes out again on a new one, within one attempt
+    let (url, accepted) = raw_server(answer, true).await;
+    for _ in 0..3 {
+        let resp = c.fetch(&Request::get(&url)).await.unwrap();
+        assert_eq!((resp.text().as_str(), resp.attempts), ("ok", 1));
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(accepted.load(Ordering::SeqCst), 3);
+}
+
+#[tokio::test]
+async fn chunked_and_close_delimited_bodies_are_read_whole() {
+    let chunked = b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\nx-a: b\r\n\r\n\
+        5;ext=1\r\nhello\r\n7\r\n, world\r\n0\r\nx-trailer: t\r\n\r\n";
+    let (url, accepted) = raw_server(chunked, false).await;
+    let c = client(1);
+    for _ in 0..2 {
+        let resp = c.fetch(&Request::get(&url)).await.unwrap();
+        assert_eq!(resp.text(), "hello, world");
+        assert_eq!(resp.header("x-a"), Some("b"));
+    }
+    assert_eq!(accepted.load(Ordering::SeqCst), 1);
+    let until_close = b"HTTP/1.1 200 OK\r\nconnection: close\r\n\r\nto the end";
+    let (url, accepted) = raw_server(until_close, true).await;
+    for _ in 0..2 {
+        assert_eq!(
+            c.fetch(&Request::get(&url)).await.unwrap().text(),
+            "to the end"
+        );
+    }
+    assert_eq!(accepted.load(Ordering::SeqCst), 2);
+    let broken = b"HTTP/1.1 200 OK\r\ncontent-length: 10\r\n\r\nshort";
+    let (url, _) = raw_server(broken, true).await;
+    let err = c.fetch(&Request::get(&url)).await.unwrap_err();
+    assert!(
+        matches!(
+            err,
+            FetchError::RetriesExhausted {
+                last: Failure::Other(_),
+                ..
+            }
+        ),
+        "{err:?}"
+    );
 }
