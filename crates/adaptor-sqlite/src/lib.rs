@@ -30,6 +30,10 @@ use writer::Writer;
 /// How many idle read connections a store keeps.
 const IDLE_READERS: usize = 8;
 
+/// How many journal records a read takes on the calling thread before handing the rest of the
+/// read to the blocking pool.
+const INLINE_RECORDS: usize = 64;
+
 /// A [`StorageAdapter`] on a SQLite database. Cheap to clone; clones share the database, the
 /// writer thread and the read pool. The writer thread stops when the last clone is dropped.
 ///
@@ -170,7 +174,8 @@ impl StorageAdapter for SqliteStore {
 
     async fn get_task_version(&self, task: &TaskName, sel: VersionSel) -> Result<TaskVersion> {
         let task = task.clone();
-        self.read(move |c| ops::get_task_version(c, &task, sel))
+        // one row by key (or the last of one task's rows by index)
+        self.read_point(move |c| ops::get_task_version(c, &task, sel))
             .await
     }
 
@@ -218,8 +223,29 @@ impl StorageAdapter for SqliteStore {
         after_seq: Option<u64>,
         limit: usize,
     ) -> Result<Vec<JournalRecord>> {
-        self.read(move |c| ops::read_journal(c, run, after_seq, limit))
+        // The first records are read on the calling thread (a fresh or short journal is all
+        // there is: the blocking pool's hop would cost more than the read); a longer journal
+        // continues on the blocking pool. The journal only grows, so the two reads give a
+        // prefix of it as one read would.
+        let inline = limit.min(INLINE_RECORDS);
+        let mut first = self
+            .read_point(move |c| ops::read_journal(c, run, after_seq, inline))
+            .await?;
+        if first.len() < inline || limit <= inline {
+            return Ok(first);
+        }
+        let after = first.last().map(|r| r.seq);
+        let rest = limit - first.len();
+        match self
+            .read(move |c| ops::read_journal(c, run, after, rest))
             .await
+        {
+            Ok(more) => first.extend(more),
+            // deleted in between: what was read is what there was
+            Err(Error::NotFound { .. }) => {}
+            Err(e) => return Err(e),
+        }
+        Ok(first)
     }
 
     async fn claim(&self, req: &ClaimRequest) -> Result<Vec<Claim>> {

@@ -474,15 +474,24 @@ fn record_at(c: &Ctx<'_>, run: RunId, seq: u64) -> Result<Option<JournalRecord>>
         .transpose()
 }
 
-/// A stand-in run carrying only what `rules::check_fence` looks at.
-fn fence_probe(id: RunId, fence: u64) -> Run {
-    let mut run = rules::new_run(
+thread_local! {
+    /// A stand-in run carrying only what `rules::check_fence` looks at, made once per thread
+    /// (making one draws a run id from the OS generator and allocates its fields).
+    static FENCE_PROBE: std::cell::RefCell<Run> = std::cell::RefCell::new(rules::new_run(
         NewRun::new(TaskName::new("fence").expect("valid name"), 0, Value::Null),
         0,
-    );
-    run.id = id;
-    run.fence = fence;
-    run
+    ));
+    /// The buffer journal record data is encoded into before it is bound.
+    static ENCODED: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// `rules::check_fence` for run `id` whose current fencing token is `current`.
+fn check_fence(id: RunId, current: u64, fence: Fence) -> Result<()> {
+    FENCE_PROBE.with_borrow_mut(|probe| {
+        probe.id = id;
+        probe.fence = current;
+        rules::check_fence(probe, fence)
+    })
 }
 
 pub(crate) fn append(
@@ -492,7 +501,7 @@ pub(crate) fn append(
     fence: Fence,
 ) -> Result<()> {
     let (current, stored) = fence_and_len(c, run)?;
-    rules::check_fence(&fence_probe(run, current), fence)?;
+    check_fence(run, current, fence)?;
     let first_new = rules::plan_append(run, stored, records, |seq| record_at(c, run, seq))?;
     if first_new == records.len() {
         return Ok(());
@@ -509,14 +518,12 @@ pub(crate) fn append(
             Some(code) => ToSqlOutput::Owned(SqlValue::Integer(code)),
             None => ToSqlOutput::Borrowed(ValueRef::Text(r.kind.as_bytes())),
         };
-        stmt.execute(params![
-            run.as_bytes(),
-            r.seq as i64,
-            kind,
-            r.at,
-            codec::encode(&r.data)
-        ])
-        .map_err(c.err("appending to a journal"))?;
+        ENCODED
+            .with_borrow_mut(|data| {
+                codec::encode_into(data, &r.data);
+                stmt.execute(params![run.as_bytes(), r.seq as i64, kind, r.at, &data[..]])
+            })
+            .map_err(c.err("appending to a journal"))?;
     }
     Ok(())
 }

@@ -249,9 +249,15 @@ impl std::error::Error for DecodeError {}
 /// `v` in the binary form (starting with [`FORMAT`]).
 pub(crate) fn encode(v: &Value) -> Vec<u8> {
     let mut out = Vec::with_capacity(64);
-    out.push(FORMAT);
-    put_value(&mut out, v);
+    encode_into(&mut out, v);
     out
+}
+
+/// `v` in the binary form, written over `out` (whose allocation is reused).
+pub(crate) fn encode_into(out: &mut Vec<u8>, v: &Value) {
+    out.clear();
+    out.push(FORMAT);
+    put_value(out, v);
 }
 
 /// The value stored by [`encode`].
