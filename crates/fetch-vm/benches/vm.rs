@@ -1,9 +1,10 @@
-//! fetch-vm speed and memory: trivial run, hot resume, cold replay of 100 fetches, live sessions.
+//! fetch-vm speed and memory: trivial run, hot resume, an evaluator call, cold replay of 100
+//! fetches, live sessions.
 
 use std::hint::black_box;
 
 use criterion::Criterion;
-use sequential_fetch_vm::{CallResult, JournalEntry, Options, Session, Step};
+use sequential_fetch_vm::{CallResult, Evaluator, JournalEntry, Limits, Options, Session, Step};
 use serde_json::{Value, json};
 
 fn reply() -> CallResult {
@@ -44,6 +45,16 @@ fn benches(c: &mut Criterion) {
             step = s.complete(pending_seq(&step), reply()).unwrap();
             black_box(&step);
         })
+    });
+    // one action of a JavaScript machine definition: the module loaded once, then called
+    let evaluator = Evaluator::new(
+        "export default (i) => { const ctx = i.context; ctx.counter++; return ctx; };",
+        &Limits::default(),
+    )
+    .unwrap();
+    let input = json!({"event": "INCREMENT", "context": {"running": true, "counter": 1}});
+    c.bench_function("evaluator call", |b| {
+        b.iter(|| black_box(evaluator.call(&input).unwrap()))
     });
     let journal = hundred_journal(&options);
     c.bench_function("cold replay of a 100-fetch journal", |b| {

@@ -138,6 +138,15 @@ pub enum Error {
         /// Newest version this build reads.
         supported: u64,
     },
+    /// A pure evaluation ([`Evaluator`](crate::Evaluator)) tried a host call: `fetch`, the clock,
+    /// randomness or a timer. It fails even when the code caught the error it got.
+    #[error("{call} is a host call ({kind}), which a pure function may not make")]
+    HostCall {
+        /// The kind of call (`fetch`, `now`, `random`, `sleep` …, as in [`CallKind`](crate::CallKind)).
+        kind: String,
+        /// How the code made it (`Date.now()`, `fetch()` …).
+        call: String,
+    },
     /// The JavaScript engine itself failed (could not create a runtime, a thread …).
     #[error("engine failure: {0}")]
     Engine(String),
@@ -177,6 +186,7 @@ impl Error {
             Error::Invalid { .. } => "Invalid".into(),
             Error::CodeMismatch { .. } => "CodeMismatch".into(),
             Error::UnsupportedVersion { .. } => "UnsupportedVersion".into(),
+            Error::HostCall { .. } => "HostCall".into(),
             Error::Engine(_) => "EngineError".into(),
         }
     }

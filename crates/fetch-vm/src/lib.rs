@@ -3,12 +3,14 @@
 
 mod engine;
 mod error;
+mod evaluator;
 pub mod external;
 mod model;
 mod session;
 mod source;
 
 pub use error::{Error, JsError};
+pub use evaluator::Evaluator;
 pub use external::{execute_json, resume_json};
 pub use model::{
     CallKind, CallResult, ErrorInfo, HostCall, Journal, JournalEntry, Limits, Mode, Options, Step,

@@ -38,7 +38,7 @@ use sequential_adaptor::{
 };
 use serde::{Deserialize, Serialize};
 
-use sequential_fetch_vm::{Mode, Options, Session, Step};
+use sequential_fetch_vm::{Error as VmError, Evaluator, Limits};
 use sequential_flow_graph::machine::{LogEntry, Transition};
 use sequential_flow_graph::{Definition, Error, MachineLog, Result};
 use sequential_support::fs::LockFile;
@@ -588,10 +588,15 @@ impl MachineLog for StoreLog {
 /// `on.EVENT` is `{target, guard?, action?}` or a target name. `action(context, payload)`
 /// changes the context it is given (or returns a new one); `guard(context, payload)` returns
 /// whether the event is accepted; a `null` payload reaches them as `undefined`. Both run in
-/// fetch-vm and must be deterministic: a host call (`fetch`, `Date.now()`, `Math.random()` …)
-/// rejects the event.
+/// a fetch-vm [`Evaluator`] and must be deterministic: a host call (`fetch`, `Date.now()`,
+/// `Math.random()` …) rejects the event. The module is evaluated once per definition (clones
+/// of the definition share it), so its module-level variables persist from one guard or action
+/// to the next: they are not part of the machine's state, which is the context alone.
 pub fn js_definition(code: &str) -> Result<Definition> {
-    let module = std::sync::Arc::new(js_module(code)?);
+    let module = Arc::new(
+        Evaluator::new(&js_module(code)?, &Limits::default())
+            .map_err(|e| js_failure(e.to_string()))?,
+    );
     let shape = run_js(&module, json!({ "op": "shape" }))?;
     let invalid = |what: String| {
         Error::Invalid {
@@ -698,30 +703,23 @@ const JS_ENTRY_TAIL: &str = r#"  if (m === null || typeof m !== "object") {
 }
 "#;
 
-/// Runs the definition module with `input` to its end; a host call is an error (guards and
-/// actions are deterministic).
-fn run_js(module: &str, input: Value) -> Result<Value> {
-    let options = Options::with_mode(Mode::Module);
-    let fail = |what: String| {
-        Error::Invalid {
+fn js_failure(what: String) -> Error {
+    Error::Invalid {
         input: format!("the machine definition: {what}"),
         expected: "guards and actions that compute from (context, payload) alone, without fetch, timers, Date.now() or Math.random()".into(),
     }
-    };
-    let (session, step) =
-        Session::start(module, &input, Vec::new(), &options).map_err(|e| fail(e.to_string()))?;
-    let out = match step {
-        Step::Completed(v) => Ok(v),
-        Step::Failed(e) => Err(fail(e.to_string())),
-        Step::Pending(calls) => Err(fail(format!(
-            "it made a host call ({}) while {}",
-            calls.first().map_or("?", |c| c.kind.as_str()),
+}
+
+/// Runs the definition module's entry with `input` to its end in its evaluator (one realm per
+/// definition, loaded once); a host call is an error (guards and actions are deterministic).
+fn run_js(module: &Evaluator, input: Value) -> Result<Value> {
+    module.call(&input).map_err(|e| match e {
+        VmError::HostCall { kind, call } => js_failure(format!(
+            "it made a host call ({kind}) while {}: {call}",
             input["op"].as_str().unwrap_or("running")
-        ))),
-    };
-    // dropped, not closed: the runtime's teardown happens on its thread, off the action's path
-    drop(session);
-    out
+        )),
+        other => js_failure(other.to_string()),
+    })
 }
 
 #[cfg(test)]

@@ -22,6 +22,8 @@ use crate::{JsError, Limits};
 
 /// The JavaScript glue shared by every backend.
 pub(crate) const PRELUDE: &str = include_str!("prelude.js");
+/// The JavaScript glue of pure evaluations ([`crate::Evaluator`]): host calls refused.
+pub(crate) const PURE: &str = include_str!("pure.js");
 
 /// Which way the task code is run.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -17,6 +17,8 @@ use rquickjs::{
 use super::{Engine, Guard, Host, Job, Kind, Outcome, PRELUDE};
 use crate::JsError;
 
+pub(crate) mod pure;
+
 /// The file name task code is compiled under (it shows in stacks and syntax errors).
 const TASK_FILE: &str = "task.js";
 /// The module name of the prelude.

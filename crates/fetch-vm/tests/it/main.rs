@@ -3,6 +3,7 @@
 mod data;
 mod durations;
 mod errors;
+mod evaluator;
 mod external;
 mod harness;
 mod isolation;
