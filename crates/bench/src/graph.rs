@@ -6,6 +6,9 @@
 //! - `Machine::action` with a JSON, a Rust and a JavaScript definition on the memory log, and
 //!   with a JSON definition on the file log (one fdatasync per action);
 //! - how soon a Machine in another process (`graph-follow-child`) sees an appended record.
+//!
+//! Knobs (environment): `BENCH_GRAPH_RUNS` (100) runs of the graph; `BENCH_GRAPH_ONLY=runs`
+//! measures only those and prints one line (for A/B comparisons), not the markdown section.
 
 use std::io::{BufRead, BufReader, Write};
 use std::process::{Command, Stdio};
@@ -248,6 +251,11 @@ pub async fn run() -> Result<String> {
     });
     eprintln!("graph: {runs} runs of a 10-state graph on SQLite");
     let (p50, p99) = graph_runs(&url, runs).await?;
+    if std::env::var("BENCH_GRAPH_ONLY").as_deref() == Ok("runs") {
+        return Ok(format!(
+            "10-state graph runs ({runs}): p50 {p50:.2} ms, p99 {p99:.2} ms\n"
+        ));
+    }
     eprintln!("graph: validating a 1,000-state graph");
     let check = tokio::task::spawn_blocking(|| validation(50)).await??;
     eprintln!("graph: Machine actions");

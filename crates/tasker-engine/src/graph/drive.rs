@@ -34,6 +34,11 @@ type Handled = (Ended, Records);
 const TICK: Duration = Duration::from_millis(100);
 /// How often it re-reads the run to see a cancel (between lease renewals).
 const STATUS_EVERY: Duration = Duration::from_millis(300);
+/// A handler started behind a commit: its offer of first records, and the gate the commit opens.
+type Gated = (
+    tokio::sync::oneshot::Receiver<Records>,
+    tokio::sync::oneshot::Sender<()>,
+);
 
 /// Drives the claimed graph run `run` (held with `token`) of `version`.
 pub(crate) async fn drive(
@@ -345,7 +350,32 @@ impl GraphDriver<'_> {
         };
         let mut records = tail;
         records.extend(store::stored(&step.records, &extra));
+        // the handlers this transition starts run up to their first host calls meanwhile;
+        // the requests of those calls join this append (performed only once it is durable)
+        let (actions, offers) = self.start_gated(step.actions);
+        // the VM ends a slice of JavaScript after `cpu_slice_ms` (1 s by default), so this only
+        // keeps a long replay from holding the commit past the lease's renewal; a handler
+        // slower than that appends its own records once the gate opens
+        let deadline = tokio::time::Instant::now() + self.engine.config.lease / 4;
+        let mut gates = Vec::with_capacity(offers.len());
+        for (mut offer, gate) in offers {
+            match tokio::time::timeout_at(deadline, &mut offer).await {
+                Ok(Ok(first)) => records.extend(first),
+                Ok(Err(_)) => {} // it ended before offering (its task reports how)
+                Err(_) => {
+                    // too slow: it appends its own records once the gate opens
+                    offer.close();
+                    if let Ok(first) = offer.try_recv() {
+                        records.extend(first);
+                    }
+                }
+            }
+            gates.push(gate);
+        }
         self.writer.append(records).await?;
+        for gate in gates {
+            let _ = gate.send(()); // a handler aborted meanwhile needs no gate
+        }
         self.records.extend(step.records);
         self.snapshot = step.snapshot;
         debug_assert_eq!(
@@ -354,7 +384,7 @@ impl GraphDriver<'_> {
             "S10: fold(journal) != snapshot"
         );
         self.engine.keep_snapshot(self.run.id, &self.snapshot);
-        Ok(step.actions)
+        Ok(actions)
     }
 
     /// Performs what a committed step asks. Timers and event waits are read from the snapshot
@@ -400,10 +430,48 @@ impl GraphDriver<'_> {
         let prior = self.handlers.remove(&key).unwrap_or_default();
         let shared = self.shared.clone();
         let k = key.clone();
-        let handle = self
-            .set
-            .spawn(async move { (k, handler::run(shared, call, prior).await) });
+        let handle = self.set.spawn(async move {
+            let ran = match handler::start(&shared, call, prior).await {
+                Ok(act) => handler::run(shared, act).await,
+                Err(e) => Err(e),
+            };
+            (k, ran)
+        });
         self.running.insert(key, handle);
+    }
+
+    /// Starts the handlers among `actions` (those of a step being committed) behind a gate:
+    /// each runs up to its first host calls and offers the records they need durable; the
+    /// caller opens the gates once its append is durable. Returns the other actions, and each
+    /// started handler's offer and gate.
+    fn start_gated(&mut self, actions: Vec<Action>) -> (Vec<Action>, Vec<Gated>) {
+        let mut rest = Vec::with_capacity(actions.len());
+        let mut gated = Vec::new();
+        for action in actions {
+            let Action::RunHandler(call) = action else {
+                rest.push(action);
+                continue;
+            };
+            if self.draining || self.stopping {
+                // entered but not started: the next driver starts it again (`restart=n`)
+                continue;
+            }
+            let key: Key = (call.path.clone(), call.activation);
+            let prior = self.handlers.remove(&key).unwrap_or_default();
+            let shared = self.shared.clone();
+            let (offer_tx, offer_rx) = tokio::sync::oneshot::channel();
+            let (gate_tx, gate_rx) = tokio::sync::oneshot::channel();
+            let k = key.clone();
+            let handle = self.set.spawn(async move {
+                (
+                    k,
+                    handler::run_gated(shared, call, prior, offer_tx, gate_rx).await,
+                )
+            });
+            self.running.insert(key, handle);
+            gated.push((offer_rx, gate_tx));
+        }
+        (rest, gated)
     }
 
     /// Starts (or finds) the child run of a `task:` state; the fact to step when it has ended

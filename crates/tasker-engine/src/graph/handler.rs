@@ -3,7 +3,7 @@
 //! journaled (`call.requested`, `call.completed`, `log`, `timer.armed`) with the state's path and
 //! activation, so a handler started again after a crash replays the calls it completed.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
 
 use sequential_adaptor::{RunId, now_millis};
@@ -119,48 +119,135 @@ pub(crate) struct Shared {
 /// Journal records as `(kind, data)`, for [`Writer::append`].
 pub(crate) type Records = Vec<(String, Value)>;
 
-/// Runs one handler activation to its end, journaling its calls. Returns how it ended and its
-/// last records (the completions it took after its last durable write), which the caller
-/// appends with the transition the result makes: a crash before that append only loses
-/// completions that replay would have skipped, so the handler runs again and performs those
-/// calls again (the same idempotency key; at-least-once, as a crash between a call and its
-/// `call.completed` always did). `Err` only when the journal cannot be written (the drive fails).
-pub(crate) async fn run(
-    shared: Arc<Shared>,
-    call: HandlerCall,
-    prior: HandlerJournal,
-) -> Result<(Ended, Records)> {
-    let key: Key = (call.path.clone(), call.activation);
-    let module = match shared.code.module(&call) {
-        Ok(m) => m,
-        Err(e) => return Ok((Ended::Err(e), Vec::new())),
-    };
-    let mut ctx = call.ctx.clone();
-    ctx["run"]["task"] = json!(shared.task);
-    let input = json!({ "input": call.input, "ctx": ctx });
-    let mut options: Options = shared.engine.config.vm.clone();
-    options.mode = Mode::Module;
-    let HandlerJournal {
-        entries,
-        mut requested,
-        mut timers,
-    } = prior;
-    // stepped from this task: the session thread fills an awaitable inbox (no blocking-pool hop)
-    let started = Session::start_async(&module, &input, entries, &options).await;
-    let (mut session, mut step) = match started {
-        Ok(s) => s,
-        Err(e) => return Ok((Ended::Err(vm_error(&e)), Vec::new())),
-    };
-    loop {
-        let mut buffer = new_entries(&mut session, &key, &requested);
+/// A handler activation started in its session and stopped before it performs anything: the
+/// records that must be durable before its calls are performed, and those calls (or how it
+/// ended, when it ended without a host call that leaves the VM).
+#[derive(Debug)]
+pub(crate) struct Activation {
+    key: Key,
+    session: Option<Session>,
+    requested: HashSet<u64>,
+    timers: HashMap<u64, i64>,
+    phase: Phase,
+}
+
+#[derive(Debug)]
+enum Phase {
+    /// It ended; its last records (taken by the transition its result makes).
+    Ended(Ended, Records),
+    /// It waits for these calls; `buffer` is durable before any of them is performed.
+    Calls {
+        buffer: Records,
+        results: BTreeMap<u64, CallResult>,
+        slow: Vec<HostCall>,
+        sleeps: Vec<(u64, i64)>,
+    },
+}
+
+impl Activation {
+    fn ended(key: Key, ended: Ended) -> Activation {
+        Activation {
+            key,
+            session: None,
+            requested: HashSet::new(),
+            timers: HashMap::new(),
+            phase: Phase::Ended(ended, Vec::new()),
+        }
+    }
+
+    /// The records that must be durable before its calls are performed (`call.requested`,
+    /// `timer.armed`, and the completions and console lines before them). Whoever takes them
+    /// makes them durable before the activation goes on ([`run`] with them taken appends none).
+    pub(crate) fn take_durable(&mut self) -> Records {
+        match &mut self.phase {
+            Phase::Calls { buffer, .. } => std::mem::take(buffer),
+            Phase::Ended(..) => Vec::new(),
+        }
+    }
+
+    /// Puts `earlier` records before those of the current phase: records taken with
+    /// [`Self::take_durable`] that were not made durable ([`run`] appends them before performing
+    /// the calls), or those of a step whose calls were answered at once.
+    pub(crate) fn put_back(&mut self, mut earlier: Records) {
+        let records = match &mut self.phase {
+            Phase::Calls { buffer, .. } => buffer,
+            Phase::Ended(_, records) => records,
+        };
+        earlier.append(records);
+        *records = earlier;
+    }
+
+    /// Answers the calls the host answers at once (the clock, random values, console lines,
+    /// refusals) until the handler waits for a call that must be performed (a fetch, a tool, a
+    /// sleep) or ends. Nothing of that leaves the process, so it needs no durable write of its
+    /// own: its records go with the next requests (or with the transition the result makes).
+    async fn answer_immediate(&mut self, shared: &Shared) -> Result<()> {
+        loop {
+            let Phase::Calls {
+                buffer,
+                results,
+                slow,
+                sleeps,
+            } = &mut self.phase
+            else {
+                return Ok(());
+            };
+            if !slow.is_empty() || !sleeps.is_empty() {
+                return Ok(());
+            }
+            let earlier = std::mem::take(buffer);
+            let results = std::mem::take(results);
+            let Some(session) = self.session.take() else {
+                return Ok(()); // `run` reports the missing session
+            };
+            self.complete(shared, session, results).await?;
+            self.put_back(earlier);
+        }
+    }
+
+    /// Hands `results` to the session and plans its next step.
+    async fn complete(
+        &mut self,
+        shared: &Shared,
+        mut session: Session,
+        results: BTreeMap<u64, CallResult>,
+    ) -> Result<()> {
+        let mut last = None;
+        for (seq, r) in results {
+            if session.is_ended() {
+                break;
+            }
+            last = Some(session.complete_async(seq, r).await);
+        }
+        let ended = match last {
+            Some(Ok(step)) => return self.plan(shared, session, step),
+            Some(Err(e)) => Ended::Err(vm_error(&e)),
+            None => Ended::Err(ErrorValue::new(
+                "Error",
+                "the handler ended before taking the results of its calls",
+            )),
+        };
+        self.phase = Phase::Ended(ended, Vec::new());
+        Ok(())
+    }
+
+    /// Turns the session's step into the next phase: its new journal entries, then what its
+    /// host calls need (answered at once, performed later, or slept on).
+    fn plan(&mut self, shared: &Shared, mut session: Session, step: Step) -> Result<()> {
+        let key = &self.key;
+        let mut buffer = new_entries(&mut session, key, &self.requested);
         let calls = match step {
             Step::Completed(v) => {
                 // dropped, not closed: the runtime's teardown happens on its thread, off the
                 // run's path
                 drop(session);
-                return Ok((result_of(v), buffer));
+                self.phase = Phase::Ended(result_of(v), buffer);
+                return Ok(());
             }
-            Step::Failed(e) => return Ok((Ended::Err(vm_error(&e)), buffer)),
+            Step::Failed(e) => {
+                self.phase = Phase::Ended(Ended::Err(vm_error(&e)), buffer);
+                return Ok(());
+            }
             Step::Pending(calls) => calls,
         };
         let mut results: BTreeMap<u64, CallResult> = BTreeMap::new();
@@ -180,15 +267,15 @@ pub(crate) async fn run(
                     results.insert(c.seq, CallResult::Ok(Value::Null));
                 }
                 CallKind::Sleep => {
-                    let wake = match timers.get(&c.seq) {
+                    let wake = match self.timers.get(&c.seq) {
                         Some(w) => *w,
                         None => {
                             let ms = c.request["ms"].as_f64().unwrap_or(0.0).max(0.0) as i64;
                             let w = now + ms;
                             let mut data = journal::timer_armed(c.seq, w);
-                            extend(&mut data, &key);
+                            extend(&mut data, key);
                             buffer.push((RecordKind::TimerArmed.as_str().into(), data));
-                            timers.insert(c.seq, w);
+                            self.timers.insert(c.seq, w);
                             w
                         }
                     };
@@ -224,9 +311,9 @@ pub(crate) async fn run(
                     } else {
                         c
                     };
-                    if requested.insert(c.seq) {
+                    if self.requested.insert(c.seq) {
                         let mut data = journal::call_requested(c.seq, c.kind, &c.request);
-                        extend(&mut data, &key);
+                        extend(&mut data, key);
                         buffer.push((RecordKind::CallRequested.as_str().into(), data));
                     }
                     slow.push(c);
@@ -242,12 +329,108 @@ pub(crate) async fn run(
                 }
             }
         }
+        self.session = Some(session);
+        self.phase = Phase::Calls {
+            buffer,
+            results,
+            slow,
+            sleeps,
+        };
+        Ok(())
+    }
+}
+
+/// Starts one handler activation in fetch-vm and runs its code up to its first host calls,
+/// performing none of them (S7: the driver makes the `state.entered` that starts it durable
+/// first). `Err` only when a random value cannot be drawn.
+pub(crate) async fn start(
+    shared: &Shared,
+    call: HandlerCall,
+    prior: HandlerJournal,
+) -> Result<Activation> {
+    let key: Key = (call.path.clone(), call.activation);
+    let module = match shared.code.module(&call) {
+        Ok(m) => m,
+        Err(e) => return Ok(Activation::ended(key, Ended::Err(e))),
+    };
+    let mut ctx = call.ctx.clone();
+    ctx["run"]["task"] = json!(shared.task);
+    let input = json!({ "input": call.input, "ctx": ctx });
+    let mut options: Options = shared.engine.config.vm.clone();
+    options.mode = Mode::Module;
+    let HandlerJournal {
+        entries,
+        requested,
+        timers,
+    } = prior;
+    // stepped from this task: the session thread fills an awaitable inbox (no blocking-pool hop)
+    let started = Session::start_async(&module, &input, entries, &options).await;
+    let (session, step) = match started {
+        Ok(s) => s,
+        Err(e) => return Ok(Activation::ended(key, Ended::Err(vm_error(&e)))),
+    };
+    let mut act = Activation {
+        key,
+        session: None,
+        requested,
+        timers,
+        phase: Phase::Ended(
+            Ended::Ok {
+                output: Value::Null,
+                outcome: None,
+            },
+            Vec::new(),
+        ),
+    };
+    act.plan(shared, session, step)?;
+    act.answer_immediate(shared).await?;
+    Ok(act)
+}
+
+/// Runs a started handler activation to its end, journaling its calls: the records each step
+/// needs durable are appended before its calls are performed. Returns how it ended and its
+/// last records (the completions it took after its last durable write), which the caller
+/// appends with the transition the result makes: a crash before that append only loses
+/// completions that replay would have skipped, so the handler runs again and performs those
+/// calls again (the same idempotency key; at-least-once, as a crash between a call and its
+/// `call.completed` always did). `Err` only when the journal cannot be written (the drive fails).
+pub(crate) async fn run(shared: Arc<Shared>, mut act: Activation) -> Result<(Ended, Records)> {
+    loop {
+        act.answer_immediate(&shared).await?;
+        let placeholder = Phase::Ended(
+            Ended::Ok {
+                output: Value::Null,
+                outcome: None,
+            },
+            Vec::new(),
+        );
+        let (buffer, mut results, slow, sleeps) =
+            match std::mem::replace(&mut act.phase, placeholder) {
+                Phase::Ended(ended, records) => {
+                    return Ok((ended, records));
+                }
+                Phase::Calls {
+                    buffer,
+                    results,
+                    slow,
+                    sleeps,
+                } => (buffer, results, slow, sleeps),
+            };
+        let Some(session) = act.session.take() else {
+            return Err(crate::error::Error::Internal {
+                doing: format!(
+                    "running the handler of {} (activation {})",
+                    act.key.0, act.key.1
+                ),
+                cause: "its session is gone while calls are pending".into(),
+            });
+        };
         // the requests and deadlines are durable before the side effects start
         shared.writer.append(buffer).await?;
         let mut set = tokio::task::JoinSet::new();
         for c in slow {
             let engine = shared.engine.clone();
-            let idempotency = format!("{}:{}:{}:{}", shared.run, key.0, key.1, c.seq);
+            let idempotency = format!("{}:{}:{}:{}", shared.run, act.key.0, act.key.1, c.seq);
             let retry = shared.retry.clone();
             set.spawn(async move {
                 // spent retries (Err) pause the run, as in an implicit task
@@ -279,25 +462,36 @@ pub(crate) async fn run(
             session.close();
             return Ok((Ended::Paused { seq, error }, Vec::new()));
         }
-        let mut last = None;
-        for (seq, r) in results {
-            if session.is_ended() {
-                break;
-            }
-            last = Some(session.complete_async(seq, r).await);
-        }
-        step = match last {
-            Some(Ok(step)) => step,
-            Some(Err(e)) => return Ok((Ended::Err(vm_error(&e)), Vec::new())),
-            None => {
-                let ended = Ended::Err(ErrorValue::new(
-                    "Error",
-                    "the handler ended before taking the results of its calls",
-                ));
-                return Ok((ended, Vec::new()));
-            }
-        };
+        act.complete(&shared, session, results).await?;
     }
+}
+
+/// [`start`] then [`run`] for a handler whose `state.entered` the driver is committing: the
+/// records its first step needs durable are offered to the driver, which writes them in the
+/// same append as that transition when they come in time (one durable write instead of two);
+/// nothing is performed until `gate` opens, which the driver does once that append is
+/// durable (S7). Records the driver did not take are appended here, after the gate.
+pub(crate) async fn run_gated(
+    shared: Arc<Shared>,
+    call: HandlerCall,
+    prior: HandlerJournal,
+    offer: tokio::sync::oneshot::Sender<Records>,
+    gate: tokio::sync::oneshot::Receiver<()>,
+) -> Result<(Ended, Records)> {
+    let key: Key = (call.path.clone(), call.activation);
+    let mut act = start(&shared, call, prior).await?;
+    let durable = act.take_durable();
+    // a sent offer is always taken: the driver either receives it or closes the channel and
+    // then receives what was sent before (tokio's oneshot `close` + `try_recv`)
+    let own = offer.send(durable).err().unwrap_or_default();
+    if gate.await.is_err() {
+        return Err(crate::error::Error::Internal {
+            doing: format!("starting the handler of {} (activation {})", key.0, key.1),
+            cause: "the transition that entered its state was not committed".into(),
+        });
+    }
+    act.put_back(own);
+    run(shared, act).await
 }
 
 /// The session's new journal entries as records of this activation.

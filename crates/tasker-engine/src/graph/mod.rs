@@ -1,7 +1,9 @@
 //! Graph tasks (a `graph.json` beside code.js, GRAPHS.md): the engine side of
 //! [`sequential_flow_graph`]. A run whose pinned version has a graph is driven by the graph's
 //! stepping function: each transition's records are one all-or-nothing append (S6), a handler
-//! starts only once its `state.entered` is committed (S7), timers are absolute deadlines in
+//! performs nothing until its `state.entered` is committed (S7: its code runs up to its first
+//! host calls while that append is prepared, and their `call.requested` records are part of it,
+//! so a fetching state costs one durable write), timers are absolute deadlines in
 //! storage (S8), events come from the run's inbox (S11), and the run is pinned to the hashes of
 //! its graph and code (S13). Handlers are exports of code.js, run in fetch-vm; their `fetch`es
 //! are durable steps journaled between the graph records with the state's path.

@@ -151,9 +151,9 @@ fn without_recovery(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kill_9_after_any_append_of_e1_gives_the_same_run() {
     let server = CountingServer::start();
-    // E1 appends: 4 graph commits and a call.requested per handler (its call.completed goes
-    // in the commit of the transition its result makes)
-    const APPENDS: u64 = 7;
+    // E1 appends: 4 graph commits; a handler's call.requested goes in the commit that entered
+    // its state, its call.completed in the commit of the transition its result makes
+    const APPENDS: u64 = 4;
     for backend in ["sqlite", "folder"] {
         for trip in 1..=APPENDS {
             server.clear();
@@ -232,6 +232,83 @@ async fn kill_9_after_any_append_of_e1_gives_the_same_run() {
             // every record is there once, seqs dense
             let j = journal(store2.as_ref(), run.id).await;
             assert!(j.iter().enumerate().all(|(i, r)| r.seq == i as u64));
+        }
+    }
+}
+
+/// Fails the `fail_at`-th append (once) without touching the store.
+#[derive(Debug)]
+struct FailOnce {
+    appends: AtomicU64,
+    fail_at: u64,
+}
+
+impl Hooks for FailOnce {
+    fn before_append(&self) -> sequential_adaptor::Result<()> {
+        if self.appends.fetch_add(1, Ordering::SeqCst) + 1 == self.fail_at {
+            return Err(sequential_adaptor::Error::backend(
+                "appending to the journal",
+                "disk on fire (injected)",
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// S7 with handlers started while their transition is committed: a handler's code runs up to
+/// its first fetch while the append that enters its state is prepared (its `call.requested`
+/// joins that append), but the fetch is performed only once that append is durable. When the
+/// append fails, the handler of the state it entered has fetched nothing: after the retried
+/// drive, that state's fetch was made exactly once (the state before it, whose completion was
+/// in the failed append, may fetch again: at least once).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_handler_fetches_nothing_until_the_append_entering_its_state_is_durable() {
+    let server = CountingServer::start();
+    for backend in ["sqlite", "folder"] {
+        // E1's appends 1-3 each enter a fetching state (fetchOrder, charge, notify)
+        for fail_at in 1..=3u64 {
+            server.clear();
+            let dir = tempfile::tempdir().unwrap();
+            let path = store_path(dir.path(), backend);
+            let store: Arc<dyn StorageAdapter> = Arc::new(Hooked {
+                inner: open(backend, &path),
+                hooks: FailOnce {
+                    appends: AtomicU64::new(0),
+                    fail_at,
+                },
+            });
+            let t = put_graph(
+                store.as_ref(),
+                "order-linear",
+                &e1_steps(&server),
+                e1_graph(),
+            )
+            .await;
+            let config = EngineConfig {
+                drive_retry_delay: Duration::from_millis(5),
+                ..EngineConfig::default()
+            };
+            let engine = Engine::new(store.clone(), config).unwrap();
+            let run = engine
+                .start(&t, json!({"orderId": 7}), StartOptions::default())
+                .await
+                .unwrap();
+            let done = engine.run_until_settled(run.id, None).await.unwrap();
+            let what = format!("{backend}, append {fail_at} failed");
+            assert_eq!(done.status, RunStatus::Succeeded, "{what}: {done:?}");
+            assert_eq!(done.output, Some(json!({"notified": 7})), "{what}");
+            assert_eq!(
+                server.count(&format!("/step/{fail_at}")),
+                1,
+                "{what}: the state it entered fetched before it was durable"
+            );
+            for step in 1..=3 {
+                let n = server.count(&format!("/step/{step}"));
+                assert!((1..=2).contains(&n), "{what}: /step/{step} {n} times");
+            }
+            let records = graph_records(&journal(store.as_ref(), run.id).await);
+            assert_trace(&without_recovery(&records), &E1_TRACE);
+            assert_fold_matches(&engine, run.id).await;
         }
     }
 }
