@@ -15,16 +15,17 @@
 //! caller from the stored run.
 
 use std::collections::{HashMap, HashSet, VecDeque};
-use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 
 use sequential_adaptor::{Run, RunId};
 use sqlx::Row;
-use sqlx::postgres::PgPool;
+use sqlx::postgres::PgConnection;
 use tokio::sync::{mpsc, oneshot};
 use uuid::Uuid;
 
 use crate::codec::{counted, json_text, run_id, uuid};
+use crate::conns::Conns;
 
 /// The most appends one statement carries.
 const MAX_BATCH: usize = 256;
@@ -66,7 +67,7 @@ pub(crate) trait Kind: Send + Sync + 'static {
     fn failed() -> Self::Answer;
     /// Writes the batch in one statement; one answer per offer, in order.
     fn write(
-        pool: &PgPool,
+        conn: &mut PgConnection,
         batch: &[Self::Offer],
     ) -> impl std::future::Future<Output = Vec<Self::Answer>> + Send;
 }
@@ -94,7 +95,7 @@ struct Counters {
 /// The handle to a batcher task (started on first use, on the caller's runtime, and again if
 /// that runtime went away). Dropping it lets the task finish its queue and end.
 pub(crate) struct Batcher<K: Kind> {
-    pool: PgPool,
+    pool: Arc<Conns>,
     sender: Mutex<Option<mpsc::UnboundedSender<Job<K>>>>,
     counters: std::sync::Arc<Counters>,
 }
@@ -105,7 +106,7 @@ pub(crate) type Appends = Batcher<AppendKind>;
 pub(crate) type Settles = Batcher<SettleKind>;
 
 impl<K: Kind> Batcher<K> {
-    pub(crate) fn new(pool: PgPool) -> Self {
+    pub(crate) fn new(pool: Arc<Conns>) -> Self {
         Batcher {
             pool,
             sender: Mutex::new(None),
@@ -162,7 +163,7 @@ impl<K: Kind> std::fmt::Debug for Batcher<K> {
 }
 
 async fn batcher<K: Kind>(
-    pool: PgPool,
+    pool: Arc<Conns>,
     mut receiver: mpsc::UnboundedReceiver<Job<K>>,
     counters: std::sync::Arc<Counters>,
 ) {
@@ -198,7 +199,10 @@ async fn batcher<K: Kind>(
         }
         let (offers, replies): (Vec<K::Offer>, Vec<_>) =
             batch.into_iter().map(|j| (j.offer, j.reply)).unzip();
-        let answers = K::write(&pool, &offers).await;
+        let answers = match pool.get().await {
+            Ok(mut conn) => K::write(&mut conn, &offers).await,
+            Err(_) => vec![K::failed(); offers.len()],
+        };
         counters.statements.fetch_add(1, Ordering::Relaxed);
         counters
             .appends
@@ -224,8 +228,8 @@ impl Kind for AppendKind {
         Outcome::Failed
     }
 
-    async fn write(pool: &PgPool, batch: &[Offer]) -> Vec<Outcome> {
-        let Some(found) = write_appends(pool, batch).await else {
+    async fn write(conn: &mut PgConnection, batch: &[Offer]) -> Vec<Outcome> {
+        let Some(found) = write_appends(conn, batch).await else {
             return vec![Outcome::Failed; batch.len()];
         };
         batch
@@ -260,7 +264,10 @@ const APPEND_MANY: &str = "WITH a AS ( \
      SELECT r.id, r.fence, (SELECT count(*) FROM ins WHERE ins.run = r.id) AS inserted FROM r";
 
 /// Runs the batch statement; per run: (fence, records inserted). `None` when it failed.
-async fn write_appends(pool: &PgPool, batch: &[Offer]) -> Option<HashMap<RunId, (i64, i64)>> {
+async fn write_appends(
+    conn: &mut PgConnection,
+    batch: &[Offer],
+) -> Option<HashMap<RunId, (i64, i64)>> {
     let ids: Vec<Uuid> = batch.iter().map(|o| uuid(o.run)).collect();
     let firsts: Vec<i64> = batch.iter().map(|o| o.first as i64).collect();
     let fences: Vec<Option<i64>> = batch.iter().map(|o| o.fence).collect();
@@ -287,7 +294,7 @@ async fn write_appends(pool: &PgPool, batch: &[Offer]) -> Option<HashMap<RunId, 
         .bind(seqs)
         .bind(ats)
         .bind(packed)
-        .fetch_all(pool)
+        .fetch_all(&mut *conn)
         .await
         .map(counted);
     let rows = match rows {
@@ -310,11 +317,20 @@ async fn write_appends(pool: &PgPool, batch: &[Offer]) -> Option<HashMap<RunId, 
 }
 
 /// One run's settle: the run as it will be stored (`rules::prepare_settle`), the revision it
-/// must find, and the lease token it drops.
+/// must find, the lease token it drops, and (`append_and_settle`) the last records, appended
+/// in the same statement.
 pub(crate) struct SettleOffer {
     pub(crate) prepared: Run,
     pub(crate) expected: u64,
     pub(crate) token: u64,
+    pub(crate) records: Option<Records>,
+}
+
+/// Records to append with a settle: checked (consecutive seqs from `first`) and packed.
+pub(crate) struct Records {
+    pub(crate) first: u64,
+    pub(crate) ats: Vec<i64>,
+    pub(crate) packed: Vec<Vec<u8>>,
 }
 
 /// What the shared statement did with one settle.
@@ -322,33 +338,51 @@ pub(crate) struct SettleOffer {
 pub(crate) enum Settled {
     /// Stored and the lease dropped; `fence` is the run's fence.
     Written { fence: i64 },
-    /// Nothing written: the revision, the identity or the token did not match.
+    /// Nothing written (neither the run nor its records): the revision, the identity or the
+    /// token did not match, or the journal does not end where the records begin.
     NotWritten,
     /// The statement failed as a whole: the caller takes the one-run path.
     Failed,
 }
 
-/// Settles (`settle_run`): each run's compare-and-swap and token check on its own row, in one
-/// statement; the rows not written are explained by the caller from the stored run.
+/// Settles (`settle_run`, and `append_and_settle` with its records): each run's
+/// compare-and-swap and token check on its own row, in one statement; the rows not written are
+/// explained by the caller from the stored run.
 pub(crate) struct SettleKind;
 
-const SETTLE_MANY: &str = "UPDATE runs AS r SET version = u.version, status = u.status, \
-     input = CASE WHEN r.input::text = u.input THEN r.input ELSE u.input::json END, \
-     output = u.output::json, error = u.error::json, parent_run = u.parent_run, \
-     parent_seq = u.parent_seq, idempotency_key = u.idempotency_key, wake_at = u.wake_at, \
-     waiting_for = u.waiting_for, attempt = u.attempt, revision = u.revision, \
-     updated_at = u.updated_at, ended_at = u.ended_at, expires_at = u.expires_at, \
-     lease_owner = NULL, lease_token = NULL, lease_expires = NULL \
-     FROM unnest($1::uuid[], $2::bigint[], $3::text[], $4::bigint[], $5::bigint[], $6::text[], \
-                 $7::text[], $8::text[], $9::text[], $10::uuid[], $11::bigint[], $12::text[], \
-                 $13::bigint[], $14::text[], $15::bigint[], $16::bigint[], $17::bigint[], \
-                 $18::bigint[], $19::bigint[], $20::bigint[]) \
+/// The batch settle: each run updated when its revision, identity and lease token match and,
+/// for an offer with records (`$21` its first seq, NULL for none), its journal ends where they
+/// begin (the token holds, so the fence is the token); the records of the runs updated
+/// inserted. All in one statement: one commit for the records and the end.
+const SETTLE_MANY: &str = "WITH u AS ( \
+         SELECT * FROM unnest($1::uuid[], $2::bigint[], $3::text[], $4::bigint[], $5::bigint[], \
+                 $6::text[], $7::text[], $8::text[], $9::text[], $10::uuid[], $11::bigint[], \
+                 $12::text[], $13::bigint[], $14::text[], $15::bigint[], $16::bigint[], \
+                 $17::bigint[], $18::bigint[], $19::bigint[], $20::bigint[], $21::bigint[]) \
           AS u(id, expected, task, created_at, version, status, input, output, error, parent_run, \
                parent_seq, idempotency_key, wake_at, waiting_for, attempt, revision, updated_at, \
-               ended_at, expires_at, token) \
-     WHERE r.id = u.id AND r.revision = u.expected AND r.task = u.task \
-       AND r.created_at = u.created_at AND r.lease_token = u.token \
-     RETURNING r.id, r.fence";
+               ended_at, expires_at, token, first)), \
+     upd AS ( \
+         UPDATE runs AS r SET version = u.version, status = u.status, \
+         input = CASE WHEN r.input::text = u.input THEN r.input ELSE u.input::json END, \
+         output = u.output::json, error = u.error::json, parent_run = u.parent_run, \
+         parent_seq = u.parent_seq, idempotency_key = u.idempotency_key, wake_at = u.wake_at, \
+         waiting_for = u.waiting_for, attempt = u.attempt, revision = u.revision, \
+         updated_at = u.updated_at, ended_at = u.ended_at, expires_at = u.expires_at, \
+         lease_owner = NULL, lease_token = NULL, lease_expires = NULL \
+         FROM u \
+         WHERE r.id = u.id AND r.revision = u.expected AND r.task = u.task \
+           AND r.created_at = u.created_at AND r.lease_token = u.token \
+           AND (u.first IS NULL \
+                OR u.first = (SELECT coalesce(max(seq) + 1, 0) FROM journal WHERE run = r.id)) \
+         RETURNING r.id, r.fence), \
+     ins AS ( \
+         INSERT INTO journal (run, seq, at, packed) \
+         SELECT s.run, s.seq, s.at, s.packed \
+         FROM unnest($22::uuid[], $23::bigint[], $24::bigint[], $25::bytea[]) \
+              AS s(run, seq, at, packed) \
+         WHERE s.run IN (SELECT id FROM upd)) \
+     SELECT id, fence FROM upd";
 
 impl Kind for SettleKind {
     type Offer = SettleOffer;
@@ -362,8 +396,20 @@ impl Kind for SettleKind {
         Settled::Failed
     }
 
-    async fn write(pool: &PgPool, batch: &[SettleOffer]) -> Vec<Settled> {
+    async fn write(conn: &mut PgConnection, batch: &[SettleOffer]) -> Vec<Settled> {
         let runs: Vec<&Run> = batch.iter().map(|o| &o.prepared).collect();
+        let (mut rec_runs, mut rec_seqs, mut rec_ats, mut rec_packed) =
+            (Vec::new(), Vec::new(), Vec::new(), Vec::<&[u8]>::new());
+        for o in batch {
+            if let Some(r) = &o.records {
+                for (i, (at, packed)) in r.ats.iter().zip(&r.packed).enumerate() {
+                    rec_runs.push(uuid(o.prepared.id));
+                    rec_seqs.push((r.first + i as u64) as i64);
+                    rec_ats.push(*at);
+                    rec_packed.push(packed.as_slice());
+                }
+            }
+        }
         let rows = sqlx::query(SETTLE_MANY)
             .bind(runs.iter().map(|r| uuid(r.id)).collect::<Vec<_>>())
             .bind(batch.iter().map(|o| o.expected as i64).collect::<Vec<_>>())
@@ -417,7 +463,17 @@ impl Kind for SettleKind {
             .bind(runs.iter().map(|r| r.ended_at).collect::<Vec<_>>())
             .bind(runs.iter().map(|r| r.expires_at).collect::<Vec<_>>())
             .bind(batch.iter().map(|o| o.token as i64).collect::<Vec<_>>())
-            .fetch_all(pool)
+            .bind(
+                batch
+                    .iter()
+                    .map(|o| o.records.as_ref().map(|r| r.first as i64))
+                    .collect::<Vec<_>>(),
+            )
+            .bind(rec_runs)
+            .bind(rec_seqs)
+            .bind(rec_ats)
+            .bind(rec_packed)
+            .fetch_all(&mut *conn)
             .await
             .map(counted);
         let rows = match rows {

@@ -8,6 +8,7 @@
 
 mod batch;
 mod codec;
+mod conns;
 mod errors;
 mod listen;
 mod ops;
@@ -223,19 +224,14 @@ impl PostgresStore {
         if let Some(task) = self.inner.listener.lock().ok().and_then(|mut l| l.take()) {
             task.abort();
         }
-        self.inner.db.pool.close().await;
+        self.inner.db.pool.release_idle();
+        self.inner.db.pool.pool.close().await;
     }
 
     /// After a connection failed: closes the pool's idle connections, which are likely dead
     /// too (the server restarted), so a retry gets a fresh one instead of the next dead one.
     fn forget_idle_connections(&self) {
-        let pool = &self.inner.db.pool;
-        for _ in 0..pool.num_idle() {
-            match pool.try_acquire() {
-                Some(mut conn) => conn.close_on_drop(),
-                None => break,
-            }
-        }
+        self.inner.db.pool.forget_idle();
     }
 
     fn error(&self, f: Fail) -> Error {
@@ -378,6 +374,30 @@ impl StorageAdapter for PostgresStore {
         self.write_run(run, Some(token)).await
     }
 
+    /// One statement and one commit for the records and the end (shared with the settles of
+    /// other runs offered meanwhile); when it does not apply, the append and then the settle.
+    async fn append_and_settle(
+        &self,
+        run: &Run,
+        records: &[JournalRecord],
+        token: u64,
+    ) -> Result<Run> {
+        if records.is_empty() {
+            return self.write_run(run, Some(token)).await;
+        }
+        match self.inner.db.append_and_settle(run, records, token).await {
+            Ok(v) => Ok(v),
+            // whether anything committed is unknown: the append is idempotent, and the settle
+            // checks whether the write it repeats is in
+            Err(Fail::Sql(_, e)) if errors::is_connection_error(&e) => {
+                self.forget_idle_connections();
+                self.append(run.id, records, Fence::Token(token)).await?;
+                self.write_run(run, Some(token)).await
+            }
+            Err(f) => Err(self.error(f)),
+        }
+    }
+
     async fn append(&self, run: RunId, records: &[JournalRecord], fence: Fence) -> Result<()> {
         // appends are idempotent on (run, seq): a repeat of a committed append is a no-op
         attempt!(self, REPEAT, self.inner.db.append(run, records, fence))
@@ -483,7 +503,7 @@ impl StorageAdapter for PostgresStore {
             .inner
             .db
             .pool
-            .acquire()
+            .take_sqlx()
             .await
             .map_err(|e| errors::connect_err(loc, e))?;
         match schema::current_version(&mut conn, loc).await? {

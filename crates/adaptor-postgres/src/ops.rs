@@ -23,11 +23,12 @@ use sqlx::postgres::{PgPool, PgRow};
 use sqlx::{PgConnection, Row};
 use uuid::Uuid;
 
-use crate::batch::{Appends, Offer, Outcome, SettleOffer, Settled, Settles};
+use crate::batch::{Appends, Offer, Outcome, Records, SettleOffer, Settled, Settles};
 use crate::codec::{
     Doing, Fail, R, counted, json_text, pack, record_cols, record_from_row, run_cols, run_from_row,
     signal_from_row, storable, terminal_statuses, uuid, version_from_row,
 };
+use crate::conns::Conns;
 use crate::errors::is_unique_violation;
 
 /// How many times an optimistic statement is retried when it lost a race.
@@ -77,7 +78,13 @@ fn check_run_text(run: &Run) -> R<()> {
 /// is next used (a dropped sqlx transaction only queues its rollback).
 macro_rules! transaction {
     ($db:expr, $doing:expr, |$tx:ident| $body:block) => {{
-        let mut $tx = $db.pool.begin().await.map(counted).doing($doing)?;
+        // a connection of its own: dropped mid-way, it goes back to the pool, which sends the
+        // queued ROLLBACK at once (see `conns`)
+        let mut conn = $db.pool.take().await?;
+        let mut $tx = sqlx::Connection::begin(&mut *conn)
+            .await
+            .map(counted)
+            .doing($doing)?;
         let result: R<_> = async { $body }.await;
         match result {
             Ok(v) => {
@@ -95,7 +102,8 @@ macro_rules! transaction {
 /// The operations, on a pool.
 #[derive(Debug, Clone)]
 pub(crate) struct Db {
-    pub(crate) pool: PgPool,
+    /// The pool, and the free list its connections are reused from without a ping.
+    pub(crate) pool: Arc<Conns>,
     /// Group commit of the appends of many runs.
     pub(crate) appends: Arc<Appends>,
     /// Group commit of the settles of many runs.
@@ -104,6 +112,7 @@ pub(crate) struct Db {
 
 impl Db {
     pub(crate) fn new(pool: PgPool) -> Self {
+        let pool = Conns::new(pool);
         Db {
             appends: Arc::new(Appends::new(pool.clone())),
             settles: Arc::new(Settles::new(pool.clone())),
@@ -127,7 +136,7 @@ impl Db {
             )
             .bind(new.task.as_str())
             .bind(&hash)
-            .fetch_optional(&self.pool)
+            .fetch_optional(&mut *self.pool.get().await?)
             .await
             .map(counted)
             .doing("finding a task version")?;
@@ -152,7 +161,7 @@ impl Db {
             .bind(&graph)
             .bind(&config)
             .bind(created_at)
-            .fetch_optional(&self.pool)
+            .fetch_optional(&mut *self.pool.get().await?)
             .await
             .map(counted)
             .doing("storing a task version")?;
@@ -190,7 +199,7 @@ impl Db {
                  ORDER BY version DESC LIMIT 1",
             )
             .bind(task.as_str())
-            .fetch_optional(&self.pool)
+            .fetch_optional(&mut *self.pool.get().await?)
             .await
             .map(counted),
             VersionSel::Exact(n) => sqlx::query(
@@ -200,7 +209,7 @@ impl Db {
             )
             .bind(task.as_str())
             .bind(i64::from(n))
-            .fetch_optional(&self.pool)
+            .fetch_optional(&mut *self.pool.get().await?)
             .await
             .map(counted),
         }
@@ -221,7 +230,7 @@ impl Db {
             "SELECT DISTINCT ON (task) task, version, hash, created_at FROM task_versions \
              ORDER BY task, version DESC",
         )
-        .fetch_all(&self.pool)
+        .fetch_all(&mut *self.pool.get().await?)
         .await
         .map(counted)
         .doing("listing tasks")?;
@@ -588,7 +597,7 @@ impl Db {
         for _ in 0..RACES {
             let run = rules::new_run(new.clone(), now_millis());
             let inserted = bind_insert(&run, true)
-                .fetch_optional(&self.pool)
+                .fetch_optional(&mut *self.pool.get().await?)
                 .await
                 .map(counted)
                 .doing("storing a run")?;
@@ -600,7 +609,7 @@ impl Db {
             )
             .bind(new.task.as_str())
             .bind(i64::from(new.version))
-            .fetch_one(&self.pool)
+            .fetch_one(&mut *self.pool.get().await?)
             .await
             .map(counted)
             .and_then(|r| r.try_get::<bool, _>(0))
@@ -614,7 +623,7 @@ impl Db {
             if let Some(key) = &new.idempotency_key {
                 let existing = sqlx::query(RUN_BY_KEY)
                     .bind(key)
-                    .fetch_optional(&self.pool)
+                    .fetch_optional(&mut *self.pool.get().await?)
                     .await
                     .map(counted)
                     .doing("finding an idempotency key")?;
@@ -692,7 +701,7 @@ impl Db {
         .bind(signals.iter().map(|s| s.name.as_str()).collect::<Vec<_>>())
         .bind(signals.iter().map(|s| json_text(&s.payload)).collect::<Vec<_>>())
         .bind(signals.iter().map(|s| s.at).collect::<Vec<_>>())
-        .execute(&self.pool)
+        .execute(&mut *self.pool.get().await?)
         .await
             .map(counted)
         .doing("copying signals")?;
@@ -706,7 +715,7 @@ impl Db {
     /// the tables of `schema`.
     pub(crate) async fn vacuum_and_measure(&self, schema: &str) -> R<u64> {
         sqlx::raw_sql("VACUUM task_versions, runs, journal, signals")
-            .execute(&self.pool)
+            .execute(&mut *self.pool.get().await?)
             .await
             .map(counted)
             .doing("vacuuming")?;
@@ -715,7 +724,7 @@ impl Db {
              JOIN pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = $1 AND c.relkind = 'r'",
         )
         .bind(schema)
-        .fetch_one(&self.pool)
+        .fetch_one(&mut *self.pool.get().await?)
         .await
         .map(counted)
         .and_then(|r| r.try_get(0))
@@ -727,7 +736,7 @@ impl Db {
     pub(crate) async fn journal_len(&self, run: RunId) -> R<u64> {
         let n: i64 = sqlx::query("SELECT coalesce(max(seq) + 1, 0) FROM journal WHERE run = $1")
             .bind(uuid(run))
-            .fetch_one(&self.pool)
+            .fetch_one(&mut *self.pool.get().await?)
             .await
             .map(counted)
             .and_then(|r| r.try_get(0))
@@ -741,7 +750,7 @@ impl Db {
     pub(crate) async fn get_run(&self, id: RunId) -> R<Run> {
         let row = sqlx::query(SELECT_RUN)
             .bind(uuid(id))
-            .fetch_optional(&self.pool)
+            .fetch_optional(&mut *self.pool.get().await?)
             .await
             .map(counted)
             .doing("reading a run")?;
@@ -756,7 +765,7 @@ impl Db {
             // and the lease and fence come back from the row
             let prepared = rules::prepare_update(new, new, now)?;
             let row = bind_update(UPDATE_RUN, &prepared, new.revision, None)
-                .fetch_optional(&self.pool)
+                .fetch_optional(&mut *self.pool.get().await?)
                 .await
                 .map(counted)
                 .doing("updating a run")?;
@@ -783,6 +792,7 @@ impl Db {
                     prepared: prepared.clone(),
                     expected: new.revision,
                     token,
+                    records: None,
                 };
                 match self.settles.offer(offer).await {
                     Settled::Written { fence } => {
@@ -799,7 +809,7 @@ impl Db {
                 }
             }
             let row = bind_update(SETTLE_RUN, &prepared, new.revision, Some(token))
-                .fetch_optional(&self.pool)
+                .fetch_optional(&mut *self.pool.get().await?)
                 .await
                 .map(counted)
                 .doing("settling a run")?;
@@ -810,6 +820,51 @@ impl Db {
             rules::prepare_settle(&stored, new, token, now)?;
         }
         Err(lost_race(&format!("settling run {}", new.id)))
+    }
+
+    /// `records` appended under `token` and `new` settled, in one statement (shared with the
+    /// settles of other runs offered meanwhile): one commit. When that statement did not write
+    /// them (a stale token or revision, a retry whose records are partly stored, a failed
+    /// batch), the two steps are taken one after the other — [`Db::append`], then
+    /// [`Db::settle_run`] — which write what may be written and name the error.
+    pub(crate) async fn append_and_settle(
+        &self,
+        new: &Run,
+        records: &[JournalRecord],
+        token: u64,
+    ) -> R<Run> {
+        let Some(first) = records.first() else {
+            return self.settle_run(new, token).await;
+        };
+        check_run_text(new)?;
+        for r in records {
+            storable("journal record kind", &r.kind)?;
+        }
+        let well_formed = rules::plan_append(new.id, first.seq, records, |_| Ok(None)).is_ok();
+        if well_formed {
+            let now = now_millis();
+            let mut assumed = new.clone();
+            assumed.lease = probe(new.id, new.fence, Some(token)).lease;
+            let mut prepared = rules::prepare_settle(&assumed, new, token, now)?;
+            let (ats, packed) = packed_records(records)?;
+            let offer = SettleOffer {
+                prepared: prepared.clone(),
+                expected: new.revision,
+                token,
+                records: Some(Records {
+                    first: first.seq,
+                    ats,
+                    packed,
+                }),
+            };
+            if let Settled::Written { fence } = self.settles.offer(offer).await {
+                prepared.lease = None;
+                prepared.fence = fence as u64;
+                return Ok(prepared);
+            }
+        }
+        self.append(new.id, records, Fence::Token(token)).await?;
+        self.settle_run(new, token).await
     }
 
     pub(crate) async fn list_runs(&self, filter: &RunFilter, page: Page) -> R<RunPage> {
@@ -841,7 +896,7 @@ impl Db {
             )
             .bind(page.after.map(uuid))
             .bind(limit as i64 + 1)
-            .fetch_all(&self.pool)
+            .fetch_all(&mut *self.pool.get().await?)
             .await
             .map(counted)
             .doing("listing runs")?;
@@ -961,7 +1016,7 @@ impl Db {
             .bind(ats)
             .bind(packed)
             .bind(fence_param(fence))
-            .fetch_optional(&self.pool)
+            .fetch_optional(&mut *self.pool.get().await?)
             .await
             .map(counted);
         match result {
@@ -1056,7 +1111,7 @@ impl Db {
             .bind(uuid(run))
             .bind(after)
             .bind(limit.min(i64::MAX as usize) as i64)
-            .fetch_all(&self.pool)
+            .fetch_all(&mut *self.pool.get().await?)
             .await
             .map(counted)
             .doing("reading a journal")?;
@@ -1078,7 +1133,7 @@ impl Db {
     async fn require_run(&self, run: RunId) -> R<()> {
         let exists: bool = sqlx::query("SELECT EXISTS (SELECT 1 FROM runs WHERE id = $1)")
             .bind(uuid(run))
-            .fetch_one(&self.pool)
+            .fetch_one(&mut *self.pool.get().await?)
             .await
             .map(counted)
             .and_then(|r| r.try_get(0))
@@ -1107,7 +1162,7 @@ impl Db {
             .bind(req.limit.min(100_000) as i64)
             .bind(&lease.owner)
             .bind(lease.expires_at)
-            .fetch_all(&self.pool)
+            .fetch_all(&mut *self.pool.get().await?)
             .await
             .map(counted)
             .doing(doing)?;
@@ -1135,7 +1190,7 @@ impl Db {
             .bind(&lease.owner)
             .bind(lease.expires_at)
             .bind(takeover == Takeover::Steal)
-            .fetch_optional(&self.pool)
+            .fetch_optional(&mut *self.pool.get().await?)
             .await
             .map(counted)
             .doing(doing)?
@@ -1186,7 +1241,7 @@ impl Db {
             .bind(uuid(id))
             .bind(token as i64)
             .bind(expires)
-            .fetch_optional(&self.pool)
+            .fetch_optional(&mut *self.pool.get().await?)
             .await
             .map(counted)
             .doing("changing a run's lease")?;
@@ -1259,7 +1314,7 @@ impl Db {
         )
         .bind(uuid(run))
         .bind(after)
-        .fetch_all(&self.pool)
+        .fetch_all(&mut *self.pool.get().await?)
         .await
         .map(counted)
         .doing("reading signals")?;
@@ -1313,7 +1368,7 @@ impl Db {
         )
         .bind(older_than)
         .bind(terminal_statuses())
-        .fetch_one(&self.pool)
+        .fetch_one(&mut *self.pool.get().await?)
         .await
         .map(counted)
         .and_then(|r| r.try_get(0))

@@ -177,6 +177,23 @@ impl Location {
             Some(_) => options,
             None => options.application_name("sequential-ecosystem"),
         };
+        // TLS to the same machine protects nothing and costs CPU on both ends of every round
+        // trip: on a loopback address `sslmode` defaults to `disable` (as over a Unix socket),
+        // unless the URL or `PGSSLMODE` names one
+        let ssl_named = passed
+            .iter()
+            .any(|p| matches!(p.split('=').next(), Some("sslmode" | "ssl-mode")))
+            || std::env::var_os("PGSSLMODE").is_some();
+        let loopback = options.get_socket().is_none()
+            && matches!(
+                options.get_host(),
+                "127.0.0.1" | "::1" | "[::1]" | "localhost"
+            );
+        let options = if loopback && !ssl_named {
+            options.ssl_mode(sqlx::postgres::PgSslMode::Disable)
+        } else {
+            options
+        };
         let options = options.options([
             ("search_path", schema.as_str()),
             ("statement_timeout", statement_timeout.as_str()),
@@ -230,6 +247,30 @@ mod tests {
             err.contains("pool_size \"0\"") && err.contains("1 to 1000") && !err.contains("pw@"),
             "{err}"
         );
+    }
+
+    #[test]
+    fn loopback_connections_skip_tls_unless_asked_for() {
+        use sqlx::postgres::PgSslMode;
+        let mode = |url: &str| Location::parse(url).unwrap().options.get_ssl_mode();
+        if std::env::var_os("PGSSLMODE").is_none() {
+            assert!(matches!(
+                mode("postgres://u@127.0.0.1/db"),
+                PgSslMode::Disable
+            ));
+            assert!(matches!(
+                mode("postgres://u@localhost/db"),
+                PgSslMode::Disable
+            ));
+            assert!(matches!(
+                mode("postgres://u@db.example/db"),
+                PgSslMode::Prefer
+            ));
+        }
+        assert!(matches!(
+            mode("postgres://u@127.0.0.1/db?sslmode=require"),
+            PgSslMode::Require
+        ));
     }
 
     #[test]

@@ -257,3 +257,128 @@ async fn settles_share_a_statement_and_fail_alone() {
     reader.close().await;
     store.close().await;
 }
+
+// `append_and_settle` offered by many runs together: the records and the ends of all the
+// healthy ones go out in one statement (no separate append statement); a stale token writes
+// nothing of its run, and a retry whose first record is already stored takes the two-step path
+// and still ends with the whole journal and the run settled.
+#[tokio::test]
+async fn appends_with_settles_share_one_statement_and_fail_alone() {
+    let Some(base) = support::server().await else {
+        return;
+    };
+    let (url, _guard) = support::fresh_schema(&base);
+    let store = Arc::new(PostgresStore::open(&url).await.unwrap());
+    let (task, version) = support::task_version(&*store, "append-settle").await;
+    for i in 0..RUNS {
+        store
+            .create_run(NewRun::new(task.clone(), version, json!(i)))
+            .await
+            .unwrap();
+    }
+    let req = ClaimRequest {
+        worker: "test".into(),
+        now: now_millis(),
+        lease_ms: 60_000,
+        limit: RUNS,
+    };
+    let mut claims = store.claim(&req).await.unwrap();
+    assert_eq!(claims.len(), RUNS);
+    claims.sort_by_key(|c| c.run.id);
+    let finished = |i: usize| {
+        let mut run = claims[i].run.clone();
+        run.status = sequential_adaptor::RunStatus::Succeeded;
+        run.output = Some(json!({ "done": i }));
+        run.ended_at = Some(now_millis());
+        run
+    };
+    let records = |i: usize| {
+        let id = claims[i].run.id;
+        vec![rec(id, 0, "call"), rec(id, 1, "end")]
+    };
+
+    // every run healthy: one statement, no append statement
+    let healthy: Vec<usize> = (0..RUNS).filter(|&i| i % 2 == 0).collect();
+    let (settles, appends) = (store.settle_stats(), store.append_stats());
+    let tasks: Vec<_> = healthy
+        .iter()
+        .map(|&i| {
+            let (store, run, recs, token) =
+                (store.clone(), finished(i), records(i), claims[i].token);
+            tokio::spawn(async move { store.append_and_settle(&run, &recs, token).await })
+        })
+        .collect();
+    for t in tasks {
+        t.await.unwrap().unwrap();
+    }
+    assert_eq!(
+        (
+            store.settle_stats().statements - settles.statements,
+            store.settle_stats().appends - settles.appends,
+            store.append_stats().statements - appends.statements,
+        ),
+        (1, healthy.len() as u64, 0),
+        "the records and ends of {} runs offered together should share one statement",
+        healthy.len()
+    );
+
+    // the other half: one stale token, one retry whose first record is stored
+    let (stale, retry) = (1, 3);
+    store
+        .claim_run(claims[stale].run.id, &req, Takeover::Steal)
+        .await
+        .unwrap()
+        .expect("stolen");
+    store
+        .append(
+            claims[retry].run.id,
+            &records(retry)[..1],
+            Fence::Token(claims[retry].token),
+        )
+        .await
+        .unwrap();
+    let rest: Vec<usize> = (0..RUNS).filter(|&i| i % 2 == 1).collect();
+    let tasks: Vec<_> = rest
+        .iter()
+        .map(|&i| {
+            let (store, run, recs, token) =
+                (store.clone(), finished(i), records(i), claims[i].token);
+            tokio::spawn(async move { store.append_and_settle(&run, &recs, token).await })
+        })
+        .collect();
+    let mut results = Vec::new();
+    for t in tasks {
+        results.push(t.await.unwrap());
+    }
+    let reader = PostgresStore::open(&url).await.unwrap();
+    for (i, result) in rest.iter().zip(&results) {
+        let (i, id) = (*i, claims[*i].run.id);
+        let stored = reader.get_run(id).await.unwrap();
+        let journal = reader.read_journal(id, None, 10).await.unwrap();
+        if i == stale {
+            assert!(matches!(result, Err(Error::Fenced { .. })), "{result:?}");
+            assert!(journal.is_empty(), "run {i}: {journal:?}");
+            assert_eq!(stored.status, sequential_adaptor::RunStatus::Running);
+        } else {
+            let settled = result.as_ref().unwrap_or_else(|e| panic!("run {i}: {e}"));
+            assert_eq!(&stored, settled, "run {i}");
+            assert_eq!(stored.status, sequential_adaptor::RunStatus::Succeeded);
+            assert!(stored.lease.is_none(), "run {i}");
+            assert_eq!(journal, records(i), "run {i}");
+        }
+    }
+    for &i in &healthy {
+        let id = claims[i].run.id;
+        assert_eq!(
+            reader.read_journal(id, None, 10).await.unwrap(),
+            records(i),
+            "run {i}"
+        );
+        assert_eq!(
+            reader.get_run(id).await.unwrap().status,
+            sequential_adaptor::RunStatus::Succeeded
+        );
+    }
+    reader.close().await;
+    store.close().await;
+}
