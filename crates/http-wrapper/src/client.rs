@@ -124,7 +124,8 @@ pub fn is_retryable_status(status: u16) -> bool {
 /// Plain `http:` requests take a lean HTTP/1.1 path with its own keep-alive pool (unless a
 /// proxy is configured in the environment, or the request carries credentials in its URL or a
 /// header that changes framing); `https:` and the rest go through reqwest (rustls). Both send
-/// the same request and follow redirects the same way.
+/// the same request and follow redirects the same way. `SEQUENTIAL_HTTP_LEAN=0` in the
+/// environment sends everything through reqwest.
 #[derive(Clone, Debug)]
 pub struct Client {
     http: reqwest::Client,
@@ -160,7 +161,7 @@ impl Client {
         };
         let http = build(MAX_REDIRECTS)?;
         let follow = build(MAX_REDIRECTS - 1)?;
-        let lean = (!h1::proxy_configured()).then(|| {
+        let lean = h1::enabled().then(|| {
             Arc::new(h1::Pool::new(
                 config.connect_timeout,
                 config.user_agent.clone(),

@@ -47,11 +47,16 @@ const SPECIAL: [&str; 9] = [
 /// set, every request goes through reqwest.
 const PROXY_VARS: [&str; 4] = ["http_proxy", "HTTP_PROXY", "all_proxy", "ALL_PROXY"];
 
-/// `true` when the process environment names a proxy for `http:` URLs.
-pub(crate) fn proxy_configured() -> bool {
-    PROXY_VARS
+/// Turns the lean path off when set to `0`.
+const SWITCH: &str = "SEQUENTIAL_HTTP_LEAN";
+
+/// `false` when the process environment names a proxy for `http:` URLs, or turns the lean
+/// path off.
+pub(crate) fn enabled() -> bool {
+    let proxy = PROXY_VARS
         .iter()
-        .any(|k| std::env::var_os(k).is_some_and(|v| !v.is_empty()))
+        .any(|k| std::env::var_os(k).is_some_and(|v| !v.is_empty()));
+    !proxy && std::env::var_os(SWITCH).is_none_or(|v| v != "0")
 }
 
 /// Whether the lean path sends `req` exactly as reqwest would: an `http:` URL without
@@ -262,7 +267,9 @@ fn broken(what: &str) -> Exchange {
 
 /// Reads more bytes into `conn.buf`; `Ok(false)` at end of stream.
 async fn fill(conn: &mut Conn) -> std::io::Result<bool> {
-    conn.buf.reserve(8192);
+    if conn.buf.capacity() - conn.buf.len() < 1024 {
+        conn.buf.reserve(8192);
+    }
     Ok(conn.stream.read_buf(&mut conn.buf).await? > 0)
 }
 
@@ -338,8 +345,10 @@ async fn exchange(
                     Err(e) => return Err(other("reading the response body", e)),
                 }
             }
-            let rest = conn.buf.split_off(n);
-            std::mem::replace(&mut conn.buf, rest)
+            // copied out, so that the connection keeps its read buffer for the next response
+            let body = conn.buf[..n].to_vec();
+            conn.buf.drain(..n);
+            body
         }
         Framing::Chunked => read_chunked(&mut conn, limit).await?,
         Framing::UntilClose => {
