@@ -212,8 +212,8 @@ impl StorageAdapter for SqliteStore {
     }
 
     async fn append(&self, run: RunId, records: &[JournalRecord], fence: Fence) -> Result<()> {
-        let records = records.to_vec();
-        self.write(move |c| ops::append(c, run, &records, fence))
+        let batch = ops::AppendBatch::new(records);
+        self.write(move |c| ops::append(c, run, &batch, fence))
             .await
     }
 

@@ -481,8 +481,6 @@ thread_local! {
         NewRun::new(TaskName::new("fence").expect("valid name"), 0, Value::Null),
         0,
     ));
-    /// The buffer journal record data is encoded into before it is bound.
-    static ENCODED: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
 }
 
 /// `rules::check_fence` for run `id` whose current fencing token is `current`.
@@ -494,15 +492,66 @@ fn check_fence(id: RunId, current: u64, fence: Fence) -> Result<()> {
     })
 }
 
-pub(crate) fn append(
-    c: &Ctx<'_>,
-    run: RunId,
-    records: &[JournalRecord],
-    fence: Fence,
-) -> Result<()> {
+/// Records to append, made on the caller's thread: their data encoded once into one buffer, so
+/// that the records themselves need not be copied to cross to the writer thread.
+pub(crate) struct AppendBatch {
+    /// The records without their data (`null`), for `rules::plan_append`'s checks.
+    records: Vec<JournalRecord>,
+    /// Every record's encoded data, one after another; `ends[i]` is where record `i`'s ends.
+    data: Vec<u8>,
+    ends: Vec<usize>,
+}
+
+impl AppendBatch {
+    pub(crate) fn new(records: &[JournalRecord]) -> Self {
+        let mut batch = AppendBatch {
+            records: Vec::with_capacity(records.len()),
+            data: Vec::with_capacity(records.len() * 128),
+            ends: Vec::with_capacity(records.len()),
+        };
+        for r in records {
+            batch.records.push(JournalRecord {
+                run: r.run,
+                seq: r.seq,
+                kind: r.kind.clone(),
+                at: r.at,
+                data: Value::Null,
+            });
+            codec::encode_onto(&mut batch.data, &r.data);
+            batch.ends.push(batch.data.len());
+        }
+        batch
+    }
+
+    fn data(&self, i: usize) -> &[u8] {
+        let start = if i == 0 { 0 } else { self.ends[i - 1] };
+        &self.data[start..self.ends[i]]
+    }
+
+    /// The records with their data, decoded from what will be written.
+    fn full(&self) -> std::result::Result<Vec<JournalRecord>, codec::DecodeError> {
+        let mut out = self.records.clone();
+        for (i, r) in out.iter_mut().enumerate() {
+            r.data = codec::decode(self.data(i))?;
+        }
+        Ok(out)
+    }
+}
+
+pub(crate) fn append(c: &Ctx<'_>, run: RunId, batch: &AppendBatch, fence: Fence) -> Result<()> {
     let (current, stored) = fence_and_len(c, run)?;
     check_fence(run, current, fence)?;
-    let first_new = rules::plan_append(run, stored, records, |seq| record_at(c, run, seq))?;
+    let records = &batch.records;
+    let first_new = if records.first().is_some_and(|r| r.seq < stored) {
+        // some records may be stored already: they are compared with their data
+        let full = batch.full().map_err(|e| {
+            Error::backend(format!("SQLite {}: re-reading an encoded record", c.db), e)
+        })?;
+        rules::plan_append(run, stored, &full, |seq| record_at(c, run, seq))?
+    } else {
+        // nothing to compare: the checks look at runs and seqs only
+        rules::plan_append(run, stored, records, |seq| record_at(c, run, seq))?
+    };
     if first_new == records.len() {
         return Ok(());
     }
@@ -512,18 +561,20 @@ pub(crate) fn append(
             "INSERT INTO journal (run, seq, kind, at, data) VALUES (?1, ?2, ?3, ?4, ?5)",
         )
         .map_err(c.err("appending to a journal"))?;
-    for r in &records[first_new..] {
+    for (i, r) in records.iter().enumerate().skip(first_new) {
         // a known kind as its integer (migration 2), any other as text
         let kind = match codec::kind_code(&r.kind) {
             Some(code) => ToSqlOutput::Owned(SqlValue::Integer(code)),
             None => ToSqlOutput::Borrowed(ValueRef::Text(r.kind.as_bytes())),
         };
-        ENCODED
-            .with_borrow_mut(|data| {
-                codec::encode_into(data, &r.data);
-                stmt.execute(params![run.as_bytes(), r.seq as i64, kind, r.at, &data[..]])
-            })
-            .map_err(c.err("appending to a journal"))?;
+        stmt.execute(params![
+            run.as_bytes(),
+            r.seq as i64,
+            kind,
+            r.at,
+            batch.data(i)
+        ])
+        .map_err(c.err("appending to a journal"))?;
     }
     Ok(())
 }

@@ -249,13 +249,12 @@ impl std::error::Error for DecodeError {}
 /// `v` in the binary form (starting with [`FORMAT`]).
 pub(crate) fn encode(v: &Value) -> Vec<u8> {
     let mut out = Vec::with_capacity(64);
-    encode_into(&mut out, v);
+    encode_onto(&mut out, v);
     out
 }
 
-/// `v` in the binary form, written over `out` (whose allocation is reused).
-pub(crate) fn encode_into(out: &mut Vec<u8>, v: &Value) {
-    out.clear();
+/// `v` in the binary form, appended to `out`.
+pub(crate) fn encode_onto(out: &mut Vec<u8>, v: &Value) {
     out.push(FORMAT);
     put_value(out, v);
 }

@@ -6,6 +6,7 @@ mod conformance_file;
 mod conformance_memory;
 mod factory;
 mod group_commit;
+mod long_journal;
 mod migration;
 mod processes;
 mod stamp;
