@@ -112,6 +112,7 @@ pub(crate) async fn drive(
         stopping: false,
         draining: false,
         paused: None,
+        end: Vec::new(),
         last_renew: Instant::now(),
         last_status: Instant::now(),
     };
@@ -152,6 +153,9 @@ struct GraphDriver<'a> {
     draining: bool,
     /// A handler's fetch spent its retries: the run pauses (activation, call seq, error).
     paused: Option<(Key, u64, Value)>,
+    /// The records of the transition that ended the run, written with its settle (one durable
+    /// write where the backend combines them).
+    end: Records,
     last_renew: Instant,
     last_status: Instant,
 }
@@ -372,7 +376,16 @@ impl GraphDriver<'_> {
             }
             gates.push(gate);
         }
-        self.writer.append(records).await?;
+        let ends = step.snapshot.status != GraphStatus::Running
+            && gates.is_empty()
+            && self.running.is_empty()
+            && self.child_waits.is_empty();
+        if ends {
+            // nothing is left to wind down: the run settles next, with these records
+            self.end = records;
+        } else {
+            self.writer.append(records).await?;
+        }
         for gate in gates {
             let _ = gate.send(()); // a handler aborted meanwhile needs no gate
         }
@@ -806,7 +819,9 @@ impl GraphDriver<'_> {
     /// waiting run at once when a signal or a child's end arrived meanwhile.
     async fn write(&mut self, run: Run) -> Result<Run> {
         let store = self.engine.store.clone();
-        let released = match store.settle_run(&run, self.token).await {
+        // the records of the transition that ended the run go with its settle
+        let end = self.writer.stamp(std::mem::take(&mut self.end)).await;
+        let released = match store.append_and_settle(&run, &end, self.token).await {
             Ok(r) => r,
             Err(sequential_adaptor::Error::Conflict { .. }) => {
                 let mut fresh = store.get_run(run.id).await?;
@@ -824,7 +839,8 @@ impl GraphDriver<'_> {
                     // a cancel arrived: the run becomes runnable so a worker winds it down
                     fresh.status = RunStatus::Stopping;
                 }
-                store.settle_run(&fresh, self.token).await?
+                // the records may be in already: appending them again is skipped
+                store.append_and_settle(&fresh, &end, self.token).await?
             }
             Err(e) => return Err(e.into()),
         };

@@ -43,23 +43,37 @@ impl Writer {
             return Ok(());
         }
         let mut next = self.next.lock().await;
-        let at = now_millis();
-        let batch: Vec<JournalRecord> = records
-            .into_iter()
-            .enumerate()
-            .map(|(i, (kind, data))| JournalRecord {
-                run: self.run,
-                seq: *next + i as u64,
-                kind,
-                at,
-                data,
-            })
-            .collect();
+        let batch = self.batch(*next, records);
         self.store
             .append(self.run, &batch, Fence::Token(self.token))
             .await?;
         *next += batch.len() as u64;
         Ok(())
+    }
+
+    /// The last records of the run, given their seqs (all the same `at`) for the caller to
+    /// write with the run's settle ([`StorageAdapter::append_and_settle`]); nothing may be
+    /// appended after them.
+    pub(crate) async fn stamp(&self, records: Vec<(String, Value)>) -> Vec<JournalRecord> {
+        let mut next = self.next.lock().await;
+        let batch = self.batch(*next, records);
+        *next += batch.len() as u64;
+        batch
+    }
+
+    fn batch(&self, next: u64, records: Vec<(String, Value)>) -> Vec<JournalRecord> {
+        let at = now_millis();
+        records
+            .into_iter()
+            .enumerate()
+            .map(|(i, (kind, data))| JournalRecord {
+                run: self.run,
+                seq: next + i as u64,
+                kind,
+                at,
+                data,
+            })
+            .collect()
     }
 }
 
