@@ -632,15 +632,19 @@ async fn measure(backend: &'static str, server: &Server) -> Result<Row> {
 // ---------------------------------------------------------------------------------------------
 // peers
 
+/// The database `dbos-ts/run.sh` creates on its PostgreSQL server (dropped afterwards when
+/// that is the benchmark's own server).
+const DBOS_DATABASE: &str = "dbos_ts_bench";
+
 /// One peer's figures, read from the JSON lines its `run.sh` leaves in `$WORK/results.jsonl`.
 #[derive(Debug, Default, PartialEq)]
-struct PeerRow {
-    peer: String,
-    p50_1: Option<f64>,
-    p50_10: Option<f64>,
-    per_s_64: Option<f64>,
+pub(crate) struct PeerRow {
+    pub(crate) peer: String,
+    pub(crate) p50_1: Option<f64>,
+    pub(crate) p50_10: Option<f64>,
+    pub(crate) per_s_64: Option<f64>,
     /// CPU ms per workflow, per process, at 64 concurrent.
-    cpu: Vec<(String, f64)>,
+    pub(crate) cpu: Vec<(String, f64)>,
 }
 
 fn peer_row(name: &str, results: &str) -> PeerRow {
@@ -673,11 +677,9 @@ fn peer_row(name: &str, results: &str) -> PeerRow {
     row
 }
 
-/// The PostgreSQL server the DBOS peer would use (`PGURL`, else its default), if it answers.
-fn postgres_reachable() -> bool {
-    let url =
-        std::env::var("PGURL").unwrap_or_else(|_| "postgresql://postgres@127.0.0.1:5499".into());
-    let rest = url.split_once("://").map_or(url.as_str(), |(_, r)| r);
+/// Whether the PostgreSQL server at `url` (the DBOS peer's `PGURL`) answers.
+fn postgres_reachable(url: &str) -> bool {
+    let rest = url.split_once("://").map_or(url, |(_, r)| r);
     let rest = rest.rsplit_once('@').map_or(rest, |(_, r)| r);
     let hostport = rest.split(['/', '?']).next().unwrap_or_default();
     let Some(addr) = std::net::ToSocketAddrs::to_socket_addrs(hostport)
@@ -689,33 +691,50 @@ fn postgres_reachable() -> bool {
     std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(1)).is_ok()
 }
 
-/// Runs the peers under `dir` against `server`; their rows, and a note per peer not run.
-fn run_peers(dir: &Path, server: &Server) -> Result<(Vec<PeerRow>, Vec<String>)> {
+/// Runs the peers under `dir` beside `backends` against `server`; their rows, and a note per
+/// peer not run. With PostgreSQL among `backends`, DBOS-TS runs on the same server (its
+/// `PGURL` and postmaster, for its CPU); else on `PGURL` (default: the peers' `pg.sh` server).
+fn run_peers(
+    dir: &Path,
+    server: &Server,
+    backends: &[&str],
+) -> Result<(Vec<PeerRow>, Vec<String>)> {
     let mut rows = Vec::new();
     let mut notes = Vec::new();
     let window = env_secs("BENCH_WINDOW_SECS", 10).max(1);
-    for (peer, work) in [
-        ("restate", "/tmp/peers/restate"),
-        ("dbos-ts", "/tmp/peers/dbos-ts"),
-    ] {
-        if peer == "dbos-ts" && !postgres_reachable() {
-            notes.push(format!(
-                "{peer}: not run (no PostgreSQL answers at PGURL; start one with `{}/common/pg.sh start`)",
-                dir.display()
-            ));
-            continue;
+    let same_postgres = backends.contains(&"postgres");
+    let pg_url = if same_postgres {
+        crate::postgres::server_url()
+    } else {
+        std::env::var("PGURL").unwrap_or_else(|_| "postgresql://postgres@127.0.0.1:5499".into())
+    };
+    for &peer in peers_for(backends) {
+        let work = format!("/tmp/peers/{peer}");
+        let mut cmd = std::process::Command::new("bash");
+        if peer == "dbos-ts" {
+            if !postgres_reachable(&pg_url) {
+                notes.push(format!(
+                    "{peer}: not run (no PostgreSQL answers at PGURL; start one with `{}/common/pg.sh start`)",
+                    dir.display()
+                ));
+                continue;
+            }
+            cmd.env("PGURL", &pg_url);
+            if same_postgres && let Some(pid) = crate::postgres::postmaster_pid() {
+                cmd.env("PG_PID", pid.to_string());
+            }
         }
         let script = dir.join(peer).join("run.sh");
         eprintln!(
             "peers: $ RUNS=1 CONCS=64 TP_SECONDS={window} STEP_URL=… bash {}",
             script.display()
         );
-        let status = std::process::Command::new("bash")
+        let status = cmd
             .arg(&script)
             .env("RUNS", "1")
             .env("CONCS", IN_FLIGHT.to_string())
             .env("TP_SECONDS", window.to_string())
-            .env("WORK", work)
+            .env("WORK", &work)
             .env("STEP_URL", format!("{}/step?i=", server.url))
             .stdout(std::process::Stdio::null())
             .status()
@@ -727,8 +746,11 @@ fn run_peers(dir: &Path, server: &Server) -> Result<(Vec<PeerRow>, Vec<String>)>
             ));
             continue;
         }
-        let results = std::fs::read_to_string(Path::new(work).join("results.jsonl"))
+        let results = std::fs::read_to_string(Path::new(&work).join("results.jsonl"))
             .with_context(|| format!("reading {work}/results.jsonl"))?;
+        if peer == "dbos-ts" && same_postgres {
+            crate::postgres::drop_database(DBOS_DATABASE);
+        }
         rows.push(peer_row(peer, &results));
     }
     Ok((rows, notes))
@@ -757,16 +779,7 @@ fn parse_args(args: &[String]) -> Result<Args> {
             .next()
             .with_context(|| format!("{flag} needs a value; {usage}"))?;
         match flag.as_str() {
-            "--peers" => {
-                let dir = PathBuf::from(value);
-                if !dir.join("restate/run.sh").is_file() {
-                    bail!(
-                        "--peers {}: no restate/run.sh there; expected the peers folder (../shared/bench/peers in this workspace)",
-                        dir.display()
-                    );
-                }
-                out.peers = Some(dir);
-            }
+            "--peers" => out.peers = Some(PathBuf::from(value)),
             "--storage" => {
                 let backend = ["sqlite", "folder", "postgres"]
                     .into_iter()
@@ -782,7 +795,27 @@ fn parse_args(args: &[String]) -> Result<Args> {
     if out.backends.is_empty() {
         out.backends = vec!["sqlite", "folder"];
     }
+    if let Some(dir) = &out.peers {
+        for peer in peers_for(&out.backends) {
+            if !dir.join(peer).join("run.sh").is_file() {
+                bail!(
+                    "--peers {}: no {peer}/run.sh there; expected the peers folder (../shared/bench/peers in this workspace)",
+                    dir.display()
+                );
+            }
+        }
+    }
     Ok(out)
+}
+
+/// The peers `--peers` runs beside `backends`: with PostgreSQL alone, DBOS-TS (on the same
+/// server); else Restate and DBOS-TS.
+fn peers_for(backends: &[&str]) -> &'static [&'static str] {
+    if backends == ["postgres"] {
+        &["dbos-ts"]
+    } else {
+        &["restate", "dbos-ts"]
+    }
 }
 
 pub(crate) fn verdict(met: bool) -> &'static str {
@@ -797,7 +830,7 @@ pub async fn run(args: &[String]) -> Result<()> {
     let Args { peers, backends } = parse_args(args)?;
     let server = server(peers.as_deref()).await?;
     let mut rows = Vec::new();
-    for backend in backends {
+    for &backend in &backends {
         rows.push(measure(backend, &server).await?);
     }
     // the resume and memory cases run beside SQLite's row
@@ -808,7 +841,7 @@ pub async fn run(args: &[String]) -> Result<()> {
         None
     };
     let peer_results = match &peers {
-        Some(dir) => Some(run_peers(dir, &server)?),
+        Some(dir) => Some(run_peers(dir, &server, &backends)?),
         None => None,
     };
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
@@ -859,7 +892,10 @@ pub async fn run(args: &[String]) -> Result<()> {
         "\nOn 2 cores the engine's own CPU per run is the figure to lower: the ceiling moves with it.\n\n",
     );
     if let Some(pg) = rows.iter().find(|r| r.backend == "postgres") {
-        md.push_str(&postgres_section(pg));
+        let dbos = peer_results
+            .as_ref()
+            .and_then(|(rows, _)| rows.iter().find(|p| p.peer == "dbos-ts"));
+        md.push_str(&postgres_section(pg, dbos));
     }
     if let Some(sqlite) = rows.iter().find(|r| r.backend == "sqlite") {
         let tp = &sqlite.tp;
@@ -997,6 +1033,22 @@ mod tests {
     fn a_missing_peers_folder_is_a_clear_error() {
         let err = parse_args(&["--peers".into(), "/nonexistent/peers".into()]).unwrap_err();
         assert!(err.to_string().contains("no restate/run.sh"), "{err}");
+        // beside PostgreSQL alone, the peer run is DBOS-TS's, on the same server
+        let err = parse_args(&[
+            "--storage".into(),
+            "postgres".into(),
+            "--peers".into(),
+            "/nonexistent/peers".into(),
+        ])
+        .unwrap_err();
+        assert!(err.to_string().contains("no dbos-ts/run.sh"), "{err}");
+        let peers = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/bench/peers");
+        if peers.join("dbos-ts/run.sh").is_file() {
+            let args = ["--peers", peers.to_str().unwrap(), "--storage", "postgres"];
+            let parsed = parse_args(&args.map(String::from)).unwrap();
+            assert_eq!(parsed.backends, vec!["postgres"]);
+            assert_eq!(peers_for(&parsed.backends), ["dbos-ts"]);
+        }
         assert_eq!(
             parse_args(&[]).unwrap(),
             Args {

@@ -4,7 +4,7 @@
 use anyhow::Result;
 use sequential_adaptor::now_millis;
 
-use crate::engine::{IN_FLIGHT, Row, cpu_seconds_of, verdict, workers_for};
+use crate::engine::{IN_FLIGHT, PeerRow, Row, cpu_seconds_of, verdict, workers_for};
 
 /// The PostgreSQL server `--storage postgres` measures: `BENCH_DATABASE_URL`, else the local one.
 pub(crate) fn postgres_base() -> String {
@@ -12,6 +12,73 @@ pub(crate) fn postgres_base() -> String {
         .ok()
         .filter(|u| !u.trim().is_empty())
         .unwrap_or_else(|| "postgres://postgres@127.0.0.1:5432/test".into())
+}
+
+/// The benchmark's PostgreSQL server without database or options
+/// (`postgres://postgres@127.0.0.1:5432`): the DBOS peer's `PGURL`, to which it appends
+/// `/postgres` and its own database's name.
+pub(crate) fn server_url() -> String {
+    let base = postgres_base();
+    let (scheme, rest) = base.split_once("://").unwrap_or(("postgres", &base));
+    let host = rest.split(['/', '?']).next().unwrap_or(rest);
+    format!("{scheme}://{host}")
+}
+
+/// The postmaster of the PostgreSQL server on this machine: the `postgres` process whose
+/// parent is not one (its backends are its children), for the DBOS peer's CPU figures.
+pub(crate) fn postmaster_pid() -> Option<u32> {
+    let comm = |pid: u32| std::fs::read_to_string(format!("/proc/{pid}/comm")).ok();
+    let parent = |pid: u32| -> Option<u32> {
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+        stat.rsplit_once(')')?
+            .1
+            .split_whitespace()
+            .nth(1)?
+            .parse()
+            .ok()
+    };
+    std::fs::read_dir("/proc")
+        .ok()?
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|&pid| comm(pid).is_some_and(|c| c.trim() == "postgres"))
+        .find(|&pid| {
+            parent(pid)
+                .and_then(comm)
+                .is_none_or(|c| c.trim() != "postgres")
+        })
+}
+
+/// Drops database `name` on the benchmark's server (a peer's scratch database), forcing its
+/// connections closed; a failure is only reported.
+pub(crate) fn drop_database(name: &str) {
+    let (url, sql) = (
+        format!("{}/postgres", server_url()),
+        format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"),
+    );
+    if let Err(e) = blocking(url, sql) {
+        eprintln!("dropping database {name}: {e:#}");
+    }
+}
+
+/// Runs `sql` on a connection of its own to `url`, on a thread of its own (callers are inside
+/// the benchmark's runtime, where blocking on another is not allowed).
+fn blocking(url: String, sql: String) -> Result<()> {
+    std::thread::spawn(move || -> Result<()> {
+        use sqlx::Connection;
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?;
+        rt.block_on(async {
+            let mut conn = sqlx::PgConnection::connect(&url).await?;
+            sqlx::raw_sql(sqlx::AssertSqlSafe(sql))
+                .execute(&mut conn)
+                .await?;
+            conn.close().await
+        })?;
+        Ok(())
+    })
+    .join()
+    .map_err(|_| anyhow::anyhow!("the thread running the statement panicked"))?
 }
 
 /// A fresh schema on the benchmark's PostgreSQL server, dropped (with everything in it) when
@@ -38,26 +105,8 @@ impl PgSchema {
 
 impl Drop for PgSchema {
     fn drop(&mut self) {
-        let (base, sql) = (
-            self.base.clone(),
-            format!("DROP SCHEMA IF EXISTS {} CASCADE", self.name),
-        );
-        // Drop runs inside the benchmark's runtime, where blocking on another is not allowed
-        let _ = std::thread::spawn(move || -> Result<()> {
-            use sqlx::Connection;
-            let rt = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()?;
-            rt.block_on(async {
-                let mut conn = sqlx::PgConnection::connect(&base).await?;
-                sqlx::raw_sql(sqlx::AssertSqlSafe(sql))
-                    .execute(&mut conn)
-                    .await?;
-                conn.close().await
-            })?;
-            Ok(())
-        })
-        .join();
+        let sql = format!("DROP SCHEMA IF EXISTS {} CASCADE", self.name);
+        let _ = blocking(self.base.clone(), sql);
     }
 }
 
@@ -80,8 +129,9 @@ pub(crate) fn postgres_cpu_seconds() -> f64 {
 /// Where the PostgreSQL targets come from.
 const POSTGRES_TARGETS_SOURCE: &str = "issue 11 of this repository's tracker (“adaptor-postgres: PostgreSQL storage, and many workers on many machines”, its Speed section)";
 
-/// The PostgreSQL row's own paragraph: how it was measured, and the targets.
-pub(crate) fn postgres_section(pg: &Row) -> String {
+/// The PostgreSQL row's own paragraph: how it was measured, and the targets (the DBOS-TS
+/// comparison from `dbos`, its row when `--peers` ran it in this invocation).
+pub(crate) fn postgres_section(pg: &Row, dbos: Option<&PeerRow>) -> String {
     let tp = &pg.tp;
     let trips = tp.trips_per_run.unwrap_or(f64::NAN);
     let mut md = format!(
@@ -138,9 +188,37 @@ pub(crate) fn postgres_section(pg: &Row) -> String {
     for (what, target, got, v) in lines {
         md.push_str(&format!("| {what} | {target} | {got} | {v} |\n"));
     }
-    md.push_str(
-        "| 10-step runs/s ≥ 2× DBOS-TS on the same PostgreSQL | ≥ 2× | not measured by this invocation (DBOS-TS runs only with `--peers DIR`) | — |\n\n",
-    );
+    match dbos {
+        Some(d) => {
+            let p50 = d.p50_1.map_or_else(|| "—".into(), |v| format!("{v:.2} ms"));
+            match d.per_s_64 {
+                Some(theirs) if theirs > 0.0 => md.push_str(&format!(
+                    "| 10-step runs/s ≥ 2× DBOS-TS on the same PostgreSQL | ≥ 2× | {:.2}× ({:.0} against DBOS-TS's {theirs:.0}; its 1-step p50 {p50}) | {} |\n",
+                    tp.runs_per_s / theirs,
+                    tp.runs_per_s,
+                    verdict(tp.runs_per_s >= 2.0 * theirs)
+                )),
+                _ => md.push_str(
+                    "| 10-step runs/s ≥ 2× DBOS-TS on the same PostgreSQL | ≥ 2× | DBOS-TS ran but reported no 64-concurrent throughput | — |\n",
+                ),
+            }
+            let cpu = d
+                .cpu
+                .iter()
+                .map(|(n, v)| format!("{n} {v:.2} ms"))
+                .collect::<Vec<_>>()
+                .join(", ");
+            md.push_str(&format!(
+                "\nDBOS-TS ran in this invocation on the same PostgreSQL server (database `dbos_ts_bench`, \
+                 dropped afterwards), the same echo server and the same window, one Node process \
+                 (its library and 64 concurrent clients in one); CPU per 10-step workflow: {}.\n\n",
+                if cpu.is_empty() { "not sampled".into() } else { cpu }
+            ));
+        }
+        None => md.push_str(
+            "| 10-step runs/s ≥ 2× DBOS-TS on the same PostgreSQL | ≥ 2× | not measured by this invocation (DBOS-TS runs only with `--peers DIR`) | — |\n\n",
+        ),
+    }
     md
 }
 
