@@ -326,7 +326,9 @@ impl GraphDriver<'_> {
     }
 
     /// Steps `fact` and commits its records in one append (S6); returns the actions to
-    /// perform now that they are durable (S7). A stale fact changes nothing.
+    /// perform now that they are durable (S7). A stale fact changes nothing. The handlers the
+    /// step starts are started here, behind the append (their first requests join it); a
+    /// step that ends the run with nothing in flight leaves its records to the settle.
     async fn commit(&mut self, fact: Fact, signal: Option<u64>) -> Result<Vec<Action>> {
         self.commit_after(Vec::new(), fact, signal).await
     }
