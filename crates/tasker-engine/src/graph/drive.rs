@@ -3,7 +3,10 @@
 //! function; each step's records are committed in one append before its actions are performed.
 
 use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::Poll;
 use std::time::{Duration, Instant};
 
 use sequential_adaptor::{
@@ -34,11 +37,8 @@ type Handled = (Ended, Records);
 const TICK: Duration = Duration::from_millis(100);
 /// How often it re-reads the run to see a cancel (between lease renewals).
 const STATUS_EVERY: Duration = Duration::from_millis(300);
-/// A handler started behind a commit: its offer of first records, and the gate the commit opens.
-type Gated = (
-    tokio::sync::oneshot::Receiver<Records>,
-    tokio::sync::oneshot::Sender<()>,
-);
+/// A handler being started while the commit that enters its state is prepared.
+type Starting = Pin<Box<dyn Future<Output = Result<handler::Activation>> + Send>>;
 
 /// Drives the claimed graph run `run` (held with `token`) of `version`.
 pub(crate) async fn drive(
@@ -358,28 +358,33 @@ impl GraphDriver<'_> {
         records.extend(store::stored(&step.records, &extra));
         // the handlers this transition starts run up to their first host calls meanwhile;
         // the requests of those calls join this append (performed only once it is durable)
-        let (actions, offers) = self.start_gated(step.actions);
-        // the VM ends a slice of JavaScript after `cpu_slice_ms` (1 s by default), so this only
-        // keeps a long replay from holding the commit past the lease's renewal; a handler
-        // slower than that appends its own records once the gate opens
-        let deadline = tokio::time::Instant::now() + self.engine.config.lease / 4;
-        let mut gates = Vec::with_capacity(offers.len());
-        for (mut offer, gate) in offers {
-            match tokio::time::timeout_at(deadline, &mut offer).await {
-                Ok(Ok(first)) => records.extend(first),
-                Ok(Err(_)) => {} // it ended before offering (its task reports how)
-                Err(_) => {
-                    // too slow: it appends its own records once the gate opens
-                    offer.close();
-                    if let Ok(first) = offer.try_recv() {
-                        records.extend(first);
+        let (actions, mut starting) = self.start_handlers(step.actions);
+        let mut started: Vec<Option<Result<handler::Activation>>> =
+            starting.iter().map(|_| None).collect();
+        if !starting.is_empty() {
+            // the VM ends a slice of JavaScript after `cpu_slice_ms` (1 s by default), so this
+            // only keeps a long replay from holding the commit past the lease's renewal; a
+            // handler slower than that goes on in its task and appends its own records
+            let deadline = tokio::time::Instant::now() + self.engine.config.lease / 4;
+            let all = std::future::poll_fn(|cx| {
+                let mut left = false;
+                for ((_, fut), done) in starting.iter_mut().zip(started.iter_mut()) {
+                    if done.is_none() {
+                        match fut.as_mut().poll(cx) {
+                            Poll::Ready(r) => *done = Some(r),
+                            Poll::Pending => left = true,
+                        }
                     }
                 }
-            }
-            gates.push(gate);
+                if left { Poll::Pending } else { Poll::Ready(()) }
+            });
+            let _ = tokio::time::timeout_at(deadline, all).await;
+        }
+        for act in started.iter_mut().flatten().flatten() {
+            records.extend(act.take_durable());
         }
         let ends = step.snapshot.status != GraphStatus::Running
-            && gates.is_empty()
+            && starting.is_empty()
             && self.running.is_empty()
             && self.child_waits.is_empty();
         if ends {
@@ -388,8 +393,24 @@ impl GraphDriver<'_> {
         } else {
             self.writer.append(records).await?;
         }
-        for gate in gates {
-            let _ = gate.send(()); // a handler aborted meanwhile needs no gate
+        // durable: the handlers go on in their own tasks
+        for ((key, fut), done) in starting.into_iter().zip(started) {
+            let shared = self.shared.clone();
+            let k = key.clone();
+            let handle = match done {
+                Some(Ok(act)) => self
+                    .set
+                    .spawn(async move { (k, handler::run(shared, act).await) }),
+                Some(Err(e)) => self.set.spawn(async move { (k, Err(e)) }),
+                None => self.set.spawn(async move {
+                    let ran = match fut.await {
+                        Ok(act) => handler::run(shared, act).await,
+                        Err(e) => Err(e),
+                    };
+                    (k, ran)
+                }),
+            };
+            self.running.insert(key, handle);
         }
         self.records.extend(step.records);
         self.snapshot = step.snapshot;
@@ -455,13 +476,12 @@ impl GraphDriver<'_> {
         self.running.insert(key, handle);
     }
 
-    /// Starts the handlers among `actions` (those of a step being committed) behind a gate:
-    /// each runs up to its first host calls and offers the records they need durable; the
-    /// caller opens the gates once its append is durable. Returns the other actions, and each
-    /// started handler's offer and gate.
-    fn start_gated(&mut self, actions: Vec<Action>) -> (Vec<Action>, Vec<Gated>) {
+    /// Starts the handlers among `actions` (those of a step being committed): each future
+    /// runs its handler up to its first host calls and performs nothing. Returns the other
+    /// actions, and each handler's key and start.
+    fn start_handlers(&mut self, actions: Vec<Action>) -> (Vec<Action>, Vec<(Key, Starting)>) {
         let mut rest = Vec::with_capacity(actions.len());
-        let mut gated = Vec::new();
+        let mut starting = Vec::new();
         for action in actions {
             let Action::RunHandler(call) = action else {
                 rest.push(action);
@@ -474,19 +494,11 @@ impl GraphDriver<'_> {
             let key: Key = (call.path.clone(), call.activation);
             let prior = self.handlers.remove(&key).unwrap_or_default();
             let shared = self.shared.clone();
-            let (offer_tx, offer_rx) = tokio::sync::oneshot::channel();
-            let (gate_tx, gate_rx) = tokio::sync::oneshot::channel();
-            let k = key.clone();
-            let handle = self.set.spawn(async move {
-                (
-                    k,
-                    handler::run_gated(shared, call, prior, offer_tx, gate_rx).await,
-                )
-            });
-            self.running.insert(key, handle);
-            gated.push((offer_rx, gate_tx));
+            let start: Starting =
+                Box::pin(async move { handler::start(&shared, call, prior).await });
+            starting.push((key, start));
         }
-        (rest, gated)
+        (rest, starting)
     }
 
     /// Starts (or finds) the child run of a `task:` state; the fact to step when it has ended

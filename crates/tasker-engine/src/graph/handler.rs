@@ -165,10 +165,9 @@ impl Activation {
         }
     }
 
-    /// Puts `earlier` records before those of the current phase: records taken with
-    /// [`Self::take_durable`] that were not made durable ([`run`] appends them before performing
-    /// the calls), or those of a step whose calls were answered at once.
-    pub(crate) fn put_back(&mut self, mut earlier: Records) {
+    /// Puts `earlier` records (those of a step whose calls were answered at once) before those
+    /// of the current phase.
+    fn put_back(&mut self, mut earlier: Records) {
         let records = match &mut self.phase {
             Phase::Calls { buffer, .. } => buffer,
             Phase::Ended(_, records) => records,
@@ -464,34 +463,6 @@ pub(crate) async fn run(shared: Arc<Shared>, mut act: Activation) -> Result<(End
         }
         act.complete(&shared, session, results).await?;
     }
-}
-
-/// [`start`] then [`run`] for a handler whose `state.entered` the driver is committing: the
-/// records its first step needs durable are offered to the driver, which writes them in the
-/// same append as that transition when they come in time (one durable write instead of two);
-/// nothing is performed until `gate` opens, which the driver does once that append is
-/// durable (S7). Records the driver did not take are appended here, after the gate.
-pub(crate) async fn run_gated(
-    shared: Arc<Shared>,
-    call: HandlerCall,
-    prior: HandlerJournal,
-    offer: tokio::sync::oneshot::Sender<Records>,
-    gate: tokio::sync::oneshot::Receiver<()>,
-) -> Result<(Ended, Records)> {
-    let key: Key = (call.path.clone(), call.activation);
-    let mut act = start(&shared, call, prior).await?;
-    let durable = act.take_durable();
-    // a sent offer is always taken: the driver either receives it or closes the channel and
-    // then receives what was sent before (tokio's oneshot `close` + `try_recv`)
-    let own = offer.send(durable).err().unwrap_or_default();
-    if gate.await.is_err() {
-        return Err(crate::error::Error::Internal {
-            doing: format!("starting the handler of {} (activation {})", key.0, key.1),
-            cause: "the transition that entered its state was not committed".into(),
-        });
-    }
-    act.put_back(own);
-    run(shared, act).await
 }
 
 /// The session's new journal entries as records of this activation.
