@@ -192,6 +192,26 @@ impl StorageAdapter for SqliteStore {
         self.write(move |c| ops::create_run(c, new)).await
     }
 
+    async fn create_run_claimed(
+        &self,
+        new: NewRun,
+        req: &ClaimRequest,
+    ) -> Result<(Created, Option<Claim>)> {
+        let req = req.clone();
+        // one savepoint of one group commit: the run is stored already leased
+        self.write(move |c| {
+            let created = ops::create_run(c, new)?;
+            let claim = match &created {
+                Created::Created(run) => {
+                    ops::claim_one(c, run.id, &req, sequential_adaptor::Takeover::IfClaimable)?
+                }
+                Created::Existing(_) => None,
+            };
+            Ok((created, claim))
+        })
+        .await
+    }
+
     async fn get_run(&self, id: RunId) -> Result<Run> {
         self.read_point(move |c| ops::load_run(c, id)).await
     }

@@ -56,6 +56,24 @@ pub trait StorageAdapter: Send + Sync + std::fmt::Debug {
     /// Checked by `create_run_with_idempotency_key`, `create_run_needs_an_existing_version`.
     async fn create_run(&self, new: NewRun) -> Result<Created>;
 
+    /// Creates a run (as [`StorageAdapter::create_run`]) and, when it is new, claims it (as
+    /// [`StorageAdapter::claim_run`] with `req`): how a caller that drives the run itself
+    /// starts it. Backends that can (SQLite) do both in one durable write; the default makes
+    /// the two calls. A run that already existed (same idempotency key) comes back unclaimed.
+    /// Checked by `create_run_claimed_leases_only_a_new_run`.
+    async fn create_run_claimed(
+        &self,
+        new: NewRun,
+        req: &ClaimRequest,
+    ) -> Result<(Created, Option<Claim>)> {
+        let created = self.create_run(new).await?;
+        let claim = match &created {
+            Created::Created(run) => self.claim_run(run.id, req, Takeover::IfClaimable).await?,
+            Created::Existing(_) => None,
+        };
+        Ok((created, claim))
+    }
+
     /// Reads a run exactly as last written; an unknown id is `NotFound`.
     /// Checked by `create_run_with_idempotency_key`, `create_run_needs_an_existing_version`,
     /// `journal_is_durable_across_reopen`.

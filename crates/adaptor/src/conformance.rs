@@ -97,6 +97,7 @@ macro_rules! conformance_tests {
             latest_and_pinned_version_lookup,
             create_run_with_idempotency_key,
             create_run_needs_an_existing_version,
+            create_run_claimed_leases_only_a_new_run,
             update_run_is_compare_and_swap,
             append_is_idempotent_on_run_and_seq,
             append_rejects_gaps_and_foreign_records,
@@ -321,6 +322,51 @@ pub async fn create_run_with_idempotency_key(h: Harness) {
     assert_ne!(a.run().id, b.run().id);
     assert!(a.run().id < b.run().id, "run ids sort by creation");
     assert_eq!(s.get_run(run.id).await.unwrap(), run);
+}
+
+/// `create_run_claimed` stores a new run already leased to the caller (no other claimer gets
+/// it); with the same idempotency key and input it returns the existing run, unclaimed.
+pub async fn create_run_claimed_leases_only_a_new_run(h: Harness) {
+    let s = &*h.store;
+    let v = task_with_version(s, "t").await;
+    let now = now_millis();
+    let mut new = NewRun::new(name("t"), v, json!({"n": 1}));
+    new.idempotency_key = Some("k".into());
+    let (created, claim) = s
+        .create_run_claimed(new.clone(), &claim_req("w", now, 60_000, 1))
+        .await
+        .unwrap();
+    let Created::Created(run) = created else {
+        panic!("a new run came back as existing: {created:?}");
+    };
+    let claim = claim.expect("a new run is claimed");
+    assert_eq!(claim.run.id, run.id);
+    assert_eq!(claim.run.status, RunStatus::Running);
+    assert_eq!(claim.run.attempt, 1);
+    assert_eq!(claim.token, claim.run.fence);
+    assert_eq!(
+        claim.run.lease.as_ref().map(|l| l.owner.as_str()),
+        Some("w")
+    );
+    assert_eq!(s.get_run(run.id).await.unwrap(), claim.run);
+    let others = s.claim(&claim_req("x", now, 60_000, 10)).await.unwrap();
+    assert!(others.is_empty(), "claimed twice: {others:?}");
+    let (again, none) = s
+        .create_run_claimed(new, &claim_req("x", now, 60_000, 1))
+        .await
+        .unwrap();
+    assert!(
+        matches!(again, Created::Existing(ref r) if r.id == run.id),
+        "{again:?}"
+    );
+    assert!(none.is_none(), "an existing run is not claimed again");
+    s.append(
+        run.id,
+        &[rec(run.id, 0, "log", json!(0))],
+        Fence::Token(claim.token),
+    )
+    .await
+    .unwrap();
 }
 
 /// A run pins an existing version; an unknown task or version is `NotFound`.

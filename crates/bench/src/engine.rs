@@ -296,7 +296,11 @@ async fn latency(
             .start(
                 task,
                 json!({"url": url, "steps": steps}),
-                StartOptions::default(),
+                // as `sequential-ecosystem run` starts a run it drives: stored already claimed
+                StartOptions {
+                    claim: true,
+                    ..StartOptions::default()
+                },
             )
             .await?;
         let run = engine.run_until_settled(run.id, None).await?;

@@ -131,7 +131,15 @@ async fn graph_runs(url: &str, n: usize) -> Result<(f64, f64)> {
     for i in 0..n + 10 {
         let t = Instant::now();
         let run = engine
-            .start(&task, json!({"url": url}), StartOptions::default())
+            .start(
+                &task,
+                json!({"url": url}),
+                // as `sequential-ecosystem run` starts a run it drives: stored already claimed
+                StartOptions {
+                    claim: true,
+                    ..StartOptions::default()
+                },
+            )
             .await?;
         let run = engine.run_until_settled(run.id, None).await?;
         if run.status != RunStatus::Succeeded

@@ -18,8 +18,8 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use sequential_adaptor::{
-    ClaimRequest, Fence, JournalRecord, NewRun, Run, RunId, RunStatus, StorageAdapter, Takeover,
-    TaskName, VersionSel, now_millis,
+    Claim, ClaimRequest, Fence, JournalRecord, NewRun, Run, RunId, RunStatus, StorageAdapter,
+    Takeover, TaskName, VersionSel, now_millis,
 };
 use sequential_fetch_vm::Session;
 use sequential_http_wrapper::Fetcher;
@@ -110,6 +110,11 @@ pub struct StartOptions {
     pub idempotency_key: Option<String>,
     /// Pin this version instead of the latest.
     pub version: Option<u32>,
+    /// Store the new run already claimed by this engine (one durable write where the backend
+    /// can: SQLite), so that the [`Engine::run_until_settled`] that follows drives it without
+    /// a claim of its own. For a caller that drives the run right away: a claimed run that
+    /// nobody drives is taken by another worker only once its lease has run out.
+    pub claim: bool,
 }
 
 /// Starts and drives runs over one storage backend.
@@ -125,6 +130,8 @@ pub struct Engine {
     snapshots: Arc<Mutex<Snapshots>>,
     /// The runs this engine's drivers hold (how a kill fires their `ctx.signal`).
     live: Arc<abort::Live>,
+    /// Runs claimed as they were started (`StartOptions::claim`), until driven.
+    claimed: Arc<Mutex<HashMap<RunId, Claim>>>,
 }
 
 /// The graph snapshot of each graph run this engine drove lately, least recently used first.
@@ -156,6 +163,7 @@ impl Engine {
             parks: Arc::default(),
             snapshots: Arc::default(),
             live: Arc::default(),
+            claimed: Arc::default(),
         })
     }
 
@@ -280,7 +288,34 @@ impl Engine {
         let version = self.store.get_task_version(task, sel).await?;
         let mut new = NewRun::new(task.clone(), version.version, input);
         new.idempotency_key = opts.idempotency_key;
-        Ok(self.store.create_run(new).await?.into_run())
+        if !opts.claim {
+            return Ok(self.store.create_run(new).await?.into_run());
+        }
+        let (created, claim) = self
+            .store
+            .create_run_claimed(new, &self.claim_request(now_millis()))
+            .await?;
+        Ok(match claim {
+            Some(claim) => {
+                let run = claim.run.clone();
+                self.claimed
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .insert(run.id, claim);
+                run
+            }
+            None => created.into_run(),
+        })
+    }
+
+    /// A claim of one run by this engine at `now`.
+    fn claim_request(&self, now: i64) -> ClaimRequest {
+        ClaimRequest {
+            worker: self.config.worker_id.clone(),
+            now,
+            lease_ms: self.config.lease.as_millis() as u64,
+            limit: 1,
+        }
     }
 
     /// Drives run `id` (and the child runs it waits for) until it is settled: finished,
@@ -293,7 +328,21 @@ impl Engine {
     pub async fn run_until_settled(&self, id: RunId, wait_until: Option<i64>) -> Result<Run> {
         // the state a drive just settled the run in; re-read only when we did not drive it
         let mut settled: Option<Run> = None;
+        // a run this engine claimed as it started it (`StartOptions::claim`) is driven at once
+        let mut first = self
+            .claimed
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&id);
         loop {
+            if let Some(claim) = first.take() {
+                let mut never = worker::StopWatch::never();
+                match failures::drive_claim(self, claim, &mut never).await? {
+                    failures::Driven::Run(run) => settled = Some(*run),
+                    failures::Driven::Retrying | failures::Driven::Lost => {}
+                }
+                continue;
+            }
             let run = match settled.take() {
                 Some(run) => run,
                 None => self.store.get_run(id).await?,
@@ -332,12 +381,7 @@ impl Engine {
                 }
                 _ => {}
             }
-            let req = ClaimRequest {
-                worker: self.config.worker_id.clone(),
-                now,
-                lease_ms: self.config.lease.as_millis() as u64,
-                limit: 1,
-            };
+            let req = self.claim_request(now);
             match self.store.claim_run(id, &req, takeover).await? {
                 Some(claim) => {
                     let mut never = worker::StopWatch::never();

@@ -201,6 +201,8 @@ pub async fn run(ctx: &Ctx, args: RunArgs) -> Result<()> {
             StartOptions {
                 idempotency_key: args.idempotency_key.clone(),
                 version: Some(version),
+                // driven right here unless detached: stored already claimed
+                claim: !args.detach,
             },
         )
         .await
