@@ -362,6 +362,29 @@ impl StorageAdapter for PostgresStore {
         attempt!(self, keyed, self.inner.db.create_run(&new))
     }
 
+    /// One insert of the run already leased; a key already taken (or a missing version) goes
+    /// the usual way, create then claim. Not repeated after a lost connection (a repeat could
+    /// not tell its own insert from another's).
+    async fn create_run_claimed(
+        &self,
+        new: NewRun,
+        req: &ClaimRequest,
+    ) -> Result<(Created, Option<Claim>)> {
+        match attempt!(self, ONCE, self.inner.db.create_run_claimed(&new, req))? {
+            Some((created, claim)) => Ok((created, Some(claim))),
+            None => {
+                let created = self.create_run(new).await?;
+                let claim = match &created {
+                    Created::Created(run) => {
+                        self.claim_run(run.id, req, Takeover::IfClaimable).await?
+                    }
+                    Created::Existing(_) => None,
+                };
+                Ok((created, claim))
+            }
+        }
+    }
+
     async fn get_run(&self, id: RunId) -> Result<Run> {
         attempt!(self, REPEAT, self.inner.db.get_run(id))
     }

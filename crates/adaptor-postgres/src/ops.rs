@@ -636,6 +636,29 @@ impl Db {
         Err(lost_race(&format!("starting a run of task `{}`", new.task)))
     }
 
+    /// A new run inserted already claimed by `req` (one statement, one commit). `None` when it
+    /// was not inserted (its idempotency key is taken, the version is missing, the id collided):
+    /// the caller then creates and claims the usual way, which names what happened.
+    pub(crate) async fn create_run_claimed(
+        &self,
+        new: &NewRun,
+        req: &ClaimRequest,
+    ) -> R<Option<(Created, Claim)>> {
+        if let Some(key) = &new.idempotency_key {
+            storable("idempotency key", key)?;
+        }
+        storable("worker", &req.worker)?;
+        let run = rules::new_run(new.clone(), now_millis());
+        // a queued run is claimable: the claim is the rules' claim of the run as created
+        let claim = rules::claim_run(run.clone(), req);
+        let inserted = bind_insert(&claim.run, true)
+            .fetch_optional(&mut *self.pool.get().await?)
+            .await
+            .map(counted)
+            .doing("storing a claimed run")?;
+        Ok(inserted.map(|_| (Created::Created(run), claim)))
+    }
+
     /// Stores `run` as it is (same id, revision, lease): inserted when new, overwritten when
     /// the stored copy has a lower revision, else left alone.
     pub(crate) async fn import_run(&self, run: &Run) -> R<crate::Imported> {
