@@ -1,14 +1,18 @@
 //! The boundary between session logic and a JavaScript engine: a backend implements [`Engine`].
 //!
 //! Everything engine-independent lives outside the backend: the JavaScript glue
-//! (`prelude.js`: fetch, Response, ctx, console, Date/Math/crypto interposition) talks to the
+//! (`prelude.js`: fetch, ctx, console, Date/Math/crypto interposition) talks to the
 //! host through three native functions (`request`, `wait`, `log`) whose Rust side is [`Host`],
-//! and reads durations through a fourth, pure one (`duration`, see [`duration_ms`]).
+//! and reads durations through a fourth, pure one (`duration`, see [`duration_ms`]). A fifth,
+//! `extras`, evaluates `extras.js` (the classes and helpers few runs use: Headers, URL,
+//! Response, AbortSignal, encoders, …) in the calling context and returns its default export;
+//! the prelude calls it on first use, so a run that needs none of it does not read its code.
 //! A V8 backend would implement [`Engine::run`] the same way: create an isolate with the limits,
-//! expose the four natives, evaluate `prelude.js` and call it, call its `begin` with the run's
+//! expose the five natives, evaluate `prelude.js` and call it, call its `begin` with the run's
 //! mode and input, evaluate the task, and drive the job queue. Everything before `begin` knows
 //! nothing of the run, so a backend may do it ahead of time, in a fresh context per run (the
-//! QuickJS backend does it after the previous run on the same thread has reported).
+//! QuickJS backend does it after the previous run on the same thread has reported, in the same
+//! runtime when that run left nothing behind).
 
 pub(crate) mod quickjs;
 
@@ -22,6 +26,9 @@ use crate::{JsError, Limits};
 
 /// The JavaScript glue shared by every backend.
 pub(crate) const PRELUDE: &str = include_str!("prelude.js");
+/// The part of the glue few runs need, which the prelude asks for (the `extras` native) on
+/// first use.
+pub(crate) const EXTRAS: &str = include_str!("extras.js");
 /// The JavaScript glue of pure evaluations ([`crate::Evaluator`]): host calls refused.
 pub(crate) const PURE: &str = include_str!("pure.js");
 

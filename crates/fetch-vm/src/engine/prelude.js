@@ -1,6 +1,7 @@
 // fetch-vm JavaScript glue, shared by every engine backend. Evaluated before the task code.
-// An ES module whose default export receives four natives (request, wait, log, duration) and
-// returns the helpers the backend calls. Backends may compile it once and reuse the bytecode,
+// An ES module whose default export receives five natives (request, wait, log, duration, and
+// extras: the default export of `extras.js`, loaded on first use) and returns the helpers the
+// backend calls. Backends may compile it once and reuse the bytecode,
 // and may call it before the run is known (ahead of time, in a context no code has run in):
 // nothing here depends on the run until `begin(mode, inputJson, taskName)`, which the backend
 // calls once, right before the task code.
@@ -27,6 +28,16 @@ export default function (native) {
       });
     return get;
   };
+  // The rarely used classes and helpers (extras.js), loaded on first use.
+  const loadExtras = native.extras;
+  let extrasMade;
+  const extras = () =>
+    extrasMade === undefined
+      ? (extrasMade = loadExtras()({
+          OrigMap, OrigDate, jsonParse, jsonStringify, isOk, SIGNAL_KEY, fireAbort, abortError,
+          getHeaders, getURL, getURLSearchParams, getTextEncoder, getAbortSignal,
+        }))
+      : extrasMade;
   const defineGlobal = (name, value) =>
     Object.defineProperty(G, name, { value, writable: true, configurable: true, enumerable: false });
 
@@ -198,167 +209,15 @@ export default function (native) {
   defineGlobal("clearInterval", (id) => cancelled.add(id));
 
   // ---------------------------------------------------------------- Headers, URL, encoders
-  const getHeaders = lazy("Headers", () => class Headers {
-    constructor(init) {
-      this._m = new OrigMap();
-      if (init instanceof Headers) init.forEach((v, k) => this.append(k, v));
-      else if (Array.isArray(init)) for (const [k, v] of init) this.append(k, v);
-      else if (init && typeof init === "object") for (const k of Object.keys(init)) this.append(k, init[k]);
-    }
-    append(k, v) {
-      k = String(k).toLowerCase();
-      const old = this._m.get(k);
-      this._m.set(k, old === undefined ? String(v) : `${old}, ${v}`);
-    }
-    set(k, v) { this._m.set(String(k).toLowerCase(), String(v)); }
-    get(k) { const v = this._m.get(String(k).toLowerCase()); return v === undefined ? null : v; }
-    has(k) { return this._m.has(String(k).toLowerCase()); }
-    delete(k) { this._m.delete(String(k).toLowerCase()); }
-    forEach(fn) { for (const [k, v] of this._m) fn(v, k, this); }
-    entries() { return this._m.entries(); }
-    keys() { return this._m.keys(); }
-    values() { return this._m.values(); }
-    [Symbol.iterator]() { return this._m.entries(); }
-    toJSON() { const o = {}; for (const [k, v] of this._m) o[k] = v; return o; }
-  });
-  const getURLSearchParams = lazy("URLSearchParams", () => class URLSearchParams {
-    constructor(init) {
-      this._l = [];
-      if (typeof init === "string") {
-        for (const part of init.replace(/^\?/, "").split("&")) {
-          if (!part) continue;
-          const i = part.indexOf("=");
-          const dec = (s) => decodeURIComponent(s.replace(/\+/g, " "));
-          this._l.push(i < 0 ? [dec(part), ""] : [dec(part.slice(0, i)), dec(part.slice(i + 1))]);
-        }
-      } else if (Array.isArray(init)) for (const [k, v] of init) this._l.push([String(k), String(v)]);
-      else if (init && typeof init === "object") for (const k of Object.keys(init)) this._l.push([k, String(init[k])]);
-    }
-    append(k, v) { this._l.push([String(k), String(v)]); }
-    get(k) { const e = this._l.find((e) => e[0] === k); return e ? e[1] : null; }
-    getAll(k) { return this._l.filter((e) => e[0] === k).map((e) => e[1]); }
-    has(k) { return this._l.some((e) => e[0] === k); }
-    set(k, v) { this.delete(k); this.append(k, v); }
-    delete(k) { this._l = this._l.filter((e) => e[0] !== k); }
-    forEach(fn) { for (const [k, v] of this._l) fn(v, k, this); }
-    entries() { return this._l.map((e) => [e[0], e[1]])[Symbol.iterator](); }
-    [Symbol.iterator]() { return this.entries(); }
-    toString() {
-      const e = (s) => encodeURIComponent(s).replace(/%20/g, "+");
-      return this._l.map(([k, v]) => `${e(k)}=${e(v)}`).join("&");
-    }
-  });
-  const URL_RE = /^([a-zA-Z][a-zA-Z0-9+.-]*:)\/\/(?:([^:@\/?#]*)(?::([^@\/?#]*))?@)?([^:\/?#]*)(?::(\d+))?([^?#]*)(\?[^#]*)?(#.*)?$/;
-  const getURL = lazy("URL", () => class URL {
-    constructor(url, base) {
-      url = String(url);
-      let m = URL_RE.exec(url);
-      if (!m && base !== undefined) {
-        const b = new URL(base);
-        if (url.startsWith("/")) url = `${b.protocol}//${b.host}${url}`;
-        else if (url.startsWith("?")) url = `${b.protocol}//${b.host}${b.pathname}${url}`;
-        else url = `${b.protocol}//${b.host}${b.pathname.replace(/[^\/]*$/, "")}${url}`;
-        m = URL_RE.exec(url);
-      }
-      if (!m) throw new TypeError(`Invalid URL: ${url}`);
-      this.protocol = m[1].toLowerCase();
-      this.username = m[2] || "";
-      this.password = m[3] || "";
-      this.hostname = m[4].toLowerCase();
-      this.port = m[5] || "";
-      this.pathname = m[6] || "/";
-      this.searchParams = new (getURLSearchParams())(m[7] || "");
-      this.hash = m[8] || "";
-    }
-    get host() { return this.port ? `${this.hostname}:${this.port}` : this.hostname; }
-    get origin() { return `${this.protocol}//${this.host}`; }
-    get search() { const s = this.searchParams.toString(); return s ? `?${s}` : ""; }
-    get href() {
-      const auth = this.username ? `${this.username}${this.password ? `:${this.password}` : ""}@` : "";
-      return `${this.protocol}//${auth}${this.host}${this.pathname}${this.search}${this.hash}`;
-    }
-    toString() { return this.href; }
-    toJSON() { return this.href; }
-  });
-  const getTextEncoder = lazy("TextEncoder", () => class TextEncoder {
-    get encoding() { return "utf-8"; }
-    encode(s) {
-      s = String(s === undefined ? "" : s);
-      const out = [];
-      for (const ch of s) {
-        let c = ch.codePointAt(0);
-        if (c < 0x80) out.push(c);
-        else if (c < 0x800) out.push(0xc0 | (c >> 6), 0x80 | (c & 63));
-        else if (c < 0x10000) out.push(0xe0 | (c >> 12), 0x80 | ((c >> 6) & 63), 0x80 | (c & 63));
-        else out.push(0xf0 | (c >> 18), 0x80 | ((c >> 12) & 63), 0x80 | ((c >> 6) & 63), 0x80 | (c & 63));
-      }
-      return new Uint8Array(out);
-    }
-  });
-  const getTextDecoder = lazy("TextDecoder", () => class TextDecoder {
-    get encoding() { return "utf-8"; }
-    decode(buf) {
-      if (buf === undefined) return "";
-      const b = buf instanceof Uint8Array ? buf : new Uint8Array(buf.buffer || buf);
-      let s = "";
-      for (let i = 0; i < b.length; ) {
-        const c = b[i++];
-        let cp;
-        if (c < 0x80) cp = c;
-        else if (c < 0xe0) cp = ((c & 31) << 6) | (b[i++] & 63);
-        else if (c < 0xf0) cp = ((c & 15) << 12) | ((b[i++] & 63) << 6) | (b[i++] & 63);
-        else cp = ((c & 7) << 18) | ((b[i++] & 63) << 12) | ((b[i++] & 63) << 6) | (b[i++] & 63);
-        s += String.fromCodePoint(cp);
-      }
-      return s;
-    }
-  });
-  const B64 = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-  function btoa(s) {
-    s = String(s);
-    let out = "";
-    for (let i = 0; i < s.length; i += 3) {
-      const a = s.charCodeAt(i), b = s.charCodeAt(i + 1), c = s.charCodeAt(i + 2);
-      if (a > 255 || b > 255 || c > 255) throw new TypeError("btoa: string contains characters outside Latin1");
-      const n = (a << 16) | ((b || 0) << 8) | (c || 0);
-      out += B64[n >> 18] + B64[(n >> 12) & 63] + (i + 1 < s.length ? B64[(n >> 6) & 63] : "=") + (i + 2 < s.length ? B64[n & 63] : "=");
-    }
-    return out;
-  }
-  function atob(s) {
-    s = String(s).replace(/[\s=]/g, "");
-    let out = "";
-    for (let i = 0; i < s.length; i += 4) {
-      const q = [0, 1, 2, 3].map((j) => (i + j < s.length ? B64.indexOf(s[i + j]) : -1));
-      if (q[0] < 0 || q[1] < 0) throw new TypeError("atob: invalid base64");
-      const n = (q[0] << 18) | (q[1] << 12) | ((q[2] < 0 ? 0 : q[2]) << 6) | (q[3] < 0 ? 0 : q[3]);
-      out += String.fromCharCode(n >> 16);
-      if (q[2] >= 0) out += String.fromCharCode((n >> 8) & 255);
-      if (q[3] >= 0) out += String.fromCharCode(n & 255);
-    }
-    return out;
-  }
-  function structuredCloneImpl(v, seen = new OrigMap()) {
-    if (v === null || typeof v !== "object") {
-      if (typeof v === "function" || typeof v === "symbol") throw new TypeError(`structuredClone: ${typeof v} cannot be cloned`);
-      return v;
-    }
-    if (seen.has(v)) return seen.get(v);
-    let out;
-    if (v instanceof OrigDate) out = new OrigDate(v.getTime());
-    else if (v instanceof RegExp) out = new RegExp(v.source, v.flags);
-    else if (v instanceof OrigMap) { out = new OrigMap(); seen.set(v, out); for (const [k, x] of v) out.set(structuredCloneImpl(k, seen), structuredCloneImpl(x, seen)); return out; }
-    else if (v instanceof Set) { out = new Set(); seen.set(v, out); for (const x of v) out.add(structuredCloneImpl(x, seen)); return out; }
-    else if (ArrayBuffer.isView(v)) out = v.slice();
-    else if (Array.isArray(v)) { out = []; seen.set(v, out); v.forEach((x, i) => (out[i] = structuredCloneImpl(x, seen))); return out; }
-    else { out = {}; seen.set(v, out); for (const k of Object.keys(v)) out[k] = structuredCloneImpl(v[k], seen); return out; }
-    seen.set(v, out);
-    return out;
-  }
+  const getHeaders = lazy("Headers", () => extras().Headers());
+  const getURLSearchParams = lazy("URLSearchParams", () => extras().URLSearchParams());
+  const getURL = lazy("URL", () => extras().URL());
+  const getTextEncoder = lazy("TextEncoder", () => extras().TextEncoder());
+  const getTextDecoder = lazy("TextDecoder", () => extras().TextDecoder());
   const maybe = (name, value) => { if (typeof G[name] === "undefined") defineGlobal(name, value); };
-  maybe("btoa", btoa);
-  maybe("atob", atob);
-  maybe("structuredClone", (v) => structuredCloneImpl(v));
+  maybe("btoa", function btoa(s) { return extras().btoa(s); });
+  maybe("atob", function atob(s) { return extras().atob(s); });
+  maybe("structuredClone", (v) => extras().structuredClone(v));
   defineGlobal("FetchError", FetchError);
 
   // ---------------------------------------------------------------- AbortSignal
@@ -390,35 +249,8 @@ export default function (native) {
       }
     }
   }
-  const getAbortSignal = lazy("AbortSignal", () => class AbortSignal {
-    constructor(key) {
-      if (key !== SIGNAL_KEY) throw new TypeError("AbortSignal: use new AbortController().signal or ctx.signal");
-      this._aborted = false;
-      this._reason = undefined;
-      this._listeners = [];
-      this.onabort = null;
-    }
-    get aborted() { return this._aborted; }
-    get reason() { return this._reason; }
-    throwIfAborted() { if (this._aborted) throw this._reason; }
-    addEventListener(type, fn, opts) {
-      if (type !== "abort" || fn === null || fn === undefined) return;
-      if (this._listeners.some((l) => l.fn === fn)) return;
-      this._listeners.push({ fn, once: !!(opts && typeof opts === "object" && opts.once) });
-    }
-    removeEventListener(type, fn) {
-      if (type === "abort") this._listeners = this._listeners.filter((l) => l.fn !== fn);
-    }
-    static abort(reason) {
-      const s = new AbortSignal(SIGNAL_KEY);
-      fireAbort(s, reason === undefined ? abortError("This operation was aborted") : reason);
-      return s;
-    }
-  });
-  lazy("AbortController", () => class AbortController {
-    constructor() { this.signal = new (getAbortSignal())(SIGNAL_KEY); }
-    abort(reason) { fireAbort(this.signal, reason === undefined ? abortError("This operation was aborted") : reason); }
-  });
+  const getAbortSignal = lazy("AbortSignal", () => extras().AbortSignal());
+  lazy("AbortController", () => extras().AbortController());
   let runSignal;
   function ctxSignal() {
     if (runSignal === undefined) {
@@ -442,18 +274,7 @@ export default function (native) {
   }
 
   // ---------------------------------------------------------------- fetch
-  const getRequest = lazy("Request", () => class Request {
-    constructor(input, init) {
-      if (input instanceof Request) {
-        this.url = input.url;
-        init = Object.assign({}, input._init, init || {});
-      } else this.url = typeof input === "object" && input !== null && input instanceof getURL() ? input.href : input;
-      this._init = init || {};
-      this.method = String(this._init.method || "GET").toUpperCase();
-      this.headers = new (getHeaders())(this._init.headers);
-      this.body = this._init.body === undefined ? null : this._init.body;
-    }
-  });
+  const getRequest = lazy("Request", () => extras().Request());
   function fetchRequest(input, init) {
     let url = input;
     if (typeof input === "object" && input !== null) {
@@ -498,40 +319,7 @@ export default function (native) {
     return data;
   }
   const isOk = (status) => status >= 200 && status <= 299;
-  const getResponse = lazy("Response", () => class Response {
-    constructor(r) {
-      r = r || {};
-      this.status = typeof r.status === "number" ? r.status : 200;
-      this.statusText = r.statusText === undefined ? "" : String(r.statusText);
-      this.ok = isOk(this.status);
-      this.headers = new (getHeaders())(r.headers || {});
-      this.url = r.url === undefined ? "" : String(r.url);
-      this.redirected = false;
-      this.type = "basic";
-      this.bodyUsed = false;
-      this._r = r;
-    }
-    _take() {
-      if (this.bodyUsed) throw new TypeError("Response body already used");
-      this.bodyUsed = true;
-      return this._r.data;
-    }
-    async json() {
-      const d = this._take();
-      return typeof d === "string" ? jsonParse(d) : d === undefined ? null : d;
-    }
-    async text() {
-      const d = this._take();
-      return typeof d === "string" ? d : d === undefined || d === null ? "" : jsonStringify(d);
-    }
-    async arrayBuffer() {
-      const t = await this.text();
-      return new (getTextEncoder())().encode(t).buffer;
-    }
-    clone() {
-      return new Response(this._r);
-    }
-  });
+  const getResponse = lazy("Response", () => extras().Response());
   function syncFetch(input, init) {
     const req = fetchRequest(input, init);
     const signal = signalOf(input, init);

@@ -14,7 +14,7 @@ use rquickjs::{
     Context, Ctx, Exception, Function, Module, Object, Persistent, Promise, Runtime, Value,
 };
 
-use super::{Engine, Guard, Host, Job, Kind, Outcome, PRELUDE};
+use super::{EXTRAS, Engine, Guard, Host, Job, Kind, Outcome, PRELUDE};
 use crate::JsError;
 
 pub(crate) mod pure;
@@ -23,6 +23,8 @@ pub(crate) mod pure;
 const TASK_FILE: &str = "task.js";
 /// The module name of the prelude.
 const PRELUDE_NAME: &str = "fetch-vm:prelude";
+/// The module name of the prelude's extras.
+const EXTRAS_NAME: &str = "fetch-vm:extras";
 
 /// The host the natives of a prepared context call: filled for the length of one run.
 type HostSlot = Rc<RefCell<Option<Rc<RefCell<dyn Host>>>>>;
@@ -30,7 +32,8 @@ type HostSlot = Rc<RefCell<Option<Rc<RefCell<dyn Host>>>>>;
 /// A fresh context made ready ahead of its run: the prelude evaluated and called with natives
 /// that reach whatever host is in `slot`, and nothing else ever run in it. It serves exactly one
 /// run; only `begin` (the run's mode, input and task name) and the task code are left to do when
-/// the run starts.
+/// the run starts. Its runtime may have served earlier runs, each in a context of its own that
+/// was freed before this one was made (see [`QuickJs::recycle`]).
 struct Prepared {
     /// The prelude's helpers (`begin`, `deliver`, …); declared first so that it is dropped
     /// before the context.
@@ -40,11 +43,11 @@ struct Prepared {
 }
 
 impl Prepared {
-    /// A new context in a new runtime, with the prelude set up.
-    fn new() -> Result<Prepared, String> {
-        let rt = Runtime::new().map_err(|e| format!("cannot create a QuickJS runtime: {e}"))?;
+    /// A new context with the prelude set up, in `rt`: a runtime of [`new_runtime`] that no
+    /// run's context lives in any more.
+    fn new(rt: &Runtime) -> Result<Prepared, String> {
         let context =
-            Context::full(&rt).map_err(|e| format!("cannot create a QuickJS context: {e}"))?;
+            Context::full(rt).map_err(|e| format!("cannot create a QuickJS context: {e}"))?;
         let slot: HostSlot = Rc::new(RefCell::new(None));
         let api = context.with(|ctx| {
             let set_up = || -> rquickjs::Result<Object<'_>> {
@@ -64,17 +67,52 @@ impl Prepared {
     }
 }
 
-/// Runs jobs on QuickJS-NG, each in a fresh runtime and context that no other code has run in.
-/// The next run's are prepared after a run has reported its outcome (off the caller's path).
+/// A new runtime, and the bytes it holds before any run's context is made in it.
+///
+/// rquickjs keeps, for the runtime's lifetime, the prototype of native functions from the
+/// first context that makes one (`Function.prototype` of that context, which it thereby keeps
+/// alive). That first context is a bare one made here, that no code ever runs in: the natives
+/// of every run's context get a prototype no run has touched, and every run's context can be
+/// freed.
+fn new_runtime() -> Result<(Runtime, i64), String> {
+    let rt = Runtime::new().map_err(|e| format!("cannot create a QuickJS runtime: {e}"))?;
+    let anchor = Context::base(&rt).map_err(|e| format!("cannot create a QuickJS context: {e}"))?;
+    anchor
+        .with(|ctx| Function::new(ctx, || {}).map(drop))
+        .map_err(|e| format!("cannot create a QuickJS function: {e}"))?;
+    drop(anchor);
+    rt.run_gc();
+    let base = rt.memory_usage().malloc_size;
+    Ok((rt, base))
+}
+
+/// Runs jobs on QuickJS-NG, each in a fresh context that no other code has run in. The next
+/// run's context is prepared after a run has reported its outcome (off the caller's path), in
+/// the same runtime when the run left it clean (see [`QuickJs::recycle`]), else in a new one.
 #[derive(Default)]
 pub(crate) struct QuickJs {
     next: Option<Prepared>,
+    /// Runs the runtime of `next` has served before.
+    runs: u32,
+    /// Bytes the runtime of `next` held when it was new (see [`new_runtime`]).
+    base_bytes: i64,
 }
+
+/// Runs a runtime serves at most before it is freed and replaced, whatever they did: bounds
+/// the fragmentation a long-lived allocator state could pile up.
+const RUNS_PER_RUNTIME: u32 = 1000;
+/// Promise jobs a finished run may leave queued that are still run (interrupted at once, in its
+/// context, with no host) so that its context can be freed; past them the runtime goes.
+const LEFTOVER_JOBS: usize = 64;
+/// Most bytes a runtime may hold, once a run's context is freed, beyond what it held when new
+/// for it to be reused (a context that could not be freed holds far more).
+const REUSE_SLACK_BYTES: i64 = 64 << 10;
 
 impl std::fmt::Debug for QuickJs {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("QuickJs")
             .field("prepared", &self.next.is_some())
+            .field("runs", &self.runs)
             .finish()
     }
 }
@@ -87,7 +125,7 @@ impl Engine for QuickJs {
         guard: Arc<Guard>,
         report: &mut dyn FnMut(Outcome),
     ) {
-        let prepared = match self.next.take().map_or_else(Prepared::new, Ok) {
+        let prepared = match self.next.take().map_or_else(|| self.fresh(), Ok) {
             Ok(p) => p,
             Err(msg) => return report(Outcome::Failed(msg)),
         };
@@ -107,15 +145,71 @@ impl Engine for QuickJs {
                 Err(e) => caught(&ctx, e),
             }
         });
+        // Only a run that ended by itself, without touching a limit, leaves a runtime to reuse.
+        let clean = !guard.stopped()
+            && matches!(
+                outcome,
+                Outcome::Value(_) | Outcome::Thrown(_) | Outcome::NotSerializable(_)
+            );
         report(outcome);
-        // Teardown and the next run's context happen after the caller has its answer. The
-        // runtime goes with the context: dropping a context that ran the prelude does not free
-        // it (its natives stay alive until the runtime goes, even after a GC), and freeing the
-        // whole runtime costs less than the GC that reusing it would need.
+        // Teardown and the next run's context happen after the caller has its answer.
         slot.borrow_mut().take();
+        let reused = if clean && self.runs + 1 < RUNS_PER_RUNTIME {
+            self.recycle(context, rt)
+        } else {
+            drop(context);
+            drop(rt);
+            None
+        };
+        self.next = match reused {
+            Some(rt) => {
+                self.runs += 1;
+                Prepared::new(&rt).ok()
+            }
+            None => self.fresh().ok(),
+        };
+    }
+}
+
+impl QuickJs {
+    /// A prepared context in a new runtime.
+    fn fresh(&mut self) -> Result<Prepared, String> {
+        let (rt, base) = new_runtime()?;
+        self.runs = 0;
+        self.base_bytes = base;
+        Prepared::new(&rt)
+    }
+
+    /// Frees the context of a finished run and returns its runtime when nothing of the run is
+    /// left in it. A context is freed only once nothing refers to it: its objects form cycles
+    /// (a GC frees those), but a promise job still queued holds its values from outside the
+    /// heap, and only running it (or freeing the runtime) lets them go. So the leftover jobs
+    /// run first, each interrupted at its first check, with no host to call (the natives throw).
+    fn recycle(&self, context: Context, rt: Runtime) -> Option<Runtime> {
+        rt.set_interrupt_handler(Some(Box::new(|| true)));
+        let drained = context.with(|ctx| {
+            for _ in 0..LEFTOVER_JOBS {
+                if !ctx.execute_pending_job() {
+                    return true;
+                }
+            }
+            !rt.is_job_pending()
+        });
         drop(context);
-        drop(rt);
-        self.next = Prepared::new().ok();
+        rt.set_interrupt_handler(None);
+        if !drained {
+            return None;
+        }
+        rt.run_gc();
+        let left = rt.memory_usage().malloc_size;
+        if rt.is_job_pending() || left > self.base_bytes + REUSE_SLACK_BYTES {
+            return None;
+        }
+        // As in a new runtime: no limit while the next context is prepared, the first GC at
+        // the same size.
+        rt.set_memory_limit(0);
+        rt.set_gc_threshold(256 << 10);
+        Some(rt)
     }
 }
 
@@ -204,17 +298,18 @@ fn run_in<'js>(
     }
 }
 
-/// The prelude compiled once per process: parsing it costs about a millisecond, loading its
-/// bytecode a few microseconds.
+/// The prelude and its extras compiled once per process: parsing the prelude costs about a
+/// millisecond, loading its bytecode a few microseconds.
 static PRELUDE_BYTECODE: OnceLock<Result<Vec<u8>, String>> = OnceLock::new();
+static EXTRAS_BYTECODE: OnceLock<Result<Vec<u8>, String>> = OnceLock::new();
 
-fn compile_prelude() -> Result<Vec<u8>, String> {
+fn compile_glue(name: &str, source: &str) -> Result<Vec<u8>, String> {
     let rt = Runtime::new().map_err(|e| e.to_string())?;
     let context = Context::full(&rt).map_err(|e| e.to_string())?;
     context.with(|ctx| {
-        let module = Module::declare(ctx.clone(), PRELUDE_NAME, PRELUDE).map_err(|e| {
+        let module = Module::declare(ctx.clone(), name, source).map_err(|e| {
             let thrown = describe(&ctx.catch());
-            format!("the prelude does not compile: {e}: {thrown}")
+            format!("{name} does not compile: {e}: {thrown}")
         })?;
         module
             .write(WriteOptions {
@@ -225,17 +320,27 @@ fn compile_prelude() -> Result<Vec<u8>, String> {
     })
 }
 
-/// The prelude's default export, from the cached bytecode.
-fn load_prelude<'js>(ctx: &Ctx<'js>) -> rquickjs::Result<Function<'js>> {
-    let bytecode = match PRELUDE_BYTECODE.get_or_init(compile_prelude) {
+/// The default export of a glue module, from its cached bytecode.
+fn load_glue<'js>(
+    ctx: &Ctx<'js>,
+    cache: &'static OnceLock<Result<Vec<u8>, String>>,
+    name: &str,
+    source: &str,
+) -> rquickjs::Result<Function<'js>> {
+    let bytecode = match cache.get_or_init(|| compile_glue(name, source)) {
         Ok(b) => b,
         Err(msg) => return Err(Exception::throw_internal(ctx, msg)),
     };
     // SAFETY: the bytes were produced by `Module::write` of this same QuickJS build in this
-    // process (`compile_prelude`), never read from outside.
+    // process (`compile_glue`), never read from outside, and live as long as the process.
     let module = unsafe { Module::load(ctx.clone(), bytecode)? };
     let (module, _evaluated) = module.eval()?;
     module.get("default")
+}
+
+/// The prelude's default export.
+fn load_prelude<'js>(ctx: &Ctx<'js>) -> rquickjs::Result<Function<'js>> {
+    load_glue(ctx, &PRELUDE_BYTECODE, PRELUDE_NAME, PRELUDE)
 }
 
 /// Task modules compiled in this process, by source text: a graph runs the same handler module
@@ -293,7 +398,8 @@ fn host_in(slot: &HostSlot) -> Result<Rc<RefCell<dyn Host>>, String> {
         .ok_or_else(|| "the session was closed".to_string())
 }
 
-/// The natives the prelude builds on: three that reach the host in `slot`, and `duration`.
+/// The natives the prelude builds on: three that reach the host in `slot`, `duration`, and
+/// `extras` (the default export of `extras.js`, loaded into the calling context).
 fn natives<'js>(ctx: &Ctx<'js>, slot: HostSlot) -> rquickjs::Result<Object<'js>> {
     let native = Object::new(ctx.clone())?;
     let h = slot.clone();
@@ -343,6 +449,12 @@ fn natives<'js>(ctx: &Ctx<'js>, slot: HostSlot) -> rquickjs::Result<Object<'js>>
                     .map_err(|msg| Exception::throw_type(&ctx, &msg))
             },
         )?,
+    )?;
+    native.set(
+        "extras",
+        Function::new(ctx.clone(), |ctx: Ctx<'js>| {
+            load_glue(&ctx, &EXTRAS_BYTECODE, EXTRAS_NAME, EXTRAS)
+        })?,
     )?;
     Ok(native)
 }
