@@ -96,7 +96,10 @@ const RULES: &[Rule] = &[
     Rule {
         what: "only fetch-vm's engine module names the JavaScript engine",
         needles: &["rquickjs"],
-        homes: &["crates/fetch-vm/src/engine/quickjs.rs"],
+        homes: &[
+            "crates/fetch-vm/src/engine/quickjs.rs",
+            "crates/fetch-vm/src/engine/quickjs/",
+        ],
         scope: &[],
     },
     Rule {
