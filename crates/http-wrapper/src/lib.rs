@@ -12,9 +12,9 @@
 
 mod client;
 mod data_url;
-mod h1;
 mod error;
 mod fetcher;
+mod h1;
 pub mod host;
 mod policy;
 

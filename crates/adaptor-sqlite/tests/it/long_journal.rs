@@ -11,7 +11,12 @@ fn rec(run: RunId, seq: u64) -> JournalRecord {
     JournalRecord {
         run,
         seq,
-        kind: if seq.is_multiple_of(3) { "log" } else { "custom.kind" }.into(),
+        kind: if seq.is_multiple_of(3) {
+            "log"
+        } else {
+            "custom.kind"
+        }
+        .into(),
         at: seq as i64,
         data: json!({"seq": seq, "pad": "x".repeat(seq as usize % 40)}),
     }
