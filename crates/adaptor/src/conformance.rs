@@ -13,8 +13,9 @@ use serde_json::{Value, json};
 pub mod crash;
 
 use crate::{
-    ClaimRequest, Created, DeleteMode, Error, Fence, JournalRecord, NewRun, NewTaskVersion, Order,
-    Page, RunFilter, RunId, RunStatus, StorageAdapter, Takeover, TaskName, VersionSel, now_millis,
+    Claim, ClaimRequest, Created, DeleteMode, Error, Fence, JournalRecord, NewRun, NewTaskVersion,
+    Order, Page, RunFilter, RunId, RunStatus, StorageAdapter, Takeover, TaskName, VersionSel,
+    now_millis,
 };
 
 /// A boxed future, for [`Harness::reopen`].
@@ -191,6 +192,18 @@ async fn queued_run(store: &dyn StorageAdapter, task: &str, input: Value) -> cra
         Created::Created(r) => r,
         Created::Existing(r) => panic!("a run without key came back as existing: {r:?}"),
     }
+}
+
+/// A new queued run of task `t` and its claim by worker `w` (for cases with no other runnable
+/// run).
+async fn claimed_run(store: &dyn StorageAdapter) -> (crate::Run, Claim) {
+    let run = queued_run(store, "t", json!({})).await;
+    let claim = store
+        .claim(&claim_req("w", now_millis(), 60_000, 1))
+        .await
+        .unwrap()
+        .remove(0);
+    (run, claim)
 }
 
 fn claim_req(worker: &str, now: i64, lease_ms: u64, limit: usize) -> ClaimRequest {
@@ -785,13 +798,7 @@ pub async fn overdue_timers_are_claimed_in_deadline_order(h: Harness) {
 /// `settle_run` is a compare-and-swap update plus a release, fenced by the token.
 pub async fn settle_run_updates_and_releases_in_one_step(h: Harness) {
     let s = &*h.store;
-    let now = now_millis();
-    let run = queued_run(s, "t", json!({})).await;
-    let c = s
-        .claim(&claim_req("w", now, 60_000, 1))
-        .await
-        .unwrap()
-        .remove(0);
+    let (run, c) = claimed_run(s).await;
     let mut done = c.run.clone();
     done.status = RunStatus::Succeeded;
     done.output = Some(json!("ok"));
@@ -821,13 +828,7 @@ pub async fn settle_run_updates_and_releases_in_one_step(h: Harness) {
 /// (the records, if already appended, are skipped as an idempotent retry).
 pub async fn append_and_settle_writes_records_then_run(h: Harness) {
     let s = &*h.store;
-    let now = now_millis();
-    let run = queued_run(s, "t", json!({})).await;
-    let c = s
-        .claim(&claim_req("w", now, 60_000, 1))
-        .await
-        .unwrap()
-        .remove(0);
+    let (run, c) = claimed_run(s).await;
     let records = vec![
         rec(run.id, 0, "log", json!({"n": 0})),
         rec(run.id, 1, "log", json!({"n": 1})),
@@ -857,12 +858,7 @@ pub async fn append_and_settle_writes_records_then_run(h: Harness) {
     let journal = s.read_journal(run.id, None, 10).await.unwrap();
     assert_eq!(journal, records);
 
-    let empty = queued_run(s, "t", json!({})).await;
-    let c = s
-        .claim(&claim_req("w", now, 60_000, 1))
-        .await
-        .unwrap()
-        .remove(0);
+    let (empty, c) = claimed_run(s).await;
     assert_eq!(c.run.id, empty.id);
     let mut waiting = c.run.clone();
     waiting.status = RunStatus::Waiting;
