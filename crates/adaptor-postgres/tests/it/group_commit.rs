@@ -21,6 +21,31 @@ fn rec(run: RunId, seq: u64, tag: &str) -> JournalRecord {
     }
 }
 
+/// RUNS new runs of task `task`, all claimed by one worker, in run-id order.
+async fn claimed_runs(store: &PostgresStore, task: &str) -> Vec<sequential_adaptor::Claim> {
+    let (task, version) = support::task_version(store, task).await;
+    for i in 0..RUNS {
+        store
+            .create_run(NewRun::new(task.clone(), version, json!(i)))
+            .await
+            .unwrap();
+    }
+    let mut claims = store.claim(&claim_all()).await.unwrap();
+    assert_eq!(claims.len(), RUNS);
+    claims.sort_by_key(|c| c.run.id);
+    claims
+}
+
+/// A claim of up to RUNS runs by worker `test`, now.
+fn claim_all() -> ClaimRequest {
+    ClaimRequest {
+        worker: "test".into(),
+        now: now_millis(),
+        lease_ms: 60_000,
+        limit: RUNS,
+    }
+}
+
 const RUNS: usize = 64;
 /// Its append carries a token that a takeover made stale.
 const STALE: usize = 17;
@@ -179,22 +204,8 @@ async fn settles_share_a_statement_and_fail_alone() {
     };
     let (url, _guard) = support::fresh_schema(&base);
     let store = Arc::new(PostgresStore::open(&url).await.unwrap());
-    let (task, version) = support::task_version(&*store, "settle").await;
-    for i in 0..RUNS {
-        store
-            .create_run(NewRun::new(task.clone(), version, json!(i)))
-            .await
-            .unwrap();
-    }
-    let req = ClaimRequest {
-        worker: "test".into(),
-        now: now_millis(),
-        lease_ms: 60_000,
-        limit: RUNS,
-    };
-    let mut claims = store.claim(&req).await.unwrap();
-    assert_eq!(claims.len(), RUNS);
-    claims.sort_by_key(|c| c.run.id);
+    let claims = claimed_runs(&store, "settle").await;
+    let req = claim_all();
     // CONFLICTING's stored revision moves on; STALE is taken over
     let moved = store.update_run(&claims[CONFLICTING].run).await.unwrap();
     assert!(moved.revision > claims[CONFLICTING].run.revision);
@@ -269,22 +280,8 @@ async fn appends_with_settles_share_one_statement_and_fail_alone() {
     };
     let (url, _guard) = support::fresh_schema(&base);
     let store = Arc::new(PostgresStore::open(&url).await.unwrap());
-    let (task, version) = support::task_version(&*store, "append-settle").await;
-    for i in 0..RUNS {
-        store
-            .create_run(NewRun::new(task.clone(), version, json!(i)))
-            .await
-            .unwrap();
-    }
-    let req = ClaimRequest {
-        worker: "test".into(),
-        now: now_millis(),
-        lease_ms: 60_000,
-        limit: RUNS,
-    };
-    let mut claims = store.claim(&req).await.unwrap();
-    assert_eq!(claims.len(), RUNS);
-    claims.sort_by_key(|c| c.run.id);
+    let claims = claimed_runs(&store, "append-settle").await;
+    let req = claim_all();
     let finished = |i: usize| {
         let mut run = claims[i].run.clone();
         run.status = sequential_adaptor::RunStatus::Succeeded;
