@@ -30,11 +30,14 @@ async fn make() -> Option<Harness> {
     })
 }
 
-/// Opens the crash case's store once the schema's other sessions are idle. A SIGKILLed
+/// Opens the crash case's store once the schema's earlier sessions are gone. A SIGKILLed
 /// client's last statement runs on in its server process and may commit after the kill (the
-/// server notices the dead client only when it answers): the parent would read the journal
-/// before that commit, append the next record itself, and then meet a batch it did not see.
-/// The sessions are found by `application_name`, which `durable` sets to the schema.
+/// server notices the dead client only when it answers) — even a statement the server had not
+/// yet read when the client died, while its session still shows as idle: the parent would read
+/// the journal before that commit, append the next record itself, and then meet a batch it did
+/// not see. So those sessions are terminated (a statement not yet committed is rolled back) and
+/// waited for until none is left. They are found by `application_name`, which `durable` sets to
+/// the schema (the parent's own earlier stores, already dropped, share it).
 async fn open_quiesced(url: String) -> Arc<dyn StorageAdapter> {
     let base = url.split('?').next().expect("a URL").to_string();
     let app = url
@@ -45,15 +48,15 @@ async fn open_quiesced(url: String) -> Arc<dyn StorageAdapter> {
     let mut conn = support::connect(&base).await;
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
     loop {
-        let busy: i64 = sqlx::query_scalar(
-            "SELECT count(*) FROM pg_stat_activity WHERE application_name = $1 \
-             AND state <> 'idle' AND pid <> pg_backend_pid()",
+        let left: i64 = sqlx::query_scalar(
+            "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity \
+             WHERE application_name = $1 AND pid <> pg_backend_pid()",
         )
         .bind(&app)
         .fetch_one(&mut conn)
         .await
-        .expect("reading pg_stat_activity");
-        if busy == 0 || std::time::Instant::now() > deadline {
+        .expect("terminating the earlier sessions");
+        if left == 0 || std::time::Instant::now() > deadline {
             break;
         }
         tokio::time::sleep(std::time::Duration::from_millis(5)).await;
