@@ -77,11 +77,7 @@ impl Conns {
     /// Closes the idle connections of the free list (after a connection failed, they are
     /// likely dead too), and those idle in the pool.
     pub(crate) fn forget_idle(&self) {
-        let idle = self
-            .idle
-            .lock()
-            .map(|mut idle| std::mem::take(&mut *idle))
-            .unwrap_or_default();
+        let idle = self.take_idle();
         for conn in idle {
             let mut conn = conn;
             conn.close_on_drop();
@@ -95,14 +91,18 @@ impl Conns {
         }
     }
 
+    /// Empties the free list, handing its connections to the caller.
+    fn take_idle(&self) -> Vec<PoolConnection<Postgres>> {
+        self.idle
+            .lock()
+            .map(|mut idle| std::mem::take(&mut *idle))
+            .unwrap_or_default()
+    }
+
     /// Hands the free list back to the pool (before closing it: the pool waits for every
     /// connection checked out).
     pub(crate) fn release_idle(&self) {
-        let idle = self
-            .idle
-            .lock()
-            .map(|mut idle| std::mem::take(&mut *idle))
-            .unwrap_or_default();
+        let idle = self.take_idle();
         for conn in idle {
             release(conn);
         }

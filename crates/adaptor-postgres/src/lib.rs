@@ -372,16 +372,7 @@ impl StorageAdapter for PostgresStore {
     ) -> Result<(Created, Option<Claim>)> {
         match attempt!(self, ONCE, self.inner.db.create_run_claimed(&new, req))? {
             Some((created, claim)) => Ok((created, Some(claim))),
-            None => {
-                let created = self.create_run(new).await?;
-                let claim = match &created {
-                    Created::Created(run) => {
-                        self.claim_run(run.id, req, Takeover::IfClaimable).await?
-                    }
-                    Created::Existing(_) => None,
-                };
-                Ok((created, claim))
-            }
+            None => sequential_adaptor::create_then_claim(self, new, req).await,
         }
     }
 

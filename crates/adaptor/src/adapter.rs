@@ -66,12 +66,7 @@ pub trait StorageAdapter: Send + Sync + std::fmt::Debug {
         new: NewRun,
         req: &ClaimRequest,
     ) -> Result<(Created, Option<Claim>)> {
-        let created = self.create_run(new).await?;
-        let claim = match &created {
-            Created::Created(run) => self.claim_run(run.id, req, Takeover::IfClaimable).await?,
-            Created::Existing(_) => None,
-        };
-        Ok((created, claim))
+        create_then_claim(self, new, req).await
     }
 
     /// Reads a run exactly as last written; an unknown id is `NotFound`.
@@ -237,4 +232,19 @@ fn unsupported(scheme: &str, what: &str) -> crate::Error {
     crate::Error::unsupported(format!(
         "{what} on {scheme} storage (the backend does not implement this administrative operation)"
     ))
+}
+
+/// [`StorageAdapter::create_run_claimed`] as two calls: `create_run`, then — for a new run —
+/// `claim_run`. The default, and the fallback of backends that do it in one write.
+pub async fn create_then_claim<S: StorageAdapter + ?Sized>(
+    store: &S,
+    new: NewRun,
+    req: &ClaimRequest,
+) -> Result<(Created, Option<Claim>)> {
+    let created = store.create_run(new).await?;
+    let claim = match &created {
+        Created::Created(run) => store.claim_run(run.id, req, Takeover::IfClaimable).await?,
+        Created::Existing(_) => None,
+    };
+    Ok((created, claim))
 }

@@ -11,7 +11,7 @@ pub mod rules;
 #[cfg(any(test, feature = "conformance"))]
 pub mod conformance;
 
-pub use adapter::StorageAdapter;
+pub use adapter::{StorageAdapter, create_then_claim};
 pub use error::{Error, Result};
 pub use memory::{MemoryFactory, MemoryStore};
 pub use model::*;
