@@ -14,6 +14,14 @@
 //! The connections in the free list count against the pool's size, as checked out: [`Conns::take`]
 //! reuses one of them before asking the pool, so the pool never waits for connections that sit
 //! idle in the list.
+//!
+//! A caller that finds the free list empty while the pool may still grow asks the pool for a new
+//! connection in a task of its own, and takes whichever comes first: that new connection or one
+//! handed back to the free list. A connection being opened is never given up half-way — it
+//! joins the free list when it is ready. (Giving it up, as a plain `select!` between the two
+//! does, kept the pool at one connection under load: a connection came back every few
+//! milliseconds, always before a new one was open, so every statement of a worker waited for
+//! that one connection — 9 ms per batch of appends in the engine bench's stream.)
 
 use std::ops::{Deref, DerefMut};
 use std::sync::{Arc, Mutex};
@@ -28,18 +36,57 @@ use crate::codec::{Doing, R};
 #[derive(Debug)]
 pub(crate) struct Conns {
     pub(crate) pool: PgPool,
+    free: Arc<Free>,
+}
+
+/// The free list, shared with the tasks that open connections for it.
+#[derive(Debug, Default)]
+struct Free {
     idle: Mutex<Vec<PoolConnection<Postgres>>>,
     /// Told when a connection comes back to the free list: a caller waiting for the pool (all
     /// its connections checked out, some of them idle here) looks again.
     returned: tokio::sync::Notify,
 }
 
+impl Free {
+    fn pop(&self) -> Option<PoolConnection<Postgres>> {
+        self.idle.lock().ok().and_then(|mut idle| idle.pop())
+    }
+
+    /// Puts `conn` in the list and tells one waiter.
+    fn put(&self, conn: PoolConnection<Postgres>) {
+        match self.idle.lock() {
+            Ok(mut idle) => idle.push(conn),
+            Err(_) => return release(conn),
+        }
+        self.returned.notify_one();
+    }
+
+    /// Empties the list, handing its connections to the caller.
+    fn take_all(&self) -> Vec<PoolConnection<Postgres>> {
+        self.idle
+            .lock()
+            .map(|mut idle| std::mem::take(&mut *idle))
+            .unwrap_or_default()
+    }
+}
+
+impl Drop for Free {
+    fn drop(&mut self) {
+        for conn in self.take_all() {
+            release(conn);
+        }
+    }
+}
+
+/// A new connection being opened by the pool, in a task of its own.
+type Opening = tokio::task::JoinHandle<Result<PoolConnection<Postgres>, sqlx::Error>>;
+
 impl Conns {
     pub(crate) fn new(pool: PgPool) -> Arc<Self> {
         Arc::new(Conns {
             pool,
-            idle: Mutex::new(Vec::new()),
-            returned: tokio::sync::Notify::new(),
+            free: Arc::default(),
         })
     }
 
@@ -61,15 +108,44 @@ impl Conns {
 
     /// [`Conns::take`] with sqlx's error.
     pub(crate) async fn take_sqlx(&self) -> Result<PoolConnection<Postgres>, sqlx::Error> {
+        let mut opening: Option<Opening> = None;
         loop {
-            if let Some(conn) = self.idle.lock().ok().and_then(|mut idle| idle.pop()) {
+            if let Some(conn) = self.free.pop() {
+                if let Some(task) = opening {
+                    // the new connection joins the free list once it is open
+                    let (free, pool) = (self.free.clone(), self.pool.clone());
+                    tokio::spawn(async move {
+                        match task.await {
+                            // a closing pool waits for every connection checked out
+                            Ok(Ok(conn)) if pool.is_closed() => release(conn),
+                            Ok(Ok(conn)) => free.put(conn),
+                            _ => {}
+                        }
+                    });
+                }
                 return Ok(conn);
             }
+            let max = self.pool.options().get_max_connections();
+            if opening.is_none() && self.pool.size() < max {
+                let pool = self.pool.clone();
+                opening = Some(tokio::spawn(async move { pool.acquire().await }));
+            }
             // the pool does not see connections coming back to the free list: wait for either
-            tokio::select! {
-                biased;
-                () = self.returned.notified() => {}
-                conn = self.pool.acquire() => return conn,
+            match opening.as_mut() {
+                Some(task) => tokio::select! {
+                    biased;
+                    () = self.free.returned.notified() => {}
+                    done = task => {
+                        return done.unwrap_or_else(|e| Err(sqlx::Error::Io(std::io::Error::other(e))));
+                    }
+                },
+                // every connection is out: only one handed back can come (to the free list, or
+                // to the pool after a transaction), and no connect is cut short here
+                None => tokio::select! {
+                    biased;
+                    () = self.free.returned.notified() => {}
+                    conn = self.pool.acquire() => return conn,
+                },
             }
         }
     }
@@ -93,10 +169,7 @@ impl Conns {
 
     /// Empties the free list, handing its connections to the caller.
     fn take_idle(&self) -> Vec<PoolConnection<Postgres>> {
-        self.idle
-            .lock()
-            .map(|mut idle| std::mem::take(&mut *idle))
-            .unwrap_or_default()
+        self.free.take_all()
     }
 
     /// Hands the free list back to the pool (before closing it: the pool waits for every
@@ -154,11 +227,7 @@ impl Drop for Conn {
                 // closing waits for every connection checked out
                 return release(conn);
             }
-            match self.home.idle.lock() {
-                Ok(mut idle) => idle.push(conn),
-                Err(_) => return release(conn),
-            }
-            self.home.returned.notify_one();
+            self.home.free.put(conn);
         }
     }
 }

@@ -192,6 +192,12 @@ impl PostgresStore {
         &self.inner.loc.shown
     }
 
+    /// How many connections this store's pool holds open now (those in use included), at most
+    /// the URL's `pool_size`; the listening connection is not one of them.
+    pub fn open_connections(&self) -> u32 {
+        self.inner.db.pool.pool.size()
+    }
+
     /// `true` while [`StorageAdapter::wait_for_change`] listens for notifications (it polls
     /// before its first call has connected, and while reconnecting).
     pub fn is_listening(&self) -> bool {

@@ -13,5 +13,6 @@ mod group_commit;
 mod import;
 mod migrations;
 mod notify;
+mod pool;
 mod processes;
 mod support;
