@@ -676,15 +676,7 @@ impl<'a> Driver<'a> {
             }
             // everything so far is durable before the side effects start
             self.flush().await?;
-            let mut set = tokio::task::JoinSet::new();
-            for call in slow {
-                let engine = self.engine.clone();
-                let key = format!("{}:{}", self.run.id, call.seq);
-                let retry = retry.clone();
-                set.spawn(
-                    async move { (call.seq, perform_slow(&engine, &call, &key, retry).await) },
-                );
-            }
+            let mut set = OutCalls::new(self.engine, self.run.id, slow, retry);
             let lease = self.engine.config.lease;
             // A call that spent its retries pauses the run, but only once its siblings are
             // back (each bounded by its own timeout), so none of their results is lost.
@@ -733,7 +725,7 @@ impl<'a> Driver<'a> {
                     },
                 };
                 let Some(done) = done else { break };
-                let (seq, outcome) = done.map_err(join_error)?;
+                let (seq, outcome) = done?;
                 match outcome {
                     Ok(r) => {
                         results.insert(seq, r);
@@ -941,6 +933,68 @@ enum Performed {
     },
 }
 
+type CallOutcome = (u64, std::result::Result<CallResult, Value>);
+type OneCall = std::pin::Pin<Box<dyn std::future::Future<Output = CallOutcome> + Send>>;
+
+/// The fetch and tool calls of one step while they are out. A lone call (the usual step: one
+/// `fetch`) is polled by the driver's own task; several run as tasks of their own, at once.
+enum OutCalls {
+    One(Option<OneCall>),
+    Many(tokio::task::JoinSet<CallOutcome>),
+}
+
+impl OutCalls {
+    fn new(engine: &Engine, run: RunId, calls: Vec<HostCall>, retry: &RetryPolicy) -> Self {
+        let out = |call: HostCall| {
+            let engine = engine.clone();
+            let key = format!("{run}:{}", call.seq);
+            let retry = retry.clone();
+            async move { (call.seq, perform_slow(&engine, &call, &key, retry).await) }
+        };
+        if calls.len() == 1 {
+            let call = calls.into_iter().next().expect("one call");
+            return OutCalls::One(Some(Box::pin(out(call))));
+        }
+        let mut set = tokio::task::JoinSet::new();
+        for call in calls {
+            set.spawn(out(call));
+        }
+        OutCalls::Many(set)
+    }
+
+    /// The next call to come back; `None` once every call is back.
+    async fn join_next(&mut self) -> Option<Result<CallOutcome>> {
+        match self {
+            OutCalls::One(slot) => {
+                let call = slot.as_mut()?;
+                // a panic of the call fails it as a panicked task of its own would
+                let done = std::future::poll_fn(|cx| {
+                    let polled = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                        call.as_mut().poll(cx)
+                    }));
+                    match polled {
+                        Ok(std::task::Poll::Pending) => std::task::Poll::Pending,
+                        Ok(std::task::Poll::Ready(done)) => std::task::Poll::Ready(Ok(done)),
+                        Err(panic) => std::task::Poll::Ready(Err(panicked(panic.as_ref()))),
+                    }
+                })
+                .await;
+                *slot = None;
+                Some(done)
+            }
+            OutCalls::Many(set) => Some(set.join_next().await?.map_err(join_error)),
+        }
+    }
+
+    /// Gives up the calls still out.
+    fn abort_all(&mut self) {
+        match self {
+            OutCalls::One(slot) => *slot = None,
+            OutCalls::Many(set) => set.abort_all(),
+        }
+    }
+}
+
 /// Performs a fetch or a tool call. `Err` carries the error that pauses the run (retries spent).
 pub(crate) async fn perform_slow(
     engine: &Engine,
@@ -1042,6 +1096,19 @@ pub(crate) async fn notify_parent(
 
 pub(crate) fn child_event(id: &RunId) -> String {
     format!("child:{id}")
+}
+
+/// The internal failure of a call that panicked, with the panic's message.
+fn panicked(panic: &(dyn std::any::Any + Send)) -> Error {
+    let message = panic
+        .downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| panic.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "a panic without a message".into());
+    Error::Internal {
+        doing: "performing a call".into(),
+        cause: format!("it panicked with message {message:?}"),
+    }
 }
 
 pub(crate) fn join_error(e: tokio::task::JoinError) -> Error {
