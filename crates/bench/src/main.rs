@@ -32,6 +32,16 @@ use anyhow::{Result, bail};
 fn main() -> Result<()> {
     let args: Vec<String> = std::env::args().collect();
     let which = args.get(1).cloned().unwrap_or_default();
+    if matches!(which.as_str(), "" | "-h" | "--help" | "help") {
+        // the module's text is the usage: which benchmarks there are and what each measures
+        println!(
+            "sequential-bench <storage|flow|engine|api|graph|machine> [ARGS]: run one benchmark and print its Markdown section (`cargo xtask bench <which>` builds it in release mode and writes docs/benchmarks.md)\n\n  engine [--peers DIR] [--storage sqlite|folder|postgres]...\n\nKnobs (environment): BENCH_WINDOW_SECS, BENCH_WARMUP_SECS, BENCH_LATENCY_RUNS, BENCH_DATABASE_URL"
+        );
+        if which.is_empty() {
+            bail!("which benchmark? expected one of: storage, flow, engine, api, graph, machine");
+        }
+        return Ok(());
+    }
     match which.as_str() {
         "machine" => {
             print!("{}", machine::run()?);
@@ -52,7 +62,9 @@ fn main() -> Result<()> {
         "api" => rt.block_on(api::run(&args[2..])),
         "engine" => rt.block_on(engine::run(&args[2..])),
         "engine-worker" => rt.block_on(engine::worker(&args[2..])),
-        other => bail!("unknown benchmark {other:?}; expected: storage, engine, api, machine"),
+        other => bail!(
+            "unknown benchmark {other:?}; expected one of: storage, flow, engine, api, graph, machine (--help: usage)"
+        ),
     }
 }
 
