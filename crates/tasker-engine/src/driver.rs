@@ -46,6 +46,9 @@ struct Driver<'a> {
 /// Drives a claimed run until it settles (ends, waits or pauses), then releases it. When `stop`
 /// asks, the run is released unsettled at the next step boundary (or at once, with the results
 /// that came back journaled, when it asks for `Now`).
+/// Records read at a time when a run's journal is loaded.
+const JOURNAL_PAGE: usize = 1000;
+
 pub(crate) async fn drive(engine: &Engine, claim: Claim, stop: &mut StopWatch) -> Result<Run> {
     let store = engine.store.clone();
     let run = claim.run;
@@ -161,8 +164,11 @@ impl<'a> Driver<'a> {
         let mut entries = Vec::new();
         let mut requests: HashMap<u64, Value> = HashMap::new();
         let mut after = None;
-        loop {
-            let page = store.read_journal(self.run.id, after, 1000).await?;
+        let mut more = true;
+        while more {
+            let page = store.read_journal(self.run.id, after, JOURNAL_PAGE).await?;
+            // a short page is the journal's end: no read that finds nothing
+            more = page.len() == JOURNAL_PAGE;
             let Some(last) = page.last() else { break };
             after = Some(last.seq);
             self.next_seq = last.seq + 1;

@@ -153,6 +153,55 @@ impl Hooks for Flaky {
     }
 }
 
+/// Counts the journal reads of each run.
+#[derive(Debug, Default)]
+struct Reads(std::sync::Mutex<std::collections::HashMap<sequential_adaptor::RunId, usize>>);
+
+impl Hooks for Reads {
+    fn on_read_journal(&self, run: sequential_adaptor::RunId) {
+        *self.0.lock().unwrap().entry(run).or_default() += 1;
+    }
+}
+
+// A drive loads the journal a page at a time; a page shorter than a full one is its end, so
+// resuming a run whose journal holds a few records costs one read, not a second that finds
+// nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cold_resume_reads_a_short_journal_once() {
+    for (backend, f) in backends() {
+        let t = task(
+            &f,
+            "waits",
+            "export default async function (input, ctx) {\n  const go = await ctx.waitForEvent('go');\n  return input.a + go;\n}",
+        )
+        .await;
+        let run = f
+            .engine
+            .start(&t, json!({"a": 2}), StartOptions::default())
+            .await
+            .unwrap();
+        let waiting = f.engine.run_until_settled(run.id, None).await.unwrap();
+        assert_eq!(waiting.status, RunStatus::Waiting, "{backend}: {waiting:?}");
+        // another engine (no live session): the resume replays the journal it reads
+        let reads = Arc::new(Hooked {
+            inner: f.store.clone(),
+            hooks: Reads::default(),
+        });
+        let cold = Engine::new(reads.clone(), EngineConfig::default()).unwrap();
+        f.store.send_signal(run.id, "go", json!(3)).await.unwrap();
+        let done = cold
+            .run_until_settled(run.id, Some(now_millis() + 60_000))
+            .await
+            .unwrap();
+        assert_eq!(done.output, Some(json!(5)), "{backend}: {done:?}");
+        assert_eq!(
+            reads.hooks.0.lock().unwrap().get(&run.id),
+            Some(&1),
+            "{backend}"
+        );
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn failing_drives_are_retried_with_backoff_then_fail_the_run_with_the_cause() {
     for (backend, f) in backends() {

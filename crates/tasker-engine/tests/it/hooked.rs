@@ -21,6 +21,8 @@ pub trait Hooks: std::fmt::Debug + Send + Sync + 'static {
     }
     /// Called before `get_task_version` (a drive begins by reading its exact version).
     fn on_get_task_version(&self, _sel: &VersionSel) {}
+    /// Called before `read_journal`.
+    fn on_read_journal(&self, _run: RunId) {}
     /// Called before an append; an error fails the append without touching the store.
     fn before_append(&self) -> sequential_adaptor::Result<()> {
         Ok(())
@@ -84,6 +86,7 @@ impl<H: Hooks> StorageAdapter for Hooked<H> {
         after_seq: Option<u64>,
         limit: usize,
     ) -> sequential_adaptor::Result<Vec<JournalRecord>> {
+        self.hooks.on_read_journal(run);
         self.inner.read_journal(run, after_seq, limit).await
     }
     async fn claim(&self, req: &ClaimRequest) -> sequential_adaptor::Result<Vec<Claim>> {
