@@ -92,7 +92,30 @@ pub(crate) fn machine_line() -> String {
     } else {
         "release build"
     };
-    format!("Measured {date} on {cpus} cores ({model}), {build}, fsync on.")
+    format!(
+        "Measured {date} on {cpus} cores ({model}), {build}, fsync on; single-core probe {:.0} ms \
+         (a fixed integer loop, the best of three, run as this line was written: lower is a \
+         faster core; compare sections measured on different machines or at different times by it).",
+        speed_probe_ms()
+    )
+}
+
+/// Milliseconds one core takes for a fixed loop of xorshift steps, the best of three: how fast
+/// this machine's cores are at the moment (virtual machines vary between hosts and minutes).
+fn speed_probe_ms() -> f64 {
+    (0..3)
+        .map(|_| {
+            let t = std::time::Instant::now();
+            let mut x: u64 = 0x9E37_79B9_7F4A_7C15;
+            for _ in 0..100_000_000u32 {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+            }
+            std::hint::black_box(x);
+            t.elapsed().as_secs_f64() * 1000.0
+        })
+        .fold(f64::INFINITY, f64::min)
 }
 
 /// The `p` quantile of sorted durations, in milliseconds.
