@@ -651,6 +651,17 @@ pub(crate) struct PeerRow {
     pub(crate) cpu: Vec<(String, f64)>,
 }
 
+impl PeerRow {
+    /// Its CPU per workflow as "process N ms, …".
+    pub(crate) fn cpu_text(&self) -> String {
+        self.cpu
+            .iter()
+            .map(|(n, v)| format!("{n} {v:.2} ms"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
+}
+
 fn peer_row(name: &str, results: &str) -> PeerRow {
     let mut row = PeerRow {
         peer: name.to_string(),
@@ -987,12 +998,7 @@ pub async fn run(args: &[String]) -> Result<()> {
                 ));
             }
             for p in &peer_rows {
-                let cpu = p
-                    .cpu
-                    .iter()
-                    .map(|(n, v)| format!("{n} {v:.2} ms"))
-                    .collect::<Vec<_>>()
-                    .join(", ");
+                let cpu = p.cpu_text();
                 md.push_str(&format!(
                     "| {} | {} | {} | {} | {} |\n",
                     p.peer,

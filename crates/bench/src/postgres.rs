@@ -202,12 +202,7 @@ pub(crate) fn postgres_section(pg: &Row, dbos: Option<&PeerRow>) -> String {
                     "| 10-step runs/s ≥ 2× DBOS-TS on the same PostgreSQL | ≥ 2× | DBOS-TS ran but reported no 64-concurrent throughput | — |\n",
                 ),
             }
-            let cpu = d
-                .cpu
-                .iter()
-                .map(|(n, v)| format!("{n} {v:.2} ms"))
-                .collect::<Vec<_>>()
-                .join(", ");
+            let cpu = d.cpu_text();
             md.push_str(&format!(
                 "\nDBOS-TS ran in this invocation on the same PostgreSQL server (database `dbos_ts_bench`, \
                  dropped afterwards), the same echo server and the same window, one Node process \
