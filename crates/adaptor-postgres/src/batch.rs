@@ -246,7 +246,7 @@ impl Kind for AppendKind {
 /// The batch statement: the runs locked in id order (so two batchers never deadlock), each
 /// offer's fence and journal length checked against its own run, and the records of the offers
 /// that pass inserted. One row per existing run: its fence and how many records went in.
-const APPEND_MANY: &str = "WITH a AS ( \
+pub(crate) const APPEND_MANY: &str = "WITH a AS ( \
          SELECT * FROM unnest($1::uuid[], $2::bigint[], $3::bigint[]) AS a(run, first, fence)), \
      r AS ( \
          SELECT id, fence, (SELECT coalesce(max(seq) + 1, 0) FROM journal WHERE run = runs.id) AS len \
@@ -354,7 +354,7 @@ pub(crate) struct SettleKind;
 /// for an offer with records (`$21` its first seq, NULL for none), its journal ends where they
 /// begin (the token holds, so the fence is the token); the records of the runs updated
 /// inserted. All in one statement: one commit for the records and the end.
-const SETTLE_MANY: &str = "WITH u AS ( \
+pub(crate) const SETTLE_MANY: &str = "WITH u AS ( \
          SELECT * FROM unnest($1::uuid[], $2::bigint[], $3::text[], $4::bigint[], $5::bigint[], \
                  $6::text[], $7::text[], $8::text[], $9::text[], $10::uuid[], $11::bigint[], \
                  $12::text[], $13::bigint[], $14::text[], $15::bigint[], $16::bigint[], \

@@ -44,6 +44,25 @@ pub fn round_trips() -> u64 {
     codec::round_trips()
 }
 
+/// The statements a run's life sends (start, claim, leases, appends, settles, reads), by name,
+/// as their SQL text with `$n` parameters.
+///
+/// Every one of them must reach `runs` and `journal` through an index whatever plan the server
+/// picks: a prepared statement may run on a generic plan made while the tables were small or
+/// never analysed (autovacuum off, or not yet run), and a plan that scans `runs` costs as much
+/// as the run history is long. The integration test `plans` holds them to that, with the
+/// planner settings of [`planner_settings`].
+#[doc(hidden)]
+pub fn hot_statements() -> &'static [(&'static str, &'static str)] {
+    ops::HOT
+}
+
+/// The planner settings every connection of a store is opened with (`SET name = value`).
+#[doc(hidden)]
+pub fn planner_settings() -> &'static [(&'static str, &'static str)] {
+    url::PLANNER_SETTINGS
+}
+
 /// How many times an operation that may safely be repeated is tried when the connection (not
 /// the statement) failed, e.g. while the server restarts.
 const CONNECTION_TRIES: u32 = 4;

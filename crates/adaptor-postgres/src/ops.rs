@@ -985,6 +985,26 @@ const READ_JOURNAL: &str = concat!(
      WHERE runs.id = $1"
 );
 
+/// The statements a run's life sends, by name: see [`crate::hot_statements`].
+pub(crate) const HOT: &[(&str, &str)] = &[
+    ("INSERT_RUN", INSERT_RUN),
+    ("RUN_BY_KEY", RUN_BY_KEY),
+    ("SELECT_RUN", SELECT_RUN),
+    ("LOCK_RUN", LOCK_RUN),
+    ("CLAIM", CLAIM),
+    ("CLAIM_ONE", CLAIM_ONE),
+    ("WRITE_LEASES", WRITE_LEASES),
+    ("CHANGE_LEASE", CHANGE_LEASE),
+    ("UPDATE_RUN", UPDATE_RUN),
+    ("SETTLE_RUN", SETTLE_RUN),
+    ("APPEND_FAST", APPEND_FAST),
+    ("INSERT_RECORDS", INSERT_RECORDS),
+    ("OVERLAP", OVERLAP),
+    ("READ_JOURNAL", READ_JOURNAL),
+    ("APPEND_MANY", crate::batch::APPEND_MANY),
+    ("SETTLE_MANY", crate::batch::SETTLE_MANY),
+];
+
 fn fence_param(fence: Fence) -> Option<i64> {
     match fence {
         Fence::None => None,

@@ -16,6 +16,22 @@ pub const DEFAULT_POOL_SIZE: u32 = 10;
 /// The largest `pool_size` accepted.
 const MAX_POOL_SIZE: u32 = 1_000;
 
+/// Planner settings of every connection (see [`crate::hot_statements`]). Every statement we
+/// send is a lookup by key or a range of an index, whatever its parameters:
+/// - `enable_seqscan = off`: a statement sqlx prepares runs, after its first executions, on one
+///   generic plan that the connection keeps. Made while `runs` was small (or never analysed, so
+///   that the planner only knows its size in pages) that plan may scan `runs`, and then every
+///   settle costs as much as the run history is long: at 3,000 runs, a third of the server's
+///   CPU in the engine bench. The setting only prices scans out: a query with no index to use
+///   still scans.
+/// - `plan_cache_mode = force_generic_plan`: without it the server compares the generic plan's
+///   cost with plans made for each execution's parameters, and for a statement over arrays of
+///   a few runs it keeps planning every execution (a tenth of its CPU).
+pub(crate) const PLANNER_SETTINGS: &[(&str, &str)] = &[
+    ("enable_seqscan", "off"),
+    ("plan_cache_mode", "force_generic_plan"),
+];
+
 /// `statement_timeout` of every connection unless the URL says otherwise.
 pub const DEFAULT_STATEMENT_TIMEOUT: &str = "60s";
 
@@ -194,10 +210,12 @@ impl Location {
         } else {
             options
         };
-        let options = options.options([
-            ("search_path", schema.as_str()),
-            ("statement_timeout", statement_timeout.as_str()),
-        ]);
+        let options = options
+            .options([
+                ("search_path", schema.as_str()),
+                ("statement_timeout", statement_timeout.as_str()),
+            ])
+            .options(PLANNER_SETTINGS.iter().copied());
         Ok(Location {
             shown: format!("PostgreSQL database {database:?} at {server} (schema {schema:?})"),
             options,

@@ -13,6 +13,7 @@ mod group_commit;
 mod import;
 mod migrations;
 mod notify;
+mod plans;
 mod pool;
 mod processes;
 mod support;
