@@ -496,9 +496,10 @@ fn session_main(assignment: Assignment, engine: &mut QuickJs) {
 
 /// The session side of the engine boundary: seq numbering, replay, determinism checks, limits.
 struct Driver {
-    /// Replayed entries followed by new ones, in the order they were applied.
+    /// The entries the session started with, replayed in order. Entries made live go to
+    /// `fresh` only: a live call's seq is past every recorded one, so nothing looks it up again.
     journal: Journal,
-    /// Next journal entry to hand out during replay.
+    /// Next journal entry to hand out during replay (`journal.len()` once live).
     cursor: usize,
     /// seq → index in `journal`.
     recorded: HashMap<u64, usize>,
@@ -561,7 +562,7 @@ impl Driver {
     }
 
     /// Assigns the next seq to a call, checking it against the journal and the limits.
-    fn next_call(&mut self, kind: CallKind, request: Value) -> Result<u64, String> {
+    fn next_call(&mut self, kind: CallKind, request: &Value) -> Result<u64, String> {
         let seq = self.next_seq;
         if seq >= self.limits.max_journal_entries {
             return Err(self.fail(Error::JournalTooLong {
@@ -570,7 +571,7 @@ impl Driver {
         }
         if let Some(&idx) = self.recorded.get(&seq) {
             let entry = &self.journal[idx];
-            if entry.kind != kind || entry.request != request {
+            if entry.kind != kind || entry.request != *request {
                 let recorded = json!({ "kind": entry.kind, "request": entry.request });
                 return Err(self.fail(Error::NonDeterminism {
                     seq,
@@ -669,7 +670,7 @@ impl Host for Driver {
             }));
         }
         let request: Value = serde_json::from_str(request_json).map_err(|e| e.to_string())?;
-        let seq = self.next_call(kind, request.clone())?;
+        let seq = self.next_call(kind, &request)?;
         self.issued.insert(seq, HostCall { seq, kind, request });
         Ok(seq)
     }
@@ -724,10 +725,7 @@ impl Host for Driver {
             result,
         };
         let delivery = Self::delivery(&entry);
-        self.recorded.insert(seq, self.journal.len());
-        self.journal.push(entry.clone());
         self.fresh.push(entry);
-        self.cursor = self.journal.len();
         self.guard.start_slice(self.limits.cpu_slice_ms);
         Ok(delivery)
     }
@@ -746,7 +744,7 @@ impl Host for Driver {
                 limit: self.limits.max_request_bytes,
             }));
         }
-        let seq = self.next_call(CallKind::Log, request.clone())?;
+        let seq = self.next_call(CallKind::Log, &request)?;
         if let Some(entry) = self.journal.get(self.cursor) {
             if entry.seq != seq {
                 let e = Error::NonDeterminism {
@@ -765,10 +763,7 @@ impl Host for Driver {
             request,
             result: CallResult::Ok(Value::Null),
         };
-        self.recorded.insert(seq, self.journal.len());
-        self.journal.push(entry.clone());
         self.fresh.push(entry);
-        self.cursor = self.journal.len();
         Ok(())
     }
 }

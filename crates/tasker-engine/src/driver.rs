@@ -269,19 +269,34 @@ impl<'a> Driver<'a> {
         } else {
             RecordKind::CallCompleted
         };
-        let mut data = serde_json::to_value(&entry).map_err(|e| Error::Internal {
-            doing: format!("encoding journal entry {}", entry.seq),
-            cause: e.to_string(),
-        })?;
-        if let Some(obj) = data.as_object_mut() {
-            if self.requested.contains(&entry.seq) {
-                obj.remove("request"); // already in its call.requested record
+        // The entry's serde shape, built from its parts: they are moved, not copied.
+        let JournalEntry {
+            seq,
+            kind: call_kind,
+            request,
+            result,
+        } = entry;
+        let result = match result {
+            CallResult::Ok(value) => json!({ "ok": value }),
+            CallResult::Error(info) => {
+                let info = serde_json::to_value(info).map_err(|e| Error::Internal {
+                    doing: format!("encoding journal entry {seq}"),
+                    cause: e.to_string(),
+                })?;
+                json!({ "error": info })
             }
-            if let Some(Value::Object(map)) = self.extra.remove(&entry.seq) {
-                obj.extend(map);
-            }
+        };
+        let mut obj = serde_json::Map::new();
+        obj.insert("seq".into(), Value::from(seq));
+        obj.insert("kind".into(), Value::from(call_kind.as_str()));
+        if !self.requested.contains(&seq) {
+            obj.insert("request".into(), request); // else already in its call.requested record
         }
-        self.push(kind, data);
+        obj.insert("result".into(), result);
+        if let Some(Value::Object(map)) = self.extra.remove(&seq) {
+            obj.extend(map);
+        }
+        self.push(kind, Value::Object(obj));
         Ok(())
     }
 
