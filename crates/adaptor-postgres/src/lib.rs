@@ -44,8 +44,8 @@ pub fn round_trips() -> u64 {
     codec::round_trips()
 }
 
-/// The statements a run's life sends (start, claim, leases, appends, settles, reads), by name,
-/// as their SQL text with `$n` parameters.
+/// The statements a run's life sends (start, claim, leases, appends, settles, reads) and the
+/// run lists, by name, as their SQL text with `$n` parameters.
 ///
 /// Every one of them must reach `runs` and `journal` through an index whatever plan the server
 /// picks: a prepared statement may run on a generic plan made while the tables were small or

@@ -891,21 +891,11 @@ impl Db {
     }
 
     pub(crate) async fn list_runs(&self, filter: &RunFilter, page: Page) -> R<RunPage> {
-        let sql = match page.order {
-            Order::OldestFirst => concat!(
-                "SELECT ",
-                run_cols!(),
-                " FROM runs WHERE ($1::text IS NULL OR task = $1) \
-                 AND (cardinality($2::text[]) = 0 OR status = ANY($2)) \
-                 AND ($3::uuid IS NULL OR id > $3) ORDER BY id LIMIT $4"
-            ),
-            Order::NewestFirst => concat!(
-                "SELECT ",
-                run_cols!(),
-                " FROM runs WHERE ($1::text IS NULL OR task = $1) \
-                 AND (cardinality($2::text[]) = 0 OR status = ANY($2)) \
-                 AND ($3::uuid IS NULL OR id < $3) ORDER BY id DESC LIMIT $4"
-            ),
+        let sql = match (page.order, filter.task.is_some()) {
+            (Order::OldestFirst, true) => LIST_TASK_OLDEST,
+            (Order::OldestFirst, false) => LIST_OLDEST,
+            (Order::NewestFirst, true) => LIST_TASK_NEWEST,
+            (Order::NewestFirst, false) => LIST_NEWEST,
         };
         let limit = page.limit.min(i64::MAX as usize - 1);
         let rows = sqlx::query(sql)
@@ -985,7 +975,49 @@ const READ_JOURNAL: &str = concat!(
      WHERE runs.id = $1"
 );
 
-/// The statements a run's life sends, by name: see [`crate::hot_statements`].
+/// `list_runs`, one statement per order and whether a task is named: connections plan
+/// generically (`url::PLANNER_SETTINGS`), so no condition may hide behind `$n IS NULL OR …`.
+/// The task is matched through `runs_by_task`, and the cursor `$3` is an index bound (NULL: the
+/// first page; run ids are UUID v7, never the nil or the max UUID). `$1` the task, `$2` the
+/// statuses (empty: all), `$4` the limit.
+macro_rules! list_runs {
+    ($task:literal, $cursor:literal, $order:literal) => {
+        concat!(
+            "SELECT ",
+            run_cols!(),
+            " FROM runs WHERE ",
+            $task,
+            " AND (cardinality($2::text[]) = 0 OR status = ANY($2)) AND ",
+            $cursor,
+            " ORDER BY ",
+            $order,
+            " LIMIT $4"
+        )
+    };
+}
+const LIST_TASK_OLDEST: &str = list_runs!(
+    "task = $1",
+    "id > coalesce($3::uuid, '00000000-0000-0000-0000-000000000000')",
+    "id"
+);
+const LIST_OLDEST: &str = list_runs!(
+    "$1::text IS NULL",
+    "id > coalesce($3::uuid, '00000000-0000-0000-0000-000000000000')",
+    "id"
+);
+const LIST_TASK_NEWEST: &str = list_runs!(
+    "task = $1",
+    "id < coalesce($3::uuid, 'ffffffff-ffff-ffff-ffff-ffffffffffff')",
+    "id DESC"
+);
+const LIST_NEWEST: &str = list_runs!(
+    "$1::text IS NULL",
+    "id < coalesce($3::uuid, 'ffffffff-ffff-ffff-ffff-ffffffffffff')",
+    "id DESC"
+);
+
+/// The statements a run's life sends, and the run lists, by name: see
+/// [`crate::hot_statements`].
 pub(crate) const HOT: &[(&str, &str)] = &[
     ("INSERT_RUN", INSERT_RUN),
     ("RUN_BY_KEY", RUN_BY_KEY),
@@ -1003,6 +1035,10 @@ pub(crate) const HOT: &[(&str, &str)] = &[
     ("READ_JOURNAL", READ_JOURNAL),
     ("APPEND_MANY", crate::batch::APPEND_MANY),
     ("SETTLE_MANY", crate::batch::SETTLE_MANY),
+    ("LIST_TASK_OLDEST", LIST_TASK_OLDEST),
+    ("LIST_OLDEST", LIST_OLDEST),
+    ("LIST_TASK_NEWEST", LIST_TASK_NEWEST),
+    ("LIST_NEWEST", LIST_NEWEST),
 ];
 
 fn fence_param(fence: Fence) -> Option<i64> {
