@@ -129,12 +129,13 @@ pub enum CallResult {
 impl CallResult {
     /// A successful fetch response in the shape fetch-vm expects.
     pub fn fetch_response(status: u16, status_text: &str, headers: Value, data: Value) -> Self {
-        CallResult::Ok(serde_json::json!({
-            "status": status,
-            "statusText": status_text,
-            "headers": headers,
-            "data": data,
-        }))
+        // built by hand: `json!` would copy `headers` and `data` (it serializes what it is given)
+        CallResult::Ok(Value::Object(serde_json::Map::from_iter([
+            ("status".to_string(), Value::from(status)),
+            ("statusText".to_string(), Value::from(status_text)),
+            ("headers".to_string(), headers),
+            ("data".to_string(), data),
+        ])))
     }
 }
 

@@ -276,16 +276,18 @@ impl<'a> Driver<'a> {
             request,
             result,
         } = entry;
-        let result = match result {
-            CallResult::Ok(value) => json!({ "ok": value }),
-            CallResult::Error(info) => {
-                let info = serde_json::to_value(info).map_err(|e| Error::Internal {
+        // (`json!` would copy a value it is given: it serializes its argument)
+        let (tag, value) = match result {
+            CallResult::Ok(value) => ("ok", value),
+            CallResult::Error(info) => (
+                "error",
+                serde_json::to_value(info).map_err(|e| Error::Internal {
                     doing: format!("encoding journal entry {seq}"),
                     cause: e.to_string(),
-                })?;
-                json!({ "error": info })
-            }
+                })?,
+            ),
         };
+        let result = Value::Object(serde_json::Map::from_iter([(tag.to_string(), value)]));
         let mut obj = serde_json::Map::new();
         obj.insert("seq".into(), Value::from(seq));
         obj.insert("kind".into(), Value::from(call_kind.as_str()));
