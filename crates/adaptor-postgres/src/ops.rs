@@ -981,40 +981,30 @@ const READ_JOURNAL: &str = concat!(
 /// first page; run ids are UUID v7, never the nil or the max UUID). `$1` the task, `$2` the
 /// statuses (empty: all), `$4` the limit.
 macro_rules! list_runs {
-    ($task:literal, $cursor:literal, $order:literal) => {
+    (@task named) => { "task = $1" };
+    (@task any) => { "$1::text IS NULL" };
+    (@page oldest) => {
+        "id > coalesce($3::uuid, '00000000-0000-0000-0000-000000000000') ORDER BY id"
+    };
+    (@page newest) => {
+        "id < coalesce($3::uuid, 'ffffffff-ffff-ffff-ffff-ffffffffffff') ORDER BY id DESC"
+    };
+    ($task:ident, $page:ident) => {
         concat!(
             "SELECT ",
             run_cols!(),
             " FROM runs WHERE ",
-            $task,
+            list_runs!(@task $task),
             " AND (cardinality($2::text[]) = 0 OR status = ANY($2)) AND ",
-            $cursor,
-            " ORDER BY ",
-            $order,
+            list_runs!(@page $page),
             " LIMIT $4"
         )
     };
 }
-const LIST_TASK_OLDEST: &str = list_runs!(
-    "task = $1",
-    "id > coalesce($3::uuid, '00000000-0000-0000-0000-000000000000')",
-    "id"
-);
-const LIST_OLDEST: &str = list_runs!(
-    "$1::text IS NULL",
-    "id > coalesce($3::uuid, '00000000-0000-0000-0000-000000000000')",
-    "id"
-);
-const LIST_TASK_NEWEST: &str = list_runs!(
-    "task = $1",
-    "id < coalesce($3::uuid, 'ffffffff-ffff-ffff-ffff-ffffffffffff')",
-    "id DESC"
-);
-const LIST_NEWEST: &str = list_runs!(
-    "$1::text IS NULL",
-    "id < coalesce($3::uuid, 'ffffffff-ffff-ffff-ffff-ffffffffffff')",
-    "id DESC"
-);
+const LIST_TASK_OLDEST: &str = list_runs!(named, oldest);
+const LIST_OLDEST: &str = list_runs!(any, oldest);
+const LIST_TASK_NEWEST: &str = list_runs!(named, newest);
+const LIST_NEWEST: &str = list_runs!(any, newest);
 
 /// The statements a run's life sends, and the run lists, by name: see
 /// [`crate::hot_statements`].
