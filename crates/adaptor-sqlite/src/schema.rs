@@ -228,10 +228,14 @@ fn busy_pause(attempt: u64) -> (Duration, Duration) {
     )
 }
 
+/// Installs the busy handler ([`wait_for_lock`]) that every connection waits with.
+pub(crate) fn keep_waiting_for_locks(conn: &Connection) -> rusqlite::Result<()> {
+    conn.busy_handler(Some(wait_for_lock))
+}
+
 /// Settings every connection gets.
 pub(crate) fn configure(conn: &Connection, shown: &str) -> Result<()> {
-    conn.busy_handler(Some(wait_for_lock))
-        .map_err(|e| db_err(shown, "setting the busy handler", e))?;
+    keep_waiting_for_locks(conn).map_err(|e| db_err(shown, "setting the busy handler", e))?;
     conn.execute_batch(
         "PRAGMA foreign_keys = ON; PRAGMA synchronous = FULL; PRAGMA temp_store = MEMORY;",
     )

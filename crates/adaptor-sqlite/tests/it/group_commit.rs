@@ -202,3 +202,49 @@ async fn a_stale_append_is_fenced_alone_in_a_shared_transaction() {
         assert_eq!(journal, want, "run {i}");
     }
 }
+
+/// A request made while no other is in progress commits on the calling thread, in a
+/// transaction of its own (no hand-over to the writer thread and back); one that fails there
+/// leaves nothing behind, and the next request still commits.
+#[tokio::test]
+async fn a_request_alone_commits_on_the_calling_thread() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("alone.db");
+    let store = SqliteStore::open(&path).unwrap();
+    let task = TaskName::new("alone").unwrap();
+    let v = NewTaskVersion {
+        task: task.clone(),
+        code: "1".into(),
+        graph: None,
+        config: json!({}),
+    };
+    let version = store.put_task_version(v).await.unwrap().version.version;
+    let run = store
+        .create_run(NewRun::new(task, version, json!(null)))
+        .await
+        .unwrap()
+        .into_run()
+        .id;
+    let before = store.writer_stats();
+    store
+        .append(run, &[rec(run, 0)], Fence::None)
+        .await
+        .unwrap();
+    let gap = store.append(run, &[rec(run, 5)], Fence::None).await;
+    assert!(matches!(gap, Err(Error::Invalid { .. })), "{gap:?}");
+    store
+        .append(run, &[rec(run, 1)], Fence::None)
+        .await
+        .unwrap();
+    let after = store.writer_stats();
+    assert_eq!(after.requests - before.requests, 3);
+    assert_eq!(after.transactions - before.transactions, 3);
+    assert_eq!(
+        after.submitted, before.submitted,
+        "no request should have gone to the writer thread"
+    );
+    drop(store);
+    let reopened = SqliteStore::open(&path).unwrap();
+    let journal = reopened.read_journal(run, None, 10).await.unwrap();
+    assert_eq!(journal, vec![rec(run, 0), rec(run, 1)]);
+}
