@@ -52,6 +52,9 @@ struct Queue {
     events: VecDeque<Event>,
     closed: bool,
     waker: Option<Waker>,
+    /// A blocking [`Inbox::recv`] waits on the condvar (an async caller never does: waking
+    /// the condvar for it would be a system call for nobody).
+    blocked: bool,
 }
 
 fn event_channel() -> (Outbox, Inbox) {
@@ -66,8 +69,11 @@ impl Shared {
 
     fn wake(&self, mut q: std::sync::MutexGuard<'_, Queue>) {
         let waker = q.waker.take();
+        let blocked = q.blocked;
         drop(q);
-        self.ready.notify_one();
+        if blocked {
+            self.ready.notify_one();
+        }
         if let Some(w) = waker {
             w.wake();
         }
@@ -101,7 +107,9 @@ impl Inbox {
             if q.closed {
                 return None;
             }
+            q.blocked = true;
             q = self.0.ready.wait(q).unwrap_or_else(|p| p.into_inner());
+            q.blocked = false;
         }
     }
 
@@ -642,6 +650,7 @@ impl Driver {
 
     fn delivery(entry: &JournalEntry) -> Delivery {
         let (ok, json) = match &entry.result {
+            CallResult::Ok(v) if entry.kind == CallKind::Fetch => (true, fetch_delivery(v)),
             CallResult::Ok(v) => (true, serde_json::to_string(v)),
             CallResult::Error(info) => (false, serde_json::to_string(info)),
         };
@@ -651,6 +660,32 @@ impl Driver {
             json: json.unwrap_or_else(|_| "null".into()),
         }
     }
+}
+
+/// A fetch response as the prelude reads it: its `headers` as JSON text (`headersJson`), which
+/// the prelude parses only when the code asks for them (a script-mode `fetch` that gets JSON
+/// back never does): an object of a dozen headers is most of what parsing a response costs.
+fn fetch_delivery(response: &Value) -> serde_json::Result<String> {
+    let Some(map) = response.as_object().filter(|m| m.contains_key("headers")) else {
+        return serde_json::to_string(response);
+    };
+    let mut out = String::with_capacity(256);
+    out.push('{');
+    for (key, value) in map {
+        if out.len() > 1 {
+            out.push(',');
+        }
+        if key == "headers" {
+            out.push_str("\"headersJson\":");
+            out.push_str(&serde_json::to_string(&serde_json::to_string(value)?)?);
+        } else {
+            out.push_str(&serde_json::to_string(key)?);
+            out.push(':');
+            out.push_str(&serde_json::to_string(value)?);
+        }
+    }
+    out.push('}');
+    Ok(out)
 }
 
 impl Host for Driver {

@@ -304,10 +304,18 @@ export default function (native) {
     for (const k of Object.keys(headers)) if (k.toLowerCase() === name) return String(headers[k]);
     return null;
   }
+  // A fetch result's headers come as JSON text (`headersJson`), parsed when first asked for.
+  function withHeaders(r) {
+    if (r && typeof r.headersJson === "string") {
+      r.headers = jsonParse(r.headersJson);
+      delete r.headersJson;
+    }
+    return r;
+  }
   function bodyOf(r) {
     const data = r.data;
     if (typeof data !== "string") return data === undefined ? null : data;
-    const ct = headerOf(r.headers, "content-type");
+    const ct = headerOf(withHeaders(r).headers, "content-type");
     const jsonish = ct === null ? /^\s*[\[{"]/.test(data) : /json/i.test(ct);
     if (jsonish) {
       try {
@@ -342,7 +350,7 @@ export default function (native) {
       return OrigPromise.reject(e);
     }
     if (signal && signal.aborted) return OrigPromise.reject(signal.reason);
-    const p = callAsync("fetch", req).then((r) => new (getResponse())(Object.assign({ url: req.url }, r)));
+    const p = callAsync("fetch", req).then((r) => new (getResponse())(Object.assign({ url: req.url }, withHeaders(r))));
     if (!signal) return p;
     return new OrigPromise((resolve, reject) => {
       const onAbort = () => reject(signal.reason);
