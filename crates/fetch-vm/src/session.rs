@@ -152,6 +152,8 @@ pub struct Session {
     rx: Inbox,
     journal: Journal,
     new_from: usize,
+    /// Entries moved out by [`Session::drain_new_entries`].
+    drained: usize,
     pending: Vec<HostCall>,
     ended: bool,
 }
@@ -210,6 +212,7 @@ impl Session {
             tx: Some(tx),
             rx,
             new_from: journal.len(),
+            drained: 0,
             journal,
             pending: Vec::new(),
             ended: false,
@@ -261,15 +264,31 @@ impl Session {
         Ok(None)
     }
 
-    /// The whole journal: the entries the session started with, then those appended since.
+    /// The whole journal: the entries the session started with, then those appended since
+    /// (except those moved out by [`Session::drain_new_entries`]).
     pub fn journal(&self) -> &Journal {
         &self.journal
+    }
+
+    /// How many entries the journal has, counting those moved out by
+    /// [`Session::drain_new_entries`].
+    pub fn journal_len(&self) -> usize {
+        self.journal.len() + self.drained
     }
 
     /// Entries appended since the last call (or since start): what the caller must persist.
     pub fn take_new_entries(&mut self) -> Vec<JournalEntry> {
         let new = self.journal[self.new_from..].to_vec();
         self.new_from = self.journal.len();
+        new
+    }
+
+    /// [`Session::take_new_entries`] for a caller that keeps the journal itself (or has no
+    /// further use for it): the entries are moved out, not copied, and [`Session::journal`]
+    /// no longer holds them.
+    pub fn drain_new_entries(&mut self) -> Vec<JournalEntry> {
+        let new: Vec<JournalEntry> = self.journal.drain(self.new_from..).collect();
+        self.drained += new.len();
         new
     }
 

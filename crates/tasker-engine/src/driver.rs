@@ -39,8 +39,6 @@ struct Driver<'a> {
     /// The stored journal already ends the run (a worker died after appending the end but
     /// before settling): the end is settled, never appended twice.
     ended_in_journal: bool,
-    /// The journal of a session parked while its calls were out (see [`Driver::revive`]).
-    parked: Option<Journal>,
 }
 
 /// Drives a claimed run until it settles (ends, waits or pauses), then releases it. When `stop`
@@ -154,7 +152,6 @@ impl<'a> Driver<'a> {
             extra: HashMap::new(),
             last_renew: Instant::now(),
             ended_in_journal: false,
-            parked: None,
         }
     }
 
@@ -256,7 +253,7 @@ impl<'a> Driver<'a> {
 
     /// Buffers the VM's new journal entries (completed calls and console lines).
     fn persist(&mut self, session: &mut Session) -> Result<()> {
-        for entry in session.take_new_entries() {
+        for entry in session.drain_new_entries() {
             self.record(entry)?;
         }
         Ok(())
@@ -469,7 +466,10 @@ impl<'a> Driver<'a> {
         calls: &[HostCall],
         first: Option<(u64, CallResult)>,
     ) -> Result<(Session, Step)> {
-        let mut journal = self.parked.take().unwrap_or_default();
+        // the parked session's journal is the stored one: everything it journaled was
+        // durable before its calls went out (flushed again here in case)
+        self.flush().await?;
+        let mut journal = self.load().await?;
         if let Some((seq, result)) = first {
             let call = calls
                 .iter()
@@ -708,7 +708,7 @@ impl<'a> Driver<'a> {
             // per journal entry, so that the replay stays a small fraction of the wait) gives
             // back its thread and runtime; `execute` rebuilds it by replay when the results are in
             let park_after = self.engine.config.park_after;
-            let entries = held.as_ref().map_or(0, |s| s.journal().len()) as u32;
+            let entries = held.as_ref().map_or(0, Session::journal_len) as u32;
             let park_at = tokio::time::Instant::now()
                 + park_after.unwrap_or(Duration::ZERO)
                 + Duration::from_millis(1) * entries;
@@ -716,8 +716,7 @@ impl<'a> Driver<'a> {
                 let done = tokio::select! {
                     done = set.join_next() => done,
                     _ = tokio::time::sleep_until(park_at), if park_after.is_some() && held.is_some() => {
-                        if let Some(session) = held.take() {
-                            self.parked = Some(session.journal().clone());
+                        if held.take().is_some() {
                             self.engine.count_park();
                         }
                         continue;

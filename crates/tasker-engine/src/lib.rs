@@ -239,7 +239,7 @@ impl Engine {
         let mut hot = self.hot.lock().ok()?;
         hot.order.retain(|r| *r != run);
         let session = hot.sessions.remove(&run)?;
-        let fresh = session.journal().len() == journal_len && !session.is_ended();
+        let fresh = session.journal_len() == journal_len && !session.is_ended();
         if fresh {
             self.hot_resumes
                 .fetch_add(1, std::sync::atomic::Ordering::Relaxed);

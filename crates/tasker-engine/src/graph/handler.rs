@@ -472,7 +472,7 @@ fn new_entries(
     requested: &std::collections::HashSet<u64>,
 ) -> Vec<(String, Value)> {
     session
-        .take_new_entries()
+        .drain_new_entries()
         .into_iter()
         .map(|entry| {
             let kind = if entry.kind == CallKind::Log {
