@@ -11,7 +11,7 @@ use rquickjs::module::WriteOptions;
 use rquickjs::prelude::List;
 use rquickjs::promise::PromiseState;
 use rquickjs::{
-    Context, Ctx, Exception, Function, Module, Object, Persistent, Promise, Runtime, Value,
+    Context, Ctx, Exception, Function, Module, Object, Persistent, Promise, Runtime, Value, qjs,
 };
 
 use super::{EXTRAS, Engine, Guard, Host, Job, Kind, Outcome, PRELUDE};
@@ -46,8 +46,7 @@ impl Prepared {
     /// A new context with the prelude set up, in `rt`: a runtime of [`new_runtime`] that no
     /// run's context lives in any more.
     fn new(rt: &Runtime) -> Result<Prepared, String> {
-        let context =
-            Context::full(rt).map_err(|e| format!("cannot create a QuickJS context: {e}"))?;
+        let context = run_context(rt)?;
         let slot: HostSlot = Rc::new(RefCell::new(None));
         let api = context.with(|ctx| {
             let set_up = || -> rquickjs::Result<Object<'_>> {
@@ -64,6 +63,38 @@ impl Prepared {
             }
         })?;
         Ok(Prepared { api, context, slot })
+    }
+}
+
+/// A run's context: the intrinsics `Context::full` adds (QuickJS's `JS_NewContext`, in its
+/// order) but three, and DOMException in every context (`JS_AddIntrinsicAToB` adds it only to
+/// the first context of a runtime, so a run would have seen it or not by chance). WeakRef (with FinalizationRegistry) and `performance` are left out: the
+/// prelude removes the first and replaces the second. The typed arrays (with ArrayBuffer,
+/// DataView and Atomics) are added by the prelude on first use (the `typedArrays` native): a
+/// context is made for every run, most runs never touch them, and they are about a fifth of a
+/// fresh context's objects.
+fn run_context(rt: &Runtime) -> Result<Context, String> {
+    let context = Context::base(rt).map_err(|e| format!("cannot create a QuickJS context: {e}"))?;
+    let added = context.with(|ctx| {
+        let c = ctx.as_raw().as_ptr();
+        // SAFETY: `c` is the live context of `ctx`, which has only its base objects; each
+        // intrinsic is added once, as `JS_NewContext` adds them.
+        unsafe {
+            qjs::JS_AddIntrinsicDate(c) == 0
+                && qjs::JS_AddIntrinsicEval(c) == 0
+                && qjs::JS_AddIntrinsicRegExp(c) == 0
+                && qjs::JS_AddIntrinsicJSON(c) == 0
+                && qjs::JS_AddIntrinsicProxy(c) == 0
+                && qjs::JS_AddIntrinsicMapSet(c) == 0
+                && qjs::JS_AddIntrinsicPromise(c) == 0
+                && qjs::JS_AddIntrinsicDOMException(c) == 0
+                && qjs::JS_AddIntrinsicAToB(c) == 0
+        }
+    });
+    if added {
+        Ok(context)
+    } else {
+        Err("cannot create a QuickJS context: adding its intrinsics failed".into())
     }
 }
 
@@ -451,6 +482,22 @@ fn natives<'js>(ctx: &Ctx<'js>, slot: HostSlot) -> rquickjs::Result<Object<'js>>
         )?,
     )?;
     native.set(
+        "typedArrays",
+        Function::new(ctx.clone(), |ctx: Ctx<'js>| -> rquickjs::Result<()> {
+            // SAFETY: `ctx` is live; the prelude calls this once per context (see
+            // `run_context`), and no code but the prelude can reach the natives.
+            let added = unsafe { qjs::JS_AddIntrinsicTypedArrays(ctx.as_raw().as_ptr()) };
+            if added == 0 {
+                Ok(())
+            } else {
+                Err(Exception::throw_internal(
+                    &ctx,
+                    "cannot add the typed arrays",
+                ))
+            }
+        })?,
+    )?;
+    native.set(
         "extras",
         Function::new(ctx.clone(), |ctx: Ctx<'js>| {
             load_glue(&ctx, &EXTRAS_BYTECODE, EXTRAS_NAME, EXTRAS)
@@ -541,4 +588,63 @@ fn position(stack: &str) -> Option<(u32, u32)> {
     let line = parts.next()?.parse().ok()?;
     let column = parts.next()?.parse().ok()?;
     Some((line, column))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The global names a context has, as JSON text, after running `touch` in it.
+    fn globals(context: &Context, touch: &str) -> Vec<String> {
+        context.with(|ctx| {
+            let names: String = ctx
+                .eval(format!(
+                    "{touch}; JSON.stringify(Object.getOwnPropertyNames(globalThis).sort())"
+                ))
+                .unwrap();
+            serde_json::from_str(&names).unwrap()
+        })
+    }
+
+    /// A run's context, once it names a typed array, has every global a full QuickJS context
+    /// has (but the two the prelude removes), and the typed arrays work.
+    #[test]
+    fn a_run_context_adds_the_typed_arrays_on_first_use() {
+        let (rt, _) = new_runtime().unwrap();
+        let full = globals(&Context::full(&rt).unwrap(), "0");
+        let prepared = Prepared::new(&rt).unwrap();
+        let before = globals(&prepared.context, "0");
+        let after = globals(&prepared.context, "typeof Int8Array");
+        for name in &full {
+            if name == "WeakRef" || name == "FinalizationRegistry" {
+                assert!(!after.contains(name), "{name} should be gone");
+                continue;
+            }
+            assert!(before.contains(name), "{name} missing before first use");
+            assert!(after.contains(name), "{name} missing after first use");
+        }
+        let works: bool = prepared.context.with(|ctx| {
+            ctx.eval(
+                "const b = new Uint8Array([1, 2, 3]); \
+                 const v = new DataView(new ArrayBuffer(4)); v.setUint16(0, 513); \
+                 b.length === 3 && ArrayBuffer.isView(b) && v.getUint8(1) === 1 && \
+                 typeof Atomics === 'object' && Object.getPrototypeOf(Int8Array).name === 'TypedArray' && \
+                 !Object.getOwnPropertyDescriptor(globalThis, 'Uint8Array').get",
+            )
+            .unwrap()
+        });
+        assert!(works);
+        // a later context of the same runtime: DOMException is there too (atob throws it), and
+        // an assignment before first use wins over the lazily added constructor
+        let later = Prepared::new(&rt).unwrap();
+        let kept: bool = later.context.with(|ctx| {
+            ctx.eval(
+                "let threw; try { atob('!'); } catch (e) { threw = e instanceof DOMException; } \
+                 globalThis.Float64Array = 7; \
+                 threw && Float64Array === 7 && typeof Uint8Array === 'function'",
+            )
+            .unwrap()
+        });
+        assert!(kept);
+    }
 }
