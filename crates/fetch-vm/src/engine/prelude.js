@@ -1,7 +1,7 @@
 // fetch-vm JavaScript glue, shared by every engine backend. Evaluated before the task code.
 // An ES module whose default export receives the natives (request, wait, log, duration, extras:
-// the default export of `extras.js`, loaded on first use, and optionally typedArrays, which adds
-// the typed arrays to the context) and returns the helpers the backend calls. Backends may compile it once and reuse the bytecode,
+// the default export of `extras.js`, loaded on first use, and optionally intrinsic, which adds a
+// group of intrinsics to the context) and returns the helpers the backend calls. Backends may compile it once and reuse the bytecode,
 // and may call it before the run is known (ahead of time, in a context no code has run in):
 // nothing here depends on the run until `begin(mode, inputJson, taskName)`, which the backend
 // calls once, right before the task code.
@@ -28,29 +28,6 @@ export default function (native) {
       });
     return get;
   };
-  // The typed arrays (with ArrayBuffer, DataView and Atomics) are added to the context the first
-  // time one of them is named, when the backend offers that (the `typedArrays` native): most
-  // runs never use them, and making them is a fifth of a fresh context.
-  if (typeof native.typedArrays === "function" && !("Uint8Array" in G)) {
-    const addTyped = native.typedArrays;
-    let typedAdded = false;
-    const TYPED = ["ArrayBuffer", "SharedArrayBuffer", "Uint8ClampedArray", "Int8Array", "Uint8Array",
-      "Int16Array", "Uint16Array", "Int32Array", "Uint32Array", "BigInt64Array", "BigUint64Array",
-      "Float16Array", "Float32Array", "Float64Array", "DataView", "Atomics"];
-    const typed = () => {
-      if (typedAdded) return;
-      typedAdded = true;
-      for (const n of TYPED) delete G[n];
-      addTyped();
-    };
-    for (const n of TYPED)
-      Object.defineProperty(G, n, {
-        get() { typed(); return G[n]; },
-        set(v) { typed(); defineGlobal(n, v); },
-        configurable: true,
-        enumerable: false,
-      });
-  }
   // The rarely used classes and helpers (extras.js), loaded on first use.
   const loadExtras = native.extras;
   let extrasMade;
@@ -63,6 +40,26 @@ export default function (native) {
       : extrasMade;
   const defineGlobal = (name, value) =>
     Object.defineProperty(G, name, { value, writable: true, configurable: true, enumerable: false });
+  // Intrinsics the backend may leave out of a new context and add when asked
+  // (`native.intrinsic(group)`): each group is added the first time code names one of its globals.
+  const lateIntrinsics = (group, names) => {
+    if (typeof native.intrinsic !== "function" || names.some((n) => n in G)) return;
+    let added = false;
+    const add = () => {
+      if (added) return;
+      added = true;
+      for (const n of names) delete G[n];
+      native.intrinsic(group);
+    };
+    for (const n of names)
+      Object.defineProperty(G, n, {
+        get() { add(); return G[n]; },
+        set(v) { add(); defineGlobal(n, v); },
+        configurable: true,
+        enumerable: false,
+      });
+  };
+  lateIntrinsics("domException", ["DOMException", "atob", "btoa"]);
 
   // ---------------------------------------------------------------- errors
   class FetchError extends OrigError {
@@ -237,7 +234,7 @@ export default function (native) {
   const getURL = lazy("URL", () => extras().URL());
   const getTextEncoder = lazy("TextEncoder", () => extras().TextEncoder());
   const getTextDecoder = lazy("TextDecoder", () => extras().TextDecoder());
-  const maybe = (name, value) => { if (typeof G[name] === "undefined") defineGlobal(name, value); };
+  const maybe = (name, value) => { if (!(name in G)) defineGlobal(name, value); };
   maybe("btoa", function btoa(s) { return extras().btoa(s); });
   maybe("atob", function atob(s) { return extras().atob(s); });
   maybe("structuredClone", (v) => extras().structuredClone(v));

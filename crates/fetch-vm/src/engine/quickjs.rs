@@ -67,12 +67,11 @@ impl Prepared {
 }
 
 /// A run's context: the intrinsics `Context::full` adds (QuickJS's `JS_NewContext`, in its
-/// order) but three, and DOMException in every context (`JS_AddIntrinsicAToB` adds it only to
-/// the first context of a runtime, so a run would have seen it or not by chance). WeakRef (with FinalizationRegistry) and `performance` are left out: the
-/// prelude removes the first and replaces the second. The typed arrays (with ArrayBuffer,
-/// DataView and Atomics) are added by the prelude on first use (the `typedArrays` native): a
-/// context is made for every run, most runs never touch them, and they are about a fifth of a
-/// fresh context's objects.
+/// order) but three. WeakRef (with FinalizationRegistry) and `performance` are left out: the
+/// prelude removes the first and replaces the second. `atob` and `btoa`, with DOMException, are
+/// added by the prelude the first time code names one of them (the `intrinsic` native, see
+/// [`add_intrinsic`]): made here, DOMException (fifty properties) would cost every run's
+/// context as much as the two others save.
 fn run_context(rt: &Runtime) -> Result<Context, String> {
     let context = Context::base(rt).map_err(|e| format!("cannot create a QuickJS context: {e}"))?;
     let added = context.with(|ctx| {
@@ -86,9 +85,8 @@ fn run_context(rt: &Runtime) -> Result<Context, String> {
                 && qjs::JS_AddIntrinsicJSON(c) == 0
                 && qjs::JS_AddIntrinsicProxy(c) == 0
                 && qjs::JS_AddIntrinsicMapSet(c) == 0
+                && qjs::JS_AddIntrinsicTypedArrays(c) == 0
                 && qjs::JS_AddIntrinsicPromise(c) == 0
-                && qjs::JS_AddIntrinsicDOMException(c) == 0
-                && qjs::JS_AddIntrinsicAToB(c) == 0
         }
     });
     if added {
@@ -482,19 +480,9 @@ fn natives<'js>(ctx: &Ctx<'js>, slot: HostSlot) -> rquickjs::Result<Object<'js>>
         )?,
     )?;
     native.set(
-        "typedArrays",
-        Function::new(ctx.clone(), |ctx: Ctx<'js>| -> rquickjs::Result<()> {
-            // SAFETY: `ctx` is live; the prelude calls this once per context (see
-            // `run_context`), and no code but the prelude can reach the natives.
-            let added = unsafe { qjs::JS_AddIntrinsicTypedArrays(ctx.as_raw().as_ptr()) };
-            if added == 0 {
-                Ok(())
-            } else {
-                Err(Exception::throw_internal(
-                    &ctx,
-                    "cannot add the typed arrays",
-                ))
-            }
+        "intrinsic",
+        Function::new(ctx.clone(), |ctx: Ctx<'js>, group: String| {
+            add_intrinsic(&ctx, &group)
         })?,
     )?;
     native.set(
@@ -504,6 +492,33 @@ fn natives<'js>(ctx: &Ctx<'js>, slot: HostSlot) -> rquickjs::Result<Object<'js>>
         })?,
     )?;
     Ok(native)
+}
+
+/// The native `intrinsic(group)`: adds a group of intrinsics [`run_context`] leaves out to the
+/// calling context. The prelude calls it at most once per group and context; no code but the
+/// prelude can reach the natives.
+fn add_intrinsic(ctx: &Ctx<'_>, group: &str) -> rquickjs::Result<()> {
+    let c = ctx.as_raw().as_ptr();
+    // SAFETY: `c` is the live context of `ctx`, which does not have the group yet.
+    let added = unsafe {
+        match group {
+            // every context gets its DOMException: `JS_AddIntrinsicAToB` adds it only to the
+            // first context of a runtime, so a run would have seen it or not by chance
+            "domException" => {
+                qjs::JS_AddIntrinsicDOMException(c) == 0 && qjs::JS_AddIntrinsicAToB(c) == 0
+            }
+            _ => {
+                let msg = format!("no intrinsic group {group:?}");
+                return Err(Exception::throw_internal(ctx, &msg));
+            }
+        }
+    };
+    if added {
+        Ok(())
+    } else {
+        let msg = format!("cannot add the {group} intrinsics");
+        Err(Exception::throw_internal(ctx, &msg))
+    }
 }
 
 /// Turns a failed rquickjs call into an outcome, reading the pending exception.
@@ -606,15 +621,15 @@ mod tests {
         })
     }
 
-    /// A run's context, once it names a typed array, has every global a full QuickJS context
-    /// has (but the two the prelude removes), and the typed arrays work.
+    /// A run's context has every global a full QuickJS context has (but the two the prelude
+    /// removes) before and after `atob` is first named, which adds it with DOMException.
     #[test]
-    fn a_run_context_adds_the_typed_arrays_on_first_use() {
+    fn a_run_context_has_the_globals_of_a_full_one() {
         let (rt, _) = new_runtime().unwrap();
         let full = globals(&Context::full(&rt).unwrap(), "0");
         let prepared = Prepared::new(&rt).unwrap();
         let before = globals(&prepared.context, "0");
-        let after = globals(&prepared.context, "typeof Int8Array");
+        let after = globals(&prepared.context, "typeof atob");
         for name in &full {
             if name == "WeakRef" || name == "FinalizationRegistry" {
                 assert!(!after.contains(name), "{name} should be gone");
@@ -628,22 +643,27 @@ mod tests {
                 "const b = new Uint8Array([1, 2, 3]); \
                  const v = new DataView(new ArrayBuffer(4)); v.setUint16(0, 513); \
                  b.length === 3 && ArrayBuffer.isView(b) && v.getUint8(1) === 1 && \
-                 typeof Atomics === 'object' && Object.getPrototypeOf(Int8Array).name === 'TypedArray' && \
-                 !Object.getOwnPropertyDescriptor(globalThis, 'Uint8Array').get",
+                 typeof Atomics === 'object' && btoa('hi') === 'aGk=' && \
+                 !Object.getOwnPropertyDescriptor(globalThis, 'DOMException').get",
             )
             .unwrap()
         });
         assert!(works);
-        // a later context of the same runtime: DOMException is there too (atob throws it), and
-        // an assignment before first use wins over the lazily added constructor
+        // a later context of the same runtime: DOMException is there too (atob throws it)
         let later = Prepared::new(&rt).unwrap();
         let kept: bool = later.context.with(|ctx| {
             ctx.eval(
                 "let threw; try { atob('!'); } catch (e) { threw = e instanceof DOMException; } \
-                 globalThis.Float64Array = 7; \
-                 threw && Float64Array === 7 && typeof Uint8Array === 'function'",
+                 threw && typeof btoa === 'function'",
             )
             .unwrap()
+        });
+        assert!(kept);
+        // an assignment before first use wins over the one added later
+        let mine = Prepared::new(&rt).unwrap();
+        let kept: bool = mine.context.with(|ctx| {
+            ctx.eval("globalThis.btoa = 7; btoa === 7 && typeof DOMException === 'function'")
+                .unwrap()
         });
         assert!(kept);
     }
