@@ -8,7 +8,7 @@
 
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, TryLockError, mpsc};
+use std::sync::{Arc, Mutex, mpsc};
 use std::thread::JoinHandle;
 
 use rusqlite::Connection;
@@ -226,10 +226,9 @@ impl Writer {
         if shared.active.load(Ordering::SeqCst) != 1 {
             return Err(work);
         }
-        let conn = match shared.conn.try_lock() {
-            Ok(conn) => conn,
-            Err(TryLockError::Poisoned(p)) => p.into_inner(),
-            Err(TryLockError::WouldBlock) => return Err(work),
+        // busy, or poisoned by a panic elsewhere: the writer thread takes it (and recovers it)
+        let Ok(conn) = shared.conn.try_lock() else {
+            return Err(work);
         };
         // No waiting on this thread: without the busy handler, a lock held by another process
         // fails the BEGIN at once.
