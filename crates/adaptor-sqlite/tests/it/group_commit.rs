@@ -5,8 +5,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use sequential_adaptor::{
-    ClaimRequest, Error, Fence, JournalRecord, NewRun, NewTaskVersion, RunId, StorageAdapter,
-    Takeover, TaskName, now_millis,
+    ClaimRequest, Error, Fence, JournalRecord, NewRun, RunId, StorageAdapter, Takeover, now_millis,
 };
 use sequential_adaptor_sqlite::SqliteStore;
 use serde_json::json;
@@ -25,14 +24,7 @@ fn rec(run: RunId, seq: u64) -> JournalRecord {
 async fn a_failing_request_does_not_fail_its_batch() {
     let dir = tempfile::tempdir().unwrap();
     let store = Arc::new(SqliteStore::open(dir.path().join("batch.db")).unwrap());
-    let task = TaskName::new("batch").unwrap();
-    let v = NewTaskVersion {
-        task: task.clone(),
-        code: "1".into(),
-        graph: None,
-        config: json!({}),
-    };
-    let version = store.put_task_version(v).await.unwrap().version.version;
+    let (task, version) = crate::a_task(&store, "batch").await;
     let mut runs = Vec::new();
     for i in 0..64 {
         runs.push(
@@ -94,14 +86,7 @@ async fn a_stale_append_is_fenced_alone_in_a_shared_transaction() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("fenced.db");
     let store = Arc::new(SqliteStore::open(&path).unwrap());
-    let task = TaskName::new("fenced").unwrap();
-    let v = NewTaskVersion {
-        task: task.clone(),
-        code: "1".into(),
-        graph: None,
-        config: json!({}),
-    };
-    let version = store.put_task_version(v).await.unwrap().version.version;
+    let (task, version) = crate::a_task(&store, "fenced").await;
     let mut runs = Vec::new();
     for i in 0..65 {
         runs.push(
@@ -211,20 +196,7 @@ async fn a_request_alone_commits_on_the_calling_thread() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("alone.db");
     let store = SqliteStore::open(&path).unwrap();
-    let task = TaskName::new("alone").unwrap();
-    let v = NewTaskVersion {
-        task: task.clone(),
-        code: "1".into(),
-        graph: None,
-        config: json!({}),
-    };
-    let version = store.put_task_version(v).await.unwrap().version.version;
-    let run = store
-        .create_run(NewRun::new(task, version, json!(null)))
-        .await
-        .unwrap()
-        .into_run()
-        .id;
+    let run = crate::a_run(&store, "alone").await;
     let before = store.writer_stats();
     store
         .append(run, &[rec(run, 0)], Fence::None)

@@ -1,9 +1,7 @@
 //! A journal longer than the part read on the calling thread reads whole and in order, by any
 //! page size and from any point, on a file database and in memory.
 
-use sequential_adaptor::{
-    Fence, JournalRecord, NewRun, NewTaskVersion, RunId, StorageAdapter, TaskName,
-};
+use sequential_adaptor::{Fence, JournalRecord, RunId, StorageAdapter};
 use sequential_adaptor_sqlite::SqliteStore;
 use serde_json::json;
 
@@ -23,20 +21,7 @@ fn rec(run: RunId, seq: u64) -> JournalRecord {
 }
 
 async fn check(store: SqliteStore) {
-    let task = TaskName::new("long").unwrap();
-    let v = NewTaskVersion {
-        task: task.clone(),
-        code: "1".into(),
-        graph: None,
-        config: json!({}),
-    };
-    let version = store.put_task_version(v).await.unwrap().version.version;
-    let run = store
-        .create_run(NewRun::new(task, version, json!(null)))
-        .await
-        .unwrap()
-        .into_run()
-        .id;
+    let run = crate::a_run(&store, "long").await;
     let all: Vec<JournalRecord> = (0..300).map(|s| rec(run, s)).collect();
     for chunk in all.chunks(50) {
         store.append(run, chunk, Fence::None).await.unwrap();

@@ -10,3 +10,27 @@ mod long_journal;
 mod migration;
 mod processes;
 mod stamp;
+
+use sequential_adaptor::{NewRun, NewTaskVersion, RunId, StorageAdapter, TaskName};
+use sequential_adaptor_sqlite::SqliteStore;
+
+/// Stores version 1 of a task named `name` whose code is `1`: the task and version runs are
+/// created at.
+async fn a_task(store: &SqliteStore, name: &str) -> (TaskName, u32) {
+    let task = TaskName::new(name).unwrap();
+    let v = NewTaskVersion {
+        task: task.clone(),
+        code: "1".into(),
+        graph: None,
+        config: serde_json::json!({}),
+    };
+    let version = store.put_task_version(v).await.unwrap().version.version;
+    (task, version)
+}
+
+/// One queued run (input `null`) of a new task named `name`.
+async fn a_run(store: &SqliteStore, name: &str) -> RunId {
+    let (task, version) = a_task(store, name).await;
+    let new = NewRun::new(task, version, serde_json::Value::Null);
+    store.create_run(new).await.unwrap().into_run().id
+}

@@ -4,9 +4,7 @@ use std::collections::HashSet;
 use std::io::{BufRead, BufReader, Write};
 use std::process::Stdio;
 
-use sequential_adaptor::{
-    ClaimRequest, NewRun, NewTaskVersion, RunId, StorageAdapter, TaskName, now_millis,
-};
+use sequential_adaptor::{ClaimRequest, NewRun, RunId, StorageAdapter, now_millis};
 use sequential_adaptor_sqlite::SqliteStore;
 use sequential_test_support::child;
 use serde_json::json;
@@ -47,14 +45,7 @@ async fn claims_are_exclusive_across_processes() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("shared.db");
     let store = SqliteStore::open(&path).unwrap();
-    let task = TaskName::new("shared").unwrap();
-    let v = NewTaskVersion {
-        task: task.clone(),
-        code: "1".into(),
-        graph: None,
-        config: json!({}),
-    };
-    let version = store.put_task_version(v).await.unwrap().version.version;
+    let (task, version) = crate::a_task(&store, "shared").await;
     let mut created = HashSet::new();
     for i in 0..RUNS {
         created.insert(
