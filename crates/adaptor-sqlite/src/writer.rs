@@ -181,8 +181,9 @@ impl Writer {
     }
 
     /// Runs `work` in the next batch transaction and answers after that transaction commits
-    /// (at once, in a transaction of its own, when nothing is queued and the connection is
-    /// free). `writes` says whether it may change data (for change notifications).
+    /// (at once, in a transaction of its own, when no other request is in progress: see
+    /// [`Writer::run_now`]). `writes` says whether it may change data (for change
+    /// notifications).
     pub(crate) async fn call<T, F>(&self, writes: bool, work: F) -> Result<T>
     where
         T: Send + 'static,
