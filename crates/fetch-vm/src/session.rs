@@ -685,26 +685,34 @@ impl Driver {
 /// the prelude parses only when the code asks for them (a script-mode `fetch` that gets JSON
 /// back never does): an object of a dozen headers is most of what parsing a response costs.
 fn fetch_delivery(response: &Value) -> serde_json::Result<String> {
-    let Some(map) = response.as_object().filter(|m| m.contains_key("headers")) else {
-        return serde_json::to_string(response);
-    };
-    let mut out = String::with_capacity(256);
-    out.push('{');
-    for (key, value) in map {
-        if out.len() > 1 {
-            out.push(',');
+    match response.as_object() {
+        Some(map) if let Some(headers) = map.get("headers") => {
+            let headers_json = serde_json::to_string(headers)?;
+            serde_json::to_string(&FetchDelivery { map, headers_json })
         }
-        if key == "headers" {
-            out.push_str("\"headersJson\":");
-            out.push_str(&serde_json::to_string(&serde_json::to_string(value)?)?);
-        } else {
-            out.push_str(&serde_json::to_string(key)?);
-            out.push(':');
-            out.push_str(&serde_json::to_string(value)?);
-        }
+        _ => serde_json::to_string(response),
     }
-    out.push('}');
-    Ok(out)
+}
+
+/// A fetch response's fields in one pass, `headers` written as `headersJson`: its JSON text.
+struct FetchDelivery<'a> {
+    map: &'a serde_json::Map<String, Value>,
+    headers_json: String,
+}
+
+impl serde::Serialize for FetchDelivery<'_> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        let mut out = s.serialize_map(Some(self.map.len()))?;
+        for (key, value) in self.map {
+            if key == "headers" {
+                out.serialize_entry("headersJson", &self.headers_json)?;
+            } else {
+                out.serialize_entry(key, value)?;
+            }
+        }
+        out.end()
+    }
 }
 
 impl Host for Driver {
