@@ -28,6 +28,8 @@ mod storage;
 use std::time::Duration;
 
 use anyhow::{Result, bail};
+// linked for its allocator: jemalloc, as in `sequential-ecosystem` (see `sequential_support::alloc`)
+use sequential_support as _;
 
 fn main() -> Result<()> {
     let args: Vec<String> = std::env::args().collect();
