@@ -22,8 +22,10 @@ static ALLOC: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 #[unsafe(no_mangle)]
 #[used]
 #[allow(non_upper_case_globals)] // the name jemalloc looks for
-pub static malloc_conf: Conf =
-    Conf(c"background_thread:true,max_background_threads:1,dirty_decay_ms:1000,muzzy_decay_ms:0".as_ptr());
+pub static malloc_conf: Conf = Conf(
+    c"background_thread:true,max_background_threads:1,dirty_decay_ms:1000,muzzy_decay_ms:0"
+        .as_ptr(),
+);
 
 /// A C string pointer that may live in a `static`.
 #[derive(Debug)]

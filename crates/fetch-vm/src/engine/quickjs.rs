@@ -272,8 +272,7 @@ fn run_in<'js>(
                     code = rewritten.into();
                 }
             }
-            let value: Value<'js> =
-                ctx.eval_with_options(code.as_bytes(), eval_options(TASK_FILE))?;
+            let value = eval_task_script(ctx, &code)?;
             let finish: Function<'js> = api.get("finish")?;
             finish.call((value,))?
         }
@@ -372,43 +371,137 @@ fn load_prelude<'js>(ctx: &Ctx<'js>) -> rquickjs::Result<Function<'js>> {
     load_glue(ctx, &PRELUDE_BYTECODE, PRELUDE_NAME, PRELUDE)
 }
 
-/// Task modules compiled in this process, by source text: a graph runs the same handler module
-/// for every activation and a JavaScript machine definition the same module for every guard and
-/// action, so each is parsed once and later contexts load its bytecode (a fresh context still
-/// evaluates it, so every run starts from fresh globals and module state, exactly as if parsed).
-/// The bytes are leaked, because `Module::load` borrows them for the module's lifetime (it reads
-/// with ROM data); the cache is therefore bounded and stops taking entries once full.
-static TASK_BYTECODE: Mutex<Option<HashMap<String, &'static [u8]>>> = Mutex::new(None);
-/// Most bytes (source plus bytecode) the task cache holds; past it, modules are parsed each time.
+/// Task code compiled in this process, by mode and source text: a graph runs the same handler
+/// module for every activation, a JavaScript machine definition the same module for every guard
+/// and action, and a worker the same script for every run of a task, so each is parsed once
+/// and later contexts load its bytecode (a fresh context still evaluates it, so every run starts
+/// from fresh globals and module state, exactly as if parsed). The bytes are leaked, because
+/// `Module::load` borrows them for the module's lifetime (it reads with ROM data); the cache is
+/// therefore bounded and stops taking entries once full.
+static TASK_BYTECODE: Mutex<Option<TaskCache>> = Mutex::new(None);
+/// Most bytes (source plus bytecode) the task cache holds; past it, code is parsed each time.
 const TASK_CACHE_BYTES: usize = 32 << 20;
 static TASK_CACHE_USED: AtomicUsize = AtomicUsize::new(0);
+
+/// The bytecode of task modules and of task scripts (the same text compiles differently).
+#[derive(Default)]
+struct TaskCache {
+    modules: HashMap<String, &'static [u8]>,
+    scripts: HashMap<String, &'static [u8]>,
+}
+
+impl TaskCache {
+    fn of(&mut self, kind: Kind) -> &mut HashMap<String, &'static [u8]> {
+        match kind {
+            Kind::Module => &mut self.modules,
+            Kind::Script => &mut self.scripts,
+        }
+    }
+}
+
+/// The cached bytecode of `code` run as `kind`.
+fn cached_task(kind: Kind, code: &str) -> Option<&'static [u8]> {
+    let mut guard = TASK_BYTECODE.lock().ok()?;
+    guard.as_mut()?.of(kind).get(code).copied()
+}
+
+/// Keeps the bytecode `write` makes of `code` (run as `kind`), while the cache has room.
+fn remember_task(kind: Kind, code: &str, write: impl FnOnce() -> Option<Vec<u8>>) {
+    if TASK_CACHE_USED.load(Ordering::Relaxed) + code.len() * 2 > TASK_CACHE_BYTES {
+        return;
+    }
+    let Some(bytes) = write() else { return };
+    let Ok(mut guard) = TASK_BYTECODE.lock() else {
+        return;
+    };
+    let map = guard.get_or_insert_with(TaskCache::default).of(kind);
+    let used = TASK_CACHE_USED.load(Ordering::Relaxed) + code.len() + bytes.len();
+    if !map.contains_key(code) && used <= TASK_CACHE_BYTES {
+        TASK_CACHE_USED.store(used, Ordering::Relaxed);
+        map.insert(code.to_string(), Vec::leak(bytes));
+    }
+}
 
 /// Declares the task module `code`: from cached bytecode when this process compiled the same
 /// text before, else by parsing it (and caching the result).
 fn declare_task<'js>(ctx: &Ctx<'js>, code: &str) -> rquickjs::Result<Module<'js>> {
-    let cached = TASK_BYTECODE
-        .lock()
-        .ok()
-        .and_then(|m| m.as_ref().and_then(|m| m.get(code).copied()));
-    if let Some(bytes) = cached {
+    if let Some(bytes) = cached_task(Kind::Module, code) {
         // SAFETY: the bytes were produced by `Module::write` of this same QuickJS build in this
         // process (below) and are never freed.
         return unsafe { Module::load(ctx.clone(), bytes) };
     }
     let module = Module::declare(ctx.clone(), TASK_FILE, code)?;
-    let cost = code.len() * 2;
-    if TASK_CACHE_USED.load(Ordering::Relaxed) + cost <= TASK_CACHE_BYTES
-        && let Ok(bytes) = module.write(WriteOptions::default())
-        && let Ok(mut guard) = TASK_BYTECODE.lock()
-    {
-        let map = guard.get_or_insert_with(HashMap::new);
-        let used = TASK_CACHE_USED.load(Ordering::Relaxed) + code.len() + bytes.len();
-        if !map.contains_key(code) && used <= TASK_CACHE_BYTES {
-            TASK_CACHE_USED.store(used, Ordering::Relaxed);
-            map.insert(code.to_string(), Vec::leak(bytes));
-        }
-    }
+    remember_task(Kind::Module, code, || {
+        module.write(WriteOptions::default()).ok()
+    });
     Ok(module)
+}
+
+/// Runs the task script `code` as sloppy global code under [`TASK_FILE`], as `eval` would:
+/// from cached bytecode when this process compiled the same text before, else compiled here
+/// (and cached) first. A syntax error throws as `eval` throws it.
+fn eval_task_script<'js>(ctx: &Ctx<'js>, code: &str) -> rquickjs::Result<Value<'js>> {
+    let c = ctx.as_raw().as_ptr();
+    // A value QuickJS returned, or the exception it left pending for `caught` to take.
+    let owned = |v: qjs::JSValue| {
+        // SAFETY: reads the tag of a plain value.
+        if unsafe { qjs::JS_VALUE_GET_NORM_TAG(v) } == qjs::JS_TAG_EXCEPTION {
+            Err(rquickjs::Error::Exception)
+        } else {
+            Ok(v)
+        }
+    };
+    let function = match cached_task(Kind::Script, code) {
+        // SAFETY: the bytes were written by `JS_WriteObject` of this same QuickJS build in this
+        // process (below) and are never freed.
+        Some(bytes) => owned(unsafe {
+            qjs::JS_ReadObject(
+                c,
+                bytes.as_ptr(),
+                bytes.len() as _,
+                qjs::JS_READ_OBJ_BYTECODE as _,
+            )
+        })?,
+        None => {
+            let source = std::ffi::CString::new(code)?;
+            let file = std::ffi::CString::new(TASK_FILE)?;
+            let flags = qjs::JS_EVAL_TYPE_GLOBAL | qjs::JS_EVAL_FLAG_COMPILE_ONLY;
+            // SAFETY: `source` is NUL-terminated at `code.len()`, as `JS_Eval` requires.
+            let function = owned(unsafe {
+                qjs::JS_Eval(
+                    c,
+                    source.as_ptr(),
+                    code.len() as _,
+                    file.as_ptr(),
+                    flags as _,
+                )
+            })?;
+            remember_task(Kind::Script, code, || {
+                let mut size = 0;
+                // SAFETY: `function` is a live value of `c` (only read here); the buffer QuickJS
+                // returns is copied, then freed with the allocator that made it.
+                unsafe {
+                    let buf = qjs::JS_WriteObject(
+                        c,
+                        &mut size,
+                        function,
+                        qjs::JS_WRITE_OBJ_BYTECODE as _,
+                    );
+                    if buf.is_null() {
+                        return None;
+                    }
+                    let bytes = std::slice::from_raw_parts(buf, size as usize).to_vec();
+                    qjs::js_free(c, buf.cast());
+                    Some(bytes)
+                }
+            });
+            function
+        }
+    };
+    // SAFETY: `JS_EvalFunction` takes the function (it frees it, whatever the outcome); the
+    // value it returns is owned and handed to a `Value` of this context.
+    let value = owned(unsafe { qjs::JS_EvalFunction(c, function) })?;
+    Ok(unsafe { Value::from_raw(ctx.clone(), value) })
 }
 
 /// Sloppy global-code evaluation under `filename`.

@@ -66,6 +66,29 @@ fn thrown_errors_have_name_message_and_stack() {
     assert_eq!(js(&e).message, "plain");
 }
 
+/// A script's bytecode is kept once compiled (the next runs of the same text load it): a run
+/// from the kept bytecode throws with the same name, message and stack (file, line, column) as
+/// the run that compiled it; a script that does not compile is refused the same way every time.
+#[test]
+fn a_script_run_again_from_its_kept_bytecode_fails_exactly_as_when_compiled() {
+    // text of its own, so no other test of this process compiled it first
+    let code = "const u = fetch('https://x.test/users/1');\n\nfunction kept(u) {\n  throw new TypeError(`kept ${u.name}`);\n}\nkept(u) // a_script_run_again";
+    let first = failure(code);
+    let stack = js(&first).stack.as_deref().unwrap_or("");
+    assert!(stack.contains("at kept (task.js:4:"), "{first:?}");
+    for _ in 0..2 {
+        let again = failure(code);
+        assert_eq!(js(&again), js(&first));
+    }
+    let broken = "const ok = 1;\nconst = 2; // a_script_run_again";
+    let first = failure(broken);
+    assert_eq!(
+        (js(&first).name.as_str(), js(&first).line),
+        ("SyntaxError", Some(2))
+    );
+    assert_eq!(js(&failure(broken)), js(&first));
+}
+
 #[test]
 fn uncaught_fetch_error_fails_the_run_identically_on_replay() {
     let e = failure("fetch('https://x.test/users/1');\nfetch('https://x.test/status/500')");
