@@ -28,8 +28,6 @@ mod storage;
 use std::time::Duration;
 
 use anyhow::{Result, bail};
-// linked for its allocator: jemalloc, as in `sequential-ecosystem` (see `sequential_support::alloc`)
-use sequential_support as _;
 
 fn main() -> Result<()> {
     let args: Vec<String> = std::env::args().collect();
@@ -52,6 +50,10 @@ fn main() -> Result<()> {
         "machine-child" => return machine::child(&args[2..]),
         "graph-follow-child" => return graph::follow_child(&args[2..]),
         _ => {}
+    }
+    // as `sequential-ecosystem worker` runs by default (`--scheduling batch`)
+    if which == "engine-worker" {
+        sequential_support::process::batch_scheduling()?;
     }
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)

@@ -59,6 +59,15 @@ pub fn main_ecosystem() -> ExitCode {
     if let Err(err) = dotenv {
         return ExitCode::from(error::report(&err));
     }
+    // a worker's threads, the runtime's among them, inherit the policy of this one
+    if let cli::Command::Worker {
+        scheduling: cli::Scheduling::Batch,
+        ..
+    } = &cli.command
+        && let Err(e) = sequential_support::process::batch_scheduling()
+    {
+        tracing::warn!(error = %e, "cannot run the worker under SCHED_BATCH; it runs under the default policy");
+    }
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()

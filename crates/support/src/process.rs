@@ -1,4 +1,5 @@
-//! This host's name and whether a process is still alive.
+//! This host's name, whether a process is still alive, and the scheduling policy of a
+//! throughput process.
 
 /// This host's name (`localhost` when the system has none).
 pub fn hostname() -> String {
@@ -21,6 +22,27 @@ pub fn pid_is_dead(pid: i32) -> bool {
     // SAFETY: kill with signal 0 only checks whether the process exists; it sends nothing.
     let rc = unsafe { libc::kill(pid, 0) };
     rc == -1 && std::io::Error::last_os_error().raw_os_error() == Some(libc::ESRCH)
+}
+
+/// Puts the calling thread, and every thread it starts afterwards, under Linux's `SCHED_BATCH`
+/// policy (same priority and share of the CPU, but a woken thread does not preempt the one
+/// running): for a process whose threads hand work to one another at every step, as an engine
+/// worker's do, each hand-over then costs one switch less. Call it before the threads are
+/// started (a Tokio runtime's included). Elsewhere than Linux it does nothing.
+///
+/// Measured on the engine benchmark's worker (2 cores, four interleaved pairs): 9% less CPU per
+/// ten-step run and 5% more runs per second (docs/benchmarks.md).
+pub fn batch_scheduling() -> std::io::Result<()> {
+    #[cfg(target_os = "linux")]
+    {
+        let param = libc::sched_param { sched_priority: 0 };
+        // SAFETY: `param` is a valid `sched_param` for SCHED_BATCH (priority 0); pid 0 is the
+        // calling thread.
+        if unsafe { libc::sched_setscheduler(0, libc::SCHED_BATCH, &param) } != 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+    }
+    Ok(())
 }
 
 #[cfg(test)]

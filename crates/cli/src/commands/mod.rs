@@ -58,7 +58,9 @@ pub async fn run(cli: Cli) -> Result<()> {
         Command::Rerun(args) => control::rerun(&ctx, args).await,
         Command::Show(args) => inspect::show(&ctx, args).await,
         Command::History { task, limit } => inspect::history(&ctx, &task, limit).await,
-        Command::Worker { concurrency, grace } => worker::worker(&ctx, concurrency, &grace).await,
+        Command::Worker {
+            concurrency, grace, ..
+        } => worker::worker(&ctx, concurrency, &grace).await,
         Command::Serve {
             bind,
             concurrency,

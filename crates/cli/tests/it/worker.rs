@@ -239,3 +239,55 @@ fn two_sigterms_mid_fetch_release_the_run_and_a_second_worker_finishes_it_at_onc
     assert_eq!(keys[0], keys[1], "with the same idempotency key");
     assert!(keys[0].as_deref().unwrap_or("").starts_with(id), "{keys:?}");
 }
+
+/// The scheduling policy of every thread of process `pid` (field 41 of `/proc/PID/task/*/stat`:
+/// 0 is SCHED_OTHER, 3 SCHED_BATCH), by thread name.
+#[cfg(target_os = "linux")]
+fn policies(pid: u32) -> Vec<(String, u32)> {
+    let mut out = Vec::new();
+    for task in std::fs::read_dir(format!("/proc/{pid}/task")).unwrap() {
+        let Ok(stat) = std::fs::read_to_string(task.unwrap().path().join("stat")) else {
+            continue; // the thread ended meanwhile
+        };
+        let (head, rest) = stat.rsplit_once(')').unwrap();
+        let name = head.split_once('(').unwrap().1.to_string();
+        let policy = rest.split_whitespace().nth(38).unwrap().parse().unwrap();
+        out.push((name, policy));
+    }
+    out
+}
+
+/// A worker's threads — its main thread, the async runtime's, the session threads that run the
+/// code — run under SCHED_BATCH by default, and under the default policy with
+/// `--scheduling normal`.
+#[cfg(target_os = "linux")]
+#[test]
+fn a_worker_runs_its_threads_under_sched_batch_unless_asked_for_the_default_policy() {
+    let sb = task("steps", STEPS, None);
+    for (args, want, runs) in [
+        (&["worker"][..], 3, 1),
+        (&["worker", "--scheduling", "normal"][..], 0, 2),
+    ] {
+        let worker = sb.cmd(args).spawn();
+        sb.run(&["run", "steps", "--detach"]).ok();
+        wait_for_succeeded(&sb, &[], "steps", runs);
+        let seen = policies(worker.id());
+        let out = stop(worker);
+        assert_eq!(out.status.code(), Some(0));
+        assert!(
+            seen.iter()
+                .any(|(name, _)| name.starts_with("fetch-vm-sess")),
+            "a session thread ran the code: {seen:?}"
+        );
+        // (jemalloc's page purger starts with the process, before `main`, and keeps the default)
+        let mut worker_threads = seen.iter().filter(|(name, _)| name != "jemalloc_bg_thd");
+        assert!(
+            worker_threads.all(|(_, p)| *p == want),
+            "{args:?}: {seen:?}"
+        );
+    }
+    sb.run(&["worker", "--scheduling", "fast"])
+        .code(2)
+        .stderr_has("batch")
+        .stderr_has("normal");
+}
