@@ -4,7 +4,8 @@
 //!
 //! - Latency: start → result, one run at a time, in this process.
 //! - Throughput: a steady stream. The engine is a worker in a process of its own
-//!   (`sequential-bench engine-worker`, concurrency 64); 64 load clients in this process keep 64
+//!   (`sequential-bench engine-worker`, concurrency 64, its threads under SCHED_BATCH as
+//!   `sequential-ecosystem worker` runs them); 64 load clients in this process keep 64
 //!   runs in flight at all times (each starts a run, waits for its end, starts the next). After
 //!   a warm-up, runs that end inside a fixed window are counted, and the CPU each process used
 //!   in the window (engine, echo server, load clients) is divided by them.
@@ -870,7 +871,8 @@ pub async fn run(args: &[String]) -> Result<()> {
         "Workload: a script-mode task of N sequential `fetch()` calls to a loopback echo server \
          answering `{{\"i\":N,\"ok\":true}}`; the server that answered: {}. Latency: start → \
          result, one run at a time, {} runs after 20 warm-up. Throughput: a steady stream — the \
-         engine is a worker in its own process (concurrency {IN_FLIGHT}); {IN_FLIGHT} load \
+         engine is a worker in its own process (concurrency {IN_FLIGHT}; its threads under \
+         SCHED_BATCH, as `sequential-ecosystem worker` runs them); {IN_FLIGHT} load \
          clients in the benchmark process keep {IN_FLIGHT} ten-step runs in flight at all times; \
          runs that end in a {} s window after a {} s warm-up are counted. CPU: user + system \
          time per ten-step run in that window, for each process. Ceiling: {cores} cores × 1,000 \
