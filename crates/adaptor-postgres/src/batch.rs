@@ -353,7 +353,10 @@ pub(crate) struct SettleKind;
 /// The batch settle: each run updated when its revision, identity and lease token match and,
 /// for an offer with records (`$21` its first seq, NULL for none), its journal ends where they
 /// begin (the token holds, so the fence is the token); the records of the runs updated
-/// inserted. All in one statement: one commit for the records and the end.
+/// inserted. All in one statement: one commit for the records and the end. `r.id = ANY($1)`
+/// bounds the rows of `runs` read to the batch's, whatever join the planner picks: without it,
+/// a generic plan made while `runs` was small read every run of the task, in `runs_by_task`
+/// order, for a merge join (`tests/it/plans.rs`).
 pub(crate) const SETTLE_MANY: &str = "WITH u AS ( \
          SELECT * FROM unnest($1::uuid[], $2::bigint[], $3::text[], $4::bigint[], $5::bigint[], \
                  $6::text[], $7::text[], $8::text[], $9::text[], $10::uuid[], $11::bigint[], \
@@ -371,7 +374,7 @@ pub(crate) const SETTLE_MANY: &str = "WITH u AS ( \
          updated_at = u.updated_at, ended_at = u.ended_at, expires_at = u.expires_at, \
          lease_owner = NULL, lease_token = NULL, lease_expires = NULL \
          FROM u \
-         WHERE r.id = u.id AND r.revision = u.expected AND r.task = u.task \
+         WHERE r.id = ANY($1) AND r.id = u.id AND r.revision = u.expected AND r.task = u.task \
            AND r.created_at = u.created_at AND r.lease_token = u.token \
            AND (u.first IS NULL \
                 OR u.first = (SELECT coalesce(max(seq) + 1, 0) FROM journal WHERE run = r.id)) \

@@ -23,7 +23,8 @@ const MAX_POOL_SIZE: u32 = 1_000;
 ///   that the planner only knows its size in pages) that plan may scan `runs`, and then every
 ///   settle costs as much as the run history is long: at 3,000 runs, a third of the server's
 ///   CPU in the engine bench. The setting only prices scans out: a query with no index to use
-///   still scans.
+///   still scans, and one that can read a whole index in order may do that instead (so the
+///   batch statements also name the runs they touch by key: `id = ANY($1)`).
 /// - `plan_cache_mode = force_generic_plan`: without it the server compares the generic plan's
 ///   cost with plans made for each execution's parameters, and for a statement over arrays of
 ///   a few runs it keeps planning every execution (a tenth of its CPU).
