@@ -348,6 +348,27 @@ macro_rules! claim_set {
     };
 }
 
+/// What a claim returns beside the run, for the driver (`Claim::journal_len`,
+/// `Claim::version_hash`): the journal's length when the run was `queued` (no lease holder
+/// could be appending to it), and its task version's hash. Two lookups by key, and two fewer
+/// statements for a worker starting a run.
+macro_rules! claim_hints {
+    ($c:ident) => {
+        concat!(
+            "CASE WHEN ",
+            stringify!($c),
+            ".status = 'queued' THEN (SELECT coalesce(max(seq) + 1, 0) FROM journal WHERE run = ",
+            stringify!($c),
+            ".id) END AS journal_len, \
+             (SELECT hash FROM task_versions t WHERE t.task = ",
+            stringify!($c),
+            ".task AND t.version = ",
+            stringify!($c),
+            ".version) AS version_hash"
+        )
+    };
+}
+
 /// A claim in one autocommit statement: the candidates (the oldest queued runs, and the runs
 /// due by time — timers, expired leases — each list from its own index in `ready_at` order)
 /// locked with `SKIP LOCKED` so claimers never wait on each other, the first `$2` of them in
@@ -367,7 +388,8 @@ const CLAIM: &str = concat!(
      UPDATE runs AS r SET ",
     claim_set!(),
     " FROM c WHERE r.id = c.id \
-     RETURNING c.*, r.lease_token AS claimed_token, r.lease_expires AS claimed_expires"
+     RETURNING c.*, r.lease_token AS claimed_token, r.lease_expires AS claimed_expires, ",
+    claim_hints!(c),
 );
 
 /// `claim_run` in one statement: the run locked, claimed when it is claimable at `$1` (or
@@ -383,8 +405,9 @@ const CLAIM_ONE: &str = concat!(
         OR (c.status IN ('running', 'stopping') AND (c.lease_expires IS NULL OR c.lease_expires <= $1)) \
         OR ($5 AND c.status IN ('running', 'stopping'))) \
      RETURNING r.lease_token, r.lease_expires) \
-     SELECT c.*, u.lease_token AS claimed_token, u.lease_expires AS claimed_expires \
-     FROM c LEFT JOIN u ON true"
+     SELECT c.*, u.lease_token AS claimed_token, u.lease_expires AS claimed_expires, ",
+    claim_hints!(c),
+    " FROM c LEFT JOIN u ON true"
 );
 
 /// `renew` (`$3` the new lease end) or `release` (`$3` NULL) of the lease held with token
@@ -569,13 +592,16 @@ fn checked_claim(before: Run, req: &ClaimRequest, row: &PgRow, checked: bool) ->
             "claimed, though the rules say it is not claimable",
         ));
     }
-    let claim = rules::claim_run(before, req);
+    let mut claim = rules::claim_run(before, req);
     let token: Option<i64> = row.try_get("claimed_token").doing("claiming runs")?;
     let expires: Option<i64> = row.try_get("claimed_expires").doing("claiming runs")?;
     let lease = claim.run.lease.as_ref().map(|l| l.expires_at);
     if token != Some(claim.token as i64) || expires != lease {
         return Err(disagreement(id, "another token or lease end was stored"));
     }
+    let journal_len: Option<i64> = row.try_get("journal_len").doing("claiming runs")?;
+    claim.journal_len = journal_len.map(|n| n as u64);
+    claim.version_hash = row.try_get("version_hash").doing("claiming runs")?;
     Ok(claim)
 }
 

@@ -111,6 +111,7 @@ macro_rules! conformance_tests {
             settle_run_updates_and_releases_in_one_step,
             append_and_settle_writes_records_then_run,
             claim_run_takes_one_run_and_steals_only_when_asked,
+            claim_hints_when_given_are_true,
             overdue_timers_are_claimed_in_deadline_order,
             concurrent_claimers_claim_each_run_exactly_once,
             signals_keep_order_and_are_durable,
@@ -380,6 +381,68 @@ pub async fn create_run_claimed_leases_only_a_new_run(h: Harness) {
     )
     .await
     .unwrap();
+}
+
+/// What a claim tells beside the run, when an adapter tells it, is true: the journal's length
+/// ([`Claim::journal_len`]) for a run claimed for the first time, and for no other; the hash of
+/// the run's task version ([`Claim::version_hash`]). By `claim` and by `claim_run` alike.
+pub async fn claim_hints_when_given_are_true(h: Harness) {
+    let s = &*h.store;
+    let v = task_with_version(s, "t").await;
+    let hash = s
+        .get_task_version(&name("t"), VersionSel::Exact(v))
+        .await
+        .unwrap()
+        .hash;
+    let check = |c: &Claim, first: bool, len: u64| {
+        if let Some(n) = c.journal_len {
+            assert!(first, "a length told for a run claimed before: {c:?}");
+            assert_eq!(n, len, "{c:?}");
+        }
+        if let Some(told) = &c.version_hash {
+            assert_eq!(told, &hash, "{c:?}");
+        }
+    };
+    let now = now_millis();
+    let a = s
+        .create_run(NewRun::new(name("t"), v, json!({})))
+        .await
+        .unwrap()
+        .into_run();
+    let b = s
+        .create_run(NewRun::new(name("t"), v, json!({})))
+        .await
+        .unwrap()
+        .into_run();
+    let first = s.claim(&claim_req("w", now, 60_000, 1)).await.unwrap();
+    assert_eq!(first.len(), 1, "{first:?}");
+    assert_eq!(first[0].run.id, a.id);
+    check(&first[0], true, 0);
+    let by_id = s
+        .claim_run(b.id, &claim_req("w", now, 60_000, 1), Takeover::IfClaimable)
+        .await
+        .unwrap()
+        .expect("a queued run is claimed");
+    check(&by_id, true, 0);
+    let token = first[0].token;
+    s.append(
+        a.id,
+        &[rec(a.id, 0, "log", json!(0)), rec(a.id, 1, "log", json!(1))],
+        Fence::Token(token),
+    )
+    .await
+    .unwrap();
+    s.release(a.id, token).await.unwrap();
+    let again = s.claim(&claim_req("w", now, 60_000, 1)).await.unwrap();
+    assert_eq!(again.len(), 1, "{again:?}");
+    check(&again[0], false, 2);
+    s.release(a.id, again[0].token).await.unwrap();
+    let again = s
+        .claim_run(a.id, &claim_req("w", now, 60_000, 1), Takeover::IfClaimable)
+        .await
+        .unwrap()
+        .expect("a released run is claimed");
+    check(&again, false, 2);
 }
 
 /// A run pins an existing version; an unknown task or version is `NotFound`.

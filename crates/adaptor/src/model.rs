@@ -515,6 +515,15 @@ pub struct Claim {
     pub run: Run,
     /// The fencing token to present with appends.
     pub token: u64,
+    /// The length of the run's journal (its next seq), when the adapter read it with the
+    /// claim at no extra cost; `None` when it did not. An adapter sets it only for a run
+    /// claimed for the first time (it was `queued`), whose journal no lease holder could be
+    /// writing: a driver that is told `Some(0)` need not read the journal.
+    pub journal_len: Option<u64>,
+    /// The content hash of the run's task version ([`TaskVersion::hash`]), when the adapter
+    /// read it with the claim; `None` when it did not. A driver that kept that version from an
+    /// earlier run need not read it again: the hash names its content.
+    pub version_hash: Option<String>,
 }
 
 /// What [`crate::StorageAdapter::claim`] needs.

@@ -45,7 +45,12 @@ pub fn claim_run(mut run: Run, req: &ClaimRequest) -> Claim {
     run.attempt += 1;
     run.revision += 1;
     run.updated_at = req.now;
-    Claim { run, token }
+    Claim {
+        run,
+        token,
+        journal_len: None,
+        version_hash: None,
+    }
 }
 
 /// Checks a write's fence against the run's current token.

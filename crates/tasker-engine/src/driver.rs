@@ -1,6 +1,7 @@
 //! Drives one claimed run: replay, perform host calls, journal, settle.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use sequential_adaptor::{
@@ -41,22 +42,34 @@ struct Driver<'a> {
     ended_in_journal: bool,
 }
 
-/// Drives a claimed run until it settles (ends, waits or pauses), then releases it. When `stop`
-/// asks, the run is released unsettled at the next step boundary (or at once, with the results
-/// that came back journaled, when it asks for `Now`).
 /// Records read at a time when a run's journal is loaded.
 const JOURNAL_PAGE: usize = 1000;
 
+/// Drives a claimed run until it settles (ends, waits or pauses), then releases it. When `stop`
+/// asks, the run is released unsettled at the next step boundary (or at once, with the results
+/// that came back journaled, when it asks for `Now`).
 pub(crate) async fn drive(engine: &Engine, claim: Claim, stop: &mut StopWatch) -> Result<Run> {
     let store = engine.store.clone();
     let run = claim.run;
     if stop.level() > Level::Run {
         return Driver::new(engine, run, claim.token).release().await;
     }
-    let version = match store
-        .get_task_version(&run.task, VersionSel::Exact(run.version))
-        .await
-    {
+    // a claim that names its version's hash needs no read of a version this engine kept
+    let hash = claim.version_hash.as_deref();
+    let read = match hash.and_then(|h| engine.kept_version(&run, h)) {
+        Some(v) => Ok(v),
+        None => store
+            .get_task_version(&run.task, VersionSel::Exact(run.version))
+            .await
+            .map(|v| {
+                let v = Arc::new(v);
+                if hash == Some(v.hash.as_str()) {
+                    engine.keep_version(v.clone());
+                }
+                v
+            }),
+    };
+    let version = match read {
         Ok(v) => v,
         Err(sequential_adaptor::Error::NotFound { .. }) => {
             let pinned = store
@@ -88,7 +101,12 @@ pub(crate) async fn drive(engine: &Engine, claim: Claim, stop: &mut StopWatch) -
         return crate::graph::drive(engine, run, claim.token, &version, stop).await;
     }
     let mut d = Driver::new(engine, run, claim.token);
-    let entries = d.load().await?;
+    // a run claimed for the first time, whose journal the claim found empty, has nothing to load
+    let entries = if claim.journal_len == Some(0) {
+        Vec::new()
+    } else {
+        d.load().await?
+    };
     if d.next_seq == 0 {
         let started =
             journal::run_started(&d.run.task, version.version, &version.hash, &d.run.input);

@@ -132,6 +132,36 @@ pub struct Engine {
     live: Arc<abort::Live>,
     /// Runs claimed as they were started (`StartOptions::claim`), until driven.
     claimed: Arc<Mutex<HashMap<RunId, Claim>>>,
+    /// Task versions read for claims that named their version's hash
+    /// ([`Claim::version_hash`]), so the next run of that version is started without reading
+    /// it again.
+    versions: Arc<Mutex<KeptVersions>>,
+}
+
+/// Task versions by content hash, each checked against the claimed run's task and version
+/// before it is used (one content may be two tasks' versions).
+#[derive(Debug, Default)]
+struct KeptVersions {
+    by_hash: HashMap<String, Arc<sequential_adaptor::TaskVersion>>,
+}
+
+/// The most task versions an engine keeps; beyond it, it starts over.
+const MAX_KEPT_VERSIONS: usize = 64;
+
+impl KeptVersions {
+    fn get(&self, run: &Run, hash: &str) -> Option<Arc<sequential_adaptor::TaskVersion>> {
+        self.by_hash
+            .get(hash)
+            .filter(|v| v.task == run.task && v.version == run.version)
+            .cloned()
+    }
+
+    fn keep(&mut self, version: Arc<sequential_adaptor::TaskVersion>) {
+        if self.by_hash.len() >= MAX_KEPT_VERSIONS {
+            self.by_hash.clear();
+        }
+        self.by_hash.insert(version.hash.clone(), version);
+    }
 }
 
 /// The graph snapshot of each graph run this engine drove lately, least recently used first.
@@ -164,6 +194,7 @@ impl Engine {
             snapshots: Arc::default(),
             live: Arc::default(),
             claimed: Arc::default(),
+            versions: Arc::default(),
         })
     }
 
@@ -277,6 +308,22 @@ impl Engine {
         s.kept.get(&run).filter(|x| x.records == records).cloned()
     }
 
+    /// The task version `run` is pinned to, when this engine kept it and its hash is `hash`.
+    pub(crate) fn kept_version(
+        &self,
+        run: &Run,
+        hash: &str,
+    ) -> Option<Arc<sequential_adaptor::TaskVersion>> {
+        self.versions.lock().ok()?.get(run, hash)
+    }
+
+    /// Keeps `version` for the next claims that name its hash.
+    pub(crate) fn keep_version(&self, version: Arc<sequential_adaptor::TaskVersion>) {
+        if let Ok(mut versions) = self.versions.lock() {
+            versions.keep(version);
+        }
+    }
+
     /// The storage.
     pub fn store(&self) -> &Arc<dyn StorageAdapter> {
         &self.store
@@ -296,7 +343,13 @@ impl Engine {
             .create_run_claimed(new, &self.claim_request(now_millis()))
             .await?;
         Ok(match claim {
-            Some(claim) => {
+            Some(mut claim) => {
+                if matches!(created, sequential_adaptor::Created::Created(_)) {
+                    // a run just created holds no records, and its version was just read
+                    claim.journal_len = Some(0);
+                    claim.version_hash = Some(version.hash.clone());
+                    self.keep_version(Arc::new(version));
+                }
                 let run = claim.run.clone();
                 self.claimed
                     .lock()

@@ -148,3 +148,41 @@ fn streams_resume_on_postgresql_across_kill_9_without_gap_or_duplicate() {
     let unique: HashSet<String> = host_joined.iter().map(|r| r["seq"].to_string()).collect();
     assert_eq!(unique.len(), host_joined.len());
 }
+
+/// Claims on PostgreSQL name the task version's hash, and the server's worker keeps a version
+/// it read for the next run of it: a task deleted and uploaded again, whose version 1 now holds
+/// other code, still runs its new code on the same server.
+#[test]
+fn a_task_deleted_and_uploaded_again_runs_its_new_code_on_the_same_server() {
+    let Some(db) = Schema::fresh() else { return };
+    let sb = Sandbox::new();
+    let s = server(&sb, &db.url());
+    let code = |word: &str| {
+        format!(
+            "export default async function () {{\n  await fetch('data:text/plain,x');\n  return '{word}';\n}}\n"
+        )
+    };
+    let start = |s: &Server| {
+        let (st, run) = s.post("/api/v1/tasks/said/runs?wait=30s", json!({ "input": {} }));
+        assert_eq!(st, 200, "{run}\n{}", s.stderr());
+        assert_eq!(run["status"], "succeeded", "{run}\n{}", s.stderr());
+        run
+    };
+    upload(&s, "said", &code("first"));
+    for _ in 0..2 {
+        let run = start(&s);
+        assert_eq!(
+            (&run["output"], &run["task"]["version"]),
+            (&json!("first"), &json!(1))
+        );
+    }
+    let (st, gone) = s.call("DELETE", "/api/v1/tasks/said", &[], None);
+    assert!(st < 300, "{st} {gone}");
+    upload(&s, "said", &code("second"));
+    let run = start(&s);
+    assert_eq!(
+        (&run["output"], &run["task"]["version"]),
+        (&json!("second"), &json!(1)),
+        "{run}"
+    );
+}

@@ -9,9 +9,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
-use sequential_adaptor::{
-    Fence, JournalRecord, NewTaskVersion, RunStatus, TaskName, VersionSel, now_millis,
-};
+use sequential_adaptor::{Fence, JournalRecord, NewTaskVersion, RunStatus, TaskName, now_millis};
 use sequential_http_wrapper::{FetchError, Fetcher, Request, Response};
 use sequential_tasker_engine::{Engine, EngineConfig, RecordKind, StartOptions, StopHandle};
 use sequential_test_support::http::CountingServer;
@@ -122,7 +120,7 @@ async fn an_undecodable_journal_fails_the_run_naming_the_record() {
 }
 
 /// Appends fail while `failing` is above zero (each failure counts it down); `drives` counts how
-/// often a drive began (each reads its exact task version).
+/// often a drive began (each with a claim).
 #[derive(Debug, Default)]
 struct Flaky {
     failing: AtomicUsize,
@@ -133,10 +131,8 @@ impl Hooks for Flaky {
     fn scheme(&self) -> Option<&'static str> {
         Some("flaky")
     }
-    fn on_get_task_version(&self, sel: &VersionSel) {
-        if matches!(sel, VersionSel::Exact(_)) {
-            self.drives.fetch_add(1, Ordering::SeqCst);
-        }
+    fn on_claimed(&self, _run: sequential_adaptor::RunId) {
+        self.drives.fetch_add(1, Ordering::SeqCst);
     }
     fn before_append(&self) -> sequential_adaptor::Result<()> {
         let fail = self
@@ -200,6 +196,56 @@ async fn a_cold_resume_reads_a_short_journal_once() {
             "{backend}"
         );
     }
+}
+
+/// Counts the reads a drive may begin with: exact task versions, and journals.
+#[derive(Debug, Default)]
+struct StartReads {
+    versions: AtomicUsize,
+    journals: AtomicUsize,
+}
+
+impl Hooks for StartReads {
+    fn on_get_task_version(&self, sel: &sequential_adaptor::VersionSel) {
+        if matches!(sel, sequential_adaptor::VersionSel::Exact(_)) {
+            self.versions.fetch_add(1, Ordering::SeqCst);
+        }
+    }
+    fn on_read_journal(&self, _run: sequential_adaptor::RunId) {
+        self.journals.fetch_add(1, Ordering::SeqCst);
+    }
+}
+
+// SQLite's claims tell the journal's length of a run claimed for the first time and the hash of
+// its task version: a worker starting runs reads no journal, and reads their version once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_worker_starting_runs_reads_no_journal_and_their_version_once() {
+    let f = fixture("sqlite");
+    let t = task(&f, "sum", "1 + 1").await;
+    let counted = Arc::new(Hooked {
+        inner: f.store.clone(),
+        hooks: StartReads::default(),
+    });
+    let config = EngineConfig {
+        concurrency: 1,
+        ..EngineConfig::default()
+    };
+    let engine = Engine::new(counted.clone(), config).unwrap();
+    let mut ids = Vec::new();
+    for i in 0..5 {
+        let new = sequential_adaptor::NewRun::new(t.clone(), 1, json!({ "i": i }));
+        ids.push(f.store.create_run(new).await.unwrap().into_run().id);
+    }
+    assert_eq!(engine.work_once().await.unwrap(), 5);
+    for id in ids {
+        let run = f.store.get_run(id).await.unwrap();
+        assert_eq!(
+            (run.status, run.output),
+            (RunStatus::Succeeded, Some(json!(2)))
+        );
+    }
+    assert_eq!(counted.hooks.versions.load(Ordering::SeqCst), 1);
+    assert_eq!(counted.hooks.journals.load(Ordering::SeqCst), 0);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -19,8 +19,10 @@ pub trait Hooks: std::fmt::Debug + Send + Sync + 'static {
     fn scheme(&self) -> Option<&'static str> {
         None
     }
-    /// Called before `get_task_version` (a drive begins by reading its exact version).
+    /// Called before `get_task_version`.
     fn on_get_task_version(&self, _sel: &VersionSel) {}
+    /// Called for each run a `claim` or `claim_run` claimed (a drive begins with a claim).
+    fn on_claimed(&self, _run: RunId) {}
     /// Called before `read_journal`.
     fn on_read_journal(&self, _run: RunId) {}
     /// Called before an append; an error fails the append without touching the store.
@@ -90,7 +92,11 @@ impl<H: Hooks> StorageAdapter for Hooked<H> {
         self.inner.read_journal(run, after_seq, limit).await
     }
     async fn claim(&self, req: &ClaimRequest) -> sequential_adaptor::Result<Vec<Claim>> {
-        self.inner.claim(req).await
+        let claims = self.inner.claim(req).await?;
+        for c in &claims {
+            self.hooks.on_claimed(c.run.id);
+        }
+        Ok(claims)
     }
     async fn claim_run(
         &self,
@@ -98,7 +104,11 @@ impl<H: Hooks> StorageAdapter for Hooked<H> {
         req: &ClaimRequest,
         takeover: Takeover,
     ) -> sequential_adaptor::Result<Option<Claim>> {
-        self.inner.claim_run(id, req, takeover).await
+        let claim = self.inner.claim_run(id, req, takeover).await?;
+        if let Some(c) = &claim {
+            self.hooks.on_claimed(c.run.id);
+        }
+        Ok(claim)
     }
     async fn renew(
         &self,
