@@ -404,16 +404,12 @@ pub async fn claim_hints_when_given_are_true(h: Harness) {
         }
     };
     let now = now_millis();
-    let a = s
-        .create_run(NewRun::new(name("t"), v, json!({})))
-        .await
-        .unwrap()
-        .into_run();
-    let b = s
-        .create_run(NewRun::new(name("t"), v, json!({})))
-        .await
-        .unwrap()
-        .into_run();
+    let mut made = Vec::new();
+    for _ in 0..2 {
+        let new = NewRun::new(name("t"), v, json!({}));
+        made.push(s.create_run(new).await.unwrap().into_run());
+    }
+    let (a, b) = (&made[0], &made[1]);
     let first = s.claim(&claim_req("w", now, 60_000, 1)).await.unwrap();
     assert_eq!(first.len(), 1, "{first:?}");
     assert_eq!(first[0].run.id, a.id);
@@ -443,6 +439,47 @@ pub async fn claim_hints_when_given_are_true(h: Harness) {
         .unwrap()
         .expect("a released run is claimed");
     check(&again, false, 2);
+}
+
+/// For a backend whose claims tell what they read ([`Claim::journal_len`],
+/// [`Claim::version_hash`]): a first claim, by `claim` or by `claim_run`, tells an empty journal
+/// and the version's hash; a run claimed again is told the hash and no length. Telling is
+/// optional, so `conformance_tests!` does not stamp this case: a backend that tells calls it
+/// from a test of its own.
+pub async fn claims_tell_the_journal_length_and_the_version_hash(s: &dyn StorageAdapter) {
+    let v = task_with_version(s, "told").await;
+    let hash = s
+        .get_task_version(&name("told"), VersionSel::Exact(v))
+        .await
+        .unwrap()
+        .hash;
+    let req = claim_req("w", now_millis(), 60_000, 1);
+    let mut runs = Vec::new();
+    for _ in 0..2 {
+        let new = NewRun::new(name("told"), v, json!({}));
+        runs.push(s.create_run(new).await.unwrap().into_run().id);
+    }
+    let first = s.claim(&req).await.unwrap();
+    let by_id = s
+        .claim_run(runs[1], &req, Takeover::IfClaimable)
+        .await
+        .unwrap()
+        .expect("a queued run is claimed");
+    for c in [&first[0], &by_id] {
+        assert_eq!(c.journal_len, Some(0), "{c:?}");
+        assert_eq!(c.version_hash.as_deref(), Some(hash.as_str()), "{c:?}");
+    }
+    s.release(runs[0], first[0].token).await.unwrap();
+    let again = s
+        .claim_run(runs[0], &req, Takeover::IfClaimable)
+        .await
+        .unwrap()
+        .expect("a released run is claimed");
+    assert_eq!(
+        again.journal_len, None,
+        "told a length for a run claimed before"
+    );
+    assert_eq!(again.version_hash.as_deref(), Some(hash.as_str()));
 }
 
 /// A run pins an existing version; an unknown task or version is `NotFound`.

@@ -82,46 +82,15 @@ fn durable() -> Durable {
 
 sequential_adaptor::conformance_tests!(make, durable: durable);
 
-/// PostgreSQL tells a claim its run's journal length (first claims only) and its version's
-/// hash, read in the claim's statement: a worker starting a run reads neither again.
+/// PostgreSQL's claims tell the journal's length of a first claim and the version's hash, read
+/// in the claim's statement: a worker starting a run reads neither again.
 #[tokio::test]
-async fn a_first_claim_tells_the_journal_length_and_the_version_hash() {
+async fn claims_tell_the_journal_length_and_the_version_hash() {
     let Some(base) = support::server().await else {
         return;
     };
     let (url, _guard) = support::fresh_schema(&base);
     let store = PostgresStore::open(&url).await.unwrap();
-    let (task, version) = support::task_version(&store, "t").await;
-    let hash = store
-        .get_task_version(&task, sequential_adaptor::VersionSel::Exact(version))
-        .await
-        .unwrap()
-        .hash;
-    let run = store
-        .create_run(sequential_adaptor::NewRun::new(
-            task,
-            version,
-            serde_json::json!({}),
-        ))
-        .await
-        .unwrap()
-        .into_run();
-    let req = sequential_adaptor::ClaimRequest {
-        worker: "w".into(),
-        now: sequential_adaptor::now_millis(),
-        lease_ms: 60_000,
-        limit: 1,
-    };
-    let claims = store.claim(&req).await.unwrap();
-    assert_eq!(claims.len(), 1);
-    assert_eq!(claims[0].run.id, run.id);
-    assert_eq!(claims[0].journal_len, Some(0));
-    assert_eq!(claims[0].version_hash.as_deref(), Some(hash.as_str()));
-    store.release(run.id, claims[0].token).await.unwrap();
-    let again = store.claim(&req).await.unwrap();
-    assert_eq!(
-        again[0].journal_len, None,
-        "not told for a run claimed before"
-    );
-    assert_eq!(again[0].version_hash.as_deref(), Some(hash.as_str()));
+    sequential_adaptor::conformance::claims_tell_the_journal_length_and_the_version_hash(&store)
+        .await;
 }

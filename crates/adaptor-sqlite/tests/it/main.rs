@@ -35,38 +35,12 @@ async fn a_run(store: &SqliteStore, name: &str) -> RunId {
     store.create_run(new).await.unwrap().into_run().id
 }
 
-/// A claim tells its run's journal length (first claims only) and its version's hash, read in
+/// SQLite's claims tell the journal's length of a first claim and the version's hash, read in
 /// the claim's transaction: a worker starting a run reads neither again.
 #[tokio::test]
-async fn a_first_claim_tells_the_journal_length_and_the_version_hash() {
+async fn claims_tell_the_journal_length_and_the_version_hash() {
     let dir = tempfile::tempdir().unwrap();
-    let store = SqliteStore::open(dir.path().join("hints.db")).unwrap();
-    let run = a_run(&store, "t").await;
-    let hash = store
-        .get_task_version(
-            &TaskName::new("t").unwrap(),
-            sequential_adaptor::VersionSel::Exact(1),
-        )
-        .await
-        .unwrap()
-        .hash;
-    let req = sequential_adaptor::ClaimRequest {
-        worker: "w".into(),
-        now: sequential_adaptor::now_millis(),
-        lease_ms: 60_000,
-        limit: 1,
-    };
-    let claims = store.claim(&req).await.unwrap();
-    assert_eq!(claims.len(), 1);
-    assert_eq!(claims[0].run.id, run);
-    assert_eq!(claims[0].journal_len, Some(0));
-    assert_eq!(claims[0].version_hash.as_deref(), Some(hash.as_str()));
-    store.release(run, claims[0].token).await.unwrap();
-    let again = store
-        .claim_run(run, &req, sequential_adaptor::Takeover::IfClaimable)
-        .await
-        .unwrap()
-        .expect("a released run is claimed");
-    assert_eq!(again.journal_len, None, "not told for a run claimed before");
-    assert_eq!(again.version_hash.as_deref(), Some(hash.as_str()));
+    let store = SqliteStore::open(dir.path().join("told.db")).unwrap();
+    sequential_adaptor::conformance::claims_tell_the_journal_length_and_the_version_hash(&store)
+        .await;
 }
