@@ -174,6 +174,14 @@ fn rec(run: RunId, seq: u64, kind: &str, data: Value) -> JournalRecord {
     }
 }
 
+/// A stored version of `task` (as [`task_with_version`]) and its content hash.
+async fn task_with_hash(store: &dyn StorageAdapter, task: &str) -> (u32, String) {
+    let v = task_with_version(store, task).await;
+    let task = name(task);
+    let stored = store.get_task_version(&task, VersionSel::Exact(v)).await;
+    (v, stored.unwrap().hash)
+}
+
 async fn task_with_version(store: &dyn StorageAdapter, task: &str) -> u32 {
     store
         .put_task_version(version(task, "1 + 1"))
@@ -388,12 +396,7 @@ pub async fn create_run_claimed_leases_only_a_new_run(h: Harness) {
 /// the run's task version ([`Claim::version_hash`]). By `claim` and by `claim_run` alike.
 pub async fn claim_hints_when_given_are_true(h: Harness) {
     let s = &*h.store;
-    let v = task_with_version(s, "t").await;
-    let hash = s
-        .get_task_version(&name("t"), VersionSel::Exact(v))
-        .await
-        .unwrap()
-        .hash;
+    let (v, hash) = task_with_hash(s, "t").await;
     let check = |c: &Claim, first: bool, len: u64| {
         if let Some(n) = c.journal_len {
             assert!(first, "a length told for a run claimed before: {c:?}");
@@ -447,12 +450,7 @@ pub async fn claim_hints_when_given_are_true(h: Harness) {
 /// optional, so `conformance_tests!` does not stamp this case: a backend that tells calls it
 /// from a test of its own.
 pub async fn claims_tell_the_journal_length_and_the_version_hash(s: &dyn StorageAdapter) {
-    let v = task_with_version(s, "told").await;
-    let hash = s
-        .get_task_version(&name("told"), VersionSel::Exact(v))
-        .await
-        .unwrap()
-        .hash;
+    let (v, hash) = task_with_hash(s, "told").await;
     let req = claim_req("w", now_millis(), 60_000, 1);
     let mut runs = Vec::new();
     for _ in 0..2 {
