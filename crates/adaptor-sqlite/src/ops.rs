@@ -662,7 +662,7 @@ pub(crate) fn claim(c: &Ctx<'_>, req: &ClaimRequest) -> Result<Vec<Claim>> {
 }
 
 /// What a claim tells beside the run, read in its transaction: the journal's length for a run
-/// claimed for the first time (`first`), and the hash of its task version. Two lookups by key
+/// claimed from `queued` (`first`), and the hash of its task version. Two lookups by key
 /// here spare the driver two reads of its own.
 fn tell_claim(c: &Ctx<'_>, claim: &mut Claim, first: bool) -> Result<()> {
     let doing = "reading what a claim tells";

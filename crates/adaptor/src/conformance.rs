@@ -392,14 +392,14 @@ pub async fn create_run_claimed_leases_only_a_new_run(h: Harness) {
 }
 
 /// What a claim tells beside the run, when an adapter tells it, is true: the journal's length
-/// ([`Claim::journal_len`]) for a run claimed for the first time, and for no other; the hash of
+/// ([`Claim::journal_len`]) for a run claimed from `queued`, and for no other; the hash of
 /// the run's task version ([`Claim::version_hash`]). By `claim` and by `claim_run` alike.
 pub async fn claim_hints_when_given_are_true(h: Harness) {
     let s = &*h.store;
     let (v, hash) = task_with_hash(s, "t").await;
     let check = |c: &Claim, first: bool, len: u64| {
         if let Some(n) = c.journal_len {
-            assert!(first, "a length told for a run claimed before: {c:?}");
+            assert!(first, "a length told for a run that was not queued: {c:?}");
             assert_eq!(n, len, "{c:?}");
         }
         if let Some(told) = &c.version_hash {
@@ -445,7 +445,7 @@ pub async fn claim_hints_when_given_are_true(h: Harness) {
 }
 
 /// For a backend whose claims tell what they read ([`Claim::journal_len`],
-/// [`Claim::version_hash`]): a first claim, by `claim` or by `claim_run`, tells an empty journal
+/// [`Claim::version_hash`]): a new run's claim, by `claim` or by `claim_run`, tells an empty journal
 /// and the version's hash; a run claimed again is told the hash and no length. Telling is
 /// optional, so `conformance_tests!` does not stamp this case: a backend that tells calls it
 /// from a test of its own.
@@ -475,7 +475,7 @@ pub async fn claims_tell_the_journal_length_and_the_version_hash(s: &dyn Storage
         .expect("a released run is claimed");
     assert_eq!(
         again.journal_len, None,
-        "told a length for a run claimed before"
+        "told a length for a run that was not queued"
     );
     assert_eq!(again.version_hash.as_deref(), Some(hash.as_str()));
 }

@@ -517,8 +517,8 @@ pub struct Claim {
     pub token: u64,
     /// The length of the run's journal (its next seq), when the adapter read it with the
     /// claim at no extra cost; `None` when it did not. An adapter sets it only for a run
-    /// claimed for the first time (it was `queued`), whose journal no lease holder could be
-    /// writing: a driver that is told `Some(0)` need not read the journal.
+    /// claimed from `queued` (a new run, or a paused run sent back by a retry), whose journal
+    /// no lease holder could be writing: a driver that is told `Some(0)` need not read it.
     pub journal_len: Option<u64>,
     /// The content hash of the run's task version ([`TaskVersion::hash`]), when the adapter
     /// read it with the claim; `None` when it did not. A driver that kept that version from an

@@ -101,7 +101,7 @@ pub(crate) async fn drive(engine: &Engine, claim: Claim, stop: &mut StopWatch) -
         return crate::graph::drive(engine, run, claim.token, &version, stop).await;
     }
     let mut d = Driver::new(engine, run, claim.token);
-    // a run claimed for the first time, whose journal the claim found empty, has nothing to load
+    // a run claimed from `queued` whose journal the claim found empty has nothing to load
     let entries = if claim.journal_len == Some(0) {
         Vec::new()
     } else {

@@ -82,7 +82,7 @@ fn durable() -> Durable {
 
 sequential_adaptor::conformance_tests!(make, durable: durable);
 
-/// PostgreSQL's claims tell the journal's length of a first claim and the version's hash, read
+/// PostgreSQL's claims tell the journal's length of a queued run and the version's hash, read
 /// in the claim's statement: a worker starting a run reads neither again.
 #[tokio::test]
 async fn claims_tell_the_journal_length_and_the_version_hash() {

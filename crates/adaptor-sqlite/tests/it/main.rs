@@ -35,7 +35,7 @@ async fn a_run(store: &SqliteStore, name: &str) -> RunId {
     store.create_run(new).await.unwrap().into_run().id
 }
 
-/// SQLite's claims tell the journal's length of a first claim and the version's hash, read in
+/// SQLite's claims tell the journal's length of a queued run and the version's hash, read in
 /// the claim's transaction: a worker starting a run reads neither again.
 #[tokio::test]
 async fn claims_tell_the_journal_length_and_the_version_hash() {

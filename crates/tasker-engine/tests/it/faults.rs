@@ -216,7 +216,7 @@ impl Hooks for StartReads {
     }
 }
 
-// SQLite's claims tell the journal's length of a run claimed for the first time and the hash of
+// SQLite's claims tell the journal's length of a run claimed from `queued` and the hash of
 // its task version: a worker starting runs reads no journal, and reads their version once.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_worker_starting_runs_reads_no_journal_and_their_version_once() {
