@@ -143,10 +143,14 @@ pub struct Engine {
 #[derive(Debug, Default)]
 struct KeptVersions {
     by_hash: HashMap<String, Arc<sequential_adaptor::TaskVersion>>,
+    /// The code and graph bytes of the versions kept.
+    bytes: usize,
 }
 
-/// The most task versions an engine keeps; beyond it, it starts over.
+/// The most task versions an engine keeps, and the most bytes of code and graph they may hold;
+/// beyond either it starts over (a version larger than the byte limit is not kept).
 const MAX_KEPT_VERSIONS: usize = 64;
+const MAX_KEPT_BYTES: usize = 16 << 20;
 
 impl KeptVersions {
     fn get(&self, run: &Run, hash: &str) -> Option<Arc<sequential_adaptor::TaskVersion>> {
@@ -157,10 +161,17 @@ impl KeptVersions {
     }
 
     fn keep(&mut self, version: Arc<sequential_adaptor::TaskVersion>) {
-        if self.by_hash.len() >= MAX_KEPT_VERSIONS {
-            self.by_hash.clear();
+        let size = version.code.len() + version.graph.as_ref().map_or(0, |g| g.to_string().len());
+        if size > MAX_KEPT_BYTES {
+            return;
         }
-        self.by_hash.insert(version.hash.clone(), version);
+        if self.by_hash.len() >= MAX_KEPT_VERSIONS || self.bytes + size > MAX_KEPT_BYTES {
+            self.by_hash.clear();
+            self.bytes = 0;
+        }
+        if self.by_hash.insert(version.hash.clone(), version).is_none() {
+            self.bytes += size;
+        }
     }
 }
 
@@ -779,5 +790,61 @@ fn ended_word(s: RunStatus) -> &'static str {
         RunStatus::Succeeded => "succeeded",
         RunStatus::Failed => "failed",
         _ => "was cancelled",
+    }
+}
+
+#[cfg(test)]
+mod kept_versions {
+    use super::*;
+
+    fn version(task: &str, n: u32, code_len: usize) -> Arc<sequential_adaptor::TaskVersion> {
+        Arc::new(sequential_adaptor::TaskVersion {
+            task: TaskName::new(task).unwrap(),
+            version: n,
+            hash: format!("{task}-{n}-{code_len}"),
+            code: "x".repeat(code_len),
+            graph: None,
+            config: json!({}),
+            created_at: 0,
+        })
+    }
+
+    fn run_of(v: &sequential_adaptor::TaskVersion) -> Run {
+        sequential_adaptor::rules::new_run(NewRun::new(v.task.clone(), v.version, json!({})), 0)
+    }
+
+    #[test]
+    fn a_kept_version_is_found_by_its_hash_for_its_own_task_and_number_only() {
+        let mut kept = KeptVersions::default();
+        let v = version("t", 1, 10);
+        kept.keep(v.clone());
+        let run = run_of(&v);
+        assert!(kept.get(&run, &v.hash).is_some());
+        assert!(kept.get(&run, "another-hash").is_none());
+        let other = run_of(&version("u", 1, 10));
+        assert!(
+            kept.get(&other, &v.hash).is_none(),
+            "same content, other task"
+        );
+    }
+
+    #[test]
+    fn the_kept_versions_stay_within_their_count_and_bytes() {
+        let mut kept = KeptVersions::default();
+        for n in 0..=MAX_KEPT_VERSIONS as u32 {
+            kept.keep(version("t", n, 10));
+            assert!(kept.by_hash.len() <= MAX_KEPT_VERSIONS);
+        }
+        assert_eq!(kept.by_hash.len(), 1, "started over at the limit");
+        kept.keep(version("big", 1, MAX_KEPT_BYTES + 1));
+        assert_eq!(
+            kept.by_hash.len(),
+            1,
+            "a version above the byte limit is not kept"
+        );
+        for n in 0..4 {
+            kept.keep(version("half", n, MAX_KEPT_BYTES / 3));
+            assert!(kept.bytes <= MAX_KEPT_BYTES, "{} bytes", kept.bytes);
+        }
     }
 }
