@@ -353,19 +353,11 @@ macro_rules! claim_set {
 /// could be appending to it), and its task version's hash. Two lookups by key, and two fewer
 /// statements for a worker starting a run.
 macro_rules! claim_hints {
-    ($c:ident) => {
-        concat!(
-            "CASE WHEN ",
-            stringify!($c),
-            ".status = 'queued' THEN (SELECT coalesce(max(seq) + 1, 0) FROM journal WHERE run = ",
-            stringify!($c),
-            ".id) END AS journal_len, \
-             (SELECT hash FROM task_versions t WHERE t.task = ",
-            stringify!($c),
-            ".task AND t.version = ",
-            stringify!($c),
-            ".version) AS version_hash"
-        )
+    () => {
+        "CASE WHEN c.status = 'queued' \
+         THEN (SELECT coalesce(max(seq) + 1, 0) FROM journal WHERE run = c.id) END AS journal_len, \
+         (SELECT hash FROM task_versions t WHERE t.task = c.task AND t.version = c.version) \
+         AS version_hash"
     };
 }
 
@@ -389,7 +381,7 @@ const CLAIM: &str = concat!(
     claim_set!(),
     " FROM c WHERE r.id = c.id \
      RETURNING c.*, r.lease_token AS claimed_token, r.lease_expires AS claimed_expires, ",
-    claim_hints!(c),
+    claim_hints!(),
 );
 
 /// `claim_run` in one statement: the run locked, claimed when it is claimable at `$1` (or
@@ -406,7 +398,7 @@ const CLAIM_ONE: &str = concat!(
         OR ($5 AND c.status IN ('running', 'stopping'))) \
      RETURNING r.lease_token, r.lease_expires) \
      SELECT c.*, u.lease_token AS claimed_token, u.lease_expires AS claimed_expires, ",
-    claim_hints!(c),
+    claim_hints!(),
     " FROM c LEFT JOIN u ON true"
 );
 
