@@ -80,7 +80,7 @@ where
     row.try_get(col).doing("reading a row")
 }
 
-fn unsigned<T: TryFrom<i64>>(col: &str, v: i64) -> R<T> {
+pub(crate) fn unsigned<T: TryFrom<i64>>(col: &str, v: i64) -> R<T> {
     T::try_from(v).map_err(|_| {
         Fail::Store(Error::backend(
             format!("decoding column {col} from PostgreSQL"),

@@ -21,7 +21,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use sequential_adaptor::{
     AdapterFactory, Claim, ClaimRequest, Created, DeleteMode, Error, Fence, JournalRecord, NewRun,
-    NewTaskVersion, Page, PutVersion, Result, Run, RunFilter, RunId, RunPage, Signal,
+    NewRunOf, NewTaskVersion, Page, PutVersion, Result, Run, RunFilter, RunId, RunPage, Signal,
     StorageAdapter, Takeover, TaskName, TaskSummary, TaskVersion, UnixMillis, VersionSel,
 };
 use serde_json::Value;
@@ -385,6 +385,19 @@ impl StorageAdapter for PostgresStore {
         // with a key, a repeat finds the run the lost attempt created
         let keyed = new.idempotency_key.is_some();
         attempt!(self, keyed, self.inner.db.create_run(&new))
+    }
+
+    /// One statement picks the version and stores the run; a missing task or version, or a key
+    /// already used, goes the usual way (read the version, then `create_run`), which names what
+    /// happened or finds the key's run.
+    async fn create_run_of(&self, new: NewRunOf) -> Result<Created> {
+        // with a key, a repeat finds the run the lost attempt created
+        let keyed = new.idempotency_key.is_some();
+        if let Some(created) = attempt!(self, keyed, self.inner.db.create_run_of(&new))? {
+            return Ok(created);
+        }
+        let version = self.get_task_version(&new.task, new.version).await?;
+        self.create_run(new.pinned(version.version)).await
     }
 
     /// One insert of the run already leased; a key already taken (or a missing version) goes

@@ -14,7 +14,7 @@ use std::sync::Arc;
 
 use sequential_adaptor::rules;
 use sequential_adaptor::{
-    Claim, ClaimRequest, Created, DeleteMode, Error, Fence, JournalRecord, Lease, NewRun,
+    Claim, ClaimRequest, Created, DeleteMode, Error, Fence, JournalRecord, Lease, NewRun, NewRunOf,
     NewTaskVersion, Order, Page, PutVersion, Run, RunFilter, RunId, RunPage, Signal, Takeover,
     TaskName, TaskSummary, TaskVersion, UnixMillis, VersionSel, now_millis,
 };
@@ -26,7 +26,7 @@ use uuid::Uuid;
 use crate::batch::{Appends, Offer, Outcome, Records, SettleOffer, Settled, Settles};
 use crate::codec::{
     Doing, Fail, R, counted, json_text, pack, record_cols, record_from_row, run_cols, run_from_row,
-    signal_from_row, storable, terminal_statuses, uuid, version_from_row,
+    signal_from_row, storable, terminal_statuses, unsigned, uuid, version_from_row,
 };
 use crate::conns::Conns;
 use crate::errors::is_unique_violation;
@@ -301,6 +301,18 @@ const INSERT_RUN: &str = "INSERT INTO runs (id, task, version, status, input, ou
             $16, $17, $18, $19, $20, $21, $22 \
      WHERE NOT $23 OR EXISTS (SELECT 1 FROM task_versions WHERE task = $2 AND version = $3) \
      ON CONFLICT DO NOTHING RETURNING id";
+
+/// [`INSERT_RUN`] of the version `$3` picks (NULL: the latest; else that one): the version is
+/// read and the run stored in one statement, which returns the version pinned. No row: the task
+/// or version is missing, or the idempotency key (or id) is taken.
+const INSERT_RUN_OF: &str = "INSERT INTO runs (id, task, version, status, input, output, error, \
+     parent_run, parent_seq, idempotency_key, wake_at, waiting_for, lease_owner, lease_token, \
+     lease_expires, fence, attempt, revision, created_at, updated_at, ended_at, expires_at) \
+     SELECT $1, $2, v.version, $4, $5::json, $6::json, $7::json, $8, $9, $10, $11, $12, $13, \
+            $14, $15, $16, $17, $18, $19, $20, $21, $22 \
+     FROM (SELECT version FROM task_versions WHERE task = $2 \
+           AND ($3::bigint IS NULL OR version = $3) ORDER BY version DESC LIMIT 1) AS v \
+     ON CONFLICT DO NOTHING RETURNING version";
 
 /// The columns `update_run` and `settle_run` write: everything but the identity, the lease and
 /// the fence (the input only when it changed, so a large unchanged input is not rewritten).
@@ -652,6 +664,51 @@ impl Db {
             // the key's run was deleted in between (or an id collided): try again
         }
         Err(lost_race(&format!("starting a run of task `{}`", new.task)))
+    }
+
+    /// A new queued run of the version `new.version` picks, in one statement. `None` when it
+    /// was not inserted (a missing task or version, a key or id taken): the caller then goes
+    /// the usual way, which names what happened.
+    pub(crate) async fn create_run_of(&self, new: &NewRunOf) -> R<Option<Created>> {
+        if let Some(key) = &new.idempotency_key {
+            storable("idempotency key", key)?;
+        }
+        let exact = match new.version {
+            VersionSel::Latest => None,
+            VersionSel::Exact(n) => Some(n),
+        };
+        // the version is a placeholder until the statement answers which one it pinned
+        let mut run = rules::new_run(new.clone().pinned(exact.unwrap_or(0)), now_millis());
+        let row = sqlx::query(INSERT_RUN_OF)
+            .bind(uuid(run.id))
+            .bind(run.task.as_str())
+            .bind(exact.map(i64::from))
+            .bind(run.status.as_str())
+            .bind(json_text(&run.input))
+            .bind(run.output.as_ref().map(json_text))
+            .bind(run.error.as_ref().map(json_text))
+            .bind(run.parent.map(|p| uuid(p.run)))
+            .bind(run.parent.map(|p| p.seq as i64))
+            .bind(run.idempotency_key.as_deref())
+            .bind(run.wake_at)
+            .bind(run.waiting_for.as_deref())
+            .bind(run.lease.as_ref().map(|l| l.owner.as_str()))
+            .bind(run.lease.as_ref().map(|l| l.token as i64))
+            .bind(run.lease.as_ref().map(|l| l.expires_at))
+            .bind(run.fence as i64)
+            .bind(i64::from(run.attempt))
+            .bind(run.revision as i64)
+            .bind(run.created_at)
+            .bind(run.updated_at)
+            .bind(run.ended_at)
+            .bind(run.expires_at)
+            .fetch_optional(&mut *self.pool.get().await?)
+            .await
+            .map(counted)
+            .doing("storing a run")?;
+        let Some(row) = row else { return Ok(None) };
+        run.version = unsigned("version", row.try_get(0).doing("storing a run")?)?;
+        Ok(Some(Created::Created(run)))
     }
 
     /// A new run inserted already claimed by `req` (one statement, one commit). `None` when it
@@ -1028,6 +1085,7 @@ const LIST_NEWEST: &str = list_runs!(any, newest);
 /// [`crate::hot_statements`].
 pub(crate) const HOT: &[(&str, &str)] = &[
     ("INSERT_RUN", INSERT_RUN),
+    ("INSERT_RUN_OF", INSERT_RUN_OF),
     ("RUN_BY_KEY", RUN_BY_KEY),
     ("SELECT_RUN", SELECT_RUN),
     ("LOCK_RUN", LOCK_RUN),

@@ -7,9 +7,9 @@ use serde_json::Value;
 
 use crate::error::Result;
 use crate::model::{
-    Claim, ClaimRequest, Created, DeleteMode, Fence, JournalRecord, NewRun, NewTaskVersion, Page,
-    PutVersion, Run, RunFilter, RunId, RunPage, Signal, Takeover, TaskName, TaskSummary,
-    TaskVersion, UnixMillis, VersionSel,
+    Claim, ClaimRequest, Created, DeleteMode, Fence, JournalRecord, NewRun, NewRunOf,
+    NewTaskVersion, Page, PutVersion, Run, RunFilter, RunId, RunPage, Signal, Takeover, TaskName,
+    TaskSummary, TaskVersion, UnixMillis, VersionSel,
 };
 
 /// Durable storage of task versions, runs, journals and signals.
@@ -55,6 +55,18 @@ pub trait StorageAdapter: Send + Sync + std::fmt::Debug {
     /// Use [`crate::rules::new_run`] and [`crate::rules::existing_for_key`].
     /// Checked by `create_run_with_idempotency_key`, `create_run_needs_an_existing_version`.
     async fn create_run(&self, new: NewRun) -> Result<Created>;
+
+    /// Creates a queued run of the version `new.version` picks, as
+    /// [`get_task_version`](Self::get_task_version) then [`create_run`](Self::create_run) do
+    /// (the default makes those two calls): an unknown task or version is `NotFound`, a used
+    /// idempotency key answers as `create_run` does. Backends that can (PostgreSQL) pick the
+    /// version and store the run in one statement. How a caller that does not drive the run
+    /// (a client, the host API) starts one.
+    /// Checked by `create_run_of_pins_the_version_it_picks`.
+    async fn create_run_of(&self, new: NewRunOf) -> Result<Created> {
+        let version = self.get_task_version(&new.task, new.version).await?;
+        self.create_run(new.pinned(version.version)).await
+    }
 
     /// Creates a run (as [`StorageAdapter::create_run`]) and, when it is new, claims it (as
     /// [`StorageAdapter::claim_run`] with `req`): how a caller that drives the run itself

@@ -13,9 +13,9 @@ use serde_json::{Value, json};
 pub mod crash;
 
 use crate::{
-    Claim, ClaimRequest, Created, DeleteMode, Error, Fence, JournalRecord, NewRun, NewTaskVersion,
-    Order, Page, RunFilter, RunId, RunStatus, StorageAdapter, Takeover, TaskName, VersionSel,
-    now_millis,
+    Claim, ClaimRequest, Created, DeleteMode, Error, Fence, JournalRecord, NewRun, NewRunOf,
+    NewTaskVersion, Order, Page, RunFilter, RunId, RunStatus, StorageAdapter, Takeover, TaskName,
+    VersionSel, now_millis,
 };
 
 /// A boxed future, for [`Harness::reopen`].
@@ -99,6 +99,7 @@ macro_rules! conformance_tests {
             create_run_with_idempotency_key,
             create_run_needs_an_existing_version,
             create_run_claimed_leases_only_a_new_run,
+            create_run_of_pins_the_version_it_picks,
             update_run_is_compare_and_swap,
             append_is_idempotent_on_run_and_seq,
             append_rejects_gaps_and_foreign_records,
@@ -344,6 +345,82 @@ pub async fn create_run_with_idempotency_key(h: Harness) {
     assert_ne!(a.run().id, b.run().id);
     assert!(a.run().id < b.run().id, "run ids sort by creation");
     assert_eq!(s.get_run(run.id).await.unwrap(), run);
+}
+
+/// `create_run_of` pins the version it picks at the moment it stores the run (the latest, or
+/// the one asked for), answers an unknown task or version with `NotFound` and stores nothing,
+/// and treats an idempotency key as `create_run` does.
+pub async fn create_run_of_pins_the_version_it_picks(h: Harness) {
+    let s = &*h.store;
+    let one = task_with_version(s, "t").await;
+    let first = s
+        .create_run_of(NewRunOf::latest(name("t"), json!({"n": 1})))
+        .await
+        .unwrap();
+    let Created::Created(first) = first else {
+        panic!("a run without key came back as existing: {first:?}")
+    };
+    assert_eq!((first.version, first.status), (one, RunStatus::Queued));
+    assert_eq!(first.input, json!({"n": 1}));
+    assert_eq!(s.get_run(first.id).await.unwrap(), first);
+    let two = s
+        .put_task_version(version("t", "2 + 2"))
+        .await
+        .unwrap()
+        .version
+        .version;
+    assert_eq!(two, one + 1);
+    let latest = s
+        .create_run_of(NewRunOf::latest(name("t"), json!({})))
+        .await
+        .unwrap();
+    assert_eq!(latest.run().version, two, "the latest version when stored");
+    let mut pinned = NewRunOf::latest(name("t"), json!({}));
+    pinned.version = VersionSel::Exact(one);
+    assert_eq!(s.create_run_of(pinned).await.unwrap().run().version, one);
+    // nothing stored for an unknown task or version
+    let mut missing = NewRunOf::latest(name("t"), json!({}));
+    missing.version = VersionSel::Exact(two + 1);
+    let ghost = NewRunOf::latest(name("ghost"), json!({}));
+    for bad in [missing, ghost] {
+        let got = s.create_run_of(bad.clone()).await;
+        assert!(
+            matches!(got, Err(Error::NotFound { .. })),
+            "{bad:?}: {got:?}"
+        );
+    }
+    let before = admin(
+        "list_runs",
+        s.list_runs(&RunFilter::default(), Page::first(100)).await,
+    );
+    // a key: the same input finds the run, another input conflicts
+    let mut keyed = NewRunOf::latest(name("t"), json!({"n": 2}));
+    keyed.idempotency_key = Some("order-18".into());
+    let Created::Created(run) = s.create_run_of(keyed.clone()).await.unwrap() else {
+        panic!("the first use of a key must create")
+    };
+    assert_eq!(run.idempotency_key.as_deref(), Some("order-18"));
+    assert_eq!(
+        s.create_run_of(keyed.clone()).await.unwrap(),
+        Created::Existing(run.clone())
+    );
+    keyed.input = json!({"n": 3});
+    let conflict = s.create_run_of(keyed).await;
+    assert!(
+        matches!(conflict, Err(Error::Conflict { .. })),
+        "{conflict:?}"
+    );
+    if let Some(before) = before {
+        let after = s
+            .list_runs(&RunFilter::default(), Page::first(100))
+            .await
+            .unwrap();
+        assert_eq!(
+            after.runs.len(),
+            before.runs.len() + 1,
+            "only the keyed run was added"
+        );
+    }
 }
 
 /// `create_run_claimed` stores a new run already leased to the caller (no other claimer gets

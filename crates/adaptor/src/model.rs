@@ -370,6 +370,43 @@ pub struct Run {
     pub expires_at: Option<UnixMillis>,
 }
 
+/// What [`crate::StorageAdapter::create_run_of`] needs: a [`NewRun`] whose version is chosen
+/// when the run is stored (the latest at that moment, or a pinned one).
+#[derive(Clone, Debug, PartialEq)]
+pub struct NewRunOf {
+    /// The task.
+    pub task: TaskName,
+    /// Which of its versions to pin.
+    pub version: VersionSel,
+    /// The input.
+    pub input: Value,
+    /// As [`NewRun::idempotency_key`].
+    pub idempotency_key: Option<String>,
+}
+
+impl NewRunOf {
+    /// A run of the latest version of `task` with `input`, no key.
+    pub fn latest(task: TaskName, input: Value) -> Self {
+        NewRunOf {
+            task,
+            version: VersionSel::Latest,
+            input,
+            idempotency_key: None,
+        }
+    }
+
+    /// The [`NewRun`] of version `version` (the one `self.version` picked).
+    pub fn pinned(self, version: u32) -> NewRun {
+        NewRun {
+            task: self.task,
+            version,
+            input: self.input,
+            idempotency_key: self.idempotency_key,
+            parent: None,
+        }
+    }
+}
+
 /// What [`crate::StorageAdapter::create_run`] needs.
 #[derive(Clone, Debug, PartialEq)]
 pub struct NewRun {

@@ -18,8 +18,8 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use sequential_adaptor::{
-    Claim, ClaimRequest, Fence, JournalRecord, NewRun, Run, RunId, RunStatus, StorageAdapter,
-    Takeover, TaskName, VersionSel, now_millis,
+    Claim, ClaimRequest, Fence, JournalRecord, NewRun, NewRunOf, Run, RunId, RunStatus,
+    StorageAdapter, Takeover, TaskName, VersionSel, now_millis,
 };
 use sequential_fetch_vm::Session;
 use sequential_http_wrapper::Fetcher;
@@ -343,12 +343,16 @@ impl Engine {
     /// Creates a queued run of `task` (latest version unless pinned).
     pub async fn start(&self, task: &TaskName, input: Value, opts: StartOptions) -> Result<Run> {
         let sel = opts.version.map_or(VersionSel::Latest, VersionSel::Exact);
+        if !opts.claim {
+            // the version is picked as the run is stored (one statement on PostgreSQL)
+            let mut new = NewRunOf::latest(task.clone(), input);
+            new.version = sel;
+            new.idempotency_key = opts.idempotency_key;
+            return Ok(self.store.create_run_of(new).await?.into_run());
+        }
         let version = self.store.get_task_version(task, sel).await?;
         let mut new = NewRun::new(task.clone(), version.version, input);
         new.idempotency_key = opts.idempotency_key;
-        if !opts.claim {
-            return Ok(self.store.create_run(new).await?.into_run());
-        }
         let (created, claim) = self
             .store
             .create_run_claimed(new, &self.claim_request(now_millis()))

@@ -8,7 +8,7 @@ use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use sequential_adaptor::{
-    Created, NewRun, Order, Page, Run, RunFilter, RunId, RunStatus, VersionSel,
+    Created, NewRunOf, Order, Page, Run, RunFilter, RunId, RunStatus, VersionSel,
 };
 use sequential_support::time::rfc3339_millis;
 use serde::Deserialize;
@@ -154,9 +154,13 @@ pub async fn start(
         .and_then(|v| v.to_str().ok())
         .map(str::to_string)
         .or(b.run_id);
-    let sel = b.version.map_or(VersionSel::Latest, VersionSel::Exact);
-    let version = match state.store().get_task_version(&task, sel).await {
-        Ok(v) => v,
+    let mut new = NewRunOf::latest(task.clone(), b.input);
+    new.version = b.version.map_or(VersionSel::Latest, VersionSel::Exact);
+    new.idempotency_key = key;
+    // the version is picked as the run is stored (one statement on PostgreSQL)
+    let (run, existed) = match state.store().create_run_of(new).await {
+        Ok(Created::Created(r)) => (r, false),
+        Ok(Created::Existing(r)) => (r, true),
         Err(sequential_adaptor::Error::NotFound { .. }) => {
             return Err(match b.version {
                 None => ApiError::task_not_found(task.as_str()),
@@ -167,13 +171,6 @@ pub async fn start(
                 ),
             });
         }
-        Err(e) => return Err(ApiError::storage(e)),
-    };
-    let mut new = NewRun::new(task, version.version, b.input);
-    new.idempotency_key = key;
-    let (run, existed) = match state.store().create_run(new).await {
-        Ok(Created::Created(r)) => (r, false),
-        Ok(Created::Existing(r)) => (r, true),
         Err(sequential_adaptor::Error::Conflict { what }) => {
             return Err(ApiError::conflict("IDEMPOTENCY_KEY_REUSED", what));
         }

@@ -6,9 +6,9 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use sequential_adaptor::{
-    Claim, ClaimRequest, Created, DeleteMode, Fence, JournalRecord, NewRun, NewTaskVersion, Page,
-    PutVersion, Run, RunFilter, RunId, RunPage, Signal, StorageAdapter, Takeover, TaskName,
-    TaskSummary, TaskVersion, UnixMillis, VersionSel,
+    Claim, ClaimRequest, Created, DeleteMode, Fence, JournalRecord, NewRun, NewRunOf,
+    NewTaskVersion, Page, PutVersion, Run, RunFilter, RunId, RunPage, Signal, StorageAdapter,
+    Takeover, TaskName, TaskSummary, TaskVersion, UnixMillis, VersionSel,
 };
 use serde_json::Value;
 
@@ -61,6 +61,9 @@ impl<H: Hooks> StorageAdapter for Hooked<H> {
     }
     async fn create_run(&self, new: NewRun) -> sequential_adaptor::Result<Created> {
         self.inner.create_run(new).await
+    }
+    async fn create_run_of(&self, new: NewRunOf) -> sequential_adaptor::Result<Created> {
+        self.inner.create_run_of(new).await
     }
     async fn get_run(&self, id: RunId) -> sequential_adaptor::Result<Run> {
         self.inner.get_run(id).await
