@@ -7,9 +7,9 @@
 //! `extras`, evaluates `extras.js` (the classes and helpers few runs use: Headers, URL,
 //! Response, AbortSignal, encoders, …) in the calling context and returns its default export;
 //! the prelude calls it on first use, so a run that needs none of it does not read its code.
-//! A sixth, optional one, `intrinsic(group)`, adds a group of intrinsics to a context made
-//! without them (the prelude calls it the first time code names one of the group's globals;
-//! see `quickjs::run_context`).
+//! A backend may also put off intrinsics few runs use until code first names one of their
+//! globals (the QuickJS one does so for the typed arrays and DOMException, with native
+//! accessors: see `quickjs::run_context`).
 //! A V8 backend would implement [`Engine::run`] the same way: create an isolate with the limits,
 //! expose the natives, evaluate `prelude.js` and call it, call its `begin` with the run's
 //! mode and input, evaluate the task, and drive the job queue. Everything before `begin` knows

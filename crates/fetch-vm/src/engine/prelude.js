@@ -1,7 +1,7 @@
 // fetch-vm JavaScript glue, shared by every engine backend. Evaluated before the task code.
 // An ES module whose default export receives the natives (request, wait, log, duration, extras:
-// the default export of `extras.js`, loaded on first use, and optionally intrinsic, which adds a
-// group of intrinsics to the context) and returns the helpers the backend calls. Backends may compile it once and reuse the bytecode,
+// the default export of `extras.js`, loaded on first use) and returns the helpers the backend
+// calls. Backends may compile it once and reuse the bytecode,
 // and may call it before the run is known (ahead of time, in a context no code has run in):
 // nothing here depends on the run until `begin(mode, inputJson, taskName)`, which the backend
 // calls once, right before the task code.
@@ -40,27 +40,6 @@ export default function (native) {
       : extrasMade;
   const defineGlobal = (name, value) =>
     Object.defineProperty(G, name, { value, writable: true, configurable: true, enumerable: false });
-  // Intrinsics the backend may leave out of a new context and add when asked
-  // (`native.intrinsic(group)`): each group is added the first time code names one of its globals.
-  const lateIntrinsics = (group, names) => {
-    if (typeof native.intrinsic !== "function" || names.some((n) => n in G)) return;
-    let added = false;
-    const add = () => {
-      if (added) return;
-      added = true;
-      for (const n of names) delete G[n];
-      native.intrinsic(group);
-    };
-    for (const n of names)
-      Object.defineProperty(G, n, {
-        get() { add(); return G[n]; },
-        set(v) { add(); defineGlobal(n, v); },
-        configurable: true,
-        enumerable: false,
-      });
-  };
-  lateIntrinsics("domException", ["DOMException", "atob", "btoa"]);
-
   // ---------------------------------------------------------------- errors
   class FetchError extends OrigError {
     constructor(message, fields) {

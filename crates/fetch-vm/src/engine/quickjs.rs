@@ -2,6 +2,7 @@
 
 use std::cell::RefCell;
 use std::collections::HashMap;
+use std::ffi::{CStr, CString, c_int};
 use std::rc::Rc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
@@ -67,11 +68,12 @@ impl Prepared {
 }
 
 /// A run's context: the intrinsics `Context::full` adds (QuickJS's `JS_NewContext`, in its
-/// order) but three. WeakRef (with FinalizationRegistry) and `performance` are left out: the
-/// prelude removes the first and replaces the second. `atob` and `btoa`, with DOMException, are
-/// added by the prelude the first time code names one of them (the `intrinsic` native, see
-/// [`add_intrinsic`]): made here, DOMException (fifty properties) would cost every run's
-/// context as much as the two others save.
+/// order) but four. WeakRef (with FinalizationRegistry) and `performance` are left out: the
+/// prelude removes the first and replaces the second. Two groups are added the first time code
+/// names one of their globals ([`LATE_GROUPS`]): DOMException with `atob` and `btoa` (fifty
+/// properties, which would cost every context as much as the two others save), and the typed
+/// arrays with ArrayBuffer, DataView and Atomics (a tenth of the instructions of a run of
+/// `1 + 1`, from making its context to freeing it).
 fn run_context(rt: &Runtime) -> Result<Context, String> {
     let context = Context::base(rt).map_err(|e| format!("cannot create a QuickJS context: {e}"))?;
     let added = context.with(|ctx| {
@@ -85,14 +87,156 @@ fn run_context(rt: &Runtime) -> Result<Context, String> {
                 && qjs::JS_AddIntrinsicJSON(c) == 0
                 && qjs::JS_AddIntrinsicProxy(c) == 0
                 && qjs::JS_AddIntrinsicMapSet(c) == 0
-                && qjs::JS_AddIntrinsicTypedArrays(c) == 0
                 && qjs::JS_AddIntrinsicPromise(c) == 0
         }
     });
-    if added {
+    if !added {
+        return Err("cannot create a QuickJS context: adding its intrinsics failed".into());
+    }
+    // SAFETY: the live context, which has none of the late groups' globals yet.
+    if context.with(|ctx| unsafe { define_late_groups(ctx.as_raw().as_ptr()) }) {
         Ok(context)
     } else {
-        Err("cannot create a QuickJS context: adding its intrinsics failed".into())
+        Err("cannot create a QuickJS context: defining its late globals failed".into())
+    }
+}
+
+/// Intrinsics a run's context gets the first time code names one of their globals, each group
+/// with the globals it defines.
+const LATE_GROUPS: [(&str, &[&CStr]); 2] = [
+    // `JS_AddIntrinsicAToB` adds DOMException only to the first context of a runtime: every
+    // context gets its own, so that a run does not see it or not by chance
+    ("domException", &[c"DOMException", c"atob", c"btoa"]),
+    (
+        "typedArrays",
+        &[
+            c"ArrayBuffer",
+            c"SharedArrayBuffer",
+            c"Uint8ClampedArray",
+            c"Int8Array",
+            c"Uint8Array",
+            c"Int16Array",
+            c"Uint16Array",
+            c"Int32Array",
+            c"Uint32Array",
+            c"BigInt64Array",
+            c"BigUint64Array",
+            c"Float16Array",
+            c"Float32Array",
+            c"Float64Array",
+            c"DataView",
+            c"Atomics",
+        ],
+    ),
+];
+
+/// Adds late group `group` (an index of [`LATE_GROUPS`]) to context `c`, as `JS_NewContext`
+/// adds it, except that `%TypedArray%.prototype.toString` is `Array.prototype.toString` as the
+/// run left it (not as it was when the context was made: it differs only for code that replaced
+/// that method first).
+///
+/// # Safety
+/// `c` is a live context that does not have the group yet, whose global object has none of the
+/// group's globals (`JS_AddIntrinsicTypedArrays` aborts on an existing `Atomics`).
+unsafe fn add_late_group(c: *mut qjs::JSContext, group: usize) -> bool {
+    // SAFETY: as the caller promises.
+    unsafe {
+        match group {
+            0 => qjs::JS_AddIntrinsicDOMException(c) == 0 && qjs::JS_AddIntrinsicAToB(c) == 0,
+            _ => qjs::JS_AddIntrinsicTypedArrays(c) == 0,
+        }
+    }
+}
+
+/// `magic` of a late global's getter and setter: its group, its name, and which of the two.
+fn late_magic(group: usize, name: usize, setter: bool) -> c_int {
+    ((group << 8) | (name << 1) | usize::from(setter)) as c_int
+}
+
+/// Defines every late group's globals on the global object of `c` as accessors (configurable,
+/// not enumerable) whose getter and setter add the group (see [`late_global`]). Native
+/// functions: the same accessors made in the prelude's JavaScript (two closures and a
+/// descriptor each) cost as much as the typed arrays they put off.
+///
+/// # Safety
+/// `c` is a live context whose global object has none of the late globals.
+unsafe fn define_late_groups(c: *mut qjs::JSContext) -> bool {
+    // SAFETY: every value made here is owned once and freed or handed over once; `c` is live.
+    unsafe {
+        let global = qjs::JS_GetGlobalObject(c);
+        let mut ok = true;
+        for (g, (_, names)) in LATE_GROUPS.iter().enumerate() {
+            // shared by the group's accessors: marked (not extensible) once the group is added
+            let mut state = qjs::JS_NewObject(c);
+            for (n, name) in names.iter().enumerate() {
+                let mut make = |setter| {
+                    let magic = late_magic(g, n, setter);
+                    qjs::JS_NewCFunctionData(c, Some(late_global), 1, magic, 1, &mut state)
+                };
+                let (get, set) = (make(false), make(true));
+                let atom = qjs::JS_NewAtom(c, name.as_ptr());
+                let flags = qjs::JS_PROP_CONFIGURABLE as c_int;
+                // takes `get` and `set`, also when it fails
+                ok &= qjs::JS_DefinePropertyGetSet(c, global, atom, get, set, flags) >= 0;
+                qjs::JS_FreeAtom(c, atom);
+            }
+            qjs::JS_FreeValue(c, state);
+        }
+        qjs::JS_FreeValue(c, global);
+        ok
+    }
+}
+
+/// The getter (no argument) and setter (one) of a late global: the first call of any of its
+/// group's accessors removes them all and adds the group ([`add_late_group`]); then the getter
+/// answers the global's value, the setter defines it (writable, configurable, not enumerable,
+/// as the prelude's globals).
+unsafe extern "C" fn late_global(
+    c: *mut qjs::JSContext,
+    _this: qjs::JSValue,
+    argc: c_int,
+    argv: *mut qjs::JSValue,
+    magic: c_int,
+    data: *mut qjs::JSValue,
+) -> qjs::JSValue {
+    let magic = magic as usize;
+    let (g, n, setter) = (magic >> 8, (magic & 0xff) >> 1, magic & 1 == 1);
+    let names = LATE_GROUPS[g].1;
+    // SAFETY: QuickJS calls this with its live context, `argc` arguments and the one data value
+    // `define_late_groups` gave (the group's state object); values made here are freed once.
+    unsafe {
+        let global = qjs::JS_GetGlobalObject(c);
+        let state = *data;
+        if qjs::JS_IsExtensible(c, state) == 1 {
+            qjs::JS_PreventExtensions(c, state);
+            for name in names {
+                let atom = qjs::JS_NewAtom(c, name.as_ptr());
+                qjs::JS_DeleteProperty(c, global, atom, 0);
+                qjs::JS_FreeAtom(c, atom);
+            }
+            if !add_late_group(c, g) {
+                qjs::JS_FreeValue(c, global);
+                let group = LATE_GROUPS[g].0;
+                let msg =
+                    CString::new(format!("cannot add the {group} intrinsics")).unwrap_or_default();
+                return qjs::JS_ThrowInternalError(c, c"%s".as_ptr(), msg.as_ptr());
+            }
+        }
+        let atom = qjs::JS_NewAtom(c, names[n].as_ptr());
+        let answer = if setter && argc >= 1 {
+            let value = qjs::JS_DupValue(c, *argv);
+            let flags = (qjs::JS_PROP_WRITABLE | qjs::JS_PROP_CONFIGURABLE) as c_int;
+            if qjs::JS_DefinePropertyValue(c, global, atom, value, flags) < 0 {
+                qjs::JS_EXCEPTION
+            } else {
+                qjs::JS_UNDEFINED
+            }
+        } else {
+            qjs::JS_GetProperty(c, global, atom)
+        };
+        qjs::JS_FreeAtom(c, atom);
+        qjs::JS_FreeValue(c, global);
+        answer
     }
 }
 
@@ -573,45 +717,12 @@ fn natives<'js>(ctx: &Ctx<'js>, slot: HostSlot) -> rquickjs::Result<Object<'js>>
         )?,
     )?;
     native.set(
-        "intrinsic",
-        Function::new(ctx.clone(), |ctx: Ctx<'js>, group: String| {
-            add_intrinsic(&ctx, &group)
-        })?,
-    )?;
-    native.set(
         "extras",
         Function::new(ctx.clone(), |ctx: Ctx<'js>| {
             load_glue(&ctx, &EXTRAS_BYTECODE, EXTRAS_NAME, EXTRAS)
         })?,
     )?;
     Ok(native)
-}
-
-/// The native `intrinsic(group)`: adds a group of intrinsics [`run_context`] leaves out to the
-/// calling context. The prelude calls it at most once per group and context; no code but the
-/// prelude can reach the natives.
-fn add_intrinsic(ctx: &Ctx<'_>, group: &str) -> rquickjs::Result<()> {
-    let c = ctx.as_raw().as_ptr();
-    // SAFETY: `c` is the live context of `ctx`, which does not have the group yet.
-    let added = unsafe {
-        match group {
-            // every context gets its DOMException: `JS_AddIntrinsicAToB` adds it only to the
-            // first context of a runtime, so a run would have seen it or not by chance
-            "domException" => {
-                qjs::JS_AddIntrinsicDOMException(c) == 0 && qjs::JS_AddIntrinsicAToB(c) == 0
-            }
-            _ => {
-                let msg = format!("no intrinsic group {group:?}");
-                return Err(Exception::throw_internal(ctx, &msg));
-            }
-        }
-    };
-    if added {
-        Ok(())
-    } else {
-        let msg = format!("cannot add the {group} intrinsics");
-        Err(Exception::throw_internal(ctx, &msg))
-    }
 }
 
 /// Turns a failed rquickjs call into an outcome, reading the pending exception.
@@ -722,6 +833,17 @@ mod tests {
         let full = globals(&Context::full(&rt).unwrap(), "0");
         let prepared = Prepared::new(&rt).unwrap();
         let before = globals(&prepared.context, "0");
+        // the late groups' globals, each defined by its group when first named
+        prepared.context.with(|ctx| {
+            let names: usize = ctx
+                .eval(format!(
+                    "globalThis.late = Object.getOwnPropertyNames(globalThis).filter((n) => \
+                       {full:?}.includes(n) && Object.getOwnPropertyDescriptor(globalThis, n).get); \
+                     late.length"
+                ))
+                .unwrap();
+            assert_eq!(names, 3 + 16, "DOMException, atob, btoa and the typed arrays' globals");
+        });
         let after = globals(&prepared.context, "typeof atob");
         for name in &full {
             if name == "WeakRef" || name == "FinalizationRegistry" {
@@ -737,7 +859,10 @@ mod tests {
                  const v = new DataView(new ArrayBuffer(4)); v.setUint16(0, 513); \
                  b.length === 3 && ArrayBuffer.isView(b) && v.getUint8(1) === 1 && \
                  typeof Atomics === 'object' && btoa('hi') === 'aGk=' && \
-                 !Object.getOwnPropertyDescriptor(globalThis, 'DOMException').get",
+                 !Object.getOwnPropertyDescriptor(globalThis, 'DOMException').get && \
+                 late.every((n) => n in globalThis && \
+                   !Object.getOwnPropertyDescriptor(globalThis, n).get) && \
+                 Object.getPrototypeOf(Int8Array.prototype).toString === Array.prototype.toString",
             )
             .unwrap()
         });
@@ -757,6 +882,19 @@ mod tests {
         let kept: bool = mine.context.with(|ctx| {
             ctx.eval("globalThis.btoa = 7; btoa === 7 && typeof DOMException === 'function'")
                 .unwrap()
+        });
+        assert!(kept);
+        // the same for a typed array; an accessor kept and called after its group was added
+        // answers the global (and adds nothing twice)
+        let again = Prepared::new(&rt).unwrap();
+        let kept: bool = again.context.with(|ctx| {
+            ctx.eval(
+                "const get = Object.getOwnPropertyDescriptor(globalThis, 'Int32Array').get; \
+                 globalThis.Uint8Array = 5; \
+                 Uint8Array === 5 && typeof Int8Array === 'function' && \
+                 get() === Int32Array && new Int32Array(2).length === 2",
+            )
+            .unwrap()
         });
         assert!(kept);
     }
