@@ -7,7 +7,7 @@
 export default function (core) {
   "use strict";
   const { OrigMap, OrigDate, jsonParse, jsonStringify, isOk, SIGNAL_KEY, fireAbort, abortError } = core;
-  const { getHeaders, getURL, getURLSearchParams, getTextEncoder, getAbortSignal } = core;
+  const { made } = core;
   const URL_RE = /^([a-zA-Z][a-zA-Z0-9+.-]*:)\/\/(?:([^:@\/?#]*)(?::([^@\/?#]*))?@)?([^:\/?#]*)(?::(\d+))?([^?#]*)(\?[^#]*)?(#.*)?$/;
   const B64 = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
   function btoa(s) {
@@ -120,7 +120,7 @@ export default function (core) {
         this.hostname = m[4].toLowerCase();
         this.port = m[5] || "";
         this.pathname = m[6] || "/";
-        this.searchParams = new (getURLSearchParams())(m[7] || "");
+        this.searchParams = new (made("URLSearchParams"))(m[7] || "");
         this.hash = m[8] || "";
       }
       get host() { return this.port ? `${this.hostname}:${this.port}` : this.hostname; }
@@ -192,7 +192,7 @@ export default function (core) {
       }
     },
     AbortController: () => class AbortController {
-      constructor() { this.signal = new (getAbortSignal())(SIGNAL_KEY); }
+      constructor() { this.signal = new (made("AbortSignal"))(SIGNAL_KEY); }
       abort(reason) { fireAbort(this.signal, reason === undefined ? abortError("This operation was aborted") : reason); }
     },
     Request: () => class Request {
@@ -200,10 +200,10 @@ export default function (core) {
         if (input instanceof Request) {
           this.url = input.url;
           init = Object.assign({}, input._init, init || {});
-        } else this.url = typeof input === "object" && input !== null && input instanceof getURL() ? input.href : input;
+        } else this.url = typeof input === "object" && input !== null && input instanceof made("URL") ? input.href : input;
         this._init = init || {};
         this.method = String(this._init.method || "GET").toUpperCase();
-        this.headers = new (getHeaders())(this._init.headers);
+        this.headers = new (made("Headers"))(this._init.headers);
         this.body = this._init.body === undefined ? null : this._init.body;
       }
     },
@@ -213,7 +213,7 @@ export default function (core) {
         this.status = typeof r.status === "number" ? r.status : 200;
         this.statusText = r.statusText === undefined ? "" : String(r.statusText);
         this.ok = isOk(this.status);
-        this.headers = new (getHeaders())(r.headers || {});
+        this.headers = new (made("Headers"))(r.headers || {});
         this.url = r.url === undefined ? "" : String(r.url);
         this.redirected = false;
         this.type = "basic";
@@ -235,7 +235,7 @@ export default function (core) {
       }
       async arrayBuffer() {
         const t = await this.text();
-        return new (getTextEncoder())().encode(t).buffer;
+        return new (made("TextEncoder"))().encode(t).buffer;
       }
       clone() {
         return new Response(this._r);

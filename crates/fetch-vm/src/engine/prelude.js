@@ -1,7 +1,7 @@
 // fetch-vm JavaScript glue, shared by every engine backend. Evaluated before the task code.
 // An ES module whose default export receives the natives (request, wait, log, duration, extras:
-// the default export of `extras.js`, loaded on first use) and returns the helpers the backend
-// calls. Backends may compile it once and reuse the bytecode,
+// the default export of `extras.js`, loaded on first use, and lazyGlobals) and returns the
+// helpers the backend calls. Backends may compile it once and reuse the bytecode,
 // and may call it before the run is known (ahead of time, in a context no code has run in):
 // nothing here depends on the run until `begin(mode, inputJson, taskName)`, which the backend
 // calls once, right before the task code.
@@ -14,30 +14,25 @@ export default function (native) {
   const jsonParse = JSON.parse, jsonStringify = JSON.stringify;
   const OrigDate = Date, OrigPromise = Promise, OrigMap = Map, OrigError = Error, OrigFunction = Function;
   const pending = new OrigMap();
-  // Rarely used globals are built on first use: creating every class up front costs more than
-  // the rest of a short session.
-  const lazy = (name, make) => {
-    let value;
-    const get = () => (value === undefined ? (value = make()) : value);
-    if (!(name in G))
-      Object.defineProperty(G, name, {
-        get,
-        set(v) { Object.defineProperty(G, name, { value: v, writable: true, configurable: true }); },
-        configurable: true,
-        enumerable: false,
-      });
-    return get;
-  };
   // The rarely used classes and helpers (extras.js), loaded on first use.
   const loadExtras = native.extras;
   let extrasMade;
   const extras = () =>
     extrasMade === undefined
       ? (extrasMade = loadExtras()({
-          OrigMap, OrigDate, jsonParse, jsonStringify, isOk, SIGNAL_KEY, fireAbort, abortError,
-          getHeaders, getURL, getURLSearchParams, getTextEncoder, getAbortSignal,
+          OrigMap, OrigDate, jsonParse, jsonStringify, isOk, SIGNAL_KEY, fireAbort, abortError, made,
         }))
       : extrasMade;
+  // Its classes, each made on first use (`made("Headers")`), and their globals: accessors that
+  // make the class when code first names it (the `lazyGlobals` native), unless the backend has
+  // its own. Creating every class up front costs more than the rest of a short session.
+  const classes = {};
+  const made = (name) => (classes[name] === undefined ? (classes[name] = extras()[name]()) : classes[name]);
+  native.lazyGlobals(
+    ["Headers", "URLSearchParams", "URL", "TextEncoder", "TextDecoder", "AbortSignal", "AbortController",
+      "Request", "Response"].filter((n) => !(n in G)),
+    made,
+  );
   const defineGlobal = (name, value) =>
     Object.defineProperty(G, name, { value, writable: true, configurable: true, enumerable: false });
   // ---------------------------------------------------------------- errors
@@ -208,11 +203,6 @@ export default function (native) {
   defineGlobal("clearInterval", (id) => cancelled.add(id));
 
   // ---------------------------------------------------------------- Headers, URL, encoders
-  const getHeaders = lazy("Headers", () => extras().Headers());
-  const getURLSearchParams = lazy("URLSearchParams", () => extras().URLSearchParams());
-  const getURL = lazy("URL", () => extras().URL());
-  const getTextEncoder = lazy("TextEncoder", () => extras().TextEncoder());
-  const getTextDecoder = lazy("TextDecoder", () => extras().TextDecoder());
   const maybe = (name, value) => { if (!(name in G)) defineGlobal(name, value); };
   maybe("btoa", function btoa(s) { return extras().btoa(s); });
   maybe("atob", function atob(s) { return extras().atob(s); });
@@ -248,12 +238,10 @@ export default function (native) {
       }
     }
   }
-  const getAbortSignal = lazy("AbortSignal", () => extras().AbortSignal());
-  lazy("AbortController", () => extras().AbortController());
   let runSignal;
   function ctxSignal() {
     if (runSignal === undefined) {
-      runSignal = new (getAbortSignal())(SIGNAL_KEY);
+      runSignal = new (made("AbortSignal"))(SIGNAL_KEY);
       const s = runSignal;
       // a host without aborts answers with an error: the signal then never fires
       callAsync("abort", {}).then(
@@ -268,19 +256,18 @@ export default function (native) {
     let s = init !== undefined && init !== null && typeof init === "object" ? init.signal : undefined;
     if ((s === undefined || s === null) && input !== null && typeof input === "object" && input._init) s = input._init.signal;
     if (s === undefined || s === null) return null;
-    if (!(s instanceof getAbortSignal())) throw new TypeError("fetch: options.signal must be an AbortSignal (ctx.signal or an AbortController's signal)");
+    if (!(s instanceof made("AbortSignal"))) throw new TypeError("fetch: options.signal must be an AbortSignal (ctx.signal or an AbortController's signal)");
     return s;
   }
 
   // ---------------------------------------------------------------- fetch
-  const getRequest = lazy("Request", () => extras().Request());
   function fetchRequest(input, init) {
     let url = input;
     if (typeof input === "object" && input !== null) {
-      if (input instanceof getRequest()) {
+      if (input instanceof made("Request")) {
         url = input.url;
         init = Object.assign({}, input._init, init || {});
-      } else if (input instanceof getURL() || typeof input.href === "string") url = input.href;
+      } else if (input instanceof made("URL") || typeof input.href === "string") url = input.href;
     }
     if (typeof url !== "string")
       throw new TypeError(`fetch: the URL must be a string, URL or Request, got ${url === null ? "null" : typeof url}`);
@@ -326,7 +313,6 @@ export default function (native) {
     return data;
   }
   const isOk = (status) => status >= 200 && status <= 299;
-  const getResponse = lazy("Response", () => extras().Response());
   function syncFetch(input, init) {
     const req = fetchRequest(input, init);
     const signal = signalOf(input, init);
@@ -349,7 +335,7 @@ export default function (native) {
       return OrigPromise.reject(e);
     }
     if (signal && signal.aborted) return OrigPromise.reject(signal.reason);
-    const p = callAsync("fetch", req).then((r) => new (getResponse())(Object.assign({ url: req.url }, withHeaders(r))));
+    const p = callAsync("fetch", req).then((r) => new (made("Response"))(Object.assign({ url: req.url }, withHeaders(r))));
     if (!signal) return p;
     return new OrigPromise((resolve, reject) => {
       const onAbort = () => reject(signal.reason);

@@ -717,12 +717,112 @@ fn natives<'js>(ctx: &Ctx<'js>, slot: HostSlot) -> rquickjs::Result<Object<'js>>
         )?,
     )?;
     native.set(
+        "lazyGlobals",
+        Function::new(
+            ctx.clone(),
+            |ctx: Ctx<'js>, names: Vec<String>, make: Function<'js>| -> rquickjs::Result<()> {
+                // SAFETY: the live context of `ctx`; `make` is a function of it.
+                if unsafe { define_lazy_globals(ctx.as_raw().as_ptr(), &names, make.as_raw()) } {
+                    Ok(())
+                } else {
+                    Err(Exception::throw_internal(
+                        &ctx,
+                        "cannot define the lazy globals",
+                    ))
+                }
+            },
+        )?,
+    )?;
+    native.set(
         "extras",
         Function::new(ctx.clone(), |ctx: Ctx<'js>| {
             load_glue(&ctx, &EXTRAS_BYTECODE, EXTRAS_NAME, EXTRAS)
         })?,
     )?;
     Ok(native)
+}
+
+/// The native `lazyGlobals(names, make)`: defines each of `names` on the global object of `c`
+/// as an accessor (configurable, not enumerable) whose getter calls `make(name)` and keeps what
+/// it answers as the global's value, and whose setter keeps the value assigned (see
+/// [`lazy_global`]). Native for the same reason as [`define_late_groups`].
+///
+/// # Safety
+/// `c` is a live context and `make` a function of it.
+unsafe fn define_lazy_globals(
+    c: *mut qjs::JSContext,
+    names: &[String],
+    make: qjs::JSValue,
+) -> bool {
+    // SAFETY: every value made here is owned once and freed or handed over once; `c` is live.
+    unsafe {
+        let global = qjs::JS_GetGlobalObject(c);
+        let mut ok = true;
+        for name in names {
+            let Ok(name) = CString::new(name.as_str()) else {
+                ok = false;
+                continue;
+            };
+            let atom = qjs::JS_NewAtom(c, name.as_ptr());
+            // copied by each function
+            let mut data = [qjs::JS_AtomToString(c, atom), make];
+            let get = qjs::JS_NewCFunctionData(c, Some(lazy_global), 0, 0, 2, data.as_mut_ptr());
+            let set = qjs::JS_NewCFunctionData(c, Some(lazy_global), 1, 1, 2, data.as_mut_ptr());
+            qjs::JS_FreeValue(c, data[0]);
+            let flags = qjs::JS_PROP_CONFIGURABLE as c_int;
+            // takes `get` and `set`, also when it fails
+            ok &= qjs::JS_DefinePropertyGetSet(c, global, atom, get, set, flags) >= 0;
+            qjs::JS_FreeAtom(c, atom);
+        }
+        qjs::JS_FreeValue(c, global);
+        ok
+    }
+}
+
+/// The getter (`magic` 0) and setter (1) of a lazy global (data: its name and `make`): either
+/// replaces the accessor with a plain global (writable, configurable, not enumerable) holding
+/// `make(name)` or the value assigned; the getter answers that value.
+unsafe extern "C" fn lazy_global(
+    c: *mut qjs::JSContext,
+    _this: qjs::JSValue,
+    argc: c_int,
+    argv: *mut qjs::JSValue,
+    magic: c_int,
+    data: *mut qjs::JSValue,
+) -> qjs::JSValue {
+    // SAFETY: QuickJS calls this with its live context, `argc` arguments and the two data
+    // values `define_lazy_globals` gave; values made here are freed or handed over once.
+    unsafe {
+        let mut name = *data;
+        let value = if magic == 1 {
+            if argc >= 1 {
+                qjs::JS_DupValue(c, *argv)
+            } else {
+                qjs::JS_UNDEFINED
+            }
+        } else {
+            qjs::JS_Call(c, *data.add(1), qjs::JS_UNDEFINED, 1, &mut name)
+        };
+        if qjs::JS_IsException(value) {
+            return value;
+        }
+        let global = qjs::JS_GetGlobalObject(c);
+        let atom = qjs::JS_ValueToAtom(c, name);
+        let flags = (qjs::JS_PROP_WRITABLE | qjs::JS_PROP_CONFIGURABLE) as c_int;
+        let defined =
+            qjs::JS_DefinePropertyValue(c, global, atom, qjs::JS_DupValue(c, value), flags);
+        qjs::JS_FreeAtom(c, atom);
+        qjs::JS_FreeValue(c, global);
+        if defined < 0 {
+            qjs::JS_FreeValue(c, value);
+            qjs::JS_EXCEPTION
+        } else if magic == 1 {
+            qjs::JS_FreeValue(c, value);
+            qjs::JS_UNDEFINED
+        } else {
+            value
+        }
+    }
 }
 
 /// Turns a failed rquickjs call into an outcome, reading the pending exception.
@@ -823,6 +923,28 @@ mod tests {
                 .unwrap();
             serde_json::from_str(&names).unwrap()
         })
+    }
+
+    /// The web classes of the extras are globals from the start, made when code first names
+    /// one: an accessor until then, the class after; a value assigned first is kept.
+    #[test]
+    fn lazy_globals_are_made_on_first_use_and_can_be_assigned_first() {
+        let (rt, _) = new_runtime().unwrap();
+        let prepared = Prepared::new(&rt).unwrap();
+        let ok: bool = prepared.context.with(|ctx| {
+            ctx.eval(
+                "const d = (n) => Object.getOwnPropertyDescriptor(globalThis, n); \
+                 const before = typeof d('Headers').get === 'function' && !d('Headers').enumerable; \
+                 const h = new Headers({ A: '1' }); \
+                 globalThis.URL = 5; \
+                 before && h.get('a') === '1' && d('Headers').value === Headers && \
+                 d('Headers').writable && d('Headers').configurable && !d('Headers').enumerable && \
+                 URL === 5 && d('URL').value === 5 && typeof d('Response').get === 'function' && \
+                 new URLSearchParams('a=1&b=2').get('b') === '2'",
+            )
+            .unwrap()
+        });
+        assert!(ok);
     }
 
     /// A run's context has every global a full QuickJS context has (but the two the prelude
