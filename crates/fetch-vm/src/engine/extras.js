@@ -1,5 +1,5 @@
 // fetch-vm JavaScript glue, part two: the web classes and helpers of the prelude that few runs
-// use (Headers, URL, encoders, AbortSignal, Request, Response, btoa, atob, structuredClone).
+// use (Headers, URL, encoders, AbortSignal, Request, Response, structuredClone).
 // An ES module whose default export receives what it needs of the prelude and returns a maker
 // per class (the prelude builds each class on first use) and the helpers. The backend loads
 // and calls it the first time the prelude needs it (the `extras` native), in the run's context:
@@ -9,31 +9,7 @@ export default function (core) {
   const { OrigMap, OrigDate, jsonParse, jsonStringify, isOk, SIGNAL_KEY, fireAbort, abortError } = core;
   const { made } = core;
   const URL_RE = /^([a-zA-Z][a-zA-Z0-9+.-]*:)\/\/(?:([^:@\/?#]*)(?::([^@\/?#]*))?@)?([^:\/?#]*)(?::(\d+))?([^?#]*)(\?[^#]*)?(#.*)?$/;
-  const B64 = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-  function btoa(s) {
-    s = String(s);
-    let out = "";
-    for (let i = 0; i < s.length; i += 3) {
-      const a = s.charCodeAt(i), b = s.charCodeAt(i + 1), c = s.charCodeAt(i + 2);
-      if (a > 255 || b > 255 || c > 255) throw new TypeError("btoa: string contains characters outside Latin1");
-      const n = (a << 16) | ((b || 0) << 8) | (c || 0);
-      out += B64[n >> 18] + B64[(n >> 12) & 63] + (i + 1 < s.length ? B64[(n >> 6) & 63] : "=") + (i + 2 < s.length ? B64[n & 63] : "=");
-    }
-    return out;
-  }
-  function atob(s) {
-    s = String(s).replace(/[\s=]/g, "");
-    let out = "";
-    for (let i = 0; i < s.length; i += 4) {
-      const q = [0, 1, 2, 3].map((j) => (i + j < s.length ? B64.indexOf(s[i + j]) : -1));
-      if (q[0] < 0 || q[1] < 0) throw new TypeError("atob: invalid base64");
-      const n = (q[0] << 18) | (q[1] << 12) | ((q[2] < 0 ? 0 : q[2]) << 6) | (q[3] < 0 ? 0 : q[3]);
-      out += String.fromCharCode(n >> 16);
-      if (q[2] >= 0) out += String.fromCharCode((n >> 8) & 255);
-      if (q[3] >= 0) out += String.fromCharCode(n & 255);
-    }
-    return out;
-  }
+
   function structuredClone(v, seen = new OrigMap()) {
     if (v === null || typeof v !== "object") {
       if (typeof v === "function" || typeof v === "symbol") throw new TypeError(`structuredClone: ${typeof v} cannot be cloned`);
@@ -241,8 +217,6 @@ export default function (core) {
         return new Response(this._r);
       }
     },
-    btoa,
-    atob,
     structuredClone: (v) => structuredClone(v),
   };
 }

@@ -7,8 +7,9 @@
 //! `extras`, evaluates `extras.js` (the classes and helpers few runs use: Headers, URL,
 //! Response, AbortSignal, encoders, …) in the calling context and returns its default export;
 //! the prelude calls it on first use, so a run that needs none of it does not read its code.
-//! A sixth, `lazyGlobals(names, make)`, defines globals whose value is `make(name)`, called the
-//! first time code names one (the extras' classes: `Headers`, `URL`, `Response`, …).
+//! Two more define globals as the prelude's own (writable, configurable, not enumerable):
+//! `defineGlobal(name, value)`, and `lazyGlobals(names, make)`, whose value is `make(name)`,
+//! called the first time code names one (`console`, `ctx`, the timers, the extras' classes).
 //! A backend may also put off intrinsics few runs use until code first names one of their
 //! globals (the QuickJS one does so for the typed arrays and DOMException, with native
 //! accessors: see `quickjs::run_context`).

@@ -1,6 +1,6 @@
 // fetch-vm JavaScript glue, shared by every engine backend. Evaluated before the task code.
 // An ES module whose default export receives the natives (request, wait, log, duration, extras:
-// the default export of `extras.js`, loaded on first use, and lazyGlobals) and returns the
+// the default export of `extras.js`, loaded on first use, defineGlobal and lazyGlobals) and returns the
 // helpers the backend calls. Backends may compile it once and reuse the bytecode,
 // and may call it before the run is known (ahead of time, in a context no code has run in):
 // nothing here depends on the run until `begin(mode, inputJson, taskName)`, which the backend
@@ -26,15 +26,24 @@ export default function (native) {
   // Its classes, each made on first use (`made("Headers")`), and their globals: accessors that
   // make the class when code first names it (the `lazyGlobals` native), unless the backend has
   // its own. Creating every class up front costs more than the rest of a short session.
+  // The prelude's own globals are made the same way, by a function that makes the global (or
+  // the globals sharing state, as the timers) named: every closure of a global costs each run's
+  // context, used or not.
+  const own = {
+    console: makeConsole, crypto: makeCrypto, ctx: makeCtx,
+    setTimeout: makeTimers, setInterval: makeTimers, clearTimeout: makeTimers, clearInterval: makeTimers,
+  };
   const classes = {};
-  const made = (name) => (classes[name] === undefined ? (classes[name] = extras()[name]()) : classes[name]);
+  const made = (name) =>
+    classes[name] !== undefined
+      ? classes[name]
+      : (classes[name] = own[name] !== undefined ? own[name]()[name] : extras()[name]());
   native.lazyGlobals(
     ["Headers", "URLSearchParams", "URL", "TextEncoder", "TextDecoder", "AbortSignal", "AbortController",
-      "Request", "Response"].filter((n) => !(n in G)),
+      "Request", "Response", ...Object.keys(own)].filter((n) => !(n in G)),
     made,
   );
-  const defineGlobal = (name, value) =>
-    Object.defineProperty(G, name, { value, writable: true, configurable: true, enumerable: false });
+  const defineGlobal = native.defineGlobal;
   // ---------------------------------------------------------------- errors
   class FetchError extends OrigError {
     constructor(message, fields) {
@@ -130,24 +139,26 @@ export default function (native) {
   defineGlobal("performance", Object.freeze({ now, timeOrigin: 0, toJSON: () => ({ timeOrigin: 0 }) }));
   delete G.WeakRef;
   delete G.FinalizationRegistry;
-  const hex2 = (b) => (b < 16 ? "0" : "") + b.toString(16);
-  const cryptoObj = {
-    randomUUID() {
-      const b = randomBytes(16);
-      b[6] = (b[6] & 0x0f) | 0x40;
-      b[8] = (b[8] & 0x3f) | 0x80;
-      const h = Array.from(b, hex2).join("");
-      return `${h.slice(0, 8)}-${h.slice(8, 12)}-${h.slice(12, 16)}-${h.slice(16, 20)}-${h.slice(20)}`;
-    },
-    getRandomValues(arr) {
-      if (!arr || !ArrayBuffer.isView(arr)) throw new TypeError("crypto.getRandomValues: expected a typed array");
-      if (arr.byteLength > 65536) throw new RangeError("crypto.getRandomValues: at most 65536 bytes");
-      const b = randomBytes(arr.byteLength);
-      new Uint8Array(arr.buffer, arr.byteOffset, arr.byteLength).set(b);
-      return arr;
-    },
-  };
-  defineGlobal("crypto", cryptoObj);
+  function makeCrypto() {
+    const hex2 = (b) => (b < 16 ? "0" : "") + b.toString(16);
+    const crypto = {
+      randomUUID() {
+        const b = randomBytes(16);
+        b[6] = (b[6] & 0x0f) | 0x40;
+        b[8] = (b[8] & 0x3f) | 0x80;
+        const h = Array.from(b, hex2).join("");
+        return `${h.slice(0, 8)}-${h.slice(8, 12)}-${h.slice(12, 16)}-${h.slice(16, 20)}-${h.slice(20)}`;
+      },
+      getRandomValues(arr) {
+        if (!arr || !ArrayBuffer.isView(arr)) throw new TypeError("crypto.getRandomValues: expected a typed array");
+        if (arr.byteLength > 65536) throw new RangeError("crypto.getRandomValues: at most 65536 bytes");
+        const b = randomBytes(arr.byteLength);
+        new Uint8Array(arr.buffer, arr.byteOffset, arr.byteLength).set(b);
+        return arr;
+      },
+    };
+    return { crypto };
+  }
 
   // ---------------------------------------------------------------- console
   function show(v, depth) {
@@ -163,13 +174,15 @@ export default function (native) {
       return String(v);
     }
   }
-  const consoleObj = {};
-  for (const level of ["log", "info", "warn", "error", "debug", "trace"]) {
-    consoleObj[level] = (...args) => {
-      nativeLog(level, args.map((a) => show(a)).join(" "));
-    };
+  function makeConsole() {
+    const console = {};
+    for (const level of ["log", "info", "warn", "error", "debug", "trace"]) {
+      console[level] = (...args) => {
+        nativeLog(level, args.map((a) => show(a)).join(" "));
+      };
+    }
+    return { console };
   }
-  defineGlobal("console", consoleObj);
 
   // ---------------------------------------------------------------- durations, timers
   // A number is milliseconds; a string is read by the host's one duration grammar ("250ms",
@@ -178,35 +191,37 @@ export default function (native) {
     if (typeof d === "number" && isFinite(d) && d >= 0) return Math.round(d);
     return nativeDuration(what, typeof d === "string" ? d : undefined, show(d));
   }
-  let timerId = 0;
-  const cancelled = new Set();
-  defineGlobal("setTimeout", (fn, ms, ...args) => {
-    const id = ++timerId;
-    callAsync("sleep", { ms: Math.max(0, Math.round(Number(ms) || 0)) }).then(() => {
-      if (!cancelled.has(id) && typeof fn === "function") fn(...args);
-    });
-    return id;
-  });
-  defineGlobal("setInterval", (fn, ms, ...args) => {
-    const id = ++timerId;
-    const period = Math.max(0, Math.round(Number(ms) || 0));
-    const tick = () =>
-      callAsync("sleep", { ms: period }).then(() => {
-        if (cancelled.has(id)) return;
-        if (typeof fn === "function") fn(...args);
-        tick();
+  // the four timer globals share their ids and cancellations: made together
+  let timers;
+  function makeTimers() {
+    if (timers !== undefined) return timers;
+    let timerId = 0;
+    const cancelled = new Set();
+    const setTimeout = (fn, ms, ...args) => {
+      const id = ++timerId;
+      callAsync("sleep", { ms: Math.max(0, Math.round(Number(ms) || 0)) }).then(() => {
+        if (!cancelled.has(id) && typeof fn === "function") fn(...args);
       });
-    tick();
-    return id;
-  });
-  defineGlobal("clearTimeout", (id) => cancelled.add(id));
-  defineGlobal("clearInterval", (id) => cancelled.add(id));
+      return id;
+    };
+    const setInterval = (fn, ms, ...args) => {
+      const id = ++timerId;
+      const period = Math.max(0, Math.round(Number(ms) || 0));
+      const tick = () =>
+        callAsync("sleep", { ms: period }).then(() => {
+          if (cancelled.has(id)) return;
+          if (typeof fn === "function") fn(...args);
+          tick();
+        });
+      tick();
+      return id;
+    };
+    const clearTimeout = (id) => cancelled.add(id), clearInterval = clearTimeout;
+    return (timers = { setTimeout, setInterval, clearTimeout, clearInterval });
+  }
 
   // ---------------------------------------------------------------- Headers, URL, encoders
-  const maybe = (name, value) => { if (!(name in G)) defineGlobal(name, value); };
-  maybe("btoa", function btoa(s) { return extras().btoa(s); });
-  maybe("atob", function atob(s) { return extras().atob(s); });
-  maybe("structuredClone", (v) => extras().structuredClone(v));
+  if (!("structuredClone" in G)) defineGlobal("structuredClone", (v) => extras().structuredClone(v));
   defineGlobal("FetchError", FetchError);
 
   // ---------------------------------------------------------------- AbortSignal
@@ -348,36 +363,38 @@ export default function (native) {
   }
 
   // ---------------------------------------------------------------- ctx
-  const ctx = Object.freeze({
-    get signal() {
-      return ctxSignal();
-    },
-    sleep(d) {
-      const r = call("sleep", { ms: parseDuration(d, "ctx.sleep") });
-      return script ? undefined : r.then(() => undefined);
-    },
-    waitForEvent(name, opts) {
-      const req = { name: String(name) };
-      if (opts && opts.timeout !== undefined && opts.timeout !== null) req.timeoutMs = parseDuration(opts.timeout, "ctx.waitForEvent timeout");
-      return call("waitForEvent", req);
-    },
-    emit(name, data) {
-      return call("emit", { name: String(name), data: data === undefined ? null : data });
-    },
-    callTool(name, args) {
-      return call("tool", { name: String(name), args: args === undefined ? null : args });
-    },
-    runTask(name, input) {
-      return call("child", { task: String(name), input: input === undefined ? null : input });
-    },
-    now() {
-      return script ? now() : OrigPromise.resolve(now());
-    },
-    random() {
-      return script ? random() : OrigPromise.resolve(random());
-    },
-  });
-  defineGlobal("ctx", ctx);
+  function makeCtx() {
+    const ctx = Object.freeze({
+      get signal() {
+        return ctxSignal();
+      },
+      sleep(d) {
+        const r = call("sleep", { ms: parseDuration(d, "ctx.sleep") });
+        return script ? undefined : r.then(() => undefined);
+      },
+      waitForEvent(name, opts) {
+        const req = { name: String(name) };
+        if (opts && opts.timeout !== undefined && opts.timeout !== null) req.timeoutMs = parseDuration(opts.timeout, "ctx.waitForEvent timeout");
+        return call("waitForEvent", req);
+      },
+      emit(name, data) {
+        return call("emit", { name: String(name), data: data === undefined ? null : data });
+      },
+      callTool(name, args) {
+        return call("tool", { name: String(name), args: args === undefined ? null : args });
+      },
+      runTask(name, input) {
+        return call("child", { task: String(name), input: input === undefined ? null : input });
+      },
+      now() {
+        return script ? now() : OrigPromise.resolve(now());
+      },
+      random() {
+        return script ? random() : OrigPromise.resolve(random());
+      },
+    });
+    return { ctx };
+  }
   defineGlobal("__callHostTool__", (service, method, args) =>
     call("tool", { name: `${service}.${method}`, service: String(service), method: String(method), args: args === undefined ? null : args }),
   );
@@ -409,7 +426,7 @@ export default function (native) {
   }
   async function runModule(evaluated, ns) {
     await evaluated;
-    return pickEntry(ns)(input, ctx);
+    return pickEntry(ns)(input, made("ctx"));
   }
   function finish(value) {
     return OrigPromise.resolve(value);

@@ -223,8 +223,12 @@ unsafe extern "C" fn late_global(
             }
         }
         let atom = qjs::JS_NewAtom(c, names[n].as_ptr());
-        let answer = if setter && argc >= 1 {
-            let value = qjs::JS_DupValue(c, *argv);
+        let answer = if setter {
+            let value = if argc >= 1 {
+                qjs::JS_DupValue(c, *argv)
+            } else {
+                qjs::JS_UNDEFINED
+            };
             let flags = (qjs::JS_PROP_WRITABLE | qjs::JS_PROP_CONFIGURABLE) as c_int;
             if qjs::JS_DefinePropertyValue(c, global, atom, value, flags) < 0 {
                 qjs::JS_EXCEPTION
@@ -716,6 +720,19 @@ fn natives<'js>(ctx: &Ctx<'js>, slot: HostSlot) -> rquickjs::Result<Object<'js>>
             },
         )?,
     )?;
+    // SAFETY: a new C function of this context, owned by the value made of it.
+    let define_global = unsafe {
+        let f = qjs::JS_NewCFunction2(
+            ctx.as_raw().as_ptr(),
+            Some(define_global),
+            c"defineGlobal".as_ptr(),
+            2,
+            qjs::JSCFunctionEnum_JS_CFUNC_generic,
+            0,
+        );
+        Value::from_raw(ctx.clone(), f)
+    };
+    native.set("defineGlobal", define_global)?;
     native.set(
         "lazyGlobals",
         Function::new(
@@ -740,6 +757,38 @@ fn natives<'js>(ctx: &Ctx<'js>, slot: HostSlot) -> rquickjs::Result<Object<'js>>
         })?,
     )?;
     Ok(native)
+}
+
+/// The native `defineGlobal(name, value)`: a global as the prelude defines its own (writable,
+/// configurable, not enumerable), without the descriptor object `Object.defineProperty` reads.
+unsafe extern "C" fn define_global(
+    c: *mut qjs::JSContext,
+    _this: qjs::JSValue,
+    argc: c_int,
+    argv: *mut qjs::JSValue,
+) -> qjs::JSValue {
+    if argc < 2 {
+        return qjs::JS_UNDEFINED;
+    }
+    // SAFETY: QuickJS calls this with its live context and `argc` arguments; the atom and the
+    // global object made here are freed once, the value handed over once.
+    unsafe {
+        let atom = qjs::JS_ValueToAtom(c, *argv);
+        if atom == 0 {
+            return qjs::JS_EXCEPTION;
+        }
+        let global = qjs::JS_GetGlobalObject(c);
+        let flags = (qjs::JS_PROP_WRITABLE | qjs::JS_PROP_CONFIGURABLE) as c_int;
+        let value = qjs::JS_DupValue(c, *argv.add(1));
+        let defined = qjs::JS_DefinePropertyValue(c, global, atom, value, flags);
+        qjs::JS_FreeAtom(c, atom);
+        qjs::JS_FreeValue(c, global);
+        if defined < 0 {
+            qjs::JS_EXCEPTION
+        } else {
+            qjs::JS_UNDEFINED
+        }
+    }
 }
 
 /// The native `lazyGlobals(names, make)`: defines each of `names` on the global object of `c`
@@ -940,7 +989,13 @@ mod tests {
                  before && h.get('a') === '1' && d('Headers').value === Headers && \
                  d('Headers').writable && d('Headers').configurable && !d('Headers').enumerable && \
                  URL === 5 && d('URL').value === 5 && typeof d('Response').get === 'function' && \
-                 new URLSearchParams('a=1&b=2').get('b') === '2'",
+                 new URLSearchParams('a=1&b=2').get('b') === '2' && \
+                 ['console', 'ctx', 'crypto', 'setTimeout', 'clearInterval'] \
+                   .every((n) => typeof d(n).get === 'function') && \
+                 typeof console.log === 'function' && typeof ctx.sleep === 'function' && \
+                 Object.isFrozen(ctx) && typeof crypto.randomUUID === 'function' && \
+                 clearTimeout === clearInterval && d('console').value === console && \
+                 typeof d('setInterval').get === 'function' && typeof setInterval === 'function'",
             )
             .unwrap()
         });
