@@ -449,10 +449,20 @@ fn bind_run<'q>(
     sql: &'static str,
     run: &'q Run,
 ) -> sqlx::query::Query<'q, sqlx::Postgres, sqlx::postgres::PgArguments> {
+    bind_run_as(sql, run, Some(i64::from(run.version)))
+}
+
+/// [`bind_run`] with `$3` (the version) given: [`INSERT_RUN_OF`] binds the version it asks for,
+/// or NULL for the latest.
+fn bind_run_as<'q>(
+    sql: &'static str,
+    run: &'q Run,
+    version: Option<i64>,
+) -> sqlx::query::Query<'q, sqlx::Postgres, sqlx::postgres::PgArguments> {
     sqlx::query(sql)
         .bind(uuid(run.id))
         .bind(run.task.as_str())
-        .bind(i64::from(run.version))
+        .bind(version)
         .bind(run.status.as_str())
         .bind(json_text(&run.input))
         .bind(run.output.as_ref().map(json_text))
@@ -679,29 +689,7 @@ impl Db {
         };
         // the version is a placeholder until the statement answers which one it pinned
         let mut run = rules::new_run(new.clone().pinned(exact.unwrap_or(0)), now_millis());
-        let row = sqlx::query(INSERT_RUN_OF)
-            .bind(uuid(run.id))
-            .bind(run.task.as_str())
-            .bind(exact.map(i64::from))
-            .bind(run.status.as_str())
-            .bind(json_text(&run.input))
-            .bind(run.output.as_ref().map(json_text))
-            .bind(run.error.as_ref().map(json_text))
-            .bind(run.parent.map(|p| uuid(p.run)))
-            .bind(run.parent.map(|p| p.seq as i64))
-            .bind(run.idempotency_key.as_deref())
-            .bind(run.wake_at)
-            .bind(run.waiting_for.as_deref())
-            .bind(run.lease.as_ref().map(|l| l.owner.as_str()))
-            .bind(run.lease.as_ref().map(|l| l.token as i64))
-            .bind(run.lease.as_ref().map(|l| l.expires_at))
-            .bind(run.fence as i64)
-            .bind(i64::from(run.attempt))
-            .bind(run.revision as i64)
-            .bind(run.created_at)
-            .bind(run.updated_at)
-            .bind(run.ended_at)
-            .bind(run.expires_at)
+        let row = bind_run_as(INSERT_RUN_OF, &run, exact.map(i64::from))
             .fetch_optional(&mut *self.pool.get().await?)
             .await
             .map(counted)

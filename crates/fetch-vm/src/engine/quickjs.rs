@@ -167,23 +167,72 @@ unsafe fn define_late_groups(c: *mut qjs::JSContext) -> bool {
         let mut ok = true;
         for (g, (_, names)) in LATE_GROUPS.iter().enumerate() {
             // shared by the group's accessors: marked (not extensible) once the group is added
-            let mut state = qjs::JS_NewObject(c);
+            let mut state = [qjs::JS_NewObject(c)];
             for (n, name) in names.iter().enumerate() {
-                let mut make = |setter| {
-                    let magic = late_magic(g, n, setter);
-                    qjs::JS_NewCFunctionData(c, Some(late_global), 1, magic, 1, &mut state)
-                };
-                let (get, set) = (make(false), make(true));
                 let atom = qjs::JS_NewAtom(c, name.as_ptr());
-                let flags = qjs::JS_PROP_CONFIGURABLE as c_int;
-                // takes `get` and `set`, also when it fails
-                ok &= qjs::JS_DefinePropertyGetSet(c, global, atom, get, set, flags) >= 0;
+                let magic = (late_magic(g, n, false), late_magic(g, n, true));
+                ok &= define_accessor(c, global, atom, late_global, magic, &mut state);
                 qjs::JS_FreeAtom(c, atom);
             }
-            qjs::JS_FreeValue(c, state);
+            qjs::JS_FreeValue(c, state[0]);
         }
         qjs::JS_FreeValue(c, global);
         ok
+    }
+}
+
+/// The signature of a native accessor: `magic` tells the getter from the setter (and whatever
+/// else the accessor needs), `data` is what it was made with.
+type Accessor = unsafe extern "C" fn(
+    *mut qjs::JSContext,
+    qjs::JSValue,
+    c_int,
+    *mut qjs::JSValue,
+    c_int,
+    *mut qjs::JSValue,
+) -> qjs::JSValue;
+
+/// Defines `atom` on `global` as an accessor (configurable, not enumerable) whose getter and
+/// setter are `f` with `magic.0` and `magic.1`, each holding its own copy of `data`.
+///
+/// # Safety
+/// `c` is a live context, `global` its global object, `data` values of it.
+unsafe fn define_accessor(
+    c: *mut qjs::JSContext,
+    global: qjs::JSValue,
+    atom: qjs::JSAtom,
+    f: Accessor,
+    magic: (c_int, c_int),
+    data: &mut [qjs::JSValue],
+) -> bool {
+    let len = data.len() as c_int;
+    // SAFETY: as the caller promises; `JS_DefinePropertyGetSet` takes both functions, also
+    // when it fails.
+    unsafe {
+        let get = qjs::JS_NewCFunctionData(c, Some(f), 0, magic.0, len, data.as_mut_ptr());
+        let set = qjs::JS_NewCFunctionData(c, Some(f), 1, magic.1, len, data.as_mut_ptr());
+        let flags = qjs::JS_PROP_CONFIGURABLE as c_int;
+        qjs::JS_DefinePropertyGetSet(c, global, atom, get, set, flags) >= 0
+    }
+}
+
+/// Defines `atom` on the global object of `c` as the prelude defines its globals (writable,
+/// configurable, not enumerable) with `value`, which it takes; `false` when that threw.
+///
+/// # Safety
+/// `c` is a live context and `value` a value of it.
+unsafe fn define_plain_global(
+    c: *mut qjs::JSContext,
+    atom: qjs::JSAtom,
+    value: qjs::JSValue,
+) -> bool {
+    // SAFETY: as the caller promises; the global object is freed once.
+    unsafe {
+        let global = qjs::JS_GetGlobalObject(c);
+        let flags = (qjs::JS_PROP_WRITABLE | qjs::JS_PROP_CONFIGURABLE) as c_int;
+        let defined = qjs::JS_DefinePropertyValue(c, global, atom, value, flags);
+        qjs::JS_FreeValue(c, global);
+        defined >= 0
     }
 }
 
@@ -229,11 +278,10 @@ unsafe extern "C" fn late_global(
             } else {
                 qjs::JS_UNDEFINED
             };
-            let flags = (qjs::JS_PROP_WRITABLE | qjs::JS_PROP_CONFIGURABLE) as c_int;
-            if qjs::JS_DefinePropertyValue(c, global, atom, value, flags) < 0 {
-                qjs::JS_EXCEPTION
-            } else {
+            if define_plain_global(c, atom, value) {
                 qjs::JS_UNDEFINED
+            } else {
+                qjs::JS_EXCEPTION
             }
         } else {
             qjs::JS_GetProperty(c, global, atom)
@@ -777,13 +825,9 @@ unsafe extern "C" fn define_global(
         if atom == 0 {
             return qjs::JS_EXCEPTION;
         }
-        let global = qjs::JS_GetGlobalObject(c);
-        let flags = (qjs::JS_PROP_WRITABLE | qjs::JS_PROP_CONFIGURABLE) as c_int;
-        let value = qjs::JS_DupValue(c, *argv.add(1));
-        let defined = qjs::JS_DefinePropertyValue(c, global, atom, value, flags);
+        let defined = define_plain_global(c, atom, qjs::JS_DupValue(c, *argv.add(1)));
         qjs::JS_FreeAtom(c, atom);
-        qjs::JS_FreeValue(c, global);
-        if defined < 0 {
+        if !defined {
             qjs::JS_EXCEPTION
         } else {
             qjs::JS_UNDEFINED
@@ -813,14 +857,9 @@ unsafe fn define_lazy_globals(
                 continue;
             };
             let atom = qjs::JS_NewAtom(c, name.as_ptr());
-            // copied by each function
             let mut data = [qjs::JS_AtomToString(c, atom), make];
-            let get = qjs::JS_NewCFunctionData(c, Some(lazy_global), 0, 0, 2, data.as_mut_ptr());
-            let set = qjs::JS_NewCFunctionData(c, Some(lazy_global), 1, 1, 2, data.as_mut_ptr());
+            ok &= define_accessor(c, global, atom, lazy_global, (0, 1), &mut data);
             qjs::JS_FreeValue(c, data[0]);
-            let flags = qjs::JS_PROP_CONFIGURABLE as c_int;
-            // takes `get` and `set`, also when it fails
-            ok &= qjs::JS_DefinePropertyGetSet(c, global, atom, get, set, flags) >= 0;
             qjs::JS_FreeAtom(c, atom);
         }
         qjs::JS_FreeValue(c, global);
@@ -855,14 +894,10 @@ unsafe extern "C" fn lazy_global(
         if qjs::JS_IsException(value) {
             return value;
         }
-        let global = qjs::JS_GetGlobalObject(c);
         let atom = qjs::JS_ValueToAtom(c, name);
-        let flags = (qjs::JS_PROP_WRITABLE | qjs::JS_PROP_CONFIGURABLE) as c_int;
-        let defined =
-            qjs::JS_DefinePropertyValue(c, global, atom, qjs::JS_DupValue(c, value), flags);
+        let defined = define_plain_global(c, atom, qjs::JS_DupValue(c, value));
         qjs::JS_FreeAtom(c, atom);
-        qjs::JS_FreeValue(c, global);
-        if defined < 0 {
+        if !defined {
             qjs::JS_FreeValue(c, value);
             qjs::JS_EXCEPTION
         } else if magic == 1 {
