@@ -168,10 +168,11 @@ fn vm(root: &Path, cargo: &str) -> Result<String> {
         .lines()
         .filter_map(|l| l.strip_prefix("memory: "))
         .collect();
+    // (measure, limit in seconds, the limit as shown)
     let targets = [
-        ("trivial script to completion", "≤ 300 µs"),
-        ("hot resume of one pending fetch", "≤ 50 µs"),
-        ("cold replay of a 100-fetch journal", "≤ 5 ms"),
+        ("trivial script to completion", 300e-6, "≤ 300 µs"),
+        ("hot resume of one pending fetch", 50e-6, "≤ 50 µs"),
+        ("cold replay of a 100-fetch journal", 5e-3, "≤ 5 ms"),
     ];
     let mut md = String::from("## JavaScript VM (`cargo xtask bench vm`)\n\n");
     md.push_str(&format!("{}\n\n", measured_line()));
@@ -179,13 +180,19 @@ fn vm(root: &Path, cargo: &str) -> Result<String> {
         "From `cargo bench -p sequential-fetch-vm --bench vm` (criterion; the middle estimate of \
          its confidence interval). Sessions run on their own thread with a pooled, warm runtime.\n\n",
     );
-    md.push_str("| measure | measured | target |\n|---|---:|---|\n");
-    for (name, target) in targets {
+    md.push_str("| measure | measured | target | verdict |\n|---|---:|---|---|\n");
+    for (name, limit, target) in targets {
         let got = times
             .iter()
             .find(|(n, _)| n == name)
-            .map_or("not reported".to_string(), |(_, t)| t.clone());
-        md.push_str(&format!("| {name} | {got} | {target} |\n"));
+            .map(|(_, t)| t.as_str());
+        let verdict = match got.and_then(seconds) {
+            Some(s) if s <= limit => "met",
+            Some(_) => "missed",
+            None => "not measured",
+        };
+        let got = got.unwrap_or("not reported");
+        md.push_str(&format!("| {name} | {got} | {target} | {verdict} |\n"));
     }
     md.push_str("\nMemory (targets: 1,000 live sessions ≤ 300 MiB RSS; no growth over 10,000 sequential sessions):\n\n");
     for m in memory {
@@ -219,6 +226,19 @@ fn criterion_estimates(text: &str) -> Vec<(String, String)> {
         }
     }
     out
+}
+
+/// Seconds in a criterion estimate such as `215.02 µs`.
+fn seconds(estimate: &str) -> Option<f64> {
+    let (value, unit) = estimate.split_once(' ')?;
+    let scale = match unit {
+        "ns" => 1e-9,
+        "µs" | "us" => 1e-6,
+        "ms" => 1e-3,
+        "s" => 1.0,
+        _ => return None,
+    };
+    value.parse::<f64>().ok().map(|v| v * scale)
 }
 
 fn measured_line() -> String {
@@ -267,5 +287,17 @@ mod tests {
                 ("hot resume".to_string(), "15.4 µs".to_string()),
             ]
         );
+    }
+
+    #[test]
+    fn estimates_read_as_seconds() {
+        let near =
+            |got: Option<f64>, want: f64| got.is_some_and(|g| (g - want).abs() < want * 1e-9);
+        assert!(near(seconds("322.62 µs"), 322.62e-6));
+        assert!(near(seconds("1.2640 ms"), 1.264e-3));
+        assert!(near(seconds("900 ns"), 900e-9));
+        assert!(near(seconds("2 s"), 2.0));
+        assert_eq!(seconds("12 parsecs"), None);
+        assert_eq!(seconds("fast"), None);
     }
 }
