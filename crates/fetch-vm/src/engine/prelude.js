@@ -29,11 +29,13 @@ export default function (native) {
   // The prelude's own globals are made the same way, by a function that makes the global (or
   // the globals sharing state, as the timers) named: every closure of a global costs each run's
   // context, used or not.
+  // (no prototype, here and in `classes`: what task code adds to Object.prototype is not ours)
   const own = {
+    __proto__: null,
     console: makeConsole, crypto: makeCrypto, ctx: makeCtx,
     setTimeout: makeTimers, setInterval: makeTimers, clearTimeout: makeTimers, clearInterval: makeTimers,
   };
-  const classes = {};
+  const classes = { __proto__: null };
   const made = (name) =>
     classes[name] !== undefined
       ? classes[name]

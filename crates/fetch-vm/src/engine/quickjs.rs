@@ -1020,7 +1020,7 @@ mod tests {
                 "const d = (n) => Object.getOwnPropertyDescriptor(globalThis, n); \
                  const before = typeof d('Headers').get === 'function' && !d('Headers').enumerable; \
                  const h = new Headers({ A: '1' }); \
-                 globalThis.URL = 5; \
+                 globalThis.URL = 5; Object.prototype.Response = 7; Object.prototype.ctx = 8; \
                  before && h.get('a') === '1' && d('Headers').value === Headers && \
                  d('Headers').writable && d('Headers').configurable && !d('Headers').enumerable && \
                  URL === 5 && d('URL').value === 5 && typeof d('Response').get === 'function' && \
@@ -1030,7 +1030,8 @@ mod tests {
                  typeof console.log === 'function' && typeof ctx.sleep === 'function' && \
                  Object.isFrozen(ctx) && typeof crypto.randomUUID === 'function' && \
                  clearTimeout === clearInterval && d('console').value === console && \
-                 typeof d('setInterval').get === 'function' && typeof setInterval === 'function'",
+                 typeof d('setInterval').get === 'function' && typeof setInterval === 'function' && \
+                 typeof Response === 'function' && typeof ctx.emit === 'function'",
             )
             .unwrap()
         });
