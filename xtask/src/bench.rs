@@ -178,7 +178,8 @@ fn vm(root: &Path, cargo: &str) -> Result<String> {
     md.push_str(&format!("{}\n\n", measured_line()));
     md.push_str(
         "From `cargo bench -p sequential-fetch-vm --bench vm` (criterion; the middle estimate of \
-         its confidence interval). Sessions run on their own thread with a pooled, warm runtime.\n\n",
+         its confidence interval). Sessions run on a stack of their own, on the calling thread, \
+         with a pooled, warm runtime.\n\n",
     );
     md.push_str("| measure | measured | target | verdict |\n|---|---:|---|---|\n");
     for (name, limit, target) in targets {

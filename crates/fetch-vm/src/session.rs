@@ -1,13 +1,24 @@
-//! A live run: the session thread that owns the JavaScript engine, and the handle that steps it.
+//! A live run: the coroutine that owns the JavaScript engine, and the handle that steps it.
+//!
+//! A session's JavaScript runs on a stack of its own (a [`corosensei`] coroutine), resumed on
+//! the thread of whoever steps it: [`Session::start`] and [`Session::complete`] run the code
+//! right there until it waits for the host, which suspends the coroutine (script-mode `fetch`
+//! blocks only the code, never a thread). No thread is switched to or woken on a step. What a
+//! run leaves behind — freeing its context, preparing the next one — is done by one janitor
+//! thread once the run has ended, off the caller's path; the engine, with its warm runtime and
+//! stack, then waits in an idle pool for the next session.
 
 use std::cell::RefCell;
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::collections::{BTreeMap, HashMap};
+use std::panic::AssertUnwindSafe;
 use std::rc::Rc;
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::mpsc::{Receiver, Sender, channel};
-use std::sync::{Arc, Condvar, Mutex};
-use std::task::{Poll, Waker};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::mpsc::{RecvTimeoutError, Sender};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::{Duration, Instant};
 
+use corosensei::stack::DefaultStack;
+use corosensei::{Coroutine, CoroutineResult, Yielder};
 use serde_json::{Value, json};
 
 use crate::engine::quickjs::QuickJs;
@@ -17,13 +28,28 @@ use crate::{
     CallKind, CallResult, Error, HostCall, Journal, JournalEntry, Limits, Mode, Options, Step,
 };
 
-/// Sent by the handle to the session thread.
-#[derive(Debug)]
-enum Command {
+/// What a session's coroutine is resumed with.
+enum Resume {
+    /// Run this session.
+    Assign(Assignment),
+    /// The result of a pending call.
     Complete(u64, CallResult),
+    /// The session is over (its last step was taken, or its handle dropped): end the code if it
+    /// still runs, free what the run held, and wait for the next session.
+    Close,
+    /// Return: the coroutine frees its runtime and ends.
+    Exit,
 }
 
-/// Sent by the session thread at every step.
+/// What a session's coroutine hands back when it suspends.
+enum Yield {
+    /// A step of the session.
+    Event(Event),
+    /// Between sessions.
+    Idle,
+}
+
+/// A step, with the journal entries made since the previous one.
 #[derive(Debug)]
 struct Event {
     /// Journal entries appended since the previous event (not replayed ones).
@@ -31,105 +57,88 @@ struct Event {
     step: Step,
 }
 
-/// The session thread's side of the event channel: what it sends, the handle reads by blocking
-/// ([`Inbox::recv`]) or by awaiting ([`Inbox::recv_async`]), so an async caller steps a session
-/// without parking a thread of its own. Dropping it closes the channel.
-#[derive(Debug)]
-struct Outbox(Arc<Shared>);
-
-/// The handle's side of the event channel.
-#[derive(Debug)]
-struct Inbox(Arc<Shared>);
-
-#[derive(Debug, Default)]
-struct Shared {
-    state: Mutex<Queue>,
-    ready: Condvar,
+/// A JavaScript engine on a stack of its own: a coroutine that runs sessions one after another
+/// (see [`vm_main`]), suspended at a host call of its session, at the session's end, or between
+/// sessions.
+struct Vm {
+    co: Coroutine<Resume, Yield, (), DefaultStack>,
+    /// The JavaScript stack limit it was made for (its stack is larger).
+    stack: usize,
+    idle_since: Instant,
 }
 
-#[derive(Debug, Default)]
-struct Queue {
-    events: VecDeque<Event>,
-    closed: bool,
-    waker: Option<Waker>,
-    /// A blocking [`Inbox::recv`] waits on the condvar (an async caller never does: waking
-    /// the condvar for it would be a system call for nobody).
-    blocked: bool,
-}
+// SAFETY: a coroutine is `!Send` because the values on its stack might not be. Everything on a
+// `Vm`'s stack while it is suspended belongs to the session and engine it runs (the QuickJS
+// runtime with its contexts, the `Rc`s of the session's driver): created on that stack, reached
+// only from it, and moved together with it. QuickJS keeps no thread-local state and reads the
+// stack pointer only against the stack top recorded on this stack, and no frame alive across a
+// suspension holds a thread-local's address, so the coroutine may be resumed on another thread.
+// `&Vm` gives no access to anything, so sharing one is harmless too.
+unsafe impl Send for Vm {}
+unsafe impl Sync for Vm {}
 
-fn event_channel() -> (Outbox, Inbox) {
-    let shared = Arc::new(Shared::default());
-    (Outbox(shared.clone()), Inbox(shared))
-}
-
-impl Shared {
-    fn queue(&self) -> std::sync::MutexGuard<'_, Queue> {
-        self.state.lock().unwrap_or_else(|p| p.into_inner())
-    }
-
-    fn wake(&self, mut q: std::sync::MutexGuard<'_, Queue>) {
-        let waker = q.waker.take();
-        let blocked = q.blocked;
-        drop(q);
-        if blocked {
-            self.ready.notify_one();
-        }
-        if let Some(w) = waker {
-            w.wake();
-        }
+impl std::fmt::Debug for Vm {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Vm").field("stack", &self.stack).finish()
     }
 }
 
-impl Outbox {
-    fn send(&self, event: Event) {
-        let mut q = self.0.queue();
-        q.events.push_back(event);
-        self.0.wake(q);
-    }
-}
+/// Stack beyond the JavaScript limit, for the Rust and C frames below and around the code (as
+/// a thread's stack would have: reserved, not committed, until used).
+const STACK_MARGIN: usize = 4 << 20;
 
-impl Drop for Outbox {
-    fn drop(&mut self) {
-        let mut q = self.0.queue();
-        q.closed = true;
-        self.0.wake(q);
-    }
-}
+/// Engines made by this process (see [`session_engines_made`]).
+static MADE: AtomicU64 = AtomicU64::new(0);
 
-impl Inbox {
-    /// The next event, blocking until one comes; `None` once the thread has closed the channel.
-    fn recv(&self) -> Option<Event> {
-        let mut q = self.0.queue();
-        loop {
-            if let Some(e) = q.events.pop_front() {
-                return Some(e);
-            }
-            if q.closed {
-                return None;
-            }
-            q.blocked = true;
-            q = self.0.ready.wait(q).unwrap_or_else(|p| p.into_inner());
-            q.blocked = false;
-        }
-    }
-
-    /// The next event, awaited.
-    async fn recv_async(&self) -> Option<Event> {
-        std::future::poll_fn(|cx| {
-            let mut q = self.0.queue();
-            if let Some(e) = q.events.pop_front() {
-                return Poll::Ready(Some(e));
-            }
-            if q.closed {
-                return Poll::Ready(None);
-            }
-            match &q.waker {
-                Some(w) if w.will_wake(cx.waker()) => {}
-                _ => q.waker = Some(cx.waker().clone()),
-            }
-            Poll::Pending
+impl Vm {
+    fn new(stack: usize) -> Result<Vm, Error> {
+        let memory = DefaultStack::new(stack.saturating_add(STACK_MARGIN))
+            .map_err(|e| Error::Engine(format!("cannot allocate a session's stack: {e}")))?;
+        MADE.fetch_add(1, Ordering::Relaxed);
+        Ok(Vm {
+            co: Coroutine::with_stack(memory, vm_main),
+            stack,
+            idle_since: Instant::now(),
         })
-        .await
+    }
+
+    /// Resumes the coroutine; `None` when it returned or panicked (it is done then, and can be
+    /// dropped).
+    fn resume(&mut self, input: Resume) -> Option<Yield> {
+        match std::panic::catch_unwind(AssertUnwindSafe(|| self.co.resume(input))) {
+            Ok(CoroutineResult::Yield(y)) => Some(y),
+            Ok(CoroutineResult::Return(())) | Err(_) => None,
+        }
+    }
+
+    /// Ends the session it runs (if any) and frees what it left; `Some(self)` once it waits for
+    /// the next session.
+    fn finish(mut self) -> Option<Vm> {
+        // the session's code ends at its next host call (refused) or interrupt check; the
+        // engine then reports nothing more and tears the run down
+        for _ in 0..4 {
+            match self.resume(Resume::Close)? {
+                Yield::Idle => {
+                    self.idle_since = Instant::now();
+                    return Some(self);
+                }
+                Yield::Event(_) => {}
+            }
+        }
+        // Never seen: a coroutine that will not reach its idle point is not dropped (that
+        // would unwind its stack through the engine's C frames), it is left as it is.
+        std::mem::forget(self);
+        None
+    }
+
+    /// Lets the coroutine return, freeing its runtime; then drops it.
+    fn exit(mut self) {
+        if self.co.started() && !self.co.done() {
+            let _ = self.resume(Resume::Exit);
+        }
+        if self.co.started() && !self.co.done() {
+            std::mem::forget(self);
+        }
     }
 }
 
@@ -141,15 +150,16 @@ impl Inbox {
 /// replay). Starting a new session with [`Session::journal`] is a *cold* resume; both give the
 /// same steps, results and journals.
 ///
-/// The JavaScript runs on a thread of its own while the session lives, so that script-mode
-/// `fetch` can block; dropping the session ends the code there (it cannot catch that) and the
-/// thread, with its JavaScript runtime, goes back to a pool of idle threads (see
-/// [`keep_idle_sessions`]). [`Session::start_async`] and [`Session::complete_async`] step it from
-/// async code: the caller's task waits for the session thread without blocking a thread.
+/// The JavaScript runs on a stack of its own, on the thread that calls `start` or `complete`,
+/// until the code's next step; dropping the session ends the code (it cannot catch that) on the
+/// process's janitor thread, which then frees the run's context and keeps the engine for the
+/// next session (see [`keep_idle_sessions`]). [`Session::start_async`] and
+/// [`Session::complete_async`] are the same for async callers: a step runs on the caller's task
+/// (a step is the code's own CPU time, up to its CPU slice).
 #[derive(Debug)]
 pub struct Session {
-    tx: Option<Sender<Command>>,
-    rx: Inbox,
+    /// The engine while the session runs (`None` once it has ended).
+    vm: Option<Vm>,
     journal: Journal,
     new_from: usize,
     /// Entries moved out by [`Session::drain_new_entries`].
@@ -161,62 +171,48 @@ pub struct Session {
 impl Session {
     /// Starts `code` with `input`, replaying `journal`, and runs it to its first step.
     ///
-    /// Fails only when the session thread cannot be created; everything about the code itself
-    /// (syntax errors included) is reported as [`Step::Failed`].
+    /// Fails only when no engine can be made (its stack cannot be allocated); everything about
+    /// the code itself (syntax errors included) is reported as [`Step::Failed`].
     pub fn start(
         code: &str,
         input: &Value,
         journal: Journal,
         options: &Options,
     ) -> Result<(Session, Step), Error> {
-        let mut session = Self::launch(code, input, journal, options)?;
-        let step = session.next_step();
+        let input_json = serde_json::to_string(input).map_err(|e| Error::Invalid {
+            input: "input".into(),
+            expected: format!("a JSON value ({e})"),
+        })?;
+        let stack = options.limits.stack_bytes;
+        let vm = match take_idle(stack) {
+            Some(vm) => vm,
+            None => Vm::new(stack)?,
+        };
+        let mut session = Session {
+            vm: Some(vm),
+            new_from: journal.len(),
+            drained: 0,
+            journal: journal.clone(),
+            pending: Vec::new(),
+            ended: false,
+        };
+        let step = session.step(Resume::Assign(Assignment {
+            code: code.to_owned(),
+            input_json,
+            journal,
+            options: options.clone(),
+        }));
         Ok((session, step))
     }
 
-    /// [`Session::start`] for async callers: waits for the first step without blocking.
+    /// [`Session::start`] for async callers (the first step runs on the caller's task).
     pub async fn start_async(
         code: &str,
         input: &Value,
         journal: Journal,
         options: &Options,
     ) -> Result<(Session, Step), Error> {
-        let mut session = Self::launch(code, input, journal, options)?;
-        let step = session.next_step_async().await;
-        Ok((session, step))
-    }
-
-    /// Hands the session to a session thread (an idle one, or a new one).
-    fn launch(
-        code: &str,
-        input: &Value,
-        journal: Journal,
-        options: &Options,
-    ) -> Result<Session, Error> {
-        let (tx, thread_rx) = channel::<Command>();
-        let (thread_tx, rx) = event_channel();
-        let code = code.to_owned();
-        let input_json = serde_json::to_string(input).map_err(|e| Error::Invalid {
-            input: "input".into(),
-            expected: format!("a JSON value ({e})"),
-        })?;
-        dispatch(Assignment {
-            code,
-            input_json,
-            journal: journal.clone(),
-            options: options.clone(),
-            tx: thread_tx,
-            rx: thread_rx,
-        })?;
-        Ok(Session {
-            tx: Some(tx),
-            rx,
-            new_from: journal.len(),
-            drained: 0,
-            journal,
-            pending: Vec::new(),
-            ended: false,
-        })
+        Self::start(code, input, journal, options)
     }
 
     /// Hands the result of pending call `seq` to the code and runs to the next step.
@@ -224,23 +220,6 @@ impl Session {
     /// Errors when `seq` is not pending ([`Error::NotPending`], naming the pending seqs) or the
     /// session has ended ([`Error::Ended`]); the session is unchanged then.
     pub fn complete(&mut self, seq: u64, result: CallResult) -> Result<Step, Error> {
-        if let Some(step) = self.hand(seq, result)? {
-            return Ok(step);
-        }
-        Ok(self.next_step())
-    }
-
-    /// [`Session::complete`] for async callers: waits for the next step without blocking.
-    pub async fn complete_async(&mut self, seq: u64, result: CallResult) -> Result<Step, Error> {
-        if let Some(step) = self.hand(seq, result)? {
-            return Ok(step);
-        }
-        Ok(self.next_step_async().await)
-    }
-
-    /// Sends a result to the session thread; `Some` is the step to report at once (the thread
-    /// is gone).
-    fn hand(&mut self, seq: u64, result: CallResult) -> Result<Option<Step>, Error> {
         if self.ended {
             return Err(Error::Ended);
         }
@@ -250,18 +229,39 @@ impl Session {
                 pending: self.pending.iter().map(|c| c.seq).collect(),
             });
         }
-        let sent = self
-            .tx
-            .as_ref()
-            .map(|tx| tx.send(Command::Complete(seq, result)).is_ok())
-            .unwrap_or(false);
-        if !sent {
-            self.ended = true;
-            return Ok(Some(Step::Failed(Error::Engine(
-                "the session thread has stopped".into(),
-            ))));
+        Ok(self.step(Resume::Complete(seq, result)))
+    }
+
+    /// [`Session::complete`] for async callers (the step runs on the caller's task).
+    pub async fn complete_async(&mut self, seq: u64, result: CallResult) -> Result<Step, Error> {
+        self.complete(seq, result)
+    }
+
+    /// Resumes the engine with `input` and takes the step it reports. At the session's end the
+    /// engine goes to the janitor, which frees the run's context.
+    fn step(&mut self, input: Resume) -> Step {
+        let event = match self.vm.as_mut().map(|vm| vm.resume(input)) {
+            Some(Some(Yield::Event(event))) => Some(event),
+            // the engine is between sessions (it ended this one without a step) or done
+            Some(Some(Yield::Idle)) => {
+                if let Some(vm) = self.vm.take() {
+                    park(vm);
+                }
+                None
+            }
+            Some(None) => {
+                self.vm = None;
+                None
+            }
+            None => None,
+        };
+        let step = self.take(event);
+        if self.ended
+            && let Some(vm) = self.vm.take()
+        {
+            janitor(vm);
         }
-        Ok(None)
+        step
     }
 
     /// The whole journal: the entries the session started with, then those appended since
@@ -302,16 +302,6 @@ impl Session {
         self.ended
     }
 
-    fn next_step(&mut self) -> Step {
-        let event = self.rx.recv();
-        self.take(event)
-    }
-
-    async fn next_step_async(&mut self) -> Step {
-        let event = self.rx.recv_async().await;
-        self.take(event)
-    }
-
     fn take(&mut self, event: Option<Event>) -> Step {
         match event {
             Some(event) => {
@@ -329,7 +319,7 @@ impl Session {
                 self.pending.clear();
                 self.ended = true;
                 Step::Failed(Error::Engine(
-                    "the session thread stopped unexpectedly".into(),
+                    "the session's engine stopped unexpectedly".into(),
                 ))
             }
         }
@@ -337,136 +327,159 @@ impl Session {
 }
 
 impl Session {
-    /// Ends the session and waits for its thread to free the JavaScript runtime. Dropping a
-    /// session does the same without waiting.
+    /// Ends the session and frees its JavaScript context on this thread, before returning.
+    /// Dropping a session does the same on the janitor thread.
     pub fn close(mut self) {
-        self.tx.take();
-        // The thread drops its end of the channel once the runtime is torn down.
-        while self.rx.recv().is_some() {}
+        if let Some(vm) = self.vm.take()
+            && let Some(vm) = vm.finish()
+        {
+            park(vm);
+        }
     }
 }
 
 impl Drop for Session {
     fn drop(&mut self) {
-        // Closing the channel makes the thread's next wait fail; the guard then interrupts
-        // whatever the code does (even a `catch` that loops) and the thread frees the runtime
-        // and ends on its own, off the caller's path.
-        self.tx.take();
+        // The janitor resumes the engine with `Close`: the code's next host call fails and the
+        // guard interrupts whatever the code does (even a `catch` that loops); the engine then
+        // frees the run's context, off the caller's path.
+        if let Some(vm) = self.vm.take() {
+            janitor(vm);
+        }
     }
 }
 
-/// Everything a session thread needs to run one session.
+/// How many session engines (a stack and a JavaScript runtime each) this process has made. A
+/// process that runs sessions one after another makes one; a worker, about as many as it runs
+/// at once.
+pub fn session_engines_made() -> u64 {
+    MADE.load(Ordering::Relaxed)
+}
+
+/// Everything an engine needs to run one session.
 #[derive(Debug)]
 struct Assignment {
     code: String,
     input_json: String,
     journal: Journal,
     options: Options,
-    tx: Outbox,
-    rx: Receiver<Command>,
 }
 
-/// Idle session threads (with the stack size they were built for), most recent last.
-static IDLE: Mutex<Vec<Idle>> = Mutex::new(Vec::new());
+/// Idle engines, most recent last.
+static IDLE: Mutex<Vec<Vm>> = Mutex::new(Vec::new());
 
-/// An idle session thread: the stack size it was built for, a number naming it, and where to
-/// send its next session.
-type Idle = (usize, u64, Sender<Assignment>);
+/// How long an engine waits in the idle pool before it is freed (its stack and warm runtime):
+/// a burst of sessions does not keep its engines forever.
+const IDLE_FOR: Duration = Duration::from_secs(2);
 
-/// Numbers idle threads, so one that times out can find (and take) its own entry.
-static NEXT_IDLE: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
-
-/// How long a session thread waits in the idle pool before it ends (freeing its stack and
-/// warm runtime): a burst of sessions does not keep its threads forever.
-const IDLE_FOR: std::time::Duration = std::time::Duration::from_secs(2);
-
-/// How many idle session threads (each keeping a warm JavaScript runtime) are kept.
+/// How many idle engines (each keeping a warm JavaScript runtime) are kept.
 static MAX_IDLE: AtomicUsize = AtomicUsize::new(8);
 
-/// Keeps up to `n` idle session threads (each with a warm JavaScript runtime) instead of the
-/// default 8, so that a worker running `n` sessions at once reuses threads rather than
-/// spawning one per session; only ever raises the number. Threads are made on demand: an
-/// idle process holds none.
+/// Keeps up to `n` idle session engines (each a stack with a warm JavaScript runtime) instead
+/// of the default 8, so that a worker running `n` sessions at once reuses engines rather than
+/// making one per session; only ever raises the number. Engines are made on demand: an idle
+/// process holds none, and one idle for 2 s is freed.
 pub fn keep_idle_sessions(n: usize) {
     MAX_IDLE.fetch_max(n, Ordering::Relaxed);
 }
 
-fn idle() -> std::sync::MutexGuard<'static, Vec<Idle>> {
+fn idle() -> std::sync::MutexGuard<'static, Vec<Vm>> {
     IDLE.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
-/// Hands `assignment` to an idle session thread, or spawns one.
-fn dispatch(mut assignment: Assignment) -> Result<(), Error> {
-    let stack = assignment.options.limits.stack_bytes;
-    loop {
-        let worker = {
-            let mut idle = idle();
-            let found = idle.iter().rposition(|(s, _, _)| *s >= stack);
-            found.map(|i| idle.swap_remove(i))
-        };
-        let Some((_, _, worker)) = worker else { break };
-        match worker.send(assignment) {
-            Ok(()) => return Ok(()),
-            Err(returned) => assignment = returned.0,
-        }
-    }
-    std::thread::Builder::new()
-        .name("fetch-vm-session".into())
-        .stack_size(stack.saturating_add(4 << 20))
-        .spawn(move || session_thread(stack, assignment))
-        .map(drop)
-        .map_err(|e| Error::Engine(format!("cannot spawn a session thread: {e}")))
+/// The most recently parked idle engine made for at least `stack` bytes of JavaScript stack.
+fn take_idle(stack: usize) -> Option<Vm> {
+    let mut idle = idle();
+    let found = idle.iter().rposition(|vm| vm.stack >= stack)?;
+    Some(idle.remove(found))
 }
 
-/// A session thread: runs sessions one after another, parking in the idle pool in between.
-fn session_thread(stack: usize, first: Assignment) {
+/// Puts an engine that waits for its next session in the idle pool, or frees it when the pool
+/// is full.
+fn park(vm: Vm) {
+    let mut idle = idle();
+    if idle.len() < MAX_IDLE.load(Ordering::Relaxed) {
+        idle.push(vm);
+    } else {
+        drop(idle);
+        vm.exit();
+    }
+}
+
+/// Frees the engines idle for longer than [`IDLE_FOR`].
+fn trim() {
+    let old: Vec<Vm> = {
+        let mut idle = idle();
+        let keep = idle
+            .iter()
+            .position(|vm| vm.idle_since.elapsed() < IDLE_FOR)
+            .unwrap_or(idle.len());
+        idle.drain(..keep).collect()
+    };
+    for vm in old {
+        vm.exit();
+    }
+}
+
+/// Hands an engine whose session is over to the janitor thread, which ends the session's code,
+/// frees its context and parks the engine (or does so here when the thread cannot be made).
+fn janitor(vm: Vm) {
+    static JANITOR: OnceLock<Option<Mutex<Sender<Vm>>>> = OnceLock::new();
+    let sender = JANITOR.get_or_init(|| {
+        let (tx, rx) = std::sync::mpsc::channel::<Vm>();
+        std::thread::Builder::new()
+            .name("fetch-vm-janitor".into())
+            .spawn(move || {
+                loop {
+                    match rx.recv_timeout(IDLE_FOR / 2) {
+                        Ok(vm) => {
+                            if let Some(vm) = vm.finish() {
+                                park(vm);
+                            }
+                        }
+                        Err(RecvTimeoutError::Timeout) => {}
+                        Err(RecvTimeoutError::Disconnected) => return,
+                    }
+                    trim();
+                }
+            })
+            .ok()
+            .map(|_| Mutex::new(tx))
+    });
+    let vm = match sender {
+        Some(tx) => match tx.lock().unwrap_or_else(|p| p.into_inner()).send(vm) {
+            Ok(()) => return,
+            Err(returned) => returned.0,
+        },
+        None => vm,
+    };
+    if let Some(vm) = vm.finish() {
+        park(vm);
+    }
+}
+
+/// An engine's coroutine: runs sessions one after another, suspending between them.
+fn vm_main(yielder: &Yielder<Resume, Yield>, first: Resume) {
     let mut engine = QuickJs::default();
     let mut next = first;
     loop {
-        session_main(next, &mut engine);
-        let (tx, rx) = channel();
-        let me = NEXT_IDLE.fetch_add(1, Ordering::Relaxed);
-        {
-            let mut idle = idle();
-            if idle.len() >= MAX_IDLE.load(Ordering::Relaxed) {
-                return;
-            }
-            idle.push((stack, me, tx));
+        match next {
+            Resume::Assign(assignment) => session_main(assignment, &mut engine, yielder),
+            Resume::Exit => return,
+            // a session that ended before its handle said so
+            Resume::Complete(..) | Resume::Close => {}
         }
-        let assignment = match rx.recv_timeout(IDLE_FOR) {
-            Ok(a) => Ok(a),
-            Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {
-                // leave the pool, unless a session is already on its way to this thread
-                let mut idle = idle();
-                match idle.iter().position(|(_, id, _)| *id == me) {
-                    Some(i) => {
-                        idle.swap_remove(i);
-                        return;
-                    }
-                    None => {
-                        drop(idle);
-                        rx.recv()
-                    }
-                }
-            }
-            Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => return,
-        };
-        match assignment {
-            Ok(assignment) => next = assignment,
-            Err(_) => return,
-        }
+        next = yielder.suspend(Yield::Idle);
     }
 }
 
-/// Runs one session on this thread.
-fn session_main(assignment: Assignment, engine: &mut QuickJs) {
+/// Runs one session on this coroutine.
+fn session_main(assignment: Assignment, engine: &mut QuickJs, yielder: &Yielder<Resume, Yield>) {
     let Assignment {
         code,
         input_json,
         journal,
         options,
-        tx,
-        rx,
     } = assignment;
     let code = code.as_str();
     let input_json = input_json.as_str();
@@ -487,8 +500,7 @@ fn session_main(assignment: Assignment, engine: &mut QuickJs) {
         journal,
         options.limits.clone(),
         guard.clone(),
-        tx,
-        rx,
+        yielder,
     )));
     let job = Job {
         code,
@@ -505,20 +517,36 @@ fn session_main(assignment: Assignment, engine: &mut QuickJs) {
     guard.start_slice(options.limits.cpu_slice_ms);
     let limits = &options.limits;
     let mut report = |outcome: Outcome| {
-        let mut d = driver.borrow_mut();
-        if d.evicted {
-            return;
-        }
-        let step = d.final_step(outcome, &guard, limits);
-        let entries = std::mem::take(&mut d.fresh);
-        if let Some((tx, _)) = d.link.take() {
-            tx.send(Event { entries, step });
+        let (link, event) = {
+            let mut d = driver.borrow_mut();
+            if d.evicted {
+                return;
+            }
+            let step = d.final_step(outcome, &guard, limits);
+            let entries = std::mem::take(&mut d.fresh);
+            (d.link.take(), Event { entries, step })
+        };
+        if let Some(link) = link {
+            // the caller has its answer; the teardown below waits for the janitor
+            link.suspend(Yield::Event(event));
         }
     };
     engine.run(&job, driver.clone(), guard.clone(), &mut report);
-    // The engine may keep the driver alive a little longer (its natives); the handle must see
-    // the channels close now.
     driver.borrow_mut().link = None;
+}
+
+/// The way from the session's code back to its handle: the yielder of the coroutine it runs on.
+#[derive(Clone, Copy)]
+struct Link(*const Yielder<Resume, Yield>);
+
+impl Link {
+    /// Suspends the coroutine with `y`; returns what it is resumed with.
+    fn suspend(self, y: Yield) -> Resume {
+        // SAFETY: the yielder is the argument of the coroutine's main function (`vm_main`),
+        // which outlives every session it runs; a `Link` is used only on that coroutine, while
+        // its session runs (`session_main` clears it before returning).
+        unsafe { &*self.0 }.suspend(y)
+    }
 }
 
 /// The session side of the engine boundary: seq numbering, replay, determinism checks, limits.
@@ -537,8 +565,8 @@ struct Driver {
     fresh: Vec<JournalEntry>,
     limits: Limits,
     guard: Arc<Guard>,
-    /// The channels to the handle; `None` once the session is over.
-    link: Option<(Outbox, Receiver<Command>)>,
+    /// The way back to the handle; `None` once the session is over.
+    link: Option<Link>,
     abort: Option<Error>,
     evicted: bool,
 }
@@ -548,8 +576,7 @@ impl Driver {
         journal: Journal,
         limits: Limits,
         guard: Arc<Guard>,
-        tx: Outbox,
-        rx: Receiver<Command>,
+        yielder: &Yielder<Resume, Yield>,
     ) -> Self {
         let recorded = journal
             .iter()
@@ -565,7 +592,7 @@ impl Driver {
             fresh: Vec::new(),
             limits,
             guard,
-            link: Some((tx, rx)),
+            link: Some(Link(yielder)),
             abort: None,
             evicted: false,
         }
@@ -765,14 +792,11 @@ impl Host for Driver {
             entries: std::mem::take(&mut self.fresh),
             step: Step::Pending(self.issued.values().cloned().collect()),
         };
-        let command = match &self.link {
-            Some((tx, rx)) => {
-                tx.send(event);
-                rx.recv().ok()
-            }
-            None => None,
+        let command = match self.link {
+            Some(link) => link.suspend(Yield::Event(event)),
+            None => Resume::Close,
         };
-        let Some(Command::Complete(seq, result)) = command else {
+        let Resume::Complete(seq, result) = command else {
             self.evicted = true;
             self.guard.stop();
             return Err("the session was closed".into());

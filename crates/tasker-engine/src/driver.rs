@@ -449,7 +449,7 @@ impl<'a> Driver<'a> {
                     results
                 }
             };
-            // the session thread runs the code on to its next step while this task waits
+            // the code runs on to its next step here (on its own stack, on this task's thread)
             let mut st = None;
             if let Some(step) = revived {
                 results.remove(0);

@@ -138,8 +138,8 @@ impl Engine {
     /// as soon as a run settles (ends, waits, pauses) or is released.
     pub(crate) async fn pump(&self, stop: &StopHandle, until: Until) -> Result<WorkReport> {
         let limit = self.config.concurrency.max(1);
-        // keep a warm session thread per run in flight (up to 64; runs waiting on slow calls
-        // park their sessions, see `EngineConfig::park_after`) instead of spawning one per run
+        // keep a warm session engine per run in flight (up to 64; runs waiting on slow calls
+        // park their sessions, see `EngineConfig::park_after`) instead of making one per run
         sequential_fetch_vm::keep_idle_sessions(limit.min(64));
         // what the drivers see: the caller's request, raised to `Now` when the grace runs out
         let drivers = StopHandle::new();

@@ -257,8 +257,8 @@ fn policies(pid: u32) -> Vec<(String, u32)> {
     out
 }
 
-/// A worker's threads — its main thread, the async runtime's, the session threads that run the
-/// code — run under SCHED_BATCH by default, and under the default policy with
+/// A worker's threads — its main thread, the async runtime's (which run the code), the janitor
+/// that frees what a run's code left — run under SCHED_BATCH by default, and under the default policy with
 /// `--scheduling normal`.
 #[cfg(target_os = "linux")]
 #[test]
@@ -276,8 +276,8 @@ fn a_worker_runs_its_threads_under_sched_batch_unless_asked_for_the_default_poli
         assert_eq!(out.status.code(), Some(0));
         assert!(
             seen.iter()
-                .any(|(name, _)| name.starts_with("fetch-vm-sess")),
-            "a session thread ran the code: {seen:?}"
+                .any(|(name, _)| name.starts_with("fetch-vm-jan")),
+            "a run's code ran, and its engine went to the janitor: {seen:?}"
         );
         // (jemalloc's page purger starts with the process, before `main`, and keeps the default)
         let mut worker_threads = seen.iter().filter(|(name, _)| name != "jemalloc_bg_thd");

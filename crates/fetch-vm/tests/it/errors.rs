@@ -141,7 +141,7 @@ fn results_that_are_not_json_are_refused() {
 }
 
 #[test]
-fn code_that_never_finishes_times_out_and_frees_the_thread() {
+fn code_that_never_finishes_times_out_and_frees_its_engine() {
     let options = limits(|l| l.cpu_slice_ms = 50);
     for code in [
         "while (true) {}",
@@ -319,7 +319,7 @@ fn dropping_a_session_ends_code_that_catches_everything() {
     let code = "while (true) { try { fetch('https://x.test/a') } catch (e) {} }";
     let (s, step) = Session::start(code, &json!(null), vec![], &Options::default()).unwrap();
     assert!(matches!(step, Step::Pending(_)));
-    s.close(); // joins the session thread: returning at all is the assertion
+    s.close(); // ends the code on this thread: returning at all is the assertion
 }
 
 #[test]

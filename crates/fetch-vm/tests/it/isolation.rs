@@ -1,6 +1,6 @@
-//! Sessions on a reused session thread see nothing of the sessions that ran there before: each
+//! Sessions on a reused session engine see nothing of the sessions that ran there before: each
 //! session observes the globals, built-ins and pending work it could inherit, then pollutes
-//! all of them, and the next session on the same thread must observe a clean world again.
+//! all of them, and the next session on the same engine must observe a clean world again.
 
 use sequential_fetch_vm::{CallKind, CallResult, Journal, Mode, Options, Session, Step};
 use sequential_test_support::child;
@@ -90,13 +90,9 @@ fn observations(journal: &Journal) -> (Value, Value) {
     (logs[0].clone(), logs[1].clone())
 }
 
-/// Session threads alive in this process.
-fn session_threads() -> usize {
-    std::fs::read_dir("/proc/self/task")
-        .unwrap()
-        .filter_map(|t| std::fs::read_to_string(t.ok()?.path().join("comm")).ok())
-        .filter(|name| name.starts_with("fetch-vm-sess"))
-        .count()
+/// Session engines (a stack and a runtime each) this process has made.
+fn engines() -> u64 {
+    sequential_fetch_vm::session_engines_made()
 }
 
 fn rounds() {
@@ -168,26 +164,27 @@ fn rounds() {
         first["random"].as_f64().is_some_and(|r| r != 0.5),
         "{first}"
     );
-    // Every session after the first on a thread followed a polluting one there: fewer threads
-    // than sessions means at least SESSIONS - threads such sessions (in practice nearly all).
-    let threads = session_threads();
-    println!("\nISOLATION sessions {SESSIONS} threads {threads}");
+    // Every session after the first on an engine followed a polluting one there: fewer
+    // engines than sessions means at least SESSIONS - engines such sessions (in practice all
+    // but the first: one session at a time needs one engine).
+    let engines = engines();
+    println!("\nISOLATION sessions {SESSIONS} engines {engines}");
     assert!(
-        threads < SESSIONS,
-        "{threads} session threads for {SESSIONS} sessions"
+        engines < SESSIONS as u64,
+        "{engines} session engines for {SESSIONS} sessions"
     );
 }
 
-/// Run in a child process of its own, so that the session threads counted are only this test's.
+/// Run in a child process of its own, so that the engines counted are only this test's.
 #[test]
-fn a_reused_session_thread_shows_nothing_of_earlier_sessions() {
+fn a_reused_session_engine_shows_nothing_of_earlier_sessions() {
     if child::role("FETCH_VM_ISOLATION_CHILD").is_some() {
         return rounds();
     }
     let out = child::relaunch(
         child::test_path(
             module_path!(),
-            "a_reused_session_thread_shows_nothing_of_earlier_sessions",
+            "a_reused_session_engine_shows_nothing_of_earlier_sessions",
         ),
         "FETCH_VM_ISOLATION_CHILD",
         "1",
@@ -200,5 +197,5 @@ fn a_reused_session_thread_shows_nothing_of_earlier_sessions() {
         "child failed: {stdout}\n{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    assert!(stdout.contains("ISOLATION sessions 24 threads"), "{stdout}");
+    assert!(stdout.contains("ISOLATION sessions 24 engines"), "{stdout}");
 }

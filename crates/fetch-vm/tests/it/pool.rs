@@ -109,3 +109,92 @@ fn failing_scripts_do_not_poison_reused_runtimes() {
         s.close();
     }
 }
+
+/// Threads of this process.
+fn threads() -> usize {
+    std::fs::read_dir("/proc/self/task").unwrap().count()
+}
+
+fn live_sessions_hold_no_threads() {
+    const LIVE: usize = 32;
+    let options = Options::default();
+    let before = threads();
+    // script-mode `fetch` blocks the code: each of these waits inside a synchronous call
+    let mut live: Vec<_> = (0..LIVE)
+        .map(|i| {
+            let code = format!(
+                "let n = 0; for (let k = 0; k < 3; k++) n += fetch('https://x.test/{i}/' + k).n; n"
+            );
+            Session::start(&code, &Value::Null, vec![], &options).unwrap()
+        })
+        .collect();
+    let during = threads();
+    println!("\nTHREADS before {before} with {LIVE} live sessions {during}");
+    // each step of each session runs on this thread, interleaved with the others
+    for k in 0..3 {
+        for (i, (s, step)) in live.iter_mut().enumerate() {
+            let Step::Pending(calls) = step else {
+                panic!("session {i} step {k}: {step:?}")
+            };
+            let reply = CallResult::fetch_response(200, "OK", json!({}), json!({"n": i + k}));
+            *step = s.complete(calls[0].seq, reply).unwrap();
+        }
+    }
+    for (i, (_, step)) in live.iter().enumerate() {
+        assert_eq!(*step, Step::Completed(json!(3 * i + 3)), "session {i}");
+    }
+    // at most the janitor thread (made when a first session ends) is new
+    assert!(
+        during <= before + 1,
+        "{LIVE} live sessions took {} threads",
+        during - before
+    );
+}
+
+/// Run in a child process of its own, so that the threads counted are only this test's.
+#[test]
+fn live_sessions_run_on_the_callers_thread_and_hold_no_thread_of_their_own() {
+    use sequential_test_support::child;
+    if child::role("FETCH_VM_THREADS_CHILD").is_some() {
+        return live_sessions_hold_no_threads();
+    }
+    let out = child::relaunch(
+        child::test_path(
+            module_path!(),
+            "live_sessions_run_on_the_callers_thread_and_hold_no_thread_of_their_own",
+        ),
+        "FETCH_VM_THREADS_CHILD",
+        "1",
+    )
+    .output()
+    .expect("spawn the test binary");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "child failed: {stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.contains("THREADS before"), "{stdout}");
+}
+
+#[test]
+fn a_session_started_on_one_thread_is_stepped_on_others() {
+    let code = "let n = 0; for (let k = 0; k < 4; k++) n += fetch('https://x.test/' + k).n; n";
+    let (mut s, mut step) =
+        Session::start(code, &Value::Null, vec![], &Options::default()).unwrap();
+    for k in 0..4 {
+        let Step::Pending(calls) = step else {
+            panic!("step {k}: {step:?}")
+        };
+        let seq = calls[0].seq;
+        // each step on a thread of its own: the session's stack moves with it
+        (s, step) = std::thread::spawn(move || {
+            let reply = CallResult::fetch_response(200, "OK", json!({}), json!({"n": k + 1}));
+            let step = s.complete(seq, reply).unwrap();
+            (s, step)
+        })
+        .join()
+        .unwrap();
+    }
+    assert_eq!(step, Step::Completed(json!(10)));
+}

@@ -362,7 +362,7 @@ pub(crate) async fn start(
         requested,
         timers,
     } = prior;
-    // stepped from this task: the session thread fills an awaitable inbox (no blocking-pool hop)
+    // stepped on this task: the code runs on its own stack, on this thread, to its next step
     let started = Session::start_async(&module, &input, entries, &options).await;
     let (session, step) = match started {
         Ok(s) => s,
