@@ -391,10 +391,11 @@ async fn client(
     stop: Arc<AtomicBool>,
     failed: Arc<AtomicUsize>,
 ) -> Result<()> {
-    // sleep about as long as a run takes before asking, then ask every `poll`
+    // sleep three quarters of the time a run took last (from its start returning to its end
+    // being seen: the start's own commit is not part of it) before asking, then ask every
+    // `poll`
     let mut expect = Duration::from_millis(20);
     while !stop.load(Ordering::Relaxed) {
-        let t = Instant::now();
         let run = engine
             .start(
                 &task,
@@ -418,6 +419,7 @@ async fn client(
             }
             continue;
         }
+        let t = Instant::now();
         tokio::time::sleep(expect.mul_f64(0.75)).await;
         loop {
             let status = store.get_run(run.id).await?.status;
