@@ -9,12 +9,11 @@
 //! stack, then waits in an idle pool for the next session.
 
 use std::cell::RefCell;
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::panic::AssertUnwindSafe;
 use std::rc::Rc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::sync::mpsc::{RecvTimeoutError, Sender};
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
 use corosensei::stack::DefaultStack;
@@ -83,18 +82,27 @@ impl std::fmt::Debug for Vm {
     }
 }
 
+impl Drop for Vm {
+    fn drop(&mut self) {
+        LIVE.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
 /// Stack beyond the JavaScript limit, for the Rust and C frames below and around the code (as
 /// a thread's stack would have: reserved, not committed, until used).
 const STACK_MARGIN: usize = 4 << 20;
 
 /// Engines made by this process (see [`session_engines_made`]).
 static MADE: AtomicU64 = AtomicU64::new(0);
+/// Engines that exist (made and not freed).
+static LIVE: AtomicUsize = AtomicUsize::new(0);
 
 impl Vm {
     fn new(stack: usize) -> Result<Vm, Error> {
         let memory = DefaultStack::new(stack.saturating_add(STACK_MARGIN))
             .map_err(|e| Error::Engine(format!("cannot allocate a session's stack: {e}")))?;
         MADE.fetch_add(1, Ordering::Relaxed);
+        LIVE.fetch_add(1, Ordering::Relaxed);
         Ok(Vm {
             co: Coroutine::with_stack(memory, vm_main),
             stack,
@@ -184,10 +192,7 @@ impl Session {
             expected: format!("a JSON value ({e})"),
         })?;
         let stack = options.limits.stack_bytes;
-        let vm = match take_idle(stack) {
-            Some(vm) => vm,
-            None => Vm::new(stack)?,
-        };
+        let vm = engine_for(stack)?;
         let mut session = Session {
             vm: Some(vm),
             new_from: journal.len(),
@@ -421,40 +426,113 @@ fn trim() {
     }
 }
 
-/// Hands an engine whose session is over to the janitor thread, which ends the session's code,
-/// frees its context and parks the engine (or does so here when the thread cannot be made).
+/// Engines whose session is over, waiting for the janitor thread, and how many it is finishing.
+#[derive(Default)]
+struct Backlog {
+    queue: VecDeque<Vm>,
+    finishing: usize,
+    /// Whether the janitor thread runs (`None`: not made yet; `Some(false)`: it could not be).
+    thread: Option<bool>,
+}
+
+static BACKLOG: Mutex<Backlog> = Mutex::new(Backlog {
+    queue: VecDeque::new(),
+    finishing: 0,
+    thread: None,
+});
+/// Wakes the janitor thread: an engine was queued.
+static QUEUED: Condvar = Condvar::new();
+/// Wakes a session start waiting for an engine: the janitor parked one.
+static FINISHED: Condvar = Condvar::new();
+
+/// Engines queued for the janitor at most; past them, a session's end frees its context on the
+/// caller's thread (a caller that ends sessions faster than the janitor frees them does not
+/// pile up engines).
+const MAX_BACKLOG: usize = 4;
+/// How long a session start waits for an engine the janitor is finishing (about one context's
+/// teardown and preparation) before it makes a new one.
+const WAIT_FOR_ENGINE: Duration = Duration::from_millis(5);
+
+fn backlog() -> std::sync::MutexGuard<'static, Backlog> {
+    BACKLOG.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// An engine for a session that needs `stack` bytes of JavaScript stack: an idle one; else a
+/// new one while there are fewer engines than the idle pool keeps (the janitor then frees one
+/// run's context while the next runs on another); else one whose session is over, finished
+/// here (queued) or by the janitor (waited for, briefly); else a new one.
+fn engine_for(stack: usize) -> Result<Vm, Error> {
+    let deadline = Instant::now() + WAIT_FOR_ENGINE;
+    loop {
+        if let Some(vm) = take_idle(stack) {
+            return Ok(vm);
+        }
+        if LIVE.load(Ordering::Relaxed) < MAX_IDLE.load(Ordering::Relaxed) {
+            return Vm::new(stack);
+        }
+        let mut b = backlog();
+        if let Some(i) = b.queue.iter().position(|vm| vm.stack >= stack) {
+            let vm = b.queue.remove(i);
+            drop(b);
+            match vm.and_then(Vm::finish) {
+                Some(vm) => return Ok(vm),
+                None => continue,
+            }
+        }
+        let now = Instant::now();
+        if b.finishing == 0 || now >= deadline {
+            drop(b);
+            return Vm::new(stack);
+        }
+        drop(FINISHED.wait_timeout(b, deadline - now));
+    }
+}
+
+/// Hands an engine whose session is over to the janitor thread, which ends the session's code
+/// if it still runs, frees its context, prepares the next and parks the engine; does that here
+/// when the janitor is behind or cannot be made.
 fn janitor(vm: Vm) {
-    static JANITOR: OnceLock<Option<Mutex<Sender<Vm>>>> = OnceLock::new();
-    let sender = JANITOR.get_or_init(|| {
-        let (tx, rx) = std::sync::mpsc::channel::<Vm>();
-        std::thread::Builder::new()
+    let mut b = backlog();
+    if b.thread.is_none() {
+        let made = std::thread::Builder::new()
             .name("fetch-vm-janitor".into())
-            .spawn(move || {
-                loop {
-                    match rx.recv_timeout(IDLE_FOR / 2) {
-                        Ok(vm) => {
-                            if let Some(vm) = vm.finish() {
-                                park(vm);
-                            }
-                        }
-                        Err(RecvTimeoutError::Timeout) => {}
-                        Err(RecvTimeoutError::Disconnected) => return,
-                    }
-                    trim();
-                }
-            })
-            .ok()
-            .map(|_| Mutex::new(tx))
-    });
-    let vm = match sender {
-        Some(tx) => match tx.lock().unwrap_or_else(|p| p.into_inner()).send(vm) {
-            Ok(()) => return,
-            Err(returned) => returned.0,
-        },
-        None => vm,
-    };
+            .spawn(janitor_thread)
+            .is_ok();
+        b.thread = Some(made);
+    }
+    if b.thread == Some(true) && b.queue.len() < MAX_BACKLOG {
+        b.queue.push_back(vm);
+        drop(b);
+        QUEUED.notify_one();
+        return;
+    }
+    drop(b);
     if let Some(vm) = vm.finish() {
         park(vm);
+    }
+}
+
+fn janitor_thread() {
+    let mut b = backlog();
+    loop {
+        let Some(vm) = b.queue.pop_front() else {
+            let (next, _) = QUEUED
+                .wait_timeout(b, IDLE_FOR / 2)
+                .unwrap_or_else(|p| p.into_inner());
+            drop(next);
+            trim();
+            b = backlog();
+            continue;
+        };
+        b.finishing += 1;
+        drop(b);
+        if let Some(vm) = vm.finish() {
+            park(vm);
+        }
+        trim();
+        b = backlog();
+        b.finishing -= 1;
+        FINISHED.notify_all();
     }
 }
 

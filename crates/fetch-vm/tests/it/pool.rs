@@ -198,3 +198,51 @@ fn a_session_started_on_one_thread_is_stepped_on_others() {
     }
     assert_eq!(step, Step::Completed(json!(10)));
 }
+
+fn dropped_sessions_reuse_a_few_engines() {
+    const SESSIONS: u64 = 2000;
+    let options = Options::default();
+    for i in 0..SESSIONS {
+        let (s, step) =
+            Session::start("({ a: [1, 2, 3] })", &Value::Null, vec![], &options).unwrap();
+        assert_eq!(
+            step,
+            Step::Completed(json!({ "a": [1, 2, 3] })),
+            "session {i}"
+        );
+        drop(s); // its context is freed by the janitor, or here when the janitor is behind
+    }
+    let made = sequential_fetch_vm::session_engines_made();
+    println!("\nENGINES sessions {SESSIONS} engines {made}");
+    // the idle pool's size (8 by default), and a few queued for the janitor at most
+    assert!(
+        made <= 16,
+        "{made} engines for {SESSIONS} sessions dropped one after another"
+    );
+}
+
+/// Run in a child process of its own, so that the engines counted are only this test's.
+#[test]
+fn sessions_dropped_faster_than_the_janitor_frees_them_reuse_a_few_engines() {
+    use sequential_test_support::child;
+    if child::role("FETCH_VM_DROPPED_CHILD").is_some() {
+        return dropped_sessions_reuse_a_few_engines();
+    }
+    let out = child::relaunch(
+        child::test_path(
+            module_path!(),
+            "sessions_dropped_faster_than_the_janitor_frees_them_reuse_a_few_engines",
+        ),
+        "FETCH_VM_DROPPED_CHILD",
+        "1",
+    )
+    .output()
+    .expect("spawn the test binary");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "child failed: {stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.contains("ENGINES sessions 2000"), "{stdout}");
+}
