@@ -197,3 +197,24 @@ pub fn world(call: &HostCall) -> CallResult {
         _ => CallResult::Ok(json!({"echo": call.request, "seq": call.seq})),
     }
 }
+
+/// Runs `body` alone in a child process of this test binary (so that what it counts — threads,
+/// engines made — is its own) and returns the child's standard output; `None` in the child
+/// itself. `test` is the calling test's name and `var` the variable that marks the child.
+pub fn alone(module: &str, test: &str, var: &str, body: fn()) -> Option<String> {
+    use sequential_test_support::child;
+    if child::role(var).is_some() {
+        body();
+        return None;
+    }
+    let out = child::relaunch(child::test_path(module, test), var, "1")
+        .output()
+        .expect("spawn the test binary");
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "child failed: {stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    Some(stdout)
+}

@@ -2,8 +2,8 @@
 //! session observes the globals, built-ins and pending work it could inherit, then pollutes
 //! all of them, and the next session on the same engine must observe a clean world again.
 
+use crate::harness::alone;
 use sequential_fetch_vm::{CallKind, CallResult, Journal, Mode, Options, Session, Step};
-use sequential_test_support::child;
 use serde_json::{Value, json};
 
 /// What a session can see of its predecessors (one JSON object, logged through the journal).
@@ -175,27 +175,11 @@ fn rounds() {
     );
 }
 
-/// Run in a child process of its own, so that the engines counted are only this test's.
+/// Alone in a child process, so that the engines counted are only this test's.
 #[test]
 fn a_reused_session_engine_shows_nothing_of_earlier_sessions() {
-    if child::role("FETCH_VM_ISOLATION_CHILD").is_some() {
-        return rounds();
+    let test = "a_reused_session_engine_shows_nothing_of_earlier_sessions";
+    if let Some(out) = alone(module_path!(), test, "FETCH_VM_ISOLATION_CHILD", rounds) {
+        assert!(out.contains("ISOLATION sessions 24 engines"), "{out}");
     }
-    let out = child::relaunch(
-        child::test_path(
-            module_path!(),
-            "a_reused_session_engine_shows_nothing_of_earlier_sessions",
-        ),
-        "FETCH_VM_ISOLATION_CHILD",
-        "1",
-    )
-    .output()
-    .expect("spawn the test binary");
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "child failed: {stdout}\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert!(stdout.contains("ISOLATION sessions 24 engines"), "{stdout}");
 }

@@ -1,10 +1,12 @@
-//! Session threads and runtimes are reused; reuse never leaks state between sessions.
+//! Session engines (a stack and a runtime each) are reused; reuse never leaks state between
+//! sessions, and a live session holds no thread of its own.
 
+use crate::harness::alone;
 use sequential_fetch_vm::{CallResult, Error, Limits, Options, Session, Step};
 use serde_json::{Value, json};
 
 #[test]
-fn sequential_sessions_reuse_threads_without_leaking_state() {
+fn sequential_sessions_reuse_engines_without_leaking_state() {
     let options = Options::default();
     for i in 0..200 {
         let code =
@@ -151,30 +153,14 @@ fn live_sessions_hold_no_threads() {
     );
 }
 
-/// Run in a child process of its own, so that the threads counted are only this test's.
+/// Alone in a child process, so that the threads counted are only this test's.
 #[test]
 fn live_sessions_run_on_the_callers_thread_and_hold_no_thread_of_their_own() {
-    use sequential_test_support::child;
-    if child::role("FETCH_VM_THREADS_CHILD").is_some() {
-        return live_sessions_hold_no_threads();
+    let test = "live_sessions_run_on_the_callers_thread_and_hold_no_thread_of_their_own";
+    let body = live_sessions_hold_no_threads;
+    if let Some(out) = alone(module_path!(), test, "FETCH_VM_THREADS_CHILD", body) {
+        assert!(out.contains("THREADS before"), "{out}");
     }
-    let out = child::relaunch(
-        child::test_path(
-            module_path!(),
-            "live_sessions_run_on_the_callers_thread_and_hold_no_thread_of_their_own",
-        ),
-        "FETCH_VM_THREADS_CHILD",
-        "1",
-    )
-    .output()
-    .expect("spawn the test binary");
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "child failed: {stdout}\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert!(stdout.contains("THREADS before"), "{stdout}");
 }
 
 #[test]
@@ -221,28 +207,12 @@ fn dropped_sessions_reuse_a_few_engines() {
     );
 }
 
-/// Run in a child process of its own, so that the engines counted are only this test's.
+/// Alone in a child process, so that the engines counted are only this test's.
 #[test]
 fn sessions_dropped_faster_than_the_janitor_frees_them_reuse_a_few_engines() {
-    use sequential_test_support::child;
-    if child::role("FETCH_VM_DROPPED_CHILD").is_some() {
-        return dropped_sessions_reuse_a_few_engines();
+    let test = "sessions_dropped_faster_than_the_janitor_frees_them_reuse_a_few_engines";
+    let body = dropped_sessions_reuse_a_few_engines;
+    if let Some(out) = alone(module_path!(), test, "FETCH_VM_DROPPED_CHILD", body) {
+        assert!(out.contains("ENGINES sessions 2000"), "{out}");
     }
-    let out = child::relaunch(
-        child::test_path(
-            module_path!(),
-            "sessions_dropped_faster_than_the_janitor_frees_them_reuse_a_few_engines",
-        ),
-        "FETCH_VM_DROPPED_CHILD",
-        "1",
-    )
-    .output()
-    .expect("spawn the test binary");
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "child failed: {stdout}\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert!(stdout.contains("ENGINES sessions 2000"), "{stdout}");
 }
