@@ -427,7 +427,6 @@ fn trim() {
 }
 
 /// Engines whose session is over, waiting for the janitor thread, and how many it is finishing.
-#[derive(Default)]
 struct Backlog {
     queue: VecDeque<Vm>,
     finishing: usize,
