@@ -886,6 +886,7 @@ fn bad_input_unknown_run_wrong_token_and_a_server_that_went_away() {
         "ERR_EMPTY_RESPONSE",
         "ERR_INCOMPLETE_CHUNKED_ENCODING",
         "ERR_CONNECTION_RESET",
+        "ERR_SOCKET_NOT_CONNECTED",
     ]);
 }
 
