@@ -205,6 +205,12 @@ impl Engine {
                 done = set.join_next_with_id(), if !set.is_empty() => {
                     let Some(done) = done else { continue };
                     self.settled(done, &mut in_hand, &mut report, &mut set);
+                    // book every other driver that finished meanwhile (while the claim was on
+                    // its way, say) before claiming again: one claim fills all the free slots,
+                    // instead of one claim's round trip per finished run while runs queue
+                    while let Some(done) = set.try_join_next_with_id() {
+                        self.settled(done, &mut in_hand, &mut report, &mut set);
+                    }
                 }
                 // something may have become runnable (free slots only)
                 _ = self.store.wait_for_change(Duration::from_millis(200)),
