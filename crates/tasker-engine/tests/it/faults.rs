@@ -198,6 +198,48 @@ async fn a_cold_resume_reads_a_short_journal_once() {
     }
 }
 
+/// Claims that take 30 ms each (a store far away), counted.
+#[derive(Debug, Default)]
+struct SlowClaims(AtomicUsize);
+
+#[async_trait]
+impl Hooks for SlowClaims {
+    async fn before_claim(&self) {
+        self.0.fetch_add(1, Ordering::SeqCst);
+        tokio::time::sleep(Duration::from_millis(30)).await;
+    }
+}
+
+// A worker books every run that ended while its claim was on its way before it claims again, so
+// one claim refills all the slots that freed meanwhile. Booking one ended run per claim instead
+// takes about one claim per run, while the others wait in the queue.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_claim_refills_every_slot_that_freed_while_the_last_was_on_its_way() {
+    let f = fixture("sqlite");
+    let t = task(&f, "sum", "1 + 1").await;
+    let slow = Arc::new(Hooked {
+        inner: f.store.clone(),
+        hooks: SlowClaims::default(),
+    });
+    let config = EngineConfig {
+        concurrency: 8,
+        ..EngineConfig::default()
+    };
+    let engine = Engine::new(slow.clone(), config).unwrap();
+    for i in 0..96 {
+        let new = sequential_adaptor::NewRun::new(t.clone(), 1, json!({ "i": i }));
+        f.store.create_run(new).await.unwrap();
+    }
+    assert_eq!(engine.work_once().await.unwrap(), 96);
+    let claims = slow.hooks.0.load(Ordering::SeqCst);
+    // 12 claims of 8 and the one that finds the queue empty, give or take a slot that was
+    // still finishing when a claim went out
+    assert!(
+        (13..=30).contains(&claims),
+        "{claims} claims for 96 runs at concurrency 8"
+    );
+}
+
 /// Counts the reads a drive may begin with: exact task versions, and journals.
 #[derive(Debug, Default)]
 struct StartReads {

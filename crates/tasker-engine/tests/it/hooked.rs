@@ -21,6 +21,8 @@ pub trait Hooks: std::fmt::Debug + Send + Sync + 'static {
     }
     /// Called before `get_task_version`.
     fn on_get_task_version(&self, _sel: &VersionSel) {}
+    /// Called before `claim` (a worker's claim of the runs for its free slots).
+    async fn before_claim(&self) {}
     /// Called for each run a `claim` or `claim_run` claimed (a drive begins with a claim).
     fn on_claimed(&self, _run: RunId) {}
     /// Called before `read_journal`.
@@ -95,6 +97,7 @@ impl<H: Hooks> StorageAdapter for Hooked<H> {
         self.inner.read_journal(run, after_seq, limit).await
     }
     async fn claim(&self, req: &ClaimRequest) -> sequential_adaptor::Result<Vec<Claim>> {
+        self.hooks.before_claim().await;
         let claims = self.inner.claim(req).await?;
         for c in &claims {
             self.hooks.on_claimed(c.run.id);
