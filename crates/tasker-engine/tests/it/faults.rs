@@ -198,28 +198,49 @@ async fn a_cold_resume_reads_a_short_journal_once() {
     }
 }
 
-/// Claims that take 30 ms each (a store far away), counted.
+/// A store whose claims wait until every run claimed before has settled (a store far away,
+/// slower than the runs), and which records how many slots each claim asked for.
 #[derive(Debug, Default)]
-struct SlowClaims(AtomicUsize);
+struct ClaimsAfterSettles {
+    claimed: AtomicUsize,
+    settled: AtomicUsize,
+    settles: tokio::sync::Notify,
+    asks: std::sync::Mutex<Vec<usize>>,
+}
 
 #[async_trait]
-impl Hooks for SlowClaims {
-    async fn before_claim(&self) {
-        self.0.fetch_add(1, Ordering::SeqCst);
-        tokio::time::sleep(Duration::from_millis(30)).await;
+impl Hooks for ClaimsAfterSettles {
+    async fn before_claim(&self, req: &sequential_adaptor::ClaimRequest) {
+        self.asks.lock().unwrap().push(req.limit);
+        loop {
+            let settle = self.settles.notified();
+            tokio::pin!(settle);
+            settle.as_mut().enable();
+            if self.settled.load(Ordering::SeqCst) >= self.claimed.load(Ordering::SeqCst) {
+                return;
+            }
+            settle.await;
+        }
+    }
+    fn on_claimed(&self, _run: sequential_adaptor::RunId) {
+        self.claimed.fetch_add(1, Ordering::SeqCst);
+    }
+    fn on_settled(&self, _run: sequential_adaptor::RunId) {
+        self.settled.fetch_add(1, Ordering::SeqCst);
+        self.settles.notify_waiters();
     }
 }
 
 // A worker books every run that ended while its claim was on its way before it claims again, so
 // one claim refills all the slots that freed meanwhile. Booking one ended run per claim instead
-// takes about one claim per run, while the others wait in the queue.
+// asks for one slot at a time — about one claim per run — while the others wait in the queue.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn one_claim_refills_every_slot_that_freed_while_the_last_was_on_its_way() {
     let f = fixture("sqlite");
     let t = task(&f, "sum", "1 + 1").await;
     let slow = Arc::new(Hooked {
         inner: f.store.clone(),
-        hooks: SlowClaims::default(),
+        hooks: ClaimsAfterSettles::default(),
     });
     let config = EngineConfig {
         concurrency: 8,
@@ -230,13 +251,18 @@ async fn one_claim_refills_every_slot_that_freed_while_the_last_was_on_its_way()
         let new = sequential_adaptor::NewRun::new(t.clone(), 1, json!({ "i": i }));
         f.store.create_run(new).await.unwrap();
     }
-    assert_eq!(engine.work_once().await.unwrap(), 96);
-    let claims = slow.hooks.0.load(Ordering::SeqCst);
-    // 12 claims of 8 and the one that finds the queue empty, give or take a slot that was
-    // still finishing when a claim went out
+    let worked = tokio::time::timeout(Duration::from_secs(60), engine.work_once()).await;
+    assert_eq!(worked.expect("the worker drained the queue").unwrap(), 96);
+    let asks = slow.hooks.asks.lock().unwrap().clone();
+    assert_eq!(asks[0], 8, "{asks:?}");
     assert!(
-        (13..=30).contains(&claims),
-        "{claims} claims for 96 runs at concurrency 8"
+        asks[1..].iter().any(|&n| n > 1),
+        "a claim after the first asks for every slot that freed, not one: {asks:?}"
+    );
+    assert!(
+        asks.len() <= 60,
+        "{} claims for 96 runs: {asks:?}",
+        asks.len()
     );
 }
 

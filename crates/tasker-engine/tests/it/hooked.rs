@@ -22,7 +22,9 @@ pub trait Hooks: std::fmt::Debug + Send + Sync + 'static {
     /// Called before `get_task_version`.
     fn on_get_task_version(&self, _sel: &VersionSel) {}
     /// Called before `claim` (a worker's claim of the runs for its free slots).
-    async fn before_claim(&self) {}
+    async fn before_claim(&self, _req: &ClaimRequest) {}
+    /// Called after `settle_run` stored a run's end (or its wait).
+    fn on_settled(&self, _run: RunId) {}
     /// Called for each run a `claim` or `claim_run` claimed (a drive begins with a claim).
     fn on_claimed(&self, _run: RunId) {}
     /// Called before `read_journal`.
@@ -74,7 +76,9 @@ impl<H: Hooks> StorageAdapter for Hooked<H> {
         self.inner.update_run(run).await
     }
     async fn settle_run(&self, run: &Run, token: u64) -> sequential_adaptor::Result<Run> {
-        self.inner.settle_run(run, token).await
+        let settled = self.inner.settle_run(run, token).await?;
+        self.hooks.on_settled(run.id);
+        Ok(settled)
     }
     async fn append(
         &self,
@@ -97,7 +101,7 @@ impl<H: Hooks> StorageAdapter for Hooked<H> {
         self.inner.read_journal(run, after_seq, limit).await
     }
     async fn claim(&self, req: &ClaimRequest) -> sequential_adaptor::Result<Vec<Claim>> {
-        self.hooks.before_claim().await;
+        self.hooks.before_claim(req).await;
         let claims = self.inner.claim(req).await?;
         for c in &claims {
             self.hooks.on_claimed(c.run.id);
