@@ -3,6 +3,8 @@
 //! a run's named events as a stream, the host log and audit trail, and what `DELETE /runs/:id`
 //! and `_redrive` refuse.
 
+use std::time::{Duration, Instant};
+
 use serde_json::{Value, json};
 
 use crate::serve::{APPROVAL, HELLO, Server, upload};
@@ -229,8 +231,27 @@ fn an_event_sent_before_its_wait_state_is_kept_and_taken_there() {
         (Some(true), Some(false)),
         "{sent}"
     );
-    let (_, waiting) = s.get(&format!("/api/v1/runs/{id}?wait=30s&until=waiting"));
-    assert_eq!(waiting["waiting"]["name"], "go", "{waiting}");
+    // The run parks at `gate`; when the early event arrived while it was on its way there, it
+    // is woken once more (`waiting.until` set) to take the event into its journal, and parks
+    // again. Only then is it sure to be waiting when `go` is sent.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let (_, waiting) = s.get(&format!("/api/v1/runs/{id}?wait=30s&until=waiting"));
+        assert_eq!(waiting["waiting"]["name"], "go", "{waiting}");
+        let (_, journal) = s.get(&format!("/api/v1/runs/{id}/journal"));
+        let imported = journal["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|r| r["kind"] == "event.received" && r["data"]["name"] == "approved");
+        if imported && waiting["waiting"]["until"].is_null() {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the early event never reached the journal of the parked run: {waiting}\n{journal}"
+        );
+    }
     let (st, sent) = s.post(
         &format!("/api/v1/runs/{id}/_event"),
         json!({ "eventName": "go" }),
