@@ -1,6 +1,7 @@
 #![doc = include_str!("../README.md")]
 #![warn(missing_docs)]
 
+mod ends;
 mod ops;
 mod schema;
 mod stamp;
@@ -20,6 +21,7 @@ use sequential_adaptor::{
 use serde_json::Value;
 use tokio::sync::Notify;
 
+pub use ends::EndWatch;
 pub use schema::SCHEMA_VERSION;
 pub use stamp::ChangeStamp;
 pub use writer::WriterStats;
@@ -54,6 +56,8 @@ struct Inner {
     /// Sees commits by other processes (see [`SqliteStore::wait_for_change`]); opened on
     /// first use, file databases only.
     stamp: std::sync::OnceLock<Option<ChangeStamp>>,
+    /// The open [`EndWatch`]es.
+    ends: Arc<ends::Ends>,
     writer: Writer,
 }
 
@@ -99,6 +103,7 @@ impl SqliteStore {
                 readers: Mutex::new(Vec::new()),
                 changed,
                 stamp: std::sync::OnceLock::new(),
+                ends: Arc::default(),
                 writer,
             }),
         })
@@ -107,6 +112,16 @@ impl SqliteStore {
     /// The database file (absolute); `None` for an in-memory database.
     pub fn path(&self) -> Option<&Path> {
         self.inner.path.as_deref()
+    }
+
+    /// The data-version stamp of a file database (opened on first use); `None` in memory.
+    fn stamp(&self) -> Option<&ChangeStamp> {
+        self.inner.path.as_ref().and_then(|path| {
+            self.inner
+                .stamp
+                .get_or_init(|| ChangeStamp::open(path).ok())
+                .as_ref()
+        })
     }
 
     /// How many transactions the writer thread ran and how many requests they carried.
@@ -338,13 +353,7 @@ impl StorageAdapter for SqliteStore {
     async fn wait_for_change(&self, timeout: Duration) {
         let limit = timeout.min(Duration::from_millis(200));
         let notified = self.inner.changed.notified();
-        let stamp = self.inner.path.as_ref().and_then(|path| {
-            self.inner
-                .stamp
-                .get_or_init(|| ChangeStamp::open(path).ok())
-                .as_ref()
-        });
-        let Some(stamp) = stamp else {
+        let Some(stamp) = self.stamp() else {
             let _ = tokio::time::timeout(limit, notified).await;
             return;
         };

@@ -319,6 +319,23 @@ fn write_run(c: &Ctx<'_>, run: &Run) -> Result<()> {
     Ok(())
 }
 
+/// Which of `ids` have ended (their `ended_at` is set).
+pub(crate) fn ended_among(c: &Ctx<'_>, ids: &[RunId]) -> Result<Vec<RunId>> {
+    let marks = vec!["?"; ids.len()].join(", ");
+    let sql = format!("SELECT id FROM runs WHERE id IN ({marks}) AND ended_at IS NOT NULL");
+    let mut stmt = c
+        .conn
+        .prepare_cached(&sql)
+        .map_err(c.err("reading run ends"))?;
+    let rows = stmt
+        .query_map(params_from_iter(ids.iter().map(|id| id.as_bytes())), |r| {
+            r.get::<_, [u8; 16]>(0).map(RunId::from_bytes)
+        })
+        .map_err(c.err("reading run ends"))?;
+    rows.collect::<rusqlite::Result<Vec<_>>>()
+        .map_err(c.err("reading run ends"))
+}
+
 pub(crate) fn create_run(c: &Ctx<'_>, new: NewRun) -> Result<Created> {
     if let Some(key) = &new.idempotency_key {
         let existing = c

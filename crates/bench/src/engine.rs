@@ -224,6 +224,38 @@ struct Location {
     at: String,
     /// For PostgreSQL: the store, to measure its tables, and the schema to drop.
     postgres: Option<(sequential_adaptor_postgres::PostgresStore, PgSchema)>,
+    /// For SQLite and PostgreSQL: the store's end watcher (the folder store's clients poll).
+    ends: Option<Ends>,
+}
+
+/// A store that wakes a caller at its own run's end (see `client`).
+#[derive(Clone)]
+enum Ends {
+    Sqlite(sequential_adaptor_sqlite::SqliteStore),
+    Postgres(sequential_adaptor_postgres::PostgresStore),
+}
+
+enum EndWatch {
+    Sqlite(sequential_adaptor_sqlite::EndWatch),
+    Postgres(sequential_adaptor_postgres::EndWatch),
+}
+
+impl Ends {
+    fn watch(&self, run: RunId) -> EndWatch {
+        match self {
+            Ends::Sqlite(s) => EndWatch::Sqlite(s.watch_end(run)),
+            Ends::Postgres(p) => EndWatch::Postgres(p.watch_end(run)),
+        }
+    }
+}
+
+impl EndWatch {
+    async fn wait(&self, timeout: Duration) {
+        match self {
+            EndWatch::Sqlite(w) => w.wait(timeout).await,
+            EndWatch::Postgres(w) => w.wait(timeout).await,
+        }
+    }
 }
 
 async fn open_at(backend: &str, at: &str) -> Result<Arc<dyn StorageAdapter>> {
@@ -247,18 +279,36 @@ async fn open(backend: &str, dir: &Path) -> Result<(Arc<dyn StorageAdapter>, Loc
             Arc::new(pg.clone()),
             Location {
                 at: url,
+                ends: Some(Ends::Postgres(pg.clone())),
                 postgres: Some((pg, schema)),
             },
         ));
     }
-    let path = match backend {
-        "sqlite" => dir.join("engine.db"),
-        _ => dir.join("tasks"),
-    };
-    let at = path.to_str().context("a UTF-8 temp path")?.to_string();
+    if backend == "sqlite" {
+        let path = dir.join("engine.db");
+        let at = path.to_str().context("a UTF-8 temp path")?.to_string();
+        let store = sequential_adaptor_sqlite::SqliteStore::open(&at)?;
+        return Ok((
+            Arc::new(store.clone()),
+            Location {
+                at,
+                postgres: None,
+                ends: Some(Ends::Sqlite(store)),
+            },
+        ));
+    }
+    let at = dir
+        .join("tasks")
+        .to_str()
+        .context("a UTF-8 temp path")?
+        .to_string();
     Ok((
         open_at(backend, &at).await?,
-        Location { at, postgres: None },
+        Location {
+            at,
+            postgres: None,
+            ends: None,
+        },
     ))
 }
 
@@ -377,9 +427,9 @@ impl Throughput {
     }
 }
 
-/// One load client: starts a run, waits for its end (asking every `poll`, or — on PostgreSQL,
-/// `ends` — woken by the run's end notification and then reading it once), starts the next,
-/// until `stop`.
+/// One load client: starts a run, waits for its end (asking every `poll`, or — on SQLite and
+/// PostgreSQL, `ends` — woken by the store's watch of the run's end and then reading it once),
+/// starts the next, until `stop`.
 #[allow(clippy::too_many_arguments)]
 async fn client(
     store: Arc<dyn StorageAdapter>,
@@ -387,7 +437,7 @@ async fn client(
     task: TaskName,
     url: String,
     poll: Duration,
-    ends: Option<sequential_adaptor_postgres::PostgresStore>,
+    ends: Option<Ends>,
     stop: Arc<AtomicBool>,
     failed: Arc<AtomicUsize>,
 ) -> Result<()> {
@@ -403,10 +453,10 @@ async fn client(
                 StartOptions::default(),
             )
             .await?;
-        if let Some(pg) = &ends {
-            // LISTEN: the run's end wakes this client alone (a run cannot end before the
-            // watch is made — it has ten fetches to do — and a missed wake costs a second)
-            let watch = pg.watch_end(run.id);
+        if let Some(ends) = &ends {
+            // the run's end wakes this client alone (a run cannot end before the watch is
+            // made — it has ten fetches to do — and a missed wake costs a second)
+            let watch = ends.watch(run.id);
             loop {
                 watch.wait(Duration::from_secs(1)).await;
                 let status = store.get_run(run.id).await?.status;
@@ -473,7 +523,7 @@ async fn steady(backend: &'static str, server: &Server) -> Result<Throughput> {
     let window = Duration::from_secs(env_secs("BENCH_WINDOW_SECS", 10).max(1));
     let task = TaskName::new("steps")?;
     let dir = tempfile::tempdir()?;
-    let (store, location) = prepare(backend, dir.path(), &task).await?;
+    let (store, mut location) = prepare(backend, dir.path(), &task).await?;
     // the clients only start runs; the engine processes drive them
     let starter = Engine::new(store.clone(), EngineConfig::default())?;
     let exe = std::env::current_exe().context("the benchmark's own path")?;
@@ -502,8 +552,8 @@ async fn steady(backend: &'static str, server: &Server) -> Result<Throughput> {
         warmup.as_secs(),
         window.as_secs()
     );
-    // the file backends are asked every millisecond; PostgreSQL's clients are woken by their
-    // run's end notification instead (see `client`)
+    // the folder store is asked every millisecond; SQLite's and PostgreSQL's clients are
+    // woken by their store's watch of their run's end instead (see `client`)
     let poll = Duration::from_millis(1);
     let stop = Arc::new(AtomicBool::new(false));
     let failed = Arc::new(AtomicUsize::new(0));
@@ -515,7 +565,7 @@ async fn steady(backend: &'static str, server: &Server) -> Result<Throughput> {
             task.clone(),
             server.url.clone(),
             poll,
-            location.postgres.as_ref().map(|(pg, _)| pg.clone()),
+            location.ends.clone(),
             stop.clone(),
             failed.clone(),
         )));
@@ -573,6 +623,7 @@ async fn steady(backend: &'static str, server: &Server) -> Result<Throughput> {
     let total = runs.len();
     drop(starter);
     drop(store);
+    location.ends = None; // the SQLite store's last clone: it folds its log on closing
     let bytes = match &location.postgres {
         Some((pg, _)) => pg.vacuum_and_measure().await? as f64,
         None => {

@@ -1,9 +1,11 @@
 //! Integration tests of sequential-adaptor-sqlite: the conformance suite on a file and in
-//! memory, refusal of foreign and newer files, the factory's URLs, and claims across processes.
+//! memory, refusal of foreign and newer files, the factory's URLs, claims across processes,
+//! and end watches.
 
 mod bad_input;
 mod conformance_file;
 mod conformance_memory;
+mod ends;
 mod factory;
 mod group_commit;
 mod long_journal;
