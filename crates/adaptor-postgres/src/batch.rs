@@ -104,6 +104,8 @@ pub(crate) struct Batcher<K: Kind> {
 pub(crate) type Appends = Batcher<AppendKind>;
 /// Group commit of settles.
 pub(crate) type Settles = Batcher<SettleKind>;
+/// Group commit of new runs.
+pub(crate) type Creates = Batcher<CreateKind>;
 
 impl<K: Kind> Batcher<K> {
     pub(crate) fn new(pool: Arc<Conns>) -> Self {
@@ -501,6 +503,142 @@ impl Kind for SettleKind {
             .map(|o| match written.get(&o.prepared.id) {
                 Some(&fence) => Settled::Written { fence },
                 None => Settled::NotWritten,
+            })
+            .collect()
+    }
+}
+
+/// One new run to store (`create_run_of`): the run as created (queued, no lease, no end), and
+/// the version it pins (`None`: the latest stored as the statement runs).
+pub(crate) struct CreateOffer {
+    pub(crate) run: Run,
+    pub(crate) version: Option<i64>,
+}
+
+/// What the shared statement did with one new run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Create {
+    /// Stored, pinned to `version`.
+    Inserted { version: i64 },
+    /// Not stored: the task or the version is missing, or the idempotency key (or the id) is
+    /// taken. The caller goes the usual way, which names what happened.
+    NotInserted,
+    /// The statement failed as a whole (nothing of the batch was written, or — after a lost
+    /// connection — it is unknown): the caller stores the same run (the same id, so it can
+    /// only be stored once) on the one-run path.
+    Failed,
+}
+
+/// Creates (`create_run_of`): many runs of any tasks inserted in one statement and one commit
+/// (one notification of new runs for all of them), each with the version it asks for.
+pub(crate) struct CreateKind;
+
+/// The batch insert: each row pins the version its `version` asks for (NULL: the task's
+/// latest) as the statement runs; a row whose version is missing, or whose key or id is taken,
+/// is not inserted (and the others are). The columns a new run leaves NULL (output, error,
+/// lease, end) are not written.
+pub(crate) const CREATE_MANY: &str = "WITH u AS ( \
+         SELECT * FROM unnest($1::uuid[], $2::text[], $3::bigint[], $4::text[], $5::text[], \
+                 $6::uuid[], $7::bigint[], $8::text[], $9::bigint[], $10::text[], $11::bigint[], \
+                 $12::bigint[], $13::bigint[], $14::bigint[], $15::bigint[], $16::bigint[]) \
+          AS u(id, task, version, status, input, parent_run, parent_seq, idempotency_key, \
+               wake_at, waiting_for, fence, attempt, revision, created_at, updated_at, \
+               expires_at)) \
+     INSERT INTO runs (id, task, version, status, input, parent_run, parent_seq, \
+         idempotency_key, wake_at, waiting_for, fence, attempt, revision, created_at, \
+         updated_at, expires_at) \
+     SELECT u.id, u.task, v.version, u.status, u.input::json, u.parent_run, u.parent_seq, \
+            u.idempotency_key, u.wake_at, u.waiting_for, u.fence, u.attempt, u.revision, \
+            u.created_at, u.updated_at, u.expires_at \
+     FROM u CROSS JOIN LATERAL ( \
+         SELECT t.version FROM task_versions t WHERE t.task = u.task \
+         AND (u.version IS NULL OR t.version = u.version) ORDER BY t.version DESC LIMIT 1) AS v \
+     ON CONFLICT DO NOTHING RETURNING id, version";
+
+impl CreateKind {
+    /// Whether `run` is a new run the batch statement stores whole (it writes no output,
+    /// error, lease or end).
+    pub(crate) fn takes(run: &Run) -> bool {
+        run.output.is_none() && run.error.is_none() && run.lease.is_none() && run.ended_at.is_none()
+    }
+}
+
+impl Kind for CreateKind {
+    type Offer = CreateOffer;
+    type Answer = Create;
+
+    fn run(offer: &CreateOffer) -> RunId {
+        offer.run.id
+    }
+
+    fn failed() -> Create {
+        Create::Failed
+    }
+
+    async fn write(conn: &mut PgConnection, batch: &[CreateOffer]) -> Vec<Create> {
+        let runs: Vec<&Run> = batch.iter().map(|o| &o.run).collect();
+        let rows = sqlx::query(CREATE_MANY)
+            .bind(runs.iter().map(|r| uuid(r.id)).collect::<Vec<_>>())
+            .bind(runs.iter().map(|r| r.task.as_str()).collect::<Vec<_>>())
+            .bind(batch.iter().map(|o| o.version).collect::<Vec<_>>())
+            .bind(runs.iter().map(|r| r.status.as_str()).collect::<Vec<_>>())
+            .bind(runs.iter().map(|r| json_text(&r.input)).collect::<Vec<_>>())
+            .bind(
+                runs.iter()
+                    .map(|r| r.parent.map(|p| uuid(p.run)))
+                    .collect::<Vec<_>>(),
+            )
+            .bind(
+                runs.iter()
+                    .map(|r| r.parent.map(|p| p.seq as i64))
+                    .collect::<Vec<_>>(),
+            )
+            .bind(
+                runs.iter()
+                    .map(|r| r.idempotency_key.as_deref())
+                    .collect::<Vec<_>>(),
+            )
+            .bind(runs.iter().map(|r| r.wake_at).collect::<Vec<_>>())
+            .bind(
+                runs.iter()
+                    .map(|r| r.waiting_for.as_deref())
+                    .collect::<Vec<_>>(),
+            )
+            .bind(runs.iter().map(|r| r.fence as i64).collect::<Vec<_>>())
+            .bind(
+                runs.iter()
+                    .map(|r| i64::from(r.attempt))
+                    .collect::<Vec<_>>(),
+            )
+            .bind(runs.iter().map(|r| r.revision as i64).collect::<Vec<_>>())
+            .bind(runs.iter().map(|r| r.created_at).collect::<Vec<_>>())
+            .bind(runs.iter().map(|r| r.updated_at).collect::<Vec<_>>())
+            .bind(runs.iter().map(|r| r.expires_at).collect::<Vec<_>>())
+            .fetch_all(&mut *conn)
+            .await
+            .map(counted);
+        let rows = match rows {
+            Ok(rows) => rows,
+            Err(e) => {
+                tracing::debug!(error = %e, creates = batch.len(), "batched create failed; storing each on its own");
+                return vec![Create::Failed; batch.len()];
+            }
+        };
+        let mut inserted = HashMap::with_capacity(rows.len());
+        for row in rows {
+            match (row.try_get::<Uuid, _>(0), row.try_get::<i64, _>(1)) {
+                (Ok(id), Ok(version)) => {
+                    inserted.insert(run_id(id), version);
+                }
+                // committed, but unreadable: the one-run path finds the run stored
+                _ => return vec![Create::Failed; batch.len()],
+            }
+        }
+        batch
+            .iter()
+            .map(|o| match inserted.get(&o.run.id) {
+                Some(&version) => Create::Inserted { version },
+                None => Create::NotInserted,
             })
             .collect()
     }

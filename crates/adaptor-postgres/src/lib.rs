@@ -201,6 +201,12 @@ impl PostgresStore {
         self.inner.db.settles.stats()
     }
 
+    /// The same for `create_run_of` (how a worker, the host API or the engine starts runs):
+    /// batch statements, and the new runs they carried (as `appends`).
+    pub fn create_stats(&self) -> AppendStats {
+        self.inner.db.creates.stats()
+    }
+
     /// The schema holding the tables.
     pub fn schema(&self) -> &str {
         &self.inner.loc.schema

@@ -23,7 +23,10 @@ use sqlx::postgres::{PgPool, PgRow};
 use sqlx::{PgConnection, Row};
 use uuid::Uuid;
 
-use crate::batch::{Appends, Offer, Outcome, Records, SettleOffer, Settled, Settles};
+use crate::batch::{
+    Appends, Create, CreateKind, CreateOffer, Creates, Offer, Outcome, Records, SettleOffer,
+    Settled, Settles,
+};
 use crate::codec::{
     Doing, Fail, R, counted, json_text, pack, record_cols, record_from_row, run_cols, run_from_row,
     signal_from_row, storable, terminal_statuses, unsigned, uuid, version_from_row,
@@ -108,6 +111,8 @@ pub(crate) struct Db {
     pub(crate) appends: Arc<Appends>,
     /// Group commit of the settles of many runs.
     pub(crate) settles: Arc<Settles>,
+    /// Group commit of new runs (`create_run_of`).
+    pub(crate) creates: Arc<Creates>,
 }
 
 impl Db {
@@ -116,6 +121,7 @@ impl Db {
         Db {
             appends: Arc::new(Appends::new(pool.clone())),
             settles: Arc::new(Settles::new(pool.clone())),
+            creates: Arc::new(Creates::new(pool.clone())),
             pool,
         }
     }
@@ -689,13 +695,47 @@ impl Db {
         };
         // the version is a placeholder until the statement answers which one it pinned
         let mut run = rules::new_run(new.clone().pinned(exact.unwrap_or(0)), now_millis());
-        let row = bind_run_as(INSERT_RUN_OF, &run, exact.map(i64::from))
+        let version = exact.map(i64::from);
+        let mut batch_failed = false;
+        if CreateKind::takes(&run) {
+            // shared with the runs other callers start meanwhile: one statement, one commit
+            let offer = CreateOffer {
+                run: run.clone(),
+                version,
+            };
+            match self.creates.offer(offer).await {
+                Create::Inserted { version } => {
+                    run.version = unsigned("version", version)?;
+                    return Ok(Some(Created::Created(run)));
+                }
+                Create::NotInserted => return Ok(None),
+                Create::Failed => batch_failed = true,
+            }
+        }
+        // the same run (the same id): if the failed batch did store it after all, this insert
+        // finds its id taken, and the run is found by id below
+        let row = bind_run_as(INSERT_RUN_OF, &run, version)
             .fetch_optional(&mut *self.pool.get().await?)
             .await
             .map(counted)
             .doing("storing a run")?;
-        let Some(row) = row else { return Ok(None) };
-        run.version = unsigned("version", row.try_get(0).doing("storing a run")?)?;
+        let pinned = match row {
+            Some(row) => row.try_get(0).doing("storing a run")?,
+            None if batch_failed => {
+                let stored = sqlx::query("SELECT version FROM runs WHERE id = $1")
+                    .bind(uuid(run.id))
+                    .fetch_optional(&mut *self.pool.get().await?)
+                    .await
+                    .map(counted)
+                    .doing("storing a run")?;
+                match stored {
+                    Some(row) => row.try_get(0).doing("storing a run")?,
+                    None => return Ok(None),
+                }
+            }
+            None => return Ok(None),
+        };
+        run.version = unsigned("version", pinned)?;
         Ok(Some(Created::Created(run)))
     }
 
@@ -1089,6 +1129,7 @@ pub(crate) const HOT: &[(&str, &str)] = &[
     ("READ_JOURNAL", READ_JOURNAL),
     ("APPEND_MANY", crate::batch::APPEND_MANY),
     ("SETTLE_MANY", crate::batch::SETTLE_MANY),
+    ("CREATE_MANY", crate::batch::CREATE_MANY),
     ("LIST_TASK_OLDEST", LIST_TASK_OLDEST),
     ("LIST_OLDEST", LIST_OLDEST),
     ("LIST_TASK_NEWEST", LIST_TASK_NEWEST),

@@ -379,3 +379,102 @@ async fn appends_with_settles_share_one_statement_and_fail_alone() {
     reader.close().await;
     store.close().await;
 }
+
+// a current-thread runtime, as above: every spawned start queues its run before the batcher
+// task runs, so all of them share its first statement
+#[tokio::test]
+async fn runs_started_together_share_one_insert_and_each_is_decided_on_its_own() {
+    use sequential_adaptor::{Created, NewRunOf, TaskName, VersionSel};
+
+    let Some(base) = support::server().await else {
+        return;
+    };
+    let (url, _guard) = support::fresh_schema(&base);
+    let store = Arc::new(PostgresStore::open(&url).await.unwrap());
+    let (task, first) = support::task_version(&*store, "starts").await;
+    let second = store
+        .put_task_version(sequential_adaptor::NewTaskVersion {
+            task: task.clone(),
+            code: "2".into(),
+            graph: None,
+            config: json!({}),
+        })
+        .await
+        .unwrap()
+        .version
+        .version;
+    assert!(second > first);
+    // a key taken before the batch
+    let mut keyed = NewRunOf::latest(task.clone(), json!("keyed"));
+    keyed.idempotency_key = Some("taken".into());
+    let taken = store.create_run_of(keyed.clone()).await.unwrap().into_run();
+
+    const MISSING_TASK: usize = 5;
+    const MISSING_VERSION: usize = 9;
+    const PINNED: usize = 12;
+    const TAKEN_KEY: usize = 20;
+    // two new runs with one new key: one is created, the other finds it
+    const SAME_KEY: [usize; 2] = [30, 31];
+    let before = store.create_stats();
+    let starts: Vec<_> = (0..RUNS)
+        .map(|i| {
+            let mut new = NewRunOf::latest(task.clone(), json!(i));
+            match i {
+                MISSING_TASK => new.task = TaskName::new("nobody").unwrap(),
+                MISSING_VERSION => new.version = VersionSel::Exact(99),
+                PINNED => new.version = VersionSel::Exact(first),
+                TAKEN_KEY => new = keyed.clone(),
+                i if SAME_KEY.contains(&i) => {
+                    new.input = json!("same");
+                    new.idempotency_key = Some("fresh".into());
+                }
+                _ => {}
+            }
+            let store = store.clone();
+            tokio::spawn(async move { store.create_run_of(new).await })
+        })
+        .collect();
+    let mut results = Vec::new();
+    for s in starts {
+        results.push(s.await.unwrap());
+    }
+    let after = store.create_stats();
+    assert_eq!(
+        (
+            after.statements - before.statements,
+            after.appends - before.appends
+        ),
+        (1, RUNS as u64),
+        "the {RUNS} starts offered together should share one statement"
+    );
+
+    let mut same_key = Vec::new();
+    for (i, result) in results.into_iter().enumerate() {
+        match i {
+            MISSING_TASK | MISSING_VERSION => assert!(
+                matches!(result, Err(Error::NotFound { .. })),
+                "start {i}: {result:?}"
+            ),
+            TAKEN_KEY => match result {
+                Ok(Created::Existing(run)) => assert_eq!(run.id, taken.id),
+                other => panic!("start {i}: {other:?}"),
+            },
+            i if SAME_KEY.contains(&i) => same_key.push(result.unwrap()),
+            _ => {
+                let Ok(Created::Created(run)) = result else {
+                    panic!("start {i}: {result:?}")
+                };
+                let want = if i == PINNED { first } else { second };
+                assert_eq!(run.version, want, "start {i} pinned the wrong version");
+                // what is durable, as the caller was told
+                assert_eq!(store.get_run(run.id).await.unwrap(), run, "start {i}");
+            }
+        }
+    }
+    let created: Vec<_> = same_key
+        .iter()
+        .filter(|c| matches!(c, Created::Created(_)))
+        .collect();
+    assert_eq!(created.len(), 1, "one new key, one new run: {same_key:?}");
+    assert_eq!(same_key[0].run().id, same_key[1].run().id);
+}
