@@ -128,6 +128,9 @@ pub(crate) enum Until {
     Stopped,
 }
 
+/// [`EngineConfig::claim_gather`] on PostgreSQL unless set: about one append batch's round trip.
+const POSTGRES_CLAIM_GATHER: Duration = Duration::from_millis(3);
+
 /// How long drivers get to hand back their runs after a stop-now before the worker aborts them
 /// and releases their leases itself.
 const RELEASE_WINDOW: Duration = Duration::from_secs(1);
@@ -138,6 +141,13 @@ impl Engine {
     /// as soon as a run settles (ends, waits, pauses) or is released.
     pub(crate) async fn pump(&self, stop: &StopHandle, until: Until) -> Result<WorkReport> {
         let limit = self.config.concurrency.max(1);
+        let gather = self.config.claim_gather.unwrap_or_else(|| {
+            if self.store.scheme() == "postgres" {
+                POSTGRES_CLAIM_GATHER
+            } else {
+                Duration::ZERO
+            }
+        });
         // keep a warm session engine per run in flight (up to 64; runs waiting on slow calls
         // park their sessions, see `EngineConfig::park_after`) instead of making one per run
         sequential_fetch_vm::keep_idle_sessions(limit.min(64));
@@ -162,6 +172,26 @@ impl Engine {
                 abort_at = Some(Instant::now() + RELEASE_WINDOW);
             }
             let mut idle = false;
+            // while few slots are free, let more of the runs in hand settle before claiming, so
+            // one claim fills several slots (see `EngineConfig::claim_gather`)
+            let wanted = (limit / 4).max(1);
+            if !gather.is_zero()
+                && drivers.level() == Level::Run
+                && !set.is_empty()
+                && limit - set.len() < wanted
+            {
+                let deadline = tokio::time::Instant::now() + gather;
+                while limit - set.len() < wanted {
+                    tokio::select! {
+                        done = set.join_next_with_id() => {
+                            let Some(done) = done else { break };
+                            self.settled(done, &mut in_hand, &mut report, &mut set);
+                        }
+                        _ = tokio::time::sleep_until(deadline) => break,
+                        _ = outside.changed() => break,
+                    }
+                }
+            }
             if drivers.level() == Level::Run && set.len() < limit {
                 let req = ClaimRequest {
                     worker: self.config.worker_id.clone(),

@@ -266,6 +266,48 @@ async fn one_claim_refills_every_slot_that_freed_while_the_last_was_on_its_way()
     );
 }
 
+/// Records how many slots each claim asked for.
+#[derive(Debug, Default)]
+struct Asks(std::sync::Mutex<Vec<usize>>);
+
+#[async_trait]
+impl Hooks for Asks {
+    async fn before_claim(&self, req: &sequential_adaptor::ClaimRequest) {
+        self.0.lock().unwrap().push(req.limit);
+    }
+}
+
+// With `claim_gather`, a worker that has runs in hand and fewer than a quarter of its slots free
+// waits for more of them to settle before it claims: no claim asks for a single slot.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_gathering_worker_claims_several_slots_at_a_time() {
+    let f = fixture("sqlite");
+    let t = task(&f, "sum", "1 + 1").await;
+    let counted = Arc::new(Hooked {
+        inner: f.store.clone(),
+        hooks: Asks::default(),
+    });
+    let config = EngineConfig {
+        concurrency: 8,
+        // longer than the test: only settled runs end a gather
+        claim_gather: Some(Duration::from_secs(600)),
+        ..EngineConfig::default()
+    };
+    let engine = Engine::new(counted.clone(), config).unwrap();
+    for i in 0..96 {
+        let new = sequential_adaptor::NewRun::new(t.clone(), 1, json!({ "i": i }));
+        f.store.create_run(new).await.unwrap();
+    }
+    let worked = tokio::time::timeout(Duration::from_secs(60), engine.work_once()).await;
+    assert_eq!(worked.expect("the worker drained the queue").unwrap(), 96);
+    let asks = counted.hooks.0.lock().unwrap().clone();
+    assert_eq!(asks[0], 8, "{asks:?}");
+    assert!(
+        asks.iter().all(|&n| n >= 2),
+        "a claim asked for fewer than a quarter of the slots: {asks:?}"
+    );
+}
+
 /// Counts the reads a drive may begin with: exact task versions, and journals.
 #[derive(Debug, Default)]
 struct StartReads {
