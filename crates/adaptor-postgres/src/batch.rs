@@ -10,9 +10,12 @@
 //! a whole ([`Outcome::Failed`], e.g. a concurrent writer of the same seqs) is finished by the
 //! caller on the one-run path, which compares overlaps and names the error.
 //!
-//! Settles (`settle_run`) batch the same way: each run's compare-and-swap and lease token are
-//! checked on its own row, and a settle the batch did not write is explained (or retried) by the
-//! caller from the stored run.
+//! Settles (`settle_run`) batch the same way, in the same batches: each run's compare-and-swap
+//! and lease token are checked on its own row, and a settle the batch did not write is
+//! explained (or retried) by the caller from the stored run. A batch holding both appends and
+//! settles is one statement ([`write_many`]): in a steady stream of runs, the ends of some ride
+//! with the steps of others instead of costing a statement and a commit of their own. New runs
+//! (`create_run_of`) batch the same way too, in a batcher of their own.
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -63,6 +66,10 @@ pub(crate) trait Kind: Send + Sync + 'static {
     type Answer: Send + Copy + std::fmt::Debug + 'static;
     /// The run an offer writes (a batch holds one offer per run).
     fn run(offer: &Self::Offer) -> RunId;
+    /// Which of the kind's two counts an offer adds to (see [`Batcher::stats`]).
+    fn lane(_offer: &Self::Offer) -> usize {
+        0
+    }
     /// The answer when the batch statement failed as a whole.
     fn failed() -> Self::Answer;
     /// Writes the batch in one statement; one answer per offer, in order.
@@ -86,10 +93,14 @@ pub struct AppendStats {
     pub appends: u64,
 }
 
+/// Per lane (appends and settles share a batcher): the statements that carried offers of the
+/// lane, and those offers.
 #[derive(Default)]
 struct Counters {
-    statements: AtomicU64,
-    appends: AtomicU64,
+    statements: [AtomicU64; 2],
+    offers: [AtomicU64; 2],
+    /// All statements, whatever they carried.
+    all: AtomicU64,
 }
 
 /// The handle to a batcher task (started on first use, on the caller's runtime, and again if
@@ -100,10 +111,8 @@ pub(crate) struct Batcher<K: Kind> {
     counters: std::sync::Arc<Counters>,
 }
 
-/// Group commit of appends.
-pub(crate) type Appends = Batcher<AppendKind>;
-/// Group commit of settles.
-pub(crate) type Settles = Batcher<SettleKind>;
+/// Group commit of appends and settles: one statement carries both.
+pub(crate) type Writes = Batcher<WriteKind>;
 /// Group commit of new runs.
 pub(crate) type Creates = Batcher<CreateKind>;
 
@@ -116,10 +125,21 @@ impl<K: Kind> Batcher<K> {
         }
     }
 
-    pub(crate) fn stats(&self) -> AppendStats {
+    /// Every statement the batcher sent, and every offer they carried.
+    pub(crate) fn total(&self) -> AppendStats {
         AppendStats {
-            statements: self.counters.statements.load(Ordering::Relaxed),
-            appends: self.counters.appends.load(Ordering::Relaxed),
+            statements: self.counters.all.load(Ordering::Relaxed),
+            appends: (0..2)
+                .map(|l| self.counters.offers[l].load(Ordering::Relaxed))
+                .sum(),
+        }
+    }
+
+    /// The statements that carried offers of `lane` (0 for a kind with one), and those offers.
+    pub(crate) fn stats(&self, lane: usize) -> AppendStats {
+        AppendStats {
+            statements: self.counters.statements[lane].load(Ordering::Relaxed),
+            appends: self.counters.offers[lane].load(Ordering::Relaxed),
         }
     }
 
@@ -159,7 +179,7 @@ impl<K: Kind> Batcher<K> {
 impl<K: Kind> std::fmt::Debug for Batcher<K> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Batcher")
-            .field("stats", &self.stats())
+            .field("stats", &[self.stats(0), self.stats(1)])
             .finish_non_exhaustive()
     }
 }
@@ -205,71 +225,201 @@ async fn batcher<K: Kind>(
             Ok(mut conn) => K::write(&mut conn, &offers).await,
             Err(_) => vec![K::failed(); offers.len()],
         };
-        counters.statements.fetch_add(1, Ordering::Relaxed);
-        counters
-            .appends
-            .fetch_add(offers.len() as u64, Ordering::Relaxed);
+        counters.all.fetch_add(1, Ordering::Relaxed);
+        let mut lanes = [0u64; 2];
+        for offer in &offers {
+            lanes[K::lane(offer).min(1)] += 1;
+        }
+        for (lane, n) in lanes.into_iter().enumerate() {
+            if n > 0 {
+                counters.statements[lane].fetch_add(1, Ordering::Relaxed);
+                counters.offers[lane].fetch_add(n, Ordering::Relaxed);
+            }
+        }
         for (i, reply) in replies.into_iter().enumerate() {
             let _ = reply.send(answers.get(i).copied().unwrap_or_else(K::failed));
         }
     }
 }
 
-/// Appends (see the module's text).
-pub(crate) struct AppendKind;
+/// Appends and settles (see the module's text): a batch of only one of them is its kind's
+/// statement ([`APPEND_MANY`], [`SETTLE_MANY`]); a batch of both is [`write_many`], one
+/// statement and one commit for all of them.
+pub(crate) struct WriteKind;
 
-impl Kind for AppendKind {
-    type Offer = Offer;
-    type Answer = Outcome;
+/// An offer to [`Writes`].
+pub(crate) enum Write {
+    Append(Offer),
+    Settle(Box<SettleOffer>),
+}
 
-    fn run(offer: &Offer) -> RunId {
-        offer.run
+/// What the shared statement did with a [`Write`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Wrote {
+    Append(Outcome),
+    Settle(Settled),
+}
+
+impl Kind for WriteKind {
+    type Offer = Write;
+    type Answer = Wrote;
+
+    fn run(offer: &Write) -> RunId {
+        match offer {
+            Write::Append(o) => o.run,
+            Write::Settle(o) => o.prepared.id,
+        }
     }
 
-    fn failed() -> Outcome {
-        Outcome::Failed
+    /// Appends count in lane 0, settles in lane 1.
+    fn lane(offer: &Write) -> usize {
+        match offer {
+            Write::Append(_) => 0,
+            Write::Settle(_) => 1,
+        }
     }
 
-    async fn write(conn: &mut PgConnection, batch: &[Offer]) -> Vec<Outcome> {
-        let Some(found) = write_appends(conn, batch).await else {
-            return vec![Outcome::Failed; batch.len()];
+    fn failed() -> Wrote {
+        // each caller turns this into its own kind's failure (see `Wrote::append`)
+        Wrote::Append(Outcome::Failed)
+    }
+
+    async fn write(conn: &mut PgConnection, batch: &[Write]) -> Vec<Wrote> {
+        let appends: Vec<&Offer> = batch
+            .iter()
+            .filter_map(|w| match w {
+                Write::Append(o) => Some(o),
+                Write::Settle(_) => None,
+            })
+            .collect();
+        let settles: Vec<&SettleOffer> = batch
+            .iter()
+            .filter_map(|w| match w {
+                Write::Settle(o) => Some(&**o),
+                Write::Append(_) => None,
+            })
+            .collect();
+        let sql: &'static str = match (appends.is_empty(), settles.is_empty()) {
+            (false, true) => APPEND_MANY,
+            (true, false) => SETTLE_MANY,
+            _ => write_many(),
         };
+        let mut query = sqlx::query(sql);
+        if !appends.is_empty() {
+            query = bind_appends(query, &appends);
+        }
+        if !settles.is_empty() {
+            query = bind_settles(query, &settles);
+        }
+        let rows = query.fetch_all(&mut *conn).await.map(counted);
+        let rows = match rows {
+            Ok(rows) => rows,
+            Err(e) => {
+                // a concurrent append of the same seqs, a lost connection, a timeout: each offer
+                // is finished on its own
+                tracing::debug!(error = %e, appends = appends.len(), settles = settles.len(), "batched write failed; finishing each on its own");
+                return vec![Self::failed(); batch.len()];
+            }
+        };
+        // appends: per run, (fence, records inserted); settles: per run written, its fence
+        let mut appended: HashMap<RunId, (i64, i64)> = HashMap::new();
+        let mut settled: HashMap<RunId, i64> = HashMap::new();
+        for row in rows {
+            let is_settle = match sql {
+                APPEND_MANY => false,
+                SETTLE_MANY => true,
+                _ => match row.try_get::<bool, _>("settle") {
+                    Ok(b) => b,
+                    Err(_) => return vec![Self::failed(); batch.len()],
+                },
+            };
+            let (Ok(id), Ok(fence)) =
+                (row.try_get::<Uuid, _>("id"), row.try_get::<i64, _>("fence"))
+            else {
+                // committed, but unreadable: the one-run paths find what was written
+                return vec![Self::failed(); batch.len()];
+            };
+            if is_settle {
+                settled.insert(run_id(id), fence);
+            } else {
+                let Ok(inserted) = row.try_get::<i64, _>("inserted") else {
+                    return vec![Self::failed(); batch.len()];
+                };
+                appended.insert(run_id(id), (fence, inserted));
+            }
+        }
         batch
             .iter()
-            .map(|o| match found.get(&o.run) {
-                None => Outcome::NoRun,
-                Some(&(_, inserted)) if inserted as usize == o.ats.len() => Outcome::Written,
-                Some(&(fence, _)) => Outcome::NotInserted { fence },
+            .map(|w| match w {
+                Write::Append(o) => Wrote::Append(match appended.get(&o.run) {
+                    None => Outcome::NoRun,
+                    Some(&(_, inserted)) if inserted as usize == o.ats.len() => Outcome::Written,
+                    Some(&(fence, _)) => Outcome::NotInserted { fence },
+                }),
+                Write::Settle(o) => Wrote::Settle(match settled.get(&o.prepared.id) {
+                    Some(&fence) => Settled::Written { fence },
+                    None => Settled::NotWritten,
+                }),
             })
             .collect()
     }
 }
 
-/// The batch statement: the runs locked in id order (so two batchers never deadlock), each
-/// offer's fence and journal length checked against its own run, and the records of the offers
-/// that pass inserted. One row per existing run: its fence and how many records went in.
-pub(crate) const APPEND_MANY: &str = "WITH a AS ( \
-         SELECT * FROM unnest($1::uuid[], $2::bigint[], $3::bigint[]) AS a(run, first, fence)), \
-     r AS ( \
-         SELECT id, fence, (SELECT coalesce(max(seq) + 1, 0) FROM journal WHERE run = runs.id) AS len \
-         FROM runs WHERE id = ANY($1) ORDER BY id FOR NO KEY UPDATE), \
-     ok AS ( \
-         SELECT a.run FROM a JOIN r ON r.id = a.run \
-         WHERE r.len = a.first AND (a.fence IS NULL OR (r.fence = a.fence AND r.fence > 0))), \
-     ins AS ( \
-         INSERT INTO journal (run, seq, at, packed) \
-         SELECT s.run, s.seq, s.at, s.packed \
-         FROM unnest($4::uuid[], $5::bigint[], $6::bigint[], $7::bytea[]) \
-              AS s(run, seq, at, packed) \
-         WHERE s.run IN (SELECT run FROM ok) \
-         RETURNING run) \
-     SELECT r.id, r.fence, (SELECT count(*) FROM ins WHERE ins.run = r.id) AS inserted FROM r";
+impl Wrote {
+    /// The answer to an append (a failed batch answers every offer [`WriteKind::failed`]).
+    pub(crate) fn append(self) -> Outcome {
+        match self {
+            Wrote::Append(o) => o,
+            Wrote::Settle(_) => Outcome::Failed,
+        }
+    }
 
-/// Runs the batch statement; per run: (fence, records inserted). `None` when it failed.
-async fn write_appends(
-    conn: &mut PgConnection,
-    batch: &[Offer],
-) -> Option<HashMap<RunId, (i64, i64)>> {
+    /// The answer to a settle.
+    pub(crate) fn settle(self) -> Settled {
+        match self {
+            Wrote::Settle(s) => s,
+            Wrote::Append(_) => Settled::Failed,
+        }
+    }
+}
+
+type Query<'q> = sqlx::query::Query<'q, sqlx::Postgres, sqlx::postgres::PgArguments>;
+
+/// The appends' common table expressions: the runs locked in id order (so two batchers never
+/// deadlock), each offer's fence and journal length checked against its own run, and the
+/// records of the offers that pass inserted (`ins`). `$1`…`$7`.
+macro_rules! append_ctes {
+    () => {
+        "WITH a AS ( \
+             SELECT * FROM unnest($1::uuid[], $2::bigint[], $3::bigint[]) AS a(run, first, fence)), \
+         r AS ( \
+             SELECT id, fence, (SELECT coalesce(max(seq) + 1, 0) FROM journal WHERE run = runs.id) AS len \
+             FROM runs WHERE id = ANY($1) ORDER BY id FOR NO KEY UPDATE), \
+         ok AS ( \
+             SELECT a.run FROM a JOIN r ON r.id = a.run \
+             WHERE r.len = a.first AND (a.fence IS NULL OR (r.fence = a.fence AND r.fence > 0))), \
+         ins AS ( \
+             INSERT INTO journal (run, seq, at, packed) \
+             SELECT s.run, s.seq, s.at, s.packed \
+             FROM unnest($4::uuid[], $5::bigint[], $6::bigint[], $7::bytea[]) \
+                  AS s(run, seq, at, packed) \
+             WHERE s.run IN (SELECT run FROM ok) \
+             RETURNING run)"
+    };
+}
+
+/// One row per existing run of the appends: its fence and how many records went in.
+macro_rules! append_rows {
+    () => {
+        "SELECT r.id, r.fence, (SELECT count(*) FROM ins WHERE ins.run = r.id) AS inserted FROM r"
+    };
+}
+
+/// The batch append (see [`append_ctes`]).
+pub(crate) const APPEND_MANY: &str = concat!(append_ctes!(), " ", append_rows!());
+
+/// Binds a batch of appends as `$1`…`$7` of [`APPEND_MANY`] and [`write_many`].
+fn bind_appends<'q>(query: Query<'q>, batch: &[&'q Offer]) -> Query<'q> {
     let ids: Vec<Uuid> = batch.iter().map(|o| uuid(o.run)).collect();
     let firsts: Vec<i64> = batch.iter().map(|o| o.first as i64).collect();
     let fences: Vec<Option<i64>> = batch.iter().map(|o| o.fence).collect();
@@ -288,7 +438,7 @@ async fn write_appends(
             packed.push(o.packed[i].as_slice());
         }
     }
-    let rows = sqlx::query(APPEND_MANY)
+    query
         .bind(ids)
         .bind(firsts)
         .bind(fences)
@@ -296,26 +446,6 @@ async fn write_appends(
         .bind(seqs)
         .bind(ats)
         .bind(packed)
-        .fetch_all(&mut *conn)
-        .await
-        .map(counted);
-    let rows = match rows {
-        Ok(rows) => rows,
-        Err(e) => {
-            // a concurrent append of the same seqs, a lost connection, a timeout: each offer is
-            // finished on its own
-            tracing::debug!(error = %e, appends = batch.len(), "batched append failed; finishing each on its own");
-            return None;
-        }
-    };
-    let mut out = HashMap::with_capacity(rows.len());
-    for row in rows {
-        let id: Uuid = row.try_get(0).ok()?;
-        let fence: i64 = row.try_get(1).ok()?;
-        let inserted: i64 = row.try_get(2).ok()?;
-        out.insert(RunId::from_bytes(*id.as_bytes()), (fence, inserted));
-    }
-    Some(out)
 }
 
 /// One run's settle: the run as it will be stored (`rules::prepare_settle`), the revision it
@@ -347,165 +477,163 @@ pub(crate) enum Settled {
     Failed,
 }
 
-/// Settles (`settle_run`, and `append_and_settle` with its records): each run's
-/// compare-and-swap and token check on its own row, in one statement; the rows not written are
-/// explained by the caller from the stored run.
-pub(crate) struct SettleKind;
+/// The settles' common table expressions: each run updated (`upd`) when its revision,
+/// identity and lease token match and, for an offer with records (`$21` its first seq, NULL
+/// for none), its journal ends where they begin (the token holds, so the fence is the token);
+/// the records of the runs updated inserted (`sins`). `t.id = ANY($1)` bounds the rows of
+/// `runs` read to the batch's, whatever join the planner picks: without it, a generic plan made
+/// while `runs` was small read every run of the task, in `runs_by_task` order, for a merge join
+/// (`tests/it/plans.rs`). `$1`…`$25` ([`write_many`] numbers them after the appends').
+macro_rules! settle_ctes {
+    () => {
+        "u AS ( \
+             SELECT * FROM unnest($1::uuid[], $2::bigint[], $3::text[], $4::bigint[], $5::bigint[], \
+                     $6::text[], $7::text[], $8::text[], $9::text[], $10::uuid[], $11::bigint[], \
+                     $12::text[], $13::bigint[], $14::text[], $15::bigint[], $16::bigint[], \
+                     $17::bigint[], $18::bigint[], $19::bigint[], $20::bigint[], $21::bigint[]) \
+              AS u(id, expected, task, created_at, version, status, input, output, error, parent_run, \
+                   parent_seq, idempotency_key, wake_at, waiting_for, attempt, revision, updated_at, \
+                   ended_at, expires_at, token, first)), \
+         upd AS ( \
+             UPDATE runs AS t SET version = u.version, status = u.status, \
+             input = CASE WHEN t.input::text = u.input THEN t.input ELSE u.input::json END, \
+             output = u.output::json, error = u.error::json, parent_run = u.parent_run, \
+             parent_seq = u.parent_seq, idempotency_key = u.idempotency_key, wake_at = u.wake_at, \
+             waiting_for = u.waiting_for, attempt = u.attempt, revision = u.revision, \
+             updated_at = u.updated_at, ended_at = u.ended_at, expires_at = u.expires_at, \
+             lease_owner = NULL, lease_token = NULL, lease_expires = NULL \
+             FROM u \
+             WHERE t.id = ANY($1) AND t.id = u.id AND t.revision = u.expected AND t.task = u.task \
+               AND t.created_at = u.created_at AND t.lease_token = u.token \
+               AND (u.first IS NULL \
+                    OR u.first = (SELECT coalesce(max(seq) + 1, 0) FROM journal WHERE run = t.id)) \
+             RETURNING t.id, t.fence), \
+         sins AS ( \
+             INSERT INTO journal (run, seq, at, packed) \
+             SELECT s.run, s.seq, s.at, s.packed \
+             FROM unnest($22::uuid[], $23::bigint[], $24::bigint[], $25::bytea[]) \
+                  AS s(run, seq, at, packed) \
+             WHERE s.run IN (SELECT id FROM upd))"
+    };
+}
 
-/// The batch settle: each run updated when its revision, identity and lease token match and,
-/// for an offer with records (`$21` its first seq, NULL for none), its journal ends where they
-/// begin (the token holds, so the fence is the token); the records of the runs updated
-/// inserted. All in one statement: one commit for the records and the end. `r.id = ANY($1)`
-/// bounds the rows of `runs` read to the batch's, whatever join the planner picks: without it,
-/// a generic plan made while `runs` was small read every run of the task, in `runs_by_task`
-/// order, for a merge join (`tests/it/plans.rs`).
-pub(crate) const SETTLE_MANY: &str = "WITH u AS ( \
-         SELECT * FROM unnest($1::uuid[], $2::bigint[], $3::text[], $4::bigint[], $5::bigint[], \
-                 $6::text[], $7::text[], $8::text[], $9::text[], $10::uuid[], $11::bigint[], \
-                 $12::text[], $13::bigint[], $14::text[], $15::bigint[], $16::bigint[], \
-                 $17::bigint[], $18::bigint[], $19::bigint[], $20::bigint[], $21::bigint[]) \
-          AS u(id, expected, task, created_at, version, status, input, output, error, parent_run, \
-               parent_seq, idempotency_key, wake_at, waiting_for, attempt, revision, updated_at, \
-               ended_at, expires_at, token, first)), \
-     upd AS ( \
-         UPDATE runs AS r SET version = u.version, status = u.status, \
-         input = CASE WHEN r.input::text = u.input THEN r.input ELSE u.input::json END, \
-         output = u.output::json, error = u.error::json, parent_run = u.parent_run, \
-         parent_seq = u.parent_seq, idempotency_key = u.idempotency_key, wake_at = u.wake_at, \
-         waiting_for = u.waiting_for, attempt = u.attempt, revision = u.revision, \
-         updated_at = u.updated_at, ended_at = u.ended_at, expires_at = u.expires_at, \
-         lease_owner = NULL, lease_token = NULL, lease_expires = NULL \
-         FROM u \
-         WHERE r.id = ANY($1) AND r.id = u.id AND r.revision = u.expected AND r.task = u.task \
-           AND r.created_at = u.created_at AND r.lease_token = u.token \
-           AND (u.first IS NULL \
-                OR u.first = (SELECT coalesce(max(seq) + 1, 0) FROM journal WHERE run = r.id)) \
-         RETURNING r.id, r.fence), \
-     ins AS ( \
-         INSERT INTO journal (run, seq, at, packed) \
-         SELECT s.run, s.seq, s.at, s.packed \
-         FROM unnest($22::uuid[], $23::bigint[], $24::bigint[], $25::bytea[]) \
-              AS s(run, seq, at, packed) \
-         WHERE s.run IN (SELECT id FROM upd)) \
-     SELECT id, fence FROM upd";
+/// The batch settle (`settle_run`, and `append_and_settle` with its records; see
+/// [`settle_ctes`]): the records and the end in one statement, one commit. One row per run
+/// updated: its id and fence; the rows not written are explained by the caller from the stored
+/// run.
+pub(crate) const SETTLE_MANY: &str = concat!("WITH ", settle_ctes!(), " SELECT id, fence FROM upd");
 
-impl Kind for SettleKind {
-    type Offer = SettleOffer;
-    type Answer = Settled;
+/// Appends and settles in one statement: [`APPEND_MANY`]'s parameters, then
+/// [`SETTLE_MANY`]'s (`$8`…`$32`); a row per run of either, `settle` telling which.
+pub(crate) fn write_many() -> &'static str {
+    static SQL: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    SQL.get_or_init(|| {
+        format!(
+            "{}, {} SELECT false AS settle, r.id, r.fence, \
+             (SELECT count(*) FROM ins WHERE ins.run = r.id) AS inserted FROM r \
+             UNION ALL SELECT true, upd.id, upd.fence, NULL FROM upd",
+            append_ctes!(),
+            shift_params(settle_ctes!(), 7)
+        )
+    })
+}
 
-    fn run(offer: &SettleOffer) -> RunId {
-        offer.prepared.id
+/// `sql` with every parameter `$n` renamed `$(n + by)`.
+fn shift_params(sql: &str, by: usize) -> String {
+    let mut out = String::with_capacity(sql.len() + 16);
+    let mut rest = sql;
+    while let Some(at) = rest.find('$') {
+        out.push_str(&rest[..=at]);
+        rest = &rest[at + 1..];
+        let digits = rest.bytes().take_while(u8::is_ascii_digit).count();
+        match rest[..digits].parse::<usize>() {
+            Ok(n) => out.push_str(&(n + by).to_string()),
+            Err(_) => out.push_str(&rest[..digits]),
+        }
+        rest = &rest[digits..];
     }
+    out.push_str(rest);
+    out
+}
 
-    fn failed() -> Settled {
-        Settled::Failed
-    }
-
-    async fn write(conn: &mut PgConnection, batch: &[SettleOffer]) -> Vec<Settled> {
-        let runs: Vec<&Run> = batch.iter().map(|o| &o.prepared).collect();
-        let (mut rec_runs, mut rec_seqs, mut rec_ats, mut rec_packed) =
-            (Vec::new(), Vec::new(), Vec::new(), Vec::<&[u8]>::new());
-        for o in batch {
-            if let Some(r) = &o.records {
-                for (i, (at, packed)) in r.ats.iter().zip(&r.packed).enumerate() {
-                    rec_runs.push(uuid(o.prepared.id));
-                    rec_seqs.push((r.first + i as u64) as i64);
-                    rec_ats.push(*at);
-                    rec_packed.push(packed.as_slice());
-                }
+/// Binds a batch of settles as `$1`…`$25` of [`SETTLE_MANY`] (`$8`… of [`write_many`]).
+fn bind_settles<'q>(query: Query<'q>, batch: &[&'q SettleOffer]) -> Query<'q> {
+    let runs: Vec<&'q Run> = batch.iter().map(|o| &o.prepared).collect();
+    let (mut rec_runs, mut rec_seqs, mut rec_ats, mut rec_packed) =
+        (Vec::new(), Vec::new(), Vec::new(), Vec::<&[u8]>::new());
+    for o in batch {
+        if let Some(r) = &o.records {
+            for (i, (at, packed)) in r.ats.iter().zip(&r.packed).enumerate() {
+                rec_runs.push(uuid(o.prepared.id));
+                rec_seqs.push((r.first + i as u64) as i64);
+                rec_ats.push(*at);
+                rec_packed.push(packed.as_slice());
             }
         }
-        let rows = sqlx::query(SETTLE_MANY)
-            .bind(runs.iter().map(|r| uuid(r.id)).collect::<Vec<_>>())
-            .bind(batch.iter().map(|o| o.expected as i64).collect::<Vec<_>>())
-            .bind(runs.iter().map(|r| r.task.as_str()).collect::<Vec<_>>())
-            .bind(runs.iter().map(|r| r.created_at).collect::<Vec<_>>())
-            .bind(
-                runs.iter()
-                    .map(|r| i64::from(r.version))
-                    .collect::<Vec<_>>(),
-            )
-            .bind(runs.iter().map(|r| r.status.as_str()).collect::<Vec<_>>())
-            .bind(runs.iter().map(|r| json_text(&r.input)).collect::<Vec<_>>())
-            .bind(
-                runs.iter()
-                    .map(|r| r.output.as_ref().map(json_text))
-                    .collect::<Vec<_>>(),
-            )
-            .bind(
-                runs.iter()
-                    .map(|r| r.error.as_ref().map(json_text))
-                    .collect::<Vec<_>>(),
-            )
-            .bind(
-                runs.iter()
-                    .map(|r| r.parent.map(|p| uuid(p.run)))
-                    .collect::<Vec<_>>(),
-            )
-            .bind(
-                runs.iter()
-                    .map(|r| r.parent.map(|p| p.seq as i64))
-                    .collect::<Vec<_>>(),
-            )
-            .bind(
-                runs.iter()
-                    .map(|r| r.idempotency_key.as_deref())
-                    .collect::<Vec<_>>(),
-            )
-            .bind(runs.iter().map(|r| r.wake_at).collect::<Vec<_>>())
-            .bind(
-                runs.iter()
-                    .map(|r| r.waiting_for.as_deref())
-                    .collect::<Vec<_>>(),
-            )
-            .bind(
-                runs.iter()
-                    .map(|r| i64::from(r.attempt))
-                    .collect::<Vec<_>>(),
-            )
-            .bind(runs.iter().map(|r| r.revision as i64).collect::<Vec<_>>())
-            .bind(runs.iter().map(|r| r.updated_at).collect::<Vec<_>>())
-            .bind(runs.iter().map(|r| r.ended_at).collect::<Vec<_>>())
-            .bind(runs.iter().map(|r| r.expires_at).collect::<Vec<_>>())
-            .bind(batch.iter().map(|o| o.token as i64).collect::<Vec<_>>())
-            .bind(
-                batch
-                    .iter()
-                    .map(|o| o.records.as_ref().map(|r| r.first as i64))
-                    .collect::<Vec<_>>(),
-            )
-            .bind(rec_runs)
-            .bind(rec_seqs)
-            .bind(rec_ats)
-            .bind(rec_packed)
-            .fetch_all(&mut *conn)
-            .await
-            .map(counted);
-        let rows = match rows {
-            Ok(rows) => rows,
-            Err(e) => {
-                tracing::debug!(error = %e, settles = batch.len(), "batched settle failed; finishing each on its own");
-                return vec![Settled::Failed; batch.len()];
-            }
-        };
-        let mut written = HashMap::with_capacity(rows.len());
-        for row in rows {
-            match (row.try_get::<Uuid, _>(0), row.try_get::<i64, _>(1)) {
-                (Ok(id), Ok(fence)) => {
-                    written.insert(run_id(id), fence);
-                }
-                // committed, but unreadable: the one-run path finds the run settled
-                _ => return vec![Settled::Failed; batch.len()],
-            }
-        }
-        batch
-            .iter()
-            .map(|o| match written.get(&o.prepared.id) {
-                Some(&fence) => Settled::Written { fence },
-                None => Settled::NotWritten,
-            })
-            .collect()
     }
+    query
+        .bind(runs.iter().map(|r| uuid(r.id)).collect::<Vec<_>>())
+        .bind(batch.iter().map(|o| o.expected as i64).collect::<Vec<_>>())
+        .bind(runs.iter().map(|r| r.task.as_str()).collect::<Vec<_>>())
+        .bind(runs.iter().map(|r| r.created_at).collect::<Vec<_>>())
+        .bind(
+            runs.iter()
+                .map(|r| i64::from(r.version))
+                .collect::<Vec<_>>(),
+        )
+        .bind(runs.iter().map(|r| r.status.as_str()).collect::<Vec<_>>())
+        .bind(runs.iter().map(|r| json_text(&r.input)).collect::<Vec<_>>())
+        .bind(
+            runs.iter()
+                .map(|r| r.output.as_ref().map(json_text))
+                .collect::<Vec<_>>(),
+        )
+        .bind(
+            runs.iter()
+                .map(|r| r.error.as_ref().map(json_text))
+                .collect::<Vec<_>>(),
+        )
+        .bind(
+            runs.iter()
+                .map(|r| r.parent.map(|p| uuid(p.run)))
+                .collect::<Vec<_>>(),
+        )
+        .bind(
+            runs.iter()
+                .map(|r| r.parent.map(|p| p.seq as i64))
+                .collect::<Vec<_>>(),
+        )
+        .bind(
+            runs.iter()
+                .map(|r| r.idempotency_key.as_deref())
+                .collect::<Vec<_>>(),
+        )
+        .bind(runs.iter().map(|r| r.wake_at).collect::<Vec<_>>())
+        .bind(
+            runs.iter()
+                .map(|r| r.waiting_for.as_deref())
+                .collect::<Vec<_>>(),
+        )
+        .bind(
+            runs.iter()
+                .map(|r| i64::from(r.attempt))
+                .collect::<Vec<_>>(),
+        )
+        .bind(runs.iter().map(|r| r.revision as i64).collect::<Vec<_>>())
+        .bind(runs.iter().map(|r| r.updated_at).collect::<Vec<_>>())
+        .bind(runs.iter().map(|r| r.ended_at).collect::<Vec<_>>())
+        .bind(runs.iter().map(|r| r.expires_at).collect::<Vec<_>>())
+        .bind(batch.iter().map(|o| o.token as i64).collect::<Vec<_>>())
+        .bind(
+            batch
+                .iter()
+                .map(|o| o.records.as_ref().map(|r| r.first as i64))
+                .collect::<Vec<_>>(),
+        )
+        .bind(rec_runs)
+        .bind(rec_seqs)
+        .bind(rec_ats)
+        .bind(rec_packed)
 }
 
 /// One new run to store (`create_run_of`): the run as created (queued, no lease, no end), and

@@ -53,8 +53,10 @@ pub fn round_trips() -> u64 {
 /// as the run history is long. The integration test `plans` holds them to that, with the
 /// planner settings of [`planner_settings`].
 #[doc(hidden)]
-pub fn hot_statements() -> &'static [(&'static str, &'static str)] {
-    ops::HOT
+pub fn hot_statements() -> Vec<(&'static str, &'static str)> {
+    let mut all = ops::HOT.to_vec();
+    all.push(("WRITE_MANY", batch::write_many()));
+    all
 }
 
 /// The planner settings every connection of a store is opened with (`SET name = value`).
@@ -193,18 +195,24 @@ impl PostgresStore {
     /// How many batch statements this store's appends went out in, and how many appends they
     /// carried (`appends / statements` of them shared one commit on average).
     pub fn append_stats(&self) -> AppendStats {
-        self.inner.db.appends.stats()
+        self.inner.db.writes.stats(0)
     }
 
     /// The same for `settle_run`: batch statements, and the settles they carried (as `appends`).
     pub fn settle_stats(&self) -> AppendStats {
-        self.inner.db.settles.stats()
+        self.inner.db.writes.stats(1)
+    }
+
+    /// Appends and settles share their statements: how many went out for both, and how many
+    /// appends and settles they carried together.
+    pub fn write_stats(&self) -> AppendStats {
+        self.inner.db.writes.total()
     }
 
     /// The same for `create_run_of` (how a worker, the host API or the engine starts runs):
     /// batch statements, and the new runs they carried (as `appends`).
     pub fn create_stats(&self) -> AppendStats {
-        self.inner.db.creates.stats()
+        self.inner.db.creates.stats(0)
     }
 
     /// The schema holding the tables.

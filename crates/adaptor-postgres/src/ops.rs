@@ -24,8 +24,8 @@ use sqlx::{PgConnection, Row};
 use uuid::Uuid;
 
 use crate::batch::{
-    Appends, Create, CreateKind, CreateOffer, Creates, Offer, Outcome, Records, SettleOffer,
-    Settled, Settles,
+    Create, CreateKind, CreateOffer, Creates, Offer, Outcome, Records, SettleOffer, Settled, Write,
+    Writes,
 };
 use crate::codec::{
     Doing, Fail, R, counted, json_text, pack, record_cols, record_from_row, run_cols, run_from_row,
@@ -107,10 +107,8 @@ macro_rules! transaction {
 pub(crate) struct Db {
     /// The pool, and the free list its connections are reused from without a ping.
     pub(crate) pool: Arc<Conns>,
-    /// Group commit of the appends of many runs.
-    pub(crate) appends: Arc<Appends>,
-    /// Group commit of the settles of many runs.
-    pub(crate) settles: Arc<Settles>,
+    /// Group commit of the appends and settles of many runs.
+    pub(crate) writes: Arc<Writes>,
     /// Group commit of new runs (`create_run_of`).
     pub(crate) creates: Arc<Creates>,
 }
@@ -119,8 +117,7 @@ impl Db {
     pub(crate) fn new(pool: PgPool) -> Self {
         let pool = Conns::new(pool);
         Db {
-            appends: Arc::new(Appends::new(pool.clone())),
-            settles: Arc::new(Settles::new(pool.clone())),
+            writes: Arc::new(Writes::new(pool.clone())),
             creates: Arc::new(Creates::new(pool.clone())),
             pool,
         }
@@ -920,7 +917,12 @@ impl Db {
                     token,
                     records: None,
                 };
-                match self.settles.offer(offer).await {
+                match self
+                    .writes
+                    .offer(Write::Settle(Box::new(offer)))
+                    .await
+                    .settle()
+                {
                     Settled::Written { fence } => {
                         prepared.lease = None;
                         prepared.fence = fence as u64;
@@ -983,7 +985,12 @@ impl Db {
                     packed,
                 }),
             };
-            if let Settled::Written { fence } = self.settles.offer(offer).await {
+            if let Settled::Written { fence } = self
+                .writes
+                .offer(Write::Settle(Box::new(offer)))
+                .await
+                .settle()
+            {
                 prepared.lease = None;
                 prepared.fence = fence as u64;
                 return Ok(prepared);
@@ -1167,7 +1174,7 @@ impl Db {
                 packed,
                 fence: fence_param(fence),
             };
-            match self.appends.offer(offer).await {
+            match self.writes.offer(Write::Append(offer)).await.append() {
                 Outcome::Written => return Ok(()),
                 Outcome::NoRun => return Err(run_not_found(run)),
                 Outcome::NotInserted { fence: current } => {

@@ -478,3 +478,100 @@ async fn runs_started_together_share_one_insert_and_each_is_decided_on_its_own()
     assert_eq!(created.len(), 1, "one new key, one new run: {same_key:?}");
     assert_eq!(same_key[0].run().id, same_key[1].run().id);
 }
+
+// a current-thread runtime, as above: appends of some runs and settles of others, offered
+// together, go out in one statement (one commit), and a stale one of each still fails alone
+#[tokio::test]
+async fn appends_and_settles_offered_together_share_one_statement() {
+    let Some(base) = support::server().await else {
+        return;
+    };
+    let (url, _guard) = support::fresh_schema(&base);
+    let store = Arc::new(PostgresStore::open(&url).await.unwrap());
+    let claims = claimed_runs(&store, "writes").await;
+    let req = claim_all();
+    // one run of each half is taken over: its append, and its settle, carry a stale token
+    let (stale_append, stale_settle) = (7, RUNS / 2 + 7);
+    for i in [stale_append, stale_settle] {
+        store
+            .claim_run(claims[i].run.id, &req, Takeover::Steal)
+            .await
+            .unwrap()
+            .expect("stolen");
+    }
+    let (appends, settles, writes) = (
+        store.append_stats(),
+        store.settle_stats(),
+        store.write_stats(),
+    );
+    let tasks: Vec<_> = claims
+        .iter()
+        .enumerate()
+        .map(|(i, c)| {
+            let (store, mut run, token) = (store.clone(), c.run.clone(), c.token);
+            tokio::spawn(async move {
+                if i < RUNS / 2 {
+                    let recs = [rec(run.id, 0, "step")];
+                    store.append(run.id, &recs, Fence::Token(token)).await
+                } else {
+                    run.status = sequential_adaptor::RunStatus::Succeeded;
+                    run.output = Some(json!(i));
+                    run.ended_at = Some(now_millis());
+                    store.settle_run(&run, token).await.map(drop)
+                }
+            })
+        })
+        .collect();
+    let mut results = Vec::new();
+    for t in tasks {
+        results.push(t.await.unwrap());
+    }
+    let half = (RUNS / 2) as u64;
+    assert_eq!(
+        (
+            store.append_stats().statements - appends.statements,
+            store.append_stats().appends - appends.appends,
+            store.settle_stats().statements - settles.statements,
+            store.settle_stats().appends - settles.appends,
+            store.write_stats().statements - writes.statements,
+        ),
+        (1, half, 1, half, 1),
+        "the appends and settles offered together should share one statement"
+    );
+    let reader = PostgresStore::open(&url).await.unwrap();
+    for (i, result) in results.iter().enumerate() {
+        let id = claims[i].run.id;
+        let stored = reader.get_run(id).await.unwrap();
+        let journal = reader.read_journal(id, None, 10).await.unwrap();
+        if i == stale_append || i == stale_settle {
+            assert!(
+                matches!(result, Err(Error::Fenced { .. })),
+                "run {i}: {result:?}"
+            );
+            assert_eq!(
+                stored.status,
+                sequential_adaptor::RunStatus::Running,
+                "run {i}"
+            );
+            assert!(journal.is_empty(), "run {i}: {journal:?}");
+        } else if i < RUNS / 2 {
+            assert!(result.is_ok(), "run {i}: {result:?}");
+            assert_eq!(journal.len(), 1, "run {i}");
+            assert_eq!(
+                stored.status,
+                sequential_adaptor::RunStatus::Running,
+                "run {i}"
+            );
+        } else {
+            assert!(result.is_ok(), "run {i}: {result:?}");
+            assert_eq!(
+                stored.status,
+                sequential_adaptor::RunStatus::Succeeded,
+                "run {i}"
+            );
+            assert!(stored.lease.is_none(), "run {i}");
+        }
+    }
+    reader.close().await;
+    store.close().await;
+}
