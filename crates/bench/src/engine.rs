@@ -926,8 +926,11 @@ pub async fn run(args: &[String]) -> Result<()> {
          result, one run at a time, {} runs after 20 warm-up. Throughput: a steady stream — the \
          engine is a worker in its own process (concurrency {IN_FLIGHT}; its threads under \
          SCHED_BATCH, as `sequential-ecosystem worker` runs them); {IN_FLIGHT} load \
-         clients in the benchmark process keep {IN_FLIGHT} ten-step runs in flight at all times; \
-         runs that end in a {} s window after a {} s warm-up are counted. CPU: user + system \
+         clients in the benchmark process keep {IN_FLIGHT} ten-step runs in flight at all times \
+         (each starts a run, waits for its end — on SQLite woken by the store's end watch, \
+         `SqliteStore::watch_end`, which looks at the database's data version once a millisecond \
+         for all of them; the folder store's clients ask every millisecond — reads the run once \
+         and starts the next); runs that end in a {} s window after a {} s warm-up are counted. CPU: user + system \
          time per ten-step run in that window, for each process. Ceiling: {cores} cores × 1,000 \
          ms of CPU per second ÷ the CPU of all three processes per run. Storage: bytes on disk \
          per finished ten-step run.\n\n",
