@@ -556,43 +556,10 @@ fn shift_params(sql: &str, by: usize) -> String {
     out
 }
 
-/// Binds a batch of settles as `$1`…`$25` of [`SETTLE_MANY`] (`$8`… of [`write_many`]).
-fn bind_settles<'q>(query: Query<'q>, batch: &[&'q SettleOffer]) -> Query<'q> {
-    let runs: Vec<&'q Run> = batch.iter().map(|o| &o.prepared).collect();
-    let (mut rec_runs, mut rec_seqs, mut rec_ats, mut rec_packed) =
-        (Vec::new(), Vec::new(), Vec::new(), Vec::<&[u8]>::new());
-    for o in batch {
-        if let Some(r) = &o.records {
-            for (i, (at, packed)) in r.ats.iter().zip(&r.packed).enumerate() {
-                rec_runs.push(uuid(o.prepared.id));
-                rec_seqs.push((r.first + i as u64) as i64);
-                rec_ats.push(*at);
-                rec_packed.push(packed.as_slice());
-            }
-        }
-    }
+/// Binds where each run sits among others — its parent, idempotency key, timer and what it
+/// waits for — as five consecutive parameters (of [`SETTLE_MANY`] and [`CREATE_MANY`]).
+fn bind_links<'q>(query: Query<'q>, runs: &[&'q Run]) -> Query<'q> {
     query
-        .bind(runs.iter().map(|r| uuid(r.id)).collect::<Vec<_>>())
-        .bind(batch.iter().map(|o| o.expected as i64).collect::<Vec<_>>())
-        .bind(runs.iter().map(|r| r.task.as_str()).collect::<Vec<_>>())
-        .bind(runs.iter().map(|r| r.created_at).collect::<Vec<_>>())
-        .bind(
-            runs.iter()
-                .map(|r| i64::from(r.version))
-                .collect::<Vec<_>>(),
-        )
-        .bind(runs.iter().map(|r| r.status.as_str()).collect::<Vec<_>>())
-        .bind(runs.iter().map(|r| json_text(&r.input)).collect::<Vec<_>>())
-        .bind(
-            runs.iter()
-                .map(|r| r.output.as_ref().map(json_text))
-                .collect::<Vec<_>>(),
-        )
-        .bind(
-            runs.iter()
-                .map(|r| r.error.as_ref().map(json_text))
-                .collect::<Vec<_>>(),
-        )
         .bind(
             runs.iter()
                 .map(|r| r.parent.map(|p| uuid(p.run)))
@@ -614,6 +581,46 @@ fn bind_settles<'q>(query: Query<'q>, batch: &[&'q SettleOffer]) -> Query<'q> {
                 .map(|r| r.waiting_for.as_deref())
                 .collect::<Vec<_>>(),
         )
+}
+
+/// Binds a batch of settles as `$1`…`$25` of [`SETTLE_MANY`] (`$8`… of [`write_many`]).
+fn bind_settles<'q>(query: Query<'q>, batch: &[&'q SettleOffer]) -> Query<'q> {
+    let runs: Vec<&'q Run> = batch.iter().map(|o| &o.prepared).collect();
+    let (mut rec_runs, mut rec_seqs, mut rec_ats, mut rec_packed) =
+        (Vec::new(), Vec::new(), Vec::new(), Vec::<&[u8]>::new());
+    for o in batch {
+        if let Some(r) = &o.records {
+            for (i, (at, packed)) in r.ats.iter().zip(&r.packed).enumerate() {
+                rec_runs.push(uuid(o.prepared.id));
+                rec_seqs.push((r.first + i as u64) as i64);
+                rec_ats.push(*at);
+                rec_packed.push(packed.as_slice());
+            }
+        }
+    }
+    let query = query
+        .bind(runs.iter().map(|r| uuid(r.id)).collect::<Vec<_>>())
+        .bind(batch.iter().map(|o| o.expected as i64).collect::<Vec<_>>())
+        .bind(runs.iter().map(|r| r.task.as_str()).collect::<Vec<_>>())
+        .bind(runs.iter().map(|r| r.created_at).collect::<Vec<_>>())
+        .bind(
+            runs.iter()
+                .map(|r| i64::from(r.version))
+                .collect::<Vec<_>>(),
+        )
+        .bind(runs.iter().map(|r| r.status.as_str()).collect::<Vec<_>>())
+        .bind(runs.iter().map(|r| json_text(&r.input)).collect::<Vec<_>>())
+        .bind(
+            runs.iter()
+                .map(|r| r.output.as_ref().map(json_text))
+                .collect::<Vec<_>>(),
+        )
+        .bind(
+            runs.iter()
+                .map(|r| r.error.as_ref().map(json_text))
+                .collect::<Vec<_>>(),
+        );
+    bind_links(query, &runs)
         .bind(
             runs.iter()
                 .map(|r| i64::from(r.attempt))
@@ -705,33 +712,13 @@ impl Kind for CreateKind {
 
     async fn write(conn: &mut PgConnection, batch: &[CreateOffer]) -> Vec<Create> {
         let runs: Vec<&Run> = batch.iter().map(|o| &o.run).collect();
-        let rows = sqlx::query(CREATE_MANY)
+        let query = sqlx::query(CREATE_MANY)
             .bind(runs.iter().map(|r| uuid(r.id)).collect::<Vec<_>>())
             .bind(runs.iter().map(|r| r.task.as_str()).collect::<Vec<_>>())
             .bind(batch.iter().map(|o| o.version).collect::<Vec<_>>())
             .bind(runs.iter().map(|r| r.status.as_str()).collect::<Vec<_>>())
-            .bind(runs.iter().map(|r| json_text(&r.input)).collect::<Vec<_>>())
-            .bind(
-                runs.iter()
-                    .map(|r| r.parent.map(|p| uuid(p.run)))
-                    .collect::<Vec<_>>(),
-            )
-            .bind(
-                runs.iter()
-                    .map(|r| r.parent.map(|p| p.seq as i64))
-                    .collect::<Vec<_>>(),
-            )
-            .bind(
-                runs.iter()
-                    .map(|r| r.idempotency_key.as_deref())
-                    .collect::<Vec<_>>(),
-            )
-            .bind(runs.iter().map(|r| r.wake_at).collect::<Vec<_>>())
-            .bind(
-                runs.iter()
-                    .map(|r| r.waiting_for.as_deref())
-                    .collect::<Vec<_>>(),
-            )
+            .bind(runs.iter().map(|r| json_text(&r.input)).collect::<Vec<_>>());
+        let rows = bind_links(query, &runs)
             .bind(runs.iter().map(|r| r.fence as i64).collect::<Vec<_>>())
             .bind(
                 runs.iter()
