@@ -34,8 +34,8 @@ pub(crate) struct Ends {
     fresh: AtomicBool,
     /// Wakes the watcher from its idle wait when the first watch is added.
     added: Notify,
-    /// Whether the watcher task runs.
-    started: AtomicBool,
+    /// The watcher task (started again if the runtime it ran on went away).
+    task: Mutex<Option<tokio::task::JoinHandle<()>>>,
 }
 
 impl Ends {
@@ -77,8 +77,13 @@ impl SqliteStore {
         }
         ends.fresh.store(true, Ordering::Release);
         ends.added.notify_one();
-        if !ends.started.swap(true, Ordering::AcqRel) {
-            tokio::spawn(watch(Arc::downgrade(&self.inner), ends.clone()));
+        if let Ok(mut task) = ends.task.lock()
+            && task.as_ref().is_none_or(|t| t.is_finished())
+        {
+            *task = Some(tokio::spawn(watch(
+                Arc::downgrade(&self.inner),
+                ends.clone(),
+            )));
         }
         EndWatch {
             ends,
