@@ -220,3 +220,56 @@ async fn a_request_alone_commits_on_the_calling_thread() {
     let journal = reopened.read_journal(run, None, 10).await.unwrap();
     assert_eq!(journal, vec![rec(run, 0), rec(run, 1)]);
 }
+
+/// The ids of this process's threads named `sqlite-writer`.
+#[cfg(target_os = "linux")]
+fn writer_threads() -> std::collections::HashSet<i32> {
+    std::fs::read_dir("/proc/self/task")
+        .unwrap()
+        .filter_map(|t| {
+            let t = t.ok()?;
+            let comm = std::fs::read_to_string(t.path().join("comm")).ok()?;
+            (comm.trim() == "sqlite-writer").then(|| t.file_name().to_str()?.parse().ok())?
+        })
+        .collect()
+}
+
+/// A store opened by a thread under `SCHED_BATCH` (as an engine worker's threads run) has its
+/// writer thread under the default policy: every caller waits for the writer's commit, so a
+/// woken writer must not wait for the running thread's slice to end.
+#[cfg(target_os = "linux")]
+#[test]
+fn the_writer_thread_leaves_sched_batch() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("policy.db");
+    std::thread::spawn(move || {
+        let param = libc::sched_param { sched_priority: 0 };
+        // SAFETY: pid 0 is this thread; priority 0 is valid for SCHED_BATCH.
+        assert_eq!(
+            unsafe { libc::sched_setscheduler(0, libc::SCHED_BATCH, &param) },
+            0
+        );
+        let before = writer_threads();
+        let store = SqliteStore::open(&path).unwrap();
+        let ours: Vec<i32> = writer_threads().difference(&before).copied().collect();
+        assert!(!ours.is_empty(), "no new sqlite-writer thread");
+        // SAFETY: sched_getscheduler only reads the policy of the thread with this id.
+        let policies = || -> Vec<i32> {
+            ours.iter()
+                .map(|&tid| unsafe { libc::sched_getscheduler(tid) })
+                .collect()
+        };
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+        while policies().contains(&libc::SCHED_BATCH) && std::time::Instant::now() < deadline {
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
+        assert!(
+            policies().iter().all(|&p| p == libc::SCHED_OTHER),
+            "writer threads' policies: {:?}",
+            policies()
+        );
+        drop(store);
+    })
+    .join()
+    .unwrap();
+}
