@@ -410,6 +410,49 @@ pub(crate) struct Throughput {
     pub(crate) bytes_per_run: f64,
     /// PostgreSQL: the workers' round trips per run (the adaptor's statement counter).
     pub(crate) trips_per_run: Option<f64>,
+    /// Where the machine's CPU time went in the window, all processes together (`None`: no
+    /// `/proc/stat`).
+    pub(crate) machine: Option<MachineCpu>,
+}
+
+/// Shares of the machine's CPU time in a window, from `/proc/stat` (all cores).
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct MachineCpu {
+    /// Idle, with nothing to run.
+    pub(crate) idle: f64,
+    /// Idle while a process waits for the disk (an fsync, say).
+    pub(crate) iowait: f64,
+    /// Taken by the hypervisor for other guests (`steal`): time this machine's processes
+    /// could not have used.
+    pub(crate) steal: f64,
+}
+
+/// The first line of `/proc/stat`: jiffies per state since boot, all cores (`None` elsewhere
+/// than Linux).
+fn machine_jiffies() -> Option<Vec<u64>> {
+    let stat = std::fs::read_to_string("/proc/stat").ok()?;
+    let line = stat.lines().next()?.strip_prefix("cpu ")?;
+    Some(
+        line.split_whitespace()
+            .map(|f| f.parse().unwrap_or(0))
+            .collect(),
+    )
+}
+
+impl MachineCpu {
+    /// The shares between two readings of [`machine_jiffies`] (user, nice, system, idle,
+    /// iowait, irq, softirq, steal, …; guest time is counted in user already).
+    fn between(start: &[u64], end: &[u64]) -> Option<MachineCpu> {
+        let delta: Vec<f64> = (0..8)
+            .map(|i| end.get(i)?.checked_sub(*start.get(i)?).map(|d| d as f64))
+            .collect::<Option<_>>()?;
+        let total: f64 = delta.iter().sum();
+        (total > 0.0).then(|| MachineCpu {
+            idle: delta[3] / total,
+            iowait: delta[4] / total,
+            steal: delta[7] / total,
+        })
+    }
 }
 
 impl Throughput {
@@ -510,6 +553,7 @@ struct Snapshot {
     server: Option<f64>,
     own: f64,
     database: Option<f64>,
+    machine: Option<Vec<u64>>,
 }
 
 /// Engine worker processes for `backend`: PostgreSQL is shared by two (its point is many
@@ -583,6 +627,7 @@ async fn steady(backend: &'static str, server: &Server) -> Result<Throughput> {
             server: server.pid().map(cpu_seconds_of).transpose()?,
             own: own_cpu_seconds(),
             database: database.then(postgres_cpu_seconds),
+            machine: machine_jiffies(),
         })
     };
     let start = snapshot()?;
@@ -651,6 +696,10 @@ async fn steady(backend: &'static str, server: &Server) -> Result<Throughput> {
             .map(|(a, b)| per_run(b - a)),
         bytes_per_run: bytes / total as f64,
         trips_per_run: database.then(|| trips as f64 / total as f64),
+        machine: start
+            .machine
+            .zip(end.machine)
+            .and_then(|(a, b)| MachineCpu::between(&a, &b)),
     })
 }
 
@@ -962,8 +1011,20 @@ pub async fn run(args: &[String]) -> Result<()> {
         ));
     }
     md.push_str(
-        "\nOn 2 cores the engine's own CPU per run is the figure to lower: the ceiling moves with it.\n\n",
+        "\nOn 2 cores the engine's own CPU per run is the figure to lower: the ceiling moves with it.\n",
     );
+    for r in &rows {
+        if let Some(m) = r.tp.machine {
+            md.push_str(&format!(
+                "In the {} window the machine's cores were {:.1}% idle, {:.1}% idle waiting for the disk and {:.1}% taken by the hypervisor (steal), from `/proc/stat` (time no process used, or could have used).\n",
+                r.backend,
+                100.0 * m.idle,
+                100.0 * m.iowait,
+                100.0 * m.steal
+            ));
+        }
+    }
+    md.push('\n');
     if let Some(pg) = rows.iter().find(|r| r.backend == "postgres") {
         let dbos = peer_results
             .as_ref()
@@ -1079,6 +1140,34 @@ pub async fn run(args: &[String]) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn machine_shares_come_from_the_differences_of_two_proc_stat_readings() {
+        // user nice system idle iowait irq softirq steal guest
+        let start = [100, 0, 50, 1000, 10, 0, 5, 20, 7];
+        let end = [700, 0, 250, 1100, 30, 0, 25, 70, 9];
+        let m = MachineCpu::between(&start, &end).unwrap();
+        // 600 + 200 + 100 + 20 + 20 + 50 = 990 jiffies in the window
+        assert!((m.idle - 100.0 / 990.0).abs() < 1e-9, "{m:?}");
+        assert!((m.iowait - 20.0 / 990.0).abs() < 1e-9, "{m:?}");
+        assert!((m.steal - 50.0 / 990.0).abs() < 1e-9, "{m:?}");
+        assert!(
+            MachineCpu::between(&start, &start).is_none(),
+            "an empty window"
+        );
+        assert!(
+            MachineCpu::between(&end, &start).is_none(),
+            "counters never go back"
+        );
+        assert!(
+            MachineCpu::between(&start[..4], &end[..4]).is_none(),
+            "a short line"
+        );
+        if cfg!(target_os = "linux") {
+            let live = machine_jiffies().expect("/proc/stat on Linux");
+            assert!(live.len() >= 8, "{live:?}");
+        }
+    }
 
     #[test]
     fn peer_rows_come_from_the_results_a_run_leaves() {
