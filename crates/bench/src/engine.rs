@@ -1015,9 +1015,16 @@ pub async fn run(args: &[String]) -> Result<()> {
     );
     for r in &rows {
         if let Some(m) = r.tp.machine {
+            // what the measured processes used of the machine, the rest of its busy time going
+            // to other processes (services on this host, the benchmark's own bookkeeping) and
+            // the kernel's threads
+            let ours = r.tp.runs_per_s / r.tp.ceiling();
+            let others = (1.0 - m.idle - m.iowait - m.steal - ours).max(0.0);
             md.push_str(&format!(
-                "In the {} window the machine's cores were {:.1}% idle, {:.1}% idle waiting for the disk and {:.1}% taken by the hypervisor (steal), from `/proc/stat` (time no process used, or could have used).\n",
+                "In the {} window, of the machine's CPU time (`/proc/stat`, all cores): {:.1}% went to the measured processes, {:.1}% to other processes and the kernel's threads, {:.1}% was idle, {:.1}% idle waiting for the disk and {:.1}% taken by the hypervisor (steal).\n",
                 r.backend,
+                100.0 * ours,
+                100.0 * others,
                 100.0 * m.idle,
                 100.0 * m.iowait,
                 100.0 * m.steal
