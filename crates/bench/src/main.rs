@@ -96,12 +96,69 @@ pub(crate) fn machine_line() -> String {
     } else {
         "release build"
     };
+    let probe_us =
+        |v: Option<f64>| v.map_or_else(|| "not measured".into(), |us| format!("{us:.0} µs"));
     format!(
         "Measured {date} on {cpus} cores ({model}), {build}, fsync on; single-core probe {:.0} ms \
          (a fixed integer loop, the best of three, run as this line was written: lower is a \
-         faster core; compare sections measured on different machines or at different times by it).",
-        speed_probe_ms()
+         faster core; compare sections measured on different machines or at different times by it); \
+         loopback TCP round trip {} and fsync of a 4 KiB overwrite {} (medians, run at the same \
+         moment: the kernel's network and disk paths, which move with the host apart from the core).",
+        speed_probe_ms(),
+        probe_us(loopback_probe_us()),
+        probe_us(fsync_probe_us()),
     )
+}
+
+/// The median time of a 64-byte round trip between two threads over a loopback TCP connection,
+/// in microseconds (`None` when loopback cannot be used).
+fn loopback_probe_us() -> Option<f64> {
+    use std::io::{Read, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").ok()?;
+    let at = listener.local_addr().ok()?;
+    let echo = std::thread::spawn(move || -> std::io::Result<()> {
+        let (mut s, _) = listener.accept()?;
+        s.set_nodelay(true)?;
+        let mut buf = [0u8; 64];
+        while s.read_exact(&mut buf).is_ok() {
+            s.write_all(&buf)?;
+        }
+        Ok(())
+    });
+    let mut c = std::net::TcpStream::connect(at).ok()?;
+    c.set_nodelay(true).ok()?;
+    let mut buf = [7u8; 64];
+    let mut times = Vec::with_capacity(2000);
+    for _ in 0..2000 {
+        let t = std::time::Instant::now();
+        c.write_all(&buf).ok()?;
+        c.read_exact(&mut buf).ok()?;
+        times.push(t.elapsed());
+    }
+    drop(c);
+    let _ = echo.join();
+    times.sort();
+    Some(times[times.len() / 2].as_secs_f64() * 1e6)
+}
+
+/// The median time of writing 4 KiB over the start of a file and `fsync`ing it, in
+/// microseconds, in the system's temporary directory (`None` when it cannot be written).
+fn fsync_probe_us() -> Option<f64> {
+    use std::io::{Seek, Write};
+    let mut f = tempfile::tempfile().ok()?;
+    let page = [1u8; 4096];
+    f.write_all(&page).ok()?;
+    f.sync_all().ok()?;
+    let mut times = Vec::with_capacity(200);
+    for _ in 0..200 {
+        let t = std::time::Instant::now();
+        f.seek(std::io::SeekFrom::Start(0)).ok()?;
+        f.write_all(&page).ok()?;
+        f.sync_all().ok()?;
+        times.push(t.elapsed());
+    }
+    times.sort();
+    Some(times[times.len() / 2].as_secs_f64() * 1e6)
 }
 
 /// Milliseconds one core takes for a fixed loop of xorshift steps, the best of three: how fast
