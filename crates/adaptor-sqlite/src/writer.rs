@@ -300,28 +300,7 @@ impl Drop for Active<'_> {
     }
 }
 
-/// On Linux, takes the calling thread out of `SCHED_BATCH` (which it inherits from a process
-/// that runs its threads so, as an engine worker does) back to the default policy.
-///
-/// Every caller waits for the writer's commit, so a writer that was woken (by a request, or by
-/// the end of its fsync) should run at once: under `SCHED_BATCH` a woken thread waits for the
-/// running one to block or use up its slice. Measured on the engine benchmark (four
-/// interleaved pairs): the share of the machine's ceiling reached rose from 83.5–86.5% to
-/// 87.7–88.7%; runs per second stayed within the host's noise, and the engine's CPU per run,
-/// set against the echo server's, rose by about 5% (the writer now preempts a busy thread).
-fn preempt_on_wake() {
-    #[cfg(target_os = "linux")]
-    // SAFETY: pid 0 is the calling thread; the parameter is valid for SCHED_OTHER (priority 0).
-    unsafe {
-        if libc::sched_getscheduler(0) == libc::SCHED_BATCH {
-            let param = libc::sched_param { sched_priority: 0 };
-            libc::sched_setscheduler(0, libc::SCHED_OTHER, &param);
-        }
-    }
-}
-
 fn writer_loop(shared: &Shared, receiver: mpsc::Receiver<Box<dyn Job>>) {
-    preempt_on_wake();
     let Shared {
         conn,
         changed,
