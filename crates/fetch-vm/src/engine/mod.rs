@@ -35,6 +35,9 @@ pub(crate) const PRELUDE: &str = include_str!("prelude.js");
 /// The part of the glue few runs need, which the prelude asks for (the `extras` native) on
 /// first use.
 pub(crate) const EXTRAS: &str = include_str!("extras.js");
+/// The part of the glue only some runs need (crypto, console, timers, the abort signal, `ctx`,
+/// module mode's fetch and entry), which the prelude asks for (the `rare` native) on first use.
+pub(crate) const RARE: &str = include_str!("rare.js");
 /// The JavaScript glue of pure evaluations ([`crate::Evaluator`]): host calls refused.
 pub(crate) const PURE: &str = include_str!("pure.js");
 

@@ -17,12 +17,28 @@ export default function (native) {
   // The rarely used classes and helpers (extras.js), loaded on first use.
   const loadExtras = native.extras;
   let extrasMade;
-  const extras = () =>
-    extrasMade === undefined
-      ? (extrasMade = loadExtras()({
-          OrigMap, OrigDate, jsonParse, jsonStringify, isOk, SIGNAL_KEY, fireAbort, abortError, made,
+  const extras = () => {
+    if (extrasMade === undefined) {
+      const { SIGNAL_KEY, fireAbort, abortError } = rare();
+      extrasMade = loadExtras()({
+        OrigMap, OrigDate, jsonParse, jsonStringify, isOk, SIGNAL_KEY, fireAbort, abortError, made,
+      });
+    }
+    return extrasMade;
+  };
+  // What only some runs need (rare.js: crypto, console, timers, the abort signal, `ctx`, module
+  // mode's fetch and entry), loaded on first use the same way.
+  const loadRare = native.rare;
+  let rareMade;
+  const rare = () =>
+    rareMade === undefined
+      ? (rareMade = loadRare()({
+          OrigError, OrigPromise, OrigFunction, jsonStringify, nativeLog, nativeDuration, made,
+          callSync, callAsync, call: (kind, req) => call(kind, req), isScript: () => script,
+          input: () => input, taskName: () => taskName, toError, fetchRequest, signalOf, withHeaders,
+          now, random, randomBytes,
         }))
-      : extrasMade;
+      : rareMade;
   // Its classes, each made on first use (`made("Headers")`), and their globals: accessors that
   // make the class when code first names it (the `lazyGlobals` native), unless the backend has
   // its own. Creating every class up front costs more than the rest of a short session.
@@ -32,8 +48,9 @@ export default function (native) {
   // (no prototype, here and in `classes`: what task code adds to Object.prototype is not ours)
   const own = {
     __proto__: null,
-    console: makeConsole, crypto: makeCrypto, ctx: makeCtx,
-    setTimeout: makeTimers, setInterval: makeTimers, clearTimeout: makeTimers, clearInterval: makeTimers,
+    console: () => rare().makeConsole(), crypto: () => rare().makeCrypto(), ctx: () => rare().makeCtx(),
+    setTimeout: () => rare().makeTimers(), setInterval: () => rare().makeTimers(),
+    clearTimeout: () => rare().makeTimers(), clearInterval: () => rare().makeTimers(),
   };
   const classes = { __proto__: null };
   const made = (name) =>
@@ -141,133 +158,14 @@ export default function (native) {
   defineGlobal("performance", Object.freeze({ now, timeOrigin: 0, toJSON: () => ({ timeOrigin: 0 }) }));
   delete G.WeakRef;
   delete G.FinalizationRegistry;
-  function makeCrypto() {
-    const hex2 = (b) => (b < 16 ? "0" : "") + b.toString(16);
-    const crypto = {
-      randomUUID() {
-        const b = randomBytes(16);
-        b[6] = (b[6] & 0x0f) | 0x40;
-        b[8] = (b[8] & 0x3f) | 0x80;
-        const h = Array.from(b, hex2).join("");
-        return `${h.slice(0, 8)}-${h.slice(8, 12)}-${h.slice(12, 16)}-${h.slice(16, 20)}-${h.slice(20)}`;
-      },
-      getRandomValues(arr) {
-        if (!arr || !ArrayBuffer.isView(arr)) throw new TypeError("crypto.getRandomValues: expected a typed array");
-        if (arr.byteLength > 65536) throw new RangeError("crypto.getRandomValues: at most 65536 bytes");
-        const b = randomBytes(arr.byteLength);
-        new Uint8Array(arr.buffer, arr.byteOffset, arr.byteLength).set(b);
-        return arr;
-      },
-    };
-    return { crypto };
-  }
-
-  // ---------------------------------------------------------------- console
-  function show(v, depth) {
-    if (typeof v === "string") return v;
-    if (v instanceof OrigError) return `${v.name}: ${v.message}`;
-    if (typeof v === "function") return `[Function ${v.name || "anonymous"}]`;
-    if (typeof v === "bigint") return `${v}n`;
-    if (typeof v === "symbol" || v === undefined) return String(v);
-    try {
-      const s = jsonStringify(v);
-      return s === undefined ? String(v) : s;
-    } catch (_) {
-      return String(v);
-    }
-  }
-  function makeConsole() {
-    const console = {};
-    for (const level of ["log", "info", "warn", "error", "debug", "trace"]) {
-      console[level] = (...args) => {
-        nativeLog(level, args.map((a) => show(a)).join(" "));
-      };
-    }
-    return { console };
-  }
-
-  // ---------------------------------------------------------------- durations, timers
-  // A number is milliseconds; a string is read by the host's one duration grammar ("250ms",
-  // "1.5s", "1h 30m", "7d", "1 week"), which throws a TypeError naming `what` otherwise.
-  function parseDuration(d, what) {
-    if (typeof d === "number" && isFinite(d) && d >= 0) return Math.round(d);
-    return nativeDuration(what, typeof d === "string" ? d : undefined, show(d));
-  }
-  // the four timer globals share their ids and cancellations: made together
-  let timers;
-  function makeTimers() {
-    if (timers !== undefined) return timers;
-    let timerId = 0;
-    const cancelled = new Set();
-    const setTimeout = (fn, ms, ...args) => {
-      const id = ++timerId;
-      callAsync("sleep", { ms: Math.max(0, Math.round(Number(ms) || 0)) }).then(() => {
-        if (!cancelled.has(id) && typeof fn === "function") fn(...args);
-      });
-      return id;
-    };
-    const setInterval = (fn, ms, ...args) => {
-      const id = ++timerId;
-      const period = Math.max(0, Math.round(Number(ms) || 0));
-      const tick = () =>
-        callAsync("sleep", { ms: period }).then(() => {
-          if (cancelled.has(id)) return;
-          if (typeof fn === "function") fn(...args);
-          tick();
-        });
-      tick();
-      return id;
-    };
-    const clearTimeout = (id) => cancelled.add(id), clearInterval = clearTimeout;
-    return (timers = { setTimeout, setInterval, clearTimeout, clearInterval });
-  }
+  // crypto, console and the timers are rare.js's (made when first named, see `own`)
 
   // ---------------------------------------------------------------- Headers, URL, encoders
   if (!("structuredClone" in G)) defineGlobal("structuredClone", (v) => extras().structuredClone(v));
   defineGlobal("FetchError", FetchError);
 
   // ---------------------------------------------------------------- AbortSignal
-  // `ctx.signal` fires when the run is aborted (killed, or a stop's timeout expired): the host
-  // answers its `abort` call, so the abort is a journaled fact a replay meets at the same point.
-  const SIGNAL_KEY = {};
-  function abortError(message) {
-    const e = new OrigError(message);
-    e.name = "AbortError";
-    e.code = 20;
-    return e;
-  }
-  function fireAbort(signal, reason) {
-    if (signal._aborted) return;
-    signal._aborted = true;
-    signal._reason = reason;
-    const event = { type: "abort", target: signal, currentTarget: signal };
-    const listeners = signal._listeners.slice();
-    signal._listeners = signal._listeners.filter((l) => !l.once);
-    const handlers = typeof signal.onabort === "function" ? [signal.onabort] : [];
-    for (const l of listeners) handlers.push(l.fn);
-    for (const fn of handlers) {
-      try {
-        if (typeof fn === "function") fn.call(signal, event);
-        else if (fn && typeof fn.handleEvent === "function") fn.handleEvent(event);
-      } catch (e) {
-        // as in browsers: a listener that throws is reported, the others still run
-        nativeLog("error", `an abort listener threw: ${show(e)}`);
-      }
-    }
-  }
-  let runSignal;
-  function ctxSignal() {
-    if (runSignal === undefined) {
-      runSignal = new (made("AbortSignal"))(SIGNAL_KEY);
-      const s = runSignal;
-      // a host without aborts answers with an error: the signal then never fires
-      callAsync("abort", {}).then(
-        (why) => fireAbort(s, toError(why && typeof why === "object" ? why : { name: "AbortError", message: "the run was aborted" })),
-        () => {},
-      );
-    }
-    return runSignal;
-  }
+  // (the class is extras.js's; the run's own signal, `ctx.signal`, rare.js's)
   // The `signal` of fetch options (or of a Request): an AbortSignal, or nothing.
   function signalOf(input, init) {
     let s = init !== undefined && init !== null && typeof init === "object" ? init.signal : undefined;
@@ -343,60 +241,9 @@ export default function (native) {
     }
     return data;
   }
-  function asyncFetch(input, init) {
-    let req, signal;
-    try {
-      req = fetchRequest(input, init);
-      signal = signalOf(input, init);
-    } catch (e) {
-      return OrigPromise.reject(e);
-    }
-    if (signal && signal.aborted) return OrigPromise.reject(signal.reason);
-    const p = callAsync("fetch", req).then((r) => new (made("Response"))(Object.assign({ url: req.url }, withHeaders(r))));
-    if (!signal) return p;
-    return new OrigPromise((resolve, reject) => {
-      const onAbort = () => reject(signal.reason);
-      signal.addEventListener("abort", onAbort, { once: true });
-      p.then(
-        (v) => { signal.removeEventListener("abort", onAbort); resolve(v); },
-        (e) => { signal.removeEventListener("abort", onAbort); reject(e); },
-      );
-    });
-  }
+  // (module mode's `fetch` is rare.js's `asyncFetch`)
 
-  // ---------------------------------------------------------------- ctx
-  function makeCtx() {
-    const ctx = Object.freeze({
-      get signal() {
-        return ctxSignal();
-      },
-      sleep(d) {
-        const r = call("sleep", { ms: parseDuration(d, "ctx.sleep") });
-        return script ? undefined : r.then(() => undefined);
-      },
-      waitForEvent(name, opts) {
-        const req = { name: String(name) };
-        if (opts && opts.timeout !== undefined && opts.timeout !== null) req.timeoutMs = parseDuration(opts.timeout, "ctx.waitForEvent timeout");
-        return call("waitForEvent", req);
-      },
-      emit(name, data) {
-        return call("emit", { name: String(name), data: data === undefined ? null : data });
-      },
-      callTool(name, args) {
-        return call("tool", { name: String(name), args: args === undefined ? null : args });
-      },
-      runTask(name, input) {
-        return call("child", { task: String(name), input: input === undefined ? null : input });
-      },
-      now() {
-        return script ? now() : OrigPromise.resolve(now());
-      },
-      random() {
-        return script ? random() : OrigPromise.resolve(random());
-      },
-    });
-    return { ctx };
-  }
+  // ---------------------------------------------------------------- the run (`ctx` is rare.js's)
   defineGlobal("__callHostTool__", (service, method, args) =>
     call("tool", { name: `${service}.${method}`, service: String(service), method: String(method), args: args === undefined ? null : args }),
   );
@@ -405,31 +252,13 @@ export default function (native) {
     script = mode === "script";
     call = script ? callSync : callAsync;
     taskName = name;
-    defineGlobal("fetch", script ? syncFetch : asyncFetch);
+    defineGlobal("fetch", script ? syncFetch : rare().asyncFetch);
     input = jsonParse(inputJson);
     defineGlobal("input", input);
   }
 
   // ---------------------------------------------------------------- helpers for the backend
-  function pickEntry(ns) {
-    if (typeof ns.default === "function") return ns.default;
-    if (taskName) {
-      const words = String(taskName).split(/[^A-Za-z0-9]+/).filter(Boolean);
-      const camel = words.map((w, i) => (i === 0 ? w[0].toLowerCase() : w[0].toUpperCase()) + w.slice(1)).join("");
-      const snake = words.map((w) => w.toLowerCase()).join("_");
-      for (const k of [camel, snake]) if (k && typeof ns[k] === "function") return ns[k];
-    }
-    const fns = Object.keys(ns).filter((k) => typeof ns[k] === "function");
-    if (fns.length === 1) return ns[fns[0]];
-    throw new TypeError(
-      `the module has no entry: write \`export default async function (input, ctx) { … }\`` +
-        (fns.length ? ` (it exports several functions: ${fns.join(", ")})` : ""),
-    );
-  }
-  async function runModule(evaluated, ns) {
-    await evaluated;
-    return pickEntry(ns)(input, made("ctx"));
-  }
+  // (module mode's entry and the script-mode object-tail check are rare.js's)
   function finish(value) {
     return OrigPromise.resolve(value);
   }
@@ -449,16 +278,7 @@ export default function (native) {
       return [false, /circular/i.test(msg) ? `it contains a cycle (${msg})` : msg];
     }
   }
-  // Node-REPL rule for a final `{ … }` statement: it is an object literal when it parses as an
-  // expression and the program still parses with it parenthesized (compile only, nothing runs).
-  function isObjectTail(text, rewritten) {
-    try {
-      new OrigFunction(`return (\n${text}\n);`);
-      new OrigFunction(rewritten);
-      return true;
-    } catch (_) {
-      return false;
-    }
-  }
+  const runModule = (evaluated, ns) => rare().runModule(evaluated, ns);
+  const isObjectTail = (text, rewritten) => rare().isObjectTail(text, rewritten);
   return { begin, deliver, runModule, finish, toJson, isObjectTail };
 }

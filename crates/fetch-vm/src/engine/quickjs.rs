@@ -15,7 +15,7 @@ use rquickjs::{
     Context, Ctx, Exception, Function, Module, Object, Persistent, Promise, Runtime, Value, qjs,
 };
 
-use super::{EXTRAS, Engine, Guard, Host, Job, Kind, Outcome, PRELUDE};
+use super::{EXTRAS, Engine, Guard, Host, Job, Kind, Outcome, PRELUDE, RARE};
 use crate::JsError;
 
 pub(crate) mod pure;
@@ -26,6 +26,8 @@ const TASK_FILE: &str = "task.js";
 const PRELUDE_NAME: &str = "fetch-vm:prelude";
 /// The module name of the prelude's extras.
 const EXTRAS_NAME: &str = "fetch-vm:extras";
+/// The module name of the prelude's part only some runs need.
+const RARE_NAME: &str = "fetch-vm:rare";
 
 /// The host the natives of a prepared context call: filled for the length of one run.
 type HostSlot = Rc<RefCell<Option<Rc<RefCell<dyn Host>>>>>;
@@ -522,10 +524,13 @@ fn run_in<'js>(
     }
 }
 
-/// The prelude and its extras compiled once per process: parsing the prelude costs about a
-/// millisecond, loading its bytecode a few microseconds.
+/// The prelude and its two lazily loaded parts compiled once per process: parsing the prelude
+/// costs about a millisecond, loading its bytecode into a context 30–90 µs — a cost every run
+/// pays for the prelude, which is why what only some runs need (`rare.js`, `extras.js`) is
+/// loaded on first use.
 static PRELUDE_BYTECODE: OnceLock<Result<Vec<u8>, String>> = OnceLock::new();
 static EXTRAS_BYTECODE: OnceLock<Result<Vec<u8>, String>> = OnceLock::new();
+static RARE_BYTECODE: OnceLock<Result<Vec<u8>, String>> = OnceLock::new();
 
 fn compile_glue(name: &str, source: &str) -> Result<Vec<u8>, String> {
     let rt = Runtime::new().map_err(|e| e.to_string())?;
@@ -804,6 +809,14 @@ fn natives<'js>(ctx: &Ctx<'js>, slot: HostSlot) -> rquickjs::Result<Object<'js>>
             load_glue(&ctx, &EXTRAS_BYTECODE, EXTRAS_NAME, EXTRAS)
         })?,
     )?;
+    native.set(
+        "rare",
+        Function::new(ctx.clone(), |ctx: Ctx<'js>| {
+            #[cfg(test)]
+            tests::RARE_LOADS.with(|n| n.set(n.get() + 1));
+            load_glue(&ctx, &RARE_BYTECODE, RARE_NAME, RARE)
+        })?,
+    )?;
     Ok(native)
 }
 
@@ -996,6 +1009,50 @@ fn position(stack: &str) -> Option<(u32, u32)> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    thread_local! {
+        /// How many times a context on this thread loaded the prelude's rare part.
+        pub(super) static RARE_LOADS: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
+    }
+
+    /// A prepared context holds the prelude without the part only some runs need (`rare.js`):
+    /// a script-mode run that fetches, reads its input and returns JSON never loads it; the
+    /// first use of what it holds loads it once, whichever global is named first.
+    #[test]
+    fn the_rare_part_of_the_prelude_is_loaded_on_first_use_only() {
+        let (rt, _) = new_runtime().unwrap();
+        let prepared = Prepared::new(&rt).unwrap();
+        let loads = || RARE_LOADS.with(std::cell::Cell::get);
+        let before = loads();
+        let api = prepared.api.clone();
+        let plain: bool = prepared.context.with(|ctx| {
+            let api = api.restore(&ctx).unwrap();
+            let begin: Function<'_> = api.get("begin").unwrap();
+            begin.call::<_, ()>(("script", r#"{"n":2}"#, "t")).unwrap();
+            let to_json: Function<'_> = api.get("toJson").unwrap();
+            let List((ok, _)): List<(bool, String)> =
+                to_json.call((Object::new(ctx.clone()).unwrap(),)).unwrap();
+            ctx.eval(
+                "typeof fetch === 'function' && input.n === 2 && typeof FetchError === 'function'",
+            )
+            .map(|v: bool| v && ok)
+            .unwrap()
+        });
+        assert!(plain);
+        assert_eq!(loads(), before, "nothing of the rare part was named");
+        let used: bool = prepared
+            .context
+            .with(|ctx| {
+                ctx.eval(
+                    "typeof console.log === 'function' && typeof crypto.randomUUID === 'function' && \
+                     typeof setTimeout === 'function' && Object.isFrozen(ctx) && \
+                     typeof new AbortController().signal.addEventListener === 'function'",
+                )
+            })
+            .unwrap();
+        assert!(used);
+        assert_eq!(loads(), before + 1, "loaded once, on first use");
+    }
 
     /// The global names a context has, as JSON text, after running `touch` in it.
     fn globals(context: &Context, touch: &str) -> Vec<String> {
