@@ -6,7 +6,10 @@
 // a run that uses none of these does not pay for reading their code.
 export default function (core) {
   "use strict";
-  const { OrigMap, OrigDate, jsonParse, jsonStringify, isOk, SIGNAL_KEY, fireAbort, abortError } = core;
+  const { OrigMap, OrigDate, jsonParse, jsonStringify, isOk } = core;
+  // the abort helpers live with the run's own signal (rare.js): asked for only by the two
+  // classes that use them, so Headers or URL alone do not load it
+  const abortHelpers = () => core.rare();
   const { made } = core;
   const URL_RE = /^([a-zA-Z][a-zA-Z0-9+.-]*:)\/\/(?:([^:@\/?#]*)(?::([^@\/?#]*))?@)?([^:\/?#]*)(?::(\d+))?([^?#]*)(\?[^#]*)?(#.*)?$/;
 
@@ -142,7 +145,7 @@ export default function (core) {
         return s;
       }
     },
-    AbortSignal: () => class AbortSignal {
+    AbortSignal: () => { const { SIGNAL_KEY, fireAbort, abortError } = abortHelpers(); return class AbortSignal {
       constructor(key) {
         if (key !== SIGNAL_KEY) throw new TypeError("AbortSignal: use new AbortController().signal or ctx.signal");
         this._aborted = false;
@@ -166,11 +169,11 @@ export default function (core) {
         fireAbort(s, reason === undefined ? abortError("This operation was aborted") : reason);
         return s;
       }
-    },
-    AbortController: () => class AbortController {
+    }; },
+    AbortController: () => { const { SIGNAL_KEY, fireAbort, abortError } = abortHelpers(); return class AbortController {
       constructor() { this.signal = new (made("AbortSignal"))(SIGNAL_KEY); }
       abort(reason) { fireAbort(this.signal, reason === undefined ? abortError("This operation was aborted") : reason); }
-    },
+    }; },
     Request: () => class Request {
       constructor(input, init) {
         if (input instanceof Request) {

@@ -17,15 +17,10 @@ export default function (native) {
   // The rarely used classes and helpers (extras.js), loaded on first use.
   const loadExtras = native.extras;
   let extrasMade;
-  const extras = () => {
-    if (extrasMade === undefined) {
-      const { SIGNAL_KEY, fireAbort, abortError } = rare();
-      extrasMade = loadExtras()({
-        OrigMap, OrigDate, jsonParse, jsonStringify, isOk, SIGNAL_KEY, fireAbort, abortError, made,
-      });
-    }
-    return extrasMade;
-  };
+  const extras = () =>
+    extrasMade === undefined
+      ? (extrasMade = loadExtras()({ OrigMap, OrigDate, jsonParse, jsonStringify, isOk, made, rare }))
+      : extrasMade;
   // What only some runs need (rare.js: crypto, console, timers, the abort signal, `ctx`, module
   // mode's fetch and entry), loaded on first use the same way.
   const loadRare = native.rare;
@@ -46,11 +41,12 @@ export default function (native) {
   // the globals sharing state, as the timers) named: every closure of a global costs each run's
   // context, used or not.
   // (no prototype, here and in `classes`: what task code adds to Object.prototype is not ours)
+  // the four timer globals share their ids and cancellations: made together
+  const timers = () => rare().makeTimers();
   const own = {
     __proto__: null,
     console: () => rare().makeConsole(), crypto: () => rare().makeCrypto(), ctx: () => rare().makeCtx(),
-    setTimeout: () => rare().makeTimers(), setInterval: () => rare().makeTimers(),
-    clearTimeout: () => rare().makeTimers(), clearInterval: () => rare().makeTimers(),
+    setTimeout: timers, setInterval: timers, clearTimeout: timers, clearInterval: timers,
   };
   const classes = { __proto__: null };
   const made = (name) =>

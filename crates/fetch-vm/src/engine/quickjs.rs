@@ -1016,7 +1016,8 @@ mod tests {
     }
 
     /// A prepared context holds the prelude without the part only some runs need (`rare.js`):
-    /// a script-mode run that fetches, reads its input and returns JSON never loads it; the
+    /// a script-mode run that fetches, reads its input, uses Headers or URL and returns JSON
+    /// never loads it; the
     /// first use of what it holds loads it once, whichever global is named first.
     #[test]
     fn the_rare_part_of_the_prelude_is_loaded_on_first_use_only() {
@@ -1033,7 +1034,7 @@ mod tests {
             let List((ok, _)): List<(bool, String)> =
                 to_json.call((Object::new(ctx.clone()).unwrap(),)).unwrap();
             ctx.eval(
-                "typeof fetch === 'function' && input.n === 2 && typeof FetchError === 'function'",
+                "typeof fetch === 'function' && input.n === 2 && typeof FetchError === 'function' && new Headers({ A: '1' }).get('a') === '1' && new URL('http://h/p').pathname === '/p'",
             )
             .map(|v: bool| v && ok)
             .unwrap()
