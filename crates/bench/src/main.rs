@@ -138,7 +138,7 @@ fn loopback_probe_us() -> Option<f64> {
     drop(c);
     let _ = echo.join();
     times.sort();
-    Some(times[times.len() / 2].as_secs_f64() * 1e6)
+    Some(percentile(&times, 0.5) * 1000.0)
 }
 
 /// The median time of writing 4 KiB over the start of a file and `fsync`ing it, in
@@ -158,7 +158,7 @@ fn fsync_probe_us() -> Option<f64> {
         times.push(t.elapsed());
     }
     times.sort();
-    Some(times[times.len() / 2].as_secs_f64() * 1e6)
+    Some(percentile(&times, 0.5) * 1000.0)
 }
 
 /// Milliseconds one core takes for a fixed loop of xorshift steps, the best of three: how fast
