@@ -53,7 +53,7 @@ fn main() -> Result<()> {
     }
     // as `sequential-ecosystem worker` runs by default (`--scheduling batch`)
     if which == "engine-worker" {
-        sequential_support::process::batch_scheduling()?;
+        sequential_tasker_engine::worker_scheduling()?;
     }
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)

@@ -64,7 +64,7 @@ pub fn main_ecosystem() -> ExitCode {
         scheduling: cli::Scheduling::Batch,
         ..
     } = &cli.command
-        && let Err(e) = sequential_support::process::batch_scheduling()
+        && let Err(e) = sequential_tasker_engine::worker_scheduling()
     {
         tracing::warn!(error = %e, "cannot run the worker under SCHED_BATCH; it runs under the default policy");
     }

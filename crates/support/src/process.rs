@@ -1,5 +1,5 @@
-//! This host's name, whether a process is still alive, and the scheduling policy of a
-//! throughput process.
+//! This host's name, whether a process is still alive, and the scheduling policies of a
+//! throughput process and of its background threads.
 
 /// This host's name (`localhost` when the system has none).
 pub fn hostname() -> String {
@@ -39,6 +39,24 @@ pub fn batch_scheduling() -> std::io::Result<()> {
         // SAFETY: `param` is a valid `sched_param` for SCHED_BATCH (priority 0); pid 0 is the
         // calling thread.
         if unsafe { libc::sched_setscheduler(0, libc::SCHED_BATCH, &param) } != 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+    }
+    Ok(())
+}
+
+/// Puts the calling thread under Linux's `SCHED_IDLE` policy: it runs only when no other
+/// thread of the machine wants a core (and keeps a sliver of time when they always do), so the
+/// work it does that nobody waits for fills the cores' idle moments instead of taking turns with
+/// the work that is waited for. A thread cannot leave that policy again without privileges.
+/// Elsewhere than Linux it does nothing.
+pub fn idle_scheduling() -> std::io::Result<()> {
+    #[cfg(target_os = "linux")]
+    {
+        let param = libc::sched_param { sched_priority: 0 };
+        // SAFETY: `param` is a valid `sched_param` for SCHED_IDLE (priority 0); pid 0 is the
+        // calling thread.
+        if unsafe { libc::sched_setscheduler(0, libc::SCHED_IDLE, &param) } != 0 {
             return Err(std::io::Error::last_os_error());
         }
     }

@@ -31,7 +31,7 @@ pub use journal::RecordKind;
 /// The graph core the engine drives graph tasks with (parse, check, step, fold).
 pub use sequential_flow_graph as flow_graph;
 pub use tools::{Tool, ToolCall, ToolRegistry};
-pub use worker::{StopHandle, WorkReport};
+pub use worker::{StopHandle, WorkReport, worker_scheduling};
 
 /// How an engine behaves.
 #[derive(Clone, Debug)]

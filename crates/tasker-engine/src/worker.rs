@@ -11,6 +11,18 @@ use crate::Engine;
 use crate::error::{Error, Result};
 use crate::failures::{self, Driven};
 
+/// Schedules this process as `sequential-ecosystem worker` does by default (`--scheduling
+/// batch`), for a process that keeps many runs in flight: the calling thread and every thread it
+/// starts afterwards (a Tokio runtime's included) under Linux's SCHED_BATCH
+/// ([`sequential_support::process::batch_scheduling`]), and the thread that frees finished runs'
+/// JavaScript contexts in the cores' idle time ([`sequential_fetch_vm::clean_up_in_idle_time`]).
+/// Call it before the threads are started. Errors when SCHED_BATCH is refused (the janitor's
+/// policy is set all the same); elsewhere than Linux it does nothing.
+pub fn worker_scheduling() -> std::io::Result<()> {
+    sequential_fetch_vm::clean_up_in_idle_time();
+    sequential_support::process::batch_scheduling()
+}
+
 /// How far a stop request has gone. Ordered: each level includes the ones before it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
 pub(crate) enum Level {

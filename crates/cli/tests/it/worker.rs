@@ -241,7 +241,7 @@ fn two_sigterms_mid_fetch_release_the_run_and_a_second_worker_finishes_it_at_onc
 }
 
 /// The scheduling policy of every thread of process `pid` (field 41 of `/proc/PID/task/*/stat`:
-/// 0 is SCHED_OTHER, 3 SCHED_BATCH), by thread name.
+/// 0 is SCHED_OTHER, 3 SCHED_BATCH, 5 SCHED_IDLE), by thread name.
 #[cfg(target_os = "linux")]
 fn policies(pid: u32) -> Vec<(String, u32)> {
     let mut out = Vec::new();
@@ -257,16 +257,16 @@ fn policies(pid: u32) -> Vec<(String, u32)> {
     out
 }
 
-/// A worker's threads — its main thread, the async runtime's (which run the code), the janitor
-/// that frees what a run's code left — run under SCHED_BATCH by default, and under the default policy with
-/// `--scheduling normal`.
+/// A worker's threads — its main thread and the async runtime's (which run the code) — run
+/// under SCHED_BATCH by default, and the janitor that frees what a run's code left under
+/// SCHED_IDLE; with `--scheduling normal` all of them under the default policy.
 #[cfg(target_os = "linux")]
 #[test]
 fn a_worker_runs_its_threads_under_sched_batch_unless_asked_for_the_default_policy() {
     let sb = task("steps", STEPS, None);
-    for (args, want, runs) in [
-        (&["worker"][..], 3, 1),
-        (&["worker", "--scheduling", "normal"][..], 0, 2),
+    for (args, want, janitor, runs) in [
+        (&["worker"][..], 3, 5, 1),
+        (&["worker", "--scheduling", "normal"][..], 0, 0, 2),
     ] {
         let worker = sb.cmd(args).spawn();
         sb.run(&["run", "steps", "--detach"]).ok();
@@ -274,13 +274,16 @@ fn a_worker_runs_its_threads_under_sched_batch_unless_asked_for_the_default_poli
         let seen = policies(worker.id());
         let out = stop(worker);
         assert_eq!(out.status.code(), Some(0));
+        let is_janitor = |name: &str| name.starts_with("fetch-vm-jan");
         assert!(
             seen.iter()
-                .any(|(name, _)| name.starts_with("fetch-vm-jan")),
-            "a run's code ran, and its engine went to the janitor: {seen:?}"
+                .any(|(name, p)| is_janitor(name) && *p == janitor),
+            "{args:?}: a run's code ran, its engine went to the janitor, which runs under policy {janitor}: {seen:?}"
         );
         // (jemalloc's page purger starts with the process, before `main`, and keeps the default)
-        let mut worker_threads = seen.iter().filter(|(name, _)| name != "jemalloc_bg_thd");
+        let mut worker_threads = seen
+            .iter()
+            .filter(|(name, _)| name != "jemalloc_bg_thd" && !is_janitor(name));
         assert!(
             worker_threads.all(|(_, p)| *p == want),
             "{args:?}: {seen:?}"

@@ -216,3 +216,55 @@ fn sessions_dropped_faster_than_the_janitor_frees_them_reuse_a_few_engines() {
         assert!(out.contains("ENGINES sessions 2000"), "{out}");
     }
 }
+
+/// The scheduling policy of this process's janitor thread (field 41 of
+/// `/proc/self/task/*/stat`; 5 is SCHED_IDLE), once it exists.
+#[cfg(target_os = "linux")]
+fn janitor_policy() -> Option<u32> {
+    std::fs::read_dir("/proc/self/task").ok()?.find_map(|task| {
+        let stat = std::fs::read_to_string(task.ok()?.path().join("stat")).ok()?;
+        let (head, rest) = stat.rsplit_once(')')?;
+        head.ends_with("fetch-vm-janito")
+            .then(|| rest.split_whitespace().nth(38)?.parse().ok())?
+    })
+}
+
+#[cfg(target_os = "linux")]
+fn idle_time_janitor_reuses_a_few_engines() {
+    sequential_fetch_vm::clean_up_in_idle_time();
+    const SESSIONS: u64 = 2000;
+    let options = Options::default();
+    for i in 0..SESSIONS {
+        let (s, step) = Session::start("[1, 2, 3].length", &Value::Null, vec![], &options).unwrap();
+        assert_eq!(step, Step::Completed(json!(3)), "session {i}");
+        drop(s);
+    }
+    let made = sequential_fetch_vm::session_engines_made();
+    println!("\nENGINES sessions {SESSIONS} engines {made}");
+    // the janitor starts with the first dropped session and takes its policy on its first turn
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let mut policy = janitor_policy();
+    while policy != Some(5) && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(10));
+        policy = janitor_policy();
+    }
+    assert_eq!(policy, Some(5), "the janitor runs under SCHED_IDLE");
+    // a start never waits for the janitor then: it takes an engine the janitor has not begun
+    // (finishing it itself) or, only when there is none, makes one
+    assert!(
+        made <= 16,
+        "{made} engines for {SESSIONS} sessions dropped one after another"
+    );
+}
+
+/// Alone in a child process: the janitor's policy is the process's.
+#[cfg(target_os = "linux")]
+#[test]
+fn a_janitor_in_idle_time_runs_under_sched_idle_and_sessions_still_reuse_a_few_engines() {
+    let test =
+        "a_janitor_in_idle_time_runs_under_sched_idle_and_sessions_still_reuse_a_few_engines";
+    let body = idle_time_janitor_reuses_a_few_engines;
+    if let Some(out) = alone(module_path!(), test, "FETCH_VM_IDLE_JANITOR_CHILD", body) {
+        assert!(out.contains("ENGINES sessions 2000"), "{out}");
+    }
+}
