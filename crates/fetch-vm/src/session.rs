@@ -465,9 +465,9 @@ static JANITOR_IN_IDLE_TIME: AtomicBool = AtomicBool::new(false);
 /// janitor has not begun, or makes one. For a worker process that keeps many runs in flight
 /// (`sequential-ecosystem worker` asks for it); elsewhere than Linux it changes nothing.
 ///
-/// Measured on the engine benchmark's worker (2 cores, 64 runs in flight, four interleaved
-/// pairs): the cores idled 6–9% of the window instead of 12%, runs per second rose about 4.5%
-/// and the worker's CPU per run about 1.5% (docs/benchmarks.md).
+/// Measured on the engine benchmark's worker (2 cores, 64 runs in flight, seven interleaved
+/// pairs): the cores idled 4–10% of the window instead of 12–14%, about 5% more runs per second
+/// at the same CPU per run (docs/benchmarks.md).
 pub fn clean_up_in_idle_time() {
     JANITOR_IN_IDLE_TIME.store(true, Ordering::Relaxed);
 }
