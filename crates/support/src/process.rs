@@ -34,14 +34,8 @@ pub fn pid_is_dead(pid: i32) -> bool {
 /// ten-step run and 5% more runs per second (docs/benchmarks.md).
 pub fn batch_scheduling() -> std::io::Result<()> {
     #[cfg(target_os = "linux")]
-    {
-        let param = libc::sched_param { sched_priority: 0 };
-        // SAFETY: `param` is a valid `sched_param` for SCHED_BATCH (priority 0); pid 0 is the
-        // calling thread.
-        if unsafe { libc::sched_setscheduler(0, libc::SCHED_BATCH, &param) } != 0 {
-            return Err(std::io::Error::last_os_error());
-        }
-    }
+    return own_policy(libc::SCHED_BATCH);
+    #[cfg(not(target_os = "linux"))]
     Ok(())
 }
 
@@ -52,13 +46,19 @@ pub fn batch_scheduling() -> std::io::Result<()> {
 /// Elsewhere than Linux it does nothing.
 pub fn idle_scheduling() -> std::io::Result<()> {
     #[cfg(target_os = "linux")]
-    {
-        let param = libc::sched_param { sched_priority: 0 };
-        // SAFETY: `param` is a valid `sched_param` for SCHED_IDLE (priority 0); pid 0 is the
-        // calling thread.
-        if unsafe { libc::sched_setscheduler(0, libc::SCHED_IDLE, &param) } != 0 {
-            return Err(std::io::Error::last_os_error());
-        }
+    return own_policy(libc::SCHED_IDLE);
+    #[cfg(not(target_os = "linux"))]
+    Ok(())
+}
+
+/// Puts the calling thread under `policy`, one of the policies without a static priority.
+#[cfg(target_os = "linux")]
+fn own_policy(policy: libc::c_int) -> std::io::Result<()> {
+    let param = libc::sched_param { sched_priority: 0 };
+    // SAFETY: `param` is a valid `sched_param` for SCHED_OTHER, SCHED_BATCH and SCHED_IDLE
+    // (priority 0); pid 0 is the calling thread.
+    if unsafe { libc::sched_setscheduler(0, policy, &param) } != 0 {
+        return Err(std::io::Error::last_os_error());
     }
     Ok(())
 }
@@ -66,6 +66,33 @@ pub fn idle_scheduling() -> std::io::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The calling thread's policy (field 41 of `/proc/thread-self/stat`).
+    #[cfg(target_os = "linux")]
+    fn own_policy_now() -> u32 {
+        let stat = std::fs::read_to_string("/proc/thread-self/stat").unwrap();
+        let rest = stat.rsplit_once(')').unwrap().1;
+        rest.split_whitespace().nth(38).unwrap().parse().unwrap()
+    }
+
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn a_thread_sets_its_own_policy_which_the_threads_it_starts_inherit() {
+        let mine = own_policy_now();
+        let seen = std::thread::spawn(|| {
+            batch_scheduling().unwrap();
+            let batch = own_policy_now();
+            idle_scheduling().unwrap();
+            let idle = own_policy_now();
+            let started = std::thread::spawn(own_policy_now).join().unwrap();
+            (batch, idle, started)
+        })
+        .join()
+        .unwrap();
+        // 3 is SCHED_BATCH, 5 SCHED_IDLE
+        assert_eq!(seen, (3, 5, 5));
+        assert_eq!(own_policy_now(), mine, "other threads keep theirs");
+    }
 
     #[test]
     fn this_process_lives_and_a_huge_pid_does_not() {
