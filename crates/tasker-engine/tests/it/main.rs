@@ -865,3 +865,47 @@ async fn a_journal_that_already_ends_the_run_is_settled_without_a_second_end() {
         assert_eq!(ends, 1, "{backend}: the end was appended twice");
     }
 }
+
+/// What a run started and driven by one engine (as `sequential-ecosystem run` does) costs in
+/// commits, the unit of its latency on a disk that syncs: one to start and claim it, one before
+/// each call (the results so far and the call's `call.requested`, durable before it is sent),
+/// one to settle (the last results with the end). A change that adds one fails here.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_run_commits_once_to_start_once_per_call_and_once_to_settle() {
+    let server = CountingServer::start();
+    let url = server.url();
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("s.db");
+    let store = Arc::new(sequential_adaptor_sqlite::SqliteStore::open(path).unwrap());
+    let f = Fixture {
+        engine: Engine::new(store.clone(), EngineConfig::default()).unwrap(),
+        store: store.clone(),
+        _dir: dir,
+    };
+    let engine = &f.engine;
+    let code = format!(
+        "let n = 0;\nfor (let i = 0; i < input.steps; i++) {{ n += fetch(`{url}/step/${{i + 1}}`).i; }}\nn"
+    );
+    let t = task(&f, "steps", &code).await;
+    for steps in [1u64, 3] {
+        let before = store.writer_stats().transactions;
+        let claimed = StartOptions {
+            claim: true,
+            ..StartOptions::default()
+        };
+        let run = engine
+            .start(&t, json!({ "steps": steps }), claimed)
+            .await
+            .unwrap();
+        let run = engine.run_until_settled(run.id, None).await.unwrap();
+        assert_eq!(run.status, RunStatus::Succeeded, "{run:?}");
+        let commits = store.writer_stats().transactions - before;
+        assert_eq!(commits, 1 + steps + 1, "{steps} step(s)");
+        let mut want = vec!["run.started".to_string()];
+        for _ in 0..steps {
+            want.extend(["call.requested".to_string(), "call.completed".to_string()]);
+        }
+        want.push("run.succeeded".into());
+        assert_eq!(kinds(&f, &run).await, want, "{steps} step(s)");
+    }
+}
