@@ -251,7 +251,7 @@ On Linux the worker's threads run under SCHED_BATCH (--scheduling batch): the sa
 share of the CPU, but a thread handed work does not preempt the one that handed it over, which
 saves a switch at every step (9% less CPU per run in the engine benchmark). The thread that
 frees finished runs' JavaScript contexts runs under SCHED_IDLE then: its work fills the moments
-the cores would idle while every run waits for a commit or a response (about 4% more runs per
+the cores would idle while every run waits for a commit or a response (about 5% more runs per
 second). --scheduling normal leaves every thread under the default policy.")]
     Worker {
         /// Runs driven at once.

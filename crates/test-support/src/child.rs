@@ -48,6 +48,28 @@ pub fn relaunch(test: impl AsRef<str>, var: &str, value: &str) -> Command {
     cmd
 }
 
+/// The scheduling policy of every thread of process `pid`, with the thread's name (field 41 of
+/// Linux's `/proc/PID/task/*/stat`: 0 is SCHED_OTHER, 3 SCHED_BATCH, 5 SCHED_IDLE); threads
+/// that end while they are read are left out.
+///
+/// # Panics
+/// When `/proc/PID/task` cannot be read (no such process, or not Linux).
+pub fn thread_policies(pid: u32) -> Vec<(String, u32)> {
+    let tasks = std::fs::read_dir(format!("/proc/{pid}/task"))
+        .unwrap_or_else(|e| panic!("reading /proc/{pid}/task: {e}"));
+    let mut out = Vec::new();
+    for task in tasks {
+        let Ok(stat) = std::fs::read_to_string(task.unwrap().path().join("stat")) else {
+            continue; // the thread ended meanwhile
+        };
+        let (head, rest) = stat.rsplit_once(')').unwrap();
+        let name = head.split_once('(').unwrap().1.to_string();
+        let policy = rest.split_whitespace().nth(38).unwrap().parse().unwrap();
+        out.push((name, policy));
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

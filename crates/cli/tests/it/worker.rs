@@ -240,23 +240,6 @@ fn two_sigterms_mid_fetch_release_the_run_and_a_second_worker_finishes_it_at_onc
     assert!(keys[0].as_deref().unwrap_or("").starts_with(id), "{keys:?}");
 }
 
-/// The scheduling policy of every thread of process `pid` (field 41 of `/proc/PID/task/*/stat`:
-/// 0 is SCHED_OTHER, 3 SCHED_BATCH, 5 SCHED_IDLE), by thread name.
-#[cfg(target_os = "linux")]
-fn policies(pid: u32) -> Vec<(String, u32)> {
-    let mut out = Vec::new();
-    for task in std::fs::read_dir(format!("/proc/{pid}/task")).unwrap() {
-        let Ok(stat) = std::fs::read_to_string(task.unwrap().path().join("stat")) else {
-            continue; // the thread ended meanwhile
-        };
-        let (head, rest) = stat.rsplit_once(')').unwrap();
-        let name = head.split_once('(').unwrap().1.to_string();
-        let policy = rest.split_whitespace().nth(38).unwrap().parse().unwrap();
-        out.push((name, policy));
-    }
-    out
-}
-
 /// A worker's threads — its main thread and the async runtime's (which run the code) — run
 /// under SCHED_BATCH by default, and the janitor that frees what a run's code left under
 /// SCHED_IDLE; with `--scheduling normal` all of them under the default policy.
@@ -271,7 +254,7 @@ fn a_worker_runs_its_threads_under_sched_batch_unless_asked_for_the_default_poli
         let worker = sb.cmd(args).spawn();
         sb.run(&["run", "steps", "--detach"]).ok();
         wait_for_succeeded(&sb, &[], "steps", runs);
-        let seen = policies(worker.id());
+        let seen = sequential_test_support::child::thread_policies(worker.id());
         let out = stop(worker);
         assert_eq!(out.status.code(), Some(0));
         let is_janitor = |name: &str| name.starts_with("fetch-vm-jan");

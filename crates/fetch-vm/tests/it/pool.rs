@@ -217,16 +217,12 @@ fn sessions_dropped_faster_than_the_janitor_frees_them_reuse_a_few_engines() {
     }
 }
 
-/// The scheduling policy of this process's janitor thread (field 41 of
-/// `/proc/self/task/*/stat`; 5 is SCHED_IDLE), once it exists.
+/// The scheduling policy of this process's janitor thread (5 is SCHED_IDLE), once it exists.
 #[cfg(target_os = "linux")]
 fn janitor_policy() -> Option<u32> {
-    std::fs::read_dir("/proc/self/task").ok()?.find_map(|task| {
-        let stat = std::fs::read_to_string(task.ok()?.path().join("stat")).ok()?;
-        let (head, rest) = stat.rsplit_once(')')?;
-        head.ends_with("fetch-vm-janito")
-            .then(|| rest.split_whitespace().nth(38)?.parse().ok())?
-    })
+    sequential_test_support::child::thread_policies(std::process::id())
+        .into_iter()
+        .find_map(|(name, policy)| (name == "fetch-vm-janito").then_some(policy))
 }
 
 #[cfg(target_os = "linux")]
