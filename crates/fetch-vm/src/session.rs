@@ -513,10 +513,13 @@ fn engine_for(stack: usize) -> Result<Vm, Error> {
 fn janitor(vm: Vm) {
     let mut b = backlog();
     if b.thread.is_none() {
+        // the new thread takes its scheduling policy before anything is queued for it
+        let (ready, started) = std::sync::mpsc::channel();
         let made = std::thread::Builder::new()
             .name("fetch-vm-janitor".into())
-            .spawn(janitor_thread)
-            .is_ok();
+            .spawn(move || janitor_thread(ready))
+            .is_ok()
+            && started.recv().is_ok();
         b.thread = Some(made);
     }
     if b.thread == Some(true) && b.queue.len() < MAX_BACKLOG {
@@ -531,16 +534,25 @@ fn janitor(vm: Vm) {
     }
 }
 
-fn janitor_thread() {
+/// Puts the janitor thread under SCHED_IDLE once [`clean_up_in_idle_time`] asks for it.
+fn idle_time_if_asked(in_idle_time: &mut bool) {
+    if !*in_idle_time && JANITOR_IN_IDLE_TIME.load(Ordering::Relaxed) {
+        *in_idle_time = true;
+        // (lowering a thread's own priority is never refused; were it, the janitor would simply
+        // keep the policy it has)
+        let _ = sequential_support::process::idle_scheduling();
+    }
+}
+
+/// The janitor's loop; `ready` is told once the thread has taken its scheduling policy (see
+/// [`clean_up_in_idle_time`]; asked for later, the policy is taken at the next turn).
+fn janitor_thread(ready: std::sync::mpsc::Sender<()>) {
     let mut in_idle_time = false;
+    idle_time_if_asked(&mut in_idle_time);
+    let _ = ready.send(());
     let mut b = backlog();
     loop {
-        if !in_idle_time && JANITOR_IN_IDLE_TIME.load(Ordering::Relaxed) {
-            in_idle_time = true;
-            // (lowering a thread's own priority is never refused; were it, the janitor would
-            // simply keep the policy it has)
-            let _ = sequential_support::process::idle_scheduling();
-        }
+        idle_time_if_asked(&mut in_idle_time);
         let Some(vm) = b.queue.pop_front() else {
             let (next, _) = QUEUED
                 .wait_timeout(b, IDLE_FOR / 2)
