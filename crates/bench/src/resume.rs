@@ -7,6 +7,8 @@
 //! - The RSS of an idle `engine-worker` process, and of one holding 1,000 live runs paused at a
 //!   fetch (a loopback server that accepts the requests and never answers), in module mode
 //!   (`await fetch`) and in script mode (a blocking `fetch`).
+//! - The RSS of one holding 10,000 runs waiting for an event (each has stored its wait and left
+//!   the worker; the design card's target, ≤ 60 MiB).
 
 use std::path::Path;
 use std::sync::Arc;
@@ -14,7 +16,9 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
-use sequential_adaptor::{NewTaskVersion, RunStatus, StorageAdapter, TaskName, now_millis};
+use sequential_adaptor::{
+    NewTaskVersion, Page, RunFilter, RunStatus, StorageAdapter, TaskName, now_millis,
+};
 use sequential_tasker_engine::{Engine, EngineConfig, StartOptions};
 use serde_json::json;
 use tokio::io::AsyncReadExt;
@@ -26,6 +30,12 @@ const WAITING: &str = "export default async function (input, ctx) {\n  let last;
 const PAUSED_MODULE: &str = "export default async function (input) {\n  const r = await fetch(`${input.url}/hang`);\n  return r.status;\n}";
 
 const PAUSED_SCRIPT: &str = "const r = fetch(`${input.url}/hang`);\nr.status";
+
+const WAITING_FOR_EVENT: &str =
+    "export default async function (input, ctx) {\n  return await ctx.waitForEvent('go');\n}";
+
+/// Runs waiting for an event in the memory case.
+const WAITERS: usize = 10_000;
 
 /// Live runs held for the memory case.
 const PAUSED: usize = 1000;
@@ -41,6 +51,8 @@ pub(crate) struct Report {
     pub(crate) idle_rss: u64,
     /// RSS with [`PAUSED`] runs paused at a fetch: module mode, script mode.
     pub(crate) paused: [u64; 2],
+    /// RSS with [`WAITERS`] runs waiting for an event.
+    pub(crate) waiting: u64,
 }
 
 impl Report {
@@ -48,9 +60,11 @@ impl Report {
     pub(crate) fn section(&self) -> String {
         let mib = |b: u64| b as f64 / (1024.0 * 1024.0);
         let mut md = format!(
-            "Resume and memory (SQLite): a module task that makes ten fetches, then waits for an event; the event is sent and the run resumed {} times each way, one at a time. *Hot*: the engine that parked the run still holds its live session. *Cold*: another engine resumes it (as after a restart, or on another worker): the session is rebuilt by replaying the ten recorded fetches from the journal (checked: that engine made no hot resume). Memory: RSS of an `engine-worker` process (concurrency {PAUSED}) when idle, and holding {PAUSED} live runs paused at a fetch to a loopback server that never answers, read {} s after the last of them reached its fetch (a run whose calls are out longer than the engine's `park_after`, 200 ms, holds its journal instead of a JavaScript session; its session is rebuilt by replay when the fetch returns).\n\n",
+            "Resume and memory (SQLite): a module task that makes ten fetches, then waits for an event; the event is sent and the run resumed {} times each way, one at a time. *Hot*: the engine that parked the run still holds its live session. *Cold*: another engine resumes it (as after a restart, or on another worker): the session is rebuilt by replaying the ten recorded fetches from the journal (checked: that engine made no hot resume). Memory: RSS of an `engine-worker` process (concurrency {PAUSED}) when idle, and holding {PAUSED} live runs paused at a fetch to a loopback server that never answers, read {} s after the last of them reached its fetch (a run whose calls are out longer than the engine's `park_after`, 200 ms, holds its journal instead of a JavaScript session; its session is rebuilt by replay when the fetch returns); and holding {WAITERS} runs waiting for an event, read {} s after the last of them was stored as waiting (the worker keeps the live sessions of the {} most recently parked, for hot resumes).\n\n",
             self.runs,
-            SETTLE.as_secs()
+            SETTLE.as_secs(),
+            SETTLE.as_secs(),
+            EngineConfig::default().max_hot_sessions
         );
         md.push_str("| measure | p50 | p99 |\n|---|---:|---:|\n");
         for (what, d) in [
@@ -86,6 +100,11 @@ impl Report {
             "| {PAUSED} live runs paused at a fetch, script mode | {:.1} MiB ({:.0} KiB per run over idle) | measured and reported | — |\n",
             mib(script),
             script.saturating_sub(self.idle_rss) as f64 / 1024.0 / PAUSED as f64,
+        ));
+        md.push_str(&format!(
+            "| {WAITERS} runs waiting for an event | {:.1} MiB | ≤ 60 MiB (design card, §9) | {} |\n",
+            mib(self.waiting),
+            crate::engine::verdict(mib(self.waiting) <= 60.0)
         ));
         md
     }
@@ -193,9 +212,24 @@ async fn hanging_server() -> Result<(String, Arc<AtomicUsize>)> {
     Ok((url, seen))
 }
 
-/// Starts a worker on a fresh store, reads its idle RSS, then starts [`PAUSED`] runs of `code`
-/// and reads its RSS once all of them wait on the server. Returns (idle, paused).
-async fn paused_rss(dir: &Path, name: &str, code: &str) -> Result<(u64, u64)> {
+/// What the runs of a memory case are held by.
+#[derive(Clone, Copy)]
+enum Held {
+    /// A fetch to a loopback server that never answers (live runs).
+    Fetch,
+    /// An event that never comes (runs stored as waiting).
+    Event,
+}
+
+/// Starts a worker on a fresh store, reads its idle RSS, then starts `runs` runs of `code` and
+/// reads its RSS once all of them are held as `held` says. Returns (idle, held).
+async fn held_rss(
+    dir: &Path,
+    name: &str,
+    code: &str,
+    runs: usize,
+    held: Held,
+) -> Result<(u64, u64)> {
     let path = dir.join(format!("{name}.db"));
     let store: Arc<dyn StorageAdapter> =
         Arc::new(sequential_adaptor_sqlite::SqliteStore::open(&path)?);
@@ -221,22 +255,51 @@ async fn paused_rss(dir: &Path, name: &str, code: &str) -> Result<(u64, u64)> {
         tokio::time::sleep(Duration::from_millis(500)).await;
         let idle = rss_of(worker.id())?;
         let starter = Engine::new(store.clone(), EngineConfig::default())?;
-        for _ in 0..PAUSED {
-            starter
-                .start(&task, json!({ "url": url }), StartOptions::default())
-                .await?;
+        // a few starters at once, as clients would: one at a time, 10,000 starts take a while
+        let mut starts = tokio::task::JoinSet::new();
+        for part in 0..8 {
+            let (starter, task, url) = (starter.clone(), task.clone(), url.clone());
+            starts.spawn(async move {
+                for _ in (part..runs).step_by(8) {
+                    starter
+                        .start(&task, json!({ "url": url }), StartOptions::default())
+                        .await?;
+                }
+                anyhow::Ok(())
+            });
+        }
+        while let Some(done) = starts.join_next().await {
+            done??;
         }
         let deadline = Instant::now() + Duration::from_secs(120);
-        while seen.load(Ordering::Relaxed) < PAUSED {
-            if Instant::now() > deadline {
-                bail!(
-                    "{name}: only {} of {PAUSED} runs reached their fetch in 120 s",
-                    seen.load(Ordering::Relaxed)
-                );
+        loop {
+            let reached = match held {
+                Held::Fetch => seen.load(Ordering::Relaxed),
+                Held::Event => {
+                    let filter = RunFilter {
+                        task: Some(task.clone()),
+                        statuses: vec![RunStatus::Waiting],
+                    };
+                    store
+                        .list_runs(&filter, Page::first(runs))
+                        .await?
+                        .runs
+                        .len()
+                }
+            };
+            if reached >= runs {
+                break;
             }
-            tokio::time::sleep(Duration::from_millis(50)).await;
+            if Instant::now() > deadline {
+                bail!("{name}: only {reached} of {runs} runs were held in 120 s");
+            }
+            tokio::time::sleep(Duration::from_millis(match held {
+                Held::Fetch => 50,
+                Held::Event => 500,
+            }))
+            .await;
         }
-        // paused runs stay paused: read the RSS once the worker has settled into holding them
+        // held runs stay held: read the RSS once the worker has settled into holding them
         tokio::time::sleep(SETTLE).await;
         Ok((idle, rss_of(worker.id())?))
     }
@@ -253,13 +316,37 @@ pub(crate) async fn measure(url: &str, n: usize) -> Result<Report> {
     eprintln!("resume: {n} hot and {n} cold resumes of a waiting ten-fetch run");
     let (hot, cold) = resumes(dir.path(), url, n).await?;
     eprintln!("memory: an idle worker, then {PAUSED} runs paused at a fetch (module, script)");
-    let (idle, module) = paused_rss(dir.path(), "paused-module", PAUSED_MODULE).await?;
-    let (_, script) = paused_rss(dir.path(), "paused-script", PAUSED_SCRIPT).await?;
+    let (idle, module) = held_rss(
+        dir.path(),
+        "paused-module",
+        PAUSED_MODULE,
+        PAUSED,
+        Held::Fetch,
+    )
+    .await?;
+    let (_, script) = held_rss(
+        dir.path(),
+        "paused-script",
+        PAUSED_SCRIPT,
+        PAUSED,
+        Held::Fetch,
+    )
+    .await?;
+    eprintln!("memory: {WAITERS} runs waiting for an event");
+    let (_, waiting) = held_rss(
+        dir.path(),
+        "waiting-event",
+        WAITING_FOR_EVENT,
+        WAITERS,
+        Held::Event,
+    )
+    .await?;
     Ok(Report {
         runs: n,
         hot,
         cold,
         idle_rss: idle,
         paused: [module, script],
+        waiting,
     })
 }
