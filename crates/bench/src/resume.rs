@@ -60,9 +60,10 @@ impl Report {
     pub(crate) fn section(&self) -> String {
         let mib = |b: u64| b as f64 / (1024.0 * 1024.0);
         let mut md = format!(
-            "Resume and memory (SQLite): a module task that makes ten fetches, then waits for an event; the event is sent and the run resumed {} times each way, one at a time. *Hot*: the engine that parked the run still holds its live session. *Cold*: another engine resumes it (as after a restart, or on another worker): the session is rebuilt by replaying the ten recorded fetches from the journal (checked: that engine made no hot resume). Memory: RSS of an `engine-worker` process (concurrency {PAUSED}) when idle, and holding {PAUSED} live runs paused at a fetch to a loopback server that never answers, read {} s after the last of them reached its fetch (a run whose calls are out longer than the engine's `park_after`, 200 ms, holds its journal instead of a JavaScript session; its session is rebuilt by replay when the fetch returns); and holding {WAITERS} runs waiting for an event, read {} s after the last of them was stored as waiting (the worker keeps the live sessions of the {} most recently parked, for hot resumes).\n\n",
+            "Resume and memory (SQLite): a module task that makes ten fetches, then waits for an event; the event is sent and the run resumed {} times each way, one at a time. *Hot*: the engine that parked the run still holds its live session. *Cold*: another engine resumes it (as after a restart, or on another worker): the session is rebuilt by replaying the ten recorded fetches from the journal (checked: that engine made no hot resume). Memory: RSS of an `engine-worker` process (concurrency {PAUSED}) when idle, and holding {PAUSED} live runs paused at a fetch to a loopback server that never answers, read {} s after the last of them reached its fetch (a run whose calls are out longer than the engine's `park_after`, 200 ms, holds its journal instead of a JavaScript session; its session is rebuilt by replay when the fetch returns); and, with the engine's default concurrency ({}, as `sequential-ecosystem worker` runs), holding {WAITERS} runs waiting for an event, read {} s after the last of them was stored as waiting (such a run is in storage, not in the worker, which keeps only the live sessions of the {} most recently parked, for hot resumes).\n\n",
             self.runs,
             SETTLE.as_secs(),
+            EngineConfig::default().concurrency,
             SETTLE.as_secs(),
             EngineConfig::default().max_hot_sessions
         );
@@ -102,7 +103,7 @@ impl Report {
             script.saturating_sub(self.idle_rss) as f64 / 1024.0 / PAUSED as f64,
         ));
         md.push_str(&format!(
-            "| {WAITERS} runs waiting for an event | {:.1} MiB | ≤ 60 MiB (design card, §9) | {} |\n",
+            "| {WAITERS} runs waiting for an event (default concurrency) | {:.1} MiB | ≤ 60 MiB (design card, §9) | {} |\n",
             mib(self.waiting),
             crate::engine::verdict(mib(self.waiting) <= 60.0)
         ));
@@ -221,13 +222,14 @@ enum Held {
     Event,
 }
 
-/// Starts a worker on a fresh store, reads its idle RSS, then starts `runs` runs of `code` and
-/// reads its RSS once all of them are held as `held` says. Returns (idle, held).
+/// Starts a worker (`concurrency` runs at a time) on a fresh store, reads its idle RSS, then
+/// starts `runs` runs of `code` and reads its RSS once all of them are held as `held` says.
+/// Returns (idle, held).
 async fn held_rss(
     dir: &Path,
     name: &str,
     code: &str,
-    runs: usize,
+    (runs, concurrency): (usize, usize),
     held: Held,
 ) -> Result<(u64, u64)> {
     let path = dir.join(format!("{name}.db"));
@@ -240,7 +242,7 @@ async fn held_rss(
         .arg("engine-worker")
         .arg("sqlite")
         .arg(&path)
-        .arg(PAUSED.to_string())
+        .arg(concurrency.to_string())
         .stdin(std::process::Stdio::piped())
         .stdout(std::process::Stdio::piped())
         .spawn()
@@ -320,7 +322,7 @@ pub(crate) async fn measure(url: &str, n: usize) -> Result<Report> {
         dir.path(),
         "paused-module",
         PAUSED_MODULE,
-        PAUSED,
+        (PAUSED, PAUSED),
         Held::Fetch,
     )
     .await?;
@@ -328,7 +330,7 @@ pub(crate) async fn measure(url: &str, n: usize) -> Result<Report> {
         dir.path(),
         "paused-script",
         PAUSED_SCRIPT,
-        PAUSED,
+        (PAUSED, PAUSED),
         Held::Fetch,
     )
     .await?;
@@ -337,7 +339,7 @@ pub(crate) async fn measure(url: &str, n: usize) -> Result<Report> {
         dir.path(),
         "waiting-event",
         WAITING_FOR_EVENT,
-        WAITERS,
+        (WAITERS, EngineConfig::default().concurrency),
         Held::Event,
     )
     .await?;
